@@ -1,0 +1,221 @@
+"""`astra`: the one command line for the Astra platform (see `astra --help`).
+
+Exit codes: 0 ok, 2 usage error, 3 finished with some inputs quarantined or rejected, 1 anything else.
+Data commands print one JSON summary line on stdout, last; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from astra import __version__
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    """Bad arguments or inputs the user can fix; exits with code 2."""
+
+
+def _emit(summary: dict) -> None:
+    print(json.dumps(summary), flush=True)
+
+
+# --- astra sim world -----------------------------------------------------------------------------
+
+
+def cmd_sim_world(args: argparse.Namespace) -> int:
+    from sim.world import generate_world, write_world
+
+    from schemas.world import WORLD_KINDS
+
+    if args.kind not in WORLD_KINDS:
+        raise UsageError(f"unknown kind {args.kind!r}; choose one of {', '.join(WORLD_KINDS)}")
+    world = generate_world(args.kind, args.seed, dynamic=args.dynamic)
+    write_world(world, args.out)
+    _emit(
+        {
+            "world": str(args.out),
+            "kind": world.kind,
+            "seed": world.seed,
+            "site": world.site,
+            "rooms": len(world.rooms),
+            "landmarks": len(world.landmarks),
+            "agents": len(world.agents),
+        }
+    )
+    return EXIT_OK
+
+
+# --- astra record --------------------------------------------------------------------------------
+
+RECORD_DATAFLOW = PROJECT_ROOT / "dataflows" / "record.yml"
+_PROGRESS = re.compile(r"stdout\s+sensor: progress ([0-9.]+)")
+
+
+def _run_episode(env: dict[str, str], seconds: float, log_path: Path, bar: tqdm) -> None:
+    """Run one `dora run` of the record dataflow, following the sensor's progress lines."""
+    # Nodes run with the first `python` on PATH: make it this environment's.
+    env = {**os.environ, **env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    deadline = time.monotonic() + 120 + 20 * seconds
+    with (
+        open(log_path, "w") as log,
+        subprocess.Popen(
+            ["dora", "run", str(RECORD_DATAFLOW)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        ) as proc,
+    ):
+        for line in proc.stdout:
+            log.write(line)
+            if match := _PROGRESS.search(line):
+                bar.n = min(float(match.group(1)), seconds)
+                bar.refresh()
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"recording did not finish in time; see {log_path}")
+        if proc.wait() != 0:
+            raise RuntimeError(f"dora run failed with exit code {proc.returncode}; see {log_path}")
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from datasets.recording import summarize
+    from schemas.world import World
+
+    try:
+        world = World.load(args.world)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc
+    if args.episodes < 1 or args.seconds <= 0:
+        raise UsageError("--episodes must be >= 1 and --seconds > 0")
+    args.out.mkdir(parents=True, exist_ok=True)
+    summaries = []
+    for index in range(args.episodes):
+        seed = args.seed + index
+        stem = f"{world.site}-{args.robot_id}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-s{seed}"
+        mcap = (args.out / f"{stem}.mcap").resolve()
+        rrd = (
+            args.rrd
+            if args.rrd and args.episodes == 1
+            else (args.rrd.with_stem(f"{args.rrd.stem}-{index}") if args.rrd else mcap.with_suffix(".rrd"))
+        )
+        env = {
+            "ASTRA_WORLD": str(Path(args.world).resolve()),
+            "ASTRA_SECONDS": str(args.seconds),
+            "ASTRA_SEED": str(seed),
+            "ASTRA_MCAP": str(mcap),
+            "ASTRA_RRD": str(Path(rrd).resolve()),
+            "ASTRA_ROBOT_ID": args.robot_id,
+            "ASTRA_CAMERA_WIDTH": str(args.camera_width),
+            "ASTRA_CAMERA_HEIGHT": str(args.camera_height),
+        }
+        with tqdm(
+            total=args.seconds,
+            desc=f"episode {index + 1}/{args.episodes}",
+            unit="sim s",
+            file=sys.stderr,
+            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} sim s [{elapsed}<{remaining}]",
+        ) as bar:
+            _run_episode(env, args.seconds, mcap.with_suffix(".dora.log"), bar)
+        summary = summarize(mcap)
+        summaries.append({**summary.to_dict(), "rrd": str(rrd)})
+        _print_episode(summary.to_dict())
+    _emit(
+        {
+            "episodes": len(summaries),
+            "mcaps": [s["path"] for s in summaries],
+            "distance_m": round(sum(s["distance_m"] for s in summaries), 3),
+            "collisions": sum(s["collisions"] for s in summaries),
+            "summaries": summaries,
+        }
+    )
+    return EXIT_OK
+
+
+def _print_episode(summary: dict) -> None:
+    """Human-readable episode summary on stderr (stdout carries the JSON line)."""
+    out = sys.stderr
+    print(f"\nMCAP: {summary['path']}", file=out)
+    print(
+        f"duration {summary['duration_s']:.1f} s, distance {summary['distance_m']:.1f} m, "
+        f"collisions {summary['collisions']}",
+        file=out,
+    )
+    print(f"{'topic':42} {'messages':>9} {'rate Hz':>8}", file=out)
+    for topic, stats in summary["topics"].items():
+        print(f"{topic:42} {stats['count']:>9} {stats['rate_hz']:>8.1f}", file=out)
+
+
+# --- parser --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="astra",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Exit codes: 0 ok, 2 usage error, 3 some inputs rejected, 1 other errors.",
+    )
+    parser.add_argument("--version", action="version", version=f"astra {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sim = commands.add_parser("sim", help="simulator tools: generate worlds")
+    sim_commands = sim.add_subparsers(dest="sim_command", required=True, metavar="SIM_COMMAND")
+    world = sim_commands.add_parser(
+        "world",
+        help="generate a procedural building (world.json, world.xml, textures)",
+        description="Generate a procedural building. The same kind and seed give byte-identical files.",
+    )
+    world.add_argument("--kind", required=True, help="office | warehouse | home | hospital")
+    world.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    world.add_argument("--out", type=Path, required=True, help="output folder")
+    world.add_argument("--dynamic", action="store_true", help="add people and carts that walk fixed loops")
+    world.set_defaults(func=cmd_sim_world)
+
+    record = commands.add_parser(
+        "record",
+        help="record expert tours of a world to MCAP (runs dataflows/record.yml)",
+        description="Run the data-collection dataflow once per episode: the simulated robot tours every room "
+        "under the expert driver and the safety layer; every topic goes to one MCAP per episode "
+        "(ROS 2 encoding) and a Rerun .rrd.",
+    )
+    record.add_argument("--world", type=Path, required=True, help="folder written by `astra sim world`")
+    record.add_argument("--episodes", type=int, default=1, help="number of episodes (default 1)")
+    record.add_argument("--seconds", type=float, default=60.0, help="simulated seconds per episode (default 60)")
+    record.add_argument("--out", type=Path, default=Path("data/logs"), help="MCAP folder (default data/logs)")
+    record.add_argument("--seed", type=int, default=0, help="seed of the first episode; episode i uses seed+i")
+    record.add_argument("--robot-id", default="astra-sim-01", help="robot id stored in each recording")
+    record.add_argument("--camera-width", type=int, default=320, help="camera width in pixels (default 320)")
+    record.add_argument("--camera-height", type=int, default=240, help="camera height in pixels (default 240)")
+    record.add_argument("--rrd", type=Path, help="Rerun recording path (default: next to each MCAP)")
+    record.set_defaults(func=cmd_record)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        parser.error(str(exc))  # exits 2
+    except (RuntimeError, OSError) as exc:
+        print(f"astra: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""The actuation safety layer: whatever a planner or driver asks, the robot stays within limits.
+
+Pure and clock-agnostic: callers pass `now_ns` from the robot's clock (simulation time in sim,
+wall time on hardware), so the same core runs in both and is testable without dora.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from schemas.messages import Twist
+
+
+@dataclass(frozen=True)
+class SafetyLimits:
+    max_speed: float = 1.0  # m/s forward
+    max_reverse_speed: float = 0.3  # m/s backward: there are no rear bumpers on a mobile base
+    max_yaw_rate: float = 1.5  # rad/s
+    max_accel: float = 1.0  # m/s^2 when speeding up
+    max_yaw_accel: float = 3.0  # rad/s^2 when speeding up
+    brake_decel: float = 10.0  # m/s^2, any slowing down (including stops) may use this
+    brake_yaw_decel: float = 20.0  # rad/s^2
+    command_timeout_s: float = 0.08  # stale after this; + braking + one 20 ms tick stays within 200 ms
+
+    @property
+    def stop_deadline_s(self) -> float:
+        """Worst-case time from the last command until the output is exactly zero."""
+        return self.command_timeout_s + max(self.max_speed / self.brake_decel, self.max_yaw_rate / self.brake_yaw_decel)
+
+
+def _ramp(current: float, target: float, accel: float, decel: float, dt: float) -> float:
+    """Move `current` toward `target`: slowing down may use `decel`, speeding up only `accel`."""
+    if current != 0.0 and (target == 0.0 or (target > 0.0) != (current > 0.0)):
+        # Brake to zero first; reversing direction then happens at the acceleration limit.
+        step = decel * dt
+        return max(current - step, 0.0) if current > 0.0 else min(current + step, 0.0)
+    step = (decel if abs(target) < abs(current) else accel) * dt
+    return current + max(-step, min(step, target - current))
+
+
+class SafetyGovernor:
+    """Caps speed and acceleration, stops on stale commands (watchdog) and on e-stop."""
+
+    def __init__(self, limits: SafetyLimits = SafetyLimits()) -> None:
+        self.limits = limits
+        self._target = (0.0, 0.0)
+        self._output = (0.0, 0.0)
+        self._last_command_ns: int | None = None
+        self._last_step_ns: int | None = None
+        self.estop_engaged = False
+        self.stopping_reason: str | None = None
+
+    def on_command(self, cmd: Twist, now_ns: int) -> None:
+        """Accept a requested command, received at `now_ns`."""
+        lim = self.limits
+        v, w = float(cmd.linear[0]), float(cmd.angular[2])
+        if not (math.isfinite(v) and math.isfinite(w)):
+            v, w = 0.0, 0.0
+        self._target = (
+            min(max(v, -lim.max_reverse_speed), lim.max_speed),
+            min(max(w, -lim.max_yaw_rate), lim.max_yaw_rate),
+        )
+        self._last_command_ns = now_ns
+
+    def set_estop(self, engaged: bool) -> None:
+        self.estop_engaged = bool(engaged)
+
+    def step(self, now_ns: int) -> Twist:
+        """The command to apply at `now_ns`; sets `stopping_reason` while forced to stop."""
+        lim = self.limits
+        dt = 0.0 if self._last_step_ns is None else max(0.0, (now_ns - self._last_step_ns) * 1e-9)
+        self._last_step_ns = now_ns
+        stale = self._last_command_ns is None or (now_ns - self._last_command_ns) * 1e-9 > lim.command_timeout_s
+        self.stopping_reason = "estop" if self.estop_engaged else "watchdog_stop" if stale else None
+        target = (0.0, 0.0) if self.stopping_reason else self._target
+        v = _ramp(self._output[0], target[0], lim.max_accel, lim.brake_decel, dt)
+        w = _ramp(self._output[1], target[1], lim.max_yaw_accel, lim.brake_yaw_decel, dt)
+        self._output = (v, w)
+        return Twist(t_ns=now_ns, linear=(v, 0.0, 0.0), angular=(0.0, 0.0, w))

@@ -1,0 +1,44 @@
+"""dora node `expert`: the privileged tele-operator. Tours every room from ground-truth pose.
+
+Inputs: `ground_truth` (Odometry in map), `obstacles` (DynamicObstacles). Output: `expert_cmd_vel`
+at ASTRA_EXPERT_HZ (default 20 Hz) of robot time.
+"""
+
+from __future__ import annotations
+
+import os
+
+from dora import Node
+from scipy.spatial.transform import Rotation
+
+from operators import config
+from schemas.messages import DynamicObstacles, Odometry, from_arrow, to_arrow
+from schemas.world import World
+from sim.expert import ExpertDriver
+
+
+def main(node: Node | None = None) -> None:
+    node = node or Node()
+    driver = ExpertDriver(World.load(config.world_dir()), seed=config.episode_seed())
+    period_ns = int(1e9 / float(os.environ.get("ASTRA_EXPERT_HZ", "20")))
+    obstacles: DynamicObstacles | None = None
+    last_ns: int | None = None
+    for event in node:
+        if event["type"] == "STOP":
+            break
+        if event["type"] != "INPUT":
+            continue
+        if event["id"] == "obstacles":
+            obstacles = from_arrow(event["value"], event["metadata"], DynamicObstacles)
+        elif event["id"] == "ground_truth":
+            odom = from_arrow(event["value"], event["metadata"], Odometry)
+            if last_ns is not None and odom.t_ns - last_ns < period_ns:
+                continue
+            last_ns = odom.t_ns
+            yaw = Rotation.from_quat(odom.orientation).as_euler("zyx")[0]
+            cmd = driver.command(odom.t_ns, (odom.position[0], odom.position[1], yaw), obstacles)
+            node.send_output("expert_cmd_vel", *to_arrow(cmd))
+
+
+if __name__ == "__main__":
+    main()

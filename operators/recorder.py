@@ -1,0 +1,48 @@
+"""dora node `recorder`: writes every input to one MCAP per episode (ROS 2 encoding).
+
+Each input id is a dora output id from schemas/topics.py. Output: `done` once the file is final.
+ASTRA_MCAP names the file (default data/logs/<site>-<UTC time>.mcap).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pyarrow as pa
+from dora import Node
+
+import astra
+from datasets.recording import EpisodeWriter
+from operators import config
+from operators.episode_stream import episode_messages
+from schemas.episode import EpisodeMetadata
+from schemas.world import World
+
+
+def main(node: Node | None = None) -> None:
+    node = node or Node()
+    world_json = (config.world_dir() / "world.json").read_bytes()
+    world = World.from_json(world_json.decode())
+    robot = config.robot_config()
+    metadata = EpisodeMetadata(
+        robot_id=robot.robot_id,
+        site=world.site,
+        world_kind=world.kind,
+        world_seed=world.seed,
+        episode_seed=config.episode_seed(),
+        software_version=astra.__version__,
+        camera_width=robot.camera_width,
+        camera_height=robot.camera_height,
+    )
+    default_name = f"data/logs/{world.site}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.mcap"
+    writer = EpisodeWriter(config.env_path("ASTRA_MCAP", default_name), metadata, world_json, start_ns=time.time_ns())
+    try:
+        for input_id, msg in episode_messages(node):
+            writer.write(input_id, msg)
+    finally:
+        writer.close()
+    node.send_output("done", pa.array([True]))
+
+
+if __name__ == "__main__":
+    main()

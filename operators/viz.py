@@ -1,0 +1,38 @@
+"""dora node `viz`: logs the episode to Rerun, saving to ASTRA_RRD if set, else spawning a viewer.
+
+Inputs: any recorded topic (ids from schemas/topics.py). Output: `done` once the recording is saved.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow as pa
+import rerun as rr
+from dora import Node
+
+from operators import config
+from operators.episode_stream import episode_messages
+from schemas.world import World
+from viz.episode import EpisodeLogger, log_world
+
+
+def main(node: Node | None = None) -> None:
+    node = node or Node()
+    world = World.load(config.world_dir())
+    rec = rr.RecordingStream("astra", recording_id=f"{world.site}-{config.episode_seed()}")
+    if os.environ.get("ASTRA_RRD"):
+        rec.save(config.env_path("ASTRA_RRD", ""))
+    else:
+        rec.spawn()
+    log_world(rec, world)
+    logger = EpisodeLogger(rec)
+    for input_id, msg in episode_messages(node):
+        logger.log(input_id, msg)
+    rec.flush()
+    rec.disconnect()
+    node.send_output("done", pa.array([True]))
+
+
+if __name__ == "__main__":
+    main()

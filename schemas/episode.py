@@ -1,0 +1,33 @@
+"""What an episode recording carries besides messages: its MCAP metadata record and attachments."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+EPISODE_METADATA_NAME = "astra.episode"
+WORLD_ATTACHMENT_NAME = "world.json"
+WORLD_ATTACHMENT_MEDIA_TYPE = "application/json"
+
+
+@dataclass(frozen=True)
+class EpisodeMetadata:
+    """Stored as the MCAP metadata record `astra.episode` (string values, per the MCAP spec)."""
+
+    robot_id: str
+    site: str
+    world_kind: str
+    world_seed: int
+    episode_seed: int
+    software_version: str
+    camera_width: int
+    camera_height: int
+
+    def to_record(self) -> dict[str, str]:
+        return {k: str(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_record(cls, record: dict[str, str]) -> EpisodeMetadata:
+        kwargs = {}
+        for f in fields(cls):
+            kwargs[f.name] = int(record[f.name]) if f.type == "int" else record[f.name]
+        return cls(**kwargs)

@@ -1,0 +1,187 @@
+"""ROS 2 message definitions and conversions between our messages and ROS 2 (CDR) dicts.
+
+Definitions live as `.msg` files under `schemas/ros2/<package>/msg/`. MCAP `ros2msg`
+schemas are the main definition followed by each dependency, separated by a line of
+80 `=` and a `MSG: pkg/Type` header, as rosbag2 writes them.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from schemas import messages as m
+
+MSG_ROOT = Path(__file__).parent / "ros2"
+_SEPARATOR = "=" * 80
+_PRIMITIVES = {
+    "bool",
+    "byte",
+    "char",
+    "float32",
+    "float64",
+    "int8",
+    "uint8",
+    "int16",
+    "uint16",
+    "int32",
+    "uint32",
+    "int64",
+    "uint64",
+    "string",
+    "wstring",
+}
+_ZERO_COV9 = [0.0] * 9
+_ZERO_COV36 = [0.0] * 36
+# ROS convention: covariance[0] = -1 means "this field is not provided".
+_UNKNOWN_COV9 = [-1.0] + [0.0] * 8
+
+
+def _msg_path(ros_type: str) -> Path:
+    package, _, name = ros_type.partition("/msg/")
+    return MSG_ROOT / package / "msg" / f"{name}.msg"
+
+
+def _dependencies(ros_type: str) -> list[str]:
+    """Direct dependencies of a type, as `pkg/msg/Name`."""
+    package = ros_type.split("/")[0]
+    deps = []
+    for line in _msg_path(ros_type).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        field_type = re.sub(r"\[.*\]$", "", line.split()[0])
+        if field_type in _PRIMITIVES or re.match(r"^(string|wstring)<=\d+$", field_type):
+            continue
+        pkg, _, name = field_type.rpartition("/")
+        deps.append(f"{pkg or package}/msg/{name}")
+    return deps
+
+
+@cache
+def message_definition(ros_type: str) -> str:
+    """The full `ros2msg` schema text for an MCAP Schema record."""
+    if not _msg_path(ros_type).exists():
+        raise KeyError(f"no .msg definition for {ros_type} under {MSG_ROOT}")
+    ordered: list[str] = []
+    pending = list(_dependencies(ros_type))
+    while pending:
+        dep = pending.pop(0)
+        if dep not in ordered:
+            ordered.append(dep)
+            pending.extend(_dependencies(dep))
+    parts = [_msg_path(ros_type).read_text().rstrip("\n")]
+    for dep in ordered:
+        pkg, _, name = dep.partition("/msg/")
+        parts.append(f"{_SEPARATOR}\nMSG: {pkg}/{name}\n{_msg_path(dep).read_text().rstrip(chr(10))}")
+    return "\n".join(parts) + "\n"
+
+
+def stamp(t_ns: int) -> dict[str, int]:
+    sec, nanosec = divmod(int(t_ns), 1_000_000_000)
+    return {"sec": sec, "nanosec": nanosec}
+
+
+def _header(t_ns: int, frame_id: str) -> dict[str, Any]:
+    return {"stamp": stamp(t_ns), "frame_id": frame_id}
+
+
+def _vec3(v: tuple[float, float, float]) -> dict[str, float]:
+    return {"x": v[0], "y": v[1], "z": v[2]}
+
+
+def _quat(q: tuple[float, float, float, float]) -> dict[str, float]:
+    return {"x": q[0], "y": q[1], "z": q[2], "w": q[3]}
+
+
+def _transform_stamped(msg: m.Transform) -> dict[str, Any]:
+    return {
+        "header": _header(msg.t_ns, msg.parent_frame_id),
+        "child_frame_id": msg.child_frame_id,
+        "transform": {"translation": _vec3(msg.translation), "rotation": _quat(msg.rotation)},
+    }
+
+
+def to_ros2(msg: Any) -> dict[str, Any]:
+    """Convert one of our messages to a ROS 2 message dict for :func:`ros_type_of` its class."""
+    match msg:
+        case m.Clock():
+            return {"clock": stamp(msg.t_ns)}
+        case m.Imu():
+            return {
+                "header": _header(msg.t_ns, msg.frame_id),
+                "orientation": _quat(msg.orientation),
+                "orientation_covariance": _ZERO_COV9,
+                "angular_velocity": _vec3(msg.angular_velocity),
+                "angular_velocity_covariance": _ZERO_COV9,
+                "linear_acceleration": _vec3(msg.linear_acceleration),
+                "linear_acceleration_covariance": _ZERO_COV9,
+            }
+        case m.WheelState():
+            return {
+                "header": _header(msg.t_ns, ""),
+                "name": list(msg.names),
+                "position": list(msg.position),
+                "velocity": list(msg.velocity),
+                "effort": [],
+            }
+        case m.Odometry():
+            return {
+                "header": _header(msg.t_ns, msg.frame_id),
+                "child_frame_id": msg.child_frame_id,
+                "pose": {
+                    "pose": {"position": _vec3(msg.position), "orientation": _quat(msg.orientation)},
+                    "covariance": _ZERO_COV36,
+                },
+                "twist": {
+                    "twist": {"linear": _vec3(msg.linear_velocity), "angular": _vec3(msg.angular_velocity)},
+                    "covariance": _ZERO_COV36,
+                },
+            }
+        case m.Twist():
+            return {"linear": _vec3(msg.linear), "angular": _vec3(msg.angular)}
+        case m.CompressedImage():
+            return {"header": _header(msg.t_ns, msg.frame_id), "format": msg.format, "data": msg.data}
+        case m.DepthImage():
+            return {
+                "header": _header(msg.t_ns, msg.frame_id),
+                "height": msg.height,
+                "width": msg.width,
+                "encoding": "32FC1",
+                "is_bigendian": 0,
+                "step": msg.width * 4,
+                "data": msg.data,
+            }
+        case m.CameraInfo():
+            return {
+                "header": _header(msg.t_ns, msg.frame_id),
+                "height": msg.height,
+                "width": msg.width,
+                "distortion_model": msg.distortion_model,
+                "d": list(msg.d),
+                "k": list(msg.k),
+                "r": list(msg.r),
+                "p": list(msg.p),
+                "binning_x": 0,
+                "binning_y": 0,
+                "roi": {"x_offset": 0, "y_offset": 0, "height": 0, "width": 0, "do_rectify": False},
+            }
+        case m.Transform():
+            return {"transforms": [_transform_stamped(msg)]}
+        case m.Event():
+            return {
+                "header": _header(msg.t_ns, ""),
+                "kind": msg.kind,
+                "source": msg.source,
+                "detail": msg.detail,
+                "value": msg.value,
+            }
+        case m.DynamicObstacles():
+            return {
+                "header": _header(msg.t_ns, "map"),
+                "ids": list(msg.ids),
+                **{name: list(getattr(msg, name)) for name in ("x", "y", "vx", "vy", "radius")},
+            }
+    raise TypeError(f"no ROS 2 conversion for {type(msg).__name__}")

@@ -1,0 +1,87 @@
+"""Every recorded topic: its dora output id, ROS 2 topic name, ROS 2 type, frame and nominal rate.
+
+This table is the one place that ties a dora output to an MCAP channel. The recorder,
+the viz node and the ingest pipeline all read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CAMERAS = ("front", "rear_left", "rear_right")
+# Camera yaw in base_link, rad: front plus two rear-facing cameras at +-120 degrees.
+CAMERA_YAWS = {"front": 0.0, "rear_left": 2.0943951023931953, "rear_right": -2.0943951023931953}
+
+MAP_FRAME, ODOM_FRAME, BASE_FRAME, IMU_FRAME = "map", "odom", "base_link", "imu_link"
+
+
+def camera_frame(camera: str) -> str:
+    """REP-103 optical frame of a camera (z forward, x right, y down)."""
+    return f"camera_{camera}_optical_frame"
+
+
+@dataclass(frozen=True)
+class Topic:
+    output_id: str  # dora output id on the node that publishes it
+    ros_topic: str
+    ros_type: str
+    rate_hz: float | None  # nominal rate; None for event-driven topics
+    description: str
+
+
+def _camera_topics(camera: str) -> list[Topic]:
+    return [
+        Topic(
+            f"image_{camera}",
+            f"/camera/{camera}/image/compressed",
+            "sensor_msgs/msg/CompressedImage",
+            10.0,
+            f"{camera} RGB camera, JPEG",
+        ),
+        Topic(
+            f"depth_{camera}",
+            f"/camera/{camera}/depth",
+            "sensor_msgs/msg/Image",
+            10.0,
+            f"{camera} depth camera, 32FC1 metres along the optical axis",
+        ),
+        Topic(
+            f"camera_info_{camera}",
+            f"/camera/{camera}/camera_info",
+            "sensor_msgs/msg/CameraInfo",
+            10.0,
+            f"{camera} intrinsics (pinhole, no distortion)",
+        ),
+    ]
+
+
+TOPICS: tuple[Topic, ...] = (
+    Topic("clock", "/clock", "rosgraph_msgs/msg/Clock", 100.0, "simulation time"),
+    Topic("imu", "/imu", "sensor_msgs/msg/Imu", 100.0, "accelerometer and gyro in imu_link, with noise and bias"),
+    Topic(
+        "wheels",
+        "/wheels/joint_states",
+        "sensor_msgs/msg/JointState",
+        50.0,
+        "left and right wheel encoders, rad and rad/s, with slip",
+    ),
+    Topic("odom", "/odom", "nav_msgs/msg/Odometry", 50.0, "wheel odometry, odom -> base_link"),
+    Topic("ground_truth", "/ground_truth/odom", "nav_msgs/msg/Odometry", 50.0, "simulator truth, map -> base_link"),
+    Topic("tf", "/tf", "tf2_msgs/msg/TFMessage", 50.0, "map -> odom and odom -> base_link"),
+    Topic("tf_static", "/tf_static", "tf2_msgs/msg/TFMessage", 1.0, "base_link -> imu and camera optical frames"),
+    *[t for camera in CAMERAS for t in _camera_topics(camera)],
+    Topic(
+        "obstacles",
+        "/ground_truth/obstacles",
+        "astra_msgs/msg/DynamicObstacles",
+        10.0,
+        "simulator truth about people and carts",
+    ),
+    Topic("expert_cmd_vel", "/expert/cmd_vel", "geometry_msgs/msg/Twist", 20.0, "expert driver command, before safety"),
+    Topic("cmd_vel", "/cmd_vel", "geometry_msgs/msg/Twist", 50.0, "command after the actuation safety layer"),
+    Topic("events", "/events", "astra_msgs/msg/Event", None, "collisions and episode bounds, from the robot"),
+    Topic("safety_events", "/actuation/events", "astra_msgs/msg/Event", None, "watchdog stops and e-stops"),
+)
+
+BY_OUTPUT: dict[str, Topic] = {t.output_id: t for t in TOPICS}
+BY_ROS_TOPIC: dict[str, Topic] = {t.ros_topic: t for t in TOPICS}

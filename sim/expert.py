@@ -1,0 +1,288 @@
+"""The privileged expert driver, the tele-operator the Astra papers record demonstrations from.
+
+It knows the ground-truth map and where every person and cart is. It tours the rooms of a world:
+A* on the inflated occupancy grid (:mod:`sim.planning`), pure pursuit along the smoothed path, and
+a small dynamic-window search that keeps clear of moving agents predicted at constant velocity.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from sim.world import occupancy_grid
+
+from schemas.messages import DynamicObstacles, Twist
+from schemas.world import World
+from sim.planning import ClearanceMap, GridPlanner, order_tour
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    """Limits and tuning of the expert; speeds in m/s, angles in rad, times in s."""
+
+    robot_radius: float = 0.25
+    margin: float = 0.15  # static inflation beyond the radius
+    cruise_speed: float = 0.7
+    max_speed: float = 1.0
+    max_yaw_rate: float = 1.5
+    max_accel: float = 1.0
+    max_yaw_accel: float = 3.0
+    lookahead: float = 0.6
+    lateral_accel: float = 0.5  # bounds speed on curves
+    goal_decel: float = 0.5
+    slow_clearance: float = 0.5  # clearance beyond the radius below which the robot slows down
+    rotate_enter: float = 0.9  # heading error that makes the robot turn in place ...
+    rotate_exit: float = 0.25  # ... until it is this small
+    goal_tolerance: float = 0.3
+    off_path: float = 0.8  # replan when this far from the path
+    plan_resolution: float = 0.1
+    agent_margin: float = 0.2  # wanted gap to people and carts beyond both radii
+    static_margin: float = 0.05  # smallest gap to walls the avoidance may use
+    horizon: float = 2.0
+    rollout_dt: float = 0.1
+    blocked_timeout: float = 4.0  # replan around agents after this long without progress
+    goal_timeout: float = 45.0  # give a room up after this long
+
+
+def _wrap(angle: float) -> float:
+    return (angle + math.pi) % (2 * math.pi) - math.pi
+
+
+def rollout(pose: tuple[float, float, float], velocity: tuple[float, float], commands: np.ndarray,
+            config: ExpertConfig) -> np.ndarray:
+    """Positions (K, T, 2) of a unicycle holding each of K (v, w) commands, with acceleration limits."""
+    steps = int(round(config.horizon / config.rollout_dt))
+    t = config.rollout_dt * np.arange(1, steps + 1)
+    v = velocity[0] + np.clip(commands[:, :1] - velocity[0], -config.max_accel * t, config.max_accel * t)
+    w = velocity[1] + np.clip(commands[:, 1:] - velocity[1], -config.max_yaw_accel * t, config.max_yaw_accel * t)
+    yaw = pose[2] + np.cumsum(w * config.rollout_dt, axis=1)
+    x = pose[0] + np.cumsum(v * np.cos(yaw) * config.rollout_dt, axis=1)
+    y = pose[1] + np.cumsum(v * np.sin(yaw) * config.rollout_dt, axis=1)
+    return np.stack([x, y], axis=-1)
+
+
+class ExpertDriver:
+    """Tours every reachable room of a world, in a loop, and returns one velocity command per call."""
+
+    def __init__(self, world: World, config: ExpertConfig = ExpertConfig(), seed: int = 0):
+        self.world = world
+        self.config = config
+        self._occupied = occupancy_grid(world)
+        self._clearance = ClearanceMap.from_occupancy(self._occupied, world.grid)
+        self._inflation = config.robot_radius + config.margin
+        self._planner = GridPlanner(self._clearance, self._inflation, resolution=config.plan_resolution)
+        self._goals = self._room_goals(np.random.default_rng(seed))
+        self._visited: list[str] = []
+        self._queue: list[str] = []
+        self._path = np.empty((0, 2))
+        self._arc = np.empty(0)
+        self._curvature = np.empty(0)
+        self._progress = 0.0
+        self._velocity = (0.0, 0.0)
+        self._turning = False
+        self._replan = False
+        self._last_t: float | None = None
+        self._retry_at = 0.0
+        self._goal_since = 0.0
+        self._best_progress = (0.0, 0.0)  # (arc length, time it was reached)
+        w = np.linspace(-config.max_yaw_rate, config.max_yaw_rate, 11)
+        v = np.linspace(-0.3, config.cruise_speed, 8)
+        self._samples = np.stack(np.meshgrid(v, w, indexing="ij"), axis=-1).reshape(-1, 2)
+
+    @property
+    def visited_rooms(self) -> list[str]:
+        """Ids of the rooms whose goal point the robot has reached, in first-visit order."""
+        return list(self._visited)
+
+    @property
+    def path(self) -> np.ndarray:
+        """The current planned path (N, 2) in `map`; empty when there is none."""
+        return self._path.copy()
+
+    @property
+    def goals(self) -> dict[str, tuple[float, float]]:
+        """The point the expert drives to in each reachable room."""
+        return {rid: (float(p[0]), float(p[1])) for rid, p in self._goals.items()}
+
+    def command(self, t_ns: int, pose: tuple[float, float, float], obstacles: DynamicObstacles | None = None) -> Twist:
+        """The velocity command for the robot at `pose` (x, y, yaw in `map`) at time `t_ns`."""
+        t = t_ns * 1e-9
+        dt = 0.0 if self._last_t is None else max(0.0, t - self._last_t)
+        self._last_t = t
+        xy = np.array(pose[:2], dtype=float)
+        self._mark_visited(xy)
+        self._update_plan(t, xy, obstacles)
+        v, w = self._track(pose) if len(self._path) else (0.0, 0.0)
+        v, w = self._avoid(pose, (v, w), obstacles)
+        dv, dw = self.config.max_accel * dt, self.config.max_yaw_accel * dt
+        v = self._velocity[0] + float(np.clip(v - self._velocity[0], -dv, dv))
+        w = self._velocity[1] + float(np.clip(w - self._velocity[1], -dw, dw))
+        self._velocity = (v, w)
+        return Twist(t_ns=t_ns, linear=(v, 0.0, 0.0), angular=(0.0, 0.0, w))
+
+    def _room_goals(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """A high-clearance point in each room that is reachable from the spawn."""
+        planner = self._planner
+        labels, _ = ndimage.label(planner.passable, structure=np.ones((3, 3)))
+        spawn = planner.snap(np.array(self.world.spawn[:2]))
+        if spawn is None:
+            raise ValueError(f"spawn {self.world.spawn} of {self.world.site} is not on the grid")
+        component = labels == labels[spawn]
+        centres = planner.spec.cell_to_world(np.stack(np.indices(planner.spec.shape), axis=-1))
+        goals = {}
+        for room in self.world.rooms:
+            xmin, ymin, xmax, ymax = room.bounds
+            inside = component & (centres[..., 0] >= xmin) & (centres[..., 0] <= xmax)
+            inside &= (centres[..., 1] >= ymin) & (centres[..., 1] <= ymax)
+            if not inside.any():
+                continue
+            clearance = np.where(inside, planner.coarse, -np.inf)
+            # Any point near the maximum clearance will do; the seed picks one so tours differ.
+            best = np.argwhere(clearance >= 0.9 * clearance.max())
+            goals[room.id] = centres[tuple(best[rng.integers(len(best))])]
+        return goals
+
+    def _mark_visited(self, xy: np.ndarray) -> None:
+        for rid, goal in self._goals.items():
+            if np.hypot(*(goal - xy)) >= self.config.goal_tolerance:
+                continue
+            if rid not in self._visited:
+                self._visited.append(rid)
+            if rid in self._queue:
+                if rid == self._queue[0]:
+                    self._path = np.empty((0, 2))
+                self._queue.remove(rid)
+
+    def _order_rooms(self, xy: np.ndarray) -> list[str]:
+        ids = [rid for rid, g in self._goals.items() if np.hypot(*(g - xy)) >= self.config.goal_tolerance]
+        costs = self._planner.distances(np.vstack([xy, *(self._goals[rid] for rid in ids)]))
+        return [ids[i - 1] for i in order_tour(costs)]
+
+    def _update_plan(self, t: float, xy: np.ndarray, obstacles: DynamicObstacles | None) -> None:
+        c = self.config
+        if self._queue and t - self._goal_since > c.goal_timeout:
+            self._queue.pop(0)
+            self._path = np.empty((0, 2))
+        stalled = len(self._path) > 0 and t - self._best_progress[1] > c.blocked_timeout
+        if (len(self._path) and not (self._replan or stalled)) or (not len(self._path) and t < self._retry_at):
+            return
+        # When stuck, first try to route around the agents as they stand now.
+        planners = [self._planner_around(obstacles), self._planner] if stalled else [self._planner]
+        goal_before = self._queue[0] if self._queue else None
+        self._path = np.empty((0, 2))
+        for _ in range(2):  # a finished tour starts over from wherever the robot is
+            if not self._queue:
+                self._queue = self._order_rooms(xy)
+            while self._queue and not len(self._path):
+                path = next((p for p in (pl.plan(xy, self._goals[self._queue[0]]) for pl in planners) if p is not None),
+                            None)
+                if path is None:
+                    self._queue.pop(0)
+                else:
+                    self._set_path(path)
+            if len(self._path):
+                break
+        if not self._queue or self._queue[0] != goal_before:
+            self._goal_since = t
+        self._best_progress = (0.0, t)
+        self._replan = False
+        self._retry_at = t + 1.0
+
+    def _planner_around(self, obstacles: DynamicObstacles | None) -> GridPlanner:
+        """A planner that treats the agents as they stand now as static obstacles."""
+        if obstacles is None or not obstacles.ids:
+            return self._planner
+        spec = self.world.grid
+        centres = spec.cell_to_world(np.stack(np.indices(spec.shape), axis=-1))
+        occupied = self._occupied.copy()
+        for ax, ay, radius in zip(obstacles.x, obstacles.y, obstacles.radius):
+            occupied |= np.hypot(centres[..., 0] - ax, centres[..., 1] - ay) <= radius
+        return GridPlanner(ClearanceMap.from_occupancy(occupied, spec), self._inflation,
+                           resolution=self.config.plan_resolution)
+
+    def _set_path(self, path: np.ndarray) -> None:
+        self._path = path
+        seg = np.hypot(*np.diff(path, axis=0).T)
+        self._arc = np.concatenate([[0.0], np.cumsum(seg)])
+        heading = np.arctan2(*np.diff(path, axis=0).T[::-1])
+        turn = np.abs((np.diff(heading) + np.pi) % (2 * np.pi) - np.pi) / np.maximum(seg[1:], 1e-6)
+        self._curvature = np.concatenate([[0.0], turn, [0.0]])
+        self._progress = 0.0
+
+    def _point_at(self, s: float) -> np.ndarray:
+        return np.array([np.interp(s, self._arc, self._path[:, 0]), np.interp(s, self._arc, self._path[:, 1])])
+
+    def _track(self, pose: tuple[float, float, float]) -> tuple[float, float]:
+        """Pure pursuit: (v, w) towards the lookahead point, slowed for curves, walls and the goal."""
+        c = self.config
+        xy = np.array(pose[:2])
+        window = (self._arc >= self._progress - 0.5) & (self._arc <= self._progress + 2.0)
+        idx = np.flatnonzero(window)
+        dist = np.hypot(*(self._path[idx] - xy).T)
+        nearest = idx[np.argmin(dist)]
+        self._progress = float(self._arc[nearest])
+        if self._progress > self._best_progress[0] + 0.25:
+            self._best_progress = (self._progress, self._last_t)
+        if dist.min() > c.off_path:
+            self._replan = True
+        to_goal = float(np.hypot(*(self._path[-1] - xy)))
+        target = self._point_at(self._progress + c.lookahead)
+        offset = target - xy
+        alpha = _wrap(math.atan2(offset[1], offset[0]) - pose[2])
+        self._turning = abs(alpha) > (c.rotate_exit if self._turning else c.rotate_enter)
+        if self._turning:
+            return 0.0, float(np.clip(2.0 * alpha, -c.max_yaw_rate, c.max_yaw_rate))
+        kappa = 2 * math.sin(alpha) / max(float(np.hypot(*offset)), 1e-3)
+        ahead = (self._arc >= self._progress) & (self._arc <= self._progress + 1.0)
+        bend = max(abs(kappa), float(self._curvature[ahead].max(initial=0.0)))
+        wall_room = float(self._clearance.at(xy)) - c.robot_radius
+        v = min(
+            c.cruise_speed,
+            math.sqrt(c.lateral_accel / max(bend, 1e-6)),
+            c.cruise_speed * float(np.clip(wall_room / c.slow_clearance, 0.3, 1.0)),
+            max(0.1, math.sqrt(2 * c.goal_decel * to_goal)),
+            c.max_yaw_rate / max(abs(kappa), 1e-6),
+        )
+        return v, v * kappa
+
+    def _avoid(self, pose: tuple[float, float, float], nominal: tuple[float, float],
+               obstacles: DynamicObstacles | None) -> tuple[float, float]:
+        """The sampled command closest to `nominal` whose rollout keeps clear of walls and agents."""
+        c = self.config
+        commands = np.vstack([nominal, self._samples])
+        paths = rollout(pose, self._velocity, commands, c)
+        here = float(self._clearance.at(np.array(pose[:2])))
+        # Already too close: any command that does not get closer still counts as safe.
+        static_ok = self._clearance.at(paths).min(axis=1) >= min(c.robot_radius + c.static_margin, here - 1e-3)
+        gap = np.full(len(commands), np.inf)
+        if obstacles is not None and obstacles.ids:
+            t = c.rollout_dt * np.arange(1, paths.shape[1] + 1)
+            agents = np.array([obstacles.x, obstacles.y]).T
+            future = agents[None] + t[:, None, None] * np.array([obstacles.vx, obstacles.vy]).T[None]
+            radii = c.robot_radius + np.array(obstacles.radius)
+            gap = (np.linalg.norm(paths[:, :, None, :] - future[None], axis=-1) - radii).min(axis=(1, 2))
+            now = float((np.hypot(*(agents - np.array(pose[:2])).T) - radii).min())
+            safe = static_ok & (gap >= min(c.agent_margin, now - 1e-3))
+        else:
+            safe = static_ok
+        if safe[0]:
+            return nominal
+        if not static_ok.any():
+            return 0.0, 0.0
+        if not safe.any():
+            # Nothing keeps the wanted gap: back off along whatever keeps the largest one.
+            best = int(np.argmax(np.where(static_ok, gap, -np.inf)))
+            return float(commands[best, 0]), float(commands[best, 1])
+        target = self._point_at(self._progress + c.cruise_speed * c.horizon) if len(self._path) else paths[0, -1]
+        progress = np.hypot(*(target - np.array(pose[:2]))) - np.hypot(*(paths[:, -1] - target).T)
+        score = (
+            ((commands[:, 0] - nominal[0]) / c.max_speed) ** 2
+            + 0.3 * ((commands[:, 1] - nominal[1]) / c.max_yaw_rate) ** 2
+            - 0.5 * progress / (c.cruise_speed * c.horizon)
+            - 0.3 * np.minimum(gap, 1.0)
+        )
+        best = int(np.argmin(np.where(safe, score, np.inf)))
+        return float(commands[best, 0]), float(commands[best, 1])

@@ -1,0 +1,393 @@
+"""The simulator core the dora `sensor` node wraps: MuJoCo physics, sensors and their message streams.
+
+Time is simulated: every stream falls due at exact multiples of its period (in whole physics steps),
+and `advance` returns the messages stamped inside the interval it simulated, in time order.
+
+Sensor models:
+- IMU: MuJoCo accelerometer (specific force, +g on z at rest) and gyro, plus white noise and a bias
+  drawn once per episode. The orientation is what a 6-axis AHRS without magnetometer reports: level,
+  with yaw integrated from the noisy gyro since start-up, so it drifts like the real thing.
+- Wheels: angles and rates derived from the true planar motion (forward and yaw components only, so
+  a wall pushing the robot sideways is invisible to them), each encoder sample scaled by
+  1 + per-episode scale error + per-sample slip.
+- Odometry: dead reckoning from the noisy encoder increments, `odom` -> `base_link`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+# The simulator renders offscreen, usually on a headless machine.
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import mujoco
+import numpy as np
+from PIL import Image
+from scipy.spatial.transform import Rotation
+
+from schemas.messages import (
+    CameraInfo,
+    Clock,
+    CompressedImage,
+    DepthImage,
+    DynamicObstacles,
+    Event,
+    Imu,
+    Odometry,
+    Transform,
+    Twist,
+    WheelState,
+)
+from schemas.topics import BASE_FRAME, IMU_FRAME, MAP_FRAME, ODOM_FRAME, camera_frame
+from schemas.world import Agent, World
+from sim.robot import (
+    ACCEL_SENSOR,
+    ACTUATORS,
+    BODY,
+    DEFAULT_ROBOT,
+    GYRO_SENSOR,
+    JOINTS,
+    WHEELS,
+    RobotConfig,
+    add_robot,
+    camera_mount,
+    camera_name,
+)
+
+Message = tuple[str, object]
+
+
+def _yaw_quat(yaw: float) -> tuple[float, float, float, float]:
+    return tuple(Rotation.from_euler("z", yaw).as_quat().tolist())
+
+
+def _wrap(angle: float) -> float:
+    return (angle + math.pi) % (2 * math.pi) - math.pi
+
+
+class _Schedule:
+    """A stream that falls due at 0, P, 2P, ... nanoseconds of simulated time."""
+
+    def __init__(self, rate_hz: float, emit: Callable[[int], list[Message]]):
+        self.period_ns = round(1e9 / rate_hz)
+        self.next_ns = 0
+        self.emit = emit
+
+    def due(self, elapsed_ns: int) -> bool:
+        if elapsed_ns < self.next_ns:
+            return False
+        self.next_ns += self.period_ns
+        return True
+
+
+class _Walker:
+    """A mocap agent walking its closed polyline at constant speed."""
+
+    def __init__(self, agent: Agent, mocap_id: int, z: float):
+        self.agent, self.mocap_id, self.z = agent, mocap_id, z
+        points = np.asarray(agent.waypoints + agent.waypoints[:1], dtype=float)
+        self.starts = points[:-1]
+        deltas = np.diff(points, axis=0)
+        lengths = np.linalg.norm(deltas, axis=1)
+        self.directions = deltas / np.maximum(lengths, 1e-9)[:, None]
+        self.cumulative = np.concatenate([[0.0], np.cumsum(lengths)])
+        headings = np.arctan2(deltas[:, 1], deltas[:, 0])
+        self.quats = Rotation.from_euler("z", headings[:, None]).as_quat(scalar_first=True)
+        self.s = 0.0
+
+    def state(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """Position, velocity and segment index at the current arc length."""
+        s = self.s % self.cumulative[-1]
+        seg = min(int(np.searchsorted(self.cumulative, s, side="right")) - 1, len(self.starts) - 1)
+        direction = self.directions[seg]
+        return self.starts[seg] + direction * (s - self.cumulative[seg]), direction * self.agent.speed, seg
+
+    def step(self, data: mujoco.MjData, dt: float) -> None:
+        self.s += self.agent.speed * dt
+        position, _, seg = self.state()
+        data.mocap_pos[self.mocap_id] = (position[0], position[1], self.z)
+        data.mocap_quat[self.mocap_id] = self.quats[seg]
+
+
+class Simulator:
+    """A robot in a generated world: physics, sensors with noise, and their messages."""
+
+    def __init__(self, world_dir: Path, config: RobotConfig = DEFAULT_ROBOT, seed: int = 0, start_ns: int = 0):
+        world_dir = Path(world_dir)
+        self.world = World.load(world_dir)
+        self.config = config
+        self.start_ns = start_ns
+        spec = mujoco.MjSpec.from_file(str(world_dir / "world.xml"))
+        add_robot(spec, config)
+        self.model = spec.compile()
+        self.data = mujoco.MjData(self.model)
+        # Clipping planes are stored relative to the model extent, which depends on the building size.
+        self.model.vis.map.znear = config.depth_near / self.model.stat.extent
+        self.model.vis.map.zfar = config.depth_far / self.model.stat.extent
+
+        self._rng = np.random.default_rng(seed)
+        self._qpos = np.array([self.model.joint(j).qposadr[0] for j in JOINTS])
+        self._qvel = np.array([self.model.joint(j).dofadr[0] for j in JOINTS])
+        self._ctrl = np.array([self.model.actuator(a).id for a in ACTUATORS])
+        self._accel = self._sensor_slice(ACCEL_SENSOR)
+        self._gyro = self._sensor_slice(GYRO_SENSOR)
+        self._floor = self.model.geom("floor").id
+        self._robot_body = self.model.body(BODY).id
+        self._timestep_ns = round(config.timestep * 1e9)
+        self._steps = 0
+        self._walkers = [
+            _Walker(agent, int(self.model.body(f"agent_{agent.id}").mocapid[0]),
+                    float(self.model.body(f"agent_{agent.id}").pos[2]))
+            for agent in self.world.agents
+        ]
+        for walker in self._walkers:
+            walker.step(self.data, 0.0)
+
+        self._cmd = (0.0, 0.0)
+        self._accel_bias = self._rng.normal(0.0, config.accel_bias_std, 3)
+        self._gyro_bias = self._rng.normal(0.0, config.gyro_bias_std, 3)
+        self._imu_yaw = 0.0
+        self._wheel_scale = 1 + self._rng.normal(0.0, config.wheel_scale_std, 2)
+        self._wheel_true_delta = np.zeros(2)  # true tyre travel (m) since the last encoder sample
+        self._wheel_angle = np.zeros(2)
+        self._odom = np.zeros(3)  # x, y, yaw in odom
+        self.place(*self.world.spawn)
+
+        self.collisions = 0
+        self._touching: dict[int, float] = {}  # geom id -> elapsed seconds of last contact
+        self._events: list[Message] = []
+
+        self._renderer = mujoco.Renderer(self.model, config.camera_height, config.camera_width)
+        self._camera_info = {c: self._make_camera_info(c) for c in config.cameras}
+        self._schedules = [
+            _Schedule(config.clock_hz, lambda t: [("clock", Clock(t))]),
+            _Schedule(config.imu_hz, self._imu_messages),
+            _Schedule(config.odom_hz, self._odom_messages),
+            _Schedule(config.camera_hz, self._camera_messages),
+            _Schedule(config.tf_static_hz, self._tf_static_messages),
+        ]
+        if self._walkers:
+            self._schedules.append(_Schedule(config.obstacles_hz, lambda t: [("obstacles", self._obstacles(t))]))
+
+    @property
+    def t_ns(self) -> int:
+        """Current simulated time in nanoseconds."""
+        return self.start_ns + self._steps * self._timestep_ns
+
+    def advance(self, cmd: Twist | None, dt: float = 0.01) -> list[Message]:
+        """Apply `cmd` (None keeps the last one), simulate `dt` seconds, return the messages that fell due."""
+        steps = round(dt / self.config.timestep)
+        if steps < 1 or abs(steps * self.config.timestep - dt) > 1e-9:
+            raise ValueError(f"dt={dt} is not a positive multiple of the physics step {self.config.timestep}")
+        if cmd is not None:
+            self._cmd = (
+                float(np.clip(cmd.linear[0], -self.config.max_speed, self.config.max_speed)),
+                float(np.clip(cmd.angular[2], -self.config.max_yaw_rate, self.config.max_yaw_rate)),
+            )
+        messages = self._emit_due()
+        for _ in range(steps):
+            self._step()
+            messages += self._events
+            self._events = []
+            messages += self._emit_due()
+        return messages
+
+    def pose(self) -> tuple[float, float, float]:
+        """Ground-truth x, y, yaw of base_link in map."""
+        x, y, yaw = self.data.qpos[self._qpos]
+        return float(x), float(y), _wrap(float(yaw))
+
+    def velocity(self) -> tuple[float, float]:
+        """Ground-truth forward speed (m/s) and yaw rate (rad/s)."""
+        vx, vy, wz = self.data.qvel[self._qvel]
+        yaw = self.data.qpos[self._qpos[2]]
+        return float(vx * math.cos(yaw) + vy * math.sin(yaw)), float(wz)
+
+    def lateral_velocity(self) -> float:
+        """Ground-truth sideways speed (m/s, +left); zero unless something pushes the robot."""
+        vx, vy, _ = self.data.qvel[self._qvel]
+        yaw = self.data.qpos[self._qpos[2]]
+        return float(-vx * math.sin(yaw) + vy * math.cos(yaw))
+
+    def place(self, x: float, y: float, yaw: float) -> None:
+        """Teleport the robot to rest at a map pose; wheel odometry does not see the jump."""
+        self.data.qpos[self._qpos] = (x, y, yaw)
+        self.data.qvel[self._qvel] = 0.0
+        mujoco.mj_forward(self.model, self.data)
+        self._last_pose = np.array(self.pose())
+
+    def obstacles(self) -> DynamicObstacles:
+        """Privileged truth about the dynamic agents."""
+        return self._obstacles(self.t_ns)
+
+    def render(self, camera: str) -> tuple[np.ndarray, np.ndarray]:
+        """RGB (H, W, 3) uint8 and metric depth along the optical axis (H, W) float32 of one camera."""
+        mujoco.mj_kinematics(self.model, self.data)
+        mujoco.mj_camlight(self.model, self.data)
+        self._renderer.update_scene(self.data, camera=camera_name(camera))
+        self._renderer.enable_depth_rendering()
+        depth = self._renderer.render()
+        self._renderer.disable_depth_rendering()
+        rgb = self._renderer.render()
+        depth[depth >= self.config.depth_far * 0.999] = np.inf
+        return rgb, depth
+
+    def camera_info(self, camera: str) -> CameraInfo:
+        """Pinhole intrinsics of one camera, stamped now."""
+        return dataclasses.replace(self._camera_info[camera], t_ns=self.t_ns)
+
+    def close(self) -> None:
+        """Free the renderer's GL resources."""
+        self._renderer.close()
+
+    # Physics.
+
+    def _sensor_slice(self, name: str) -> slice:
+        sensor = self.model.sensor(name)
+        return slice(int(sensor.adr[0]), int(sensor.adr[0] + sensor.dim[0]))
+
+    def _step(self) -> None:
+        v, w = self._cmd
+        yaw = self.data.qpos[self._qpos[2]]
+        # World-frame servo targets follow the heading each step: that is the no-side-slip constraint.
+        self.data.ctrl[self._ctrl] = (v * math.cos(yaw), v * math.sin(yaw), w)
+        speed = float(np.linalg.norm(self.data.qvel[self._qvel[:2]]))
+        for walker in self._walkers:
+            walker.step(self.data, self.config.timestep)
+        mujoco.mj_step(self.model, self.data)
+        self._steps += 1
+        self._accumulate_wheels()
+        self._detect_collisions(speed)
+
+    def _accumulate_wheels(self) -> None:
+        pose = np.array(self.pose())
+        dx, dy = pose[:2] - self._last_pose[:2]
+        dyaw = _wrap(pose[2] - self._last_pose[2])
+        heading = self._last_pose[2] + dyaw / 2
+        forward = dx * math.cos(heading) + dy * math.sin(heading)
+        half_track = self.config.wheel_separation / 2
+        self._wheel_true_delta += np.array([forward - dyaw * half_track, forward + dyaw * half_track])
+        self._last_pose = pose
+
+    def _detect_collisions(self, speed: float) -> None:
+        elapsed = self._steps * self.config.timestep
+        contacts = self.data.contact.geom[: self.data.ncon]
+        for g1, g2 in contacts:
+            robot1 = self.model.geom_bodyid[g1] == self._robot_body
+            robot2 = self.model.geom_bodyid[g2] == self._robot_body
+            if robot1 == robot2:
+                continue
+            other = int(g2 if robot1 else g1)
+            if other == self._floor:
+                continue
+            last = self._touching.get(other)
+            if last is None or elapsed - last > self.config.collision_release_s:
+                self.collisions += 1
+                self._events.append(("events", Event(self.t_ns, "collision", "sim", self._geom_label(other), speed)))
+            self._touching[other] = elapsed
+
+    def _geom_label(self, geom: int) -> str:
+        return self.model.geom(geom).name or self.model.body(self.model.geom_bodyid[geom]).name
+
+    # Message streams.
+
+    def _emit_due(self) -> list[Message]:
+        elapsed = self._steps * self._timestep_ns
+        due = [s for s in self._schedules if s.due(elapsed)]
+        if not due:
+            return []
+        # mj_step leaves sensors describing the state before integration; refresh them for this stamp.
+        mujoco.mj_forward(self.model, self.data)
+        return [message for s in due for message in s.emit(self.t_ns)]
+
+    def _imu_messages(self, t_ns: int) -> list[Message]:
+        cfg = self.config
+        accel = self.data.sensordata[self._accel] + self._accel_bias + self._rng.normal(0, cfg.accel_noise_std, 3)
+        gyro = self.data.sensordata[self._gyro] + self._gyro_bias + self._rng.normal(0, cfg.gyro_noise_std, 3)
+        self._imu_yaw += gyro[2] / cfg.imu_hz
+        imu = Imu(t_ns, IMU_FRAME, _yaw_quat(self._imu_yaw), tuple(gyro.tolist()), tuple(accel.tolist()))
+        return [("imu", imu)]
+
+    def _odom_messages(self, t_ns: int) -> list[Message]:
+        cfg = self.config
+        v, w = self.velocity()
+        half_track = cfg.wheel_separation / 2
+        true_rates = np.array([v - w * half_track, v + w * half_track]) / cfg.wheel_radius
+        factor = self._wheel_scale + self._rng.normal(0.0, cfg.wheel_slip_std, 2)
+        travel = factor * self._wheel_true_delta  # metres at the tyre, as the encoders report it
+        self._wheel_true_delta[:] = 0.0
+        self._wheel_angle += travel / cfg.wheel_radius
+        rates = factor * true_rates
+        wheels = WheelState(t_ns, WHEELS, tuple(self._wheel_angle.tolist()), tuple(rates.tolist()))
+
+        forward, dyaw = travel.mean(), (travel[1] - travel[0]) / cfg.wheel_separation
+        heading = self._odom[2] + dyaw / 2
+        self._odom += (forward * math.cos(heading), forward * math.sin(heading), dyaw)
+        odom_v = cfg.wheel_radius * rates.mean()
+        odom_w = cfg.wheel_radius * (rates[1] - rates[0]) / cfg.wheel_separation
+        ox, oy, oyaw = self._odom.tolist()
+        odom = Odometry(t_ns, ODOM_FRAME, BASE_FRAME, (ox, oy, 0.0), _yaw_quat(oyaw),
+                        (odom_v, 0.0, 0.0), (0.0, 0.0, odom_w))
+
+        x, y, yaw = self.pose()
+        truth = Odometry(t_ns, MAP_FRAME, BASE_FRAME, (x, y, 0.0), _yaw_quat(yaw),
+                         (v, self.lateral_velocity(), 0.0), (0.0, 0.0, w))
+        # map -> odom is whatever makes map -> odom -> base_link equal the true pose.
+        correction = _wrap(yaw - oyaw)
+        c, s = math.cos(correction), math.sin(correction)
+        map_odom = Transform(t_ns, MAP_FRAME, ODOM_FRAME, (x - (c * ox - s * oy), y - (s * ox + c * oy), 0.0),
+                             _yaw_quat(correction))
+        odom_base = Transform(t_ns, ODOM_FRAME, BASE_FRAME, (ox, oy, 0.0), odom.orientation)
+        return [("wheels", wheels), ("odom", odom), ("ground_truth", truth), ("tf", map_odom), ("tf", odom_base)]
+
+    def _tf_static_messages(self, t_ns: int) -> list[Message]:
+        imu = Transform(t_ns, BASE_FRAME, IMU_FRAME, self.config.imu_mount, (0.0, 0.0, 0.0, 1.0))
+        messages: list[Message] = [("tf_static", imu)]
+        for camera in self.config.cameras:
+            translation, rotation = camera_mount(self.config, camera)
+            messages.append(("tf_static", Transform(t_ns, BASE_FRAME, camera_frame(camera), translation,
+                                                    tuple(rotation.as_quat().tolist()))))
+        return messages
+
+    def _camera_messages(self, t_ns: int) -> list[Message]:
+        messages: list[Message] = []
+        for camera in self.config.cameras:
+            rgb, depth = self.render(camera)
+            jpeg = io.BytesIO()
+            Image.fromarray(rgb).save(jpeg, format="JPEG", quality=self.config.jpeg_quality)
+            frame = camera_frame(camera)
+            h, w = depth.shape
+            messages += [
+                (f"image_{camera}", CompressedImage(t_ns, frame, "jpeg", jpeg.getvalue())),
+                (f"depth_{camera}", DepthImage(t_ns, frame, w, h, depth.astype("<f4").tobytes())),
+                (f"camera_info_{camera}", dataclasses.replace(self._camera_info[camera], t_ns=t_ns)),
+            ]
+        return messages
+
+    def _make_camera_info(self, camera: str) -> CameraInfo:
+        cfg = self.config
+        f = cfg.focal_px
+        # The optical axis passes through the image centre; pixel centres sit at integer coordinates.
+        cx, cy = (cfg.camera_width - 1) / 2, (cfg.camera_height - 1) / 2
+        return CameraInfo(
+            t_ns=0, frame_id=camera_frame(camera), width=cfg.camera_width, height=cfg.camera_height,
+            k=(f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0), distortion_model="plumb_bob", d=(0.0,) * 5,
+            r=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0), p=(f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0),
+        )
+
+    def _obstacles(self, t_ns: int) -> DynamicObstacles:
+        states = [w.state() for w in self._walkers]
+        return DynamicObstacles(
+            t_ns=t_ns,
+            ids=tuple(w.agent.id for w in self._walkers),
+            x=tuple(float(p[0]) for p, _, _ in states),
+            y=tuple(float(p[1]) for p, _, _ in states),
+            vx=tuple(float(v[0]) for _, v, _ in states),
+            vy=tuple(float(v[1]) for _, v, _ in states),
+            radius=tuple(w.agent.radius for w in self._walkers),
+        )

@@ -1,0 +1,63 @@
+"""Shared fixtures: small, generated test data."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from schemas import messages as m
+from schemas.topics import CAMERAS, TOPICS, camera_frame
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+T0 = 1_700_000_000_000_000_000
+
+
+def sample_message(output_id: str, t_ns: int = T0) -> object:
+    """A plausible message for every recorded output id."""
+    identity = (0.0, 0.0, 0.0, 1.0)
+    if output_id.startswith(("image_", "depth_", "camera_info_")):
+        kind, camera = next(
+            (k, c) for c in CAMERAS for k in ("image", "depth", "camera_info") if output_id == f"{k}_{c}"
+        )
+        frame = camera_frame(camera)
+        if kind == "image":
+            return m.CompressedImage(t_ns, frame, "jpeg", b"\xff\xd8fake-jpeg\xff\xd9")
+        if kind == "depth":
+            depth = np.linspace(0.5, 4.0, 12, dtype="<f4").reshape(3, 4)
+            return m.DepthImage(t_ns, frame, 4, 3, depth.tobytes())
+        return m.CameraInfo(
+            t_ns,
+            frame,
+            4,
+            3,
+            (2.0, 0, 2.0, 0, 2.0, 1.5, 0, 0, 1),
+            "plumb_bob",
+            (0.0,) * 5,
+            (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0),
+            (2.0, 0, 2.0, 0, 0, 2.0, 1.5, 0, 0, 0, 1, 0),
+        )
+    samples = {
+        "clock": m.Clock(t_ns),
+        "imu": m.Imu(t_ns, "imu_link", identity, (0.0, 0.0, 0.01), (0.02, -0.01, 9.81)),
+        "wheels": m.WheelState(t_ns, ("left_wheel", "right_wheel"), (1.0, 1.1), (5.0, 5.2)),
+        "odom": m.Odometry(t_ns, "odom", "base_link", (1.0, 2.0, 0.0), identity, (0.5, 0.0, 0.0), (0.0, 0.0, 0.1)),
+        "ground_truth": m.Odometry(t_ns, "map", "base_link", (1.0, 2.0, 0.0), identity, (0.5, 0, 0), (0, 0, 0.1)),
+        "tf": m.Transform(t_ns, "odom", "base_link", (1.0, 2.0, 0.0), identity),
+        "tf_static": m.Transform(t_ns, "base_link", "imu_link", (0.0, 0.0, 0.2), identity),
+        "obstacles": m.DynamicObstacles(
+            t_ns, ("p1", "c1"), (1.0, 2.0), (3.0, 4.0), (0.5, 0.0), (0.0, -0.5), (0.25, 0.4)
+        ),
+        "expert_cmd_vel": m.Twist(t_ns, (0.5, 0.0, 0.0), (0.0, 0.0, 0.2)),
+        "cmd_vel": m.Twist(t_ns, (0.5, 0.0, 0.0), (0.0, 0.0, 0.2)),
+        "events": m.Event(t_ns, "collision", "sim", "wall_3", 0.4),
+        "safety_events": m.Event(t_ns, "watchdog_stop", "actuation", "", 0.0),
+    }
+    return samples[output_id]
+
+
+@pytest.fixture
+def all_topic_messages() -> list[tuple[str, object]]:
+    return [(t.output_id, sample_message(t.output_id)) for t in TOPICS]
