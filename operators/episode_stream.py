@@ -1,4 +1,4 @@
-"""The episode event loop shared by sink nodes (recorder, viz)."""
+"""Event-loop helpers shared by the nodes: timeouts and the episode loop of sink nodes."""
 
 from __future__ import annotations
 
@@ -12,13 +12,24 @@ from schemas.messages import Event, from_arrow
 QUIET_S = 0.5
 
 
+def is_timeout(event: dict[str, Any] | None) -> bool:
+    """dora 1.1 reports `node.next(timeout=...)` running out as an ERROR event, not as None."""
+    return event is not None and event["type"] == "ERROR" and "timed out" in str(event.get("error", ""))
+
+
+def raise_if_error(event: dict[str, Any]) -> None:
+    if event["type"] == "ERROR" and not is_timeout(event):
+        raise RuntimeError(f"dora error event: {event.get('error')}")
+
+
 def episode_messages(node: Any, quiet_s: float = QUIET_S) -> Iterator[tuple[str, Any]]:
     """Yield (input_id, message) until STOP, or until inputs go quiet after an `episode_end` event."""
     ending = False
     while True:
         event = node.next(timeout=quiet_s) if ending else node.next()
-        if event is None or event["type"] == "STOP":
+        if event is None or event["type"] == "STOP" or (ending and is_timeout(event)):
             return
+        raise_if_error(event)
         if event["type"] != "INPUT":
             continue
         msg = from_arrow(event["value"], event["metadata"])

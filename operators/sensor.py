@@ -1,9 +1,10 @@
-"""dora node `sensor` (simulator backend): steps MuJoCo on each tick and publishes every sensor.
+"""dora node `sensor` (simulator backend): steps MuJoCo in real time and publishes every sensor.
 
-Inputs: `tick` (timer, one physics step of TICK_S), `cmd_vel` (Twist from actuation), and the
-episode acknowledgements named in ASTRA_EPISODE_ACKS. After ASTRA_SECONDS of simulated time it
-publishes an `episode_end` event and waits for every ack (or its input closing) before exiting:
-dora drops messages still queued when a source exits.
+Inputs: `cmd_vel` (Twist from actuation) and the episode acknowledgements named in
+ASTRA_EPISODE_ACKS. The node paces itself with `next(timeout=...)` instead of a timer input: a
+machine too slow for real time then runs the simulation slower, without dropped ticks. After
+ASTRA_SECONDS of simulated time it publishes `episode_end` and waits for every ack (or its input
+closing) before exiting, because dora drops messages still queued when a source exits.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from dora import Node
 
 from operators import config
+from operators.episode_stream import is_timeout, raise_if_error
 from schemas.messages import Event, Twist, from_arrow, to_arrow
 from sim.simulator import Simulator
 
@@ -31,31 +33,34 @@ def main(node: Node | None = None) -> None:
     def publish(output_id: str, msg: object) -> None:
         node.send_output(output_id, *to_arrow(msg))
 
+    publish("events", Event(sim.t_ns, "episode_start", "sensor", sim.world.site, 0.0))
     cmd: Twist | None = None
-    started = ended = False
-    for event in node:
-        kind, input_id = event["type"], event.get("id")
-        if kind == "STOP":
+    ended = False
+    next_step = time.monotonic()
+    while not (ended and not pending_acks):
+        event = node.next(timeout=max(0.0, next_step - time.monotonic()) if not ended else 1.0)
+        if event is None or event["type"] == "STOP":
             break
-        if kind == "INPUT" and input_id == "tick" and not ended:
-            if not started:
-                publish("events", Event(sim.t_ns, "episode_start", "sensor", sim.world.site, 0.0))
-                started = True
-            for output_id, msg in sim.advance(cmd, TICK_S):
-                publish(output_id, msg)
-            cmd = None
-            elapsed_ns = sim.t_ns - start_ns
-            if elapsed_ns % PROGRESS_EVERY_NS < int(TICK_S * 1e9):
-                print(f"progress {elapsed_ns * 1e-9:.1f}", flush=True)  # read by `astra record`
-            if episode_ns and elapsed_ns >= episode_ns:
-                publish("events", Event(sim.t_ns, "episode_end", "sensor", sim.world.site, elapsed_ns * 1e-9))
-                ended = True
-        elif kind == "INPUT" and input_id == "cmd_vel":
-            cmd = from_arrow(event["value"], event["metadata"], Twist)
-        elif kind in ("INPUT", "INPUT_CLOSED") and input_id in pending_acks:
-            pending_acks.discard(input_id)
-        if ended and not pending_acks:
-            break
+        if not is_timeout(event):
+            raise_if_error(event)
+            input_id = event.get("id")
+            if event["type"] == "INPUT" and input_id == "cmd_vel":
+                cmd = from_arrow(event["value"], event["metadata"], Twist)
+            elif event["type"] in ("INPUT", "INPUT_CLOSED") and input_id in pending_acks:
+                pending_acks.discard(input_id)
+        if ended or time.monotonic() < next_step:
+            continue
+        # Falling behind real time slows the simulation down rather than bunching steps up.
+        next_step = max(next_step + TICK_S, time.monotonic() - TICK_S)
+        for output_id, msg in sim.advance(cmd, TICK_S):
+            publish(output_id, msg)
+        cmd = None
+        elapsed_ns = sim.t_ns - start_ns
+        if elapsed_ns % PROGRESS_EVERY_NS < TICK_S * 1e9:
+            print(f"progress {elapsed_ns * 1e-9:.1f}", flush=True)  # read by `astra record`
+        if episode_ns and elapsed_ns >= episode_ns:
+            publish("events", Event(sim.t_ns, "episode_end", "sensor", sim.world.site, elapsed_ns * 1e-9))
+            ended = True
     sim.close()
 
 

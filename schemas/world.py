@@ -184,7 +184,7 @@ def _build(cls: type, raw: dict) -> Any:
         value = raw[f.name]
         if f.name in _NESTED:
             value = _build(_NESTED[f.name], value)
-        elif f.name in _LISTS:
+        elif cls is World and f.name in _LISTS:
             value = tuple(_build(_LISTS[f.name], item) for item in value)
         elif f.name != "extras":
             value = _tupled(value)

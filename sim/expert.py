@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from sim.world import occupancy_grid
 
 from schemas.messages import DynamicObstacles, Twist
-from schemas.world import World
-from sim.planning import ClearanceMap, GridPlanner, order_tour
+from schemas.world import Agent, World
+from sim.planning import ClearanceMap, GridPlanner, distance_to_polyline, order_tour
+from sim.world import occupancy_grid
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,12 @@ class ExpertConfig:
     off_path: float = 0.8  # replan when this far from the path
     plan_resolution: float = 0.1
     agent_margin: float = 0.2  # wanted gap to people and carts beyond both radii
-    static_margin: float = 0.05  # smallest gap to walls the avoidance may use
-    horizon: float = 2.0
+    agent_spread: float = 0.15  # m/s: how fast an agent's predicted position grows uncertain
+    reverse_speed: float = 0.4  # fastest the robot backs away
+    static_margin: float = 0.05  # smallest gap to walls the avoidance may choose ...
+    static_slack: float = 0.02  # ... unless already closer, when it may lose this much more (never touching)
+    horizon: float = 3.0  # how far ahead agents are predicted
+    static_horizon: float = 1.0  # walls stand still, so a rollout only has to be able to stop in time
     rollout_dt: float = 0.1
     blocked_timeout: float = 4.0  # replan around agents after this long without progress
     goal_timeout: float = 45.0  # give a room up after this long
@@ -54,7 +58,7 @@ def _wrap(angle: float) -> float:
 def rollout(pose: tuple[float, float, float], velocity: tuple[float, float], commands: np.ndarray,
             config: ExpertConfig) -> np.ndarray:
     """Positions (K, T, 2) of a unicycle holding each of K (v, w) commands, with acceleration limits."""
-    steps = int(round(config.horizon / config.rollout_dt))
+    steps = round(config.horizon / config.rollout_dt)
     t = config.rollout_dt * np.arange(1, steps + 1)
     v = velocity[0] + np.clip(commands[:, :1] - velocity[0], -config.max_accel * t, config.max_accel * t)
     w = velocity[1] + np.clip(commands[:, 1:] - velocity[1], -config.max_yaw_accel * t, config.max_yaw_accel * t)
@@ -62,6 +66,31 @@ def rollout(pose: tuple[float, float, float], velocity: tuple[float, float], com
     x = pose[0] + np.cumsum(v * np.cos(yaw) * config.rollout_dt, axis=1)
     y = pose[1] + np.cumsum(v * np.sin(yaw) * config.rollout_dt, axis=1)
     return np.stack([x, y], axis=-1)
+
+
+def predict_agents(obstacles: DynamicObstacles, t: np.ndarray, loops: dict[str, Agent] | None = None) -> np.ndarray:
+    """Agent positions (T, A, 2) at future times t: along their known loops, else at constant velocity."""
+    xy = np.array([obstacles.x, obstacles.y]).T
+    velocity = np.array([obstacles.vx, obstacles.vy]).T
+    future = xy[None] + t[:, None, None] * velocity[None]
+    for i, agent_id in enumerate(obstacles.ids):
+        if loops and agent_id in loops:
+            future[:, i] = _along_loop(loops[agent_id], xy[i], velocity[i], t)
+    return future
+
+
+def _along_loop(agent: Agent, xy: np.ndarray, velocity: np.ndarray, t: np.ndarray) -> np.ndarray:
+    points = np.asarray(agent.waypoints + agent.waypoints[:1], dtype=float)
+    seg = np.diff(points, axis=0)
+    length = np.hypot(*seg.T)
+    arc = np.concatenate([[0.0], np.cumsum(length)])
+    u = np.clip(((xy - points[:-1]) * seg).sum(axis=1) / np.maximum(length**2, 1e-12), 0.0, 1.0)
+    dist = np.round(np.hypot(*(points[:-1] + u[:, None] * seg - xy).T), 3)
+    heading = (seg * velocity).sum(axis=1) / np.maximum(length, 1e-12)
+    # A back-and-forth loop passes each point twice; the velocity tells which pass the agent is on.
+    k = np.lexsort((-heading, dist))[0]
+    s = (arc[k] + u[k] * length[k] + agent.speed * t) % arc[-1]
+    return np.stack([np.interp(s, arc, points[:, 0]), np.interp(s, arc, points[:, 1])], axis=-1)
 
 
 class ExpertDriver:
@@ -73,8 +102,13 @@ class ExpertDriver:
         self._occupied = occupancy_grid(world)
         self._clearance = ClearanceMap.from_occupancy(self._occupied, world.grid)
         self._inflation = config.robot_radius + config.margin
-        self._planner = GridPlanner(self._clearance, self._inflation, resolution=config.plan_resolution)
+        self._centres = world.grid.cell_to_world(np.stack(np.indices(world.grid.shape), axis=-1))
+        self._lane_gap = self._lane_distance()
+        self._lanes = self._lane_gap <= config.robot_radius + config.agent_margin
+        self._planner = GridPlanner(self._clearance, self._inflation, resolution=config.plan_resolution,
+                                    avoid=self._lanes)
         self._goals = self._room_goals(np.random.default_rng(seed))
+        self._loops = {agent.id: agent for agent in world.agents}
         self._visited: list[str] = []
         self._queue: list[str] = []
         self._path = np.empty((0, 2))
@@ -86,10 +120,11 @@ class ExpertDriver:
         self._replan = False
         self._last_t: float | None = None
         self._retry_at = 0.0
+        self._goal_id: str | None = None
         self._goal_since = 0.0
         self._best_progress = (0.0, 0.0)  # (arc length, time it was reached)
         w = np.linspace(-config.max_yaw_rate, config.max_yaw_rate, 11)
-        v = np.linspace(-0.3, config.cruise_speed, 8)
+        v = np.union1d(np.linspace(-config.reverse_speed, config.cruise_speed, 8), [0.0])
         self._samples = np.stack(np.meshgrid(v, w, indexing="ij"), axis=-1).reshape(-1, 2)
 
     @property
@@ -139,6 +174,8 @@ class ExpertDriver:
             inside &= (centres[..., 1] >= ymin) & (centres[..., 1] <= ymax)
             if not inside.any():
                 continue
+            # Park out of the way of people and carts where the room allows it.
+            inside &= ~planner.avoid if (inside & ~planner.avoid).any() else True
             clearance = np.where(inside, planner.coarse, -np.inf)
             # Any point near the maximum clearance will do; the seed picks one so tours differ.
             best = np.argwhere(clearance >= 0.9 * clearance.max())
@@ -167,11 +204,10 @@ class ExpertDriver:
             self._queue.pop(0)
             self._path = np.empty((0, 2))
         stalled = len(self._path) > 0 and t - self._best_progress[1] > c.blocked_timeout
-        if (len(self._path) and not (self._replan or stalled)) or (not len(self._path) and t < self._retry_at):
+        if (len(self._path) and not (self._replan or stalled)) or t < self._retry_at:
             return
         # When stuck, first try to route around the agents as they stand now.
         planners = [self._planner_around(obstacles), self._planner] if stalled else [self._planner]
-        goal_before = self._queue[0] if self._queue else None
         self._path = np.empty((0, 2))
         for _ in range(2):  # a finished tour starts over from wherever the robot is
             if not self._queue:
@@ -185,23 +221,29 @@ class ExpertDriver:
                     self._set_path(path)
             if len(self._path):
                 break
-        if not self._queue or self._queue[0] != goal_before:
-            self._goal_since = t
+        if self._queue and self._queue[0] != self._goal_id:
+            self._goal_id, self._goal_since = self._queue[0], t
         self._best_progress = (0.0, t)
         self._replan = False
-        self._retry_at = t + 1.0
+        # Nothing reachable right now: ordering a tour is too costly to retry on every call.
+        self._retry_at = t + 1.0 if not len(self._path) else 0.0
 
     def _planner_around(self, obstacles: DynamicObstacles | None) -> GridPlanner:
-        """A planner that treats the agents as they stand now as static obstacles."""
-        if obstacles is None or not obstacles.ids:
-            return self._planner
-        spec = self.world.grid
-        centres = spec.cell_to_world(np.stack(np.indices(spec.shape), axis=-1))
-        occupied = self._occupied.copy()
-        for ax, ay, radius in zip(obstacles.x, obstacles.y, obstacles.radius):
-            occupied |= np.hypot(centres[..., 0] - ax, centres[..., 1] - ay) <= radius
-        return GridPlanner(ClearanceMap.from_occupancy(occupied, spec), self._inflation,
+        """A planner for a stuck robot: agents' walking loops and where agents stand now count as walls."""
+        occupied = self._occupied | (self._lane_gap <= 0.0)
+        if obstacles is not None:
+            for ax, ay, radius in zip(obstacles.x, obstacles.y, obstacles.radius, strict=True):
+                occupied |= np.hypot(self._centres[..., 0] - ax, self._centres[..., 1] - ay) <= radius
+        return GridPlanner(ClearanceMap.from_occupancy(occupied, self.world.grid), self._inflation,
                            resolution=self.config.plan_resolution)
+
+    def _lane_distance(self) -> np.ndarray:
+        """Per grid cell, how close the nearest agent's body comes while walking its loop (inf without agents)."""
+        gap = np.full(self.world.grid.shape, np.inf)
+        for agent in self.world.agents:
+            loop = np.asarray(agent.waypoints + agent.waypoints[:1], dtype=float)
+            gap = np.minimum(gap, distance_to_polyline(self._centres, loop) - agent.radius)
+        return gap
 
     def _set_path(self, path: np.ndarray) -> None:
         self._path = path
@@ -255,15 +297,18 @@ class ExpertDriver:
         commands = np.vstack([nominal, self._samples])
         paths = rollout(pose, self._velocity, commands, c)
         here = float(self._clearance.at(np.array(pose[:2])))
-        # Already too close: any command that does not get closer still counts as safe.
-        static_ok = self._clearance.at(paths).min(axis=1) >= min(c.robot_radius + c.static_margin, here - 1e-3)
+        near = paths[:, : round(c.static_horizon / c.rollout_dt)]
+        floor = min(c.robot_radius + c.static_margin, max(here - c.static_slack, min(here, c.robot_radius)))
+        static_ok = self._clearance.at(near).min(axis=1) >= floor
         gap = np.full(len(commands), np.inf)
         if obstacles is not None and obstacles.ids:
             t = c.rollout_dt * np.arange(1, paths.shape[1] + 1)
             agents = np.array([obstacles.x, obstacles.y]).T
-            future = agents[None] + t[:, None, None] * np.array([obstacles.vx, obstacles.vy]).T[None]
+            future = predict_agents(obstacles, t, self._loops)
             radii = c.robot_radius + np.array(obstacles.radius)
-            gap = (np.linalg.norm(paths[:, :, None, :] - future[None], axis=-1) - radii).min(axis=(1, 2))
+            # Agents turn at their waypoints, so the prediction widens the further ahead it looks.
+            reach = radii + c.agent_spread * t[:, None]
+            gap = (np.linalg.norm(paths[:, :, None, :] - future[None], axis=-1) - reach).min(axis=(1, 2))
             now = float((np.hypot(*(agents - np.array(pose[:2])).T) - radii).min())
             safe = static_ok & (gap >= min(c.agent_margin, now - 1e-3))
         else:

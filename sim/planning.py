@@ -6,8 +6,10 @@ Everything works in the `map` frame with the cell convention of :class:`schemas.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import ndimage, sparse
@@ -33,14 +35,25 @@ class ClearanceMap:
         # EDT measures centre to centre; the obstacle surface is about half a cell closer.
         return cls(spec, np.where(occupied, 0.0, np.maximum(metres - spec.resolution / 2, 0.0)))
 
+    @cached_property
+    def _padded(self) -> np.ndarray:
+        return np.pad(self.distance, 1)
+
     def at(self, xy: np.ndarray) -> np.ndarray:
-        """Clearance at world points (..., 2); 0 outside the grid."""
-        rc = self.spec.world_to_cell(xy)
+        """Clearance at world points (..., 2), bilinear between cell centres; 0 outside the grid."""
+        xy = np.asarray(xy, dtype=float)
         rows, cols = self.distance.shape
-        inside = (rc[..., 0] >= 0) & (rc[..., 0] < rows) & (rc[..., 1] >= 0) & (rc[..., 1] < cols)
-        r = np.clip(rc[..., 0], 0, rows - 1)
-        c = np.clip(rc[..., 1], 0, cols - 1)
-        return np.where(inside, self.distance[r, c], 0.0)
+        # Continuous (col, row) coordinates in the padded grid, whose border ring is obstacle.
+        fc = (xy[..., 0] - self.spec.origin[0]) / self.spec.resolution + 0.5
+        fr = (xy[..., 1] - self.spec.origin[1]) / self.spec.resolution + 0.5
+        fc, fr = np.clip(fc, 0.0, cols + 1.0), np.clip(fr, 0.0, rows + 1.0)
+        c0 = np.minimum(np.floor(fc).astype(int), cols)
+        r0 = np.minimum(np.floor(fr).astype(int), rows)
+        wc, wr = fc - c0, fr - r0
+        d = self._padded
+        top = d[r0, c0] * (1 - wc) + d[r0, c0 + 1] * wc
+        bottom = d[r0 + 1, c0] * (1 - wc) + d[r0 + 1, c0 + 1] * wc
+        return top * (1 - wr) + bottom * wr
 
     def segment_clearance(self, a: np.ndarray, b: np.ndarray) -> float:
         """Smallest clearance along the straight segment a -> b."""
@@ -156,21 +169,22 @@ class GridPlanner:
     """
 
     def __init__(self, clearance: ClearanceMap, inflation: float, preferred: float = 1.0,
-                 clearance_weight: float = 4.0, resolution: float = 0.1):
+                 clearance_weight: float = 4.0, resolution: float = 0.1, avoid: np.ndarray | None = None,
+                 avoid_weight: float = 10.0):
+        """`avoid` marks fine-grid cells that are passable but expensive, e.g. where people walk."""
         self.clearance = clearance
         self.inflation = inflation
         self.preferred = max(preferred, inflation + clearance.spec.resolution)
         fine = clearance.spec
         factor = max(1, round(resolution / fine.resolution))
-        rows, cols = -(-np.array(fine.shape) // factor)
-        blocks = np.zeros((rows * factor, cols * factor))
-        blocks[: fine.shape[0], : fine.shape[1]] = clearance.distance
         # Min-pooling keeps the coarse grid conservative: a coarse cell is as close to walls as its worst part.
-        self.coarse = blocks.reshape(rows, factor, cols, factor).min(axis=(1, 3))
-        self.spec = GridSpec(fine.resolution * factor, fine.origin, (int(rows), int(cols)))
+        self.coarse = _pool(clearance.distance, factor, 0.0, np.min)
+        self.spec = GridSpec(fine.resolution * factor, fine.origin, self.coarse.shape)
         self.passable = self.coarse >= inflation
         closeness = np.clip((self.preferred - self.coarse) / (self.preferred - inflation), 0.0, 1.0)
         self.cost = 1.0 + clearance_weight * closeness**2
+        self.avoid = np.zeros(self.coarse.shape, dtype=bool) if avoid is None else _pool(avoid, factor, 0.0, np.max) > 0
+        self.cost += avoid_weight * self.avoid
         _, nearest = ndimage.distance_transform_edt(~self.passable, return_indices=True)
         self._nearest_passable = nearest
         self._graph: sparse.csr_matrix | None = None
@@ -231,6 +245,24 @@ class GridPlanner:
         return self._graph
 
 
+def _pool(grid: np.ndarray, factor: int, fill: float, reduce: np.ufunc) -> np.ndarray:
+    """Reduce factor x factor blocks of a grid, padding the ragged edge with `fill`."""
+    rows, cols = -(-np.array(grid.shape) // factor)
+    blocks = np.full((rows * factor, cols * factor), fill, dtype=float)
+    blocks[: grid.shape[0], : grid.shape[1]] = grid
+    return reduce(blocks.reshape(rows, factor, cols, factor), axis=(1, 3))
+
+
+def distance_to_polyline(xy: np.ndarray, polyline: np.ndarray) -> np.ndarray:
+    """Distance from points (..., 2) to the nearest segment of a polyline (N, 2)."""
+    out = np.full(xy.shape[:-1], np.inf)
+    for a, b in itertools.pairwise(polyline):
+        ab = b - a
+        u = np.clip(((xy - a) @ ab) / max(float(ab @ ab), 1e-12), 0.0, 1.0)
+        out = np.minimum(out, np.hypot(*np.moveaxis(xy - a - u[..., None] * ab, -1, 0)))
+    return out
+
+
 def plan_path(clearance: ClearanceMap, start_xy: np.ndarray, goal_xy: np.ndarray, inflation: float = 0.4,
               resolution: float = 0.1) -> np.ndarray | None:
     """One-shot planning: a smoothed path (N, 2) with at least `inflation` clearance, or None."""
@@ -251,7 +283,7 @@ def order_tour(costs: np.ndarray) -> list[int]:
 
     def length(seq: list[int]) -> float:
         nodes = [0, *seq]
-        return float(sum(costs[a, b] for a, b in zip(nodes[:-1], nodes[1:])))
+        return float(sum(costs[a, b] for a, b in itertools.pairwise(nodes)))
 
     improved = True
     while improved:

@@ -58,7 +58,7 @@ class RobotConfig:
     camera_height: int = 240
     camera_mount_z: float = 0.45
     camera_mount_radius: float = 0.22
-    depth_near: float = 0.05  # m; closer surfaces are clipped
+    depth_near: float = 0.02  # m; closer surfaces are clipped (cameras sit 3 cm inside the shell edge)
     depth_far: float = 60.0  # m; beyond is reported as +inf (REP-118 "too far")
     jpeg_quality: int = 90
     imu_mount: tuple[float, float, float] = (0.0, 0.0, 0.20)
@@ -77,7 +77,7 @@ class RobotConfig:
     gyro_bias_std: float = 0.002  # rad/s
     wheel_slip_std: float = 0.01  # multiplicative, per encoder sample
     wheel_scale_std: float = 0.003  # multiplicative, per episode (tyre wear, calibration)
-    collision_release_s: float = 0.25  # contact must be gone this long before a new onset counts
+    collision_release_s: float = 0.25  # s free of contact before a new touch counts as a new collision
 
     @property
     def fovy_deg(self) -> float:

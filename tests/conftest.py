@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,3 +62,13 @@ def sample_message(output_id: str, t_ns: int = T0) -> object:
 @pytest.fixture
 def all_topic_messages() -> list[tuple[str, object]]:
     return [(t.output_id, sample_message(t.output_id)) for t in TOPICS]
+
+
+@pytest.fixture(scope="session")
+def office_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated office building, shared by the tests that drive the robot through it."""
+    from sim.world import generate_world, write_world
+
+    out = tmp_path_factory.mktemp("worlds") / "office-0"
+    write_world(generate_world("office", 0), out)
+    return out

@@ -1,78 +1,83 @@
-"""The simulated robot's sensors, rates and physics, on real MuJoCo."""
+"""The simulated robot's sensors, rates and physics, on real MuJoCo in generated buildings."""
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import mujoco
 import numpy as np
 import pytest
+from scipy.ndimage import distance_transform_edt
 from scipy.spatial.transform import Rotation
 
 from schemas.messages import Twist, from_arrow, to_arrow
 from schemas.topics import BY_OUTPUT, camera_frame
-from schemas.world import Agent, Box, GridSpec, Room, Wall, World
+from schemas.world import World
 from sim.robot import BODY, RobotConfig
 from sim.simulator import Simulator
+from sim.world import generate_world, occupancy_grid, write_world
 
 SMALL = RobotConfig(camera_width=64, camera_height=48)
-HALF_X, HALF_Y, WALL = 5.0, 3.0, 0.1  # room half-extents to the wall centres, wall half-thickness
-
-_ROOM_XML = f"""
-<mujoco model="room">
-  <visual>
-    <global offwidth="640" offheight="480"/>
-    <quality shadowsize="0" offsamples="0"/>
-  </visual>
-  <asset>
-    <texture name="checker" type="2d" builtin="checker" rgb1=".6 .6 .6" rgb2=".3 .3 .3" width="64" height="64"/>
-    <material name="checker" texture="checker" texrepeat="8 8"/>
-  </asset>
-  <worldbody>
-    <light pos="0 0 2.4" dir="0 0 -1"/>
-    <geom name="floor" type="plane" size="6 4 0.1" material="checker"/>
-    <geom name="wall_e" type="box" pos="{HALF_X} 0 1.25" size="{WALL} {HALF_Y} 1.25" rgba=".8 .7 .6 1"/>
-    <geom name="wall_w" type="box" pos="-{HALF_X} 0 1.25" size="{WALL} {HALF_Y} 1.25" rgba=".8 .7 .6 1"/>
-    <geom name="wall_n" type="box" pos="0 {HALF_Y} 1.25" size="{HALF_X} {WALL} 1.25" rgba=".7 .8 .6 1"/>
-    <geom name="wall_s" type="box" pos="0 -{HALF_Y} 1.25" size="{HALF_X} {WALL} 1.25" rgba=".7 .8 .6 1"/>
-    <body name="agent_p0" mocap="true" pos="-3 -2 0.9">
-      <geom name="agent_p0" type="capsule" size="0.25 0.6" rgba=".2 .3 .9 1"/>
-    </body>
-  </worldbody>
-</mujoco>
-"""
-
-
-def _room_world(spawn: tuple[float, float, float]) -> World:
-    walls = tuple(
-        Wall(name, Box((cx, cy, 1.25), (hx, hy, 1.25)), "plain")
-        for name, cx, cy, hx, hy in (
-            ("wall_e", HALF_X, 0, WALL, HALF_Y), ("wall_w", -HALF_X, 0, WALL, HALF_Y),
-            ("wall_n", 0, HALF_Y, HALF_X, WALL), ("wall_s", 0, -HALF_Y, HALF_X, WALL),
-        )
-    )
-    inner = (-HALF_X + WALL, -HALF_Y + WALL, HALF_X - WALL, HALF_Y - WALL)
-    return World(
-        kind="office", seed=0, site="test-room", bounds=(-HALF_X - WALL, -HALF_Y - WALL, HALF_X + WALL, HALF_Y + WALL),
-        wall_height=2.5, rooms=(Room("r0", "Lab", "testing", "room", inner),), doors=(), walls=walls, landmarks=(),
-        agents=(Agent("p0", "person", ((-3.0, -2.0), (-1.0, -2.0), (-1.0, -1.0)), 1.0, 0.25),),
-        grid=GridSpec(0.1, (-HALF_X - WALL, -HALF_Y - WALL), (62, 102)), spawn=spawn,
-    )
+BODY_Z = 0.2  # a height inside the robot shell
 
 
 @pytest.fixture(scope="module")
-def room(tmp_path_factory: pytest.TempPathFactory):
-    """A factory of room worlds: 10 x 6 m between wall centres, one walking person, robot at `spawn`."""
+def hospital(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A hospital with people walking their loops."""
+    out = tmp_path_factory.mktemp("hospital")
+    write_world(generate_world("hospital", 1, dynamic=True), out)
+    return out
 
-    def make(spawn: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> Path:
-        out = tmp_path_factory.mktemp("room")
-        _room_world(spawn).save(out / "world.json")
-        (out / "world.xml").write_text(_ROOM_XML)
-        return out
 
-    return make
+def _clearance(world: World) -> np.ndarray:
+    """Metres from each grid cell to the nearest blocked one."""
+    return distance_transform_edt(~occupancy_grid(world)) * world.grid.resolution
+
+
+Boxes = tuple[list[str], np.ndarray, np.ndarray]  # geom names, lower corners, upper corners
+
+
+def _boxes(world: World, visible: bool) -> Boxes:
+    """The boxes that block the robot, or with `visible` every box a camera sees."""
+    named = [(f"wall_{w.id}", w.box) for w in world.walls]
+    named += [(f"lm_{lm.id}", lm.box) for lm in world.landmarks if visible or lm.collides]
+    centers = np.array([b.center for _, b in named])
+    halves = np.array([b.half_size for _, b in named])
+    return [n for n, _ in named], centers - halves, centers + halves
+
+
+def _ray(boxes: Boxes, x: float, y: float, z: float, yaw: float) -> tuple[float, str]:
+    """Distance along an axis-aligned heading to the first box face, and that box's geom name."""
+    names, lo, hi = boxes
+    axis, sign = (0, round(math.cos(yaw))) if abs(math.cos(yaw)) > 0.5 else (1, round(math.sin(yaw)))
+    p = (x, y)
+    across = 1 - axis
+    distance = lo[:, axis] - p[axis] if sign > 0 else p[axis] - hi[:, axis]
+    ahead = (lo[:, 2] <= z) & (hi[:, 2] >= z) & (lo[:, across] <= p[across]) & (hi[:, across] >= p[across])
+    distance = np.where(ahead & (distance >= 0), distance, np.inf)
+    first = int(np.argmin(distance))
+    return float(distance[first]), names[first]
+
+
+def _poses(world: World, radius: float) -> Iterator[tuple[float, float, float, float, str]]:
+    """Axis-aligned poses with free floor, each with the straight run ahead and the flat face that ends it.
+
+    Only poses whose whole swept corridor ends on one face are kept, so that face is what the robot hits.
+    """
+    boxes = _boxes(world, visible=False)
+    clearance = _clearance(world)
+    free_cells = np.argwhere(clearance[::10, ::10] >= radius + 0.15) * 10  # a 0.5 m lattice
+    for x, y in world.grid.cell_to_world(free_cells):
+        for dx, dy in ((1, 0), (0, 1), (-1, 0), (0, -1)):
+            yaw = math.atan2(dy, dx)
+            offsets = np.linspace(-radius, radius, 11)
+            hits = {_ray(boxes, x - dy * offset, y + dx * offset, BODY_Z, yaw) for offset in offsets}
+            if len(hits) == 1:
+                run, name = hits.pop()
+                yield float(x), float(y), yaw, run, name
 
 
 def _drive(sim: Simulator, seconds: float, v: float = 0.0, w: float = 0.0) -> dict[str, list]:
@@ -85,8 +90,8 @@ def _drive(sim: Simulator, seconds: float, v: float = 0.0, w: float = 0.0) -> di
     return out
 
 
-def test_imu_reads_gravity_at_rest(room) -> None:
-    sim = Simulator(room(), SMALL, seed=1)
+def test_imu_reads_gravity_at_rest(office_world) -> None:
+    sim = Simulator(office_world, SMALL, seed=1)
     imus = _drive(sim, 1.0)["imu"]
     accel = np.array([m.linear_acceleration for m in imus])
     gyro = np.array([m.angular_velocity for m in imus])
@@ -100,12 +105,15 @@ def test_imu_reads_gravity_at_rest(room) -> None:
     sim.close()
 
 
-def test_wheel_odometry_tracks_a_straight_drive(room) -> None:
-    sim = Simulator(room((-4.0, 0.0, 0.0)), SMALL, seed=2)
+def test_wheel_odometry_tracks_a_straight_drive(office_world) -> None:
+    sim = Simulator(office_world, SMALL, seed=2)
+    x, y, yaw, _, _ = next(p for p in _poses(sim.world, SMALL.radius) if p[3] > 4.6)
+    sim.place(x, y, yaw)
     out = _drive(sim, 4.0, v=1.0)
     odom, truth = out["odom"][-1], out["ground_truth"][-1]
-    travelled = math.dist(truth.position[:2], (-4.0, 0.0))
+    travelled = math.dist(truth.position[:2], (x, y))
     assert travelled > 3.5
+    assert sim.collisions == 0
     assert math.hypot(*odom.position[:2]) == pytest.approx(travelled, rel=0.02)
     # Encoders integrate to the same distance: angle * radius, averaged over both wheels.
     wheels = out["wheels"][-1]
@@ -114,16 +122,15 @@ def test_wheel_odometry_tracks_a_straight_drive(room) -> None:
     # map -> odom -> base_link reproduces the true pose.
     map_odom, odom_base = out["tf"][-2:]
     assert (map_odom.parent_frame_id, odom_base.child_frame_id) == ("map", "base_link")
-    pose = (Rotation.from_quat(map_odom.rotation), np.array(map_odom.translation))
-    composed = pose[0].apply(odom_base.translation) + pose[1]
+    composed = Rotation.from_quat(map_odom.rotation).apply(odom_base.translation) + map_odom.translation
     assert composed[:2] == pytest.approx(truth.position[:2], abs=1e-6)
     sim.close()
 
 
-def test_rates_follow_the_config(room) -> None:
+def test_rates_follow_the_config(hospital) -> None:
     seconds = 2.0
     config = RobotConfig(camera_width=64, camera_height=48, camera_hz=5.0)
-    sim = Simulator(room(), config, start_ns=10**12)
+    sim = Simulator(hospital, config, start_ns=10**12)
     out = _drive(sim, seconds)
     expected = {
         "clock": 100.0, "imu": 100.0, "wheels": 50.0, "odom": 50.0, "ground_truth": 50.0,
@@ -144,13 +151,17 @@ def test_rates_follow_the_config(room) -> None:
     sim.close()
 
 
-def test_depth_is_metric_along_the_optical_axis(room) -> None:
-    sim = Simulator(room(), RobotConfig(camera_width=96, camera_height=72), seed=3)
+def test_depth_is_metric_along_the_optical_axis(office_world) -> None:
+    config = RobotConfig(camera_width=96, camera_height=72)
+    sim = Simulator(office_world, config, seed=3)
+    x, y, yaw, _, _ = next(p for p in _poses(sim.world, config.radius) if 1.0 < p[3] < 4.0)
+    sim.place(x, y, yaw)
     rgb, depth = sim.render("front")
     assert rgb.shape == (72, 96, 3) and rgb.dtype == np.uint8 and depth.dtype == np.float32
-    # The east wall face is perpendicular to the front camera, so its depth is the same at every pixel.
-    wall_depth = HALF_X - WALL - sim.config.camera_mount_radius
-    assert np.abs(depth[26:37, 40:56] - wall_depth).max() < 0.01
+    assert np.isfinite(depth).all(), "a closed building returns depth everywhere"
+    # The face ahead is perpendicular to the optical axis: the four centre pixels all see it at one depth.
+    ahead, _ = _ray(_boxes(sim.world, visible=True), x, y, config.camera_mount_z, yaw)
+    assert depth[35:37, 47:49] == pytest.approx(np.full((2, 2), ahead - config.camera_mount_radius), abs=0.01)
 
     # Unproject pixels with the published intrinsics and extrinsics; each must land on the surface
     # that a MuJoCo ray cast through the same direction hits.
@@ -159,60 +170,89 @@ def test_depth_is_metric_along_the_optical_axis(room) -> None:
     mount = statics[camera_frame("rear_left")]
     _, depth = sim.render("rear_left")
     fx, cx, fy, cy = info.k[0], info.k[2], info.k[4], info.k[5]
-    x, y, yaw = sim.pose()
     to_map = Rotation.from_euler("z", yaw) * Rotation.from_quat(mount.rotation)
     origin = Rotation.from_euler("z", yaw).apply(mount.translation) + np.array([x, y, 0.0])
     robot = sim.model.body(BODY).id
-    for v, u in ((36, 48), (70, 10), (60, 90), (30, 5), (40, 80)):
+    for v, u in ((0, 0), (5, 90), (36, 48), (70, 10), (60, 90), (30, 5), (40, 80)):
         ray = to_map.apply([(u - cx) / fx, (v - cy) / fy, 1.0])  # unit optical z: hit distance == depth
         hit = mujoco.mj_ray(sim.model, sim.data, origin, ray, None, 1, robot, np.zeros(1, np.int32))
         assert depth[v, u] == pytest.approx(hit, rel=0.01, abs=0.005), (u, v)
-    # Above the walls there is nothing within range: REP-118 "too far".
-    assert np.isinf(depth[0, 40:56]).all()
     sim.close()
 
 
-def test_driving_into_a_wall_is_one_collision(room) -> None:
-    sim = Simulator(room((3.0, 0.0, 0.0)), SMALL, seed=4)
-    events = _drive(sim, 4.0, v=0.8)["events"]
-    assert [(e.kind, e.source, e.detail) for e in events] == [("collision", "sim", "wall_e")]
+def test_driving_into_a_wall_is_one_collision(office_world) -> None:
+    sim = Simulator(office_world, SMALL, seed=4)
+    x, y, yaw, run, face = next(p for p in _poses(sim.world, SMALL.radius) if 1.0 < p[3] < 3.0)
+    sim.place(x, y, yaw)
+    events = _drive(sim, (run - SMALL.radius) / 0.8 + 1.5, v=0.8)["events"]
+    assert [(e.kind, e.source, e.detail) for e in events] == [("collision", "sim", face)]
     assert events[0].value == pytest.approx(0.8, abs=0.05)
     assert sim.collisions == 1
-    x, y, _ = sim.pose()
-    assert x <= HALF_X - WALL - SMALL.radius + 0.005
-    assert abs(y) < 0.01
-    # Backing off and hitting again is a second onset.
+    px, py, _ = sim.pose()
+    along = (px - x) * math.cos(yaw) + (py - y) * math.sin(yaw)
+    across = -(px - x) * math.sin(yaw) + (py - y) * math.cos(yaw)
+    assert run - SMALL.radius - 0.01 < along <= run - SMALL.radius + 0.005, "stopped at the face, not through it"
+    assert abs(across) < 0.01
+    # Backing off and driving in again is a second collision.
     _drive(sim, 1.0, v=-0.5)
-    assert _drive(sim, 2.0, v=0.8)["events"][0].detail == "wall_e"
+    assert [e.detail for e in _drive(sim, 2.0, v=0.8)["events"]] == [face]
     assert sim.collisions == 2
     sim.close()
 
 
-def test_commanded_twist_is_tracked_without_side_slip(room) -> None:
-    sim = Simulator(room(), SMALL, seed=5)
-    _drive(sim, 0.6, v=0.5, w=0.8)
-    samples = []
+def test_commanded_twist_is_tracked_without_side_slip(office_world) -> None:
+    sim = Simulator(office_world, SMALL, seed=5)
+    clearance = _clearance(sim.world)
+    roomiest = np.unravel_index(np.argmax(clearance), clearance.shape)
+    assert clearance[roomiest] > 1.2, "room for a 0.375 m radius circle"
+    sim.place(*sim.world.grid.cell_to_world(np.array(roomiest)), 0.0)
+    _drive(sim, 0.6, v=0.3, w=0.8)
+    samples, imus = [], []
     for _ in range(50):
-        _drive(sim, 0.01, v=0.5, w=0.8)
+        imus += _drive(sim, 0.01, v=0.3, w=0.8)["imu"]
         samples.append((*sim.velocity(), sim.lateral_velocity()))
     v, w, lateral = np.array(samples).T
-    assert v == pytest.approx(0.5, abs=0.01)
+    assert v == pytest.approx(0.3, abs=0.01)
     assert w == pytest.approx(0.8, abs=0.01)
     assert np.abs(lateral).max() < 0.01
+    # The IMU feels the turn: centripetal v * w to the left, yaw rate on z.
+    accel = np.mean([m.linear_acceleration for m in imus], axis=0)
+    gyro = np.mean([m.angular_velocity for m in imus], axis=0)
+    assert accel[1] == pytest.approx(0.3 * 0.8, abs=4 * SMALL.accel_bias_std)
+    assert gyro[2] == pytest.approx(0.8, abs=4 * SMALL.gyro_bias_std)
     # Commands beyond the motor limits saturate.
-    _drive(sim, 0.5, v=3.0, w=0.0)
-    assert sim.velocity()[0] == pytest.approx(SMALL.max_speed, abs=0.01)
+    _drive(sim, 0.5, v=0.0, w=5.0)
+    assert sim.velocity()[1] == pytest.approx(SMALL.max_yaw_rate, abs=0.01)
+    assert sim.collisions == 0
     sim.close()
 
 
-def test_dynamic_agents_walk_their_loop(room) -> None:
-    sim = Simulator(room(), SMALL)
+def test_people_walk_their_loops(hospital) -> None:
+    sim = Simulator(hospital, SMALL)
     obstacles = _drive(sim, 0.5)["obstacles"]
     first, last = obstacles[0], obstacles[-1]
-    assert first.ids == ("p0",) and first.radius == (0.25,)
-    assert (first.x[0], first.y[0]) == pytest.approx((-3.0, -2.0))
-    assert (last.x[0], last.y[0]) == pytest.approx((-2.5, -2.0))
-    assert (last.vx[0], last.vy[0]) == pytest.approx((1.0, 0.0))
-    body = sim.data.mocap_pos[sim.model.body("agent_p0").mocapid[0]]
-    assert body[:2] == pytest.approx((-2.5, -2.0))
+    agents = sim.world.agents
+    assert first.ids == tuple(a.id for a in agents) and first.radius == tuple(a.radius for a in agents)
+    for i, agent in enumerate(agents):
+        start, towards = np.array(agent.waypoints[0]), np.array(agent.waypoints[1])
+        heading = (towards - start) / np.linalg.norm(towards - start)
+        assert (first.x[i], first.y[i]) == pytest.approx(tuple(start))
+        assert (last.x[i], last.y[i]) == pytest.approx(tuple(start + heading * agent.speed * 0.5))
+        assert (last.vx[i], last.vy[i]) == pytest.approx(tuple(heading * agent.speed))
+        body = sim.data.mocap_pos[sim.model.body(f"agent_{agent.id}").mocapid[0]]
+        assert body[:2] == pytest.approx((last.x[i], last.y[i]))
+    sim.close()
+
+
+def test_a_person_walking_into_the_robot_is_a_collision(hospital) -> None:
+    sim = Simulator(hospital, SMALL)
+    agent = max(sim.world.agents, key=lambda a: math.dist(*a.waypoints[:2]))
+    start, towards = np.array(agent.waypoints[0]), np.array(agent.waypoints[1])
+    heading = (towards - start) / np.linalg.norm(towards - start)
+    x, y = start + heading * 1.2
+    sim.place(x, y, math.atan2(heading[1], heading[0]) + math.pi / 2)
+    events = _drive(sim, 2.0)["events"]
+    assert [e.detail for e in events] == [f"agent_{agent.id}"]
+    px, py, _ = sim.pose()
+    assert (px - x) * heading[0] + (py - y) * heading[1] > 0.1, "the person shoves the robot along"
     sim.close()

@@ -1,4 +1,4 @@
-"""dora node `viz`: logs the episode to Rerun, saving to ASTRA_RRD if set, else spawning a viewer.
+"""dora node `viz` (file named apart from the `viz` package it imports): logs the episode to Rerun, saving to ASTRA_RRD if set, else spawning a viewer.
 
 Inputs: any recorded topic (ids from schemas/topics.py). Output: `done` once the recording is saved.
 """

@@ -1,0 +1,32 @@
+"""`make bench`: timed measurements, reported as figures (never asserted in tests).
+
+Usage: python -m benchmarks [NAME ...]   (default: all). Results also go to data/bench/<name>.json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from benchmarks import record_rates, simulator
+
+BENCHMARKS = {"simulator": simulator.run, "record_rates": record_rates.run}
+OUT = Path("data/bench")
+
+
+def main(names: list[str]) -> int:
+    unknown = set(names) - BENCHMARKS.keys()
+    if unknown:
+        print(f"unknown benchmark(s) {sorted(unknown)}; choose from {sorted(BENCHMARKS)}", file=sys.stderr)
+        return 2
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name in names or BENCHMARKS:
+        print(f"\n== {name}", flush=True)
+        result = BENCHMARKS[name](OUT / name)
+        (OUT / f"{name}.json").write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

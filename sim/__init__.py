@@ -1,0 +1,1 @@
+"""MuJoCo simulator: procedural buildings, robot model, sensors, scenarios and the expert driver."""
