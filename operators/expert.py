@@ -22,7 +22,7 @@ def main(node: Node | None = None) -> None:
     driver = ExpertDriver(World.load(config.world_dir()), seed=config.episode_seed())
     period_ns = int(1e9 / float(os.environ.get("ASTRA_EXPERT_HZ", "20")))
     obstacles: DynamicObstacles | None = None
-    last_ns: int | None = None
+    next_ns: int | None = None
     for event in node:
         if event["type"] == "STOP":
             break
@@ -32,9 +32,10 @@ def main(node: Node | None = None) -> None:
             obstacles = from_arrow(event["value"], event["metadata"], DynamicObstacles)
         elif event["id"] == "ground_truth":
             odom = from_arrow(event["value"], event["metadata"], Odometry)
-            if last_ns is not None and odom.t_ns - last_ns < period_ns:
+            if next_ns is not None and odom.t_ns < next_ns:
                 continue
-            last_ns = odom.t_ns
+            # A fixed schedule keeps the average rate exact when poses arrive at a rate it does not divide.
+            next_ns = odom.t_ns + period_ns if next_ns is None else max(next_ns + period_ns, odom.t_ns)
             yaw = Rotation.from_quat(odom.orientation).as_euler("zyx")[0]
             cmd = driver.command(odom.t_ns, (odom.position[0], odom.position[1], yaw), obstacles)
             node.send_output("expert_cmd_vel", *to_arrow(cmd))

@@ -1,4 +1,6 @@
-"""dora node `viz` (file named apart from the `viz` package it imports): logs the episode to Rerun, saving to ASTRA_RRD if set, else spawning a viewer.
+"""dora node `viz`: logs the episode to Rerun, saving to ASTRA_RRD if set, else spawning a viewer.
+
+The file is not called viz.py: dora runs it as a script, and that name would shadow the `viz` package.
 
 Inputs: any recorded topic (ids from schemas/topics.py). Output: `done` once the recording is saved.
 """

@@ -2,7 +2,8 @@
 
 It knows the ground-truth map and where every person and cart is. It tours the rooms of a world:
 A* on the inflated occupancy grid (:mod:`sim.planning`), pure pursuit along the smoothed path, and
-a small dynamic-window search that keeps clear of moving agents predicted at constant velocity.
+a small dynamic-window search that keeps clear of moving agents. Agents are predicted along the
+loops the world says they walk; agents the world does not know keep their velocity.
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ class ExpertConfig:
     off_path: float = 0.8  # replan when this far from the path
     plan_resolution: float = 0.1
     agent_margin: float = 0.2  # wanted gap to people and carts beyond both radii
+    pacing_period: float = 6.0  # s; agents that walk a loop faster than this block it for planning
     agent_spread: float = 0.15  # m/s: how fast an agent's predicted position grows uncertain
     reverse_speed: float = 0.4  # fastest the robot backs away
     static_margin: float = 0.05  # smallest gap to walls the avoidance may choose ...
-    static_slack: float = 0.02  # ... unless already closer, when it may lose this much more (never touching)
+    static_slack: float = 0.02  # ... unless already closer: then it may lose this much more, down to this gap
     horizon: float = 3.0  # how far ahead agents are predicted
     static_horizon: float = 1.0  # walls stand still, so a rollout only has to be able to stop in time
     rollout_dt: float = 0.1
@@ -103,10 +105,9 @@ class ExpertDriver:
         self._clearance = ClearanceMap.from_occupancy(self._occupied, world.grid)
         self._inflation = config.robot_radius + config.margin
         self._centres = world.grid.cell_to_world(np.stack(np.indices(world.grid.shape), axis=-1))
-        self._lane_gap = self._lane_distance()
-        self._lanes = self._lane_gap <= config.robot_radius + config.agent_margin
-        self._planner = GridPlanner(self._clearance, self._inflation, resolution=config.plan_resolution,
-                                    avoid=self._lanes)
+        near_lane, self._blocked = self._lanes()
+        self._planner = GridPlanner(ClearanceMap.from_occupancy(self._blocked, world.grid), self._inflation,
+                                    resolution=config.plan_resolution, avoid=near_lane)
         self._goals = self._room_goals(np.random.default_rng(seed))
         self._loops = {agent.id: agent for agent in world.agents}
         self._visited: list[str] = []
@@ -159,7 +160,7 @@ class ExpertDriver:
         return Twist(t_ns=t_ns, linear=(v, 0.0, 0.0), angular=(0.0, 0.0, w))
 
     def _room_goals(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """A high-clearance point in each room that is reachable from the spawn."""
+        """A high-clearance point in each room that is reachable from the spawn, off agents' loops if possible."""
         planner = self._planner
         labels, _ = ndimage.label(planner.passable, structure=np.ones((3, 3)))
         spawn = planner.snap(np.array(self.world.spawn[:2]))
@@ -201,51 +202,62 @@ class ExpertDriver:
     def _update_plan(self, t: float, xy: np.ndarray, obstacles: DynamicObstacles | None) -> None:
         c = self.config
         if self._queue and t - self._goal_since > c.goal_timeout:
-            self._queue.pop(0)
-            self._path = np.empty((0, 2))
-        stalled = len(self._path) > 0 and t - self._best_progress[1] > c.blocked_timeout
-        if (len(self._path) and not (self._replan or stalled)) or t < self._retry_at:
+            self._drop_goal()
+        elif len(self._path) and t - self._best_progress[1] > c.blocked_timeout:
+            # Blocked for a while: route around the agents as they stand now, or else keep waiting.
+            detour = self._planner_around(obstacles).plan(xy, self._goals[self._queue[0]])
+            if detour is None:
+                self._best_progress = (self._progress, t)
+            else:
+                self._set_path(detour, t)
+        if (len(self._path) and not self._replan) or t < self._retry_at:
             return
-        # When stuck, first try to route around the agents as they stand now.
-        planners = [self._planner_around(obstacles), self._planner] if stalled else [self._planner]
         self._path = np.empty((0, 2))
         for _ in range(2):  # a finished tour starts over from wherever the robot is
             if not self._queue:
                 self._queue = self._order_rooms(xy)
             while self._queue and not len(self._path):
-                path = next((p for p in (pl.plan(xy, self._goals[self._queue[0]]) for pl in planners) if p is not None),
-                            None)
+                path = self._planner.plan(xy, self._goals[self._queue[0]])
                 if path is None:
                     self._queue.pop(0)
                 else:
-                    self._set_path(path)
+                    self._set_path(path, t)
             if len(self._path):
                 break
-        if self._queue and self._queue[0] != self._goal_id:
-            self._goal_id, self._goal_since = self._queue[0], t
-        self._best_progress = (0.0, t)
         self._replan = False
         # Nothing reachable right now: ordering a tour is too costly to retry on every call.
         self._retry_at = t + 1.0 if not len(self._path) else 0.0
 
+    def _drop_goal(self) -> None:
+        self._queue.pop(0)
+        self._path = np.empty((0, 2))
+
     def _planner_around(self, obstacles: DynamicObstacles | None) -> GridPlanner:
-        """A planner for a stuck robot: agents' walking loops and where agents stand now count as walls."""
-        occupied = self._occupied | (self._lane_gap <= 0.0)
+        """A planner for a stuck robot, in which the agents as they stand now are walls."""
+        occupied = self._blocked.copy()
         if obstacles is not None:
             for ax, ay, radius in zip(obstacles.x, obstacles.y, obstacles.radius, strict=True):
                 occupied |= np.hypot(self._centres[..., 0] - ax, self._centres[..., 1] - ay) <= radius
         return GridPlanner(ClearanceMap.from_occupancy(occupied, self.world.grid), self._inflation,
                            resolution=self.config.plan_resolution)
 
-    def _lane_distance(self) -> np.ndarray:
-        """Per grid cell, how close the nearest agent's body comes while walking its loop (inf without agents)."""
-        gap = np.full(self.world.grid.shape, np.inf)
+    def _lanes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Grid masks: where the robot would meet an agent walking its loop, and where planning treats loops as walls.
+
+        An agent that comes back sooner than `pacing_period` leaves no time to slip past, so its loop is a wall.
+        """
+        c = self.config
+        near_lane = np.zeros(self.world.grid.shape, dtype=bool)
+        blocked = self._occupied.copy()
         for agent in self.world.agents:
             loop = np.asarray(agent.waypoints + agent.waypoints[:1], dtype=float)
-            gap = np.minimum(gap, distance_to_polyline(self._centres, loop) - agent.radius)
-        return gap
+            gap = distance_to_polyline(self._centres, loop) - agent.radius
+            near_lane |= gap <= c.robot_radius + c.agent_margin
+            if np.hypot(*np.diff(loop, axis=0).T).sum() / agent.speed < c.pacing_period:
+                blocked |= gap <= 0.0
+        return near_lane, blocked
 
-    def _set_path(self, path: np.ndarray) -> None:
+    def _set_path(self, path: np.ndarray, t: float) -> None:
         self._path = path
         seg = np.hypot(*np.diff(path, axis=0).T)
         self._arc = np.concatenate([[0.0], np.cumsum(seg)])
@@ -253,6 +265,9 @@ class ExpertDriver:
         turn = np.abs((np.diff(heading) + np.pi) % (2 * np.pi) - np.pi) / np.maximum(seg[1:], 1e-6)
         self._curvature = np.concatenate([[0.0], turn, [0.0]])
         self._progress = 0.0
+        self._best_progress = (0.0, t)
+        if self._queue[0] != self._goal_id:
+            self._goal_id, self._goal_since = self._queue[0], t
 
     def _point_at(self, s: float) -> np.ndarray:
         return np.array([np.interp(s, self._arc, self._path[:, 0]), np.interp(s, self._arc, self._path[:, 1])])
@@ -294,19 +309,29 @@ class ExpertDriver:
                obstacles: DynamicObstacles | None) -> tuple[float, float]:
         """The sampled command closest to `nominal` whose rollout keeps clear of walls and agents."""
         c = self.config
+        here = float(self._clearance.at(np.array(pose[:2])))
+        hard = c.robot_radius + c.static_slack
+        floor = min(c.robot_radius + c.static_margin, max(here - c.static_slack, min(here, hard)))
+
+        def clear_of_walls(paths: np.ndarray) -> np.ndarray:
+            return self._clearance.at(paths[:, : round(c.static_horizon / c.rollout_dt)]).min(axis=1) >= floor
+
+        if len(self._path) and not clear_of_walls(rollout(pose, self._velocity, np.array([nominal]), c))[0]:
+            # Pure pursuit cuts corners. In a tight spot, turn along the path first: it leads away from walls.
+            ahead = self._point_at(self._progress + 0.3) - self._point_at(self._progress)
+            error = _wrap(math.atan2(ahead[1], ahead[0]) - pose[2])
+            if abs(error) > c.rotate_exit:
+                nominal = (0.0, float(np.clip(2.0 * error, -c.max_yaw_rate, c.max_yaw_rate)))
         commands = np.vstack([nominal, self._samples])
         paths = rollout(pose, self._velocity, commands, c)
-        here = float(self._clearance.at(np.array(pose[:2])))
-        near = paths[:, : round(c.static_horizon / c.rollout_dt)]
-        floor = min(c.robot_radius + c.static_margin, max(here - c.static_slack, min(here, c.robot_radius)))
-        static_ok = self._clearance.at(near).min(axis=1) >= floor
+        static_ok = clear_of_walls(paths)
         gap = np.full(len(commands), np.inf)
         if obstacles is not None and obstacles.ids:
             t = c.rollout_dt * np.arange(1, paths.shape[1] + 1)
             agents = np.array([obstacles.x, obstacles.y]).T
             future = predict_agents(obstacles, t, self._loops)
             radii = c.robot_radius + np.array(obstacles.radius)
-            # Agents turn at their waypoints, so the prediction widens the further ahead it looks.
+            # A prediction is less certain the further ahead it looks.
             reach = radii + c.agent_spread * t[:, None]
             gap = (np.linalg.norm(paths[:, :, None, :] - future[None], axis=-1) - reach).min(axis=(1, 2))
             now = float((np.hypot(*(agents - np.array(pose[:2])).T) - radii).min())

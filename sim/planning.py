@@ -263,9 +263,10 @@ def distance_to_polyline(xy: np.ndarray, polyline: np.ndarray) -> np.ndarray:
     return out
 
 
-def plan_path(clearance: ClearanceMap, start_xy: np.ndarray, goal_xy: np.ndarray, inflation: float = 0.4,
+def plan_path(grid: np.ndarray, spec: GridSpec, start_xy: np.ndarray, goal_xy: np.ndarray, inflation: float = 0.4,
               resolution: float = 0.1) -> np.ndarray | None:
-    """One-shot planning: a smoothed path (N, 2) with at least `inflation` clearance, or None."""
+    """One-shot planning on an occupancy grid: a smoothed path (N, 2) keeping `inflation` clearance, or None."""
+    clearance = ClearanceMap.from_occupancy(grid, spec)
     return GridPlanner(clearance, inflation, resolution=resolution).plan(start_xy, goal_xy)
 
 

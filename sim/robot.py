@@ -19,7 +19,7 @@ import mujoco
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from schemas.topics import CAMERA_YAWS, CAMERAS
+from schemas.topics import BY_OUTPUT, CAMERA_YAWS, CAMERAS
 
 BODY = "robot"
 JOINTS = ("robot_x", "robot_y", "robot_yaw")
@@ -62,13 +62,13 @@ class RobotConfig:
     depth_far: float = 60.0  # m; beyond is reported as +inf (REP-118 "too far")
     jpeg_quality: int = 90
     imu_mount: tuple[float, float, float] = (0.0, 0.0, 0.20)
-    # Output rates, Hz of simulated time.
-    clock_hz: float = 100.0
-    imu_hz: float = 100.0
-    odom_hz: float = 50.0  # wheels, odom, ground_truth and tf
-    camera_hz: float = 10.0
-    obstacles_hz: float = 10.0
-    tf_static_hz: float = 1.0
+    # Output rates, Hz of simulated time; defaults are the nominal rates in schemas/topics.py.
+    clock_hz: float = BY_OUTPUT["clock"].rate_hz
+    imu_hz: float = BY_OUTPUT["imu"].rate_hz
+    odom_hz: float = BY_OUTPUT["odom"].rate_hz  # wheels, odom, ground_truth and tf
+    camera_hz: float = BY_OUTPUT["image_front"].rate_hz
+    obstacles_hz: float = BY_OUTPUT["obstacles"].rate_hz
+    tf_static_hz: float = BY_OUTPUT["tf_static"].rate_hz
     # Noise. IMU values are typical of a consumer MEMS part (e.g. BMI088) sampled at 100 Hz;
     # biases are drawn once per episode.
     accel_noise_std: float = 0.02  # m/s^2

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from schemas.messages import DynamicObstacles
-from schemas.world import WORLD_KINDS, Box, GridSpec, Room, Wall, World
-from sim.expert import ExpertConfig, ExpertDriver, rollout
+from schemas.world import WORLD_KINDS, Agent, Box, GridSpec, Room, Wall, World
+from sim.expert import ExpertConfig, ExpertDriver, predict_agents, rollout
 from sim.planning import ClearanceMap, GridPlanner, astar, path_length, plan_path, resample
 from sim.robot import RobotConfig
 from sim.simulator import Simulator
@@ -71,8 +72,7 @@ def _drive(world: World, expert: ExpertDriver, seconds: float, agents: Agents | 
 
 def test_astar_path_keeps_inflation_clearance() -> None:
     world = _two_rooms()
-    clearance = ClearanceMap.from_occupancy(occupancy_grid(world), world.grid)
-    path = plan_path(clearance, (1.0, 5.0), (11.0, 1.0), inflation=INFLATION)
+    path = plan_path(occupancy_grid(world), world.grid, (1.0, 5.0), (11.0, 1.0), inflation=INFLATION)
     assert path is not None
     np.testing.assert_allclose(path[[0, -1]], [(1.0, 5.0), (11.0, 1.0)])
     dense = resample(path, 0.02)
@@ -85,8 +85,7 @@ def test_astar_path_keeps_inflation_clearance() -> None:
 def test_astar_reports_unreachable_goal() -> None:
     walls = [_wall(6, 0, 6, 6)]
     world = _box_world((12, 6), walls, [], (1.0, 1.0, 0.0))
-    clearance = ClearanceMap.from_occupancy(occupancy_grid(world), world.grid)
-    assert plan_path(clearance, (1.0, 1.0), (11.0, 1.0)) is None
+    assert plan_path(occupancy_grid(world), world.grid, (1.0, 1.0), (11.0, 1.0)) is None
     passable = np.ones((5, 5), dtype=bool)
     passable[:, 2] = False
     assert astar(passable, np.ones((5, 5)), (0, 0), (4, 4)) is None
@@ -126,6 +125,15 @@ def test_rollouts_respect_acceleration_limits() -> None:
     assert paths[0, -1, 0] == pytest.approx(0.245, abs=0.04)
 
 
+def test_agents_are_predicted_along_their_loops() -> None:
+    pacer = Agent("p0", "person", ((0.0, 0.0), (2.0, 0.0)), 1.0, 0.25)
+    seen = DynamicObstacles(0, ("p0", "stranger"), (1.5, 5.0), (0.0, 5.0), (-1.0, 0.5), (0.0, 0.0), (0.25, 0.25))
+    future = predict_agents(seen, np.array([0.5, 1.0, 2.0]), {"p0": pacer})
+    # p0 walks back towards the start (its velocity says so), turns there and comes back.
+    np.testing.assert_allclose(future[:, 0], [(1.0, 0.0), (0.5, 0.0), (0.5, 0.0)], atol=1e-9)
+    np.testing.assert_allclose(future[:, 1], [(5.25, 5.0), (5.5, 5.0), (6.0, 5.0)])
+
+
 def test_avoids_a_person_walking_head_on() -> None:
     corridor = _box_world((16, 2.4), [], [Room("end", "End", "exit", "corridor", (14.0, 0.1, 15.9, 2.3))],
                           (1.0, 1.2, 0.0))
@@ -140,3 +148,39 @@ def test_avoids_a_person_walking_head_on() -> None:
     assert gap.min() > 0.0
     assert _clearance(corridor, poses[:, :2]).min() > RADIUS
     assert poses[-1, 0] > 13.5  # and it still got to the end of the corridor
+
+
+def _simulated_tour(kind: str, out_dir: Path, dynamic: bool, seconds: float = 120.0,
+                    dt: float = 0.05) -> tuple[ExpertDriver, int, float]:
+    """Drive the expert in MuJoCo at 20 Hz; returns it, the collision count and the smallest wall gap."""
+    world = generate_world(kind, seed=0, dynamic=dynamic)
+    write_world(world, out_dir)
+    # Driving needs no pictures: without cameras the simulator never renders.
+    sim = Simulator(out_dir, RobotConfig(cameras=()), seed=0)
+    expert = ExpertDriver(world)
+    poses = []
+    try:
+        for _ in range(round(seconds / dt)):
+            cmd = expert.command(sim.t_ns, sim.pose(), sim.obstacles() if world.agents else None)
+            sim.advance(cmd, dt)
+            poses.append(sim.pose()[:2])
+        collisions = sim.collisions
+    finally:
+        sim.close()
+    return expert, collisions, float(_clearance(world, np.array(poses)).min()) - RADIUS
+
+
+@pytest.mark.parametrize("kind", WORLD_KINDS)
+def test_expert_tours_each_kind_without_collision(kind: str, tmp_path: Path) -> None:
+    expert, collisions, gap = _simulated_tour(kind, tmp_path, dynamic=False)
+    assert collisions == 0
+    assert gap > 0.05
+    assert len(expert.visited_rooms) >= 5
+
+
+@pytest.mark.parametrize("kind", WORLD_KINDS)
+def test_expert_tours_among_people_and_carts_without_collision(kind: str, tmp_path: Path) -> None:
+    expert, collisions, gap = _simulated_tour(kind, tmp_path, dynamic=True)
+    assert collisions == 0
+    assert gap > 0.0
+    assert len(expert.visited_rooms) >= 4
