@@ -8,6 +8,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -40,7 +41,7 @@ class ClearanceMap:
         return np.pad(self.distance, 1)
 
     def at(self, xy: np.ndarray) -> np.ndarray:
-        """Clearance at world points (..., 2), bilinear between cell centres; 0 outside the grid."""
+        """Clearance at world points (..., 2), bilinear between cell centres, falling to 0 outside the grid."""
         xy = np.asarray(xy, dtype=float)
         rows, cols = self.distance.shape
         # Continuous (col, row) coordinates in the padded grid, whose border ring is obstacle.
@@ -209,7 +210,8 @@ class GridPlanner:
         if cells is None:
             return None
         points = self.spec.cell_to_world(cells)
-        points[-1] = goal_xy if self.clearance.at(goal_xy) >= self.inflation else points[-1]
+        if self.clearance.at(goal_xy) >= self.inflation:
+            points[-1] = goal_xy
         points = np.vstack([start_xy, points]) if np.hypot(*(points[0] - start_xy)) > 1e-6 else points
         desired = (self.inflation + self.preferred) / 2
         return smooth(shortcut(points, self.clearance, desired), self.clearance, self.inflation, spacing)
@@ -245,7 +247,7 @@ class GridPlanner:
         return self._graph
 
 
-def _pool(grid: np.ndarray, factor: int, fill: float, reduce: np.ufunc) -> np.ndarray:
+def _pool(grid: np.ndarray, factor: int, fill: float, reduce: Callable[..., np.ndarray]) -> np.ndarray:
     """Reduce factor x factor blocks of a grid, padding the ragged edge with `fill`."""
     rows, cols = -(-np.array(grid.shape) // factor)
     blocks = np.full((rows * factor, cols * factor), fill, dtype=float)

@@ -1,0 +1,261 @@
+"""Read access to the Parquet lake: polars frames, DuckDB SQL, and the text `astra sql` prints.
+
+The layout is schemas.lake's: `<lake>/<table>/episode_id=<id>/*.parquet`. SQL comes from users, so it
+is kept read-only twice over. DuckDB's own parser must classify a query as one SELECT (DESCRIBE, SHOW
+and SUMMARIZE count as SELECTs) before `Lake.sql` or `run_query` runs it. And every connection, from
+the moment its views exist, can open no file outside the lake, load no extension and change no setting.
+The second guard alone would still let `COPY ... TO` overwrite files inside the lake, which is why code
+that hands user SQL to a raw `Lake.connect()` connection must check it with `check_read_only` first.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as dt
+import io
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from schemas.lake import PARQUET_COMPRESSION, PARTITION_KEY, TABLES
+
+DEFAULT_LAKE = Path("data/lake")
+Format = Literal["table", "csv", "json"]
+FORMATS: tuple[Format, ...] = ("table", "csv", "json")
+TABLE_MAX_ROWS = 100  # a human table longer than this is better read with LIMIT, or as CSV or JSON
+TABLE_MAX_CELL = 40
+
+# Errors in the query itself, or in what it asks of the data; other DuckDB errors (I/O, internal) are ours.
+_QUERY_ERRORS = (duckdb.ProgrammingError, duckdb.DataError, duckdb.PermissionException)
+_T = TypeVar("_T")
+
+
+class LakeError(Exception):
+    """Something the user can fix: no lake at the path, an unknown table, a refused or failing query."""
+
+
+def check_read_only(query: str) -> None:
+    """Raise LakeError unless DuckDB's parser reads `query` as exactly one SELECT statement.
+
+    SQL that does not parse raises duckdb.ParserException.
+    """
+    statements = duckdb.extract_statements(query)
+    if len(statements) != 1:
+        raise LakeError(f"expected one SQL statement, got {len(statements)}")
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise LakeError(
+            f"the lake is read-only: {kind.name} statements are refused; "
+            "run a SELECT (DESCRIBE, SHOW and SUMMARIZE work too)"
+        )
+
+
+class Lake:
+    """A lake on disk, its tables as polars LazyFrames or as views in DuckDB."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path).resolve()
+        if not self.path.is_dir():
+            raise LakeError(f"no lake at {path}: `astra ingest` creates one")
+        # Tables are found once; their partitions are globbed at each scan, so new episodes show up.
+        self._tables = sorted(
+            d.name
+            for d in self.path.iterdir()
+            if d.is_dir() and not d.name.startswith(("_", ".")) and any(d.glob(f"{PARTITION_KEY}=*/*.parquet"))
+        )
+        if not self._tables:
+            raise LakeError(f"the lake at {path} has no tables yet: `astra ingest` fills it")
+        self._connection: duckdb.DuckDBPyConnection | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A DuckDB connection does not pickle (torch DataLoader workers pickle their Dataset): reopen lazily.
+        return {**self.__dict__, "_connection": None}
+
+    def tables(self) -> list[str]:
+        """Names of the tables that have at least one episode."""
+        return list(self._tables)
+
+    def columns(self, table: str) -> dict[str, str]:
+        """Column name -> DuckDB type of `table`, `episode_id` last."""
+        self._files(table)
+        return dict(
+            self._con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? "
+                "ORDER BY ordinal_position",
+                [table],
+            ).fetchall()
+        )
+
+    def describe(self) -> str:
+        """Every table with its columns and their types, one line per table."""
+        lines = (f"  {t}: {', '.join(f'{c} {kind}' for c, kind in self.columns(t).items())}" for t in self._tables)
+        return f"tables in {self.path}:\n" + "\n".join(lines)
+
+    def table(self, name: str) -> pl.LazyFrame:
+        """A lazy scan of one table across all episodes, with `episode_id` as a string column."""
+        schema = pl.from_arrow(TABLES[name].empty_table()).schema if name in TABLES else None
+        return pl.scan_parquet(
+            self._files(name),
+            hive_partitioning=True,
+            hive_schema={PARTITION_KEY: pl.String},
+            schema=schema,
+            missing_columns="insert",
+        )
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A new in-memory DuckDB with one view per table, confined to the lake (see the module doc)."""
+        con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+        con.execute("SET enable_progress_bar = false")  # it would write into `astra sql` output
+        for name in self._tables:
+            con.execute(
+                f"CREATE VIEW {_identifier(name)} AS SELECT * FROM read_parquet({_literal(self._files(name))}, "
+                f"hive_partitioning = true, union_by_name = true, hive_types = {{'{PARTITION_KEY}': VARCHAR}})"
+            )
+        con.execute(f"SET allowed_directories = [{_literal(f'{self.path}/')}]")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        return con
+
+    def sql(self, query: str) -> pl.DataFrame:
+        """The result of one read-only query; LakeError (with the tables and columns) if it fails."""
+        return self._run(query, lambda relation: relation.pl())
+
+    def _run(self, query: str, fetch: Callable[[duckdb.DuckDBPyRelation], _T]) -> _T:
+        try:
+            check_read_only(query)
+            return fetch(self._con.sql(query))
+        except _QUERY_ERRORS as exc:
+            raise LakeError(f"{exc}\n\n{self.describe()}") from exc
+
+    @property
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        if self._connection is None:
+            self._connection = self.connect()
+        return self._connection
+
+    def _files(self, table: str) -> str:
+        if table not in self._tables:
+            raise LakeError(f"no table {table!r} in the lake at {self.path}; tables: {', '.join(self._tables)}")
+        return str(self.path / table / f"{PARTITION_KEY}=*" / "*.parquet")
+
+
+def write_partition(lake: Path, table: str, episode_id: str, columns: Mapping[str, Sequence[Any]]) -> Path:
+    """Write one episode's rows of a table in the lake layout; columns left out are null.
+
+    For fixtures and synthetic lakes: `astra ingest` writes real partitions, atomically.
+    """
+    schema = TABLES[table]
+    rows = len(next(iter(columns.values())))
+    table_data = pa.Table.from_pydict({f.name: columns.get(f.name, [None] * rows) for f in schema}, schema=schema)
+    path = lake / table / f"{PARTITION_KEY}={episode_id}" / "part-0.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table_data, path, compression=PARQUET_COMPRESSION)
+    return path
+
+
+def run_query(lake: Path, query: str, fmt: Format = "table") -> str:
+    """What `astra sql` prints for one read-only query (no trailing newline).
+
+    - `table`: aligned columns, at most TABLE_MAX_ROWS rows, cells cut to TABLE_MAX_CELL characters,
+      NULL as `NULL` and binary values as `<N bytes>`.
+    - `csv`: a header, then every row; NULL is an empty cell.
+    - `json`: one array of row objects.
+    In CSV and JSON, binary values are base64 text, maps JSON objects, lists JSON arrays, times ISO 8601,
+    and in JSON NaN and infinities are null. Raises LakeError for anything the user can fix.
+    """
+    if fmt not in FORMATS:
+        raise LakeError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    limit = TABLE_MAX_ROWS + 1 if fmt == "table" else None
+    names, rows = Lake(lake)._run(query, lambda r: (r.columns, (r if limit is None else r.limit(limit)).fetchall()))
+    if fmt == "json":
+        return json.dumps([{name: _jsonable(v) for name, v in zip(names, row, strict=True)} for row in rows])
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows([_cell(v) for v in row] for row in rows)
+        return out.getvalue().rstrip("\n")
+    return _table(names, rows)
+
+
+def _table(names: list[str], rows: list[tuple]) -> str:
+    shown = rows[:TABLE_MAX_ROWS]
+    cells = [[_shorten(_display(v)) for v in row] for row in shown]
+    widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(names)]
+    numeric = [
+        bool(shown) and all(_is_number(row[i]) for row in shown if row[i] is not None) for i in range(len(names))
+    ]
+
+    def line(values: Sequence[str]) -> str:
+        padded = (v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True))
+        return "  ".join(padded).rstrip()
+
+    if len(rows) > TABLE_MAX_ROWS:
+        footer = f"(first {TABLE_MAX_ROWS} rows shown: add a LIMIT, or use --format csv or json for all)"
+    else:
+        footer = f"({len(rows)} row{'' if len(rows) == 1 else 's'})"
+    return "\n".join([line(names), line(["-" * w for w in widths]), *map(line, cells), footer])
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
+def _jsonable(value: Any) -> Any:
+    """A JSON-ready copy of a DuckDB value: bytes as base64, maps as objects, times as ISO 8601."""
+    match value:
+        case None | bool() | int() | str():
+            return value
+        case float():
+            return value if math.isfinite(value) else None
+        case bytes():
+            return base64.b64encode(value).decode("ascii")
+        case dict():
+            return {str(k): _jsonable(v) for k, v in value.items()}
+        case list() | tuple():
+            return [_jsonable(v) for v in value]
+        case Decimal():
+            return float(value)
+        case dt.date() | dt.time():
+            return value.isoformat()
+        case _:
+            return str(value)  # UUID, interval (timedelta) and the like
+
+
+def _cell(value: Any) -> str:
+    """One CSV cell: empty for NULL, JSON text for maps and lists."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)  # keeps nan and inf, which JSON cannot
+    jsonable = _jsonable(value)
+    return jsonable if isinstance(jsonable, str) else json.dumps(jsonable)
+
+
+def _display(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    return _cell(value).replace("\n", "\\n")
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= TABLE_MAX_CELL else text[: TABLE_MAX_CELL - 1] + "…"
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

@@ -1,0 +1,147 @@
+"""The Parquet lake: one table per kind of data, Hive-partitioned by episode.
+
+Layout: `<lake>/<table>/episode_id=<id>/part-0.parquet` (zstd). Every row carries `episode_id`
+(from the Hive path) and `t_ns`, the MCAP log time in nanoseconds, which is the one clock every
+table shares. Message header stamps are kept as `stamp_ns`: recordings from simulation or from
+other robots often stamp headers on another clock than they log.
+
+`episode_id` is the first 16 hex digits of the file's SHA-256, so the same bytes are the same
+episode wherever they are found, and a file changed in place is a new one.
+
+Publishing is atomic per partition: a partition is written under `<lake>/_staging/<run>/` and
+renamed into `<table>/episode_id=<id>/` whole. An episode's `episodes` row is published last, so
+it marks the episode complete; readers never look into `_staging`.
+
+Files that cannot be read whole go to `<lake>/_quarantine/<episode_id>/` with `reason.json` and a
+copy of the file; whatever was salvaged from them lands in the tables as usual, with
+`episodes.salvaged = true` and the damage listed in `episodes.problems`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+PARTITION_KEY = "episode_id"
+QUARANTINE_DIR = "_quarantine"
+STAGING_DIR = "_staging"
+PARQUET_COMPRESSION = "zstd"
+PART_FILE = "part-0.parquet"
+EPISODE_ID_HEX_DIGITS = 16
+# `episodes.outcome`: read whole; damaged but something salvaged; nothing readable.
+OUTCOME_OK, OUTCOME_SALVAGED, OUTCOME_REJECTED = "ok", "salvaged", "rejected"
+
+_f64, _i64, _str = pa.float64(), pa.int64(), pa.string()
+
+
+def _vec(prefix: str, names: str = "xyz") -> list[pa.Field]:
+    return [pa.field(f"{prefix}_{n}", _f64) for n in names]
+
+
+# Columns every message table starts with. `episode_id` is not stored in the files: it is the
+# Hive partition, and readers (DuckDB, polars) add it back.
+_MESSAGE_KEYS = [pa.field("t_ns", _i64, nullable=False), pa.field("topic", _str, nullable=False)]
+_STAMPED = [*_MESSAGE_KEYS, pa.field("stamp_ns", _i64), pa.field("frame_id", _str)]
+
+TABLES: dict[str, pa.Schema] = {
+    "episodes": pa.schema([
+        pa.field("source_path", _str), pa.field("source_size", _i64), pa.field("source_sha256", _str),
+        pa.field("robot_id", _str), pa.field("site", _str), pa.field("world_kind", _str),
+        pa.field("t_ns", _i64), pa.field("start_ns", _i64), pa.field("end_ns", _i64), pa.field("duration_s", _f64),
+        pa.field("message_count", _i64), pa.field("message_counts", pa.map_(_str, _i64)),
+        pa.field("distance_m", _f64), pa.field("collisions", _i64), pa.field("outcome", _str),
+        pa.field("salvaged", pa.bool_()), pa.field("problems", pa.list_(_str)),
+        pa.field("metadata", pa.map_(_str, _str)), pa.field("ingested_at_ns", _i64),
+    ]),
+    "images": pa.schema([
+        *_STAMPED, pa.field("format", _str), pa.field("encoding", _str),
+        pa.field("width", pa.int32()), pa.field("height", pa.int32()), pa.field("is_bigendian", pa.bool_()),
+        pa.field("step", pa.int32()), pa.field("data", pa.large_binary()),
+    ]),
+    "imu": pa.schema([*_STAMPED, *_vec("orientation", "xyzw"), *_vec("angular_velocity"),
+                      *_vec("linear_acceleration")]),
+    "wheels": pa.schema([*_STAMPED, pa.field("name", pa.list_(_str)), pa.field("position", pa.list_(_f64)),
+                         pa.field("velocity", pa.list_(_f64)), pa.field("effort", pa.list_(_f64))]),
+    "odometry": pa.schema([*_STAMPED, pa.field("child_frame_id", _str), *_vec("position"),
+                           *_vec("orientation", "xyzw"), *_vec("linear"), *_vec("angular")]),
+    "commands": pa.schema([*_MESSAGE_KEYS, *_vec("linear"), *_vec("angular")]),
+    "tf": pa.schema([*_STAMPED, pa.field("child_frame_id", _str), *_vec("translation"),
+                     *_vec("rotation", "xyzw"), pa.field("static", pa.bool_())]),
+    "camera_info": pa.schema([*_STAMPED, pa.field("width", pa.int32()), pa.field("height", pa.int32()),
+                              pa.field("distortion_model", _str), pa.field("d", pa.list_(_f64)),
+                              pa.field("k", pa.list_(_f64)), pa.field("r", pa.list_(_f64)),
+                              pa.field("p", pa.list_(_f64))]),
+    "navsatfix": pa.schema([*_STAMPED, pa.field("status", pa.int8()), pa.field("service", pa.int32()),
+                            pa.field("latitude", _f64), pa.field("longitude", _f64), pa.field("altitude", _f64),
+                            pa.field("position_covariance", pa.list_(_f64)),
+                            pa.field("position_covariance_type", pa.int8())]),
+    "laser_scans": pa.schema([*_STAMPED, pa.field("angle_min", _f64), pa.field("angle_max", _f64),
+                              pa.field("angle_increment", _f64), pa.field("time_increment", _f64),
+                              pa.field("scan_time", _f64), pa.field("range_min", _f64), pa.field("range_max", _f64),
+                              pa.field("ranges", pa.list_(pa.float32())),
+                              pa.field("intensities", pa.list_(pa.float32()))]),
+    "poses": pa.schema([*_STAMPED, *_vec("position"), *_vec("orientation", "xyzw"),
+                        pa.field("covariance", pa.list_(_f64))]),
+    "events": pa.schema([*_STAMPED, pa.field("kind", _str), pa.field("source", _str), pa.field("detail", _str),
+                         pa.field("value", _f64)]),
+    "obstacles": pa.schema([*_STAMPED, pa.field("ids", pa.list_(_str)), pa.field("x", pa.list_(_f64)),
+                            pa.field("y", pa.list_(_f64)), pa.field("vx", pa.list_(_f64)),
+                            pa.field("vy", pa.list_(_f64)), pa.field("radius", pa.list_(_f64))]),
+    # Anything without a typed table, byte for byte: other encodings, unknown schemas, no schema,
+    # and payloads that failed to decode. `topic` is null only where damage lost the channel record.
+    "messages": pa.schema([
+        pa.field("t_ns", _i64, nullable=False), pa.field("topic", _str),
+        pa.field("publish_time_ns", _i64), pa.field("sequence", pa.int64()),
+        pa.field("channel_id", pa.int32()), pa.field("message_encoding", _str),
+        pa.field("schema_name", _str), pa.field("schema_encoding", _str), pa.field("data", pa.large_binary()),
+    ]),
+    "attachments": pa.schema([
+        pa.field("t_ns", _i64), pa.field("create_time_ns", _i64), pa.field("name", _str),
+        pa.field("media_type", _str), pa.field("data", pa.large_binary()),
+    ]),
+    "metadata": pa.schema([pa.field("name", _str), pa.field("metadata", pa.map_(_str, _str))]),
+    # Every channel with its schema, so that `messages` rows can be decoded later.
+    "channels": pa.schema([
+        pa.field("channel_id", pa.int32()), pa.field("topic", _str), pa.field("message_encoding", _str),
+        pa.field("metadata", pa.map_(_str, _str)), pa.field("schema_id", pa.int32()), pa.field("schema_name", _str),
+        pa.field("schema_encoding", _str), pa.field("schema_data", pa.large_binary()),
+        pa.field("message_count", _i64),
+    ]),
+}
+
+# ROS 2 type -> typed table. Types not listed here land in `messages`.
+ROS2_TABLES: dict[str, str] = {
+    "sensor_msgs/msg/CompressedImage": "images",
+    "sensor_msgs/msg/Image": "images",
+    "sensor_msgs/msg/Imu": "imu",
+    "sensor_msgs/msg/JointState": "wheels",
+    "nav_msgs/msg/Odometry": "odometry",
+    "geometry_msgs/msg/Twist": "commands",
+    "tf2_msgs/msg/TFMessage": "tf",
+    "sensor_msgs/msg/CameraInfo": "camera_info",
+    "sensor_msgs/msg/NavSatFix": "navsatfix",
+    "sensor_msgs/msg/LaserScan": "laser_scans",
+    "geometry_msgs/msg/PoseWithCovarianceStamped": "poses",
+    "astra_msgs/msg/Event": "events",
+    "astra_msgs/msg/DynamicObstacles": "obstacles",
+}
+
+
+def episode_id(sha256_hex: str) -> str:
+    """The episode id of a file, from the hex SHA-256 of its bytes."""
+    return sha256_hex[:EPISODE_ID_HEX_DIGITS]
+
+
+def partition_dir(root: Path, table: str, episode: str) -> Path:
+    """Where one episode's part of a table lives, under a lake or a staging root."""
+    return root / table / f"{PARTITION_KEY}={episode}"
+
+
+def table_from_rows(name: str, rows: Sequence[Sequence[Any]]) -> pa.Table:
+    """Rows (tuples in the order of `TABLES[name]`) as an Arrow table of that schema."""
+    schema = TABLES[name]
+    columns = zip(*rows, strict=True) if rows else ([] for _ in schema)
+    return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=True)], schema=schema)
