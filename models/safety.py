@@ -19,9 +19,11 @@ class SafetyLimits:
     max_yaw_rate: float = 1.5  # rad/s
     max_accel: float = 1.0  # m/s^2 when speeding up
     max_yaw_accel: float = 3.0  # rad/s^2 when speeding up
-    brake_decel: float = 10.0  # m/s^2, any slowing down (including stops) may use this
-    brake_yaw_decel: float = 20.0  # rad/s^2
-    command_timeout_s: float = 0.08  # stale after this; + braking + one 20 ms tick stays within 200 ms
+    brake_decel: float = 20.0  # m/s^2, any slowing down (including stops) may use this
+    brake_yaw_decel: float = 40.0  # rad/s^2
+    # Stale after this: tolerates one late command at 20 Hz, and timeout + braking + one 20 ms tick
+    # still commands zero within 200 ms of the last command.
+    command_timeout_s: float = 0.12
 
     @property
     def stop_deadline_s(self) -> float:

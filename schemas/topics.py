@@ -67,8 +67,20 @@ TOPICS: tuple[Topic, ...] = (
     ),
     Topic("odom", "/odom", "nav_msgs/msg/Odometry", 50.0, "wheel odometry, odom -> base_link"),
     Topic("ground_truth", "/ground_truth/odom", "nav_msgs/msg/Odometry", 50.0, "simulator truth, map -> base_link"),
-    Topic("tf", "/tf", "tf2_msgs/msg/TFMessage", 50.0, "map -> odom and odom -> base_link, one TFMessage each (100 msgs/s)"),
-    Topic("tf_static", "/tf_static", "tf2_msgs/msg/TFMessage", 1.0, "base_link -> imu_link and the 3 camera optical frames, one TFMessage each"),
+    Topic(
+        "tf",
+        "/tf",
+        "tf2_msgs/msg/TFMessage",
+        50.0,
+        "map -> odom and odom -> base_link, one TFMessage each (100 msgs/s)",
+    ),
+    Topic(
+        "tf_static",
+        "/tf_static",
+        "tf2_msgs/msg/TFMessage",
+        1.0,
+        "base_link -> imu_link and the 3 camera optical frames, one TFMessage each",
+    ),
     *[t for camera in CAMERAS for t in _camera_topics(camera)],
     Topic(
         "obstacles",
