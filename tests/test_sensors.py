@@ -9,6 +9,7 @@ from pathlib import Path
 
 import mujoco
 import numpy as np
+import pycolmap
 import pytest
 from scipy.ndimage import distance_transform_edt
 from scipy.spatial.transform import Rotation
@@ -256,3 +257,26 @@ def test_a_person_walking_into_the_robot_is_a_collision(hospital) -> None:
     px, py, _ = sim.pose()
     assert (px - x) * heading[0] + (py - y) * heading[1] > 0.1, "the person shoves the robot along"
     sim.close()
+
+
+def test_wall_texture_gives_sift_matches_across_views(office_world: Path) -> None:
+    """Mapping (pycolmap SfM) needs features that survive a change of viewpoint."""
+    sim = Simulator(office_world, RobotConfig(camera_width=320, camera_height=240))
+    x, y, yaw = sim.world.spawn
+    sift = pycolmap.FeatureExtractor.create()  # SIFT by default
+    descriptors = []
+    for dyaw in (0.0, 0.2):  # two views 11 degrees apart
+        sim.place(x, y, yaw + dyaw)
+        rgb, _ = sim.render("front")
+        _, features = sift.extract_from_float32_array(rgb.mean(axis=2).astype(np.float32) / 255.0)
+        desc = features.data.astype(np.float32)
+        descriptors.append(desc / np.linalg.norm(desc, axis=1, keepdims=True))
+    sim.close()
+    a, b = descriptors
+    assert min(len(a), len(b)) > 300
+    distances = 1.0 - a @ b.T  # unit descriptors: cosine distance
+    best = np.argsort(distances, axis=1)[:, :2]
+    rows = np.arange(len(a))
+    ratio_ok = distances[rows, best[:, 0]] < 0.8**2 * distances[rows, best[:, 1]]
+    mutual = np.argmin(distances, axis=0)[best[:, 0]] == rows
+    assert np.count_nonzero(ratio_ok & mutual) > 100
