@@ -54,7 +54,11 @@ class SafetyGovernor:
         self.stopping_reason: str | None = None
 
     def on_command(self, cmd: Twist, now_ns: int) -> None:
-        """Accept a requested command, received at `now_ns`."""
+        """Accept a requested command at robot time `now_ns`.
+
+        Its age counts from its own stamp, not from its arrival: a command held up in transport is
+        as stale as its data, and arrival order across dora inputs says nothing about robot time.
+        """
         lim = self.limits
         v, w = float(cmd.linear[0]), float(cmd.angular[2])
         if not (math.isfinite(v) and math.isfinite(w)):
@@ -63,7 +67,7 @@ class SafetyGovernor:
             min(max(v, -lim.max_reverse_speed), lim.max_speed),
             min(max(w, -lim.max_yaw_rate), lim.max_yaw_rate),
         )
-        self._last_command_ns = now_ns
+        self._last_command_ns = min(cmd.t_ns, now_ns)  # a stamp from the future is not fresher than now
 
     def set_estop(self, engaged: bool) -> None:
         self.estop_engaged = bool(engaged)

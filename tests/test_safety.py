@@ -65,6 +65,15 @@ def test_stale_commands_stop_the_robot_within_200_ms(v: float, w: float, tick_ns
     assert LIMITS.stop_deadline_s <= 0.2
 
 
+def test_a_command_delayed_in_transport_is_already_stale() -> None:
+    governor = SafetyGovernor(LIMITS)
+    now = 1_000_000_000
+    governor.on_command(Twist(now - 300_000_000, (0.5, 0, 0), (0, 0, 0)), now)  # stamped 300 ms ago
+    assert governor.step(now).linear[0] == 0.0 and governor.stopping_reason == "watchdog_stop"
+    governor.on_command(Twist(now, (0.5, 0, 0), (0, 0, 0)), now)
+    assert governor.step(now + 20_000_000).linear[0] > 0.0 and governor.stopping_reason is None
+
+
 def test_estop_is_latched_until_released() -> None:
     governor = SafetyGovernor(LIMITS)
     now = 0
