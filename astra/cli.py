@@ -35,9 +35,8 @@ def _emit(summary: dict) -> None:
 
 
 def cmd_sim_world(args: argparse.Namespace) -> int:
-    from sim.world import generate_world, write_world
-
     from schemas.world import WORLD_KINDS
+    from sim.world import generate_world, write_world
 
     if args.kind not in WORLD_KINDS:
         raise UsageError(f"unknown kind {args.kind!r}; choose one of {', '.join(WORLD_KINDS)}")
@@ -158,6 +157,46 @@ def _print_episode(summary: dict) -> None:
         print(f"{topic:42} {stats['count']:>9} {stats['rate_hz']:>8.1f}", file=out)
 
 
+# --- astra ingest / sql / export ----------------------------------------------------------------
+
+DEFAULT_LAKE = Path("data/lake")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from pipelines.ingest import ingest
+
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        raise UsageError(f"no such file or directory: {', '.join(missing)}")
+    if args.runner != "dask" and (args.dask_address or args.workers):
+        raise UsageError("--dask-address and --workers need --runner dask")
+    summary = ingest(args.paths, args.lake, runner=args.runner, dask_address=args.dask_address, workers=args.workers)
+    _emit(summary.to_dict())
+    return EXIT_PARTIAL if summary.quarantined else EXIT_OK
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from datasets.lake import run_query
+
+    try:
+        print(run_query(args.lake, args.query, args.format))
+    except ValueError as exc:  # refused statements, SQL errors (with the tables listed), missing lake
+        raise UsageError(str(exc)) from exc
+    return EXIT_OK
+
+
+def cmd_export_lerobot(args: argparse.Namespace) -> int:
+    from datasets.lake import LakeError
+    from datasets.lerobot import export_lerobot
+
+    try:
+        summary = export_lerobot(args.lake, args.episodes, args.out, fps=args.fps)
+    except (ValueError, FileExistsError, LakeError) as exc:  # bad filter, no episodes, --out not empty, no lake
+        raise UsageError(str(exc)) from exc
+    _emit(summary.to_dict())
+    return EXIT_PARTIAL if summary.skipped else EXIT_OK
+
+
 # --- parser --------------------------------------------------------------------------------------
 
 
@@ -201,6 +240,40 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--camera-height", type=int, default=240, help="camera height in pixels (default 240)")
     record.add_argument("--rrd", type=Path, help="Rerun recording path (default: next to each MCAP)")
     record.set_defaults(func=cmd_record)
+
+    ingest = commands.add_parser(
+        "ingest", help="ingest MCAP files into the Parquet lake (Apache Beam)",
+        description="Decode MCAP recordings (ROS 2 cdr into typed tables, anything else raw into `messages`) and "
+                    "publish them atomically into the Hive-partitioned Parquet lake. Re-ingesting a file changes "
+                    "nothing. Damaged files are salvaged and quarantined (exit code 3).")
+    ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="MCAP files or folders (recursive)")
+    ingest.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="lake folder (default data/lake)")
+    ingest.add_argument("--runner", choices=("direct", "dask"), default="direct", help="Beam runner (default direct)")
+    ingest.add_argument("--dask-address", help="scheduler address of an existing Dask cluster (with --runner dask)")
+    ingest.add_argument("--workers", type=int, help="local Dask workers when no address is given (with --runner dask)")
+    ingest.set_defaults(func=cmd_ingest)
+
+    sql = commands.add_parser(
+        "sql", help="run a read-only SQL query over the lake (DuckDB)",
+        description="Run one read-only SQL query with DuckDB over a view per lake table (episodes, images, imu, "
+                    "wheels, odometry, commands, tf, events, messages, ...). DDL and DML are refused.")
+    sql.add_argument("query", help='e.g. "SELECT site, sum(collisions) FROM episodes GROUP BY site"')
+    sql.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="lake folder (default data/lake)")
+    sql.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
+    sql.set_defaults(func=cmd_sql)
+
+    export = commands.add_parser("export", help="export lake episodes to other dataset formats")
+    export_formats = export.add_subparsers(dest="export_format", required=True, metavar="FORMAT")
+    lerobot = export_formats.add_parser(
+        "lerobot", help="write a LeRobot v3 dataset (parquet + mp4 videos)",
+        description="Export the episodes matching a SQL filter as a LeRobot v3.0 dataset: state is the wheel "
+                    "odometry pose and velocities, action is cmd_vel, images are the three cameras (mp4).")
+    lerobot.add_argument("--episodes", required=True, metavar="SQL_FILTER",
+                         help="SQL boolean expression over the episodes table, e.g. \"collisions = 0\"")
+    lerobot.add_argument("--out", type=Path, required=True, help="output dataset folder")
+    lerobot.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="lake folder (default data/lake)")
+    lerobot.add_argument("--fps", type=int, default=10, help="frames per second (default 10, the camera rate)")
+    lerobot.set_defaults(func=cmd_export_lerobot)
     return parser
 
 

@@ -26,7 +26,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.lake import PARQUET_COMPRESSION, PARTITION_KEY, TABLES
+from schemas.lake import PARQUET_COMPRESSION, PART_FILE, PARTITION_KEY, TABLES, partition_dir
 
 DEFAULT_LAKE = Path("data/lake")
 Format = Literal["table", "csv", "json"]
@@ -34,12 +34,46 @@ FORMATS: tuple[Format, ...] = ("table", "csv", "json")
 TABLE_MAX_ROWS = 100  # a human table longer than this is better read with LIMIT, or as CSV or JSON
 TABLE_MAX_CELL = 40
 
+# The README's example queries: tests check their answers, benchmarks/lake_queries.py times them.
+EXAMPLE_QUERIES: dict[str, str] = {
+    "IMU rate per episode": """
+SELECT episode_id, count(*) AS samples,
+       round((count(*) - 1) / ((max(t_ns) - min(t_ns)) / 1e9), 2) AS rate_hz
+FROM imu
+GROUP BY episode_id
+ORDER BY rate_hz, episode_id""",
+    "Collisions per site": """
+SELECT site, count(*) AS episodes, sum(collisions) AS collisions, round(sum(distance_m), 1) AS distance_m,
+       round(100 * sum(collisions) / nullif(sum(distance_m), 0), 2) AS collisions_per_100m
+FROM episodes
+GROUP BY site
+ORDER BY collisions DESC, site""",
+    "Distance per robot per day (UTC)": """
+SELECT robot_id, make_timestamp_ns(start_ns)::DATE AS day, count(*) AS episodes,
+       round(sum(distance_m), 1) AS distance_m
+FROM episodes
+GROUP BY robot_id, day
+ORDER BY robot_id, day""",
+    "Gaps in camera frames (over 1.5 x the nominal 100 ms)": """
+SELECT episode_id, topic, t_ns, (t_ns - lag(t_ns) OVER w) / 1e6 AS gap_ms
+FROM images
+WINDOW w AS (PARTITION BY episode_id, topic ORDER BY t_ns)
+QUALIFY gap_ms > 150
+ORDER BY gap_ms DESC, episode_id, topic""",
+    "Slowest episodes": """
+SELECT episode_id, robot_id, site, duration_s, distance_m,
+       round(distance_m / nullif(duration_s, 0), 3) AS mean_speed_mps
+FROM episodes
+ORDER BY mean_speed_mps, episode_id
+LIMIT 10""",
+}
+
 # Errors in the query itself, or in what it asks of the data; other DuckDB errors (I/O, internal) are ours.
 _QUERY_ERRORS = (duckdb.ProgrammingError, duckdb.DataError, duckdb.PermissionException)
 _T = TypeVar("_T")
 
 
-class LakeError(Exception):
+class LakeError(ValueError):
     """Something the user can fix: no lake at the path, an unknown table, a refused or failing query."""
 
 
@@ -120,6 +154,8 @@ class Lake:
                 f"CREATE VIEW {_identifier(name)} AS SELECT * FROM read_parquet({_literal(self._files(name))}, "
                 f"hive_partitioning = true, union_by_name = true, hive_types = {{'{PARTITION_KEY}': VARCHAR}})"
             )
+        # Footers read once per file (a changed file is read again): repeated queries skip re-reading them.
+        con.execute("SET parquet_metadata_cache = true")  # a parquet setting: exists once a view has read Parquet
         con.execute(f"SET allowed_directories = [{_literal(f'{self.path}/')}]")
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
@@ -156,7 +192,7 @@ def write_partition(lake: Path, table: str, episode_id: str, columns: Mapping[st
     schema = TABLES[table]
     rows = len(next(iter(columns.values())))
     table_data = pa.Table.from_pydict({f.name: columns.get(f.name, [None] * rows) for f in schema}, schema=schema)
-    path = lake / table / f"{PARTITION_KEY}={episode_id}" / "part-0.parquet"
+    path = partition_dir(lake, table, episode_id) / PART_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table_data, path, compression=PARQUET_COMPRESSION)
     return path

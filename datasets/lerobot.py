@@ -84,8 +84,9 @@ def export_lerobot(
     skipped: dict[str, str] = {}
     try:
         writer = _DatasetWriter(staging, fps, limits)
-        for episode_id, site in tqdm(selected.iter_rows(), total=len(selected), desc="export lerobot",
-                                     unit="episode", disable=not progress):
+        for episode_id, site in tqdm(
+            selected.iter_rows(), total=len(selected), desc="export lerobot", unit="episode", disable=not progress
+        ):
             try:
                 writer.add(_sample_episode(source, episode_id, fps), fmt.TASK_TEMPLATE.format(site=site))
             except _Skip as reason:
@@ -135,6 +136,8 @@ class _Episode:
 
 
 def _sample_episode(lake: Lake, episode_id: str, fps: int) -> _Episode:
+    """One episode's frames on the `fps` grid (see the module doc); _Skip when it lacks a stream."""
+
     def rows(table: str, topics: list[str], columns: list[str]) -> pl.DataFrame:
         return (
             lake.table(table)
@@ -154,12 +157,15 @@ def _sample_episode(lake: Lake, episode_id: str, fps: int) -> _Episode:
     if odom.is_empty():
         raise _Skip(f"no {_ODOM_TOPIC} odometry")
     commands = rows("commands", [_CMD_TOPIC], ["linear_x", "angular_z"])
+    if commands.is_empty():
+        raise _Skip(f"no {_CMD_TOPIC} commands")
 
     t0 = max(odom["t_ns"][0], *(part["t_ns"][0] for part in cameras.values()))
     end = min(part["t_ns"][-1] for part in cameras.values())
     if end < t0:
         raise _Skip(f"the cameras stop before {_ODOM_TOPIC} starts")
-    ticks = ((end - t0) * fps * 2 + _NS_PER_S) // (2 * _NS_PER_S) + 1  # the span rounded to whole periods
+    # The span rounds to whole periods, so that camera jitter neither adds nor drops a frame.
+    ticks = ((end - t0) * fps * 2 + _NS_PER_S) // (2 * _NS_PER_S) + 1
     grid = pl.DataFrame({"t_ns": t0 + np.arange(ticks, dtype=np.int64) * _NS_PER_S // fps}).set_sorted("t_ns")
 
     def at_ticks(frame: pl.DataFrame, strategy: str) -> pl.DataFrame:
@@ -191,6 +197,14 @@ class _Moments:
         """Moments of `values` (samples x channels) drawn from `frames` frames."""
         v = values.astype(np.float64)
         return cls(frames, len(v), v.sum(0), np.square(v).sum(0), v.min(0), v.max(0))
+
+    @classmethod
+    def of_histograms(cls, counts: np.ndarray, frames: int) -> _Moments:
+        """Moments of 8-bit channels from their histograms (channels x 256) over `frames` frames."""
+        values = np.arange(counts.shape[1], dtype=np.float64)
+        seen = counts > 0
+        low, high = seen.argmax(1), counts.shape[1] - 1 - seen[:, ::-1].argmax(1)
+        return cls(frames, int(counts[0].sum()), counts @ values, counts @ values**2, values[low], values[high])
 
     def __add__(self, other: _Moments) -> _Moments:
         return _Moments(
@@ -224,7 +238,7 @@ class _FileSlot:
 
     def advance(self, nbytes: float) -> bool:
         """Make room for `nbytes` more; True when that takes a new file."""
-        if self.file >= 0 and (self.bytes == 0 or self.bytes + nbytes < self.cap_bytes):
+        if self.file >= 0 and (self.frames == 0 or self.bytes + nbytes < self.cap_bytes):
             return False
         if self.file + 1 == self.chunks_size:
             self.chunk, self.file = self.chunk + 1, 0
@@ -325,6 +339,7 @@ class _DatasetWriter:
         self.frames = 0
 
     def add(self, episode: _Episode, task: str) -> None:
+        """Append an episode's rows, videos and statistics; _Skip when its camera sizes differ from the dataset's."""
         if not self.shapes:
             self.shapes = episode.shapes
             self.videos = {
@@ -347,8 +362,10 @@ class _DatasetWriter:
             "task_index": np.full(frames, task_index, dtype=np.int64),
         }
         table = pa.Table.from_arrays(
-            [pa.FixedSizeListArray.from_arrays(v.ravel(), v.shape[1]) if v.ndim == 2 else pa.array(v)
-             for v in columns.values()],
+            [
+                pa.FixedSizeListArray.from_arrays(v.ravel(), v.shape[1]) if v.ndim == 2 else pa.array(v)
+                for v in columns.values()
+            ],
             schema=fmt.DATA_SCHEMA,
         )
         row: dict[str, Any] = {
@@ -367,25 +384,27 @@ class _DatasetWriter:
             self.moments[key] = self.moments[key] + feature if key in self.moments else feature
             for stat, value in feature.stats(image=key in self.image_keys).items():
                 row[fmt.stats_column(key, stat)] = value
-        row.update({
-            "meta/episodes/chunk_index": 0,
-            "meta/episodes/file_index": 0,
-            fmt.SOURCE_EPISODE_COLUMN: episode.episode_id,
-            fmt.SOURCE_T0_COLUMN: episode.t0_ns,
-        })
+        row.update(
+            {
+                "meta/episodes/chunk_index": 0,
+                "meta/episodes/file_index": 0,
+                fmt.SOURCE_EPISODE_COLUMN: episode.episode_id,
+                fmt.SOURCE_T0_COLUMN: episode.t0_ns,
+            }
+        )
         self.episodes.append(row)
         self.frames += frames
 
     @staticmethod
     def _encode(video: _VideoFiles, images: list[bytes]) -> _Moments:
         """Decode, encode and measure one camera's frames of an episode."""
-        total: _Moments | None = None
+        # Histograms keep exact image statistics cheap: a few hundred counts per frame, not every pixel squared.
+        counts = np.zeros((3, 256), dtype=np.int64)
         for data in images:
             rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
             video.write(rgb)
-            frame = _Moments.of(rgb.reshape(-1, 3), 1)
-            total = frame if total is None else total + frame
-        return total
+            counts += [np.bincount(rgb[..., channel].ravel(), minlength=256) for channel in range(3)]
+        return _Moments.of_histograms(counts, len(images))
 
     def close(self) -> None:
         """Finish the files and write meta/: episodes, tasks, stats and info."""

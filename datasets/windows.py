@@ -44,7 +44,13 @@ _TWIST = (pl.col("linear_x"), pl.col("angular_z"))  # all a differential drive c
 STREAMS: dict[str, Stream] = {
     "imu": Stream("imu", "imu", (*_columns("angular_velocity"), *_columns("linear_acceleration"))),
     "wheels": Stream(
-        "wheels", "wheels", tuple(pl.col(c).list.get(i) for c in ("position", "velocity") for i in (0, 1))
+        "wheels",
+        "wheels",
+        tuple(
+            pl.col(c).list.get(i).alias(f"{c}_{side}")
+            for c in ("position", "velocity")
+            for i, side in enumerate(("left", "right"))
+        ),
     ),
     "odom": Stream("odometry", "odom", _POSE),
     "ground_truth": Stream("odometry", "ground_truth", _POSE),
@@ -57,7 +63,8 @@ IMAGE_TOPICS = tuple(BY_OUTPUT[f"image_{camera}"].ros_topic for camera in CAMERA
 class EpisodeWindows(Dataset):
     """Windows of `window_s` seconds, one every `stride_s`, over lake episodes; every stream aligned on `t_ns`.
 
-    Windows lie where every stream and camera has messages; episodes missing one are left out.
+    Windows lie where every stream and camera has messages; episodes missing one, or still being
+    ingested (no `episodes` row yet), are left out.
     `episodes` is an optional SQL condition on the `episodes` table, e.g. "site = 'office-0' AND collisions = 0".
     Items are read from the lake when asked for: only the window index is held in memory.
 
@@ -114,7 +121,8 @@ class EpisodeWindows(Dataset):
         scans = [
             self._scan(s.table, episode_id, (s.topic,), lo, hi).select("t_ns", *s.values) for s in STREAMS.values()
         ]
-        *frames, images = pl.collect_all([*scans, self._scan("images", episode_id, IMAGE_TOPICS, lo, hi)])
+        image_scan = self._scan("images", episode_id, IMAGE_TOPICS, lo, hi).select("topic", "t_ns", "data")
+        *frames, images = pl.collect_all([*scans, image_scan])
 
         item: dict[str, Any] = {
             "episode_id": episode_id,
@@ -124,15 +132,15 @@ class EpisodeWindows(Dataset):
         for (name, stream), frame in zip(STREAMS.items(), frames, strict=True):
             samples = round(self.window_ns * stream.rate_hz / 1e9)
             grid = t0 + np.round(np.arange(samples) * 1e9 / stream.rate_hz).astype(np.int64)
-            rows = frame[_nearest(frame["t_ns"].to_numpy(), grid, f"{stream.topic} in {episode_id}")]
+            rows = frame[_nearest(frame["t_ns"].to_numpy(), grid, f"{stream.topic} in episode {episode_id}")]
             item[name] = torch.from_numpy(rows.drop("t_ns").to_numpy().astype(np.float32))
-            item[f"{name}_t_ns"] = torch.from_numpy(rows["t_ns"].to_numpy())
+            item[f"{name}_t_ns"] = torch.tensor(rows["t_ns"].to_numpy())  # polars arrays are read-only
 
         per_camera = []
         for topic in IMAGE_TOPICS:
             frames_of_camera = images.filter(pl.col("topic") == topic)
             t_ns = frames_of_camera["t_ns"].to_numpy()
-            per_camera.append(frames_of_camera[_nearest(t_ns, keyframe_t, f"{topic} in {episode_id}")])
+            per_camera.append(frames_of_camera[_nearest(t_ns, keyframe_t, f"{topic} in episode {episode_id}")])
         pixels = np.stack([[_decode(rows["data"][k]) for rows in per_camera] for k in range(len(keyframe_t))])
         item["images"] = torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 1, 4, 2, 3)))
         item["image_t_ns"] = torch.from_numpy(np.stack([rows["t_ns"].to_numpy() for rows in per_camera], axis=1))
@@ -143,21 +151,19 @@ class EpisodeWindows(Dataset):
             self.lake.table(table)
             .filter(pl.col(PARTITION_KEY) == episode_id, pl.col("topic").is_in(topics))
             .filter(pl.col("t_ns").is_between(lo, hi))
-            .select("topic", "t_ns", pl.all().exclude("topic", "t_ns"))
             .sort("t_ns")
         )
 
     def _spans(self, episodes: str | None) -> dict[str, tuple[int, int]]:
         """episode_id -> (start, end) of the time every stream and camera has messages, by episode_id."""
         needed = [(s.table, s.topic) for s in STREAMS.values()] + [("images", topic) for topic in IMAGE_TOPICS]
-        tables = {table for table, _ in needed}
         firsts_lasts = pl.collect_all(
             [
                 self.lake.table(table)
                 .filter(pl.col("topic").is_in([topic for t, topic in needed if t == table]))
                 .group_by(PARTITION_KEY, "topic")
                 .agg(first=pl.col("t_ns").min(), last=pl.col("t_ns").max())
-                for table in sorted(tables)
+                for table in sorted({table for table, _ in needed})
             ]
         )
         spans = (
@@ -166,9 +172,9 @@ class EpisodeWindows(Dataset):
             .agg(start=pl.col("first").max(), end=pl.col("last").min(), topics=pl.len())
             .filter(pl.col("topics") == len(needed))
         )
-        if episodes is not None:
-            chosen = self.lake.sql(f"SELECT {PARTITION_KEY} FROM episodes WHERE {episodes}")
-            spans = spans.filter(pl.col(PARTITION_KEY).is_in(chosen[PARTITION_KEY].implode()))
+        # An episode's `episodes` row is published last: only episodes that have one are complete.
+        chosen = self.lake.sql(f"SELECT {PARTITION_KEY} FROM episodes WHERE {episodes or 'true'}")
+        spans = spans.filter(pl.col(PARTITION_KEY).is_in(chosen[PARTITION_KEY].implode()))
         rows = spans.sort(PARTITION_KEY).select(PARTITION_KEY, "start", "end").iter_rows()
         return {episode_id: (start, end) for episode_id, start, end in rows}
 
@@ -176,7 +182,7 @@ class EpisodeWindows(Dataset):
 def _nearest(t_ns: np.ndarray, targets: np.ndarray, what: str) -> np.ndarray:
     """Index into sorted `t_ns` of the time nearest each target; ties go to the earlier one."""
     if len(t_ns) == 0:
-        raise ValueError(f"no {what} messages within a window of the window asked for")
+        raise ValueError(f"no {what} within one window length of the window")
     right = np.searchsorted(t_ns, targets).clip(0, len(t_ns) - 1)
     left = (right - 1).clip(0)
     return np.where(np.abs(targets - t_ns[left]) <= np.abs(t_ns[right] - targets), left, right)

@@ -1,9 +1,10 @@
 """The Parquet lake: one table per kind of data, Hive-partitioned by episode.
 
 Layout: `<lake>/<table>/episode_id=<id>/part-0.parquet` (zstd). Every row carries `episode_id`
-(from the Hive path) and `t_ns`, the MCAP log time in nanoseconds, which is the one clock every
-table shares. Message header stamps are kept as `stamp_ns`: recordings from simulation or from
-other robots often stamp headers on another clock than they log.
+(from the Hive path; read it as VARCHAR, since an id can be all decimal digits), and every row of
+a message table `t_ns`, the MCAP log time in nanoseconds, which is the one clock all tables share.
+Message header stamps are kept as `stamp_ns`: recordings from simulation or from other robots
+often stamp headers on another clock than they log.
 
 `episode_id` is the first 16 hex digits of the file's SHA-256, so the same bytes are the same
 episode wherever they are found, and a file changed in place is a new one.
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 PARTITION_KEY = "episode_id"
@@ -47,6 +49,9 @@ _MESSAGE_KEYS = [pa.field("t_ns", _i64, nullable=False), pa.field("topic", _str,
 _STAMPED = [*_MESSAGE_KEYS, pa.field("stamp_ns", _i64), pa.field("frame_id", _str)]
 
 TABLES: dict[str, pa.Schema] = {
+    # One row per file. `outcome`: see OUTCOME_*; `problems`: the damage found, if any; `metadata`: the
+    # entries of all MCAP metadata records merged (whole records are in `metadata`); `distance_m` and
+    # `collisions` are null where the file has no odometry or no events.
     "episodes": pa.schema([
         pa.field("source_path", _str), pa.field("source_size", _i64), pa.field("source_sha256", _str),
         pa.field("robot_id", _str), pa.field("site", _str), pa.field("world_kind", _str),
@@ -130,7 +135,7 @@ ROS2_TABLES: dict[str, str] = {
 }
 
 
-def episode_id(sha256_hex: str) -> str:
+def episode_id_of(sha256_hex: str) -> str:
     """The episode id of a file, from the hex SHA-256 of its bytes."""
     return sha256_hex[:EPISODE_ID_HEX_DIGITS]
 
@@ -140,8 +145,17 @@ def partition_dir(root: Path, table: str, episode: str) -> Path:
     return root / table / f"{PARTITION_KEY}={episode}"
 
 
+def _array(values: Sequence[Any], type_: pa.DataType) -> pa.Array:
+    if pa.types.is_large_binary(type_) and None not in values:
+        # Images and raw payloads: one join and an offsets cumsum run ~3x faster than pa.array's appends.
+        offsets = np.zeros(len(values) + 1, np.int64)
+        np.cumsum(np.fromiter(map(len, values), np.int64, len(values)), out=offsets[1:])
+        return pa.Array.from_buffers(type_, len(values), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(values))])
+    return pa.array(values, type=type_)
+
+
 def table_from_rows(name: str, rows: Sequence[Sequence[Any]]) -> pa.Table:
     """Rows (tuples in the order of `TABLES[name]`) as an Arrow table of that schema."""
     schema = TABLES[name]
     columns = zip(*rows, strict=True) if rows else ([] for _ in schema)
-    return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=True)], schema=schema)
+    return pa.Table.from_arrays([_array(c, f.type) for c, f in zip(columns, schema, strict=True)], schema=schema)

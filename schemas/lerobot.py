@@ -42,9 +42,11 @@ STATE_NAMES = ("x", "y", "yaw", "v", "omega")
 ACTION_NAMES = ("linear_x", "angular_z")
 
 # Video encoding: H.264 plays everywhere and LeRobot decodes it; a keyframe every 2 frames (LeRobot's
-# default) keeps random access to any frame cheap. Codec name as PyAV reports it, encoder as FFmpeg names it.
+# default) keeps random access to any frame cheap; zero latency (no lookahead, no B-frames) makes each
+# frame's packet come out at once, so a file's size is known after every episode. Codec name as PyAV
+# reports it, encoder as FFmpeg names it.
 VIDEO_CODEC, VIDEO_ENCODER, VIDEO_PIX_FMT = "h264", "libx264", "yuv420p"
-VIDEO_OPTIONS = {"g": "2", "crf": "23"}
+VIDEO_OPTIONS = {"g": "2", "crf": "23", "tune": "zerolatency"}
 
 STAT_NAMES = ("min", "max", "mean", "std", "count")
 
@@ -96,23 +98,29 @@ DATA_SCHEMA = pa.schema(
     ]
 )
 
-# LeRobot reads tasks with pandas and looks tasks up by the index, so the file carries pandas' own metadata
-# marking "task" as the index (what `DataFrame.to_parquet` writes).
+
+def _pandas_column(name: str | None, pandas_type: str, numpy_type: str, metadata: dict | None = None) -> dict:
+    return {
+        "name": name,
+        "field_name": name,
+        "pandas_type": pandas_type,
+        "numpy_type": numpy_type,
+        "metadata": metadata,
+    }
+
+
+# LeRobot reads tasks with pandas and looks them up by the index, so the file carries the pandas metadata
+# `DataFrame.to_parquet` would write, marking "task" as the index.
 TASKS_SCHEMA = pa.schema(
     [pa.field("task_index", pa.int64()), pa.field("task", pa.string())],
     metadata={
         "pandas": json.dumps(
             {
                 "index_columns": ["task"],
-                "column_indexes": [
-                    {"name": None, "field_name": None, "pandas_type": "unicode", "numpy_type": "object",
-                     "metadata": {"encoding": "UTF-8"}},
-                ],
+                "column_indexes": [_pandas_column(None, "unicode", "object", {"encoding": "UTF-8"})],
                 "columns": [
-                    {"name": "task_index", "field_name": "task_index", "pandas_type": "int64",
-                     "numpy_type": "int64", "metadata": None},
-                    {"name": "task", "field_name": "task", "pandas_type": "unicode", "numpy_type": "object",
-                     "metadata": None},
+                    _pandas_column("task_index", "int64", "int64"),
+                    _pandas_column("task", "unicode", "object"),
                 ],
                 "creator": {"library": "pyarrow", "version": pa.__version__},
                 "pandas_version": "2.2.3",

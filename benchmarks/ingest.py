@@ -1,0 +1,129 @@
+"""Ingest throughput: `pipelines.ingest` on the DirectRunner and on Dask (1 and 2 workers), against
+reading and decoding the same files with the `mcap` libraries alone, in the same run.
+
+Two baselines decode every message that has a decoder with `mcap-ros2-support`:
+- "reader API": `make_reader(f, decoder_factories=...).iter_decoded_messages()`, the libraries' way;
+- "stream loop": a plain `StreamReader` loop with one decoder per channel, the fastest way we know.
+All contenders run in turn, REPEATS times, and each keeps its best time, so that other load on a
+shared machine weighs on all alike. Recordings are made once and reused from `workdir`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from mcap.reader import make_reader
+from mcap.records import Channel, Message, Schema
+from mcap.stream_reader import StreamReader
+from mcap_ros2.decoder import DecoderFactory
+
+from pipelines.ingest import ingest
+from sim.world import generate_world, write_world
+
+EPISODES, SECONDS = 4, 30
+CAMERA = ("96", "72")
+REPEATS = 3
+BASELINES = ("reader API", "stream loop")
+
+
+def _recordings(workdir: Path) -> list[Path]:
+    logs = workdir / "logs"
+    if len(list(logs.glob("*.mcap"))) < EPISODES:
+        shutil.rmtree(logs, ignore_errors=True)
+        world = workdir / "office-0"
+        write_world(generate_world("office", 0), world)
+        astra = Path(sys.executable).parent / "astra"
+        subprocess.run(
+            [str(astra), "record", "--world", str(world), "--episodes", str(EPISODES), "--seconds", str(SECONDS),
+             "--camera-width", CAMERA[0], "--camera-height", CAMERA[1], "--out", str(logs)],
+            stdout=subprocess.DEVNULL, check=True, env={"MUJOCO_GL": "egl", **os.environ},
+        )
+    return sorted(logs.glob("*.mcap"))[:EPISODES]
+
+
+def read_with_reader_api(files: list[Path]) -> int:
+    """Read and decode every message with `make_reader`; returns the message count."""
+    count = 0
+    for path in files:
+        with open(path, "rb") as f:
+            for _ in make_reader(f, decoder_factories=[DecoderFactory()]).iter_decoded_messages():
+                count += 1
+    return count
+
+
+def read_with_stream_loop(files: list[Path]) -> int:
+    """Read every message with `StreamReader` and decode each one that has a decoder; returns the count."""
+    count = 0
+    for path in files:
+        factory, schemas, channels, decoders = DecoderFactory(), {}, {}, {}
+        with open(path, "rb") as f:
+            for record in StreamReader(f).records:
+                if isinstance(record, Message):
+                    if record.channel_id not in decoders:
+                        channel = channels[record.channel_id]
+                        decoders[record.channel_id] = factory.decoder_for(
+                            channel.message_encoding, schemas.get(channel.schema_id))
+                    decode = decoders[record.channel_id]
+                    if decode is not None:
+                        decode(record.data)
+                    count += 1
+                elif isinstance(record, Schema):
+                    schemas[record.id] = record
+                elif isinstance(record, Channel):
+                    channels[record.id] = record
+    return count
+
+
+def _ingest_once(files: list[Path], lake: Path, **runner: object) -> None:
+    shutil.rmtree(lake, ignore_errors=True)
+    summary = ingest(files, lake, progress=False, **runner)
+    if summary.episodes != len(files) or summary.quarantined:
+        raise RuntimeError(f"benchmark ingest went wrong: {summary.to_dict()}")
+
+
+def _best_seconds(contenders: dict[str, Callable[[], object]]) -> dict[str, float]:
+    best = dict.fromkeys(contenders, float("inf"))
+    for _ in range(REPEATS):
+        for name, run_once in contenders.items():
+            start = time.perf_counter()
+            run_once()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+def run(workdir: Path) -> dict:
+    from distributed import LocalCluster
+
+    files = _recordings(workdir)
+    megabytes = sum(p.stat().st_size for p in files) / 1e6
+    messages = read_with_stream_loop(files)
+    lake = workdir / "lake"
+    # Clusters start outside the timing: a long-lived cluster is what --dask-address points at.
+    quiet = {"threads_per_worker": 1, "dashboard_address": None, "silence_logs": logging.ERROR}
+    with LocalCluster(n_workers=1, **quiet) as one, LocalCluster(n_workers=2, **quiet) as two:
+        seconds = _best_seconds({
+            "reader API": lambda: read_with_reader_api(files),
+            "stream loop": lambda: read_with_stream_loop(files),
+            "ingest, DirectRunner": lambda: _ingest_once(files, lake),
+            "ingest, Dask 1 worker": lambda: _ingest_once(files, lake, runner="dask",
+                                                          dask_address=one.scheduler_address),
+            "ingest, Dask 2 workers": lambda: _ingest_once(files, lake, runner="dask",
+                                                           dask_address=two.scheduler_address),
+        })
+    print(f"{len(files)} recordings, {megabytes:.1f} MB, {messages} messages; best of {REPEATS}")
+    print(f"{'':24} {'seconds':>8} {'MB/s':>6} {'msgs/s':>7}  ratio to: {'  '.join(BASELINES)}")
+    runs = {}
+    for name, took in seconds.items():
+        ratios = {baseline: round(seconds[baseline] / took, 3) for baseline in BASELINES}
+        runs[name] = {"seconds": round(took, 3), "mb_per_s": round(megabytes / took, 2),
+                      "msgs_per_s": round(messages / took), "ratio_to": ratios}
+        print(f"{name:24} {took:8.2f} {megabytes / took:6.1f} {messages / took:7.0f}            "
+              + "  ".join(f"{ratios[b]:>{len(b)}.2f}" for b in BASELINES))
+    return {"files": len(files), "megabytes": round(megabytes, 2), "messages": messages, "runs": runs}
