@@ -234,15 +234,21 @@ class Simulator:
 
     def render(self, camera: str) -> tuple[np.ndarray, np.ndarray]:
         """RGB (H, W, 3) uint8 and metric depth along the optical axis (H, W) float32 of one camera."""
-        mujoco.mj_kinematics(self.model, self.data)
-        mujoco.mj_camlight(self.model, self.data)
-        self._renderer.update_scene(self.data, camera=camera_name(camera))
+        self._update_scene(camera)
         self._renderer.enable_depth_rendering()
         depth = self._renderer.render()
         self._renderer.disable_depth_rendering()
         rgb = self._renderer.render()
         depth[depth >= self.config.depth_far * 0.999] = np.inf
         return rgb, depth
+
+    def segmentation(self, camera: str) -> np.ndarray:
+        """Id of the geom seen at each pixel (H, W) int32 of one camera, -1 for none; `model.geom(id).name` names it."""
+        self._update_scene(camera)
+        self._renderer.enable_segmentation_rendering()
+        ids = self._renderer.render()
+        self._renderer.disable_segmentation_rendering()
+        return np.where(ids[..., 1] == mujoco.mjtObj.mjOBJ_GEOM, ids[..., 0], -1)
 
     def camera_info(self, camera: str) -> CameraInfo:
         """Pinhole intrinsics of one camera, stamped now."""
@@ -257,6 +263,11 @@ class Simulator:
     def _renderer(self) -> mujoco.Renderer:
         # Created on first use, so a simulator without cameras needs no GL at all.
         return mujoco.Renderer(self.model, self.config.camera_height, self.config.camera_width)
+
+    def _update_scene(self, camera: str) -> None:
+        mujoco.mj_kinematics(self.model, self.data)
+        mujoco.mj_camlight(self.model, self.data)
+        self._renderer.update_scene(self.data, camera=camera_name(camera))
 
     # Physics.
 

@@ -52,6 +52,8 @@ SIGN_STYLES: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]] = {
     "home": ((120, 80, 45), (245, 232, 200)),
     "warehouse": ((245, 200, 30), (20, 20, 20)),
 }
+# The sign background as a colour name, for the landmark semantics.
+SIGN_COLOR_NAMES: dict[str, str] = {"office": "dark gray", "hospital": "blue", "home": "brown", "warehouse": "yellow"}
 
 
 def noise(rng: np.random.Generator, shape: tuple[int, int], beta: float) -> np.ndarray:

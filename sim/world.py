@@ -464,7 +464,7 @@ def _mounts(area: _Area, side: int, doors: tuple[Door, ...], racks: list[Rack]) 
 def _signs(kind: str, areas: list[_Area], doors: tuple[Door, ...], racks: list[Rack]) -> list[Landmark]:
     """A name sign beside each door into a room or aisle, on the side it is approached from."""
     by_id = {a.id: a for a in areas}
-    color = textures.SIGN_STYLES[kind][0]
+    color = textures.SIGN_COLOR_NAMES[kind]
     taken: dict[tuple[str, int], list[tuple[float, float]]] = {}
     signs = []
     for door in doors:

@@ -15,7 +15,7 @@ from PIL import Image
 from scipy import ndimage
 
 from schemas.world import WORLD_KINDS, World
-from sim.world import generate_world, occupancy_grid, write_world
+from sim.world import COLORS, generate_world, occupancy_grid, write_world
 
 SEED = 7
 SEEDS = range(8)  # layouts checked per kind without writing files
@@ -215,3 +215,10 @@ def test_dynamic_agents_walk_free_floor_in_the_same_building() -> None:
 def test_world_json_round_trips() -> None:
     world = generate_world("office", SEED, dynamic=True)
     assert World.from_json(world.to_json()) == world
+
+
+@pytest.mark.parametrize("kind", WORLD_KINDS)
+def test_landmark_colors_are_names(kind: str) -> None:
+    """Colours are semantics people can ask for ("the red sofa"), not render values."""
+    world = generate_world(kind, SEED)
+    assert {lm.color for lm in world.landmarks} <= COLORS.keys()
