@@ -12,6 +12,7 @@ import pytest
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 
+from datasets.recording import summarize
 from schemas.episode import EPISODE_METADATA_NAME, WORLD_ATTACHMENT_NAME
 from schemas.topics import TOPICS
 
@@ -54,7 +55,8 @@ def test_dora_run_stop_after_records_every_topic(office_world: Path, tmp_path: P
     assert counts.keys() >= ALWAYS, ALWAYS - counts.keys()
     assert events[0] == "episode_start" and "collision" not in events
     assert metadata[EPISODE_METADATA_NAME]["world_kind"] == "office"
-    assert counts["/imu"] >= 2 * counts["/wheels/joint_states"] - 2
+    # Rates from stamps: message counts at STOP depend on each input's backlog, stamps do not.
+    assert abs(summarize(mcap).topics["/imu"].rate_hz - 100.0) < 0.5
     assert counts["/cmd_vel"] > 10  # the closed loop ran: actuation turned expert commands into cmd_vel
 
 
