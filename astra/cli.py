@@ -197,6 +197,62 @@ def cmd_export_lerobot(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if summary.skipped else EXIT_OK
 
 
+# --- astra map build / eval map / viz map ----------------------------------------------------------
+
+DEFAULT_MAPS = Path("data/maps")
+
+
+def cmd_map_build(args: argparse.Namespace) -> int:
+    from datasets.map_store import key_from_env
+    from pipelines.mapping import build_site_map
+
+    try:
+        summary = build_site_map(args.lake, args.site, args.out or DEFAULT_MAPS / args.site, key=key_from_env(),
+                                 extractor=args.extractor, world_dir=args.world)
+    except ValueError as exc:  # no episodes of the site, no lake, bad key, no world.json (LakeError, MapError)
+        raise UsageError(str(exc)) from exc
+    _emit(summary.to_dict())
+    return EXIT_OK
+
+
+def cmd_eval_map(args: argparse.Namespace) -> int:
+    from datasets.map_store import key_from_env
+    from models.mapping.map_eval import evaluate_map
+
+    try:
+        metrics = evaluate_map(args.map, args.lake, key=key_from_env())
+    except ValueError as exc:  # no map, wrong key, no lake (MapError, LakeError)
+        raise UsageError(str(exc)) from exc
+    if not args.json:
+        for name, value in metrics.items():
+            print(f"{name:22} {value}", file=sys.stderr)
+    _emit(metrics)
+    return EXIT_OK
+
+
+def cmd_viz_map(args: argparse.Namespace) -> int:
+    import rerun as rr
+
+    from datasets.lake import Lake
+    from datasets.map_store import key_from_env, read_map
+    from viz.map import log_map
+
+    rec = rr.RecordingStream("astra", recording_id=f"map-{args.map.name}")
+    try:
+        topo = read_map(args.map, key_from_env())
+        if args.save:
+            rec.save(args.save)
+        else:
+            rec.spawn()
+        route = log_map(rec, topo, Lake(args.lake) if args.lake.is_dir() else None, route_rooms=args.route)
+    except (KeyError, ValueError) as exc:  # unknown room, no route, bad map or key
+        raise UsageError(str(exc)) from exc
+    rec.disconnect()  # flushes and writes the .rrd footer
+    _emit({"map": str(args.map), "rrd": str(args.save) if args.save else None,
+           "route_m": None if route is None else round(route.length_m, 2)})
+    return EXIT_OK
+
+
 # --- parser --------------------------------------------------------------------------------------
 
 
@@ -274,6 +330,37 @@ def build_parser() -> argparse.ArgumentParser:
     lerobot.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="lake folder (default data/lake)")
     lerobot.add_argument("--fps", type=int, default=10, help="frames per second (default 10, the camera rate)")
     lerobot.set_defaults(func=cmd_export_lerobot)
+
+    map_ = commands.add_parser("map", help="build maps from the lake")
+    map_commands = map_.add_subparsers(dest="map_command", required=True, metavar="MAP_COMMAND")
+    build = map_commands.add_parser(
+        "build", help="build a site's topological-semantic map (Apache Beam + pycolmap)",
+        description="Select keyframes of every episode of a site, reconstruct them with pycolmap, and write the map "
+                    "graph (nodes, edges, landmarks) with the reconstruction; encrypted when ASTRA_MAP_KEY is set.")
+    build.add_argument("--site", required=True, help="site name as in episodes.site, e.g. office-0")
+    build.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="lake folder (default data/lake)")
+    build.add_argument("--out", type=Path, help="map folder (default data/maps/SITE)")
+    build.add_argument("--world", type=Path,
+                       help="world folder for the annotated landmark extractor (default: the attached world.json)")
+    build.add_argument("--extractor", default="annotated", help="landmark extractor (default annotated)")
+    build.set_defaults(func=cmd_map_build)
+
+    evaluate = commands.add_parser("eval", help="evaluate maps against ground truth")
+    eval_targets = evaluate.add_subparsers(dest="eval_target", required=True, metavar="TARGET")
+    eval_map = eval_targets.add_parser("map", help="registration, ATE, rotation error, landmarks, room connectivity")
+    eval_map.add_argument("--map", type=Path, required=True, help="map folder")
+    eval_map.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="lake with the ground truth")
+    eval_map.add_argument("--json", action="store_true", help="only the JSON line (no table on stderr)")
+    eval_map.set_defaults(func=cmd_eval_map)
+
+    viz = commands.add_parser("viz", help="show maps in Rerun")
+    viz_targets = viz.add_subparsers(dest="viz_target", required=True, metavar="TARGET")
+    viz_map = viz_targets.add_parser("map", help="SfM points, keyframe cameras, graph, landmarks, trajectories, route")
+    viz_map.add_argument("map", type=Path, metavar="DIR", help="map folder")
+    viz_map.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="lake for pictures and ground truth")
+    viz_map.add_argument("--route", nargs=2, metavar=("START_ROOM", "GOAL_ROOM"), help="plan and draw a route")
+    viz_map.add_argument("--save", type=Path, metavar="FILE.rrd", help="write an .rrd instead of spawning a viewer")
+    viz_map.set_defaults(func=cmd_viz_map)
     return parser
 
 

@@ -1,0 +1,84 @@
+"""Trajectories of base_link and the choice of keyframes along them.
+
+A keyframe is one instant at which every camera of the rig took a picture; mapping uses the pictures
+of keyframes only. Keyframes are picked where the robot has moved or turned enough since the last one,
+so a robot that stands still adds no pictures and one that drives fast adds enough.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import pycolmap
+from scipy.spatial.transform import Rotation, Slerp
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """Poses of base_link in some world frame (odom or map) over time, sorted by time."""
+
+    t_ns: np.ndarray  # (N,) int64
+    positions: np.ndarray  # (N, 3) metres
+    quaternions: np.ndarray  # (N, 4) x, y, z, w
+
+    def __len__(self) -> int:
+        return len(self.t_ns)
+
+    def at(self, t_ns: np.ndarray) -> Trajectory:
+        """Poses at the given times: positions linear, rotations slerped; times outside are clamped."""
+        t_ns = np.asarray(t_ns, dtype=np.int64)
+        # Relative float seconds keep interpolation exact for nanosecond stamps near 2**63.
+        t, query = (
+            (self.t_ns - self.t_ns[0]) * 1e-9,
+            np.clip(t_ns - self.t_ns[0], 0, self.t_ns[-1] - self.t_ns[0]) * 1e-9,
+        )
+        positions = np.column_stack([np.interp(query, t, self.positions[:, i]) for i in range(3)])
+        rotations = Rotation.from_quat(self.quaternions)
+        quaternions = (
+            Slerp(t, rotations)(query).as_quat() if len(t) > 1 else np.repeat(rotations.as_quat(), len(query), 0)
+        )
+        return Trajectory(t_ns, positions, quaternions)
+
+    def poses(self) -> list[pycolmap.Rigid3d]:
+        """world_from_base of every sample."""
+        return [
+            pycolmap.Rigid3d(pycolmap.Rotation3d(q), p) for q, p in zip(self.quaternions, self.positions, strict=True)
+        ]
+
+
+@dataclass(frozen=True)
+class KeyframeConfig:
+    """When a camera frame becomes a keyframe: enough travel or turn since the last keyframe, or enough time."""
+
+    min_distance: float = 0.5  # m
+    min_rotation_deg: float = 15.0
+    max_interval_s: float = 5.0
+
+
+def rig_frame_times(image_t_ns: dict[str, np.ndarray]) -> np.ndarray:
+    """Instants at which every camera has an image: the rig's cameras are triggered together."""
+    return functools.reduce(np.intersect1d, (np.asarray(t, dtype=np.int64) for t in image_t_ns.values()))
+
+
+def select_keyframes(
+    frame_t_ns: np.ndarray, odometry: Trajectory, config: KeyframeConfig = KeyframeConfig()
+) -> np.ndarray:
+    """Indices into the sorted `frame_t_ns` of the keyframes, the first frame always one of them."""
+    if not len(frame_t_ns):
+        return np.empty(0, dtype=int)
+    poses = odometry.at(frame_t_ns)
+    rotations = Rotation.from_quat(poses.quaternions)
+    min_rotation = np.radians(config.min_rotation_deg)
+    max_interval_ns = round(config.max_interval_s * 1e9)
+    chosen = [0]
+    for i in range(1, len(frame_t_ns)):
+        last = chosen[-1]
+        if (
+            np.linalg.norm(poses.positions[i] - poses.positions[last]) >= config.min_distance
+            or (rotations[last].inv() * rotations[i]).magnitude() >= min_rotation
+            or frame_t_ns[i] - frame_t_ns[last] >= max_interval_ns
+        ):
+            chosen.append(i)
+    return np.array(chosen)

@@ -1,0 +1,519 @@
+"""Structure from motion over keyframes of the three-camera rig, kept honest and made metric by wheel odometry.
+
+pycolmap does the work: SIFT extraction, matching of chosen image pairs, incremental mapping with the
+rig's calibration held fixed (sim intrinsics and mounts are exact). Wheel odometry steps in where
+vision alone is fooled, which in our buildings is often: wall, floor and ceiling textures tile, so a
+view shifted by one tile looks the same, and matches along a wall slide along their epipolar lines.
+
+- Pairing: keyframes near in time or in odometry position, and only their cameras that look roughly
+  the same way; matching is the dearest stage on a CPU.
+- Verification: pairs a short drive apart are checked against the relative pose odometry predicts
+  (it drifts little over a few metres); other pairs, loop closures and pairs across episodes, get
+  the usual RANSAC.
+- Mapping: after incremental mapping, keyframes whose pose disagrees with odometry relative to their
+  neighbours in time were registered to a look-alike place. They are taken out and mapping goes on
+  from the rest, which then usually places them right; those that stay wrong are left unregistered.
+- Alignment: the similarity that best maps camera centres onto those the first episode's odometry
+  predicts fixes scale and gravity, so the map is that episode's odom frame, z up.
+
+Across episodes, odometry positions are compared as if every odom frame were the same: that holds
+where every episode starts at the same dock (the simulator's spawn), up to each episode's drift,
+which `match_radius` has to cover.
+
+Conventions: `x_from_y` maps coordinates in frame y to frame x, so `map_from_camera` is the pose of
+the camera in the map; COLMAP's `cam_from_world` is its inverse.
+"""
+
+from __future__ import annotations
+
+import bisect
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pycolmap
+from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
+
+_OPTICAL_AXIS = np.array([0.0, 0.0, 1.0])
+# Bundle-adjust everything whenever the registered frames have grown by this factor since the last time.
+_GLOBAL_REFINEMENT_GROWTH = 1.4
+_MIN_INLIERS = pycolmap.TwoViewGeometryOptions().min_num_inliers
+
+
+@dataclass(frozen=True)
+class RigCamera:
+    """One camera of the robot: pinhole intrinsics as in sensor_msgs/CameraInfo and its mount on base_link."""
+
+    name: str
+    width: int
+    height: int
+    k: tuple[float, ...]  # row-major 3x3; pixel centres at integer coordinates (ROS)
+    base_from_camera: pycolmap.Rigid3d  # the optical frame (z forward, x right, y down)
+
+    def colmap_camera(self) -> pycolmap.Camera:
+        """The same camera in COLMAP's PINHOLE model."""
+        fx, _, cx, _, fy, cy = self.k[:6]
+        # COLMAP puts pixel centres at half-integer coordinates, ROS at integers.
+        return pycolmap.Camera(
+            model="PINHOLE",
+            width=self.width,
+            height=self.height,
+            params=[fx, fy, cx + 0.5, cy + 0.5],
+            has_prior_focal_length=True,
+        )
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    """The rig's pictures at one instant of an episode, with the wheel odometry pose there."""
+
+    episode_id: str
+    t_ns: int
+    odom_from_base: pycolmap.Rigid3d  # in this episode's odom frame
+    images: dict[str, bytes]  # camera name -> JPEG
+
+    def image_name(self, camera: str) -> str:
+        """The image's name in the reconstruction: one folder per camera, time-ordered within an episode."""
+        return f"{camera}/{self.episode_id}_{self.t_ns:020d}.jpg"
+
+
+@dataclass(frozen=True)
+class SfmConfig:
+    """Feature, pairing, verification, mapping and alignment settings."""
+
+    max_features: int = 2000
+    sequential_overlap: int = 3  # each keyframe is matched with this many next ones of its episode
+    match_radius: float = 2.5  # m between odometry positions of base_link for spatial pairs
+    max_view_angle_deg: float = 90.0  # cameras whose optical axes differ more are not matched
+    odometry_trust_distance: float = 5.0  # m of driving over which odometry verifies a pair
+    max_epipolar_error: float = 3.0  # px
+    max_depth: float = 40.0  # m; matched points farther away than any wall are look-alikes
+    seed_distance: float = 2.0  # m of driving either side of the keyframe mapping starts from
+    consistency_window: int = 5  # registered keyframes either side that a registration is checked against
+    max_odometry_deviation: float = 0.3  # m between mapped and odometry relative positions, plus ...
+    odometry_drift: float = 0.05  # ... this much per metre driven between the two keyframes
+    num_threads: int = -1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MappedKeyframe:
+    """Where the mapping put one keyframe; poses are None / empty when it was not registered."""
+
+    episode_id: str
+    t_ns: int
+    map_from_base: pycolmap.Rigid3d | None
+    map_from_cameras: dict[str, pycolmap.Rigid3d]
+
+    @property
+    def registered(self) -> bool:
+        return self.map_from_base is not None
+
+
+@dataclass
+class SfmMap:
+    """The aligned reconstruction, every keyframe's outcome, and the seconds each stage took."""
+
+    reconstruction: pycolmap.Reconstruction
+    keyframes: list[MappedKeyframe]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def registration_rate(self) -> float:
+        """Share of keyframes registered in the map."""
+        return sum(k.registered for k in self.keyframes) / max(len(self.keyframes), 1)
+
+    def write(self, path: Path) -> None:
+        """Write the reconstruction in COLMAP's binary format."""
+        path.mkdir(parents=True, exist_ok=True)
+        self.reconstruction.write(path)
+
+
+def build_map(
+    keyframes: Sequence[Keyframe], rig: Sequence[RigCamera], work_dir: Path, config: SfmConfig = SfmConfig()
+) -> SfmMap:
+    """Reconstruct keyframes of one or more episodes into one map in the first episode's odom frame.
+
+    Keyframes come in time order within each episode; `rig[0]` is the rig's reference camera.
+    `work_dir` receives the images and the COLMAP database; it is emptied first.
+    """
+    shutil.rmtree(work_dir, ignore_errors=True)
+    image_dir, database = work_dir / "images", work_dir / "database.db"
+    image_dir.mkdir(parents=True)
+    pycolmap.set_random_seed(config.seed)
+    odometry = _Odometry(keyframes, rig, config)
+    seconds: dict[str, float] = {}
+
+    start = time.perf_counter()
+    _write_images(keyframes, rig, image_dir)
+    _extract_features(database, image_dir, keyframes, rig, config)
+    seconds["features"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    _match(database, work_dir / "pairs.txt", keyframes, rig, odometry, config)
+    seconds["matching"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    reconstruction = _map(database, rig, odometry, config)
+    _align_to_odometry(reconstruction, keyframes, rig)
+    seconds["mapping"] = time.perf_counter() - start
+    return SfmMap(reconstruction, _mapped(keyframes, rig, reconstruction), seconds)
+
+
+def image_pairs(keyframes: Sequence[Keyframe], rig: Sequence[RigCamera], config: SfmConfig) -> np.ndarray:
+    """Pairs (keyframe, camera, keyframe, camera) of indices worth matching, (P, 4).
+
+    Keyframes near in time or in odometry position, and of those only cameras that look alike.
+    """
+    positions = np.array([k.odom_from_base.translation for k in keyframes])
+    near = cKDTree(positions[:, :2]).query_pairs(config.match_radius, output_type="ndarray")
+    episodes = np.array([k.episode_id for k in keyframes])
+    index = np.arange(len(keyframes))
+    soon = [
+        np.column_stack([index[:-step], index[step:]])[episodes[:-step] == episodes[step:]]
+        for step in range(1, min(config.sequential_overlap, len(keyframes) - 1) + 1)
+    ]
+    candidates = np.unique(np.concatenate([near.reshape(-1, 2), *soon]), axis=0)
+    axes = np.array(
+        [[(k.odom_from_base * c.base_from_camera).rotation * _OPTICAL_AXIS for c in rig] for k in keyframes]
+    )
+    alike = np.einsum("pad,pbd->pab", axes[candidates[:, 0]], axes[candidates[:, 1]])
+    pair, camera1, camera2 = np.nonzero(alike >= np.cos(np.radians(config.max_view_angle_deg)))
+    return np.column_stack([candidates[pair, 0], camera1, candidates[pair, 1], camera2])
+
+
+class _Odometry:
+    """Wheel odometry as a judge of image pairs and registrations: within an episode, over short drives."""
+
+    def __init__(self, keyframes: Sequence[Keyframe], rig: Sequence[RigCamera], config: SfmConfig) -> None:
+        self.keyframes, self.rig, self.config = keyframes, rig, config
+        self.of_name = {k.image_name(c.name): (i, j) for i, k in enumerate(keyframes) for j, c in enumerate(rig)}
+        positions = np.array([k.odom_from_base.translation for k in keyframes])
+        steps = np.linalg.norm(np.diff(positions, axis=0, prepend=positions[:1]), axis=1)
+        episodes = [k.episode_id for k in keyframes]
+        steps[[i for i in range(1, len(keyframes)) if episodes[i] != episodes[i - 1]]] = 0.0
+        self.travelled = np.cumsum(steps)  # odometry path length since the episode's start, m
+
+    def cam2_from_cam1(self, name1: str, name2: str) -> pycolmap.Rigid3d | None:
+        """The relative pose of two images where odometry knows it well, else None."""
+        (k1, c1), (k2, c2) = self.of_name[name1], self.of_name[name2]
+        if (
+            self.keyframes[k1].episode_id != self.keyframes[k2].episode_id
+            or abs(self.travelled[k2] - self.travelled[k1]) > self.config.odometry_trust_distance
+        ):
+            return None
+        odom_from_cam1 = self.keyframes[k1].odom_from_base * self.rig[c1].base_from_camera
+        odom_from_cam2 = self.keyframes[k2].odom_from_base * self.rig[c2].base_from_camera
+        return odom_from_cam2.inverse() * odom_from_cam1
+
+    def seed(
+        self, reference_images: dict[int, pycolmap.Image], correspondences: pycolmap.CorrespondenceGraph
+    ) -> list[int]:
+        """Keyframes to start mapping from: a short drive around the keyframe with the most correspondences."""
+        counts = np.zeros(len(self.keyframes))
+        for image in reference_images.values():
+            for data_id in image.frame.image_ids:
+                counts[self.of_name[image.name][0]] += correspondences.num_correspondences_for_image(data_id.id)
+        centre = int(np.argmax(counts))
+        episode = self.keyframes[centre].episode_id
+        return [
+            k
+            for k in range(len(self.keyframes))
+            if self.keyframes[k].episode_id == episode
+            and abs(self.travelled[k] - self.travelled[centre]) <= self.config.seed_distance
+        ]
+
+    def predict(self, keyframe: int, map_from_base: dict[int, pycolmap.Rigid3d]) -> pycolmap.Rigid3d:
+        """map_from_base of a keyframe by odometry from the nearest (in driving) registered one of its episode."""
+        episode = self.keyframes[keyframe].episode_id
+        nearest = min(
+            (k for k in map_from_base if k != keyframe and self.keyframes[k].episode_id == episode),
+            key=lambda k: abs(self.travelled[k] - self.travelled[keyframe]),
+        )
+        return (
+            map_from_base[nearest]
+            * self.keyframes[nearest].odom_from_base.inverse()
+            * self.keyframes[keyframe].odom_from_base
+        )
+
+    def contradicts(self, keyframe: int, map_from_base: dict[int, pycolmap.Rigid3d]) -> bool:
+        """Whether a registered keyframe sits, relative to most of its nearest registered neighbours in time, where
+        odometry says it does not. `map_from_base` holds the poses of all registered keyframes by index."""
+        episode = self.keyframes[keyframe].episode_id
+        others = [k for k in sorted(map_from_base) if k != keyframe and self.keyframes[k].episode_id == episode]
+        cut, window = bisect.bisect(others, keyframe), self.config.consistency_window
+        pose, odom_pose = map_from_base[keyframe].inverse(), self.keyframes[keyframe].odom_from_base.inverse()
+        wrong = [
+            np.linalg.norm(
+                (pose * map_from_base[k]).translation - (odom_pose * self.keyframes[k].odom_from_base).translation
+            )
+            > self.config.max_odometry_deviation
+            + self.config.odometry_drift * abs(self.travelled[k] - self.travelled[keyframe])
+            for k in others[max(cut - window, 0) : cut + window]
+        ]
+        return sum(wrong) > len(wrong) / 2
+
+
+def _write_images(keyframes: Sequence[Keyframe], rig: Sequence[RigCamera], image_dir: Path) -> None:
+    for camera in rig:
+        (image_dir / camera.name).mkdir()
+        for keyframe in keyframes:
+            (image_dir / keyframe.image_name(camera.name)).write_bytes(keyframe.images[camera.name])
+
+
+def _extract_features(
+    database: Path, image_dir: Path, keyframes: Sequence[Keyframe], rig: Sequence[RigCamera], config: SfmConfig
+) -> None:
+    extraction = pycolmap.FeatureExtractionOptions(num_threads=config.num_threads, use_gpu=False)
+    extraction.sift.max_num_features = config.max_features
+    pycolmap.extract_features(
+        database,
+        image_dir,
+        image_names=[k.image_name(c.name) for k in keyframes for c in rig],
+        camera_mode=pycolmap.CameraMode.PER_FOLDER,
+        reader_options=pycolmap.ImageReaderOptions(camera_model="PINHOLE"),
+        extraction_options=extraction,
+        device=pycolmap.Device.cpu,
+    )
+    # Images sharing a file name across the camera folders form one frame of the rig.
+    reference = rig[0].base_from_camera
+    rig_config = pycolmap.RigConfig(
+        cameras=[
+            pycolmap.RigConfigCamera(
+                ref_sensor=i == 0,
+                image_prefix=f"{camera.name}/",
+                cam_from_rig=None if i == 0 else camera.base_from_camera.inverse() * reference,
+                camera=camera.colmap_camera(),
+            )
+            for i, camera in enumerate(rig)
+        ]
+    )
+    with pycolmap.Database.open(database) as db:
+        pycolmap.apply_rig_config([rig_config], db)
+
+
+def _match(
+    database: Path,
+    pairs_file: Path,
+    keyframes: Sequence[Keyframe],
+    rig: Sequence[RigCamera],
+    odometry: _Odometry,
+    config: SfmConfig,
+) -> None:
+    names = [[k.image_name(c.name) for c in rig] for k in keyframes]
+    pairs = [(names[k1][c1], names[k2][c2]) for k1, c1, k2, c2 in image_pairs(keyframes, rig, config)]
+    pairs_file.write_text("".join(f"{a} {b}\n" for a, b in pairs))
+    pycolmap.match_image_pairs(
+        database,
+        matching_options=pycolmap.FeatureMatchingOptions(
+            num_threads=config.num_threads, use_gpu=False, skip_geometric_verification=True
+        ),
+        pairing_options=pycolmap.ImportedPairingOptions(match_list_path=pairs_file),
+        device=pycolmap.Device.cpu,
+    )
+    # Pairs a short drive apart get the relative pose odometry predicts, and verification keeps the matches it
+    # explains; the other pairs get RANSAC.
+    with pycolmap.Database.open(database) as db:
+        image_ids = {image.name: image.image_id for image in db.read_all_images()}
+        for pair in pairs:
+            name1, name2 = sorted(pair, key=image_ids.__getitem__)
+            cam2_from_cam1 = odometry.cam2_from_cam1(name1, name2)
+            if cam2_from_cam1 is not None:
+                geometry = pycolmap.TwoViewGeometry(
+                    config=pycolmap.TwoViewGeometryConfiguration.CALIBRATED, cam2_from_cam1=cam2_from_cam1
+                )
+                db.delete_two_view_geometry(image_ids[name1], image_ids[name2])
+                db.write_two_view_geometry(image_ids[name1], image_ids[name2], geometry)
+    pycolmap.geometric_verification(
+        database,
+        pycolmap.GeometricVerifierOptions(num_threads=config.num_threads, use_existing_relative_pose=True),
+        two_view_geometry_options=pycolmap.TwoViewGeometryOptions(
+            ransac=pycolmap.RANSACOptions(max_error=config.max_epipolar_error, random_seed=config.seed)
+        ),
+    )
+    with pycolmap.Database.open(database) as db:
+        for pair in pairs:
+            _drop_implausible_depths(db, *sorted(pair, key=image_ids.__getitem__), image_ids, odometry, config)
+
+
+def _drop_implausible_depths(
+    db: pycolmap.Database, name1: str, name2: str, image_ids: dict[str, int], odometry: _Odometry, config: SfmConfig
+) -> None:
+    """Keep only the matches of an odometry-verified pair that triangulate in front of both cameras, within reach.
+
+    The epipolar check cannot see a match slide along its epipolar line. Driving one texture tile along a wall
+    shows the wall unchanged, and those matches fit the true motion with points at infinity.
+    """
+    cam2_from_cam1 = odometry.cam2_from_cam1(name1, name2)
+    if cam2_from_cam1 is None:
+        return
+    id1, id2 = image_ids[name1], image_ids[name2]
+    geometry = db.read_two_view_geometry(id1, id2)
+    if not len(geometry.inlier_matches):
+        return
+    rays = []
+    for image_id, column in ((id1, 0), (id2, 1)):
+        camera = db.read_camera(db.read_image(image_id).camera_id)
+        xy = camera.cam_from_img(db.read_keypoints(image_id)[geometry.inlier_matches[:, column], :2])
+        rays.append(np.column_stack([xy, np.ones(len(xy))]))
+    points = [pycolmap.triangulate_mid_point(cam2_from_cam1, ray1, ray2) for ray1, ray2 in zip(*rays, strict=True)]
+    keep = np.array(
+        [
+            point is not None and 0 < point[2] < config.max_depth and 0 < (cam2_from_cam1 * point)[2] < config.max_depth
+            for point in points
+        ],
+        dtype=bool,
+    )
+    if keep.all():
+        return
+    geometry.inlier_matches = geometry.inlier_matches[keep] if keep.sum() >= _MIN_INLIERS else np.empty((0, 2), int)
+    db.update_two_view_geometry(id1, id2, geometry)
+
+
+def _map(database: Path, rig: Sequence[RigCamera], odometry: _Odometry, config: SfmConfig) -> pycolmap.Reconstruction:
+    """COLMAP's incremental mapping, seeded by odometry and refusing registrations odometry contradicts.
+
+    The seed is a few metres of one episode's keyframes at their odometry poses: metric, level, and too long a
+    baseline for look-alike places to fool. The loop is pycolmap's IncrementalPipeline for one model, plus the
+    check: our walls' texture repeats, so a frame often fits a place one tile away as well as its own.
+    """
+    options = pycolmap.IncrementalPipelineOptions(
+        ba_refine_sensor_from_rig=False,
+        ba_refine_focal_length=False,
+        ba_refine_principal_point=False,
+        ba_refine_extra_params=False,
+        num_threads=config.num_threads,
+        random_seed=config.seed,
+    )
+    mapper_options, triangulation = options.get_mapper(), options.get_triangulation()
+    with pycolmap.Database.open(database) as db:
+        cache = pycolmap.DatabaseCache.create(
+            db, pycolmap.DatabaseCacheOptions(min_num_matches=options.min_num_matches)
+        )
+    reconstruction = pycolmap.Reconstruction()
+    reconstruction.load(cache)
+    base_from_reference = rig[0].base_from_camera
+    reference_images = {
+        odometry.of_name[image.name][0]: image for image in reconstruction.images.values() if image.is_ref_in_frame()
+    }
+    for keyframe in odometry.seed(reference_images, cache.correspondence_graph):
+        frame = reconstruction.frame(reference_images[keyframe].frame_id)
+        frame.rig_from_world = (odometry.keyframes[keyframe].odom_from_base * base_from_reference).inverse()
+        reconstruction.register_frame(frame.frame_id)
+    mapper = pycolmap.IncrementalMapper(cache)
+    mapper.begin_reconstruction(reconstruction)
+
+    def triangulate(image_id: int) -> None:
+        for data_id in reconstruction.image(image_id).frame.image_ids:
+            mapper.triangulate_image(triangulation, data_id.id)
+
+    def refine_globally() -> None:
+        mapper.iterative_global_refinement(
+            options.ba_global_max_refinements,
+            options.ba_global_max_refinement_change,
+            mapper_options,
+            options.get_global_bundle_adjustment(),
+            triangulation,
+            normalize_reconstruction=False,
+        )
+        mapper.filter_frames(mapper_options)
+
+    def register_next() -> bool:
+        for image_id in mapper.find_next_images(mapper_options, False):
+            if not mapper.register_next_image(mapper_options, image_id):
+                continue
+            frame_id = reconstruction.image(image_id).frame_id
+            keyframe = odometry.of_name[reconstruction.image(image_id).name][0]
+            map_from_base = {
+                k: image.cam_from_world().inverse() * base_from_reference.inverse()
+                for k, image in reference_images.items()
+                if image.has_pose
+            }
+            if odometry.contradicts(keyframe, map_from_base):
+                # Put the frame where odometry says it is: tracks then continue only through matches that fit there.
+                mapper.observation_manager.deregister_frame(frame_id)
+                predicted = odometry.predict(keyframe, map_from_base)
+                reconstruction.frame(frame_id).rig_from_world = (predicted * base_from_reference).inverse()
+                mapper.observation_manager.register_frame(frame_id)
+            triangulate(image_id)
+            mapper.iterative_local_refinement(
+                options.ba_local_max_refinements,
+                options.ba_local_max_refinement_change,
+                mapper_options,
+                options.get_local_bundle_adjustment(),
+                triangulation,
+                image_id,
+            )
+            images = reconstruction.frame(frame_id).image_ids
+            if sum(reconstruction.image(d.id).num_points3D for d in images) >= mapper_options.abs_pose_min_num_inliers:
+                return True
+            mapper.observation_manager.deregister_frame(frame_id)
+        return False
+
+    for image in reference_images.values():
+        if image.has_pose:
+            triangulate(image.image_id)
+    refine_globally()
+    refined_at, stalled = reconstruction.num_reg_frames(), False
+    while True:
+        if register_next():
+            stalled = False
+            if reconstruction.num_reg_frames() >= _GLOBAL_REFINEMENT_GROWTH * refined_at:
+                refine_globally()
+                refined_at = reconstruction.num_reg_frames()
+        elif stalled:
+            break
+        else:
+            # Better structure may let frames register that failed so far.
+            refine_globally()
+            stalled = True
+    mapper.end_reconstruction(False)
+    return reconstruction
+
+
+def _align_to_odometry(
+    reconstruction: pycolmap.Reconstruction, keyframes: Sequence[Keyframe], rig: Sequence[RigCamera]
+) -> None:
+    """Move the map rigidly onto the first episode's odometry; its scale is already metric (odometry and rig)."""
+    first = keyframes[0].episode_id
+    pairs = [
+        (image.projection_center(), (k.odom_from_base * c.base_from_camera).translation)
+        for k in keyframes
+        if k.episode_id == first
+        for c in rig
+        if (image := reconstruction.find_image_with_name(k.image_name(c.name))) is not None and image.has_pose
+    ]
+    if len(pairs) < 3:
+        return
+    model, odom = (np.array(p) for p in zip(*pairs, strict=True))
+    map_from_model = align_rigid(model, odom)
+    reconstruction.transform(pycolmap.Sim3d(1.0, map_from_model.rotation, map_from_model.translation))
+
+
+def align_rigid(source: np.ndarray, target: np.ndarray) -> pycolmap.Rigid3d:
+    """The rotation and translation (no scale) taking points (N, 3) `source` closest to `target`: Umeyama/Kabsch.
+
+    pycolmap.estimate_rigid3d refuses coplanar points, and a ground robot's positions all are.
+    """
+    source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
+    rotation, _ = Rotation.align_vectors(target - target_mean, source - source_mean)
+    return pycolmap.Rigid3d(pycolmap.Rotation3d(rotation.as_quat()), target_mean - rotation.apply(source_mean))
+
+
+def _mapped(
+    keyframes: Sequence[Keyframe], rig: Sequence[RigCamera], reconstruction: pycolmap.Reconstruction
+) -> list[MappedKeyframe]:
+    mapped = []
+    for keyframe in keyframes:
+        image = reconstruction.find_image_with_name(keyframe.image_name(rig[0].name))
+        if image is None or not image.has_pose:
+            mapped.append(MappedKeyframe(keyframe.episode_id, keyframe.t_ns, None, {}))
+            continue
+        map_from_base = image.cam_from_world().inverse() * rig[0].base_from_camera.inverse()
+        cameras = {c.name: map_from_base * c.base_from_camera for c in rig}
+        mapped.append(MappedKeyframe(keyframe.episode_id, keyframe.t_ns, map_from_base, cameras))
+    return mapped

@@ -1,0 +1,509 @@
+"""`astra map build`: the episodes of one site in the lake into its map (schemas.map), as one Apache Beam pipeline.
+
+    ReadSiteEpisodes     site -> its episode ids, earliest first
+    SelectKeyframes      episode -> EpisodeKeyframes: keyframes with their JPEGs, rig and global descriptors
+    BuildReconstruction  all keyframes of the site -> one pycolmap reconstruction (a global step)
+    BuildGraph           reconstruction -> the tables `nodes` and `edges` (models.mapping.graph)
+    ExtractLandmarks     nodes -> `landmarks` and `node_landmarks` (models.landmarks.EXTRACTORS)
+    WriteMap             everything -> the map on disk, encrypted where a key is given
+
+The map frame is `map`: the reconstruction comes out in the earliest episode's odom frame and is moved
+by the map -> odom that episode recorded on /tf when it began.
+
+Pictures are decoded only inside SelectKeyframes, where descriptors are computed, so what crosses the
+one shuffle (into the global reconstruction) is JPEG bytes; after it, pictures travel no further.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pycolmap
+from PIL import Image
+from scipy.spatial.transform import Rotation
+from tqdm import tqdm
+
+from datasets.lake import Lake
+from datasets.map_store import write_map
+from models.descriptors import DESCRIPTORS
+from models.landmarks import EXTRACTORS, LandmarkObservations, NodeView
+from models.mapping.evaluation import align_rigid
+from models.mapping.graph import GraphConfig, GraphNodes, build_edges
+from models.mapping.keyframes import KeyframeConfig, Trajectory, rig_frame_times, select_keyframes
+from models.mapping.sfm import Keyframe, MappedKeyframe, RigCamera, SfmConfig, build_map
+from pipelines.ingest import run_pipeline
+from schemas.episode import WORLD_ATTACHMENT_NAME
+from schemas.map import conform_table
+from schemas.topics import BASE_FRAME, BY_OUTPUT, CAMERAS, MAP_FRAME, ODOM_FRAME, camera_frame
+from schemas.world import World
+from sim.robot import DEFAULT_ROBOT
+from sim.world import write_world
+
+ODOMETRY_TOPIC = BY_OUTPUT["odom"].ros_topic
+DESCRIPTOR = "tiny_image"
+GLOBAL_STAGES = ("BuildReconstruction", "BuildGraph", "ExtractLandmarks", "WriteMap")
+DEFAULT_KEYFRAMES, DEFAULT_SFM, DEFAULT_GRAPH = KeyframeConfig(), SfmConfig(), GraphConfig()
+_MIN_ALIGNED = 3  # registered keyframes an episode needs before its odometry is aligned to the map
+
+
+def image_topic(camera: str) -> str:
+    return BY_OUTPUT[f"image_{camera}"].ros_topic
+
+
+# --- pure steps ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EpisodeKeyframes:
+    """One episode's keyframes, the rig that took them, and a global descriptor per keyframe and camera."""
+
+    episode_id: str
+    start_ns: int
+    rig: tuple[RigCamera, ...]
+    keyframes: tuple[Keyframe, ...]
+    descriptors: np.ndarray  # (keyframes, cameras, dim) float32, cameras in rig order
+    map_from_odom: pycolmap.Rigid3d  # as /tf recorded it when the episode began
+
+
+@dataclass(frozen=True)
+class SiteReconstruction:
+    """The reconstruction written to `sfm_dir`, and every keyframe (pictures dropped) with where it was mapped."""
+
+    sfm_dir: str
+    episodes: tuple[EpisodeKeyframes, ...]
+    mapped: tuple[MappedKeyframe, ...]  # in the order of the episodes' keyframes
+    observations: dict[str, np.ndarray]  # image name -> ids of the 3D points it observes
+    seconds: dict[str, float]
+
+    @property
+    def rig(self) -> tuple[RigCamera, ...]:
+        return self.episodes[0].rig
+
+
+@dataclass(frozen=True)
+class MapGraph:
+    """The map tables `nodes` and `edges`, and the nodes as landmark extractors see them."""
+
+    nodes: pa.Table
+    edges: pa.Table
+    views: tuple[NodeView, ...]
+
+
+def site_episodes(lake: Path, site: str) -> list[str]:
+    """Episode ids of a site, earliest first."""
+    episodes = Lake(lake).table("episodes").filter(pl.col("site") == site).sort("start_ns", "episode_id")
+    return episodes.select("episode_id").collect()["episode_id"].to_list()
+
+
+def read_rig(lake: Lake, episode_id: str) -> tuple[RigCamera, ...]:
+    """The cameras of an episode, front first: intrinsics from camera_info, mounts from /tf_static."""
+    info = lake.table("camera_info").filter(pl.col("episode_id") == episode_id).unique("frame_id", keep="first")
+    mounts = lake.table("tf").filter((pl.col("episode_id") == episode_id) & pl.col("static")
+                                     & (pl.col("frame_id") == BASE_FRAME)).unique("child_frame_id", keep="first")
+    info = {row["frame_id"]: row for row in info.collect().iter_rows(named=True)}
+    mounts = {row["child_frame_id"]: row for row in mounts.collect().iter_rows(named=True)}
+    rig = []
+    for camera in CAMERAS:
+        frame = camera_frame(camera)
+        if frame not in info or frame not in mounts:
+            raise ValueError(f"episode {episode_id} has no camera_info or /tf_static mount for {frame}")
+        mount = mounts[frame]
+        base_from_camera = pycolmap.Rigid3d(
+            pycolmap.Rotation3d([mount[f"rotation_{a}"] for a in "xyzw"]), [mount[f"translation_{a}"] for a in "xyz"]
+        )
+        rig.append(RigCamera(camera, info[frame]["width"], info[frame]["height"], tuple(info[frame]["k"]),
+                             base_from_camera))
+    return tuple(rig)
+
+
+def read_trajectory(lake: Lake, episode_id: str, topic: str) -> Trajectory:
+    """An episode's odometry on `topic` (wheel odometry or ground truth) as a Trajectory."""
+    rows = (lake.table("odometry").filter((pl.col("episode_id") == episode_id) & (pl.col("topic") == topic))
+            .sort("t_ns").collect())
+    if rows.is_empty():
+        raise ValueError(f"episode {episode_id} has no {topic} odometry")
+    return Trajectory(rows["t_ns"].to_numpy(), rows.select("position_x", "position_y", "position_z").to_numpy(),
+                      rows.select([f"orientation_{a}" for a in "xyzw"]).to_numpy())
+
+
+def read_map_from_odom(lake: Lake, episode_id: str) -> pycolmap.Rigid3d:
+    """The episode's first map -> odom transform on /tf; the identity where none was recorded."""
+    rows = (lake.table("tf").filter((pl.col("episode_id") == episode_id) & (pl.col("frame_id") == MAP_FRAME)
+                                    & (pl.col("child_frame_id") == ODOM_FRAME)).sort("t_ns").head(1).collect())
+    if rows.is_empty():
+        return pycolmap.Rigid3d()
+    row = rows.row(0, named=True)
+    return pycolmap.Rigid3d(pycolmap.Rotation3d([row[f"rotation_{a}"] for a in "xyzw"]),
+                            [row[f"translation_{a}"] for a in "xyz"])
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    """RGB (H, W, 3) uint8 of a JPEG."""
+    with Image.open(pa.BufferReader(data)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def episode_keyframes(episode_id: str, lake_path: str, config: KeyframeConfig,
+                      descriptor: str = DESCRIPTOR) -> EpisodeKeyframes:
+    """Select an episode's keyframes from wheel odometry and read only their pictures."""
+    lake = Lake(lake_path)
+    rig = read_rig(lake, episode_id)
+    topics = {image_topic(c.name): c.name for c in rig}
+    images = lake.table("images").filter((pl.col("episode_id") == episode_id) & pl.col("topic").is_in(list(topics)))
+    stamps = images.select("topic", "t_ns").collect()
+    frames = rig_frame_times({t: stamps.filter(pl.col("topic") == t)["t_ns"].to_numpy() for t in topics})
+    frames = np.sort(frames)
+    odometry = read_trajectory(lake, episode_id, ODOMETRY_TOPIC)
+    chosen = frames[select_keyframes(frames, odometry, config)]
+    pictures = images.filter(pl.col("t_ns").is_in(chosen.tolist())).select("topic", "t_ns", "data").collect()
+    jpeg = {(topics[row["topic"]], row["t_ns"]): row["data"] for row in pictures.iter_rows(named=True)}
+    poses = odometry.at(chosen).poses()
+    keyframes = tuple(
+        Keyframe(episode_id, int(t), pose, {c.name: jpeg[c.name, t] for c in rig})
+        for t, pose in zip(chosen.tolist(), poses, strict=True)
+    )
+    describe = DESCRIPTORS[descriptor]()
+    descriptors = np.array([describe.describe([decode_jpeg(k.images[c.name]) for c in rig]) for k in keyframes],
+                           np.float32).reshape(len(keyframes), len(rig), describe.dim)
+    start = lake.table("episodes").filter(pl.col("episode_id") == episode_id).select("start_ns").collect().item()
+    return EpisodeKeyframes(episode_id, start, rig, keyframes, descriptors, read_map_from_odom(lake, episode_id))
+
+
+def reconstruct(episodes: Sequence[EpisodeKeyframes], work_dir: str, config: SfmConfig) -> SiteReconstruction:
+    """One reconstruction of every keyframe of the site, in `map`.
+
+    The reconstruction comes out in the odom frame of the earliest episode; that episode's recorded
+    map -> odom moves it into `map`, where the building's annotation and the other episodes live.
+    """
+    episodes = sorted(episodes, key=lambda e: (e.start_ns, e.episode_id))
+    if not any(e.keyframes for e in episodes):
+        raise ValueError("the site's episodes have no keyframes with pictures from every camera")
+    rig = episodes[0].rig
+    if any([(c.name, c.width, c.height, c.k) for c in e.rig] != [(c.name, c.width, c.height, c.k) for c in rig]
+           for e in episodes):
+        raise ValueError("the site's episodes were recorded with different cameras")
+    sfm_map = build_map([k for e in episodes for k in e.keyframes], rig, Path(work_dir) / "sfm_work", config)
+    to_map = episodes[0].map_from_odom
+    sfm_map.reconstruction.transform(pycolmap.Sim3d(1.0, to_map.rotation, to_map.translation))
+    mapped = tuple(_moved(m, to_map) for m in sfm_map.keyframes)
+    sfm_dir = Path(work_dir) / "sfm"
+    sfm_map.write(sfm_dir)
+    observations = {
+        image.name: np.array([p.point3D_id for p in image.points2D if p.has_point3D()], np.int64)
+        for image in sfm_map.reconstruction.images.values()
+        if image.has_pose
+    }
+    stripped = tuple(replace(e, keyframes=tuple(replace(k, images={}) for k in e.keyframes)) for e in episodes)
+    return SiteReconstruction(str(sfm_dir), stripped, mapped, observations, sfm_map.seconds)
+
+
+def _moved(keyframe: MappedKeyframe, new_from_old: pycolmap.Rigid3d) -> MappedKeyframe:
+    if not keyframe.registered:
+        return keyframe
+    cameras = {c: new_from_old * pose for c, pose in keyframe.map_from_cameras.items()}
+    return replace(keyframe, map_from_base=new_from_old * keyframe.map_from_base, map_from_cameras=cameras)
+
+
+def map_from_odom(episode: EpisodeKeyframes, mapped: Sequence[MappedKeyframe]) -> pycolmap.Rigid3d:
+    """The rigid transform from an episode's odom frame to the map, fitted to its registered keyframes.
+
+    With fewer than three registered keyframes it is the map -> odom the episode recorded.
+    """
+    pairs = [(k.odom_from_base.translation, m.map_from_base.translation)
+             for k, m in zip(episode.keyframes, mapped, strict=True) if m.registered]
+    if len(pairs) < _MIN_ALIGNED:
+        return episode.map_from_odom
+    odom, in_map = (np.array(p) for p in zip(*pairs, strict=True))
+    return align_rigid(odom, in_map)
+
+
+def map_graph(site: SiteReconstruction, config: GraphConfig) -> MapGraph:
+    """Nodes (one per keyframe and camera) with their poses in `map`, and the edges between them.
+
+    Keyframes the reconstruction did not register are placed by their episode's odometry, aligned to
+    the map; they are kept so that routes can follow the path the robot drove.
+    """
+    rows: list[dict[str, Any]] = []
+    mapped = iter(site.mapped)
+    for episode in site.episodes:
+        outcomes = [next(mapped) for _ in episode.keyframes]
+        odom_to_map = map_from_odom(episode, outcomes)
+        for keyframe, outcome, descriptors in zip(episode.keyframes, outcomes, episode.descriptors, strict=True):
+            map_from_base = outcome.map_from_base if outcome.registered else odom_to_map * keyframe.odom_from_base
+            rows += [
+                {"node_id": keyframe.image_name(camera.name), "episode_id": keyframe.episode_id, "t_ns": keyframe.t_ns,
+                 "camera": camera.name, "image_topic": image_topic(camera.name), "registered": outcome.registered,
+                 "descriptor": descriptor, "pose": map_from_base * camera.base_from_camera, "base": map_from_base}
+                for camera, descriptor in zip(site.rig, descriptors, strict=True)
+            ]
+
+    def column(name: str) -> list[Any]:
+        return [row[name] for row in rows]
+
+    positions = np.array([p.translation for p in column("pose")]).reshape(-1, 3)
+    quaternions = np.array([p.rotation.quat for p in column("pose")]).reshape(-1, 4)
+    nodes = conform_table("nodes", pa.table({
+        **{name: column(name) for name in ("node_id", "episode_id", "t_ns", "camera", "image_topic", "registered")},
+        **{f"position_{a}": positions[:, i] for i, a in enumerate("xyz")},
+        **{f"orientation_{a}": quaternions[:, i] for i, a in enumerate("xyzw")},
+        "descriptor": pa.array(column("descriptor"), pa.list_(pa.float32())),
+    }))
+    base = np.array([p.translation for p in column("base")]).reshape(-1, 3)
+    empty = np.empty(0, np.int64)
+    edges = build_edges(GraphNodes(
+        node_ids=column("node_id"), episode_ids=column("episode_id"), t_ns=np.array(column("t_ns"), np.int64),
+        cameras=column("camera"), base_positions=base, registered=np.array(column("registered"), bool),
+        point_ids=[site.observations.get(n, empty) for n in column("node_id")],
+    ), config)
+    yaws = [Rotation.from_quat(p.rotation.quat).as_euler("zyx")[0] for p in column("base")]
+    views = tuple(NodeView(n, c, (float(b[0]), float(b[1]), float(yaw)))
+                  for n, c, b, yaw in zip(column("node_id"), column("camera"), base, yaws, strict=True))
+    return MapGraph(nodes, edges, views)
+
+
+def recorded_world(lake: Lake, episode_ids: Sequence[str]) -> World:
+    """The building the episodes were recorded in: the recorder attaches its `world.json` to every episode."""
+    attachments = (lake.table("attachments")
+                   .filter(pl.col("episode_id").is_in(list(episode_ids)) & (pl.col("name") == WORLD_ATTACHMENT_NAME))
+                   .select("data").head(1).collect())
+    if attachments.is_empty():
+        raise ValueError(f"no episode of the site carries a {WORLD_ATTACHMENT_NAME} attachment: pass the world dir")
+    return World.from_json(attachments.item().decode())
+
+
+def extract_landmarks(graph: MapGraph, extractor: str, world_dir: str,
+                      site: SiteReconstruction) -> LandmarkObservations:
+    """The landmarks the nodes see, by the named extractor rendering at the resolution of the site's rig."""
+    config = replace(DEFAULT_ROBOT, camera_width=site.rig[0].width, camera_height=site.rig[0].height)
+    return EXTRACTORS[extractor](world_dir, config=config).extract(graph.views)
+
+
+# --- the pipeline ----------------------------------------------------------------------------------
+
+
+def _staged(element: Any, stage: str, progress_dir: str, step: Callable[..., Any], *args: Any) -> Any:
+    """`step(element, *args)`, leaving a marker for the progress bar when done."""
+    result = step(element, *args)
+    Path(progress_dir, stage).touch()
+    return result
+
+
+def _select_keyframes(episode_id: str, progress_dir: str, lake: str, config: KeyframeConfig) -> EpisodeKeyframes:
+    return _staged(episode_id, f"SelectKeyframes-{episode_id}", progress_dir, episode_keyframes, lake, config)
+
+
+def _write_json(value: Any, path: str) -> None:
+    Path(path).write_text(json.dumps(value))
+
+
+class ReadSiteEpisodes(beam.PTransform):
+    """The site's episode ids, listed when the pipeline is built."""
+
+    def __init__(self, episode_ids: Sequence[str]) -> None:
+        super().__init__()
+        self.episode_ids = list(episode_ids)
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection[str]:
+        return pbegin | beam.Create(self.episode_ids)
+
+
+class SelectKeyframes(beam.PTransform):
+    """Episode id -> EpisodeKeyframes, one episode per element so that episodes spread over workers."""
+
+    def __init__(self, lake: Path, config: KeyframeConfig, progress_dir: Path) -> None:
+        super().__init__()
+        self.lake, self.config, self.progress_dir = str(lake), config, str(progress_dir)
+
+    def expand(self, episodes: beam.PCollection[str]) -> beam.PCollection[EpisodeKeyframes]:
+        return episodes | beam.Map(_select_keyframes, self.progress_dir, self.lake, self.config)
+
+
+class BuildReconstruction(beam.PTransform):
+    """All EpisodeKeyframes of the site -> one SiteReconstruction."""
+
+    def __init__(self, work_dir: Path, config: SfmConfig, progress_dir: Path) -> None:
+        super().__init__()
+        self.work_dir, self.config, self.progress_dir = str(work_dir), config, str(progress_dir)
+
+    def expand(self, episodes: beam.PCollection[EpisodeKeyframes]) -> beam.PCollection[SiteReconstruction]:
+        return (episodes | beam.combiners.ToList()
+                | beam.Map(_staged, "BuildReconstruction", self.progress_dir, reconstruct, self.work_dir, self.config))
+
+
+class BuildGraph(beam.PTransform):
+    """SiteReconstruction -> MapGraph."""
+
+    def __init__(self, config: GraphConfig, progress_dir: Path) -> None:
+        super().__init__()
+        self.config, self.progress_dir = config, str(progress_dir)
+
+    def expand(self, sites: beam.PCollection[SiteReconstruction]) -> beam.PCollection[MapGraph]:
+        return sites | beam.Map(_staged, "BuildGraph", self.progress_dir, map_graph, self.config)
+
+
+class ExtractLandmarks(beam.PTransform):
+    """(MapGraph, SiteReconstruction) -> LandmarkObservations."""
+
+    def __init__(self, extractor: str, world_dir: Path, progress_dir: Path) -> None:
+        super().__init__()
+        self.extractor, self.world_dir, self.progress_dir = extractor, str(world_dir), str(progress_dir)
+
+    def expand(self, inputs: tuple[beam.PCollection[MapGraph], beam.PCollection[SiteReconstruction]]
+               ) -> beam.PCollection[LandmarkObservations]:
+        graphs, sites = inputs
+        return graphs | beam.Map(_staged, "ExtractLandmarks", self.progress_dir, extract_landmarks, self.extractor,
+                                 self.world_dir, beam.pvalue.AsSingleton(sites))
+
+
+def write_site_map(graph: MapGraph, out: str, key: bytes | None, build_info: dict[str, Any],
+                   site: SiteReconstruction, landmarks: LandmarkObservations) -> dict[str, Any]:
+    """Write the map; return the counts MapSummary reports."""
+    tables = {"nodes": graph.nodes, "edges": graph.edges, "landmarks": landmarks.landmarks,
+              "node_landmarks": landmarks.node_landmarks}
+    info = {**build_info, "sfm_seconds": {k: round(v, 3) for k, v in site.seconds.items()}}
+    write_map(out, tables, site.sfm_dir, info, key)
+    return {
+        "keyframes": len(site.mapped),
+        "registered": sum(m.registered for m in site.mapped),
+        "nodes": graph.nodes.num_rows,
+        "edges": dict(sorted(Counter(graph.edges["kind"].to_pylist()).items())),
+        "landmarks": landmarks.landmarks.num_rows,
+    }
+
+
+class WriteMap(beam.PTransform):
+    """(MapGraph, SiteReconstruction, LandmarkObservations) -> the map on disk; its counts go to `summary_path`."""
+
+    def __init__(self, out: Path, key: bytes | None, build_info: dict[str, Any], summary_path: Path,
+                 progress_dir: Path) -> None:
+        super().__init__()
+        self.out, self.key, self.build_info, self.summary_path = str(out), key, build_info, str(summary_path)
+        self.progress_dir = str(progress_dir)
+
+    def expand(self, inputs: tuple[beam.PCollection[MapGraph], beam.PCollection[SiteReconstruction],
+                                   beam.PCollection[LandmarkObservations]]) -> beam.PCollection[None]:
+        graphs, sites, landmarks = inputs
+        return (graphs
+                | beam.Map(_staged, "WriteMap", self.progress_dir, write_site_map, self.out, self.key, self.build_info,
+                           beam.pvalue.AsSingleton(sites), beam.pvalue.AsSingleton(landmarks))
+                | beam.Map(_write_json, self.summary_path))
+
+
+# --- running it ------------------------------------------------------------------------------------
+
+
+@dataclass
+class MapSummary:
+    """What one `build_site_map` made."""
+
+    site: str
+    out: str
+    episodes: int
+    keyframes: int
+    registered: int
+    nodes: int
+    edges: dict[str, int]  # by kind
+    landmarks: int
+    encrypted: bool
+    seconds: float
+
+    @property
+    def registration_rate(self) -> float:
+        return self.registered / max(self.keyframes, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "registration_rate": round(self.registration_rate, 4),
+                "seconds": round(self.seconds, 3)}
+
+
+@contextlib.contextmanager
+def _progress_bar(progress_dir: Path, total: int, enabled: bool) -> Iterator[None]:
+    """A tqdm bar on stderr over the steps (each episode, then each global stage), following their markers."""
+    bar = tqdm(total=total, unit="step", desc="map build", file=sys.stderr, disable=not enabled)
+    stop = threading.Event()
+
+    def catch_up() -> None:
+        bar.update(len(list(progress_dir.iterdir())) - bar.n)
+
+    def follow() -> None:
+        while not stop.wait(0.2):
+            catch_up()
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        catch_up()
+        bar.close()
+
+
+def build_site_map(
+    lake: Path,
+    site: str,
+    out: Path,
+    key: bytes | None = None,
+    extractor: str = "annotated",
+    world_dir: Path | None = None,
+    progress: bool = True,
+    keyframe_config: KeyframeConfig = DEFAULT_KEYFRAMES,
+    sfm_config: SfmConfig = DEFAULT_SFM,
+    graph_config: GraphConfig = DEFAULT_GRAPH,
+) -> MapSummary:
+    """Build the map of `site` from its episodes in the lake and write it to `out`, encrypted under `key` if given.
+
+    The annotated landmark extractor needs the building: `world_dir`, or else the `world.json` the
+    recorder attached to the episodes. Raises ValueError where the site has no usable episodes.
+    """
+    started = time.perf_counter()
+    if extractor not in EXTRACTORS:
+        raise ValueError(f"unknown landmark extractor {extractor!r}; choose one of {', '.join(EXTRACTORS)}")
+    lake, out = Path(lake).resolve(), Path(out).resolve()
+    episode_ids = site_episodes(lake, site)
+    if not episode_ids:
+        raise ValueError(f"the lake at {lake} has no episodes of site {site!r}")
+    build_info = {
+        "site": site, "episodes": episode_ids, "extractor": extractor, "descriptor": DESCRIPTOR,
+        "keyframes": asdict(keyframe_config), "sfm": asdict(sfm_config), "graph": asdict(graph_config),
+    }
+    json.dumps(build_info)  # fail before the work, not after it, on settings the manifest cannot hold
+    with tempfile.TemporaryDirectory(prefix="astra-map-") as tmp:
+        work = Path(tmp)
+        progress_dir, summary_path = work / "progress", work / "summary.json"
+        progress_dir.mkdir()
+        if world_dir is None:
+            world_dir = work / "world"
+            write_world(recorded_world(Lake(lake), episode_ids), world_dir)
+
+        def build(pipeline: beam.Pipeline) -> None:
+            keyframes = (
+                pipeline
+                | "ReadSiteEpisodes" >> ReadSiteEpisodes(episode_ids)
+                | "SelectKeyframes" >> SelectKeyframes(lake, keyframe_config, progress_dir)
+            )
+            sites = keyframes | "BuildReconstruction" >> BuildReconstruction(work, sfm_config, progress_dir)
+            graphs = sites | "BuildGraph" >> BuildGraph(graph_config, progress_dir)
+            landmarks = (graphs, sites) | "ExtractLandmarks" >> ExtractLandmarks(extractor, world_dir, progress_dir)
+            _ = (graphs, sites, landmarks) | "WriteMap" >> WriteMap(out, key, build_info, summary_path, progress_dir)
+
+        with _progress_bar(progress_dir, len(episode_ids) + len(GLOBAL_STAGES), progress):
+            run_pipeline(build)
+        counts = json.loads(summary_path.read_text())
+    return MapSummary(site=site, out=str(out), episodes=len(episode_ids), encrypted=key is not None,
+                      seconds=time.perf_counter() - started, **counts)

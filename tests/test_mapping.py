@@ -1,0 +1,141 @@
+"""Map building: the pure graph construction, and one real build from a simulated tour to an evaluated map."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pytest
+import rerun as rr
+
+from datasets.lake import Lake
+from datasets.map_store import key_from_env, read_map
+from datasets.recording import EpisodeWriter
+from models.mapping.graph import GraphConfig, GraphNodes, build_edges
+from models.mapping.map_eval import evaluate_map
+from models.routing import RouteGraph
+from pipelines.ingest import ingest
+from pipelines.mapping import build_site_map, recorded_world
+from schemas.episode import EpisodeMetadata
+from schemas.map import KEY_ENV, MapKeyError, generate_key
+from schemas.world import World
+from sim.expert import ExpertDriver
+from sim.robot import RobotConfig
+from sim.simulator import Simulator
+from viz.map import log_map, node_rooms
+
+TOUR_SECONDS = 30.0
+# What the SfM core reaches on this short 160x120 tour so far (0.34-0.64, 0.8-1.4 m); the bars are 0.95 and 0.10 m.
+MIN_REGISTRATION, MAX_ATE_M = 0.2, 2.0
+
+
+def record_episode(world_dir: Path, path: Path, seconds: float, width: int = 160, height: int = 120) -> Path:
+    """Drive the expert through the world and record every sensor topic to MCAP, as `astra record` would."""
+    world_json = (world_dir / "world.json").read_bytes()
+    world = World.from_json(world_json.decode())
+    config = RobotConfig(camera_width=width, camera_height=height)
+    metadata = EpisodeMetadata(config.robot_id, world.site, world.kind, world.seed, 0, "test", width, height)
+    sim = Simulator(world_dir, config)
+    expert = ExpertDriver(world)
+    writer = EpisodeWriter(path, metadata, world_json)
+    try:
+        while sim.t_ns < seconds * 1e9:
+            cmd = expert.command(sim.t_ns, sim.pose(), sim.obstacles() if world.agents else None)
+            for output_id, msg in sim.advance(cmd, 0.05):
+                writer.write(output_id, msg)
+    finally:
+        writer.close()
+        sim.close()
+    return path
+
+
+def _nodes(registered: list[bool], point_ids: list[list[int]]) -> GraphNodes:
+    """Two episodes: `a` drives three keyframes along x, `b` one keyframe back near a's last; two cameras each."""
+    keyframes = [("a", 0, 0.0), ("a", 1, 1.0), ("a", 2, 2.0), ("b", 0, 2.2)]
+    rows = [(f"{c}/{e}_{t}", e, t, c, x) for e, t, x in keyframes for c in ("front", "rear")]
+    return GraphNodes(
+        node_ids=[r[0] for r in rows], episode_ids=[r[1] for r in rows], t_ns=np.array([r[2] for r in rows]),
+        cameras=[r[3] for r in rows], base_positions=np.array([(r[4], 0.0, 0.0) for r in rows]),
+        registered=np.array(registered), point_ids=[np.array(p, np.int64) for p in point_ids],
+    )
+
+
+def test_edges_join_rig_siblings_next_keyframes_covisible_and_nearby_nodes() -> None:
+    registered = [True, True, False, False, True, True, True, True]  # a's middle keyframe failed to register
+    points = [list(range(20)), [100, 101], [], [], list(range(4, 40)), [101], list(range(30, 35)), []]
+    nodes = _nodes(registered, points)
+    edges = build_edges(nodes, GraphConfig(min_shared_points=15, proximity_radius_m=0.5)).to_pylist()
+    by_kind = {}
+    for edge in edges:
+        key = (edge["kind"], dict(edge["metadata"] or {}).get("relation", ""))
+        by_kind.setdefault(key, set()).add(frozenset((edge["source"], edge["target"])))
+    rigs = {frozenset((f"front/{k}", f"rear/{k}")) for k in ("a_0", "a_1", "a_2", "b_0")}
+    assert by_kind[("sequential", "rig")] == rigs
+    assert by_kind[("sequential", "next")] == {
+        frozenset((f"{c}/a_{t}", f"{c}/a_{t + 1}")) for c in ("front", "rear") for t in (0, 1)
+    }
+    # front/a_0 and front/a_2 share points 4..19; front/a_2 and front/b_0 only 5.
+    assert by_kind[("covisibility", "")] == {frozenset(("front/a_0", "front/a_2"))}
+    assert [e["shared_points"] for e in edges if e["kind"] == "covisibility"] == [16]
+    assert by_kind[("proximity", "")] == {frozenset((f"{c}/a_2", f"{c}/b_0")) for c in ("front", "rear")}
+    lengths = {(e["kind"], frozenset((e["source"], e["target"]))): e["length_m"] for e in edges}
+    assert lengths["sequential", frozenset(("front/a_0", "rear/a_0"))] == 0.0
+    assert lengths["sequential", frozenset(("front/a_0", "front/a_1"))] == pytest.approx(1.0)
+    assert lengths["covisibility", frozenset(("front/a_0", "front/a_2"))] == pytest.approx(2.0)
+    assert lengths["proximity", frozenset(("rear/a_2", "rear/b_0"))] == pytest.approx(0.2)
+
+    graph = RouteGraph(pa.table({"node_id": nodes.node_ids}), edges=pa.Table.from_pylist(edges))
+    assert len(set(graph.components().values())) == 1
+    assert graph.route("front/a_0", "rear/b_0").length_m == pytest.approx(2.2)
+
+
+def test_unregistered_nodes_get_no_covisibility_or_proximity_edges() -> None:
+    nodes = _nodes([False] * 8, [[]] * 8)
+    kinds = set(build_edges(nodes).column("kind").to_pylist())
+    assert kinds == {"sequential"}
+
+
+@pytest.fixture(scope="module")
+def tour_lake(office_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A lake holding one recorded tour of the office."""
+    root = tmp_path_factory.mktemp("tour")
+    record_episode(office_world, root / "logs" / "tour.mcap", TOUR_SECONDS)
+    summary = ingest([root / "logs"], root / "lake", progress=False)
+    assert summary.episodes == 1 and not summary.quarantined
+    return root / "lake"
+
+
+def test_encrypted_map_from_a_recorded_tour(tour_lake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, generate_key())
+    key = key_from_env()
+    out = tmp_path / "maps" / "office-0"
+    summary = build_site_map(tour_lake, "office-0", out, key=key, progress=False)
+    assert summary.encrypted and summary.episodes == 1 and summary.keyframes > 10
+    assert summary.nodes == 3 * summary.keyframes and summary.landmarks > 0
+    assert set(summary.edges) == {"sequential", "covisibility", "proximity"}
+    with pytest.raises(MapKeyError):
+        read_map(out)
+
+    metrics = evaluate_map(out, tour_lake, key=key)
+    assert metrics["keyframes"] == summary.keyframes and metrics["nodes"] == summary.nodes
+    assert metrics["registration_rate"] >= MIN_REGISTRATION
+    assert metrics["ate_rmse_m"] <= MAX_ATE_M
+    assert metrics["landmarks"] == summary.landmarks
+    assert metrics["rooms"] >= 2 and metrics["connected"]
+
+    rrd = tmp_path / "map.rrd"
+    rec = rr.RecordingStream("astra-test")
+    rec.save(rrd)
+    topo, lake = read_map(out, key), Lake(tour_lake)
+    world = recorded_world(lake, pl.from_arrow(topo.nodes)["episode_id"].unique().to_list())
+    rooms = sorted(set(node_rooms(pl.from_arrow(topo.nodes), world).values()))
+    route = log_map(rec, topo, lake, route_rooms=rooms[:2])
+    rec.disconnect()  # writes the footer
+    assert route is not None and route.length_m > 0
+    verify = subprocess.run([f"{Path(sys.executable).parent}/rerun", "rrd", "verify", str(rrd)],
+                            capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stderr
