@@ -23,8 +23,6 @@ import logging
 import os
 import shutil
 import socket
-import sys
-import threading
 import time
 import uuid
 from collections import Counter, defaultdict, deque
@@ -44,9 +42,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from mcap.records import Attachment, Channel, Message, Schema
 from mcap.well_known import MessageEncoding, SchemaEncoding
 from mcap_ros2.decoder import DecoderFactory
-from tqdm import tqdm
 
 from datasets.mcap_reader import SalvagingReader
+from pipelines.progress import marker_progress
 from schemas.episode import EPISODE_METADATA_NAME
 from schemas.lake import (
     OUTCOME_OK,
@@ -450,31 +448,6 @@ class IngestSummary:
 
 
 @contextlib.contextmanager
-def _progress_bar(progress_dir: Path, total_bytes: int, enabled: bool) -> Iterator[None]:
-    """A tqdm bar on stderr that follows the files ReadEpisodes marks as read, on any runner."""
-    bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="ingest", file=sys.stderr, disable=not enabled)
-    seen: set[str] = set()
-    stop = threading.Event()
-
-    def follow() -> None:
-        while not stop.wait(0.2):
-            for marker in progress_dir.glob("[!.]*"):
-                if marker.name not in seen:
-                    seen.add(marker.name)
-                    bar.update(int(marker.read_text()))
-
-    thread = threading.Thread(target=follow, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-        bar.update(bar.total - bar.n)  # files skipped as already ingested are done at once
-        bar.close()
-
-
-@contextlib.contextmanager
 def _local_dask_cluster(workers: int | None) -> Iterator[str]:
     from distributed import LocalCluster
 
@@ -570,7 +543,8 @@ def ingest(
         )
 
     try:
-        with _progress_bar(progress_dir, total_bytes, progress):
+        with marker_progress(progress_dir, total_bytes, "ingest", progress, weight=lambda m: int(m.read_text()),
+                             unit="B", unit_scale=True):
             run_pipeline(build, runner, dask_address, workers)
         reports = [json.loads(p.read_text()) for p in sorted(reports_dir.glob("*.json"))]
     finally:

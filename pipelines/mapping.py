@@ -16,14 +16,11 @@ one shuffle (into the global reconstruction) is JPEG bytes; after it, pictures t
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sys
 import tempfile
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -35,7 +32,6 @@ import pyarrow as pa
 import pycolmap
 from PIL import Image
 from scipy.spatial.transform import Rotation
-from tqdm import tqdm
 
 from datasets.lake import Lake
 from datasets.map_store import write_map
@@ -46,6 +42,7 @@ from models.mapping.graph import GraphConfig, GraphNodes, build_edges
 from models.mapping.keyframes import KeyframeConfig, Trajectory, rig_frame_times, select_keyframes
 from models.mapping.sfm import Keyframe, MappedKeyframe, RigCamera, SfmConfig, build_map
 from pipelines.ingest import run_pipeline
+from pipelines.progress import marker_progress
 from schemas.episode import WORLD_ATTACHMENT_NAME
 from schemas.map import conform_table
 from schemas.topics import BASE_FRAME, BY_OUTPUT, CAMERAS, MAP_FRAME, ODOM_FRAME, camera_frame
@@ -430,30 +427,6 @@ class MapSummary:
                 "seconds": round(self.seconds, 3)}
 
 
-@contextlib.contextmanager
-def _progress_bar(progress_dir: Path, total: int, enabled: bool) -> Iterator[None]:
-    """A tqdm bar on stderr over the steps (each episode, then each global stage), following their markers."""
-    bar = tqdm(total=total, unit="step", desc="map build", file=sys.stderr, disable=not enabled)
-    stop = threading.Event()
-
-    def catch_up() -> None:
-        bar.update(len(list(progress_dir.iterdir())) - bar.n)
-
-    def follow() -> None:
-        while not stop.wait(0.2):
-            catch_up()
-
-    thread = threading.Thread(target=follow, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-        catch_up()
-        bar.close()
-
-
 def build_site_map(
     lake: Path,
     site: str,
@@ -502,7 +475,7 @@ def build_site_map(
             landmarks = (graphs, sites) | "ExtractLandmarks" >> ExtractLandmarks(extractor, world_dir, progress_dir)
             _ = (graphs, sites, landmarks) | "WriteMap" >> WriteMap(out, key, build_info, summary_path, progress_dir)
 
-        with _progress_bar(progress_dir, len(episode_ids) + len(GLOBAL_STAGES), progress):
+        with marker_progress(progress_dir, len(episode_ids) + len(GLOBAL_STAGES), "map build", progress):
             run_pipeline(build)
         counts = json.loads(summary_path.read_text())
     return MapSummary(site=site, out=str(out), episodes=len(episode_ids), encrypted=key is not None,
