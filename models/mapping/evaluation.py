@@ -14,6 +14,8 @@ from models.mapping.sfm import SfmMap, align_rigid
 
 @dataclass(frozen=True)
 class MapErrors:
+    """Registration and pose errors of a map's keyframes."""
+
     keyframes: int
     registered: int
     ate_rmse: float  # m, base_link positions after the best rigid alignment
@@ -21,6 +23,7 @@ class MapErrors:
 
     @property
     def registration_rate(self) -> float:
+        """Share of keyframes registered."""
         return self.registered / max(self.keyframes, 1)
 
 

@@ -2,7 +2,7 @@
 
 A keyframe is one instant at which every camera of the rig took a picture; mapping uses the pictures
 of keyframes only. Keyframes are picked where the robot has moved or turned enough since the last one,
-so a robot that stands still adds no pictures and one that drives fast adds enough.
+so one that drives fast adds enough pictures and one that stands still adds one every few seconds.
 """
 
 from __future__ import annotations
@@ -29,11 +29,9 @@ class Trajectory:
     def at(self, t_ns: np.ndarray) -> Trajectory:
         """Poses at the given times: positions linear, rotations slerped; times outside are clamped."""
         t_ns = np.asarray(t_ns, dtype=np.int64)
-        # Relative float seconds keep interpolation exact for nanosecond stamps near 2**63.
-        t, query = (
-            (self.t_ns - self.t_ns[0]) * 1e-9,
-            np.clip(t_ns - self.t_ns[0], 0, self.t_ns[-1] - self.t_ns[0]) * 1e-9,
-        )
+        # Seconds since the first sample: float seconds since the epoch would lose the nanoseconds.
+        t = (self.t_ns - self.t_ns[0]) * 1e-9
+        query = np.clip(t_ns - self.t_ns[0], 0, self.t_ns[-1] - self.t_ns[0]) * 1e-9
         positions = np.column_stack([np.interp(query, t, self.positions[:, i]) for i in range(3)])
         rotations = Rotation.from_quat(self.quaternions)
         quaternions = (

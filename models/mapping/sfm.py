@@ -1,24 +1,24 @@
-"""Structure from motion over keyframes of the three-camera rig, kept honest and made metric by wheel odometry.
+"""Structure from motion over keyframes of the three-camera rig, held to wheel odometry.
 
 pycolmap does the work: SIFT extraction, matching of chosen image pairs, incremental mapping with the
-rig's calibration held fixed (sim intrinsics and mounts are exact). Wheel odometry steps in where
-vision alone is fooled, which in our buildings is often: wall, floor and ceiling textures tile, so a
-view shifted by one tile looks the same, and matches along a wall slide along their epipolar lines.
+rig's calibration fixed (sim intrinsics and mounts are exact). Wheel odometry steps in where vision
+alone is fooled, which in our buildings is often: wall, floor and ceiling textures tile every 2 m, so
+a view one tile further along looks the same.
 
 - Pairing: keyframes near in time or in odometry position, and only their cameras that look roughly
   the same way; matching is the dearest stage on a CPU.
-- Verification: pairs a short drive apart are checked against the relative pose odometry predicts
-  (it drifts little over a few metres); other pairs, loop closures and pairs across episodes, get
-  the usual RANSAC.
-- Mapping: after incremental mapping, keyframes whose pose disagrees with odometry relative to their
-  neighbours in time were registered to a look-alike place. They are taken out and mapping goes on
-  from the rest, which then usually places them right; those that stay wrong are left unregistered.
-- Alignment: the similarity that best maps camera centres onto those the first episode's odometry
-  predicts fixes scale and gravity, so the map is that episode's odom frame, z up.
+- Verification: pairs a short drive apart keep the matches that fit the relative pose odometry
+  predicts (it drifts little over a few metres) and triangulate at a plausible depth; other pairs,
+  loop closures and pairs across episodes, get COLMAP's RANSAC.
+- Mapping: seeded with a few metres of keyframes at their odometry poses, and kept from registering
+  frames at look-alike places (`_Mapper`).
+- Alignment: scaled to the distance odometry drove, then moved rigidly onto the first episode's
+  odometry, so the map is that episode's odom frame: metric, z up.
 
-Across episodes, odometry positions are compared as if every odom frame were the same: that holds
-where every episode starts at the same dock (the simulator's spawn), up to each episode's drift,
-which `match_radius` has to cover.
+Across episodes odometry positions are compared, for pairing only, as if every odom frame were the
+same: that holds where every episode starts at the same dock (the simulator's spawn), up to each
+episode's drift, which `match_radius` has to cover. Relative poses from odometry are used within an
+episode only.
 
 Conventions: `x_from_y` maps coordinates in frame y to frame x, so `map_from_camera` is the pose of
 the camera in the map; COLMAP's `cam_from_world` is its inverse.
@@ -27,6 +27,7 @@ the camera in the map; COLMAP's `cam_from_world` is its inverse.
 from __future__ import annotations
 
 import bisect
+import itertools
 import shutil
 import time
 from collections.abc import Sequence
@@ -87,8 +88,8 @@ class SfmConfig:
 
     max_features: int = 2000
     sequential_overlap: int = 3  # each keyframe is matched with this many next ones of its episode
-    match_radius: float = 2.5  # m between odometry positions of base_link for spatial pairs
-    max_view_angle_deg: float = 90.0  # cameras whose optical axes differ more are not matched
+    match_radius: float = 2.0  # m between odometry positions of base_link for spatial pairs
+    max_view_angle_deg: float = 60.0  # cameras whose optical axes differ more are not matched
     odometry_trust_distance: float = 5.0  # m of driving over which odometry verifies a pair
     max_epipolar_error: float = 3.0  # px
     max_depth: float = 40.0  # m; matched points farther away than any wall are look-alikes
@@ -116,10 +117,15 @@ class MappedKeyframe:
 
 @dataclass
 class SfmMap:
-    """The aligned reconstruction, every keyframe's outcome, and the seconds each stage took."""
+    """The aligned reconstruction, every keyframe's outcome, counts, and the seconds each stage took.
+
+    `counts`: keyframes, registered keyframes, of those the ones the mapper put at odometry's pose before
+    refining them (`placed_by_odometry`), matched image pairs, verified image pairs, 3D points.
+    """
 
     reconstruction: pycolmap.Reconstruction
     keyframes: list[MappedKeyframe]
+    counts: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -154,14 +160,28 @@ def build_map(
     seconds["features"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    _match(database, work_dir / "pairs.txt", keyframes, rig, odometry, config)
+    pairs = _match(database, work_dir / "pairs.txt", keyframes, rig, odometry, config)
+    with pycolmap.Database.open(database) as db:
+        verified = db.num_verified_image_pairs()
     seconds["matching"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    reconstruction = _map(database, rig, odometry, config)
+    mapper = _Mapper(database, rig, odometry, config)
+    reconstruction = mapper.run()
     _align_to_odometry(reconstruction, keyframes, rig)
+    mapped = _mapped(keyframes, rig, reconstruction)
     seconds["mapping"] = time.perf_counter() - start
-    return SfmMap(reconstruction, _mapped(keyframes, rig, reconstruction), seconds)
+
+    registered = {i for i, m in enumerate(mapped) if m.registered}
+    counts = {
+        "keyframes": len(keyframes),
+        "registered": len(registered),
+        "placed_by_odometry": len(mapper.placed & registered),
+        "image_pairs": pairs,
+        "verified_pairs": verified,
+        "points3D": reconstruction.num_points3D(),
+    }
+    return SfmMap(reconstruction, mapped, counts, seconds)
 
 
 def image_pairs(keyframes: Sequence[Keyframe], rig: Sequence[RigCamera], config: SfmConfig) -> np.ndarray:
@@ -240,6 +260,18 @@ class _Odometry:
             * self.keyframes[keyframe].odom_from_base
         )
 
+    def next_to(self, map_from_base: dict[int, pycolmap.Rigid3d]) -> set[int]:
+        """Keyframes not in `map_from_base` whose neighbour in time, in their episode, is."""
+        return {
+            k
+            for k in range(len(self.keyframes))
+            if k not in map_from_base
+            and any(
+                n in map_from_base and self.keyframes[n].episode_id == self.keyframes[k].episode_id
+                for n in (k - 1, k + 1)
+            )
+        }
+
     def contradicts(self, keyframe: int, map_from_base: dict[int, pycolmap.Rigid3d]) -> bool:
         """Whether a registered keyframe sits, relative to most of its nearest registered neighbours in time, where
         odometry says it does not. `map_from_base` holds the poses of all registered keyframes by index."""
@@ -303,7 +335,8 @@ def _match(
     rig: Sequence[RigCamera],
     odometry: _Odometry,
     config: SfmConfig,
-) -> None:
+) -> int:
+    """Match the image pairs worth it and verify them; returns how many pairs were matched."""
     names = [[k.image_name(c.name) for c in rig] for k in keyframes]
     pairs = [(names[k1][c1], names[k2][c2]) for k1, c1, k2, c2 in image_pairs(keyframes, rig, config)]
     pairs_file.write_text("".join(f"{a} {b}\n" for a, b in pairs))
@@ -319,15 +352,20 @@ def _match(
     # explains; the other pairs get RANSAC.
     with pycolmap.Database.open(database) as db:
         image_ids = {image.name: image.image_id for image in db.read_all_images()}
+        known = {}
         for pair in pairs:
-            name1, name2 = sorted(pair, key=image_ids.__getitem__)
-            cam2_from_cam1 = odometry.cam2_from_cam1(name1, name2)
-            if cam2_from_cam1 is not None:
-                geometry = pycolmap.TwoViewGeometry(
+            name1, name2 = sorted(pair, key=image_ids.__getitem__)  # COLMAP's order of a pair
+            if (cam2_from_cam1 := odometry.cam2_from_cam1(name1, name2)) is not None:
+                known[image_ids[name1], image_ids[name2]] = cam2_from_cam1
+        for (id1, id2), cam2_from_cam1 in known.items():
+            db.delete_two_view_geometry(id1, id2)
+            db.write_two_view_geometry(
+                id1,
+                id2,
+                pycolmap.TwoViewGeometry(
                     config=pycolmap.TwoViewGeometryConfiguration.CALIBRATED, cam2_from_cam1=cam2_from_cam1
-                )
-                db.delete_two_view_geometry(image_ids[name1], image_ids[name2])
-                db.write_two_view_geometry(image_ids[name1], image_ids[name2], geometry)
+                ),
+            )
     pycolmap.geometric_verification(
         database,
         pycolmap.GeometricVerifierOptions(num_threads=config.num_threads, use_existing_relative_pose=True),
@@ -336,162 +374,222 @@ def _match(
         ),
     )
     with pycolmap.Database.open(database) as db:
-        for pair in pairs:
-            _drop_implausible_depths(db, *sorted(pair, key=image_ids.__getitem__), image_ids, odometry, config)
+        rays = {}
+        for image in db.read_all_images():
+            xy = db.read_camera(image.camera_id).cam_from_img(db.read_keypoints(image.image_id)[:, :2])
+            rays[image.image_id] = np.column_stack([xy, np.ones(len(xy))])
+        for (id1, id2), cam2_from_cam1 in known.items():
+            _drop_implausible_depths(db, id1, id2, cam2_from_cam1, rays, config.max_depth)
+    return len(pairs)
 
 
 def _drop_implausible_depths(
-    db: pycolmap.Database, name1: str, name2: str, image_ids: dict[str, int], odometry: _Odometry, config: SfmConfig
+    db: pycolmap.Database,
+    image_id1: int,
+    image_id2: int,
+    cam2_from_cam1: pycolmap.Rigid3d,
+    rays: dict[int, np.ndarray],
+    max_depth: float,
 ) -> None:
-    """Keep only the matches of an odometry-verified pair that triangulate in front of both cameras, within reach.
+    """Keep only the matches of a pair of known relative pose that triangulate in front of both cameras, in reach.
 
     The epipolar check cannot see a match slide along its epipolar line. Driving one texture tile along a wall
     shows the wall unchanged, and those matches fit the true motion with points at infinity.
     """
-    cam2_from_cam1 = odometry.cam2_from_cam1(name1, name2)
-    if cam2_from_cam1 is None:
-        return
-    id1, id2 = image_ids[name1], image_ids[name2]
-    geometry = db.read_two_view_geometry(id1, id2)
-    if not len(geometry.inlier_matches):
-        return
-    rays = []
-    for image_id, column in ((id1, 0), (id2, 1)):
-        camera = db.read_camera(db.read_image(image_id).camera_id)
-        xy = camera.cam_from_img(db.read_keypoints(image_id)[geometry.inlier_matches[:, column], :2])
-        rays.append(np.column_stack([xy, np.ones(len(xy))]))
-    points = [pycolmap.triangulate_mid_point(cam2_from_cam1, ray1, ray2) for ray1, ray2 in zip(*rays, strict=True)]
+    geometry = db.read_two_view_geometry(image_id1, image_id2)
+    matches = geometry.inlier_matches
+    points = [
+        pycolmap.triangulate_mid_point(cam2_from_cam1, rays[image_id1][i], rays[image_id2][j]) for i, j in matches
+    ]
     keep = np.array(
-        [
-            point is not None and 0 < point[2] < config.max_depth and 0 < (cam2_from_cam1 * point)[2] < config.max_depth
-            for point in points
-        ],
-        dtype=bool,
+        [p is not None and 0 < p[2] < max_depth and 0 < (cam2_from_cam1 * p)[2] < max_depth for p in points], dtype=bool
     )
     if keep.all():
         return
-    geometry.inlier_matches = geometry.inlier_matches[keep] if keep.sum() >= _MIN_INLIERS else np.empty((0, 2), int)
-    db.update_two_view_geometry(id1, id2, geometry)
+    geometry.inlier_matches = matches[keep] if keep.sum() >= _MIN_INLIERS else matches[:0]
+    db.update_two_view_geometry(image_id1, image_id2, geometry)
 
 
-def _map(database: Path, rig: Sequence[RigCamera], odometry: _Odometry, config: SfmConfig) -> pycolmap.Reconstruction:
-    """COLMAP's incremental mapping, seeded by odometry and refusing registrations odometry contradicts.
+class _Mapper:
+    """COLMAP's incremental mapping for one model, seeded by odometry and kept in line with it.
 
     The seed is a few metres of one episode's keyframes at their odometry poses: metric, level, and too long a
-    baseline for look-alike places to fool. The loop is pycolmap's IncrementalPipeline for one model, plus the
-    check: our walls' texture repeats, so a frame often fits a place one tile away as well as its own.
+    baseline for look-alike places to fool. Then frames are registered as pycolmap's IncrementalPipeline does,
+    with two changes. A registration that odometry contradicts, relative to the frame's registered neighbours in
+    time, is a look-alike place (our walls' texture repeats, so a frame often fits a place one tile away as well as
+    its own): the frame is put where odometry says instead, and tracks then continue only through the matches that
+    fit there. And where registration stalls with frames next to registered ones in time still out, such a frame is
+    put where odometry says too. Either way a frame stays only if it then observes enough triangulated points.
     """
-    options = pycolmap.IncrementalPipelineOptions(
-        ba_refine_sensor_from_rig=False,
-        ba_refine_focal_length=False,
-        ba_refine_principal_point=False,
-        ba_refine_extra_params=False,
-        num_threads=config.num_threads,
-        random_seed=config.seed,
-    )
-    mapper_options, triangulation = options.get_mapper(), options.get_triangulation()
-    with pycolmap.Database.open(database) as db:
-        cache = pycolmap.DatabaseCache.create(
-            db, pycolmap.DatabaseCacheOptions(min_num_matches=options.min_num_matches)
+
+    def __init__(self, database: Path, rig: Sequence[RigCamera], odometry: _Odometry, config: SfmConfig) -> None:
+        self.odometry = odometry
+        self.options = pycolmap.IncrementalPipelineOptions(
+            ba_refine_sensor_from_rig=False,
+            ba_refine_focal_length=False,
+            ba_refine_principal_point=False,
+            ba_refine_extra_params=False,
+            num_threads=config.num_threads,
+            random_seed=config.seed,
         )
-    reconstruction = pycolmap.Reconstruction()
-    reconstruction.load(cache)
-    base_from_reference = rig[0].base_from_camera
-    reference_images = {
-        odometry.of_name[image.name][0]: image for image in reconstruction.images.values() if image.is_ref_in_frame()
-    }
-    for keyframe in odometry.seed(reference_images, cache.correspondence_graph):
-        frame = reconstruction.frame(reference_images[keyframe].frame_id)
-        frame.rig_from_world = (odometry.keyframes[keyframe].odom_from_base * base_from_reference).inverse()
-        reconstruction.register_frame(frame.frame_id)
-    mapper = pycolmap.IncrementalMapper(cache)
-    mapper.begin_reconstruction(reconstruction)
-
-    def triangulate(image_id: int) -> None:
-        for data_id in reconstruction.image(image_id).frame.image_ids:
-            mapper.triangulate_image(triangulation, data_id.id)
-
-    def refine_globally() -> None:
-        mapper.iterative_global_refinement(
-            options.ba_global_max_refinements,
-            options.ba_global_max_refinement_change,
-            mapper_options,
-            options.get_global_bundle_adjustment(),
-            triangulation,
-            normalize_reconstruction=False,
-        )
-        mapper.filter_frames(mapper_options)
-
-    def register_next() -> bool:
-        for image_id in mapper.find_next_images(mapper_options, False):
-            if not mapper.register_next_image(mapper_options, image_id):
-                continue
-            frame_id = reconstruction.image(image_id).frame_id
-            keyframe = odometry.of_name[reconstruction.image(image_id).name][0]
-            map_from_base = {
-                k: image.cam_from_world().inverse() * base_from_reference.inverse()
-                for k, image in reference_images.items()
-                if image.has_pose
-            }
-            if odometry.contradicts(keyframe, map_from_base):
-                # Put the frame where odometry says it is: tracks then continue only through matches that fit there.
-                mapper.observation_manager.deregister_frame(frame_id)
-                predicted = odometry.predict(keyframe, map_from_base)
-                reconstruction.frame(frame_id).rig_from_world = (predicted * base_from_reference).inverse()
-                mapper.observation_manager.register_frame(frame_id)
-            triangulate(image_id)
-            mapper.iterative_local_refinement(
-                options.ba_local_max_refinements,
-                options.ba_local_max_refinement_change,
-                mapper_options,
-                options.get_local_bundle_adjustment(),
-                triangulation,
-                image_id,
+        self.mapper_options, self.triangulation = self.options.get_mapper(), self.options.get_triangulation()
+        with pycolmap.Database.open(database) as db:
+            self.cache = pycolmap.DatabaseCache.create(
+                db, pycolmap.DatabaseCacheOptions(min_num_matches=self.options.min_num_matches, load_all_images=True)
             )
-            images = reconstruction.frame(frame_id).image_ids
-            if sum(reconstruction.image(d.id).num_points3D for d in images) >= mapper_options.abs_pose_min_num_inliers:
+        self.reconstruction = pycolmap.Reconstruction()
+        self.reconstruction.load(self.cache)
+        self.base_from_reference = rig[0].base_from_camera
+        self.reference_images = {
+            odometry.of_name[image.name][0]: image
+            for image in self.reconstruction.images.values()
+            if image.is_ref_in_frame()
+        }
+        self.placed: set[int] = set()  # keyframes put where odometry says, at some point
+        self.tried: set[int] = set()  # keyframes put there because registration stalled
+
+    def run(self) -> pycolmap.Reconstruction:
+        """Map all the frames that can be; returns the reconstruction in the seed episode's odom frame."""
+        for keyframe in self.odometry.seed(self.reference_images, self.cache.correspondence_graph):
+            frame = self.reconstruction.frame(self.reference_images[keyframe].frame_id)
+            frame.rig_from_world = self._rig_from_world(self.odometry.keyframes[keyframe].odom_from_base)
+            self.reconstruction.register_frame(frame.frame_id)
+        self.mapper = pycolmap.IncrementalMapper(self.cache)
+        self.mapper.begin_reconstruction(self.reconstruction)
+        for keyframe in self._map_from_base():
+            self._triangulate(keyframe)
+        self._refine_globally()
+        refined_at, stalled = self.reconstruction.num_reg_frames(), False
+        while True:
+            if self._register_next() or self._place_next():
+                stalled = False
+                if self.reconstruction.num_reg_frames() >= _GLOBAL_REFINEMENT_GROWTH * refined_at:
+                    self._refine_globally()
+                    refined_at = self.reconstruction.num_reg_frames()
+            elif stalled:
+                break
+            else:
+                # Better structure may let frames register that failed so far.
+                self._refine_globally()
+                stalled = True
+        # COLMAP never filters frames that were registered before mapping began: the seed.
+        for keyframe in self._map_from_base():
+            if not self._observes_enough(keyframe):
+                self.mapper.observation_manager.deregister_frame(self.reference_images[keyframe].frame_id)
+        self.mapper.end_reconstruction(False)
+        return self.reconstruction
+
+    def _register_next(self) -> bool:
+        for image_id in self.mapper.find_next_images(self.mapper_options, False):
+            if not self.mapper.register_next_image(self.mapper_options, image_id):
+                continue
+            keyframe = self.odometry.of_name[self.reconstruction.image(image_id).name][0]
+            map_from_base = self._map_from_base()
+            if self.odometry.contradicts(keyframe, map_from_base):
+                self.mapper.observation_manager.deregister_frame(self.reference_images[keyframe].frame_id)
+                self._place(keyframe, map_from_base)
+            if self._keep(keyframe):
                 return True
-            mapper.observation_manager.deregister_frame(frame_id)
         return False
 
-    for image in reference_images.values():
-        if image.has_pose:
-            triangulate(image.image_id)
-    refine_globally()
-    refined_at, stalled = reconstruction.num_reg_frames(), False
-    while True:
-        if register_next():
-            stalled = False
-            if reconstruction.num_reg_frames() >= _GLOBAL_REFINEMENT_GROWTH * refined_at:
-                refine_globally()
-                refined_at = reconstruction.num_reg_frames()
-        elif stalled:
-            break
-        else:
-            # Better structure may let frames register that failed so far.
-            refine_globally()
-            stalled = True
-    mapper.end_reconstruction(False)
-    return reconstruction
+    def _place_next(self) -> bool:
+        map_from_base = self._map_from_base()
+        for keyframe in sorted(self.odometry.next_to(map_from_base) - self.tried):
+            self.tried.add(keyframe)
+            self._place(keyframe, map_from_base)
+            if self._keep(keyframe):
+                return True
+        return False
+
+    def _place(self, keyframe: int, map_from_base: dict[int, pycolmap.Rigid3d]) -> None:
+        self.placed.add(keyframe)
+        frame_id = self.reference_images[keyframe].frame_id
+        self.reconstruction.frame(frame_id).rig_from_world = self._rig_from_world(
+            self.odometry.predict(keyframe, map_from_base)
+        )
+        self.mapper.observation_manager.register_frame(frame_id)
+
+    def _keep(self, keyframe: int) -> bool:
+        """Triangulate a newly registered frame, refine around it, and keep it if it observes enough points."""
+        image = self.reference_images[keyframe]
+        self._triangulate(keyframe)
+        self.mapper.iterative_local_refinement(
+            self.options.ba_local_max_refinements,
+            self.options.ba_local_max_refinement_change,
+            self.mapper_options,
+            self.options.get_local_bundle_adjustment(),
+            self.triangulation,
+            image.image_id,
+        )
+        if self._observes_enough(keyframe):
+            return True
+        self.mapper.observation_manager.deregister_frame(image.frame_id)
+        return False
+
+    def _observes_enough(self, keyframe: int) -> bool:
+        frame = self.reference_images[keyframe].frame
+        observed = sum(self.reconstruction.image(d.id).num_points3D for d in frame.image_ids)
+        return observed >= self.mapper_options.abs_pose_min_num_inliers
+
+    def _triangulate(self, keyframe: int) -> None:
+        for data_id in self.reference_images[keyframe].frame.image_ids:
+            self.mapper.triangulate_image(self.triangulation, data_id.id)
+
+    def _refine_globally(self) -> None:
+        self.mapper.iterative_global_refinement(
+            self.options.ba_global_max_refinements,
+            self.options.ba_global_max_refinement_change,
+            self.mapper_options,
+            self.options.get_global_bundle_adjustment(),
+            self.triangulation,
+            normalize_reconstruction=False,
+        )
+        self.mapper.filter_frames(self.mapper_options)
+
+    def _map_from_base(self) -> dict[int, pycolmap.Rigid3d]:
+        """Poses of the registered keyframes by index."""
+        return {
+            k: image.cam_from_world().inverse() * self.base_from_reference.inverse()
+            for k, image in self.reference_images.items()
+            if image.has_pose
+        }
+
+    def _rig_from_world(self, map_from_base: pycolmap.Rigid3d) -> pycolmap.Rigid3d:
+        return (map_from_base * self.base_from_reference).inverse()
 
 
 def _align_to_odometry(
     reconstruction: pycolmap.Reconstruction, keyframes: Sequence[Keyframe], rig: Sequence[RigCamera]
 ) -> None:
-    """Move the map rigidly onto the first episode's odometry; its scale is already metric (odometry and rig)."""
-    first = keyframes[0].episode_id
+    """Scale the map to the distance odometry drove, then move it rigidly onto the first episode's odometry.
+
+    Distance is what wheel odometry measures best (its heading drifts); the map's own scale, from the odometry
+    seed and the rig's baselines, creeps by about a percent over a tour.
+    """
+    mapped = _mapped(keyframes, rig, reconstruction)
+    steps = np.array(
+        [
+            (
+                np.linalg.norm(m2.map_from_base.translation - m1.map_from_base.translation),
+                np.linalg.norm(k2.odom_from_base.translation - k1.odom_from_base.translation),
+            )
+            for (k1, m1), (k2, m2) in itertools.pairwise(zip(keyframes, mapped, strict=True))
+            if m1.registered and m2.registered and k1.episode_id == k2.episode_id
+        ]
+    ).reshape(-1, 2)
+    first = [(k, m) for k, m in zip(keyframes, mapped, strict=True) if k.episode_id == keyframes[0].episode_id]
     pairs = [
-        (image.projection_center(), (k.odom_from_base * c.base_from_camera).translation)
-        for k in keyframes
-        if k.episode_id == first
+        (m.map_from_cameras[c.name].translation, (k.odom_from_base * c.base_from_camera).translation)
+        for k, m in first
+        if m.registered
         for c in rig
-        if (image := reconstruction.find_image_with_name(k.image_name(c.name))) is not None and image.has_pose
     ]
-    if len(pairs) < 3:
+    if len(pairs) < 3 or not steps[:, 0].sum():
         return
+    scale = steps[:, 1].sum() / steps[:, 0].sum()
     model, odom = (np.array(p) for p in zip(*pairs, strict=True))
-    map_from_model = align_rigid(model, odom)
-    reconstruction.transform(pycolmap.Sim3d(1.0, map_from_model.rotation, map_from_model.translation))
+    map_from_model = align_rigid(scale * model, odom)
+    reconstruction.transform(pycolmap.Sim3d(scale, map_from_model.rotation, map_from_model.translation))
 
 
 def align_rigid(source: np.ndarray, target: np.ndarray) -> pycolmap.Rigid3d:

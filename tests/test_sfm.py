@@ -1,0 +1,187 @@
+"""Keyframes, pairing, alignment, and structure from motion on a simulated office tour: real MuJoCo and pycolmap."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pycolmap
+import pytest
+from PIL import Image
+from scipy.spatial.transform import Rotation
+
+from models.mapping.evaluation import map_errors, trajectory_errors
+from models.mapping.keyframes import KeyframeConfig, Trajectory, rig_frame_times, select_keyframes
+from models.mapping.sfm import Keyframe, RigCamera, SfmConfig, align_rigid, build_map, image_pairs
+from schemas.topics import BY_OUTPUT, CAMERAS
+from schemas.world import World
+from sim.expert import ExpertDriver
+from sim.robot import RobotConfig, camera_mount
+from sim.simulator import Simulator
+
+FRAME_PERIOD_NS = round(1e9 / BY_OUTPUT["image_front"].rate_hz)
+
+
+def _planar(t_s: np.ndarray, x: np.ndarray, y: np.ndarray, yaw: np.ndarray) -> Trajectory:
+    return Trajectory(
+        np.round(t_s * 1e9).astype(np.int64),
+        np.column_stack([x, y, np.zeros_like(x)]),
+        Rotation.from_euler("z", yaw[:, None]).as_quat(),
+    )
+
+
+def _pose(x: float, y: float, yaw_deg: float) -> pycolmap.Rigid3d:
+    return pycolmap.Rigid3d(pycolmap.Rotation3d(Rotation.from_euler("z", yaw_deg, degrees=True).as_quat()), [x, y, 0.0])
+
+
+def _rig(sim: Simulator) -> list[RigCamera]:
+    """The simulated robot's cameras as camera_info and /tf_static describe them."""
+    rig = []
+    for camera in CAMERAS:
+        info = sim.camera_info(camera)
+        translation, rotation = camera_mount(sim.config, camera)
+        rig.append(
+            RigCamera(
+                camera,
+                info.width,
+                info.height,
+                info.k,
+                pycolmap.Rigid3d(pycolmap.Rotation3d(rotation.as_quat()), np.array(translation)),
+            )
+        )
+    return rig
+
+
+def test_keyframes_every_half_metre_and_turn_and_while_standing_still() -> None:
+    # 1 m/s for 2 s, then turning in place at 45 deg/s for 2 s, then standing still until 16 s.
+    t = np.arange(0.0, 16.0, 0.02)
+    odometry = _planar(t, np.clip(t, 0.0, 2.0), np.zeros_like(t), np.radians(45.0) * np.clip(t - 2.0, 0.0, 2.0))
+    frames = np.arange(0, 16_000_000_000, FRAME_PERIOD_NS)
+    config = KeyframeConfig(min_distance=0.45, min_rotation_deg=15.0, max_interval_s=5.0)
+
+    chosen = frames[select_keyframes(frames, odometry, config)] / 1e9
+
+    np.testing.assert_allclose(chosen, [0.0, 0.5, 1.0, 1.5, 2.0, 2.4, 2.8, 3.2, 3.6, 4.0, 9.0, 14.0])
+
+
+def test_rig_frames_are_the_instants_every_camera_has_an_image() -> None:
+    front = np.arange(10) * FRAME_PERIOD_NS
+    rear = np.delete(front, 4)  # one dropped picture
+
+    np.testing.assert_array_equal(rig_frame_times({"front": front, "rear": rear}), rear)
+
+
+def test_pairs_join_only_cameras_that_look_alike() -> None:
+    rig = [
+        RigCamera(
+            c,
+            320,
+            240,
+            (92.4, 0.0, 159.5, 0.0, 92.4, 119.5, 0.0, 0.0, 1.0),
+            pycolmap.Rigid3d(
+                pycolmap.Rotation3d(camera_mount(RobotConfig(), c)[1].as_quat()),
+                np.array(camera_mount(RobotConfig(), c)[0]),
+            ),
+        )
+        for c in CAMERAS
+    ]
+    # A, then 1 m ahead facing the same way, then turned 120 degrees at the start: cameras 120 degrees apart see
+    # different walls, so only equally aimed ones pair up.
+    keyframes = [
+        Keyframe("ep", t, pose, {}) for t, pose in enumerate([_pose(0, 0, 0), _pose(1, 0, 0), _pose(0, 0, 120)])
+    ]
+
+    pairs = {tuple(p) for p in image_pairs(keyframes, rig, SfmConfig()).tolist()}
+
+    front, left, right = range(3)
+    assert pairs == {
+        (0, front, 1, front),
+        (0, left, 1, left),
+        (0, right, 1, right),
+        (0, front, 2, right),
+        (0, left, 2, front),
+        (0, right, 2, left),
+        (1, front, 2, right),
+        (1, left, 2, front),
+        (1, right, 2, left),
+    }
+
+
+def test_rigid_alignment_recovers_a_known_motion_of_coplanar_points() -> None:
+    rng = np.random.default_rng(0)
+    source = np.column_stack([rng.uniform(-10, 10, (50, 2)), np.full(50, 0.45)])  # a ground robot's cameras
+    truth = pycolmap.Rigid3d(
+        pycolmap.Rotation3d(Rotation.from_euler("zyx", [70, 3, -2], degrees=True).as_quat()), [4.0, -2.0, 0.3]
+    )
+    target = truth * source + rng.normal(0, 0.001, source.shape)
+
+    found = align_rigid(source, target)
+
+    assert np.degrees(found.rotation.angle_to(truth.rotation)) < 0.05
+    np.testing.assert_allclose(found.translation, truth.translation, atol=0.005)
+
+
+def test_trajectory_errors_ignore_a_rigid_offset_but_not_noise() -> None:
+    rng = np.random.default_rng(1)
+    truth = [_pose(x, np.sin(x), np.degrees(np.cos(x))) for x in np.linspace(0, 10, 40)]
+    offset = _pose(3.0, -1.0, 40.0)
+    noisy = [pycolmap.Rigid3d(p.rotation, p.translation + rng.normal(0, 0.02, 3)) for p in truth]
+
+    ate, rotation = trajectory_errors([offset * p for p in noisy], truth)
+
+    assert 0.02 < ate < 0.05
+    assert rotation < 0.5  # only what the noise does to the best alignment
+
+
+def _office_tour(world_dir: Path, seconds: float) -> tuple[list[Keyframe], list[RigCamera], Trajectory]:
+    """Drive the expert through the office; keyframes (pictures rendered at keyframes only), rig, ground truth."""
+    # Pictures are rendered on demand at the keyframes below, so the camera stream is all but switched off.
+    sim = Simulator(world_dir, RobotConfig(camera_hz=1e-3), seed=0)
+    expert = ExpertDriver(World.load(world_dir))
+    odometry, truth = [], []
+    try:
+        for _ in range(round(seconds / 0.02)):
+            for output, message in sim.advance(expert.command(sim.t_ns, sim.pose()), 0.02):
+                if output in ("odom", "ground_truth"):
+                    (odometry if output == "odom" else truth).append(
+                        (message.t_ns, *message.position, *message.orientation)
+                    )
+        odometry, truth = (
+            Trajectory(np.array(s)[:, 0].astype(np.int64), np.array(s)[:, 1:4], np.array(s)[:, 4:])
+            for s in (odometry, truth)
+        )
+        frames = np.arange(0, sim.t_ns, FRAME_PERIOD_NS)
+        chosen = frames[select_keyframes(frames, odometry)]
+        keyframes = []
+        for t, odom_from_base, true_pose in zip(
+            chosen, odometry.at(chosen).poses(), truth.at(chosen).poses(), strict=True
+        ):
+            x, y, _ = true_pose.translation
+            sim.place(x, y, Rotation.from_quat(true_pose.rotation.quat).as_euler("xyz")[2])
+            images = {}
+            for camera in CAMERAS:
+                jpeg = io.BytesIO()
+                Image.fromarray(sim.render(camera)[0]).save(jpeg, format="JPEG", quality=sim.config.jpeg_quality)
+                images[camera] = jpeg.getvalue()
+            keyframes.append(Keyframe("office-tour", int(t), odom_from_base, images))
+        return keyframes, _rig(sim), truth
+    finally:
+        sim.close()
+
+
+@pytest.mark.timeout(300)
+def test_a_40_s_office_tour_maps_metric_and_level(office_world: Path, tmp_path: Path) -> None:
+    keyframes, rig, truth = _office_tour(office_world, seconds=40.0)
+    assert len(keyframes) > 40
+
+    sfm_map = build_map(keyframes, rig, tmp_path / "work")
+    errors = map_errors(sfm_map, {"office-tour": truth})
+
+    assert errors.registration_rate >= 0.95
+    assert errors.ate_rmse <= 0.10  # rigid alignment only: the map must be metric
+    assert errors.rotation_median_deg <= 1.0
+    heights = [k.map_from_base.translation[2] for k in sfm_map.keyframes if k.registered]
+    assert np.abs(heights).max() < 0.05  # z up, floor at z = 0, as in the odom frame
+    sfm_map.write(tmp_path / "sparse")
+    assert pycolmap.Reconstruction(tmp_path / "sparse").num_reg_frames() == errors.registered
