@@ -14,43 +14,17 @@ import rerun as rr
 
 from datasets.lake import Lake
 from datasets.map_store import key_from_env, read_map
-from datasets.recording import EpisodeWriter
 from models.mapping.graph import GraphConfig, GraphNodes, build_edges
 from models.mapping.map_eval import evaluate_map
 from models.routing import RouteGraph
 from pipelines.ingest import ingest
 from pipelines.mapping import build_site_map, recorded_world
-from schemas.episode import EpisodeMetadata
 from schemas.map import KEY_ENV, MapKeyError, generate_key
-from schemas.world import World
-from sim.expert import ExpertDriver
-from sim.robot import RobotConfig
-from sim.simulator import Simulator
+from sim.tour import record_tour
 from viz.map import log_map, node_rooms
 
-TOUR_SECONDS = 30.0
-# What the SfM core reaches on this short 160x120 tour so far (0.34-0.64, 0.8-1.4 m); the bars are 0.95 and 0.10 m.
-MIN_REGISTRATION, MAX_ATE_M = 0.2, 2.0
-
-
-def record_episode(world_dir: Path, path: Path, seconds: float, width: int = 160, height: int = 120) -> Path:
-    """Drive the expert through the world and record every sensor topic to MCAP, as `astra record` would."""
-    world_json = (world_dir / "world.json").read_bytes()
-    world = World.from_json(world_json.decode())
-    config = RobotConfig(camera_width=width, camera_height=height)
-    metadata = EpisodeMetadata(config.robot_id, world.site, world.kind, world.seed, 0, "test", width, height)
-    sim = Simulator(world_dir, config)
-    expert = ExpertDriver(world)
-    writer = EpisodeWriter(path, metadata, world_json)
-    try:
-        while sim.t_ns < seconds * 1e9:
-            cmd = expert.command(sim.t_ns, sim.pose(), sim.obstacles() if world.agents else None)
-            for output_id, msg in sim.advance(cmd, 0.05):
-                writer.write(output_id, msg)
-    finally:
-        writer.close()
-        sim.close()
-    return path
+TOUR_SECONDS, TOUR_SEEDS = 30.0, (0, 1)
+MIN_REGISTRATION, MAX_ATE_M = 0.95, 0.10  # the issue's bars
 
 
 def _nodes(registered: list[bool], point_ids: list[list[int]]) -> GraphNodes:
@@ -101,20 +75,22 @@ def test_unregistered_nodes_get_no_covisibility_or_proximity_edges() -> None:
 
 @pytest.fixture(scope="module")
 def tour_lake(office_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A lake holding one recorded tour of the office."""
+    """A lake holding two recorded tours of the office, on routes the expert chose with different seeds."""
     root = tmp_path_factory.mktemp("tour")
-    record_episode(office_world, root / "logs" / "tour.mcap", TOUR_SECONDS)
+    for seed in TOUR_SEEDS:
+        record_tour(office_world, root / "logs" / f"tour-{seed}.mcap", TOUR_SECONDS, seed=seed)
     summary = ingest([root / "logs"], root / "lake", progress=False)
-    assert summary.episodes == 1 and not summary.quarantined
+    assert summary.episodes == len(TOUR_SEEDS) and not summary.quarantined
     return root / "lake"
 
 
-def test_encrypted_map_from_a_recorded_tour(tour_lake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_tours_merge_into_one_encrypted_map(tour_lake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                               ) -> None:
     monkeypatch.setenv(KEY_ENV, generate_key())
     key = key_from_env()
     out = tmp_path / "maps" / "office-0"
     summary = build_site_map(tour_lake, "office-0", out, key=key, progress=False)
-    assert summary.encrypted and summary.episodes == 1 and summary.keyframes > 10
+    assert summary.encrypted and summary.episodes == 2 and summary.keyframes > 40
     assert summary.nodes == 3 * summary.keyframes and summary.landmarks > 0
     assert set(summary.edges) == {"sequential", "covisibility", "proximity"}
     with pytest.raises(MapKeyError):
@@ -126,11 +102,18 @@ def test_encrypted_map_from_a_recorded_tour(tour_lake: Path, tmp_path: Path, mon
     assert metrics["ate_rmse_m"] <= MAX_ATE_M
     assert metrics["landmarks"] == summary.landmarks
     assert metrics["rooms"] >= 2 and metrics["connected"]
+    topo = read_map(out, key)
+    nodes, edges = pl.from_arrow(topo.nodes), pl.from_arrow(topo.edges)
+    episode_of = dict(nodes.select("node_id", "episode_id").rows())
+    across = [(a, b) for a, b in edges.select("source", "target").rows() if episode_of[a] != episode_of[b]]
+    assert across, "the two tours' nodes must be joined in one graph"
+    heights = nodes.filter(pl.col("registered"))["position_z"].to_numpy()
+    assert np.ptp(heights) < 0.05  # z up and level: every camera is mounted at one height
 
     rrd = tmp_path / "map.rrd"
     rec = rr.RecordingStream("astra-test")
     rec.save(rrd)
-    topo, lake = read_map(out, key), Lake(tour_lake)
+    lake = Lake(tour_lake)
     world = recorded_world(lake, pl.from_arrow(topo.nodes)["episode_id"].unique().to_list())
     rooms = sorted(set(node_rooms(pl.from_arrow(topo.nodes), world).values()))
     route = log_map(rec, topo, lake, route_rooms=rooms[:2])
