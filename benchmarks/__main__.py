@@ -9,13 +9,14 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks import ingest, lake_queries, record_rates, simulator
+from benchmarks import ingest, lake_queries, mapping, record_rates, simulator
 
 BENCHMARKS = {
     "simulator": simulator.run,
     "record_rates": record_rates.run,
     "ingest": ingest.run,
     "lake_queries": lake_queries.run,
+    "mapping": mapping.run,
 }
 OUT = Path("data/bench")
 

@@ -35,30 +35,31 @@ from scipy.spatial.transform import Rotation
 
 from datasets.lake import Lake
 from datasets.map_store import write_map
+from datasets.site_log import (
+    ODOMETRY_TOPIC,
+    image_topic,
+    read_map_from_odom,
+    read_rig,
+    read_trajectory,
+    recorded_world,
+    site_episodes,
+)
 from models.descriptors import DESCRIPTORS
 from models.landmarks import EXTRACTORS, LandmarkObservations, NodeView
 from models.mapping.evaluation import align_rigid
 from models.mapping.graph import GraphConfig, GraphNodes, build_edges
-from models.mapping.keyframes import KeyframeConfig, Trajectory, rig_frame_times, select_keyframes
+from models.mapping.keyframes import KeyframeConfig, rig_frame_times, select_keyframes
 from models.mapping.sfm import Keyframe, MappedKeyframe, RigCamera, SfmConfig, build_map
 from pipelines.ingest import run_pipeline
 from pipelines.progress import marker_progress
-from schemas.episode import WORLD_ATTACHMENT_NAME
 from schemas.map import conform_table
-from schemas.topics import BASE_FRAME, BY_OUTPUT, CAMERAS, MAP_FRAME, ODOM_FRAME, camera_frame
-from schemas.world import World
 from sim.robot import DEFAULT_ROBOT
 from sim.world import write_world
 
-ODOMETRY_TOPIC = BY_OUTPUT["odom"].ros_topic
 DESCRIPTOR = "tiny_image"
 GLOBAL_STAGES = ("BuildReconstruction", "BuildGraph", "ExtractLandmarks", "WriteMap")
 DEFAULT_KEYFRAMES, DEFAULT_SFM, DEFAULT_GRAPH = KeyframeConfig(), SfmConfig(), GraphConfig()
 _MIN_ALIGNED = 3  # registered keyframes an episode needs before its odometry is aligned to the map
-
-
-def image_topic(camera: str) -> str:
-    return BY_OUTPUT[f"image_{camera}"].ros_topic
 
 
 # --- pure steps ------------------------------------------------------------------------------------
@@ -98,54 +99,6 @@ class MapGraph:
     nodes: pa.Table
     edges: pa.Table
     views: tuple[NodeView, ...]
-
-
-def site_episodes(lake: Path, site: str) -> list[str]:
-    """Episode ids of a site, earliest first."""
-    episodes = Lake(lake).table("episodes").filter(pl.col("site") == site).sort("start_ns", "episode_id")
-    return episodes.select("episode_id").collect()["episode_id"].to_list()
-
-
-def read_rig(lake: Lake, episode_id: str) -> tuple[RigCamera, ...]:
-    """The cameras of an episode, front first: intrinsics from camera_info, mounts from /tf_static."""
-    info = lake.table("camera_info").filter(pl.col("episode_id") == episode_id).unique("frame_id", keep="first")
-    mounts = lake.table("tf").filter((pl.col("episode_id") == episode_id) & pl.col("static")
-                                     & (pl.col("frame_id") == BASE_FRAME)).unique("child_frame_id", keep="first")
-    info = {row["frame_id"]: row for row in info.collect().iter_rows(named=True)}
-    mounts = {row["child_frame_id"]: row for row in mounts.collect().iter_rows(named=True)}
-    rig = []
-    for camera in CAMERAS:
-        frame = camera_frame(camera)
-        if frame not in info or frame not in mounts:
-            raise ValueError(f"episode {episode_id} has no camera_info or /tf_static mount for {frame}")
-        mount = mounts[frame]
-        base_from_camera = pycolmap.Rigid3d(
-            pycolmap.Rotation3d([mount[f"rotation_{a}"] for a in "xyzw"]), [mount[f"translation_{a}"] for a in "xyz"]
-        )
-        rig.append(RigCamera(camera, info[frame]["width"], info[frame]["height"], tuple(info[frame]["k"]),
-                             base_from_camera))
-    return tuple(rig)
-
-
-def read_trajectory(lake: Lake, episode_id: str, topic: str) -> Trajectory:
-    """An episode's odometry on `topic` (wheel odometry or ground truth) as a Trajectory."""
-    rows = (lake.table("odometry").filter((pl.col("episode_id") == episode_id) & (pl.col("topic") == topic))
-            .sort("t_ns").collect())
-    if rows.is_empty():
-        raise ValueError(f"episode {episode_id} has no {topic} odometry")
-    return Trajectory(rows["t_ns"].to_numpy(), rows.select("position_x", "position_y", "position_z").to_numpy(),
-                      rows.select([f"orientation_{a}" for a in "xyzw"]).to_numpy())
-
-
-def read_map_from_odom(lake: Lake, episode_id: str) -> pycolmap.Rigid3d:
-    """The episode's first map -> odom transform on /tf; the identity where none was recorded."""
-    rows = (lake.table("tf").filter((pl.col("episode_id") == episode_id) & (pl.col("frame_id") == MAP_FRAME)
-                                    & (pl.col("child_frame_id") == ODOM_FRAME)).sort("t_ns").head(1).collect())
-    if rows.is_empty():
-        return pycolmap.Rigid3d()
-    row = rows.row(0, named=True)
-    return pycolmap.Rigid3d(pycolmap.Rotation3d([row[f"rotation_{a}"] for a in "xyzw"]),
-                            [row[f"translation_{a}"] for a in "xyz"])
 
 
 def decode_jpeg(data: bytes) -> np.ndarray:
@@ -270,16 +223,6 @@ def map_graph(site: SiteReconstruction, config: GraphConfig) -> MapGraph:
     views = tuple(NodeView(n, c, (float(b[0]), float(b[1]), float(yaw)))
                   for n, c, b, yaw in zip(column("node_id"), column("camera"), base, yaws, strict=True))
     return MapGraph(nodes, edges, views)
-
-
-def recorded_world(lake: Lake, episode_ids: Sequence[str]) -> World:
-    """The building the episodes were recorded in: the recorder attaches its `world.json` to every episode."""
-    attachments = (lake.table("attachments")
-                   .filter(pl.col("episode_id").is_in(list(episode_ids)) & (pl.col("name") == WORLD_ATTACHMENT_NAME))
-                   .select("data").head(1).collect())
-    if attachments.is_empty():
-        raise ValueError(f"no episode of the site carries a {WORLD_ATTACHMENT_NAME} attachment: pass the world dir")
-    return World.from_json(attachments.item().decode())
 
 
 def extract_landmarks(graph: MapGraph, extractor: str, world_dir: str,

@@ -1,7 +1,10 @@
-"""Map building: the pure graph construction, and one real build from a simulated tour to an evaluated map."""
+"""Map building: the pure graph construction, and one real build from two simulated tours, evaluated and viewed
+through the CLI."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,21 +13,22 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pytest
-import rerun as rr
 
 from datasets.lake import Lake
-from datasets.map_store import key_from_env, read_map
+from datasets.map_store import read_map
+from datasets.site_log import recorded_world
 from models.mapping.graph import GraphConfig, GraphNodes, build_edges
-from models.mapping.map_eval import evaluate_map
 from models.routing import RouteGraph
 from pipelines.ingest import ingest
-from pipelines.mapping import build_site_map, recorded_world
-from schemas.map import KEY_ENV, MapKeyError, generate_key
+from pipelines.mapping import MapSummary, build_site_map
+from schemas.map import KEY_ENV, MapKeyError, generate_key, parse_key
 from sim.tour import record_tour
-from viz.map import log_map, node_rooms
+from viz.map import node_rooms
 
 TOUR_SECONDS, TOUR_SEEDS = 30.0, (0, 1)
 MIN_REGISTRATION, MAX_ATE_M = 0.95, 0.10  # the issue's bars
+VENV_BIN = Path(sys.executable).parent
+ASTRA = VENV_BIN / "astra"
 
 
 def _nodes(registered: list[bool], point_ids: list[list[int]]) -> GraphNodes:
@@ -84,41 +88,74 @@ def tour_lake(office_world: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return root / "lake"
 
 
-def test_two_tours_merge_into_one_encrypted_map(tour_lake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                               ) -> None:
-    monkeypatch.setenv(KEY_ENV, generate_key())
-    key = key_from_env()
-    out = tmp_path / "maps" / "office-0"
-    summary = build_site_map(tour_lake, "office-0", out, key=key, progress=False)
+@pytest.fixture(scope="module")
+def office_map(tour_lake: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, MapSummary]:
+    """The office's map built from both tours, encrypted: (map dir, key as ASTRA_MAP_KEY holds it, summary)."""
+    key = generate_key()
+    out = tmp_path_factory.mktemp("maps") / "office-0"
+    return out, key, build_site_map(tour_lake, "office-0", out, key=parse_key(key), progress=False)
+
+
+def _astra(*argv: str, key: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != KEY_ENV} | ({KEY_ENV: key} if key else {})
+    return subprocess.run([ASTRA, *argv], capture_output=True, text=True, env=env)
+
+
+def test_two_tours_merge_into_one_encrypted_map(office_map: tuple[Path, str, MapSummary]) -> None:
+    out, key, summary = office_map
     assert summary.encrypted and summary.episodes == 2 and summary.keyframes > 40
     assert summary.nodes == 3 * summary.keyframes and summary.landmarks > 0
     assert set(summary.edges) == {"sequential", "covisibility", "proximity"}
     with pytest.raises(MapKeyError):
         read_map(out)
 
-    metrics = evaluate_map(out, tour_lake, key=key)
-    assert metrics["keyframes"] == summary.keyframes and metrics["nodes"] == summary.nodes
-    assert metrics["registration_rate"] >= MIN_REGISTRATION
-    assert metrics["ate_rmse_m"] <= MAX_ATE_M
-    assert metrics["landmarks"] == summary.landmarks
-    assert metrics["rooms"] >= 2 and metrics["connected"]
-    topo = read_map(out, key)
+    topo = read_map(out, parse_key(key))
     nodes, edges = pl.from_arrow(topo.nodes), pl.from_arrow(topo.edges)
+    assert nodes["episode_id"].n_unique() == 2
     episode_of = dict(nodes.select("node_id", "episode_id").rows())
-    across = [(a, b) for a, b in edges.select("source", "target").rows() if episode_of[a] != episode_of[b]]
-    assert across, "the two tours' nodes must be joined in one graph"
+    assert any(episode_of[a] != episode_of[b] for a, b in edges.select("source", "target").rows())
     heights = nodes.filter(pl.col("registered"))["position_z"].to_numpy()
     assert np.ptp(heights) < 0.05  # z up and level: every camera is mounted at one height
 
+
+def test_eval_map_meets_the_bars(office_map: tuple[Path, str, MapSummary], tour_lake: Path) -> None:
+    out, key, summary = office_map
+    proc = _astra("eval", "map", "--map", str(out), "--lake", str(tour_lake), "--json", key=key)
+    assert proc.returncode == 0, proc.stderr
+
+    metrics = json.loads(proc.stdout)
+    assert metrics["keyframes"] == summary.keyframes and metrics["nodes"] == summary.nodes
+    assert metrics["registration_rate"] >= MIN_REGISTRATION
+    assert metrics["ate_rmse_m"] <= MAX_ATE_M
+    assert metrics["rotation_median_deg"] <= 1.0
+    assert metrics["landmarks"] == summary.landmarks
+    assert metrics["rooms"] >= 2 and metrics["connected"]
+
+
+def test_eval_map_with_a_wrong_or_missing_key_fails_clearly(office_map: tuple[Path, str, MapSummary],
+                                                            tour_lake: Path) -> None:
+    out, _, _ = office_map
+    for key in (generate_key(), None):
+        proc = _astra("eval", "map", "--map", str(out), "--lake", str(tour_lake), "--json", key=key)
+        assert proc.returncode == 2 and not proc.stdout
+        assert "key" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_viz_map_saves_a_recording_with_a_route_between_rooms(office_map: tuple[Path, str, MapSummary],
+                                                             tour_lake: Path, tmp_path: Path) -> None:
+    out, key, _ = office_map
+    topo = read_map(out, parse_key(key))
+    world = recorded_world(Lake(tour_lake), pl.from_arrow(topo.nodes)["episode_id"].unique().to_list())
+    start, goal = sorted(set(node_rooms(pl.from_arrow(topo.nodes), world).values()))[:2]
     rrd = tmp_path / "map.rrd"
-    rec = rr.RecordingStream("astra-test")
-    rec.save(rrd)
-    lake = Lake(tour_lake)
-    world = recorded_world(lake, pl.from_arrow(topo.nodes)["episode_id"].unique().to_list())
-    rooms = sorted(set(node_rooms(pl.from_arrow(topo.nodes), world).values()))
-    route = log_map(rec, topo, lake, route_rooms=rooms[:2])
-    rec.disconnect()  # writes the footer
-    assert route is not None and route.length_m > 0
-    verify = subprocess.run([f"{Path(sys.executable).parent}/rerun", "rrd", "verify", str(rrd)],
-                            capture_output=True, text=True)
+
+    proc = _astra("viz", "map", str(out), "--lake", str(tour_lake), "--route", start, goal, "--save", str(rrd),
+                  key=key)
+
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["route_m"] > 0
+    verify = subprocess.run([VENV_BIN / "rerun", "rrd", "verify", str(rrd)], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr
+    unknown = _astra("viz", "map", str(out), "--lake", str(tour_lake), "--route", start, "no such room", "--save",
+                     str(rrd), key=key)
+    assert unknown.returncode == 2 and "no such room" in unknown.stderr

@@ -108,6 +108,31 @@ def test_pairs_join_only_cameras_that_look_alike() -> None:
     }
 
 
+def test_pairs_grow_linearly_with_visits_to_a_place() -> None:
+    rig = [RigCamera("front", 320, 240, (92.4, 0.0, 159.5, 0.0, 92.4, 119.5, 0.0, 0.0, 1.0), pycolmap.Rigid3d())]
+
+    def back_and_forth(passes: int) -> list[Keyframe]:
+        """Passes back and forth along the same 4 m of corridor, a keyframe every 0.5 m."""
+        poses = [_pose(x if p % 2 == 0 else 4.0 - x, 0.0, 0.0 if p % 2 == 0 else 180.0)
+                 for p in range(passes) for x in np.arange(0.0, 4.0, 0.5)]
+        return [Keyframe("ep", t, pose, {}) for t, pose in enumerate(poses)]
+
+    def per_keyframe(passes: int, config: SfmConfig) -> float:
+        return len(image_pairs(back_and_forth(passes), rig, config)) / (8 * passes)
+
+    capped, uncapped = SfmConfig(max_revisit_pairs=3), SfmConfig(max_revisit_pairs=10**6)
+    assert per_keyframe(24, capped) <= 1.1 * per_keyframe(12, capped)
+    assert per_keyframe(24, uncapped) >= 1.5 * per_keyframe(12, uncapped)
+    # Every keyframe still meets other visits (passes apart), and only at its own place, seen the same way.
+    keyframes = back_and_forth(12)
+    pairs = image_pairs(keyframes, rig, capped)[:, [0, 2]]
+    far = pairs[np.abs(pairs[:, 0] - pairs[:, 1]) >= 16]
+    assert set(np.unique(far)) == set(range(len(keyframes)))
+    gaps = [np.linalg.norm(keyframes[a].odom_from_base.translation - keyframes[b].odom_from_base.translation)
+            for a, b in far]
+    assert max(gaps) < 0.01
+
+
 def test_rigid_alignment_recovers_a_known_motion_of_coplanar_points() -> None:
     rng = np.random.default_rng(0)
     source = np.column_stack([rng.uniform(-10, 10, (50, 2)), np.full(50, 0.45)])  # a ground robot's cameras

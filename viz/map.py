@@ -15,14 +15,12 @@ import rerun as rr
 
 from datasets.lake import Lake
 from datasets.map_store import TopoMap
+from datasets.site_log import GROUND_TRUTH_TOPIC, read_trajectory, recorded_world
 from models.routing import Route, RouteGraph
-from pipelines.mapping import read_trajectory, recorded_world
-from schemas.topics import BY_OUTPUT
 from schemas.world import World
 from viz.episode import log_world
 
 EDGE_COLORS = {"sequential": [40, 200, 80], "covisibility": [40, 120, 220], "proximity": [230, 160, 30]}
-GROUND_TRUTH_TOPIC = BY_OUTPUT["ground_truth"].ros_topic
 IMAGE_PLANE_M = 0.3  # how far the keyframe frusta reach, so that hundreds of them stay readable
 
 

@@ -18,12 +18,9 @@ import pycolmap
 
 from datasets.lake import Lake
 from datasets.map_store import read_map
+from datasets.site_log import GROUND_TRUTH_TOPIC, read_rig, read_trajectory, recorded_world
 from models.mapping.evaluation import trajectory_errors
 from models.routing import RouteGraph, disconnected_rooms
-from pipelines.mapping import read_rig, read_trajectory, recorded_world
-from schemas.topics import BY_OUTPUT
-
-GROUND_TRUTH_TOPIC = BY_OUTPUT["ground_truth"].ros_topic
 
 
 def evaluate_map(map_dir: Path | str, lake: Path | str, key: bytes | None = None) -> dict[str, Any]:

@@ -5,8 +5,8 @@ rig's calibration fixed (sim intrinsics and mounts are exact). Wheel odometry st
 alone is fooled, which in our buildings is often: wall, floor and ceiling textures tile every 2 m, so
 a view one tile further along looks the same.
 
-- Pairing: keyframes near in time or in odometry position, and only their cameras that look roughly
-  the same way; matching is the dearest stage on a CPU.
+- Pairing: keyframes near in time or in odometry position (a few per keyframe from other visits to a
+  place), and only their cameras that look roughly the same way; matching is the dearest stage on a CPU.
 - Verification: pairs a short drive apart keep the matches that fit the relative pose odometry
   predicts (it drifts little over a few metres) and triangulate at a plausible depth; other pairs,
   loop closures and pairs across episodes, get COLMAP's RANSAC.
@@ -42,6 +42,7 @@ from scipy.spatial.transform import Rotation
 _OPTICAL_AXIS = np.array([0.0, 0.0, 1.0])
 # Bundle-adjust everything whenever the registered frames have grown by this factor since the last time.
 _GLOBAL_REFINEMENT_GROWTH = 1.4
+_MAX_IMAGES_DIRECT_SOLVER = 20_000
 _MIN_INLIERS = pycolmap.TwoViewGeometryOptions().min_num_inliers
 
 
@@ -89,6 +90,7 @@ class SfmConfig:
     max_features: int = 2000
     sequential_overlap: int = 3  # each keyframe is matched with this many next ones of its episode
     match_radius: float = 2.0  # m between odometry positions of base_link for spatial pairs
+    max_revisit_pairs: int = 6  # spatial pairs per keyframe with other visits to its place
     max_view_angle_deg: float = 60.0  # cameras whose optical axes differ more are not matched
     odometry_trust_distance: float = 5.0  # m of driving over which odometry verifies a pair
     max_epipolar_error: float = 3.0  # px
@@ -187,17 +189,25 @@ def build_map(
 def image_pairs(keyframes: Sequence[Keyframe], rig: Sequence[RigCamera], config: SfmConfig) -> np.ndarray:
     """Pairs (keyframe, camera, keyframe, camera) of indices worth matching, (P, 4).
 
-    Keyframes near in time or in odometry position, and of those only cameras that look alike.
+    Keyframes near in time, or near in odometry position on the same visit, or on another visit (a return to the
+    place, or another episode) among each one's `max_revisit_pairs` nearest such; of those, only cameras that look
+    alike. The cap keeps the pairs linear in the keyframes: a robot that passes one place n times would otherwise
+    pair every visit with every other.
     """
     positions = np.array([k.odom_from_base.translation for k in keyframes])
-    near = cKDTree(positions[:, :2]).query_pairs(config.match_radius, output_type="ndarray")
+    near = cKDTree(positions[:, :2]).query_pairs(config.match_radius, output_type="ndarray").reshape(-1, 2)
     episodes = np.array([k.episode_id for k in keyframes])
+    travelled = _travelled(keyframes)
+    same_visit = (episodes[near[:, 0]] == episodes[near[:, 1]]) & (
+        np.abs(travelled[near[:, 0]] - travelled[near[:, 1]]) <= 2 * config.match_radius
+    )
+    revisits = near[~same_visit]
     index = np.arange(len(keyframes))
     soon = [
         np.column_stack([index[:-step], index[step:]])[episodes[:-step] == episodes[step:]]
         for step in range(1, min(config.sequential_overlap, len(keyframes) - 1) + 1)
     ]
-    candidates = np.unique(np.concatenate([near.reshape(-1, 2), *soon]), axis=0)
+    candidates = np.unique(np.concatenate([near[same_visit], _nearest(revisits, positions, config), *soon]), axis=0)
     axes = np.array(
         [[(k.odom_from_base * c.base_from_camera).rotation * _OPTICAL_AXIS for c in rig] for k in keyframes]
     )
@@ -206,17 +216,35 @@ def image_pairs(keyframes: Sequence[Keyframe], rig: Sequence[RigCamera], config:
     return np.column_stack([candidates[pair, 0], camera1, candidates[pair, 1], camera2])
 
 
+def _nearest(pairs: np.ndarray, positions: np.ndarray, config: SfmConfig) -> np.ndarray:
+    """The pairs (P, 2) that are among the `max_revisit_pairs` shortest of either of their keyframes."""
+    directed = np.concatenate([pairs, pairs[:, ::-1]])
+    length = np.linalg.norm(positions[directed[:, 0]] - positions[directed[:, 1]], axis=1)
+    order = np.lexsort((length, directed[:, 0]))  # by keyframe, then shortest first
+    keyframe = directed[order, 0]
+    first = np.searchsorted(keyframe, keyframe)  # where each keyframe's run starts
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order)) - first
+    kept = directed[rank < config.max_revisit_pairs]
+    return np.unique(np.sort(kept, axis=1), axis=0).reshape(-1, 2)
+
+
+def _travelled(keyframes: Sequence[Keyframe]) -> np.ndarray:
+    """Odometry path length from each keyframe's episode start to it, m (keyframes in time order per episode)."""
+    positions = np.array([k.odom_from_base.translation for k in keyframes]).reshape(-1, 3)
+    steps = np.linalg.norm(np.diff(positions, axis=0, prepend=positions[:1]), axis=1)
+    episodes = [k.episode_id for k in keyframes]
+    steps[[i for i in range(1, len(keyframes)) if episodes[i] != episodes[i - 1]]] = 0.0
+    return np.cumsum(steps)
+
+
 class _Odometry:
     """Wheel odometry as a judge of image pairs and registrations: within an episode, over short drives."""
 
     def __init__(self, keyframes: Sequence[Keyframe], rig: Sequence[RigCamera], config: SfmConfig) -> None:
         self.keyframes, self.rig, self.config = keyframes, rig, config
         self.of_name = {k.image_name(c.name): (i, j) for i, k in enumerate(keyframes) for j, c in enumerate(rig)}
-        positions = np.array([k.odom_from_base.translation for k in keyframes])
-        steps = np.linalg.norm(np.diff(positions, axis=0, prepend=positions[:1]), axis=1)
-        episodes = [k.episode_id for k in keyframes]
-        steps[[i for i in range(1, len(keyframes)) if episodes[i] != episodes[i - 1]]] = 0.0
-        self.travelled = np.cumsum(steps)  # odometry path length since the episode's start, m
+        self.travelled = _travelled(keyframes)
 
     def cam2_from_cam1(self, name1: str, name2: str) -> pycolmap.Rigid3d | None:
         """The relative pose of two images where odometry knows it well, else None."""
@@ -433,6 +461,10 @@ class _Mapper:
             random_seed=config.seed,
         )
         self.mapper_options, self.triangulation = self.options.get_mapper(), self.options.get_triangulation()
+        self.global_adjustment = self.options.get_global_bundle_adjustment()
+        # A three-camera rig passes COLMAP's 1000 images for a direct solver at 334 keyframes; the iterative solver
+        # it then picks took twice as long on a 400-keyframe tour, with steps that failed.
+        self.global_adjustment.ceres.max_num_images_direct_sparse_cpu_solver = _MAX_IMAGES_DIRECT_SOLVER
         with pycolmap.Database.open(database) as db:
             self.cache = pycolmap.DatabaseCache.create(
                 db, pycolmap.DatabaseCacheOptions(min_num_matches=self.options.min_num_matches, load_all_images=True)
@@ -540,7 +572,7 @@ class _Mapper:
             self.options.ba_global_max_refinements,
             self.options.ba_global_max_refinement_change,
             self.mapper_options,
-            self.options.get_global_bundle_adjustment(),
+            self.global_adjustment,
             self.triangulation,
             normalize_reconstruction=False,
         )

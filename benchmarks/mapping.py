@@ -1,0 +1,86 @@
+"""`astra map build` on recorded expert tours: build time against keyframe count, and map quality per building kind.
+
+Scaling: one office tour per size, long enough for about 100, 200 and 400 keyframes; each is recorded,
+ingested and built alone, and the build is timed whole and per SfM stage.
+
+Quality: a 60 s tour of every building kind, on the seed the SfM settings were tuned on (0) and on seeds they
+never saw, evaluated as `astra eval map` does (registration rate, ATE RMSE after a rigid alignment, rotation).
+
+Tours are recorded in-process at the robot's default 320x240 (sim.tour) and reused from `<workdir>/<case>/logs`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from datasets.map_store import read_map
+from models.mapping.map_eval import evaluate_map
+from pipelines.ingest import ingest
+from pipelines.mapping import build_site_map
+from schemas.world import WORLD_KINDS
+from sim.tour import record_tour
+from sim.world import generate_world, write_world
+
+# Sim seconds of office tour for about 100, 200 and 400 keyframes (about 1.5 keyframes per second of tour).
+SCALING_TOURS_S = (65.0, 130.0, 265.0)
+QUALITY_TOUR_S = 60.0
+TUNED_SEED, UNSEEN_SEEDS = 0, (11, 23)
+
+
+def _build(workdir: Path, kind: str, seed: int, seconds: float) -> dict[str, Any]:
+    """Record (once), ingest and map one tour; the build's figures and the map's evaluation."""
+    case = workdir / f"{kind}-{seed}-{seconds:.0f}s"
+    world = case / "world"
+    if not world.exists():
+        write_world(generate_world(kind, seed), world)
+    log = case / "logs" / "tour.mcap"
+    if not log.exists():
+        record_tour(world, log.with_suffix(".part"), seconds)
+        log.with_suffix(".part").rename(log)
+    shutil.rmtree(case / "lake", ignore_errors=True)
+    ingest([log], case / "lake", progress=False)
+    started = time.perf_counter()
+    summary = build_site_map(case / "lake", f"{kind}-{seed}", case / "map", progress=False)
+    build_s = time.perf_counter() - started
+    metrics = evaluate_map(case / "map", case / "lake")
+    return {
+        "kind": kind, "seed": seed, "tour_s": seconds, "keyframes": summary.keyframes, "build_s": round(build_s, 1),
+        "sfm_s": read_map(case / "map").manifest.build["sfm_seconds"],
+        **{k: metrics[k] for k in ("registration_rate", "ate_rmse_m", "rotation_median_deg", "landmarks", "rooms",
+                                   "connected")},
+    }  # fmt: skip
+
+
+def scaling(workdir: Path) -> list[dict[str, Any]]:
+    """Build time of office tours of about 100, 200 and 400 keyframes."""
+    print(f"{'keyframes':>9} {'build s':>8} {'s/keyframe':>10} {'features':>9} {'matching':>9} {'mapping':>8}")
+    rows = []
+    for seconds in SCALING_TOURS_S:
+        row = _build(workdir, "office", TUNED_SEED, seconds)
+        rows.append(row)
+        sfm = row["sfm_s"]
+        print(f"{row['keyframes']:>9} {row['build_s']:>8.1f} {row['build_s'] / row['keyframes']:>10.2f} "
+              f"{sfm['features']:>9.1f} {sfm['matching']:>9.1f} {sfm['mapping']:>8.1f}", flush=True)
+    return rows
+
+
+def quality(workdir: Path) -> list[dict[str, Any]]:
+    """Map quality of a 60 s tour of every building kind, on the tuned seed and on unseen ones."""
+    print(f"\n{'kind':10} {'seed':>4} {'keyframes':>9} {'registered':>10} {'ATE m':>7} {'rot deg':>7} "
+          f"{'landmarks':>9} {'rooms':>5} {'connected':>9}")
+    rows = []
+    for kind in WORLD_KINDS:
+        for seed in (TUNED_SEED, *UNSEEN_SEEDS):
+            row = _build(workdir, kind, seed, QUALITY_TOUR_S)
+            rows.append(row)
+            print(f"{kind:10} {seed:>4} {row['keyframes']:>9} {row['registration_rate']:>10.3f} "
+                  f"{row['ate_rmse_m']:>7.3f} {row['rotation_median_deg']:>7.2f} {row['landmarks']:>9} "
+                  f"{row['rooms']:>5} {row['connected']!s:>9}", flush=True)
+    return rows
+
+
+def run(workdir: Path) -> dict:
+    return {"scaling": scaling(workdir), "quality": quality(workdir)}
