@@ -349,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     eval_targets = evaluate.add_subparsers(dest="eval_target", required=True, metavar="TARGET")
     eval_map = eval_targets.add_parser("map", help="registration, ATE, rotation error, landmarks, room connectivity")
     eval_map.add_argument("--map", type=Path, required=True, help="map folder")
-    eval_map.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="lake with the ground truth")
+    eval_map.add_argument("--lake", type=Path, default=DEFAULT_LAKE,
+                          help="lake with the ground truth (default data/lake)")
     eval_map.add_argument("--json", action="store_true", help="only the JSON line (no table on stderr)")
     eval_map.set_defaults(func=cmd_eval_map)
 
@@ -357,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     viz_targets = viz.add_subparsers(dest="viz_target", required=True, metavar="TARGET")
     viz_map = viz_targets.add_parser("map", help="SfM points, keyframe cameras, graph, landmarks, trajectories, route")
     viz_map.add_argument("map", type=Path, metavar="DIR", help="map folder")
-    viz_map.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="lake for pictures and ground truth")
+    viz_map.add_argument("--lake", type=Path, default=DEFAULT_LAKE,
+                         help="lake for pictures and ground truth (default data/lake)")
     viz_map.add_argument("--route", nargs=2, metavar=("START_ROOM", "GOAL_ROOM"), help="plan and draw a route")
     viz_map.add_argument("--save", type=Path, metavar="FILE.rrd", help="write an .rrd instead of spawning a viewer")
     viz_map.set_defaults(func=cmd_viz_map)

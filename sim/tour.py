@@ -7,7 +7,9 @@ not the dataflow's command topics.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import astra
 from datasets.recording import EpisodeWriter
@@ -18,6 +20,14 @@ from sim.robot import DEFAULT_ROBOT, RobotConfig
 from sim.simulator import Simulator
 
 STEP_S = 0.05  # the expert's command period
+
+
+def drive_tour(sim: Simulator, expert: ExpertDriver, seconds: float) -> Iterator[tuple[str, Any]]:
+    """The simulator's outputs (output id, message) while the expert drives until `seconds` of sim time."""
+    avoid = bool(expert.world.agents)
+    while sim.t_ns < seconds * 1e9:
+        command = expert.command(sim.t_ns, sim.pose(), sim.obstacles() if avoid else None)
+        yield from sim.advance(command, STEP_S)
 
 
 def record_tour(
@@ -34,10 +44,8 @@ def record_tour(
     expert = ExpertDriver(world, seed=seed)
     writer = EpisodeWriter(path, metadata, world_json)
     try:
-        while sim.t_ns < seconds * 1e9:
-            command = expert.command(sim.t_ns, sim.pose(), sim.obstacles() if world.agents else None)
-            for output_id, message in sim.advance(command, STEP_S):
-                writer.write(output_id, message)
+        for output_id, message in drive_tour(sim, expert, seconds):
+            writer.write(output_id, message)
     finally:
         writer.close()
         sim.close()

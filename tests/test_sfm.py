@@ -19,6 +19,7 @@ from schemas.world import World
 from sim.expert import ExpertDriver
 from sim.robot import RobotConfig, camera_mount
 from sim.simulator import Simulator
+from sim.tour import drive_tour
 
 FRAME_PERIOD_NS = round(1e9 / BY_OUTPUT["image_front"].rate_hz)
 
@@ -166,12 +167,10 @@ def _office_tour(world_dir: Path, seconds: float) -> tuple[list[Keyframe], list[
     expert = ExpertDriver(World.load(world_dir))
     odometry, truth = [], []
     try:
-        for _ in range(round(seconds / 0.02)):
-            for output, message in sim.advance(expert.command(sim.t_ns, sim.pose()), 0.02):
-                if output in ("odom", "ground_truth"):
-                    (odometry if output == "odom" else truth).append(
-                        (message.t_ns, *message.position, *message.orientation)
-                    )
+        for output, message in drive_tour(sim, expert, seconds):
+            if output in ("odom", "ground_truth"):
+                pose = (message.t_ns, *message.position, *message.orientation)
+                (odometry if output == "odom" else truth).append(pose)
         odometry, truth = (
             Trajectory(np.array(s)[:, 0].astype(np.int64), np.array(s)[:, 1:4], np.array(s)[:, 4:])
             for s in (odometry, truth)
