@@ -207,8 +207,14 @@ def cmd_map_build(args: argparse.Namespace) -> int:
     from pipelines.mapping import build_site_map
 
     try:
-        summary = build_site_map(args.lake, args.site, args.out or DEFAULT_MAPS / args.site, key=key_from_env(),
-                                 extractor=args.extractor, world_dir=args.world)
+        summary = build_site_map(
+            args.lake,
+            args.site,
+            args.out or DEFAULT_MAPS / args.site,
+            key=key_from_env(),
+            extractor=args.extractor,
+            world_dir=args.world,
+        )
     except ValueError as exc:  # no episodes of the site, no lake, bad key, no world.json (LakeError, MapError)
         raise UsageError(str(exc)) from exc
     _emit(summary.to_dict())
@@ -248,8 +254,13 @@ def cmd_viz_map(args: argparse.Namespace) -> int:
     except (KeyError, ValueError) as exc:  # unknown room, no route, bad map or key
         raise UsageError(str(exc)) from exc
     rec.disconnect()  # flushes and writes the .rrd footer
-    _emit({"map": str(args.map), "rrd": str(args.save) if args.save else None,
-           "route_m": None if route is None else round(route.length_m, 2)})
+    _emit(
+        {
+            "map": str(args.map),
+            "rrd": str(args.save) if args.save else None,
+            "route_m": None if route is None else round(route.length_m, 2),
+        }
+    )
     return EXIT_OK
 
 
@@ -298,10 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
     record.set_defaults(func=cmd_record)
 
     ingest = commands.add_parser(
-        "ingest", help="ingest MCAP files into the Parquet lake (Apache Beam)",
+        "ingest",
+        help="ingest MCAP files into the Parquet lake (Apache Beam)",
         description="Decode MCAP recordings (ROS 2 cdr into typed tables, anything else raw into `messages`) and "
-                    "publish them atomically into the Hive-partitioned Parquet lake. Re-ingesting a file changes "
-                    "nothing. Damaged files are salvaged and quarantined (exit code 3).")
+        "publish them atomically into the Hive-partitioned Parquet lake. Re-ingesting a file changes "
+        "nothing. Damaged files are salvaged and quarantined (exit code 3).",
+    )
     ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="MCAP files or folders (recursive)")
     ingest.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="lake folder (default data/lake)")
     ingest.add_argument("--runner", choices=("direct", "dask"), default="direct", help="Beam runner (default direct)")
@@ -310,9 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.set_defaults(func=cmd_ingest)
 
     sql = commands.add_parser(
-        "sql", help="run a read-only SQL query over the lake (DuckDB)",
+        "sql",
+        help="run a read-only SQL query over the lake (DuckDB)",
         description="Run one read-only SQL query with DuckDB over a view per lake table (episodes, images, imu, "
-                    "wheels, odometry, commands, tf, events, messages, ...). DDL and DML are refused.")
+        "wheels, odometry, commands, tf, events, messages, ...). DDL and DML are refused.",
+    )
     sql.add_argument("query", help='e.g. "SELECT site, sum(collisions) FROM episodes GROUP BY site"')
     sql.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="lake folder (default data/lake)")
     sql.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
@@ -321,11 +336,17 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="export lake episodes to other dataset formats")
     export_formats = export.add_subparsers(dest="export_format", required=True, metavar="FORMAT")
     lerobot = export_formats.add_parser(
-        "lerobot", help="write a LeRobot v3 dataset (parquet + mp4 videos)",
+        "lerobot",
+        help="write a LeRobot v3 dataset (parquet + mp4 videos)",
         description="Export the episodes matching a SQL filter as a LeRobot v3.0 dataset: state is the wheel "
-                    "odometry pose and velocities, action is cmd_vel, images are the three cameras (mp4).")
-    lerobot.add_argument("--episodes", required=True, metavar="SQL_FILTER",
-                         help="SQL boolean expression over the episodes table, e.g. \"collisions = 0\"")
+        "odometry pose and velocities, action is cmd_vel, images are the three cameras (mp4).",
+    )
+    lerobot.add_argument(
+        "--episodes",
+        required=True,
+        metavar="SQL_FILTER",
+        help='SQL boolean expression over the episodes table, e.g. "collisions = 0"',
+    )
     lerobot.add_argument("--out", type=Path, required=True, help="output dataset folder")
     lerobot.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="lake folder (default data/lake)")
     lerobot.add_argument("--fps", type=int, default=10, help="frames per second (default 10, the camera rate)")
@@ -334,14 +355,19 @@ def build_parser() -> argparse.ArgumentParser:
     map_ = commands.add_parser("map", help="build maps from the lake")
     map_commands = map_.add_subparsers(dest="map_command", required=True, metavar="MAP_COMMAND")
     build = map_commands.add_parser(
-        "build", help="build a site's topological-semantic map (Apache Beam + pycolmap)",
+        "build",
+        help="build a site's topological-semantic map (Apache Beam + pycolmap)",
         description="Select keyframes of every episode of a site, reconstruct them with pycolmap, and write the map "
-                    "graph (nodes, edges, landmarks) with the reconstruction; encrypted when ASTRA_MAP_KEY is set.")
+        "graph (nodes, edges, landmarks) with the reconstruction; encrypted when ASTRA_MAP_KEY is set.",
+    )
     build.add_argument("--site", required=True, help="site name as in episodes.site, e.g. office-0")
     build.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="lake folder (default data/lake)")
     build.add_argument("--out", type=Path, help="map folder (default data/maps/SITE)")
-    build.add_argument("--world", type=Path,
-                       help="world folder for the annotated landmark extractor (default: the attached world.json)")
+    build.add_argument(
+        "--world",
+        type=Path,
+        help="world folder for the annotated landmark extractor (default: the attached world.json)",
+    )
     build.add_argument("--extractor", default="annotated", help="landmark extractor (default annotated)")
     build.set_defaults(func=cmd_map_build)
 
@@ -349,8 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     eval_targets = evaluate.add_subparsers(dest="eval_target", required=True, metavar="TARGET")
     eval_map = eval_targets.add_parser("map", help="registration, ATE, rotation error, landmarks, room connectivity")
     eval_map.add_argument("--map", type=Path, required=True, help="map folder")
-    eval_map.add_argument("--lake", type=Path, default=DEFAULT_LAKE,
-                          help="lake with the ground truth (default data/lake)")
+    eval_map.add_argument(
+        "--lake", type=Path, default=DEFAULT_LAKE, help="lake with the ground truth (default data/lake)"
+    )
     eval_map.add_argument("--json", action="store_true", help="only the JSON line (no table on stderr)")
     eval_map.set_defaults(func=cmd_eval_map)
 
@@ -358,8 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     viz_targets = viz.add_subparsers(dest="viz_target", required=True, metavar="TARGET")
     viz_map = viz_targets.add_parser("map", help="SfM points, keyframe cameras, graph, landmarks, trajectories, route")
     viz_map.add_argument("map", type=Path, metavar="DIR", help="map folder")
-    viz_map.add_argument("--lake", type=Path, default=DEFAULT_LAKE,
-                         help="lake for pictures and ground truth (default data/lake)")
+    viz_map.add_argument(
+        "--lake", type=Path, default=DEFAULT_LAKE, help="lake for pictures and ground truth (default data/lake)"
+    )
     viz_map.add_argument("--route", nargs=2, metavar=("START_ROOM", "GOAL_ROOM"), help="plan and draw a route")
     viz_map.add_argument("--save", type=Path, metavar="FILE.rrd", help="write an .rrd instead of spawning a viewer")
     viz_map.set_defaults(func=cmd_viz_map)

@@ -41,9 +41,25 @@ def _recordings(workdir: Path) -> list[Path]:
         write_world(generate_world("office", 0), world)
         astra = Path(sys.executable).parent / "astra"
         subprocess.run(
-            [str(astra), "record", "--world", str(world), "--episodes", str(EPISODES), "--seconds", str(SECONDS),
-             "--camera-width", CAMERA[0], "--camera-height", CAMERA[1], "--out", str(logs)],
-            stdout=subprocess.DEVNULL, check=True, env={"MUJOCO_GL": "egl", **os.environ},
+            [
+                str(astra),
+                "record",
+                "--world",
+                str(world),
+                "--episodes",
+                str(EPISODES),
+                "--seconds",
+                str(SECONDS),
+                "--camera-width",
+                CAMERA[0],
+                "--camera-height",
+                CAMERA[1],
+                "--out",
+                str(logs),
+            ],
+            stdout=subprocess.DEVNULL,
+            check=True,
+            env={"MUJOCO_GL": "egl", **os.environ},
         )
     return sorted(logs.glob("*.mcap"))[:EPISODES]
 
@@ -69,7 +85,8 @@ def read_with_stream_loop(files: list[Path]) -> int:
                     if record.channel_id not in decoders:
                         channel = channels[record.channel_id]
                         decoders[record.channel_id] = factory.decoder_for(
-                            channel.message_encoding, schemas.get(channel.schema_id))
+                            channel.message_encoding, schemas.get(channel.schema_id)
+                        )
                     decode = decoders[record.channel_id]
                     if decode is not None:
                         decode(record.data)
@@ -108,22 +125,32 @@ def run(workdir: Path) -> dict:
     # Clusters start outside the timing: a long-lived cluster is what --dask-address points at.
     quiet = {"threads_per_worker": 1, "dashboard_address": None, "silence_logs": logging.ERROR}
     with LocalCluster(n_workers=1, **quiet) as one, LocalCluster(n_workers=2, **quiet) as two:
-        seconds = _best_seconds({
-            "reader API": lambda: read_with_reader_api(files),
-            "stream loop": lambda: read_with_stream_loop(files),
-            "ingest, DirectRunner": lambda: _ingest_once(files, lake),
-            "ingest, Dask 1 worker": lambda: _ingest_once(files, lake, runner="dask",
-                                                          dask_address=one.scheduler_address),
-            "ingest, Dask 2 workers": lambda: _ingest_once(files, lake, runner="dask",
-                                                           dask_address=two.scheduler_address),
-        })
+        seconds = _best_seconds(
+            {
+                "reader API": lambda: read_with_reader_api(files),
+                "stream loop": lambda: read_with_stream_loop(files),
+                "ingest, DirectRunner": lambda: _ingest_once(files, lake),
+                "ingest, Dask 1 worker": lambda: _ingest_once(
+                    files, lake, runner="dask", dask_address=one.scheduler_address
+                ),
+                "ingest, Dask 2 workers": lambda: _ingest_once(
+                    files, lake, runner="dask", dask_address=two.scheduler_address
+                ),
+            }
+        )
     print(f"{len(files)} recordings, {megabytes:.1f} MB, {messages} messages; best of {REPEATS}")
     print(f"{'':24} {'seconds':>8} {'MB/s':>6} {'msgs/s':>7}  ratio to: {'  '.join(BASELINES)}")
     runs = {}
     for name, took in seconds.items():
         ratios = {baseline: round(seconds[baseline] / took, 3) for baseline in BASELINES}
-        runs[name] = {"seconds": round(took, 3), "mb_per_s": round(megabytes / took, 2),
-                      "msgs_per_s": round(messages / took), "ratio_to": ratios}
-        print(f"{name:24} {took:8.2f} {megabytes / took:6.1f} {messages / took:7.0f}            "
-              + "  ".join(f"{ratios[b]:>{len(b)}.2f}" for b in BASELINES))
+        runs[name] = {
+            "seconds": round(took, 3),
+            "mb_per_s": round(megabytes / took, 2),
+            "msgs_per_s": round(messages / took),
+            "ratio_to": ratios,
+        }
+        print(
+            f"{name:24} {took:8.2f} {megabytes / took:6.1f} {messages / took:7.0f}            "
+            + "  ".join(f"{ratios[b]:>{len(b)}.2f}" for b in BASELINES)
+        )
     return {"files": len(files), "megabytes": round(megabytes, 2), "messages": messages, "runs": runs}

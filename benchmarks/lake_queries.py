@@ -65,8 +65,17 @@ def run(workdir: Path) -> dict:
             started = time.perf_counter()
             fresh.sql(query)
             times.append((time.perf_counter() - started) * 1e3)
-        queries[title] = {"first_ms": round(first_ms, 2), "median_ms": round(statistics.median(times), 2),
-                          "result_rows": result.height}
+        queries[title] = {
+            "first_ms": round(first_ms, 2),
+            "median_ms": round(statistics.median(times), 2),
+            "result_rows": result.height,
+        }
         print(f"{title:56} {first_ms:>9.1f} {statistics.median(times):>10.1f} {result.height:>5}")
-    return {"episodes": info["n"], "sites": info["sites"], "recorded_seconds": info["s"], "rows": rows,
-            "runs": RUNS, "queries": queries}
+    return {
+        "episodes": info["n"],
+        "sites": info["sites"],
+        "recorded_seconds": info["s"],
+        "rows": rows,
+        "runs": RUNS,
+        "queries": queries,
+    }

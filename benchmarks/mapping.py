@@ -62,23 +62,31 @@ def scaling(workdir: Path) -> list[dict[str, Any]]:
         row = _build(workdir, "office", TUNED_SEED, seconds)
         rows.append(row)
         sfm = row["sfm_s"]
-        print(f"{row['keyframes']:>9} {row['build_s']:>8.1f} {row['build_s'] / row['keyframes']:>10.2f} "
-              f"{sfm['features']:>9.1f} {sfm['matching']:>9.1f} {sfm['mapping']:>8.1f}", flush=True)
+        print(
+            f"{row['keyframes']:>9} {row['build_s']:>8.1f} {row['build_s'] / row['keyframes']:>10.2f} "
+            f"{sfm['features']:>9.1f} {sfm['matching']:>9.1f} {sfm['mapping']:>8.1f}",
+            flush=True,
+        )
     return rows
 
 
 def quality(workdir: Path) -> list[dict[str, Any]]:
     """Map quality of a 60 s tour of every building kind, on the tuned seed and on unseen ones."""
-    print(f"\n{'kind':10} {'seed':>4} {'keyframes':>9} {'registered':>10} {'ATE m':>7} {'rot deg':>7} "
-          f"{'landmarks':>9} {'rooms':>5} {'connected':>9}")
+    print(
+        f"\n{'kind':10} {'seed':>4} {'keyframes':>9} {'registered':>10} {'ATE m':>7} {'rot deg':>7} "
+        f"{'landmarks':>9} {'rooms':>5} {'connected':>9}"
+    )
     rows = []
     for kind in WORLD_KINDS:
         for seed in (TUNED_SEED, *UNSEEN_SEEDS):
             row = _build(workdir, kind, seed, QUALITY_TOUR_S)
             rows.append(row)
-            print(f"{kind:10} {seed:>4} {row['keyframes']:>9} {row['registration_rate']:>10.3f} "
-                  f"{row['ate_rmse_m']:>7.3f} {row['rotation_median_deg']:>7.2f} {row['landmarks']:>9} "
-                  f"{row['rooms']:>5} {row['connected']!s:>9}", flush=True)
+            print(
+                f"{kind:10} {seed:>4} {row['keyframes']:>9} {row['registration_rate']:>10.3f} "
+                f"{row['ate_rmse_m']:>7.3f} {row['rotation_median_deg']:>7.2f} {row['landmarks']:>9} "
+                f"{row['rooms']:>5} {row['connected']!s:>9}",
+                flush=True,
+            )
     return rows
 
 

@@ -19,7 +19,9 @@ def run(workdir: Path) -> dict:
     astra = Path(sys.executable).parent / "astra"
     proc = subprocess.run(
         [str(astra), "record", "--world", str(world), "--seconds", str(SECONDS), "--out", str(workdir / "logs")],
-        stdout=subprocess.PIPE, text=True, check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
     )
     episode = json.loads(proc.stdout.strip().splitlines()[-1])["summaries"][0]
     rows = []
@@ -29,5 +31,10 @@ def run(workdir: Path) -> dict:
         configured = "event" if topic.rate_hz is None else f"{topic.rate_hz:g}"
         print(f"{topic.ros_topic:44} {configured:>13} {stats['rate_hz']:>11.2f} {stats['count']:>9}")
         rows.append({"topic": topic.ros_topic, "configured_hz": topic.rate_hz, **stats})
-    return {"seconds": SECONDS, "duration_s": episode["duration_s"], "collisions": episode["collisions"],
-            "distance_m": episode["distance_m"], "topics": rows}
+    return {
+        "seconds": SECONDS,
+        "duration_s": episode["duration_s"],
+        "collisions": episode["collisions"],
+        "distance_m": episode["distance_m"],
+        "topics": rows,
+    }

@@ -37,8 +37,11 @@ def site_episodes(lake: Path, site: str) -> list[str]:
 def read_rig(lake: Lake, episode_id: str) -> tuple[RigCamera, ...]:
     """The cameras of an episode, front first: intrinsics from camera_info, mounts from /tf_static."""
     info = lake.table("camera_info").filter(pl.col("episode_id") == episode_id).unique("frame_id", keep="first")
-    mounts = lake.table("tf").filter((pl.col("episode_id") == episode_id) & pl.col("static")
-                                     & (pl.col("frame_id") == BASE_FRAME)).unique("child_frame_id", keep="first")
+    mounts = (
+        lake.table("tf")
+        .filter((pl.col("episode_id") == episode_id) & pl.col("static") & (pl.col("frame_id") == BASE_FRAME))
+        .unique("child_frame_id", keep="first")
+    )
     info = {row["frame_id"]: row for row in info.collect().iter_rows(named=True)}
     mounts = {row["child_frame_id"]: row for row in mounts.collect().iter_rows(named=True)}
     rig = []
@@ -50,37 +53,59 @@ def read_rig(lake: Lake, episode_id: str) -> tuple[RigCamera, ...]:
         base_from_camera = pycolmap.Rigid3d(
             pycolmap.Rotation3d([mount[f"rotation_{a}"] for a in "xyzw"]), [mount[f"translation_{a}"] for a in "xyz"]
         )
-        rig.append(RigCamera(camera, info[frame]["width"], info[frame]["height"], tuple(info[frame]["k"]),
-                             base_from_camera))
+        rig.append(
+            RigCamera(camera, info[frame]["width"], info[frame]["height"], tuple(info[frame]["k"]), base_from_camera)
+        )
     return tuple(rig)
 
 
 def read_trajectory(lake: Lake, episode_id: str, topic: str) -> Trajectory:
     """An episode's odometry on `topic` (wheel odometry or ground truth) as a Trajectory."""
-    rows = (lake.table("odometry").filter((pl.col("episode_id") == episode_id) & (pl.col("topic") == topic))
-            .sort("t_ns").collect())
+    rows = (
+        lake.table("odometry")
+        .filter((pl.col("episode_id") == episode_id) & (pl.col("topic") == topic))
+        .sort("t_ns")
+        .collect()
+    )
     if rows.is_empty():
         raise ValueError(f"episode {episode_id} has no {topic} odometry")
-    return Trajectory(rows["t_ns"].to_numpy(), rows.select("position_x", "position_y", "position_z").to_numpy(),
-                      rows.select([f"orientation_{a}" for a in "xyzw"]).to_numpy())
+    return Trajectory(
+        rows["t_ns"].to_numpy(),
+        rows.select("position_x", "position_y", "position_z").to_numpy(),
+        rows.select([f"orientation_{a}" for a in "xyzw"]).to_numpy(),
+    )
 
 
 def read_map_from_odom(lake: Lake, episode_id: str) -> pycolmap.Rigid3d:
     """The episode's first map -> odom transform on /tf; the identity where none was recorded."""
-    rows = (lake.table("tf").filter((pl.col("episode_id") == episode_id) & (pl.col("frame_id") == MAP_FRAME)
-                                    & (pl.col("child_frame_id") == ODOM_FRAME)).sort("t_ns").head(1).collect())
+    rows = (
+        lake.table("tf")
+        .filter(
+            (pl.col("episode_id") == episode_id)
+            & (pl.col("frame_id") == MAP_FRAME)
+            & (pl.col("child_frame_id") == ODOM_FRAME)
+        )
+        .sort("t_ns")
+        .head(1)
+        .collect()
+    )
     if rows.is_empty():
         return pycolmap.Rigid3d()
     row = rows.row(0, named=True)
-    return pycolmap.Rigid3d(pycolmap.Rotation3d([row[f"rotation_{a}"] for a in "xyzw"]),
-                            [row[f"translation_{a}"] for a in "xyz"])
+    return pycolmap.Rigid3d(
+        pycolmap.Rotation3d([row[f"rotation_{a}"] for a in "xyzw"]), [row[f"translation_{a}"] for a in "xyz"]
+    )
 
 
 def recorded_world(lake: Lake, episode_ids: Sequence[str]) -> World:
     """The building the episodes were recorded in: the recorder attaches its `world.json` to every episode."""
-    attachments = (lake.table("attachments")
-                   .filter(pl.col("episode_id").is_in(list(episode_ids)) & (pl.col("name") == WORLD_ATTACHMENT_NAME))
-                   .select("data").head(1).collect())
+    attachments = (
+        lake.table("attachments")
+        .filter(pl.col("episode_id").is_in(list(episode_ids)) & (pl.col("name") == WORLD_ATTACHMENT_NAME))
+        .select("data")
+        .head(1)
+        .collect()
+    )
     if attachments.is_empty():
         raise ValueError(f"no episode of the site carries a {WORLD_ATTACHMENT_NAME} attachment: pass the world dir")
     return World.from_json(attachments.item().decode())

@@ -113,9 +113,16 @@ class AnnotatedLandmarkExtractor(LandmarkExtractor):
         embeddings = self.text_encoder.encode([describe(lm, room) for lm, room in zip(landmarks, rooms, strict=True)])
         rows = [
             {
-                "landmark_id": lm.id, "category": lm.category, "text": lm.text, "color": lm.color,
-                "material": lm.material, "function": lm.function, "room": room,
-                "position_x": lm.box.center[0], "position_y": lm.box.center[1], "position_z": lm.box.center[2],
+                "landmark_id": lm.id,
+                "category": lm.category,
+                "text": lm.text,
+                "color": lm.color,
+                "material": lm.material,
+                "function": lm.function,
+                "room": room,
+                "position_x": lm.box.center[0],
+                "position_y": lm.box.center[1],
+                "position_z": lm.box.center[2],
                 "embedding": embedding.tolist(),
             }
             for lm, room, embedding in zip(landmarks, rooms, embeddings, strict=True)
@@ -145,11 +152,17 @@ class AnnotatedLandmarkExtractor(LandmarkExtractor):
         for i in np.flatnonzero(counts >= self.min_pixels):
             ys, xs = np.nonzero(labels == i)
             area = _silhouette_area(self.world.landmarks[i].box, camera_from_map, k, self.config.depth_near)
-            rows.append({
-                "node_id": view.node_id, "landmark_id": self.world.landmarks[i].id,
-                "box_x0": xs.min(), "box_y0": ys.min(), "box_x1": xs.max() + 1, "box_y1": ys.max() + 1,
-                "visible_fraction": min(counts[i] / area, 1.0),
-            })
+            rows.append(
+                {
+                    "node_id": view.node_id,
+                    "landmark_id": self.world.landmarks[i].id,
+                    "box_x0": xs.min(),
+                    "box_y0": ys.min(),
+                    "box_x1": xs.max() + 1,
+                    "box_y1": ys.max() + 1,
+                    "visible_fraction": min(counts[i] / area, 1.0),
+                }
+            )
         return rows
 
     def _camera_from_map(self, view: NodeView) -> tuple[Rotation, np.ndarray]:

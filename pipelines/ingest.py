@@ -113,8 +113,17 @@ def _ros2_decoder(name: str, definition: bytes) -> Callable[[bytes], Any]:
 
 
 def _raw_row(message: Message, channel: Channel | None, schema: Schema | None) -> Row:
-    return (message.log_time, channel and channel.topic, message.publish_time, message.sequence, message.channel_id,
-            channel and channel.message_encoding, schema and schema.name, schema and schema.encoding, message.data)
+    return (
+        message.log_time,
+        channel and channel.topic,
+        message.publish_time,
+        message.sequence,
+        message.channel_id,
+        channel and channel.message_encoding,
+        schema and schema.name,
+        schema and schema.encoding,
+        message.data,
+    )
 
 
 def _channel_rows(
@@ -124,8 +133,12 @@ def _channel_rows(
 
     Returns the problems met: payloads (or a schema) that did not decode land raw in `messages`.
     """
-    typed = (channel is not None and schema is not None and channel.message_encoding == MessageEncoding.CDR
-             and schema.encoding == SchemaEncoding.ROS2)
+    typed = (
+        channel is not None
+        and schema is not None
+        and channel.message_encoding == MessageEncoding.CDR
+        and schema.encoding == SchemaEncoding.ROS2
+    )
     table = ROS2_TABLES.get(schema.name) if typed else None
     if table is None:
         rows["messages"].extend(_raw_row(m, channel, schema) for m in messages)
@@ -147,8 +160,10 @@ def _channel_rows(
     if not failed:
         return []
     rows["messages"].extend(_raw_row(m, channel, schema) for m in failed)
-    return [f"undecodable: {len(failed)} of {len(messages)} {schema.name} messages on {topic}, "
-            f"first: {type(first_error).__name__}: {first_error}"]
+    return [
+        f"undecodable: {len(failed)} of {len(messages)} {schema.name} messages on {topic}, "
+        f"first: {type(first_error).__name__}: {first_error}"
+    ]
 
 
 def odometry_distance(odometry: pa.Table | None) -> float | None:
@@ -183,10 +198,25 @@ def _episode_row(
     salvaged = bool(problems) and any(name != "channels" for name in tables)
     outcome = OUTCOME_OK if not problems else OUTCOME_SALVAGED if salvaged else OUTCOME_REJECTED
     return (
-        source.path, source.size, source.sha256, ours.get("robot_id"), ours.get("site"), ours.get("world_kind"),
-        start, start, end, None if start is None else (end - start) * 1e-9, len(log_times), counts,
-        odometry_distance(tables.get("odometry")), _collisions(tables.get("events")), outcome, salvaged, problems,
-        merged, time.time_ns(),
+        source.path,
+        source.size,
+        source.sha256,
+        ours.get("robot_id"),
+        ours.get("site"),
+        ours.get("world_kind"),
+        start,
+        start,
+        end,
+        None if start is None else (end - start) * 1e-9,
+        len(log_times),
+        counts,
+        odometry_distance(tables.get("odometry")),
+        _collisions(tables.get("events")),
+        outcome,
+        salvaged,
+        problems,
+        merged,
+        time.time_ns(),
     )
 
 
@@ -218,7 +248,8 @@ def read_episode(source: Source) -> dict[str, pa.Table]:
                 by_channel[record.channel_id].append(record)
             elif isinstance(record, Attachment):
                 rows["attachments"].append(
-                    (record.log_time, record.create_time, record.name, record.media_type, record.data))
+                    (record.log_time, record.create_time, record.name, record.media_type, record.data)
+                )
             else:
                 rows["metadata"].append((record.name, record.metadata))
     per_channel = {channel_id: len(messages) for channel_id, messages in by_channel.items()}
@@ -233,9 +264,19 @@ def read_episode(source: Source) -> dict[str, pa.Table]:
         counts[channel.topic if channel else f"<lost channel {channel_id}>"] += len(messages)
     for channel in reader.channels.values():
         schema = reader.schemas.get(channel.schema_id)
-        rows["channels"].append((channel.id, channel.topic, channel.message_encoding, channel.metadata,
-                                 channel.schema_id, schema and schema.name, schema and schema.encoding,
-                                 schema and schema.data, per_channel.get(channel.id, 0)))
+        rows["channels"].append(
+            (
+                channel.id,
+                channel.topic,
+                channel.message_encoding,
+                channel.metadata,
+                channel.schema_id,
+                schema and schema.name,
+                schema and schema.encoding,
+                schema and schema.data,
+                per_channel.get(channel.id, 0),
+            )
+        )
     metadata = rows.get("metadata", [])
     tables = {name: table_from_rows(name, rows.pop(name)) for name in sorted(rows) if rows[name]}
     row = _episode_row(source, tables, dict(counts), log_times, metadata, problems)
@@ -312,8 +353,14 @@ def write_partition(table: pa.Table, directory: Path) -> None:
     row_group = max(1, min(rows, ROW_GROUP_BYTES * rows // max(table.nbytes, 1)))
     # Payload columns are neither dictionary-encoded nor given min/max statistics: both cost and serve nothing.
     plain = [f.name for f in table.schema if not pa.types.is_large_binary(f.type)]
-    pq.write_table(table, directory / PART_FILE, compression=PARQUET_COMPRESSION, row_group_size=row_group,
-                   use_dictionary=plain, write_statistics=plain)
+    pq.write_table(
+        table,
+        directory / PART_FILE,
+        compression=PARQUET_COMPRESSION,
+        row_group_size=row_group,
+        use_dictionary=plain,
+        write_statistics=plain,
+    )
 
 
 def _staging_root(staging: str, source_path: str) -> str:
@@ -395,9 +442,15 @@ def publish_episode(episode_id: str, staged: Iterable[StagedPartition], lake: Pa
         _move_into_place(partition_dir(root, table, episode_id), partition_dir(lake, table, episode_id))
     episodes = partition_dir(root, "episodes", episode_id)
     episode = pq.read_table(episodes / PART_FILE).to_pylist()[0]
-    report = {"episode_id": episode_id, "source_path": source, "size": episode["source_size"],
-              "duplicates": sorted({p.source_path for p in staged} - {source}), "outcome": episode["outcome"],
-              "problems": episode["problems"], "rows": {table: p.rows for table, p in sorted(parts.items())}}
+    report = {
+        "episode_id": episode_id,
+        "source_path": source,
+        "size": episode["source_size"],
+        "duplicates": sorted({p.source_path for p in staged} - {source}),
+        "outcome": episode["outcome"],
+        "problems": episode["problems"],
+        "rows": {table: p.rows for table, p in sorted(parts.items())},
+    }
     if episode["outcome"] != OUTCOME_OK:
         held = root / QUARANTINE_DIR / episode_id
         held.mkdir(parents=True)
@@ -451,8 +504,13 @@ class IngestSummary:
 def _local_dask_cluster(workers: int | None) -> Iterator[str]:
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=workers or os.cpu_count(), threads_per_worker=1, processes=True,
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+    with LocalCluster(
+        n_workers=workers or os.cpu_count(),
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    ) as cluster:
         yield cluster.scheduler_address
 
 
@@ -466,8 +524,12 @@ def check_runner(runner: str, dask_address: str | None = None, workers: int | No
         raise ValueError(f"workers must be at least 1, not {workers}")
 
 
-def run_pipeline(build: Callable[[beam.Pipeline], object], runner: str = "direct",
-                 dask_address: str | None = None, workers: int | None = None) -> None:
+def run_pipeline(
+    build: Callable[[beam.Pipeline], object],
+    runner: str = "direct",
+    dask_address: str | None = None,
+    workers: int | None = None,
+) -> None:
     """Build a pipeline with `build` and run it to completion on the DirectRunner or on Dask.
 
     For Dask, `dask_address` is a scheduler address; without one, a local cluster of `workers`
@@ -482,8 +544,9 @@ def run_pipeline(build: Callable[[beam.Pipeline], object], runner: str = "direct
     with contextlib.ExitStack() as stack:
         address = dask_address or stack.enter_context(_local_dask_cluster(workers))
         # One file per Dask partition, so that files spread over the workers.
-        options = PipelineOptions(flags=[f"--dask_client_address={address}", "--dask_partition_size=1"],
-                                  runner=DASK_RUNNER)
+        options = PipelineOptions(
+            flags=[f"--dask_client_address={address}", "--dask_partition_size=1"], runner=DASK_RUNNER
+        )
         pipeline = beam.Pipeline(options=options)
         build(pipeline)
         result = pipeline.run()
@@ -543,8 +606,15 @@ def ingest(
         )
 
     try:
-        with marker_progress(progress_dir, total_bytes, "ingest", progress, weight=lambda m: int(m.read_text()),
-                             unit="B", unit_scale=True):
+        with marker_progress(
+            progress_dir,
+            total_bytes,
+            "ingest",
+            progress,
+            weight=lambda m: int(m.read_text()),
+            unit="B",
+            unit_scale=True,
+        ):
             run_pipeline(build, runner, dask_address, workers)
         reports = [json.loads(p.read_text()) for p in sorted(reports_dir.glob("*.json"))]
     finally:

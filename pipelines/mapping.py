@@ -107,8 +107,9 @@ def decode_jpeg(data: bytes) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
-def episode_keyframes(episode_id: str, lake_path: str, config: KeyframeConfig,
-                      descriptor: str = DESCRIPTOR) -> EpisodeKeyframes:
+def episode_keyframes(
+    episode_id: str, lake_path: str, config: KeyframeConfig, descriptor: str = DESCRIPTOR
+) -> EpisodeKeyframes:
     """Select an episode's keyframes from wheel odometry and read only their pictures."""
     lake = Lake(lake_path)
     rig = read_rig(lake, episode_id)
@@ -127,8 +128,9 @@ def episode_keyframes(episode_id: str, lake_path: str, config: KeyframeConfig,
         for t, pose in zip(chosen.tolist(), poses, strict=True)
     )
     describe = DESCRIPTORS[descriptor]()
-    descriptors = np.array([describe.describe([decode_jpeg(k.images[c.name]) for c in rig]) for k in keyframes],
-                           np.float32).reshape(len(keyframes), len(rig), describe.dim)
+    descriptors = np.array(
+        [describe.describe([decode_jpeg(k.images[c.name]) for c in rig]) for k in keyframes], np.float32
+    ).reshape(len(keyframes), len(rig), describe.dim)
     start = lake.table("episodes").filter(pl.col("episode_id") == episode_id).select("start_ns").collect().item()
     return EpisodeKeyframes(episode_id, start, rig, keyframes, descriptors, read_map_from_odom(lake, episode_id))
 
@@ -143,8 +145,10 @@ def reconstruct(episodes: Sequence[EpisodeKeyframes], work_dir: str, config: Sfm
     if not any(e.keyframes for e in episodes):
         raise ValueError("the site's episodes have no keyframes with pictures from every camera")
     rig = episodes[0].rig
-    if any([(c.name, c.width, c.height, c.k) for c in e.rig] != [(c.name, c.width, c.height, c.k) for c in rig]
-           for e in episodes):
+    if any(
+        [(c.name, c.width, c.height, c.k) for c in e.rig] != [(c.name, c.width, c.height, c.k) for c in rig]
+        for e in episodes
+    ):
         raise ValueError("the site's episodes were recorded with different cameras")
     sfm_map = build_map([k for e in episodes for k in e.keyframes], rig, Path(work_dir) / "sfm_work", config)
     to_map = episodes[0].map_from_odom
@@ -173,8 +177,11 @@ def map_from_odom(episode: EpisodeKeyframes, mapped: Sequence[MappedKeyframe]) -
 
     With fewer than three registered keyframes it is the map -> odom the episode recorded.
     """
-    pairs = [(k.odom_from_base.translation, m.map_from_base.translation)
-             for k, m in zip(episode.keyframes, mapped, strict=True) if m.registered]
+    pairs = [
+        (k.odom_from_base.translation, m.map_from_base.translation)
+        for k, m in zip(episode.keyframes, mapped, strict=True)
+        if m.registered
+    ]
     if len(pairs) < _MIN_ALIGNED:
         return episode.map_from_odom
     odom, in_map = (np.array(p) for p in zip(*pairs, strict=True))
@@ -195,9 +202,17 @@ def map_graph(site: SiteReconstruction, config: GraphConfig) -> MapGraph:
         for keyframe, outcome, descriptors in zip(episode.keyframes, outcomes, episode.descriptors, strict=True):
             map_from_base = outcome.map_from_base if outcome.registered else odom_to_map * keyframe.odom_from_base
             rows += [
-                {"node_id": keyframe.image_name(camera.name), "episode_id": keyframe.episode_id, "t_ns": keyframe.t_ns,
-                 "camera": camera.name, "image_topic": image_topic(camera.name), "registered": outcome.registered,
-                 "descriptor": descriptor, "pose": map_from_base * camera.base_from_camera, "base": map_from_base}
+                {
+                    "node_id": keyframe.image_name(camera.name),
+                    "episode_id": keyframe.episode_id,
+                    "t_ns": keyframe.t_ns,
+                    "camera": camera.name,
+                    "image_topic": image_topic(camera.name),
+                    "registered": outcome.registered,
+                    "descriptor": descriptor,
+                    "pose": map_from_base * camera.base_from_camera,
+                    "base": map_from_base,
+                }
                 for camera, descriptor in zip(site.rig, descriptors, strict=True)
             ]
 
@@ -206,27 +221,45 @@ def map_graph(site: SiteReconstruction, config: GraphConfig) -> MapGraph:
 
     positions = np.array([p.translation for p in column("pose")]).reshape(-1, 3)
     quaternions = np.array([p.rotation.quat for p in column("pose")]).reshape(-1, 4)
-    nodes = conform_table("nodes", pa.table({
-        **{name: column(name) for name in ("node_id", "episode_id", "t_ns", "camera", "image_topic", "registered")},
-        **{f"position_{a}": positions[:, i] for i, a in enumerate("xyz")},
-        **{f"orientation_{a}": quaternions[:, i] for i, a in enumerate("xyzw")},
-        "descriptor": pa.array(column("descriptor"), pa.list_(pa.float32())),
-    }))
+    nodes = conform_table(
+        "nodes",
+        pa.table(
+            {
+                **{
+                    name: column(name)
+                    for name in ("node_id", "episode_id", "t_ns", "camera", "image_topic", "registered")
+                },
+                **{f"position_{a}": positions[:, i] for i, a in enumerate("xyz")},
+                **{f"orientation_{a}": quaternions[:, i] for i, a in enumerate("xyzw")},
+                "descriptor": pa.array(column("descriptor"), pa.list_(pa.float32())),
+            }
+        ),
+    )
     base = np.array([p.translation for p in column("base")]).reshape(-1, 3)
     empty = np.empty(0, np.int64)
-    edges = build_edges(GraphNodes(
-        node_ids=column("node_id"), episode_ids=column("episode_id"), t_ns=np.array(column("t_ns"), np.int64),
-        cameras=column("camera"), base_positions=base, registered=np.array(column("registered"), bool),
-        point_ids=[site.observations.get(n, empty) for n in column("node_id")],
-    ), config)
+    edges = build_edges(
+        GraphNodes(
+            node_ids=column("node_id"),
+            episode_ids=column("episode_id"),
+            t_ns=np.array(column("t_ns"), np.int64),
+            cameras=column("camera"),
+            base_positions=base,
+            registered=np.array(column("registered"), bool),
+            point_ids=[site.observations.get(n, empty) for n in column("node_id")],
+        ),
+        config,
+    )
     yaws = [Rotation.from_quat(p.rotation.quat).as_euler("zyx")[0] for p in column("base")]
-    views = tuple(NodeView(n, c, (float(b[0]), float(b[1]), float(yaw)))
-                  for n, c, b, yaw in zip(column("node_id"), column("camera"), base, yaws, strict=True))
+    views = tuple(
+        NodeView(n, c, (float(b[0]), float(b[1]), float(yaw)))
+        for n, c, b, yaw in zip(column("node_id"), column("camera"), base, yaws, strict=True)
+    )
     return MapGraph(nodes, edges, views)
 
 
-def extract_landmarks(graph: MapGraph, extractor: str, world_dir: str,
-                      site: SiteReconstruction) -> LandmarkObservations:
+def extract_landmarks(
+    graph: MapGraph, extractor: str, world_dir: str, site: SiteReconstruction
+) -> LandmarkObservations:
     """The landmarks the nodes see, by the named extractor rendering at the resolution of the site's rig."""
     config = replace(DEFAULT_ROBOT, camera_width=site.rig[0].width, camera_height=site.rig[0].height)
     return EXTRACTORS[extractor](world_dir, config=config).extract(graph.views)
@@ -280,8 +313,11 @@ class BuildReconstruction(beam.PTransform):
         self.work_dir, self.config, self.progress_dir = str(work_dir), config, str(progress_dir)
 
     def expand(self, episodes: beam.PCollection[EpisodeKeyframes]) -> beam.PCollection[SiteReconstruction]:
-        return (episodes | beam.combiners.ToList()
-                | beam.Map(_staged, "BuildReconstruction", self.progress_dir, reconstruct, self.work_dir, self.config))
+        return (
+            episodes
+            | beam.combiners.ToList()
+            | beam.Map(_staged, "BuildReconstruction", self.progress_dir, reconstruct, self.work_dir, self.config)
+        )
 
 
 class BuildGraph(beam.PTransform):
@@ -302,18 +338,36 @@ class ExtractLandmarks(beam.PTransform):
         super().__init__()
         self.extractor, self.world_dir, self.progress_dir = extractor, str(world_dir), str(progress_dir)
 
-    def expand(self, inputs: tuple[beam.PCollection[MapGraph], beam.PCollection[SiteReconstruction]]
-               ) -> beam.PCollection[LandmarkObservations]:
+    def expand(
+        self, inputs: tuple[beam.PCollection[MapGraph], beam.PCollection[SiteReconstruction]]
+    ) -> beam.PCollection[LandmarkObservations]:
         graphs, sites = inputs
-        return graphs | beam.Map(_staged, "ExtractLandmarks", self.progress_dir, extract_landmarks, self.extractor,
-                                 self.world_dir, beam.pvalue.AsSingleton(sites))
+        return graphs | beam.Map(
+            _staged,
+            "ExtractLandmarks",
+            self.progress_dir,
+            extract_landmarks,
+            self.extractor,
+            self.world_dir,
+            beam.pvalue.AsSingleton(sites),
+        )
 
 
-def write_site_map(graph: MapGraph, out: str, key: bytes | None, build_info: dict[str, Any],
-                   site: SiteReconstruction, landmarks: LandmarkObservations) -> dict[str, Any]:
+def write_site_map(
+    graph: MapGraph,
+    out: str,
+    key: bytes | None,
+    build_info: dict[str, Any],
+    site: SiteReconstruction,
+    landmarks: LandmarkObservations,
+) -> dict[str, Any]:
     """Write the map; return the counts MapSummary reports."""
-    tables = {"nodes": graph.nodes, "edges": graph.edges, "landmarks": landmarks.landmarks,
-              "node_landmarks": landmarks.node_landmarks}
+    tables = {
+        "nodes": graph.nodes,
+        "edges": graph.edges,
+        "landmarks": landmarks.landmarks,
+        "node_landmarks": landmarks.node_landmarks,
+    }
     info = {**build_info, "sfm_seconds": {k: round(v, 3) for k, v in site.seconds.items()}}
     write_map(out, tables, site.sfm_dir, info, key)
     return {
@@ -328,19 +382,35 @@ def write_site_map(graph: MapGraph, out: str, key: bytes | None, build_info: dic
 class WriteMap(beam.PTransform):
     """(MapGraph, SiteReconstruction, LandmarkObservations) -> the map on disk; its counts go to `summary_path`."""
 
-    def __init__(self, out: Path, key: bytes | None, build_info: dict[str, Any], summary_path: Path,
-                 progress_dir: Path) -> None:
+    def __init__(
+        self, out: Path, key: bytes | None, build_info: dict[str, Any], summary_path: Path, progress_dir: Path
+    ) -> None:
         super().__init__()
         self.out, self.key, self.build_info, self.summary_path = str(out), key, build_info, str(summary_path)
         self.progress_dir = str(progress_dir)
 
-    def expand(self, inputs: tuple[beam.PCollection[MapGraph], beam.PCollection[SiteReconstruction],
-                                   beam.PCollection[LandmarkObservations]]) -> beam.PCollection[None]:
+    def expand(
+        self,
+        inputs: tuple[
+            beam.PCollection[MapGraph], beam.PCollection[SiteReconstruction], beam.PCollection[LandmarkObservations]
+        ],
+    ) -> beam.PCollection[None]:
         graphs, sites, landmarks = inputs
-        return (graphs
-                | beam.Map(_staged, "WriteMap", self.progress_dir, write_site_map, self.out, self.key, self.build_info,
-                           beam.pvalue.AsSingleton(sites), beam.pvalue.AsSingleton(landmarks))
-                | beam.Map(_write_json, self.summary_path))
+        return (
+            graphs
+            | beam.Map(
+                _staged,
+                "WriteMap",
+                self.progress_dir,
+                write_site_map,
+                self.out,
+                self.key,
+                self.build_info,
+                beam.pvalue.AsSingleton(sites),
+                beam.pvalue.AsSingleton(landmarks),
+            )
+            | beam.Map(_write_json, self.summary_path)
+        )
 
 
 # --- running it ------------------------------------------------------------------------------------
@@ -366,8 +436,11 @@ class MapSummary:
         return self.registered / max(self.keyframes, 1)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "registration_rate": round(self.registration_rate, 4),
-                "seconds": round(self.seconds, 3)}
+        return {
+            **asdict(self),
+            "registration_rate": round(self.registration_rate, 4),
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def build_site_map(
@@ -395,8 +468,13 @@ def build_site_map(
     if not episode_ids:
         raise ValueError(f"the lake at {lake} has no episodes of site {site!r}")
     build_info = {
-        "site": site, "episodes": episode_ids, "extractor": extractor, "descriptor": DESCRIPTOR,
-        "keyframes": asdict(keyframe_config), "sfm": asdict(sfm_config), "graph": asdict(graph_config),
+        "site": site,
+        "episodes": episode_ids,
+        "extractor": extractor,
+        "descriptor": DESCRIPTOR,
+        "keyframes": asdict(keyframe_config),
+        "sfm": asdict(sfm_config),
+        "graph": asdict(graph_config),
     }
     json.dumps(build_info)  # fail before the work, not after it, on settings the manifest cannot hold
     with tempfile.TemporaryDirectory(prefix="astra-map-") as tmp:
@@ -421,5 +499,11 @@ def build_site_map(
         with marker_progress(progress_dir, len(episode_ids) + len(GLOBAL_STAGES), "map build", progress):
             run_pipeline(build)
         counts = json.loads(summary_path.read_text())
-    return MapSummary(site=site, out=str(out), episodes=len(episode_ids), encrypted=key is not None,
-                      seconds=time.perf_counter() - started, **counts)
+    return MapSummary(
+        site=site,
+        out=str(out),
+        episodes=len(episode_ids),
+        encrypted=key is not None,
+        seconds=time.perf_counter() - started,
+        **counts,
+    )

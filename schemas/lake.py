@@ -52,69 +52,167 @@ TABLES: dict[str, pa.Schema] = {
     # One row per file. `outcome`: see OUTCOME_*; `problems`: the damage found, if any; `metadata`: the
     # entries of all MCAP metadata records merged (whole records are in `metadata`); `distance_m` and
     # `collisions` are null where the file has no odometry or no events.
-    "episodes": pa.schema([
-        pa.field("source_path", _str), pa.field("source_size", _i64), pa.field("source_sha256", _str),
-        pa.field("robot_id", _str), pa.field("site", _str), pa.field("world_kind", _str),
-        pa.field("t_ns", _i64), pa.field("start_ns", _i64), pa.field("end_ns", _i64), pa.field("duration_s", _f64),
-        pa.field("message_count", _i64), pa.field("message_counts", pa.map_(_str, _i64)),
-        pa.field("distance_m", _f64), pa.field("collisions", _i64), pa.field("outcome", _str),
-        pa.field("salvaged", pa.bool_()), pa.field("problems", pa.list_(_str)),
-        pa.field("metadata", pa.map_(_str, _str)), pa.field("ingested_at_ns", _i64),
-    ]),
-    "images": pa.schema([
-        *_STAMPED, pa.field("format", _str), pa.field("encoding", _str),
-        pa.field("width", pa.int32()), pa.field("height", pa.int32()), pa.field("is_bigendian", pa.bool_()),
-        pa.field("step", pa.int32()), pa.field("data", pa.large_binary()),
-    ]),
-    "imu": pa.schema([*_STAMPED, *_vec("orientation", "xyzw"), *_vec("angular_velocity"),
-                      *_vec("linear_acceleration")]),
-    "wheels": pa.schema([*_STAMPED, pa.field("name", pa.list_(_str)), pa.field("position", pa.list_(_f64)),
-                         pa.field("velocity", pa.list_(_f64)), pa.field("effort", pa.list_(_f64))]),
-    "odometry": pa.schema([*_STAMPED, pa.field("child_frame_id", _str), *_vec("position"),
-                           *_vec("orientation", "xyzw"), *_vec("linear"), *_vec("angular")]),
+    "episodes": pa.schema(
+        [
+            pa.field("source_path", _str),
+            pa.field("source_size", _i64),
+            pa.field("source_sha256", _str),
+            pa.field("robot_id", _str),
+            pa.field("site", _str),
+            pa.field("world_kind", _str),
+            pa.field("t_ns", _i64),
+            pa.field("start_ns", _i64),
+            pa.field("end_ns", _i64),
+            pa.field("duration_s", _f64),
+            pa.field("message_count", _i64),
+            pa.field("message_counts", pa.map_(_str, _i64)),
+            pa.field("distance_m", _f64),
+            pa.field("collisions", _i64),
+            pa.field("outcome", _str),
+            pa.field("salvaged", pa.bool_()),
+            pa.field("problems", pa.list_(_str)),
+            pa.field("metadata", pa.map_(_str, _str)),
+            pa.field("ingested_at_ns", _i64),
+        ]
+    ),
+    "images": pa.schema(
+        [
+            *_STAMPED,
+            pa.field("format", _str),
+            pa.field("encoding", _str),
+            pa.field("width", pa.int32()),
+            pa.field("height", pa.int32()),
+            pa.field("is_bigendian", pa.bool_()),
+            pa.field("step", pa.int32()),
+            pa.field("data", pa.large_binary()),
+        ]
+    ),
+    "imu": pa.schema(
+        [*_STAMPED, *_vec("orientation", "xyzw"), *_vec("angular_velocity"), *_vec("linear_acceleration")]
+    ),
+    "wheels": pa.schema(
+        [
+            *_STAMPED,
+            pa.field("name", pa.list_(_str)),
+            pa.field("position", pa.list_(_f64)),
+            pa.field("velocity", pa.list_(_f64)),
+            pa.field("effort", pa.list_(_f64)),
+        ]
+    ),
+    "odometry": pa.schema(
+        [
+            *_STAMPED,
+            pa.field("child_frame_id", _str),
+            *_vec("position"),
+            *_vec("orientation", "xyzw"),
+            *_vec("linear"),
+            *_vec("angular"),
+        ]
+    ),
     "commands": pa.schema([*_MESSAGE_KEYS, *_vec("linear"), *_vec("angular")]),
-    "tf": pa.schema([*_STAMPED, pa.field("child_frame_id", _str), *_vec("translation"),
-                     *_vec("rotation", "xyzw"), pa.field("static", pa.bool_())]),
-    "camera_info": pa.schema([*_STAMPED, pa.field("width", pa.int32()), pa.field("height", pa.int32()),
-                              pa.field("distortion_model", _str), pa.field("d", pa.list_(_f64)),
-                              pa.field("k", pa.list_(_f64)), pa.field("r", pa.list_(_f64)),
-                              pa.field("p", pa.list_(_f64))]),
-    "navsatfix": pa.schema([*_STAMPED, pa.field("status", pa.int8()), pa.field("service", pa.int32()),
-                            pa.field("latitude", _f64), pa.field("longitude", _f64), pa.field("altitude", _f64),
-                            pa.field("position_covariance", pa.list_(_f64)),
-                            pa.field("position_covariance_type", pa.int8())]),
-    "laser_scans": pa.schema([*_STAMPED, pa.field("angle_min", _f64), pa.field("angle_max", _f64),
-                              pa.field("angle_increment", _f64), pa.field("time_increment", _f64),
-                              pa.field("scan_time", _f64), pa.field("range_min", _f64), pa.field("range_max", _f64),
-                              pa.field("ranges", pa.list_(pa.float32())),
-                              pa.field("intensities", pa.list_(pa.float32()))]),
-    "poses": pa.schema([*_STAMPED, *_vec("position"), *_vec("orientation", "xyzw"),
-                        pa.field("covariance", pa.list_(_f64))]),
-    "events": pa.schema([*_STAMPED, pa.field("kind", _str), pa.field("source", _str), pa.field("detail", _str),
-                         pa.field("value", _f64)]),
-    "obstacles": pa.schema([*_STAMPED, pa.field("ids", pa.list_(_str)), pa.field("x", pa.list_(_f64)),
-                            pa.field("y", pa.list_(_f64)), pa.field("vx", pa.list_(_f64)),
-                            pa.field("vy", pa.list_(_f64)), pa.field("radius", pa.list_(_f64))]),
+    "tf": pa.schema(
+        [
+            *_STAMPED,
+            pa.field("child_frame_id", _str),
+            *_vec("translation"),
+            *_vec("rotation", "xyzw"),
+            pa.field("static", pa.bool_()),
+        ]
+    ),
+    "camera_info": pa.schema(
+        [
+            *_STAMPED,
+            pa.field("width", pa.int32()),
+            pa.field("height", pa.int32()),
+            pa.field("distortion_model", _str),
+            pa.field("d", pa.list_(_f64)),
+            pa.field("k", pa.list_(_f64)),
+            pa.field("r", pa.list_(_f64)),
+            pa.field("p", pa.list_(_f64)),
+        ]
+    ),
+    "navsatfix": pa.schema(
+        [
+            *_STAMPED,
+            pa.field("status", pa.int8()),
+            pa.field("service", pa.int32()),
+            pa.field("latitude", _f64),
+            pa.field("longitude", _f64),
+            pa.field("altitude", _f64),
+            pa.field("position_covariance", pa.list_(_f64)),
+            pa.field("position_covariance_type", pa.int8()),
+        ]
+    ),
+    "laser_scans": pa.schema(
+        [
+            *_STAMPED,
+            pa.field("angle_min", _f64),
+            pa.field("angle_max", _f64),
+            pa.field("angle_increment", _f64),
+            pa.field("time_increment", _f64),
+            pa.field("scan_time", _f64),
+            pa.field("range_min", _f64),
+            pa.field("range_max", _f64),
+            pa.field("ranges", pa.list_(pa.float32())),
+            pa.field("intensities", pa.list_(pa.float32())),
+        ]
+    ),
+    "poses": pa.schema(
+        [*_STAMPED, *_vec("position"), *_vec("orientation", "xyzw"), pa.field("covariance", pa.list_(_f64))]
+    ),
+    "events": pa.schema(
+        [*_STAMPED, pa.field("kind", _str), pa.field("source", _str), pa.field("detail", _str), pa.field("value", _f64)]
+    ),
+    "obstacles": pa.schema(
+        [
+            *_STAMPED,
+            pa.field("ids", pa.list_(_str)),
+            pa.field("x", pa.list_(_f64)),
+            pa.field("y", pa.list_(_f64)),
+            pa.field("vx", pa.list_(_f64)),
+            pa.field("vy", pa.list_(_f64)),
+            pa.field("radius", pa.list_(_f64)),
+        ]
+    ),
     # Anything without a typed table, byte for byte: other encodings, unknown schemas, no schema,
     # and payloads that failed to decode. `topic` is null only where damage lost the channel record.
-    "messages": pa.schema([
-        pa.field("t_ns", _i64, nullable=False), pa.field("topic", _str),
-        pa.field("publish_time_ns", _i64), pa.field("sequence", pa.int64()),
-        pa.field("channel_id", pa.int32()), pa.field("message_encoding", _str),
-        pa.field("schema_name", _str), pa.field("schema_encoding", _str), pa.field("data", pa.large_binary()),
-    ]),
-    "attachments": pa.schema([
-        pa.field("t_ns", _i64), pa.field("create_time_ns", _i64), pa.field("name", _str),
-        pa.field("media_type", _str), pa.field("data", pa.large_binary()),
-    ]),
+    "messages": pa.schema(
+        [
+            pa.field("t_ns", _i64, nullable=False),
+            pa.field("topic", _str),
+            pa.field("publish_time_ns", _i64),
+            pa.field("sequence", pa.int64()),
+            pa.field("channel_id", pa.int32()),
+            pa.field("message_encoding", _str),
+            pa.field("schema_name", _str),
+            pa.field("schema_encoding", _str),
+            pa.field("data", pa.large_binary()),
+        ]
+    ),
+    "attachments": pa.schema(
+        [
+            pa.field("t_ns", _i64),
+            pa.field("create_time_ns", _i64),
+            pa.field("name", _str),
+            pa.field("media_type", _str),
+            pa.field("data", pa.large_binary()),
+        ]
+    ),
     "metadata": pa.schema([pa.field("name", _str), pa.field("metadata", pa.map_(_str, _str))]),
     # Every channel with its schema, so that `messages` rows can be decoded later.
-    "channels": pa.schema([
-        pa.field("channel_id", pa.int32()), pa.field("topic", _str), pa.field("message_encoding", _str),
-        pa.field("metadata", pa.map_(_str, _str)), pa.field("schema_id", pa.int32()), pa.field("schema_name", _str),
-        pa.field("schema_encoding", _str), pa.field("schema_data", pa.large_binary()),
-        pa.field("message_count", _i64),
-    ]),
+    "channels": pa.schema(
+        [
+            pa.field("channel_id", pa.int32()),
+            pa.field("topic", _str),
+            pa.field("message_encoding", _str),
+            pa.field("metadata", pa.map_(_str, _str)),
+            pa.field("schema_id", pa.int32()),
+            pa.field("schema_name", _str),
+            pa.field("schema_encoding", _str),
+            pa.field("schema_data", pa.large_binary()),
+            pa.field("message_count", _i64),
+        ]
+    ),
 }
 
 # ROS 2 type -> typed table. Types not listed here land in `messages`.

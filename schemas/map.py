@@ -73,31 +73,56 @@ def _vec(prefix: str, names: Iterable[str] = "xyz") -> list[pa.Field]:
 
 TABLES: dict[str, pa.Schema] = {
     # V. `registered`: the node's image is part of the SfM reconstruction in `sfm/`.
-    "nodes": pa.schema([
-        _required("node_id", _str), _required("episode_id", _str), _required("t_ns", _i64),
-        _required("camera", _str), _required("image_topic", _str),
-        *_vec("position"), *_vec("orientation", "xyzw"),
-        _required("descriptor", pa.list_(pa.float32())), _required("registered", pa.bool_()),
-    ]),
+    "nodes": pa.schema(
+        [
+            _required("node_id", _str),
+            _required("episode_id", _str),
+            _required("t_ns", _i64),
+            _required("camera", _str),
+            _required("image_topic", _str),
+            *_vec("position"),
+            *_vec("orientation", "xyzw"),
+            _required("descriptor", pa.list_(pa.float32())),
+            _required("registered", pa.bool_()),
+        ]
+    ),
     # E, undirected. `kind`: one of EDGE_KINDS; `shared_points`: 3D points both nodes observe, set for
     # covisibility edges only; `closed`: not traversable now (a shut door, a blocked aisle).
-    "edges": pa.schema([
-        _required("source", _str), _required("target", _str), _required("kind", _str),
-        _required("length_m", _f64), pa.field("shared_points", pa.int32()), _required("closed", pa.bool_()),
-        pa.field("metadata", pa.map_(_str, _str)),
-    ]),
+    "edges": pa.schema(
+        [
+            _required("source", _str),
+            _required("target", _str),
+            _required("kind", _str),
+            _required("length_m", _f64),
+            pa.field("shared_points", pa.int32()),
+            _required("closed", pa.bool_()),
+            pa.field("metadata", pa.map_(_str, _str)),
+        ]
+    ),
     # L. `text`: what a sign reads, "" for objects; `room`: the room's name as its sign reads; `embedding`:
     # the text encoder's unit vector of the landmark's description.
-    "landmarks": pa.schema([
-        _required("landmark_id", _str), _required("category", _str), pa.field("text", _str),
-        pa.field("color", _str), pa.field("material", _str), pa.field("function", _str), pa.field("room", _str),
-        *_vec("position"), _required("embedding", pa.list_(pa.float32())),
-    ]),
+    "landmarks": pa.schema(
+        [
+            _required("landmark_id", _str),
+            _required("category", _str),
+            pa.field("text", _str),
+            pa.field("color", _str),
+            pa.field("material", _str),
+            pa.field("function", _str),
+            pa.field("room", _str),
+            *_vec("position"),
+            _required("embedding", pa.list_(pa.float32())),
+        ]
+    ),
     # Many-to-many: the landmark's box in the node's image, in pixels, and the fraction of it in view.
-    "node_landmarks": pa.schema([
-        _required("node_id", _str), _required("landmark_id", _str),
-        *_vec("box", ("x0", "y0", "x1", "y1")), pa.field("visible_fraction", _f64),
-    ]),
+    "node_landmarks": pa.schema(
+        [
+            _required("node_id", _str),
+            _required("landmark_id", _str),
+            *_vec("box", ("x0", "y0", "x1", "y1")),
+            pa.field("visible_fraction", _f64),
+        ]
+    ),
 }
 TABLE_FILES = {name: f"{name}.parquet" for name in TABLES}
 _IDS = {"nodes": "node_id", "landmarks": "landmark_id"}
@@ -262,8 +287,10 @@ def check_graph(tables: Mapping[str, pa.Table]) -> None:
             raise MapError(f"map table {name!r}: {column} is not unique")
         ids[name] = values.combine_chunks()
     for table, column, refers_to in [
-        ("edges", "source", "nodes"), ("edges", "target", "nodes"),
-        ("node_landmarks", "node_id", "nodes"), ("node_landmarks", "landmark_id", "landmarks"),
+        ("edges", "source", "nodes"),
+        ("edges", "target", "nodes"),
+        ("node_landmarks", "node_id", "nodes"),
+        ("node_landmarks", "landmark_id", "landmarks"),
     ]:
         unknown = pc.filter(tables[table][column], pc.invert(pc.is_in(tables[table][column], ids[refers_to])))
         if len(unknown):

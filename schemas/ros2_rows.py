@@ -32,8 +32,21 @@ def _compressed_image(t_ns: int, topic: str, msg: Any) -> list[Row]:
 
 def _image(t_ns: int, topic: str, msg: Any) -> list[Row]:
     h = msg.header
-    return [(t_ns, topic, stamp_ns(h.stamp), h.frame_id, None, msg.encoding, msg.width, msg.height,
-             bool(msg.is_bigendian), msg.step, msg.data)]
+    return [
+        (
+            t_ns,
+            topic,
+            stamp_ns(h.stamp),
+            h.frame_id,
+            None,
+            msg.encoding,
+            msg.width,
+            msg.height,
+            bool(msg.is_bigendian),
+            msg.step,
+            msg.data,
+        )
+    ]
 
 
 def _imu(t_ns: int, topic: str, msg: Any) -> list[Row]:
@@ -49,8 +62,28 @@ def _joint_state(t_ns: int, topic: str, msg: Any) -> list[Row]:
 def _odometry(t_ns: int, topic: str, msg: Any) -> list[Row]:
     h, pose, twist = msg.header, msg.pose.pose, msg.twist.twist
     p, o, v, w = pose.position, pose.orientation, twist.linear, twist.angular
-    return [(t_ns, topic, stamp_ns(h.stamp), h.frame_id, msg.child_frame_id, p.x, p.y, p.z, o.x, o.y, o.z, o.w,
-             v.x, v.y, v.z, w.x, w.y, w.z)]
+    return [
+        (
+            t_ns,
+            topic,
+            stamp_ns(h.stamp),
+            h.frame_id,
+            msg.child_frame_id,
+            p.x,
+            p.y,
+            p.z,
+            o.x,
+            o.y,
+            o.z,
+            o.w,
+            v.x,
+            v.y,
+            v.z,
+            w.x,
+            w.y,
+            w.z,
+        )
+    ]
 
 
 def _twist(t_ns: int, topic: str, msg: Any) -> list[Row]:
@@ -63,27 +96,69 @@ def _tf(t_ns: int, topic: str, msg: Any) -> list[Row]:
     rows = []
     for tf in msg.transforms:
         h, p, q = tf.header, tf.transform.translation, tf.transform.rotation
-        rows.append((t_ns, topic, stamp_ns(h.stamp), h.frame_id, tf.child_frame_id, p.x, p.y, p.z,
-                     q.x, q.y, q.z, q.w, static))
+        rows.append(
+            (t_ns, topic, stamp_ns(h.stamp), h.frame_id, tf.child_frame_id, p.x, p.y, p.z, q.x, q.y, q.z, q.w, static)
+        )
     return rows
 
 
 def _camera_info(t_ns: int, topic: str, msg: Any) -> list[Row]:
     h = msg.header
-    return [(t_ns, topic, stamp_ns(h.stamp), h.frame_id, msg.width, msg.height, msg.distortion_model,
-             msg.d, msg.k, msg.r, msg.p)]
+    return [
+        (
+            t_ns,
+            topic,
+            stamp_ns(h.stamp),
+            h.frame_id,
+            msg.width,
+            msg.height,
+            msg.distortion_model,
+            msg.d,
+            msg.k,
+            msg.r,
+            msg.p,
+        )
+    ]
 
 
 def _navsatfix(t_ns: int, topic: str, msg: Any) -> list[Row]:
     h, s = msg.header, msg.status
-    return [(t_ns, topic, stamp_ns(h.stamp), h.frame_id, s.status, s.service, msg.latitude, msg.longitude,
-             msg.altitude, msg.position_covariance, msg.position_covariance_type)]
+    return [
+        (
+            t_ns,
+            topic,
+            stamp_ns(h.stamp),
+            h.frame_id,
+            s.status,
+            s.service,
+            msg.latitude,
+            msg.longitude,
+            msg.altitude,
+            msg.position_covariance,
+            msg.position_covariance_type,
+        )
+    ]
 
 
 def _laser_scan(t_ns: int, topic: str, msg: Any) -> list[Row]:
     h = msg.header
-    return [(t_ns, topic, stamp_ns(h.stamp), h.frame_id, msg.angle_min, msg.angle_max, msg.angle_increment,
-             msg.time_increment, msg.scan_time, msg.range_min, msg.range_max, msg.ranges, msg.intensities)]
+    return [
+        (
+            t_ns,
+            topic,
+            stamp_ns(h.stamp),
+            h.frame_id,
+            msg.angle_min,
+            msg.angle_max,
+            msg.angle_increment,
+            msg.time_increment,
+            msg.scan_time,
+            msg.range_min,
+            msg.range_max,
+            msg.ranges,
+            msg.intensities,
+        )
+    ]
 
 
 def _pose_with_covariance(t_ns: int, topic: str, msg: Any) -> list[Row]:

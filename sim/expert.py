@@ -57,8 +57,9 @@ def _wrap(angle: float) -> float:
     return (angle + math.pi) % (2 * math.pi) - math.pi
 
 
-def rollout(pose: tuple[float, float, float], velocity: tuple[float, float], commands: np.ndarray,
-            config: ExpertConfig) -> np.ndarray:
+def rollout(
+    pose: tuple[float, float, float], velocity: tuple[float, float], commands: np.ndarray, config: ExpertConfig
+) -> np.ndarray:
     """Positions (K, T, 2) of a unicycle holding each of K (v, w) commands, with acceleration limits."""
     steps = round(config.horizon / config.rollout_dt)
     t = config.rollout_dt * np.arange(1, steps + 1)
@@ -106,8 +107,12 @@ class ExpertDriver:
         self._inflation = config.robot_radius + config.margin
         self._centres = world.grid.cell_to_world(np.stack(np.indices(world.grid.shape), axis=-1))
         near_lane, self._blocked = self._lanes()
-        self._planner = GridPlanner(ClearanceMap.from_occupancy(self._blocked, world.grid), self._inflation,
-                                    resolution=config.plan_resolution, avoid=near_lane)
+        self._planner = GridPlanner(
+            ClearanceMap.from_occupancy(self._blocked, world.grid),
+            self._inflation,
+            resolution=config.plan_resolution,
+            avoid=near_lane,
+        )
         self._goals = self._room_goals(np.random.default_rng(seed))
         self._loops = {agent.id: agent for agent in world.agents}
         self._visited: list[str] = []
@@ -238,8 +243,11 @@ class ExpertDriver:
         if obstacles is not None:
             for ax, ay, radius in zip(obstacles.x, obstacles.y, obstacles.radius, strict=True):
                 occupied |= np.hypot(self._centres[..., 0] - ax, self._centres[..., 1] - ay) <= radius
-        return GridPlanner(ClearanceMap.from_occupancy(occupied, self.world.grid), self._inflation,
-                           resolution=self.config.plan_resolution)
+        return GridPlanner(
+            ClearanceMap.from_occupancy(occupied, self.world.grid),
+            self._inflation,
+            resolution=self.config.plan_resolution,
+        )
 
     def _lanes(self) -> tuple[np.ndarray, np.ndarray]:
         """Grid masks: where the robot would meet an agent walking its loop, and where planning treats loops as walls.
@@ -305,8 +313,9 @@ class ExpertDriver:
         )
         return v, v * kappa
 
-    def _avoid(self, pose: tuple[float, float, float], nominal: tuple[float, float],
-               obstacles: DynamicObstacles | None) -> tuple[float, float]:
+    def _avoid(
+        self, pose: tuple[float, float, float], nominal: tuple[float, float], obstacles: DynamicObstacles | None
+    ) -> tuple[float, float]:
         """The sampled command closest to `nominal` whose rollout keeps clear of walls and agents."""
         c = self.config
         here = float(self._clearance.at(np.array(pose[:2])))

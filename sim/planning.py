@@ -150,8 +150,9 @@ def shortcut(path: np.ndarray, clearance: ClearanceMap, min_clearance: float) ->
     return path[keep]
 
 
-def smooth(path: np.ndarray, clearance: ClearanceMap, min_clearance: float, spacing: float = 0.1,
-           sigma: float = 2.0) -> np.ndarray:
+def smooth(
+    path: np.ndarray, clearance: ClearanceMap, min_clearance: float, spacing: float = 0.1, sigma: float = 2.0
+) -> np.ndarray:
     """Gaussian smoothing of a resampled path; points that would lose clearance keep their place."""
     dense = resample(path, spacing)
     if len(dense) < 3:
@@ -169,9 +170,16 @@ class GridPlanner:
     the cost grows quadratically, so paths keep to the middle of corridors and doors.
     """
 
-    def __init__(self, clearance: ClearanceMap, inflation: float, preferred: float = 1.0,
-                 clearance_weight: float = 4.0, resolution: float = 0.1, avoid: np.ndarray | None = None,
-                 avoid_weight: float = 10.0):
+    def __init__(
+        self,
+        clearance: ClearanceMap,
+        inflation: float,
+        preferred: float = 1.0,
+        clearance_weight: float = 4.0,
+        resolution: float = 0.1,
+        avoid: np.ndarray | None = None,
+        avoid_weight: float = 10.0,
+    ):
         """`avoid` marks fine-grid cells that are passable but expensive, e.g. where people walk."""
         self.clearance = clearance
         self.inflation = inflation
@@ -243,7 +251,8 @@ class GridPlanner:
                 weight.append(math.hypot(dr, dc) * 0.5 * (self.cost[a][both] + self.cost[b][both]))
             n = rows * cols
             self._graph = sparse.csr_matrix(
-                (np.concatenate(weight), (np.concatenate(src), np.concatenate(dst))), shape=(n, n))
+                (np.concatenate(weight), (np.concatenate(src), np.concatenate(dst))), shape=(n, n)
+            )
         return self._graph
 
 
@@ -265,8 +274,14 @@ def distance_to_polyline(xy: np.ndarray, polyline: np.ndarray) -> np.ndarray:
     return out
 
 
-def plan_path(grid: np.ndarray, spec: GridSpec, start_xy: np.ndarray, goal_xy: np.ndarray, inflation: float = 0.4,
-              resolution: float = 0.1) -> np.ndarray | None:
+def plan_path(
+    grid: np.ndarray,
+    spec: GridSpec,
+    start_xy: np.ndarray,
+    goal_xy: np.ndarray,
+    inflation: float = 0.4,
+    resolution: float = 0.1,
+) -> np.ndarray | None:
     """One-shot planning on an occupancy grid: a smoothed path (N, 2) keeping `inflation` clearance, or None."""
     clearance = ClearanceMap.from_occupancy(grid, spec)
     return GridPlanner(clearance, inflation, resolution=resolution).plan(start_xy, goal_xy)
@@ -293,7 +308,7 @@ def order_tour(costs: np.ndarray) -> list[int]:
         improved = False
         for i in range(len(order) - 1):
             for j in range(i + 1, len(order)):
-                candidate = order[:i] + order[i:j + 1][::-1] + order[j + 1:]
+                candidate = order[:i] + order[i : j + 1][::-1] + order[j + 1 :]
                 if length(candidate) < length(order) - 1e-9:
                     order, improved = candidate, True
     return order

@@ -140,14 +140,20 @@ def add_robot(spec: mujoco.MjSpec, config: RobotConfig) -> None:
         rgba=(0.85, 0.45, 0.1, 1),
     )
     body.add_site(name=IMU_SITE, pos=config.imu_mount)
-    spec.add_sensor(name=ACCEL_SENSOR, type=mujoco.mjtSensor.mjSENS_ACCELEROMETER,
-                    objtype=mujoco.mjtObj.mjOBJ_SITE, objname=IMU_SITE)
-    spec.add_sensor(name=GYRO_SENSOR, type=mujoco.mjtSensor.mjSENS_GYRO,
-                    objtype=mujoco.mjtObj.mjOBJ_SITE, objname=IMU_SITE)
+    spec.add_sensor(
+        name=ACCEL_SENSOR,
+        type=mujoco.mjtSensor.mjSENS_ACCELEROMETER,
+        objtype=mujoco.mjtObj.mjOBJ_SITE,
+        objname=IMU_SITE,
+    )
+    spec.add_sensor(
+        name=GYRO_SENSOR, type=mujoco.mjtSensor.mjSENS_GYRO, objtype=mujoco.mjtObj.mjOBJ_SITE, objname=IMU_SITE
+    )
 
     yaw_inertia = config.mass * config.radius**2 / 2
     for name, joint, limit in zip(
-        ACTUATORS, JOINTS,
+        ACTUATORS,
+        JOINTS,
         (config.mass * config.max_accel, config.mass * config.max_accel, yaw_inertia * config.max_yaw_accel),
         strict=True,
     ):
@@ -159,5 +165,9 @@ def add_robot(spec: mujoco.MjSpec, config: RobotConfig) -> None:
 
     for camera in config.cameras:
         pos, optical = camera_mount(config, camera)
-        body.add_camera(name=camera_name(camera), pos=pos, fovy=config.fovy_deg,
-                        quat=(optical * _MUJOCO_FROM_OPTICAL).as_quat(scalar_first=True))
+        body.add_camera(
+            name=camera_name(camera),
+            pos=pos,
+            fovy=config.fovy_deg,
+            quat=(optical * _MUJOCO_FROM_OPTICAL).as_quat(scalar_first=True),
+        )

@@ -355,17 +355,20 @@ class Simulator:
         odom_v = cfg.wheel_radius * rates.mean()
         odom_w = cfg.wheel_radius * (rates[1] - rates[0]) / cfg.wheel_separation
         ox, oy, oyaw = self._odom.tolist()
-        odom = Odometry(t_ns, ODOM_FRAME, BASE_FRAME, (ox, oy, 0.0), _yaw_quat(oyaw),
-                        (odom_v, 0.0, 0.0), (0.0, 0.0, odom_w))
+        odom = Odometry(
+            t_ns, ODOM_FRAME, BASE_FRAME, (ox, oy, 0.0), _yaw_quat(oyaw), (odom_v, 0.0, 0.0), (0.0, 0.0, odom_w)
+        )
 
         x, y, yaw = self.pose()
-        truth = Odometry(t_ns, MAP_FRAME, BASE_FRAME, (x, y, 0.0), _yaw_quat(yaw),
-                         (v, self.lateral_velocity(), 0.0), (0.0, 0.0, w))
+        truth = Odometry(
+            t_ns, MAP_FRAME, BASE_FRAME, (x, y, 0.0), _yaw_quat(yaw), (v, self.lateral_velocity(), 0.0), (0.0, 0.0, w)
+        )
         # map -> odom is whatever makes map -> odom -> base_link equal the true pose.
         correction = _wrap(yaw - oyaw)
         c, s = math.cos(correction), math.sin(correction)
-        map_odom = Transform(t_ns, MAP_FRAME, ODOM_FRAME, (x - (c * ox - s * oy), y - (s * ox + c * oy), 0.0),
-                             _yaw_quat(correction))
+        map_odom = Transform(
+            t_ns, MAP_FRAME, ODOM_FRAME, (x - (c * ox - s * oy), y - (s * ox + c * oy), 0.0), _yaw_quat(correction)
+        )
         odom_base = Transform(t_ns, ODOM_FRAME, BASE_FRAME, (ox, oy, 0.0), odom.orientation)
         return [("wheels", wheels), ("odom", odom), ("ground_truth", truth), ("tf", map_odom), ("tf", odom_base)]
 
@@ -374,8 +377,12 @@ class Simulator:
         messages: list[Message] = [("tf_static", imu)]
         for camera in self.config.cameras:
             translation, rotation = camera_mount(self.config, camera)
-            messages.append(("tf_static", Transform(t_ns, BASE_FRAME, camera_frame(camera), translation,
-                                                    tuple(rotation.as_quat().tolist()))))
+            messages.append(
+                (
+                    "tf_static",
+                    Transform(t_ns, BASE_FRAME, camera_frame(camera), translation, tuple(rotation.as_quat().tolist())),
+                )
+            )
         return messages
 
     def _camera_messages(self, t_ns: int) -> list[Message]:
@@ -399,9 +406,15 @@ class Simulator:
         # The optical axis passes through the image centre; pixel centres sit at integer coordinates.
         cx, cy = (cfg.camera_width - 1) / 2, (cfg.camera_height - 1) / 2
         return CameraInfo(
-            t_ns=0, frame_id=camera_frame(camera), width=cfg.camera_width, height=cfg.camera_height,
-            k=(f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0), distortion_model="plumb_bob", d=(0.0,) * 5,
-            r=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0), p=(f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0),
+            t_ns=0,
+            frame_id=camera_frame(camera),
+            width=cfg.camera_width,
+            height=cfg.camera_height,
+            k=(f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0),
+            distortion_model="plumb_bob",
+            d=(0.0,) * 5,
+            r=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
+            p=(f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0),
         )
 
     def _obstacles(self, t_ns: int) -> DynamicObstacles:

@@ -44,8 +44,11 @@ def conformance_lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str
         "messages": rows("messages", "topic, channel_id, sequence, t_ns, publish_time_ns, data"),
         "attachments": rows("attachments", "name, media_type, create_time_ns, t_ns, data"),
         "metadata": rows("metadata", "name, map_entries(metadata)"),
-        "channels": rows("channels", "channel_id, topic, message_encoding, map_entries(metadata), schema_id, "
-                                     "schema_name, schema_encoding, schema_data"),
+        "channels": rows(
+            "channels",
+            "channel_id, topic, message_encoding, map_entries(metadata), schema_id, "
+            "schema_name, schema_encoding, schema_data",
+        ),
     }
 
 
@@ -63,20 +66,38 @@ def expected_rows(mcap: Path) -> dict[str, list[tuple]]:
     schemas = {int(f["id"]): f for kind, f in records if kind == "Schema"}
     channels = {int(f["id"]): f for kind, f in records if kind == "Channel"}
     expected: dict[str, list[Any]] = {
-        "messages": [(channels[int(f["channel_id"])]["topic"], int(f["channel_id"]), int(f["sequence"]),
-                      int(f["log_time"]), int(f["publish_time"]), _data(f))
-                     for kind, f in records if kind == "Message"],
-        "attachments": [(f["name"], f["media_type"], int(f["create_time"]), int(f["log_time"]), _data(f))
-                        for kind, f in records if kind == "Attachment"],
+        "messages": [
+            (
+                channels[int(f["channel_id"])]["topic"],
+                int(f["channel_id"]),
+                int(f["sequence"]),
+                int(f["log_time"]),
+                int(f["publish_time"]),
+                _data(f),
+            )
+            for kind, f in records
+            if kind == "Message"
+        ],
+        "attachments": [
+            (f["name"], f["media_type"], int(f["create_time"]), int(f["log_time"]), _data(f))
+            for kind, f in records
+            if kind == "Attachment"
+        ],
         "metadata": [(f["name"], _entries(f["metadata"])) for kind, f in records if kind == "Metadata"],
         "channels": [],
     }
     for channel_id, f in sorted(channels.items()):
         schema = schemas.get(int(f["schema_id"]))
-        expected["channels"].append((
-            channel_id, f["topic"], f["message_encoding"], _entries(f["metadata"]), int(f["schema_id"]),
-            *((schema["name"], schema["encoding"], _data(schema)) if schema else (None, None, None)),
-        ))
+        expected["channels"].append(
+            (
+                channel_id,
+                f["topic"],
+                f["message_encoding"],
+                _entries(f["metadata"]),
+                int(f["schema_id"]),
+                *((schema["name"], schema["encoding"], _data(schema)) if schema else (None, None, None)),
+            )
+        )
     return expected
 
 

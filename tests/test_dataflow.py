@@ -23,8 +23,14 @@ ALWAYS = {t.ros_topic for t in TOPICS if t.output_id not in ("obstacles", "safet
 
 
 def _env(**overrides: str) -> dict[str, str]:
-    return {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", "MUJOCO_GL": "egl",
-            "ASTRA_CAMERA_WIDTH": "96", "ASTRA_CAMERA_HEIGHT": "72", **overrides}
+    return {
+        **os.environ,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+        "MUJOCO_GL": "egl",
+        "ASTRA_CAMERA_WIDTH": "96",
+        "ASTRA_CAMERA_HEIGHT": "72",
+        **overrides,
+    }
 
 
 def _decode_all(path: Path) -> tuple[dict[str, int], dict, list[str]]:
@@ -48,7 +54,9 @@ def test_dora_run_stop_after_records_every_topic(office_world: Path, tmp_path: P
     proc = subprocess.run(
         ["dora", "run", str(ROOT / "dataflows" / "record.yml"), "--stop-after", "12s"],
         env=_env(ASTRA_WORLD=str(office_world), ASTRA_MCAP=str(mcap), ASTRA_RRD=str(rrd)),
-        capture_output=True, text=True, timeout=180,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     counts, metadata, events = _decode_all(mcap)
@@ -63,9 +71,28 @@ def test_dora_run_stop_after_records_every_topic(office_world: Path, tmp_path: P
 def test_astra_record_ends_episode_and_saves_rrd(office_world: Path, tmp_path: Path) -> None:
     out, rrd = tmp_path / "logs", tmp_path / "episode.rrd"
     proc = subprocess.run(
-        [f"{VENV_BIN}/astra", "record", "--world", str(office_world), "--episodes", "1", "--seconds", "6",
-         "--out", str(out), "--rrd", str(rrd), "--camera-width", "96", "--camera-height", "72"],
-        env=_env(), capture_output=True, text=True, timeout=300,
+        [
+            f"{VENV_BIN}/astra",
+            "record",
+            "--world",
+            str(office_world),
+            "--episodes",
+            "1",
+            "--seconds",
+            "6",
+            "--out",
+            str(out),
+            "--rrd",
+            str(rrd),
+            "--camera-width",
+            "96",
+            "--camera-height",
+            "72",
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -84,8 +111,9 @@ def test_astra_record_ends_episode_and_saves_rrd(office_world: Path, tmp_path: P
 
 
 def test_record_rejects_missing_world(tmp_path: Path) -> None:
-    proc = subprocess.run([f"{VENV_BIN}/astra", "record", "--world", str(tmp_path / "nope")], env=_env(),
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [f"{VENV_BIN}/astra", "record", "--world", str(tmp_path / "nope")], env=_env(), capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "astra sim world" in proc.stderr
 
 

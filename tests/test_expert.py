@@ -27,15 +27,17 @@ def _wall(x0: float, y0: float, x1: float, y1: float) -> Wall:
     return Wall(f"wall_{x0}_{y0}_{x1}_{y1}", Box(((x0 + x1) / 2, (y0 + y1) / 2, 1.25), half), "plain")
 
 
-def _box_world(size: tuple[float, float], walls: list[Wall], rooms: list[Room],
-               spawn: tuple[float, float, float]) -> World:
+def _box_world(
+    size: tuple[float, float], walls: list[Wall], rooms: list[Room], spawn: tuple[float, float, float]
+) -> World:
     """A hand-made single-floor world: an outer shell of the given size plus inner walls."""
     sx, sy = size
     shell = [_wall(0, 0, sx, 0), _wall(0, sy, sx, sy), _wall(0, 0, 0, sy), _wall(sx, 0, sx, sy)]
     res = 0.05
     grid = GridSpec(res, (-0.5, -0.5), (math.ceil((sy + 1) / res), math.ceil((sx + 1) / res)))
-    return World("office", 0, "hand-made", (0, 0, sx, sy), 2.5, tuple(rooms), (), tuple(shell + walls), (), (),
-                 grid, spawn)
+    return World(
+        "office", 0, "hand-made", (0, 0, sx, sy), 2.5, tuple(rooms), (), tuple(shell + walls), (), (), grid, spawn
+    )
 
 
 def _clearance(world: World, xy: np.ndarray) -> np.ndarray:
@@ -49,13 +51,16 @@ def _clearance(world: World, xy: np.ndarray) -> np.ndarray:
 def _two_rooms() -> World:
     """Two 6 x 6 m rooms joined by a 1.2 m door, with a wall stub to walk around in the first."""
     walls = [_wall(6, 0, 6, 2.4), _wall(6, 3.6, 6, 6), _wall(3, 2, 3, 6)]
-    rooms = [Room("west", "West", "lab", "room", (0.1, 0.1, 5.9, 5.9)),
-             Room("east", "East", "office", "room", (6.1, 0.1, 11.9, 5.9))]
+    rooms = [
+        Room("west", "West", "lab", "room", (0.1, 0.1, 5.9, 5.9)),
+        Room("east", "East", "office", "room", (6.1, 0.1, 11.9, 5.9)),
+    ]
     return _box_world((12, 6), walls, rooms, (1.0, 5.0, 0.0))
 
 
-def _drive(world: World, expert: ExpertDriver, seconds: float, agents: Agents | None = None,
-           dt: float = 0.05) -> tuple[np.ndarray, list[tuple[float, float]]]:
+def _drive(
+    world: World, expert: ExpertDriver, seconds: float, agents: Agents | None = None, dt: float = 0.05
+) -> tuple[np.ndarray, list[tuple[float, float]]]:
     """Closed loop on an ideal unicycle; returns the poses (N, 3) and the commands."""
     pose = np.array(world.spawn, dtype=float)
     poses, commands = [pose.copy()], []
@@ -89,8 +94,9 @@ def test_astar_reports_unreachable_goal() -> None:
     passable = np.ones((5, 5), dtype=bool)
     passable[:, 2] = False
     assert astar(passable, np.ones((5, 5)), (0, 0), (4, 4)) is None
-    np.testing.assert_array_equal(astar(passable, np.ones((5, 5)), (0, 0), (4, 0)), [[0, 0], [1, 0], [2, 0], [3, 0],
-                                                                                       [4, 0]])
+    np.testing.assert_array_equal(
+        astar(passable, np.ones((5, 5)), (0, 0), (4, 0)), [[0, 0], [1, 0], [2, 0], [3, 0], [4, 0]]
+    )
 
 
 def test_smoothing_shortens_the_path_and_keeps_it_clear() -> None:
@@ -135,8 +141,9 @@ def test_agents_are_predicted_along_their_loops() -> None:
 
 
 def test_avoids_a_person_walking_head_on() -> None:
-    corridor = _box_world((16, 2.4), [], [Room("end", "End", "exit", "corridor", (14.0, 0.1, 15.9, 2.3))],
-                          (1.0, 1.2, 0.0))
+    corridor = _box_world(
+        (16, 2.4), [], [Room("end", "End", "exit", "corridor", (14.0, 0.1, 15.9, 2.3))], (1.0, 1.2, 0.0)
+    )
     radius, speed = 0.3, 1.0
 
     def person(t: float) -> DynamicObstacles:
@@ -150,8 +157,9 @@ def test_avoids_a_person_walking_head_on() -> None:
     assert poses[-1, 0] > 13.5  # and it still got to the end of the corridor
 
 
-def _simulated_tour(kind: str, out_dir: Path, dynamic: bool, seconds: float = 120.0,
-                    dt: float = 0.05) -> tuple[ExpertDriver, int, float]:
+def _simulated_tour(
+    kind: str, out_dir: Path, dynamic: bool, seconds: float = 120.0, dt: float = 0.05
+) -> tuple[ExpertDriver, int, float]:
     """Drive the expert in MuJoCo at 20 Hz; returns it, the collision count and the smallest wall gap."""
     world = generate_world(kind, seed=0, dynamic=dynamic)
     write_world(world, out_dir)

@@ -59,8 +59,10 @@ def record_episode(path: Path, steps: int = STEPS) -> Path:
         t = T0 + i * DT_NS
         for output_id in ("clock", "imu", "wheels", "odom", "tf", "cmd_vel"):
             writer.write(output_id, sample_message(output_id, t))
-        writer.write("ground_truth", m.Odometry(t, "map", "base_link", (0.1 * i, 0.05 * i, 0.0), (0, 0, 0, 1),
-                                                (0.5, 0, 0), (0, 0, 0)))
+        writer.write(
+            "ground_truth",
+            m.Odometry(t, "map", "base_link", (0.1 * i, 0.05 * i, 0.0), (0, 0, 0, 1), (0.5, 0, 0), (0, 0, 0)),
+        )
         if i % 5 == 0:
             for output_id in ("image_front", "depth_front", "camera_info_front", "obstacles"):
                 writer.write(output_id, sample_message(output_id, t))
@@ -157,7 +159,8 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Inputs:
         "truncated": bad / "truncated.mcap",
         "bad_record": bad / "garbage.mcap",
         "chunk_crc": with_chunk_changed(
-            good, bad / "chunk_crc.mcap", lambda c: dataclasses.replace(c, uncompressed_crc=c.uncompressed_crc ^ 1)),
+            good, bad / "chunk_crc.mcap", lambda c: dataclasses.replace(c, uncompressed_crc=c.uncompressed_crc ^ 1)
+        ),
         "compression": with_chunk_changed(good, bad / "xz.mcap", lambda c: dataclasses.replace(c, compression="xz")),
         "undecodable": with_bad_payload(good, bad / "bad_payload.mcap", "/imu"),
         "empty": bad / "empty.mcap",
@@ -181,8 +184,10 @@ def connect(lake: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     for table in TABLES:
         if (lake / table).is_dir():
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{lake}/{table}/*/*.parquet', "
-                        "hive_partitioning=true, hive_types={'episode_id': VARCHAR})")
+            con.execute(
+                f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{lake}/{table}/*/*.parquet', "
+                "hive_partitioning=true, hive_types={'episode_id': VARCHAR})"
+            )
     return con
 
 
@@ -226,8 +231,9 @@ def test_list_mcap_files_recurses_dedupes_and_rejects_missing_paths(tmp_path: Pa
     for name in ("a/one.mcap", "a/b/two.mcap", "a/notes.txt", "three.bag"):
         (tmp_path / name).write_bytes(b"")
     found = list_mcap_files([tmp_path / "a", tmp_path / "a" / "one.mcap", tmp_path / "three.bag"])
-    assert found == sorted(p.resolve() for p in (tmp_path / "a/one.mcap", tmp_path / "a/b/two.mcap",
-                                                 tmp_path / "three.bag"))
+    assert found == sorted(
+        p.resolve() for p in (tmp_path / "a/one.mcap", tmp_path / "a/b/two.mcap", tmp_path / "three.bag")
+    )
     with pytest.raises(FileNotFoundError):
         list_mcap_files([tmp_path / "missing"])
 
@@ -249,7 +255,8 @@ def test_read_episode_keeps_an_undecodable_payload_raw(inputs: Inputs) -> None:
     assert tables["imu"].num_rows == STEPS - 1
     raw = tables["messages"].filter(pc.field("topic") == "/imu").to_pylist()
     assert [(r["schema_name"], r["message_encoding"], len(r["data"])) for r in raw] == [
-        ("sensor_msgs/msg/Imu", "cdr", 7)]
+        ("sensor_msgs/msg/Imu", "cdr", 7)
+    ]
 
 
 # --- our own recordings ----------------------------------------------------------------------------
@@ -273,28 +280,57 @@ def test_own_episode_lands_in_typed_tables(lake: Path, inputs: Inputs) -> None:
         return one(con, f"SELECT {columns} FROM {table} WHERE episode_id = ? AND {condition}", row["episode_id"])
 
     imu = sample_message("imu")
-    assert select("count(*), first(angular_velocity_z), first(linear_acceleration_z), first(frame_id)", "imu") \
-        == (STEPS, imu.angular_velocity[2], imu.linear_acceleration[2], "imu_link")
-    assert select("count(*), bool_and(stamp_ns = t_ns), first(name), first(velocity)", "wheels") \
-        == (STEPS, True, ["left_wheel", "right_wheel"], [5.0, 5.2])
-    assert select("count(*), max(position_x)", "odometry", "topic = '/ground_truth/odom'") \
-        == (STEPS, pytest.approx(0.1 * (STEPS - 1)))
-    assert select("count(*), count(*) FILTER (static), first(child_frame_id ORDER BY static DESC)", "tf") \
-        == (STEPS + 1, 1, "imu_link")
+    assert select("count(*), first(angular_velocity_z), first(linear_acceleration_z), first(frame_id)", "imu") == (
+        STEPS,
+        imu.angular_velocity[2],
+        imu.linear_acceleration[2],
+        "imu_link",
+    )
+    assert select("count(*), bool_and(stamp_ns = t_ns), first(name), first(velocity)", "wheels") == (
+        STEPS,
+        True,
+        ["left_wheel", "right_wheel"],
+        [5.0, 5.2],
+    )
+    assert select("count(*), max(position_x)", "odometry", "topic = '/ground_truth/odom'") == (
+        STEPS,
+        pytest.approx(0.1 * (STEPS - 1)),
+    )
+    assert select("count(*), count(*) FILTER (static), first(child_frame_id ORDER BY static DESC)", "tf") == (
+        STEPS + 1,
+        1,
+        "imu_link",
+    )
     depth, jpeg = sample_message("depth_front"), sample_message("image_front")
-    assert select("count(*), first(format), first(width), first(height), first(step), first(data)", "images",
-               "encoding = '32FC1' AND NOT is_bigendian") == (STEPS // 5, None, 4, 3, 16, depth.data)
-    assert select("count(*), first(encoding), first(width), first(data)", "images", "format = 'jpeg'") \
-        == (STEPS // 5, None, None, jpeg.data)
-    assert select("count(*), first(k), first(distortion_model)", "camera_info") \
-        == (STEPS // 5, list(sample_message("camera_info_front").k), "plumb_bob")
+    assert select(
+        "count(*), first(format), first(width), first(height), first(step), first(data)",
+        "images",
+        "encoding = '32FC1' AND NOT is_bigendian",
+    ) == (STEPS // 5, None, 4, 3, 16, depth.data)
+    assert select("count(*), first(encoding), first(width), first(data)", "images", "format = 'jpeg'") == (
+        STEPS // 5,
+        None,
+        None,
+        jpeg.data,
+    )
+    assert select("count(*), first(k), first(distortion_model)", "camera_info") == (
+        STEPS // 5,
+        list(sample_message("camera_info_front").k),
+        "plumb_bob",
+    )
     assert select("count(*), first(ids), first(radius)", "obstacles") == (STEPS // 5, ["p1", "c1"], [0.25, 0.4])
-    assert select("count(*), count(*) FILTER (kind = 'collision'), first(detail ORDER BY kind)", "events") \
-        == (2, 1, "wall_3")
+    assert select("count(*), count(*) FILTER (kind = 'collision'), first(detail ORDER BY kind)", "events") == (
+        2,
+        1,
+        "wall_3",
+    )
     assert select("count(*), first(linear_x), first(angular_z)", "commands") == (STEPS, 0.5, 0.2)
     # /clock has no typed table: it lands raw with its schema name, and the schema text is in `channels`.
-    assert select("count(*), first(schema_name), first(message_encoding)", "messages") \
-        == (STEPS, "rosgraph_msgs/msg/Clock", "cdr")
+    assert select("count(*), first(schema_name), first(message_encoding)", "messages") == (
+        STEPS,
+        "rosgraph_msgs/msg/Clock",
+        "cdr",
+    )
     assert select("first(schema_data)", "channels", "topic = '/clock'")[0].startswith(b"builtin_interfaces/Time clock")
     assert select("name, data", "attachments") == ("world.json", b'{"kind": "office"}')
     assert select("name, metadata['robot_id']", "metadata") == ("astra.episode", "robot-7")
@@ -310,12 +346,16 @@ def test_ros2_bag_lands_with_exact_counts(lake: Path, bag: str) -> None:
     row = episode(con, ROS2_BAGS / bag)
     assert row["message_counts"] == BAG_COUNTS[bag]
     assert (row["outcome"], row["robot_id"], row["collisions"]) == ("ok", None, None)
-    typed = rows(con, """
+    typed = rows(
+        con,
+        """
         SELECT topic, count(*) FROM (
             SELECT topic, episode_id FROM odometry UNION ALL SELECT topic, episode_id FROM imu
             UNION ALL SELECT topic, episode_id FROM commands UNION ALL SELECT topic, episode_id FROM laser_scans
             UNION ALL SELECT topic, episode_id FROM wheels UNION ALL SELECT topic, episode_id FROM poses
-        ) WHERE episode_id = ? GROUP BY topic""", row["episode_id"])
+        ) WHERE episode_id = ? GROUP BY topic""",
+        row["episode_id"],
+    )
     assert dict(typed) == {t: n for t, n in BAG_COUNTS[bag].items() if not t.startswith("/tf")}
     assert not rows(con, "SELECT * FROM messages WHERE episode_id = ?", row["episode_id"])
 
@@ -329,34 +369,58 @@ def test_ros2_bag_values(lake: Path) -> None:
     def first(sql: str, episode_id: str) -> tuple:
         return one(con, f"{sql} WHERE episode_id = ? ORDER BY t_ns LIMIT 1", episode_id)
 
-    assert first("SELECT t_ns, stamp_ns, frame_id, angular_velocity_x, angular_velocity_z, orientation_w FROM imu",
-                 turtlebot) == (112841753604, 112842000000, "base_footprint", -0.0012714547753157105,
-                                0.0014623497469889559, 0.9999665521311487)
-    assert first("SELECT child_frame_id, position_x, position_y, orientation_z, angular_z FROM odometry", jackal) \
-        == ("base_link", 0.1571574254425733, -0.00041900730771831583, -0.00149407918317891, 0.00635724555666083)
-    scan = first("SELECT len(ranges), ranges[1], angle_increment, range_max, len(intensities) FROM laser_scans",
-                 turtlebot)
+    assert first(
+        "SELECT t_ns, stamp_ns, frame_id, angular_velocity_x, angular_velocity_z, orientation_w FROM imu", turtlebot
+    ) == (
+        112841753604,
+        112842000000,
+        "base_footprint",
+        -0.0012714547753157105,
+        0.0014623497469889559,
+        0.9999665521311487,
+    )
+    assert first("SELECT child_frame_id, position_x, position_y, orientation_z, angular_z FROM odometry", jackal) == (
+        "base_link",
+        0.1571574254425733,
+        -0.00041900730771831583,
+        -0.00149407918317891,
+        0.00635724555666083,
+    )
+    scan = first(
+        "SELECT len(ranges), ranges[1], angle_increment, range_max, len(intensities) FROM laser_scans", turtlebot
+    )
     assert scan == (360, pytest.approx(0.7438583970069885), pytest.approx(0.017501922324299812), 3.5, scan[4])
-    assert first("SELECT name, position, velocity FROM wheels", turtlebot) \
-        == (["wheel_right_joint", "wheel_left_joint"], [-4.232067807109665, 9.00880970856678], [])
+    assert first("SELECT name, position, velocity FROM wheels", turtlebot) == (
+        ["wheel_right_joint", "wheel_left_joint"],
+        [-4.232067807109665, 9.00880970856678],
+        [],
+    )
     # nav2: header stamps are simulation time (~924 s), log times wall-clock.
     pose = first("SELECT t_ns, stamp_ns, frame_id, position_x, position_y, covariance[1] FROM poses", nav2)
-    assert pose == (1778234353600224000, 924102000000, "map", 4.36519665396771, 7.579351695734543,
-                    0.028234069455002037)
-    assert one(con, "SELECT min(stamp_ns) < 1e12, min(t_ns) > 1.7e18, count(*) FILTER (static) FROM tf "
-               "WHERE episode_id = ?", nav2) == (True, True, 29)
+    assert pose == (1778234353600224000, 924102000000, "map", 4.36519665396771, 7.579351695734543, 0.028234069455002037)
+    assert one(
+        con,
+        "SELECT min(stamp_ns) < 1e12, min(t_ns) > 1.7e18, count(*) FILTER (static) FROM tf WHERE episode_id = ?",
+        nav2,
+    ) == (True, True, 29)
     distance = episode(con, ROS2_BAGS / "jackal_imu_odom.mcap")["distance_m"]
-    assert distance == pytest.approx(one(
-        con, "SELECT sum(sqrt((position_x - px) ** 2 + (position_y - py) ** 2)) FROM (SELECT position_x, position_y, "
-        "lag(position_x) OVER w px, lag(position_y) OVER w py FROM odometry WHERE episode_id = ? "
-        "WINDOW w AS (ORDER BY t_ns))", jackal)[0])
+    assert distance == pytest.approx(
+        one(
+            con,
+            "SELECT sum(sqrt((position_x - px) ** 2 + (position_y - py) ** 2)) FROM (SELECT position_x, position_y, "
+            "lag(position_x) OVER w px, lag(position_y) OVER w py FROM odometry WHERE episode_id = ? "
+            "WINDOW w AS (ORDER BY t_ns))",
+            jackal,
+        )[0]
+    )
 
 
 # --- damaged input ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("variant", ["truncated", "bad_record", "chunk_crc", "compression", "undecodable",
-                                     "empty", "not_mcap"])
+@pytest.mark.parametrize(
+    "variant", ["truncated", "bad_record", "chunk_crc", "compression", "undecodable", "empty", "not_mcap"]
+)
 def test_damaged_file_is_salvaged_and_quarantined(lake: Path, inputs: Inputs, variant: str) -> None:
     con = connect(lake)
     source = inputs.bad[variant]
@@ -369,7 +433,10 @@ def test_damaged_file_is_salvaged_and_quarantined(lake: Path, inputs: Inputs, va
     held = lake / QUARANTINE_DIR / row["episode_id"]
     reason = json.loads((held / "reason.json").read_text())
     assert (reason["source_path"], reason["outcome"], reason["problems"]) == (
-        str(source.resolve()), row["outcome"], row["problems"])
+        str(source.resolve()),
+        row["outcome"],
+        row["problems"],
+    )
     assert (held / reason["copy"]).read_bytes() == source.read_bytes()
     if not rejected:
         [imu] = one(con, "SELECT count(*) FROM imu WHERE episode_id = ?", row["episode_id"])
@@ -419,7 +486,9 @@ def test_leftovers_of_a_killed_ingest_are_cleaned_up_and_a_changed_file_is_a_new
     con = connect(lake)
     assert one(con, "SELECT count(*), count(DISTINCT source_path) FROM episodes") == (2, 1)
     assert rows(con, "SELECT episode_id, count(*) FROM imu GROUP BY ALL ORDER BY 2") == [
-        (first_id, 10), (identify_source(str(path)).episode_id, 12)]
+        (first_id, 10),
+        (identify_source(str(path)).episode_id, 12),
+    ]
     assert not list(lake.rglob("*.replaced"))
 
 
@@ -438,7 +507,10 @@ def test_dask_runner_builds_the_same_lake(tmp_path: Path, lake: Path, inputs: In
     paths = [ROS2_BAGS, inputs.good, inputs.bad["chunk_crc"]]
     summary = ingest(paths, tmp_path / "lake", runner="dask", workers=2, progress=False)
     assert (summary.runner, summary.episodes, summary.quarantined) == (
-        "dask", 5, [str(inputs.bad["chunk_crc"].resolve())])
+        "dask",
+        5,
+        [str(inputs.bad["chunk_crc"].resolve())],
+    )
     dask, direct = connect(tmp_path / "lake"), connect(lake)
     ids = "', '".join(r[0] for r in rows(dask, "SELECT episode_id FROM episodes"))
     for table in sorted(summary.rows.keys() - {"episodes"}):
@@ -447,8 +519,9 @@ def test_dask_runner_builds_the_same_lake(tmp_path: Path, lake: Path, inputs: In
         sql = f"SELECT episode_id, count(*), {sums} FROM {table} WHERE episode_id IN ('{ids}') GROUP BY 1 ORDER BY 1"
         assert rows(dask, sql) == rows(direct, sql), table
     key = "source_path, message_counts, distance_m, collisions, outcome, problems"
-    assert rows(dask, f"SELECT {key} FROM episodes ORDER BY 1") == \
-        rows(direct, f"SELECT {key} FROM episodes WHERE episode_id IN ('{ids}') ORDER BY 1")
+    assert rows(dask, f"SELECT {key} FROM episodes ORDER BY 1") == rows(
+        direct, f"SELECT {key} FROM episodes WHERE episode_id IN ('{ids}') ORDER BY 1"
+    )
 
 
 NAVSATFIX_DEFINITION = """std_msgs/Header header
@@ -477,15 +550,32 @@ def test_navsatfix_from_a_foreign_writer(tmp_path: Path) -> None:
     path = tmp_path / "gps.mcap"
     with open(path, "wb") as f, ROS2Writer(f) as writer:
         schema = writer.register_msgdef("sensor_msgs/msg/NavSatFix", NAVSATFIX_DEFINITION)
-        fix = {"header": {"stamp": {"sec": 5, "nanosec": 7}, "frame_id": "gps"},
-               "status": {"status": -1, "service": 1}, "latitude": 48.1, "longitude": 11.5, "altitude": 520.0,
-               "position_covariance": [float(i) for i in range(9)], "position_covariance_type": 2}
+        fix = {
+            "header": {"stamp": {"sec": 5, "nanosec": 7}, "frame_id": "gps"},
+            "status": {"status": -1, "service": 1},
+            "latitude": 48.1,
+            "longitude": 11.5,
+            "altitude": 520.0,
+            "position_covariance": [float(i) for i in range(9)],
+            "position_covariance_type": 2,
+        }
         writer.write_message("/fix", schema, fix, log_time=10, publish_time=9, sequence=3)
     tables = read_episode(identify_source(str(path)))
-    assert tables["navsatfix"].to_pylist() == [{
-        "t_ns": 10, "topic": "/fix", "stamp_ns": 5_000_000_007, "frame_id": "gps", "status": -1, "service": 1,
-        "latitude": 48.1, "longitude": 11.5, "altitude": 520.0, "position_covariance": [float(i) for i in range(9)],
-        "position_covariance_type": 2}]
+    assert tables["navsatfix"].to_pylist() == [
+        {
+            "t_ns": 10,
+            "topic": "/fix",
+            "stamp_ns": 5_000_000_007,
+            "frame_id": "gps",
+            "status": -1,
+            "service": 1,
+            "latitude": 48.1,
+            "longitude": 11.5,
+            "altitude": 520.0,
+            "position_covariance": [float(i) for i in range(9)],
+            "position_covariance_type": 2,
+        }
+    ]
     assert "messages" not in tables
 
 
@@ -498,9 +588,18 @@ def test_json_messages_land_raw_with_their_schema(tmp_path: Path) -> None:
         writer.add_message(channel, log_time=11, data=b'{"ok": true}', publish_time=10, sequence=1)
         writer.finish()
     tables = read_episode(identify_source(str(path)))
-    assert tables["messages"].to_pylist() == [{
-        "t_ns": 11, "topic": "/status", "publish_time_ns": 10, "sequence": 1, "channel_id": channel,
-        "message_encoding": "json", "schema_name": "Status", "schema_encoding": "jsonschema",
-        "data": b'{"ok": true}'}]
+    assert tables["messages"].to_pylist() == [
+        {
+            "t_ns": 11,
+            "topic": "/status",
+            "publish_time_ns": 10,
+            "sequence": 1,
+            "channel_id": channel,
+            "message_encoding": "json",
+            "schema_name": "Status",
+            "schema_encoding": "jsonschema",
+            "data": b'{"ok": true}',
+        }
+    ]
     assert tables["episodes"]["message_counts"].to_pylist() == [[("/status", 1)]]
     assert tables["channels"]["schema_data"].to_pylist() == [b"{}"]

@@ -35,31 +35,91 @@ def map_tables(seed: int = 0) -> dict[str, pa.Table]:
     """A small, consistent map: three keyframes in a corridor, a sign and a dock."""
     rng = np.random.default_rng(seed)
     nodes = [
-        {"node_id": f"n{i}", "episode_id": "e0", "t_ns": 1_000 + i, "camera": "front",
-         "image_topic": "/camera/front/image/compressed", "position_x": float(i), "position_y": 0.0,
-         "position_z": 1.0, "orientation_x": 0.0, "orientation_y": 0.0, "orientation_z": 0.0, "orientation_w": 1.0,
-         "descriptor": rng.normal(size=8).tolist(), "registered": i != 2}
+        {
+            "node_id": f"n{i}",
+            "episode_id": "e0",
+            "t_ns": 1_000 + i,
+            "camera": "front",
+            "image_topic": "/camera/front/image/compressed",
+            "position_x": float(i),
+            "position_y": 0.0,
+            "position_z": 1.0,
+            "orientation_x": 0.0,
+            "orientation_y": 0.0,
+            "orientation_z": 0.0,
+            "orientation_w": 1.0,
+            "descriptor": rng.normal(size=8).tolist(),
+            "registered": i != 2,
+        }
         for i in range(3)
     ]
     edges = [
-        {"source": "n0", "target": "n1", "kind": "sequential", "length_m": 1.0, "shared_points": None,
-         "closed": False, "metadata": None},
-        {"source": "n1", "target": "n2", "kind": "covisibility", "length_m": 1.0, "shared_points": 42,
-         "closed": True, "metadata": [("door", "d3")]},
+        {
+            "source": "n0",
+            "target": "n1",
+            "kind": "sequential",
+            "length_m": 1.0,
+            "shared_points": None,
+            "closed": False,
+            "metadata": None,
+        },
+        {
+            "source": "n1",
+            "target": "n2",
+            "kind": "covisibility",
+            "length_m": 1.0,
+            "shared_points": 42,
+            "closed": True,
+            "metadata": [("door", "d3")],
+        },
     ]
     landmarks = [
-        {"landmark_id": "sign-1", "category": "room sign", "text": "Radiology", "color": "white",
-         "material": "plastic", "function": "names the room", "room": "Radiology", "position_x": 2.0,
-         "position_y": 1.0, "position_z": 1.5, "embedding": rng.normal(size=TEXT_EMBEDDING_DIM).tolist()},
-        {"landmark_id": "dock-1", "category": "charging dock", "text": "", "color": "black", "material": "metal",
-         "function": "charges robots", "room": "Charging bay", "position_x": 0.0, "position_y": -1.0,
-         "position_z": 0.2, "embedding": rng.normal(size=TEXT_EMBEDDING_DIM).tolist()},
+        {
+            "landmark_id": "sign-1",
+            "category": "room sign",
+            "text": "Radiology",
+            "color": "white",
+            "material": "plastic",
+            "function": "names the room",
+            "room": "Radiology",
+            "position_x": 2.0,
+            "position_y": 1.0,
+            "position_z": 1.5,
+            "embedding": rng.normal(size=TEXT_EMBEDDING_DIM).tolist(),
+        },
+        {
+            "landmark_id": "dock-1",
+            "category": "charging dock",
+            "text": "",
+            "color": "black",
+            "material": "metal",
+            "function": "charges robots",
+            "room": "Charging bay",
+            "position_x": 0.0,
+            "position_y": -1.0,
+            "position_z": 0.2,
+            "embedding": rng.normal(size=TEXT_EMBEDDING_DIM).tolist(),
+        },
     ]
     node_landmarks = [
-        {"node_id": "n1", "landmark_id": "sign-1", "box_x0": 10.0, "box_y0": 20.0, "box_x1": 60.0,
-         "box_y1": 40.0, "visible_fraction": 1.0},
-        {"node_id": "n0", "landmark_id": "dock-1", "box_x0": 0.0, "box_y0": 50.0, "box_x1": 30.0,
-         "box_y1": 90.0, "visible_fraction": 0.5},
+        {
+            "node_id": "n1",
+            "landmark_id": "sign-1",
+            "box_x0": 10.0,
+            "box_y0": 20.0,
+            "box_x1": 60.0,
+            "box_y1": 40.0,
+            "visible_fraction": 1.0,
+        },
+        {
+            "node_id": "n0",
+            "landmark_id": "dock-1",
+            "box_x0": 0.0,
+            "box_y0": 50.0,
+            "box_x1": 30.0,
+            "box_y1": 90.0,
+            "visible_fraction": 0.5,
+        },
     ]
     rows = {"nodes": nodes, "edges": edges, "landmarks": landmarks, "node_landmarks": node_landmarks}
     return {name: pa.Table.from_pylist(rows[name], schema=TABLES[name]) for name in TABLES}

@@ -36,9 +36,13 @@ def _nodes(registered: list[bool], point_ids: list[list[int]]) -> GraphNodes:
     keyframes = [("a", 0, 0.0), ("a", 1, 1.0), ("a", 2, 2.0), ("b", 0, 2.2)]
     rows = [(f"{c}/{e}_{t}", e, t, c, x) for e, t, x in keyframes for c in ("front", "rear")]
     return GraphNodes(
-        node_ids=[r[0] for r in rows], episode_ids=[r[1] for r in rows], t_ns=np.array([r[2] for r in rows]),
-        cameras=[r[3] for r in rows], base_positions=np.array([(r[4], 0.0, 0.0) for r in rows]),
-        registered=np.array(registered), point_ids=[np.array(p, np.int64) for p in point_ids],
+        node_ids=[r[0] for r in rows],
+        episode_ids=[r[1] for r in rows],
+        t_ns=np.array([r[2] for r in rows]),
+        cameras=[r[3] for r in rows],
+        base_positions=np.array([(r[4], 0.0, 0.0) for r in rows]),
+        registered=np.array(registered),
+        point_ids=[np.array(p, np.int64) for p in point_ids],
     )
 
 
@@ -132,8 +136,9 @@ def test_eval_map_meets_the_bars(office_map: tuple[Path, str, MapSummary], tour_
     assert metrics["rooms"] >= 2 and metrics["connected"]
 
 
-def test_eval_map_with_a_wrong_or_missing_key_fails_clearly(office_map: tuple[Path, str, MapSummary],
-                                                            tour_lake: Path) -> None:
+def test_eval_map_with_a_wrong_or_missing_key_fails_clearly(
+    office_map: tuple[Path, str, MapSummary], tour_lake: Path
+) -> None:
     out, _, _ = office_map
     for key in (generate_key(), None):
         proc = _astra("eval", "map", "--map", str(out), "--lake", str(tour_lake), "--json", key=key)
@@ -141,21 +146,22 @@ def test_eval_map_with_a_wrong_or_missing_key_fails_clearly(office_map: tuple[Pa
         assert "key" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_viz_map_saves_a_recording_with_a_route_between_rooms(office_map: tuple[Path, str, MapSummary],
-                                                             tour_lake: Path, tmp_path: Path) -> None:
+def test_viz_map_saves_a_recording_with_a_route_between_rooms(
+    office_map: tuple[Path, str, MapSummary], tour_lake: Path, tmp_path: Path
+) -> None:
     out, key, _ = office_map
     topo = read_map(out, parse_key(key))
     world = recorded_world(Lake(tour_lake), pl.from_arrow(topo.nodes)["episode_id"].unique().to_list())
     start, goal = sorted(set(node_rooms(pl.from_arrow(topo.nodes), world).values()))[:2]
     rrd = tmp_path / "map.rrd"
 
-    proc = _astra("viz", "map", str(out), "--lake", str(tour_lake), "--route", start, goal, "--save", str(rrd),
-                  key=key)
+    proc = _astra("viz", "map", str(out), "--lake", str(tour_lake), "--route", start, goal, "--save", str(rrd), key=key)
 
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["route_m"] > 0
     verify = subprocess.run([VENV_BIN / "rerun", "rrd", "verify", str(rrd)], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr
-    unknown = _astra("viz", "map", str(out), "--lake", str(tour_lake), "--route", start, "no such room", "--save",
-                     str(rrd), key=key)
+    unknown = _astra(
+        "viz", "map", str(out), "--lake", str(tour_lake), "--route", start, "no such room", "--save", str(rrd), key=key
+    )
     assert unknown.returncode == 2 and "no such room" in unknown.stderr

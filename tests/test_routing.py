@@ -72,7 +72,8 @@ def test_rooms_connect_only_over_open_edges() -> None:
     room_of = {"A": "Lobby", "B": "Lobby", "C": "Radiology", "D": "Charging bay"}
     door = [("A", "B", 1.0, False), ("B", "C", 1.0, True), ("C", "D", 1.0, False)]
     assert disconnected_rooms(RouteGraph(*graph(door)), room_of) == [
-        ("Charging bay", "Lobby"), ("Lobby", "Radiology"),
+        ("Charging bay", "Lobby"),
+        ("Lobby", "Radiology"),
     ]
     assert disconnected_rooms(RouteGraph(*graph(door), avoid_closed=False), room_of) == []
 

@@ -134,8 +134,15 @@ def test_rates_follow_the_config(hospital) -> None:
     sim = Simulator(hospital, config, start_ns=10**12)
     out = _drive(sim, seconds)
     expected = {
-        "clock": 100.0, "imu": 100.0, "wheels": 50.0, "odom": 50.0, "ground_truth": 50.0,
-        "image_front": 5.0, "depth_rear_left": 5.0, "camera_info_rear_right": 5.0, "obstacles": 10.0,
+        "clock": 100.0,
+        "imu": 100.0,
+        "wheels": 50.0,
+        "odom": 50.0,
+        "ground_truth": 50.0,
+        "image_front": 5.0,
+        "depth_rear_left": 5.0,
+        "camera_info_rear_right": 5.0,
+        "obstacles": 10.0,
     }
     for output_id, rate in expected.items():
         stamps = np.array([m.t_ns for m in out[output_id]])

@@ -114,8 +114,11 @@ def test_pairs_grow_linearly_with_visits_to_a_place() -> None:
 
     def back_and_forth(passes: int) -> list[Keyframe]:
         """Passes back and forth along the same 4 m of corridor, a keyframe every 0.5 m."""
-        poses = [_pose(x if p % 2 == 0 else 4.0 - x, 0.0, 0.0 if p % 2 == 0 else 180.0)
-                 for p in range(passes) for x in np.arange(0.0, 4.0, 0.5)]
+        poses = [
+            _pose(x if p % 2 == 0 else 4.0 - x, 0.0, 0.0 if p % 2 == 0 else 180.0)
+            for p in range(passes)
+            for x in np.arange(0.0, 4.0, 0.5)
+        ]
         return [Keyframe("ep", t, pose, {}) for t, pose in enumerate(poses)]
 
     def per_keyframe(passes: int, config: SfmConfig) -> float:
@@ -129,8 +132,10 @@ def test_pairs_grow_linearly_with_visits_to_a_place() -> None:
     pairs = image_pairs(keyframes, rig, capped)[:, [0, 2]]
     far = pairs[np.abs(pairs[:, 0] - pairs[:, 1]) >= 16]
     assert set(np.unique(far)) == set(range(len(keyframes)))
-    gaps = [np.linalg.norm(keyframes[a].odom_from_base.translation - keyframes[b].odom_from_base.translation)
-            for a, b in far]
+    gaps = [
+        np.linalg.norm(keyframes[a].odom_from_base.translation - keyframes[b].odom_from_base.translation)
+        for a, b in far
+    ]
     assert max(gaps) < 0.01
 
 

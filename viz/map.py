@@ -55,8 +55,9 @@ def room_route(topo: TopoMap, world: World, start_room: str, goal_room: str) -> 
     return RouteGraph(topo.nodes, topo.edges).route(*ends)
 
 
-def log_map(rec: rr.RecordingStream, topo: TopoMap, lake: Lake | None = None,
-            route_rooms: Sequence[str] | None = None) -> Route | None:
+def log_map(
+    rec: rr.RecordingStream, topo: TopoMap, lake: Lake | None = None, route_rooms: Sequence[str] | None = None
+) -> Route | None:
     """Log the map; with `route_rooms` (start, goal) and a lake to name rooms, also the route, which is returned."""
     rec.log("map", rr.ViewCoordinates.RIGHT_HAND_Z_UP, static=True)
     nodes = pl.from_arrow(topo.nodes)
@@ -65,8 +66,11 @@ def log_map(rec: rr.RecordingStream, topo: TopoMap, lake: Lake | None = None,
 
     if topo.sfm_files:
         points = topo.reconstruction().points3D.values()
-        rec.log("map/sfm/points", rr.Points3D([p.xyz for p in points], colors=[p.color for p in points], radii=0.02),
-                static=True)
+        rec.log(
+            "map/sfm/points",
+            rr.Points3D([p.xyz for p in points], colors=[p.color for p in points], radii=0.02),
+            static=True,
+        )
     _log_keyframes(rec, topo, nodes, lake)
 
     edges = pl.from_arrow(topo.edges)
@@ -76,32 +80,55 @@ def log_map(rec: rr.RecordingStream, topo: TopoMap, lake: Lake | None = None,
         rec.log(f"map/graph/{kind}", rr.LineStrips3D(strips, colors=color, radii=0.01), static=True)
 
     landmarks = pl.from_arrow(topo.landmarks)
-    rec.log("map/landmarks", rr.Points3D(
-        _positions(landmarks) if landmarks.height else np.empty((0, 3)),
-        labels=[text or f"{color} {category}" for text, color, category in landmarks.select("text", "color", "category")
-                .rows()],
-        colors=[230, 60, 30], radii=0.08,
-    ), static=True)
+    rec.log(
+        "map/landmarks",
+        rr.Points3D(
+            _positions(landmarks) if landmarks.height else np.empty((0, 3)),
+            labels=[
+                text or f"{color} {category}"
+                for text, color, category in landmarks.select("text", "color", "category").rows()
+            ],
+            colors=[230, 60, 30],
+            radii=0.08,
+        ),
+        static=True,
+    )
 
-    keyframes = nodes.filter(pl.col("registered")).sort("episode_id", "t_ns").unique(["episode_id", "t_ns"],
-                                                                                      keep="first", maintain_order=True)
+    keyframes = (
+        nodes.filter(pl.col("registered"))
+        .sort("episode_id", "t_ns")
+        .unique(["episode_id", "t_ns"], keep="first", maintain_order=True)
+    )
     for (episode,), rows in keyframes.group_by("episode_id", maintain_order=True):
-        rec.log(f"map/trajectory/mapped/{episode}", rr.LineStrips3D([_positions(rows)], colors=[200, 80, 200],
-                                                                    radii=0.02), static=True)
+        rec.log(
+            f"map/trajectory/mapped/{episode}",
+            rr.LineStrips3D([_positions(rows)], colors=[200, 80, 200], radii=0.02),
+            static=True,
+        )
     if lake is None:
         return None
     world = recorded_world(lake, nodes["episode_id"].unique().to_list())
     log_world(rec, world)
     for episode in nodes["episode_id"].unique(maintain_order=True):
         truth = read_trajectory(lake, episode, GROUND_TRUTH_TOPIC)
-        rec.log(f"map/trajectory/ground_truth/{episode}",
-                rr.LineStrips3D([truth.positions], colors=[40, 200, 80], radii=0.02), static=True)
+        rec.log(
+            f"map/trajectory/ground_truth/{episode}",
+            rr.LineStrips3D([truth.positions], colors=[40, 200, 80], radii=0.02),
+            static=True,
+        )
     if route_rooms is None:
         return None
     route = room_route(topo, world, *route_rooms)
-    rec.log("map/route", rr.LineStrips3D([positions[[index[n] for n in route.nodes]]], colors=[255, 0, 0],
-                                         radii=0.05, labels=[f"{' -> '.join(route_rooms)}: {route.length_m:.1f} m"]),
-            static=True)
+    rec.log(
+        "map/route",
+        rr.LineStrips3D(
+            [positions[[index[n] for n in route.nodes]]],
+            colors=[255, 0, 0],
+            radii=0.05,
+            labels=[f"{' -> '.join(route_rooms)}: {route.length_m:.1f} m"],
+        ),
+        static=True,
+    )
     return route
 
 
@@ -114,17 +141,29 @@ def _log_keyframes(rec: rr.RecordingStream, topo: TopoMap, nodes: pl.DataFrame, 
     pictures = {}
     if lake is not None:
         wanted = registered.select("episode_id", pl.col("image_topic").alias("topic"), "t_ns").lazy()
-        rows = lake.table("images").join(wanted, on=["episode_id", "topic", "t_ns"]).select(
-            "episode_id", "topic", "t_ns", "format", "data").collect()
+        rows = (
+            lake.table("images")
+            .join(wanted, on=["episode_id", "topic", "t_ns"])
+            .select("episode_id", "topic", "t_ns", "format", "data")
+            .collect()
+        )
         pictures = {(e, topic, t): (fmt, data) for e, topic, t, fmt, data in rows.rows()}
     for row in registered.iter_rows(named=True):
         path = f"map/keyframes/{rr.escape_entity_path_part(row['node_id'])}"
-        rec.log(path, rr.Transform3D(translation=[row[f"position_{a}"] for a in "xyz"],
-                                     quaternion=[row[f"orientation_{a}"] for a in "xyzw"]), static=True)
+        rec.log(
+            path,
+            rr.Transform3D(
+                translation=[row[f"position_{a}"] for a in "xyz"], quaternion=[row[f"orientation_{a}"] for a in "xyzw"]
+            ),
+            static=True,
+        )
         image = reconstruction.find_image_with_name(row["node_id"])
         camera = reconstruction.cameras[image.camera_id]
-        pinhole = rr.Pinhole(image_from_camera=camera.calibration_matrix(), resolution=(camera.width, camera.height),
-                             image_plane_distance=IMAGE_PLANE_M)
+        pinhole = rr.Pinhole(
+            image_from_camera=camera.calibration_matrix(),
+            resolution=(camera.width, camera.height),
+            image_plane_distance=IMAGE_PLANE_M,
+        )
         rec.log(path, pinhole, static=True)
         picture = pictures.get((row["episode_id"], row["image_topic"], row["t_ns"]))
         if picture is not None:

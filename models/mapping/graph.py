@@ -54,13 +54,11 @@ def sequential_pairs(nodes: GraphNodes) -> tuple[np.ndarray, np.ndarray]:
     episodes, cameras = np.asarray(nodes.episode_ids), np.asarray(nodes.cameras)
     t = np.asarray(nodes.t_ns)
     order = np.lexsort((cameras, t, episodes))
-    keyframe = np.concatenate([[0], np.cumsum((episodes[order[1:]] != episodes[order[:-1]])
-                                              | (t[order[1:]] != t[order[:-1]]))])
+    keyframe = np.concatenate(
+        [[0], np.cumsum((episodes[order[1:]] != episodes[order[:-1]]) | (t[order[1:]] != t[order[:-1]]))]
+    )
     rig = [
-        (order[i], order[j])
-        for start, stop in _runs(keyframe)
-        for i in range(start, stop)
-        for j in range(i + 1, stop)
+        (order[i], order[j]) for start, stop in _runs(keyframe) for i in range(start, stop) for j in range(i + 1, stop)
     ]
     order = np.lexsort((t, cameras, episodes))
     same = (episodes[order[1:]] == episodes[order[:-1]]) & (cameras[order[1:]] == cameras[order[:-1]])
@@ -73,8 +71,9 @@ def covisible_pairs(point_ids: Sequence[np.ndarray], min_shared: int) -> tuple[n
     rows = np.repeat(np.arange(len(point_ids)), [len(p) for p in point_ids])
     points = np.concatenate([np.asarray(p, dtype=np.int64) for p in point_ids]) if len(point_ids) else np.empty(0)
     _, columns = np.unique(points, return_inverse=True)
-    incidence = coo_array((np.ones(len(rows), np.int32), (rows, columns)),
-                          shape=(len(point_ids), columns.max(initial=-1) + 1)).tocsr()
+    incidence = coo_array(
+        (np.ones(len(rows), np.int32), (rows, columns)), shape=(len(point_ids), columns.max(initial=-1) + 1)
+    ).tocsr()
     incidence.data[:] = 1  # a point seen twice in one image counts once
     shared = triu(incidence @ incidence.T, k=1).tocoo()
     keep = shared.data >= min_shared
@@ -105,22 +104,28 @@ def build_edges(nodes: GraphNodes, config: GraphConfig = GraphConfig()) -> pa.Ta
     pairs = np.concatenate([p for p, *_ in parts]).astype(int).reshape(-1, 2)
     ids = np.asarray(nodes.node_ids, dtype=object)
     lengths = np.linalg.norm(nodes.base_positions[pairs[:, 0]] - nodes.base_positions[pairs[:, 1]], axis=1)
-    table = pa.table({
-        "source": ids[pairs[:, 0]].tolist(),
-        "target": ids[pairs[:, 1]].tolist(),
-        "kind": [kind for p, kind, *_ in parts for _ in range(len(p))],
-        "length_m": lengths,
-        "shared_points": [None if counts is None else int(counts[i]) for p, _, counts, _ in parts
-                          for i in range(len(p))],
-        "closed": np.zeros(len(pairs), bool),
-        "metadata": pa.array([None if meta is None else list(meta.items()) for p, _, _, meta in parts for _ in p],
-                             pa.map_(pa.string(), pa.string())),
-    })
+    table = pa.table(
+        {
+            "source": ids[pairs[:, 0]].tolist(),
+            "target": ids[pairs[:, 1]].tolist(),
+            "kind": [kind for p, kind, *_ in parts for _ in range(len(p))],
+            "length_m": lengths,
+            "shared_points": [
+                None if counts is None else int(counts[i]) for p, _, counts, _ in parts for i in range(len(p))
+            ],
+            "closed": np.zeros(len(pairs), bool),
+            "metadata": pa.array(
+                [None if meta is None else list(meta.items()) for p, _, _, meta in parts for _ in p],
+                pa.map_(pa.string(), pa.string()),
+            ),
+        }
+    )
     return conform_table("edges", table)
 
 
 def _runs(labels: np.ndarray) -> list[tuple[int, int]]:
     """[start, stop) of each run of equal values in sorted `labels`."""
     bounds = np.flatnonzero(np.diff(labels)) + 1
-    return list(zip(np.concatenate([[0], bounds]).tolist(), np.concatenate([bounds, [len(labels)]]).tolist(),
-                    strict=True))
+    return list(
+        zip(np.concatenate([[0], bounds]).tolist(), np.concatenate([bounds, [len(labels)]]).tolist(), strict=True)
+    )

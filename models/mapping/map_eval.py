@@ -36,8 +36,10 @@ def evaluate_map(map_dir: Path | str, lake: Path | str, key: bytes | None = None
     registered = keyframes.filter(pl.col("registered"))
     camera_from_base = rig[0].base_from_camera.inverse()
     estimated = [
-        pycolmap.Rigid3d(pycolmap.Rotation3d([row[f"orientation_{a}"] for a in "xyzw"]),
-                         [row[f"position_{a}"] for a in "xyz"]) * camera_from_base
+        pycolmap.Rigid3d(
+            pycolmap.Rotation3d([row[f"orientation_{a}"] for a in "xyzw"]), [row[f"position_{a}"] for a in "xyz"]
+        )
+        * camera_from_base
         for row in registered.iter_rows(named=True)
     ]
     truth_poses = [truth[e].at(np.array([t])).poses()[0] for e, t in registered.select("episode_id", "t_ns").rows()]
