@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from schemas.messages import Twist
-from sim.robot import RobotConfig
+from schemas.robot import RobotConfig
 from sim.simulator import Simulator
 from sim.world import generate_world, write_world
 

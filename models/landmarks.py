@@ -32,8 +32,8 @@ from scipy.spatial.transform import Rotation
 
 from models.text_encoder import TextEncoder
 from schemas.map import TABLES, conform_table
+from schemas.robot import DEFAULT_ROBOT, RobotConfig, camera_mount
 from schemas.world import Box, Landmark, World
-from sim.robot import DEFAULT_ROBOT, RobotConfig, camera_mount
 from sim.simulator import Simulator
 
 _GEOM_NAME = re.compile(r"lm_(.+?)(?:_end\d+)?")  # a landmark's geom, or an end frame of a rack

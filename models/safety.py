@@ -10,15 +10,13 @@ import math
 from dataclasses import dataclass
 
 from schemas.messages import Twist
+from schemas.robot import MotionLimits
 
 
 @dataclass(frozen=True)
-class SafetyLimits:
-    max_speed: float = 1.0  # m/s forward
-    max_reverse_speed: float = 0.3  # m/s backward: there are no rear bumpers on a mobile base
-    max_yaw_rate: float = 1.5  # rad/s
-    max_accel: float = 1.0  # m/s^2 when speeding up
-    max_yaw_accel: float = 3.0  # rad/s^2 when speeding up
+class SafetyLimits(MotionLimits):
+    """The robot's motion limits (schemas/robot.py), and how hard and how soon the layer may stop it."""
+
     brake_decel: float = 20.0  # m/s^2, any slowing down (including stops) may use this
     brake_yaw_decel: float = 40.0  # rad/s^2
     # Stale after this: tolerates one late command at 20 Hz, and timeout + braking + one 20 ms tick

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sim.robot import RobotConfig
+from schemas.robot import RobotConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

@@ -53,7 +53,7 @@ from models.mapping.sfm import Keyframe, MappedKeyframe, RigCamera, SfmConfig, b
 from pipelines.ingest import run_pipeline
 from pipelines.progress import marker_progress
 from schemas.map import conform_table
-from sim.robot import DEFAULT_ROBOT
+from schemas.robot import DEFAULT_ROBOT
 from sim.world import write_world
 
 DESCRIPTOR = "tiny_image"

@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from schemas.messages import DynamicObstacles, Twist
+from schemas.robot import DEFAULT_ROBOT, MOTION_LIMITS, MotionLimits
 from schemas.world import Agent, World
 from sim.planning import ClearanceMap, GridPlanner, distance_to_polyline, order_tour
 from sim.world import occupancy_grid
@@ -24,13 +25,10 @@ from sim.world import occupancy_grid
 class ExpertConfig:
     """Limits and tuning of the expert; speeds in m/s, angles in rad, times in s."""
 
-    robot_radius: float = 0.25
+    robot_radius: float = DEFAULT_ROBOT.radius
+    limits: MotionLimits = MOTION_LIMITS
     margin: float = 0.15  # static inflation beyond the radius
     cruise_speed: float = 0.7
-    max_speed: float = 1.0
-    max_yaw_rate: float = 1.5
-    max_accel: float = 1.0
-    max_yaw_accel: float = 3.0
     lookahead: float = 0.6
     lateral_accel: float = 0.5  # bounds speed on curves
     goal_decel: float = 0.5
@@ -43,7 +41,6 @@ class ExpertConfig:
     agent_margin: float = 0.2  # wanted gap to people and carts beyond both radii
     pacing_period: float = 6.0  # s; agents that walk a loop faster than this block it for planning
     agent_spread: float = 0.15  # m/s: how fast an agent's predicted position grows uncertain
-    reverse_speed: float = 0.4  # fastest the robot backs away
     static_margin: float = 0.05  # smallest gap to walls the avoidance may choose ...
     static_slack: float = 0.02  # ... unless already closer: then it may lose this much more, down to this gap
     horizon: float = 3.0  # how far ahead agents are predicted
@@ -63,8 +60,9 @@ def rollout(
     """Positions (K, T, 2) of a unicycle holding each of K (v, w) commands, with acceleration limits."""
     steps = round(config.horizon / config.rollout_dt)
     t = config.rollout_dt * np.arange(1, steps + 1)
-    v = velocity[0] + np.clip(commands[:, :1] - velocity[0], -config.max_accel * t, config.max_accel * t)
-    w = velocity[1] + np.clip(commands[:, 1:] - velocity[1], -config.max_yaw_accel * t, config.max_yaw_accel * t)
+    dv, dw = config.limits.max_accel * t, config.limits.max_yaw_accel * t
+    v = velocity[0] + np.clip(commands[:, :1] - velocity[0], -dv, dv)
+    w = velocity[1] + np.clip(commands[:, 1:] - velocity[1], -dw, dw)
     yaw = pose[2] + np.cumsum(w * config.rollout_dt, axis=1)
     x = pose[0] + np.cumsum(v * np.cos(yaw) * config.rollout_dt, axis=1)
     y = pose[1] + np.cumsum(v * np.sin(yaw) * config.rollout_dt, axis=1)
@@ -129,8 +127,8 @@ class ExpertDriver:
         self._goal_id: str | None = None
         self._goal_since = 0.0
         self._best_progress = (0.0, 0.0)  # (arc length, time it was reached)
-        w = np.linspace(-config.max_yaw_rate, config.max_yaw_rate, 11)
-        v = np.union1d(np.linspace(-config.reverse_speed, config.cruise_speed, 8), [0.0])
+        w = np.linspace(-config.limits.max_yaw_rate, config.limits.max_yaw_rate, 11)
+        v = np.union1d(np.linspace(-config.limits.max_reverse_speed, config.cruise_speed, 8), [0.0])
         self._samples = np.stack(np.meshgrid(v, w, indexing="ij"), axis=-1).reshape(-1, 2)
 
     @property
@@ -158,7 +156,7 @@ class ExpertDriver:
         self._update_plan(t, xy, obstacles)
         v, w = self._track(pose) if len(self._path) else (0.0, 0.0)
         v, w = self._avoid(pose, (v, w), obstacles)
-        dv, dw = self.config.max_accel * dt, self.config.max_yaw_accel * dt
+        dv, dw = self.config.limits.max_accel * dt, self.config.limits.max_yaw_accel * dt
         v = self._velocity[0] + float(np.clip(v - self._velocity[0], -dv, dv))
         w = self._velocity[1] + float(np.clip(w - self._velocity[1], -dw, dw))
         self._velocity = (v, w)
@@ -299,7 +297,7 @@ class ExpertDriver:
         alpha = _wrap(math.atan2(offset[1], offset[0]) - pose[2])
         self._turning = abs(alpha) > (c.rotate_exit if self._turning else c.rotate_enter)
         if self._turning:
-            return 0.0, float(np.clip(2.0 * alpha, -c.max_yaw_rate, c.max_yaw_rate))
+            return 0.0, float(np.clip(2.0 * alpha, -c.limits.max_yaw_rate, c.limits.max_yaw_rate))
         kappa = 2 * math.sin(alpha) / max(float(np.hypot(*offset)), 1e-3)
         ahead = (self._arc >= self._progress) & (self._arc <= self._progress + 1.0)
         bend = max(abs(kappa), float(self._curvature[ahead].max(initial=0.0)))
@@ -309,7 +307,7 @@ class ExpertDriver:
             math.sqrt(c.lateral_accel / max(bend, 1e-6)),
             c.cruise_speed * float(np.clip(wall_room / c.slow_clearance, 0.3, 1.0)),
             max(0.1, math.sqrt(2 * c.goal_decel * to_goal)),
-            c.max_yaw_rate / max(abs(kappa), 1e-6),
+            c.limits.max_yaw_rate / max(abs(kappa), 1e-6),
         )
         return v, v * kappa
 
@@ -330,7 +328,7 @@ class ExpertDriver:
             ahead = self._point_at(self._progress + 0.3) - self._point_at(self._progress)
             error = _wrap(math.atan2(ahead[1], ahead[0]) - pose[2])
             if abs(error) > c.rotate_exit:
-                nominal = (0.0, float(np.clip(2.0 * error, -c.max_yaw_rate, c.max_yaw_rate)))
+                nominal = (0.0, float(np.clip(2.0 * error, -c.limits.max_yaw_rate, c.limits.max_yaw_rate)))
         commands = np.vstack([nominal, self._samples])
         paths = rollout(pose, self._velocity, commands, c)
         static_ok = clear_of_walls(paths)
@@ -358,8 +356,8 @@ class ExpertDriver:
         target = self._point_at(self._progress + c.cruise_speed * c.horizon) if len(self._path) else paths[0, -1]
         progress = np.hypot(*(target - np.array(pose[:2]))) - np.hypot(*(paths[:, -1] - target).T)
         score = (
-            ((commands[:, 0] - nominal[0]) / c.max_speed) ** 2
-            + 0.3 * ((commands[:, 1] - nominal[1]) / c.max_yaw_rate) ** 2
+            ((commands[:, 0] - nominal[0]) / c.limits.max_speed) ** 2
+            + 0.3 * ((commands[:, 1] - nominal[1]) / c.limits.max_yaw_rate) ** 2
             - 0.5 * progress / (c.cruise_speed * c.horizon)
             - 0.3 * np.minimum(gap, 1.0)
         )

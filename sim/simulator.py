@@ -19,12 +19,8 @@ import dataclasses
 import functools
 import io
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
-
-# The simulator renders offscreen, usually on a headless machine.
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 import mujoco
 import numpy as np
@@ -44,21 +40,10 @@ from schemas.messages import (
     Twist,
     WheelState,
 )
+from schemas.robot import DEFAULT_ROBOT, RobotConfig, camera_mount
 from schemas.topics import BASE_FRAME, IMU_FRAME, MAP_FRAME, ODOM_FRAME, camera_frame
 from schemas.world import Agent, World
-from sim.robot import (
-    ACCEL_SENSOR,
-    ACTUATORS,
-    BODY,
-    DEFAULT_ROBOT,
-    GYRO_SENSOR,
-    JOINTS,
-    WHEELS,
-    RobotConfig,
-    add_robot,
-    camera_mount,
-    camera_name,
-)
+from sim.robot import ACCEL_SENSOR, ACTUATORS, BODY, GYRO_SENSOR, JOINTS, WHEELS, add_robot, camera_name
 
 Message = tuple[str, object]
 
@@ -193,8 +178,8 @@ class Simulator:
             raise ValueError(f"dt={dt} is not a positive multiple of the physics step {self.config.timestep}")
         if cmd is not None:
             self._cmd = (
-                float(np.clip(cmd.linear[0], -self.config.max_speed, self.config.max_speed)),
-                float(np.clip(cmd.angular[2], -self.config.max_yaw_rate, self.config.max_yaw_rate)),
+                float(np.clip(cmd.linear[0], -self.config.limits.max_speed, self.config.limits.max_speed)),
+                float(np.clip(cmd.angular[2], -self.config.limits.max_yaw_rate, self.config.limits.max_yaw_rate)),
             )
         messages = self._emit_due()
         for _ in range(steps):

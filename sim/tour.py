@@ -14,9 +14,9 @@ from typing import Any
 import astra
 from datasets.recording import EpisodeWriter
 from schemas.episode import EpisodeMetadata
+from schemas.robot import DEFAULT_ROBOT, RobotConfig
 from schemas.world import World
 from sim.expert import ExpertDriver
-from sim.robot import DEFAULT_ROBOT, RobotConfig
 from sim.simulator import Simulator
 
 STEP_S = 0.05  # the expert's command period

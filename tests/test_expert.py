@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from schemas.messages import DynamicObstacles
+from schemas.robot import RobotConfig
 from schemas.world import WORLD_KINDS, Agent, Box, GridSpec, Room, Wall, World
 from sim.expert import ExpertConfig, ExpertDriver, predict_agents, rollout
 from sim.planning import ClearanceMap, GridPlanner, astar, path_length, plan_path, resample
-from sim.robot import RobotConfig
 from sim.simulator import Simulator
 from sim.world import generate_world, occupancy_grid, write_world
 
@@ -120,7 +120,8 @@ def test_controller_converges_to_the_goal() -> None:
     assert np.hypot(*(poses[-1, :2] - goal)) < ExpertConfig().goal_tolerance
     assert expert.visited_rooms == ["hall"]
     v, w = np.array(commands).T
-    assert v.max() <= ExpertConfig().cruise_speed + 1e-9 and np.abs(w).max() <= ExpertConfig().max_yaw_rate + 1e-9
+    config = ExpertConfig()
+    assert v.max() <= config.cruise_speed + 1e-9 and np.abs(w).max() <= config.limits.max_yaw_rate + 1e-9
     assert abs(v[-1]) < 1e-9 and abs(w[-1]) < 1e-9  # parked once the only room is visited
 
 

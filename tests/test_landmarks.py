@@ -14,9 +14,10 @@ import pytest
 from models.descriptors import DESCRIPTORS, TinyImageDescriptor
 from models.landmarks import EXTRACTORS, AnnotatedLandmarkExtractor, LandmarkObservations, NodeView, describe
 from schemas.map import TABLES, TEXT_EMBEDDING_DIM
+from schemas.robot import RobotConfig
 from schemas.topics import CAMERA_YAWS
 from schemas.world import Landmark, World
-from sim.robot import BODY, RobotConfig, camera_name
+from sim.robot import BODY, camera_name
 from sim.simulator import Simulator
 from sim.world import generate_world, write_world
 

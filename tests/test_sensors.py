@@ -15,9 +15,10 @@ from scipy.ndimage import distance_transform_edt
 from scipy.spatial.transform import Rotation
 
 from schemas.messages import Twist, from_arrow, to_arrow
+from schemas.robot import RobotConfig
 from schemas.topics import BY_OUTPUT, camera_frame
 from schemas.world import World
-from sim.robot import BODY, RobotConfig
+from sim.robot import BODY
 from sim.simulator import Simulator
 from sim.world import generate_world, occupancy_grid, write_world
 
@@ -230,7 +231,7 @@ def test_commanded_twist_is_tracked_without_side_slip(office_world) -> None:
     assert gyro[2] == pytest.approx(0.8, abs=4 * SMALL.gyro_bias_std)
     # Commands beyond the motor limits saturate.
     _drive(sim, 0.5, v=0.0, w=5.0)
-    assert sim.velocity()[1] == pytest.approx(SMALL.max_yaw_rate, abs=0.01)
+    assert sim.velocity()[1] == pytest.approx(SMALL.limits.max_yaw_rate, abs=0.01)
     assert sim.collisions == 0
     sim.close()
 

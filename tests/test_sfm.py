@@ -14,10 +14,10 @@ from scipy.spatial.transform import Rotation
 from models.mapping.evaluation import map_errors, trajectory_errors
 from models.mapping.keyframes import KeyframeConfig, Trajectory, rig_frame_times, select_keyframes
 from models.mapping.sfm import Keyframe, RigCamera, SfmConfig, align_rigid, build_map, image_pairs
+from schemas.robot import RobotConfig, camera_mount
 from schemas.topics import BY_OUTPUT, CAMERAS
 from schemas.world import World
 from sim.expert import ExpertDriver
-from sim.robot import RobotConfig, camera_mount
 from sim.simulator import Simulator
 from sim.tour import drive_tour
 
