@@ -3,7 +3,6 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-export MUJOCO_GL ?= egl
 export PATH := $(abspath $(BIN)):$(PATH)
 
 DEMO_WORLD := data/worlds/office-0

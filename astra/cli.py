@@ -7,13 +7,17 @@ Data commands print one JSON summary line on stdout, last; progress goes to stde
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 from tqdm import tqdm
 
@@ -59,34 +63,60 @@ def cmd_sim_world(args: argparse.Namespace) -> int:
 # --- astra record --------------------------------------------------------------------------------
 
 RECORD_DATAFLOW = PROJECT_ROOT / "dataflows" / "record.yml"
+# The sensor node prints `progress <sim seconds>` once a simulated second; `dora run` prefixes node output.
 _PROGRESS = re.compile(r"stdout\s+sensor: progress ([0-9.]+)")
+STOP_GRACE_S = 10.0  # after an interrupt, how long dora may take to stop its nodes before they are killed
 
 
-def _run_episode(env: dict[str, str], seconds: float, log_path: Path, bar: tqdm) -> None:
-    """Run one `dora run` of the record dataflow, following the sensor's progress lines."""
+def _follow_progress(lines: IO[str], log: IO[str], seconds: float, bar: tqdm) -> None:
+    for line in lines:
+        log.write(line)
+        if match := _PROGRESS.search(line):
+            bar.n = min(float(match.group(1)), seconds)
+            bar.refresh()
+
+
+def _end_process_group(proc: subprocess.Popen) -> None:
+    """Interrupt `dora run` as Ctrl-C would, then kill it and every node it started if they linger."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGINT)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=STOP_GRACE_S)
+    # Nodes that ignored the stop may outlive `dora run` in its process group.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _run_episode(dataflow: Path, env: dict[str, str], seconds: float, timeout_s: float, log_path: Path,
+                 bar: tqdm) -> None:  # fmt: skip
+    """Run one `dora run` of a recording dataflow; progress comes from the sensor's lines, the deadline from a clock.
+
+    A node can block without printing (a sensor waiting for acknowledgements), so the deadline cannot wait for
+    output: the output is followed on a thread while this one waits on the process.
+    """
     # Nodes run with the first `python` on PATH: make it this environment's.
     env = {**os.environ, **env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    deadline = time.monotonic() + 120 + 20 * seconds
-    with (
-        open(log_path, "w") as log,
-        subprocess.Popen(
-            ["dora", "run", str(RECORD_DATAFLOW)],
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            ["dora", "run", str(dataflow)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-        ) as proc,
-    ):
-        for line in proc.stdout:
-            log.write(line)
-            if match := _PROGRESS.search(line):
-                bar.n = min(float(match.group(1)), seconds)
-                bar.refresh()
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"recording did not finish in time; see {log_path}")
-        if proc.wait() != 0:
-            raise RuntimeError(f"dora run failed with exit code {proc.returncode}; see {log_path}")
+            start_new_session=True,  # its own process group, so that a timeout can end every node
+        )
+        follower = threading.Thread(target=_follow_progress, args=(proc.stdout, log, seconds, bar), daemon=True)
+        follower.start()
+        try:
+            returncode = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _end_process_group(proc)
+            follower.join(timeout=5.0)
+            raise RuntimeError(f"recording did not finish within {timeout_s:.0f} s; dora log: {log_path}") from None
+        follower.join()
+    if returncode != 0:
+        raise RuntimeError(f"dora run failed with exit code {returncode}; dora log: {log_path}")
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -99,6 +129,12 @@ def cmd_record(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     if args.episodes < 1 or args.seconds <= 0:
         raise UsageError("--episodes must be >= 1 and --seconds > 0")
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError("--timeout must be > 0")
+    if not args.dataflow.is_file():
+        raise UsageError(f"no such dataflow: {args.dataflow}")
+    # A slow machine runs the simulation slower than real time rather than dropping ticks: allow for it.
+    timeout_s = args.timeout or 120 + 20 * args.seconds
     args.out.mkdir(parents=True, exist_ok=True)
     summaries = []
     for index in range(args.episodes):
@@ -127,7 +163,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             file=sys.stderr,
             bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} sim s [{elapsed}<{remaining}]",
         ) as bar:
-            _run_episode(env, args.seconds, mcap.with_suffix(".dora.log"), bar)
+            _run_episode(args.dataflow, env, args.seconds, timeout_s, mcap.with_suffix(".dora.log"), bar)
         summary = summarize(mcap)
         summaries.append({**summary.to_dict(), "rrd": str(rrd)})
         _print_episode(summary.to_dict())
@@ -306,6 +342,19 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--camera-width", type=int, default=320, help="camera width in pixels (default 320)")
     record.add_argument("--camera-height", type=int, default=240, help="camera height in pixels (default 240)")
     record.add_argument("--rrd", type=Path, help="Rerun recording path (default: next to each MCAP)")
+    record.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="wall-clock seconds an episode may take before dora is stopped and the command exits 1 "
+        "(default 120 + 20 x --seconds)",
+    )
+    record.add_argument(
+        "--dataflow",
+        type=Path,
+        default=RECORD_DATAFLOW,
+        help="recording graph to run (default dataflows/record.yml); it gets the ASTRA_* settings in its environment",
+    )
     record.set_defaults(func=cmd_record)
 
     ingest = commands.add_parser(

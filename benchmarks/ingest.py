@@ -11,7 +11,6 @@ shared machine weighs on all alike. Recordings are made once and reused from `wo
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -59,7 +58,6 @@ def _recordings(workdir: Path) -> list[Path]:
             ],
             stdout=subprocess.DEVNULL,
             check=True,
-            env={"MUJOCO_GL": "egl", **os.environ},
         )
     return sorted(logs.glob("*.mcap"))[:EPISODES]
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import sim  # noqa: F401  (picks MuJoCo's rendering backend before any test imports mujoco)
 from schemas import messages as m
 from schemas.topics import CAMERAS, TOPICS, camera_frame
-
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 T0 = 1_700_000_000_000_000_000
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 
@@ -23,10 +24,11 @@ ALWAYS = {t.ros_topic for t in TOPICS if t.output_id not in ("obstacles", "safet
 
 
 def _env(**overrides: str) -> dict[str, str]:
+    """A plain shell: no MUJOCO_GL nor any ASTRA_* setting exported, the venv's bin first on PATH."""
+    plain = {k: v for k, v in os.environ.items() if k != "MUJOCO_GL" and not k.startswith("ASTRA_")}
     return {
-        **os.environ,
+        **plain,
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
-        "MUJOCO_GL": "egl",
         "ASTRA_CAMERA_WIDTH": "96",
         "ASTRA_CAMERA_HEIGHT": "72",
         **overrides,
@@ -64,8 +66,13 @@ def test_dora_run_stop_after_records_every_topic(office_world: Path, tmp_path: P
     assert events[0] == "episode_start" and "collision" not in events
     assert metadata[EPISODE_METADATA_NAME]["world_kind"] == "office"
     # Rates from stamps: message counts at STOP depend on each input's backlog, stamps do not.
-    assert abs(summarize(mcap).topics["/imu"].rate_hz - 100.0) < 0.5
-    assert counts["/cmd_vel"] > 10  # the closed loop ran: actuation turned expert commands into cmd_vel
+    summary = summarize(mcap)
+    assert abs(summary.topics["/imu"].rate_hz - 100.0) < 0.5
+    # The closed loop ran all along: actuation sent cmd_vel at its 50 Hz on every tick of the recorded time,
+    # and the robot drove under the expert's commands.
+    assert abs(summary.topics["/cmd_vel"].rate_hz - 50.0) < 0.5
+    assert summary.topics["/cmd_vel"].count >= 0.9 * 50 * summary.duration_s
+    assert summary.distance_m > 1.0
 
 
 def test_astra_record_ends_episode_and_saves_rrd(office_world: Path, tmp_path: Path) -> None:
@@ -108,6 +115,44 @@ def test_astra_record_ends_episode_and_saves_rrd(office_world: Path, tmp_path: P
     assert abs(episode["topics"]["/imu"]["rate_hz"] - 100.0) < 0.5
     verify = subprocess.run([f"{VENV_BIN}/rerun", "rrd", "verify", str(rrd)], capture_output=True, text=True)
     assert verify.returncode == 0 and "1 file verified" in verify.stdout + verify.stderr
+
+
+NEVER_ACKS = """
+from dora import Node
+
+node = Node()
+for event in node:  # takes the episode's events and never answers, not even STOP
+    pass
+"""
+
+
+def test_astra_record_times_out_when_an_ack_never_comes(office_world: Path, tmp_path: Path) -> None:
+    """A sensor waiting for an acknowledgement prints nothing: the deadline must still end the run."""
+    graph = yaml.safe_load((ROOT / "dataflows" / "record.yml").read_text())
+    sensor = next(n for n in graph["nodes"] if n["id"] == "sensor")
+    silent = tmp_path / "never_acks.py"
+    silent.write_text(NEVER_ACKS)
+    sensor["path"] = str(ROOT / "operators" / "sensor.py")
+    sensor["inputs"] = {"silent_done": "silent/done"}
+    sensor["env"] = {"ASTRA_EPISODE_ACKS": "silent_done"}
+    graph["nodes"] = [sensor, {"id": "silent", "path": str(silent), "inputs": {"events": "sensor/events"},
+                               "outputs": ["done"]}]  # fmt: skip
+    dataflow = tmp_path / "hangs.yml"
+    dataflow.write_text(yaml.safe_dump(graph))
+    argv = [f"{VENV_BIN}/astra", "record", "--world", str(office_world), "--seconds", "2", "--timeout", "20"]
+    proc = subprocess.run(
+        [*argv, "--dataflow", str(dataflow), "--out", str(tmp_path / "logs")],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "did not finish within 20 s" in proc.stderr and "Traceback" not in proc.stderr
+    log = Path(proc.stderr.split("dora log: ")[1].split()[0])
+    assert log.is_file() and "progress" in log.read_text()
+    lingering = subprocess.run(["pgrep", "-f", str(silent)], capture_output=True, text=True)
+    assert lingering.stdout == "", "nodes outlived the stopped run"
 
 
 def test_record_rejects_missing_world(tmp_path: Path) -> None:

@@ -468,7 +468,7 @@ def recorded_lake(office_world: Path, tmp_path_factory: pytest.TempPathFactory) 
     proc = subprocess.run(
         [str(bin_dir / "astra"), "record", "--world", str(office_world), "--seconds", "8",
          "--camera-width", "96", "--camera-height", "72", "--out", str(root / "logs")],
-        env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "MUJOCO_GL": "egl"},
+        env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
