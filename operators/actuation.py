@@ -7,18 +7,17 @@ forced stop starts (watchdog or e-stop).
 
 from __future__ import annotations
 
-import os
-
 from dora import Node
 
 from models.safety import SafetyGovernor
+from operators import config
 from schemas.messages import Clock, Event, Twist, from_arrow, to_arrow
 
 
 def main(node: Node | None = None) -> None:
     node = node or Node()
     governor = SafetyGovernor()
-    period_ns = int(1e9 / float(os.environ.get("ASTRA_ACTUATION_HZ", "50")))
+    period_ns = int(1e9 / config.actuation_hz())
     now_ns: int | None = None
     last_sent_ns: int | None = None
     last_reason: str | None = "watchdog_stop"  # held until the first command: not worth an event

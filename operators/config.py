@@ -1,8 +1,12 @@
-"""Node configuration from the environment.
+"""Every per-run setting of the dora nodes, read from ASTRA_* environment variables; the README lists them.
 
-`astra record` and users set these per run; dataflow YAML `env:` would override the caller's
-environment, so the YAML leaves them out. Relative paths resolve against the project root,
-because dora starts nodes in the YAML's folder.
+`astra record` sets them for each episode; by hand, export them before `dora run`. A dataflow's `env:`
+would override the caller's environment, so the YAML files set only what is a property of the graph
+(ASTRA_EPISODE_ACKS).
+
+Relative paths resolve against the directory `dora run` was started from (the caller's $PWD), as the
+paths given to `astra` resolve against the working directory. dora starts each node in its YAML's
+folder, so the node's own working directory would not do.
 """
 
 from __future__ import annotations
@@ -11,26 +15,86 @@ import os
 from pathlib import Path
 
 from schemas.robot import RobotConfig
+from schemas.topics import BY_OUTPUT
+from sim.estop import EstopSchedule
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+class ConfigError(ValueError):
+    """An ASTRA_* variable holds a value the nodes cannot use."""
+
+
+def caller_dir() -> Path:
+    return Path(os.environ.get("PWD") or os.getcwd())
 
 
 def env_path(name: str, default: str) -> Path:
-    path = Path(os.environ.get(name, default))
-    return path if path.is_absolute() else PROJECT_ROOT / path
+    path = Path(os.environ.get(name) or default)
+    return path if path.is_absolute() else caller_dir() / path
+
+
+def _number(name: str, default: float, kind: type = float, positive: bool = False) -> float:
+    text = os.environ.get(name, "")
+    try:
+        value = kind(text) if text else default
+    except ValueError:
+        raise ConfigError(f"{name} must be a{'n integer' if kind is int else ' number'}, got {text!r}") from None
+    if value < 0 or (positive and value == 0):
+        raise ConfigError(f"{name} must be {'> 0' if positive else '>= 0'}, got {text!r}")
+    return value
 
 
 def world_dir() -> Path:
+    """ASTRA_WORLD: the folder `astra sim world` wrote."""
     return env_path("ASTRA_WORLD", "data/worlds/office-0")
 
 
 def episode_seed() -> int:
-    return int(os.environ.get("ASTRA_SEED", "0"))
+    """ASTRA_SEED: seeds sensor noise and the expert's tour."""
+    return int(_number("ASTRA_SEED", 0, int))
+
+
+def episode_seconds() -> float:
+    """ASTRA_SECONDS: simulated seconds before the sensor ends the episode; 0 runs until stopped."""
+    return _number("ASTRA_SECONDS", 0.0)
+
+
+def episode_acks() -> set[str]:
+    """ASTRA_EPISODE_ACKS: sensor inputs that must answer `episode_end` before it exits (comma-separated)."""
+    return {ack for ack in os.environ.get("ASTRA_EPISODE_ACKS", "").split(",") if ack}
+
+
+def mcap_path(default_name: str) -> Path:
+    """ASTRA_MCAP: the recording's file."""
+    return env_path("ASTRA_MCAP", default_name)
+
+
+def rrd_path() -> Path | None:
+    """ASTRA_RRD: the Rerun file to save; unset spawns a viewer."""
+    return env_path("ASTRA_RRD", "") if os.environ.get("ASTRA_RRD") else None
+
+
+def expert_hz() -> float:
+    """ASTRA_EXPERT_HZ: the expert's command rate, in Hz of robot time."""
+    return _number("ASTRA_EXPERT_HZ", BY_OUTPUT["expert_cmd_vel"].rate_hz, positive=True)
+
+
+def actuation_hz() -> float:
+    """ASTRA_ACTUATION_HZ: the rate actuation sends cmd_vel at, in Hz of robot time."""
+    return _number("ASTRA_ACTUATION_HZ", BY_OUTPUT["cmd_vel"].rate_hz, positive=True)
+
+
+def estop_schedule() -> EstopSchedule:
+    """ASTRA_ESTOP: when the simulated e-stop button is held, "START-END[,...]" in seconds of the episode."""
+    try:
+        return EstopSchedule.parse(os.environ.get("ASTRA_ESTOP", ""))
+    except ValueError as exc:
+        raise ConfigError(f"ASTRA_ESTOP: {exc}") from None
 
 
 def robot_config() -> RobotConfig:
+    """ASTRA_ROBOT_ID, ASTRA_CAMERA_WIDTH, ASTRA_CAMERA_HEIGHT."""
     return RobotConfig(
-        robot_id=os.environ.get("ASTRA_ROBOT_ID", RobotConfig.robot_id),
-        camera_width=int(os.environ.get("ASTRA_CAMERA_WIDTH", RobotConfig.camera_width)),
-        camera_height=int(os.environ.get("ASTRA_CAMERA_HEIGHT", RobotConfig.camera_height)),
+        robot_id=os.environ.get("ASTRA_ROBOT_ID") or RobotConfig.robot_id,
+        camera_width=int(_number("ASTRA_CAMERA_WIDTH", RobotConfig.camera_width, int, positive=True)),
+        camera_height=int(_number("ASTRA_CAMERA_HEIGHT", RobotConfig.camera_height, int, positive=True)),
     )

@@ -1,7 +1,8 @@
 """dora node `sensor` (simulator backend): steps MuJoCo in real time and publishes every sensor.
 
 Inputs: `cmd_vel` (Twist from actuation) and the episode acknowledgements named in
-ASTRA_EPISODE_ACKS. The node paces itself with `next(timeout=...)` instead of a timer input: a
+ASTRA_EPISODE_ACKS. Besides the sensors it outputs `estop`, the e-stop button (ASTRA_ESTOP schedules
+presses), whenever its state changes. The node paces itself with `next(timeout=...)` instead of a timer input: a
 machine too slow for real time then runs the simulation slower, without dropped ticks. After
 ASTRA_SECONDS of simulated time it publishes `episode_end` and waits for every ack (or its input
 closing) before exiting, because dora drops messages still queued when a source exits.
@@ -9,9 +10,9 @@ closing) before exiting, because dora drops messages still queued when a source 
 
 from __future__ import annotations
 
-import os
 import time
 
+import pyarrow as pa
 from dora import Node
 
 from operators import config
@@ -27,8 +28,10 @@ def main(node: Node | None = None) -> None:
     node = node or Node()
     start_ns = time.time_ns()
     sim = Simulator(config.world_dir(), config.robot_config(), seed=config.episode_seed(), start_ns=start_ns)
-    episode_ns = int(float(os.environ.get("ASTRA_SECONDS", "0")) * 1e9)  # 0: run until stopped
-    pending_acks = {a for a in os.environ.get("ASTRA_EPISODE_ACKS", "").split(",") if a}
+    episode_ns = int(config.episode_seconds() * 1e9)  # 0: run until stopped
+    pending_acks = config.episode_acks()
+    estop = config.estop_schedule()
+    estop_pressed: bool | None = None
 
     def publish(output_id: str, msg: object) -> None:
         node.send_output(output_id, *to_arrow(msg))
@@ -56,8 +59,11 @@ def main(node: Node | None = None) -> None:
             publish(output_id, msg)
         cmd = None
         elapsed_ns = sim.t_ns - start_ns
+        if (pressed := estop.pressed(elapsed_ns * 1e-9)) != estop_pressed:
+            estop_pressed = pressed
+            node.send_output("estop", pa.array([pressed]))
         if elapsed_ns % PROGRESS_EVERY_NS < TICK_S * 1e9:
-            print(f"progress {elapsed_ns * 1e-9:.1f}", flush=True)  # read by `astra record`
+            print(f"progress {elapsed_ns * 1e-9:.1f}", flush=True)  # `astra record` follows these for its bar
         if episode_ns and elapsed_ns >= episode_ns:
             publish("events", Event(sim.t_ns, "episode_end", "sensor", sim.world.site, elapsed_ns * 1e-9))
             ended = True

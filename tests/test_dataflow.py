@@ -51,11 +51,29 @@ def _decode_all(path: Path) -> tuple[dict[str, int], dict, list[str]]:
     return counts, metadata, events
 
 
+def _decoded(path: Path, topic: str) -> list[tuple[int, object]]:
+    """(log time ns, decoded message) of every message on one topic."""
+    with open(path, "rb") as f:
+        reader = make_reader(f, decoder_factories=[DecoderFactory()])
+        return [(message.log_time, decoded) for _, _, message, decoded in reader.iter_decoded_messages(topics=[topic])]
+
+
+ESTOP = "4-6"
+
+
 def test_dora_run_stop_after_records_every_topic(office_world: Path, tmp_path: Path) -> None:
     mcap, rrd = tmp_path / "run.mcap", tmp_path / "run.rrd"
     proc = subprocess.run(
-        ["dora", "run", str(ROOT / "dataflows" / "record.yml"), "--stop-after", "12s"],
-        env=_env(ASTRA_WORLD=str(office_world), ASTRA_MCAP=str(mcap), ASTRA_RRD=str(rrd)),
+        ["dora", "run", str(ROOT / "dataflows" / "record.yml"), "--stop-after", "20s"],
+        # Relative ASTRA_* paths resolve against the directory dora was started from, as a shell's $PWD says.
+        cwd=tmp_path,
+        env=_env(
+            ASTRA_WORLD=str(office_world),
+            ASTRA_MCAP=mcap.name,
+            ASTRA_RRD=rrd.name,
+            ASTRA_ESTOP=ESTOP,
+            PWD=str(tmp_path),
+        ),  # fmt: skip
         capture_output=True,
         text=True,
         timeout=180,
@@ -73,6 +91,12 @@ def test_dora_run_stop_after_records_every_topic(office_world: Path, tmp_path: P
     assert abs(summary.topics["/cmd_vel"].rate_hz - 50.0) < 0.5
     assert summary.topics["/cmd_vel"].count >= 0.9 * 50 * summary.duration_s
     assert summary.distance_m > 1.0
+    # The e-stop button, pressed from 4 s to 6 s of the episode, stopped the robot through actuation's `estop` input.
+    start_ns = _decoded(mcap, "/clock")[0][0]
+    stops = [(t - start_ns) * 1e-9 for t, event in _decoded(mcap, "/actuation/events") if event.kind == "estop"]
+    assert len(stops) == 1 and 4.0 <= stops[0] < 4.1, stops
+    held = [abs(cmd.linear.x) for t, cmd in _decoded(mcap, "/cmd_vel") if 4.2 <= (t - start_ns) * 1e-9 < 6.0]
+    assert held and max(held) == 0.0
 
 
 def test_astra_record_ends_episode_and_saves_rrd(office_world: Path, tmp_path: Path) -> None:
