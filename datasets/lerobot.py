@@ -57,13 +57,14 @@ class _Skip(Exception):
 
 def export_lerobot(
     lake: Path,
-    episodes_filter: str,
+    episodes_filter: str | None,
     out: Path,
     fps: int = 10,
     progress: bool = True,
     limits: fmt.FileLimits = fmt.DEFAULT_LIMITS,
 ) -> ExportSummary:
-    """Write the lake episodes matching `episodes_filter` (SQL over `episodes`) as a LeRobot dataset at `out`.
+    """Write the lake episodes matching `episodes_filter` (SQL over `episodes`; None: every episode) as a LeRobot
+    dataset at `out`.
 
     Raises LakeError when there is no lake, FileExistsError when `out` is not empty, and ValueError for a
     bad filter, a bad `fps`, or no exportable episode. The dataset appears at `out` only once complete.
@@ -77,7 +78,10 @@ def export_lerobot(
     source = Lake(lake)
     selected = _select_episodes(source, episodes_filter)
     if selected.is_empty():
-        raise ValueError(f"no episode matches {episodes_filter!r}")
+        raise ValueError(
+            "the lake has no episodes" if episodes_filter is None else f"no episode matches {episodes_filter!r}"
+        )
+    matching = "" if episodes_filter is None else f" matching {episodes_filter!r}"
 
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -92,7 +96,7 @@ def export_lerobot(
             except _Skip as reason:
                 skipped[episode_id] = str(reason)
         if not writer.episodes:
-            raise ValueError(f"none of the {len(selected)} episodes matching {episodes_filter!r} has frames: {skipped}")
+            raise ValueError(f"none of the {len(selected)} episodes{matching} has frames: {skipped}")
         writer.close()
         if out.exists():
             out.rmdir()
@@ -110,12 +114,14 @@ def export_lerobot(
     )
 
 
-def _select_episodes(lake: Lake, episodes_filter: str) -> pl.DataFrame:
-    """(episode_id, site) of the matching episodes, in recording order."""
-    query = f"SELECT episode_id, site FROM episodes WHERE ({episodes_filter}) ORDER BY start_ns, episode_id"
+def _select_episodes(lake: Lake, episodes_filter: str | None) -> pl.DataFrame:
+    """(episode_id, site) of the matching episodes (None: all), in recording order."""
+    where = "" if episodes_filter is None else f"WHERE ({episodes_filter}) "
     try:
-        return lake.sql(query)
+        return lake.sql(f"SELECT episode_id, site FROM episodes {where}ORDER BY start_ns, episode_id")
     except LakeError as err:
+        if episodes_filter is None:
+            raise  # no filter to blame: the lake itself lacks episodes
         raise ValueError(f"bad episodes filter {episodes_filter!r}: {err}") from err
 
 
@@ -182,8 +188,12 @@ def _sample_episode(lake: Lake, episode_id: str, fps: int) -> _Episode:
 
 
 @dataclass(frozen=True)
-class _Moments:
-    """Count, sums and extremes of a feature per channel: they merge exactly across frames and episodes."""
+class _FeatureStats:
+    """A feature's statistics per channel, kept in a form that merges across episodes.
+
+    Count, sums and extremes merge exactly. Quantiles merge as LeRobot's `aggregate_stats` merges them, by
+    their mean weighted by each episode's count (its frames), so they are kept multiplied by it and summed.
+    """
 
     frames: int
     samples: int
@@ -191,38 +201,73 @@ class _Moments:
     squares: np.ndarray
     low: np.ndarray
     high: np.ndarray
+    weighted_quantiles: np.ndarray  # (len(QUANTILES), channels)
 
     @classmethod
-    def of(cls, values: np.ndarray, frames: int) -> _Moments:
-        """Moments of `values` (samples x channels) drawn from `frames` frames."""
+    def of(cls, values: np.ndarray, frames: int) -> _FeatureStats:
+        """Statistics of `values` (samples x channels) drawn from `frames` frames."""
         v = values.astype(np.float64)
-        return cls(frames, len(v), v.sum(0), np.square(v).sum(0), v.min(0), v.max(0))
+        quantiles = np.quantile(v, fmt.QUANTILES, axis=0)
+        return cls(frames, len(v), v.sum(0), np.square(v).sum(0), v.min(0), v.max(0), quantiles * frames)
 
     @classmethod
-    def of_histograms(cls, counts: np.ndarray, frames: int) -> _Moments:
-        """Moments of 8-bit channels from their histograms (channels x 256) over `frames` frames."""
+    def of_histograms(cls, counts: np.ndarray, frames: int) -> _FeatureStats:
+        """Statistics of 8-bit channels from their histograms (channels x 256) over `frames` frames."""
         values = np.arange(counts.shape[1], dtype=np.float64)
         seen = counts > 0
         low, high = seen.argmax(1), counts.shape[1] - 1 - seen[:, ::-1].argmax(1)
-        return cls(frames, int(counts[0].sum()), counts @ values, counts @ values**2, values[low], values[high])
+        return cls(
+            frames,
+            int(counts[0].sum()),
+            counts @ values,
+            counts @ values**2,
+            values[low],
+            values[high],
+            _histogram_quantiles(counts) * frames,
+        )
 
-    def __add__(self, other: _Moments) -> _Moments:
-        return _Moments(
+    def __add__(self, other: _FeatureStats) -> _FeatureStats:
+        return _FeatureStats(
             self.frames + other.frames,
             self.samples + other.samples,
             self.total + other.total,
             self.squares + other.squares,
             np.minimum(self.low, other.low),
             np.maximum(self.high, other.high),
+            self.weighted_quantiles + other.weighted_quantiles,
         )
 
-    def stats(self, image: bool) -> dict[str, list]:
+    def as_lerobot(self, image: bool) -> dict[str, list]:
         """LeRobot statistics; images per channel, scaled to 0..1 and shaped (3, 1, 1)."""
         scale, shape = (1 / 255, (-1, 1, 1)) if image else (1.0, (-1,))
         mean = self.total / self.samples
         std = np.sqrt(np.maximum(self.squares / self.samples - mean**2, 0.0))
-        values = {"min": self.low, "max": self.high, "mean": mean, "std": std}
+        # Rounding in the weighted mean can stray an ulp past the extremes.
+        quantiles = np.clip(self.weighted_quantiles / self.frames, self.low, self.high)
+        values = {
+            "min": self.low,
+            "max": self.high,
+            "mean": mean,
+            "std": std,
+            **dict(zip(fmt.QUANTILE_NAMES, quantiles, strict=True)),
+        }
         return {**{k: (v * scale).reshape(shape).tolist() for k, v in values.items()}, "count": [self.frames]}
+
+
+def _histogram_quantiles(counts: np.ndarray) -> np.ndarray:
+    """QUANTILES (levels x channels) of the values 0..K-1 counted per channel in `counts` (channels x K), as
+    np.quantile's default (linear) method gives them over the values themselves."""
+    cumulative = counts.cumsum(1)
+    last = cumulative[:, -1:] - 1  # index of each channel's largest value in sorted order
+    position = np.asarray(fmt.QUANTILES) * last
+    below = np.floor(position)
+
+    def nth(k: np.ndarray) -> np.ndarray:
+        """The k-th smallest value (from 0) of each channel: the first whose cumulative count passes k."""
+        return np.array([np.searchsorted(c, row, side="right") for c, row in zip(cumulative, k, strict=True)])
+
+    low, high = nth(below), nth(np.minimum(below + 1, last))
+    return (low + (position - below) * (high - low)).T
 
 
 @dataclass
@@ -335,7 +380,7 @@ class _DatasetWriter:
         self.shapes: dict[str, tuple[int, int]] = {}
         self.tasks: dict[str, int] = {}
         self.episodes: list[dict[str, Any]] = []
-        self.moments: dict[str, _Moments] = {}
+        self.stats: dict[str, _FeatureStats] = {}
         self.frames = 0
 
     def add(self, episode: _Episode, task: str) -> None:
@@ -376,13 +421,13 @@ class _DatasetWriter:
             "dataset_from_index": self.frames,
             "dataset_to_index": self.frames + frames,
         }
-        moments = {key: _Moments.of(values.reshape(frames, -1), frames) for key, values in columns.items()}
+        stats = {key: _FeatureStats.of(values.reshape(frames, -1), frames) for key, values in columns.items()}
         for camera, video in self.videos.items():
             row.update(video.begin(frames))
-            moments[video.key] = self._encode(video, episode.images[camera])
-        for key, feature in moments.items():
-            self.moments[key] = self.moments[key] + feature if key in self.moments else feature
-            for stat, value in feature.stats(image=key in self.image_keys).items():
+            stats[video.key] = self._encode(video, episode.images[camera])
+        for key, feature in stats.items():
+            self.stats[key] = self.stats[key] + feature if key in self.stats else feature
+            for stat, value in feature.as_lerobot(image=key in self.image_keys).items():
                 row[fmt.stats_column(key, stat)] = value
         row.update(
             {
@@ -396,7 +441,7 @@ class _DatasetWriter:
         self.frames += frames
 
     @staticmethod
-    def _encode(video: _VideoFiles, images: list[bytes]) -> _Moments:
+    def _encode(video: _VideoFiles, images: list[bytes]) -> _FeatureStats:
         """Decode, encode and measure one camera's frames of an episode."""
         # Histograms keep exact image statistics cheap: a few hundred counts per frame, not every pixel squared.
         counts = np.zeros((3, 256), dtype=np.int64)
@@ -404,7 +449,7 @@ class _DatasetWriter:
             rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
             video.write(rgb)
             counts += [np.bincount(rgb[..., channel].ravel(), minlength=256) for channel in range(3)]
-        return _Moments.of_histograms(counts, len(images))
+        return _FeatureStats.of_histograms(counts, len(images))
 
     def close(self) -> None:
         """Finish the files and write meta/: episodes, tasks, stats and info."""
@@ -416,7 +461,7 @@ class _DatasetWriter:
         pq.write_table(pa.Table.from_pylist(self.episodes), episodes_path)
         tasks = pa.table({"task_index": list(self.tasks.values()), "task": list(self.tasks)}, schema=fmt.TASKS_SCHEMA)
         pq.write_table(tasks, self.root / fmt.TASKS_PATH)
-        stats = {key: m.stats(image=key in self.image_keys) for key, m in self.moments.items()}
+        stats = {key: feature.as_lerobot(image=key in self.image_keys) for key, feature in self.stats.items()}
         (self.root / fmt.STATS_PATH).write_text(json.dumps(stats, indent=4))
         info = fmt.info(self.fps, self.shapes, len(self.episodes), self.frames, len(self.tasks), self.limits)
         (self.root / fmt.INFO_PATH).write_text(json.dumps(info, indent=4))

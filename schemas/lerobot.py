@@ -3,7 +3,7 @@
 Layout under the dataset root (paths relative to it):
 
     meta/info.json                               version, fps, totals, path templates, features
-    meta/stats.json                              per feature: min, max, mean, std, count over every frame
+    meta/stats.json                              per feature: min, max, mean, std, count, q01 ... q99
     meta/tasks.parquet                           task text (pandas index "task") -> task_index
     meta/episodes/chunk-000/file-000.parquet     one row per episode: frame range, files, video span, stats
     data/chunk-CCC/file-FFF.parquet              one row per frame: indices, timestamp, state, action
@@ -13,6 +13,12 @@ Episodes are appended to the current data or video file until the next one would
 cap; a chunk folder holds `chunks_size` files. Frame `i` of an episode has `timestamp = i / fps` and
 sits at `from_timestamp + i / fps` in its video file. Image statistics are per RGB channel, scaled to
 0..1, shaped (3, 1, 1).
+
+Statistics follow LeRobot's `compute_stats`. An episode's are over every one of its frames (every pixel for
+images); its quantiles are numpy's default (linear) ones, exact where LeRobot estimates them from a 5000-bin
+histogram of sampled frames. The dataset's min, max, mean, std and count are over every frame, and its
+quantiles are the count-weighted mean of the episodes' quantiles, as LeRobot's `aggregate_stats` makes them
+(not the quantiles of the pooled frames), kept within min..max against rounding.
 """
 
 from __future__ import annotations
@@ -48,7 +54,10 @@ ACTION_NAMES = ("linear_x", "angular_z")
 VIDEO_CODEC, VIDEO_ENCODER, VIDEO_PIX_FMT = "h264", "libx264", "yuv420p"
 VIDEO_OPTIONS = {"g": "2", "crf": "23", "tune": "zerolatency"}
 
-STAT_NAMES = ("min", "max", "mean", "std", "count")
+# LeRobot's DEFAULT_QUANTILES and their stat names; QUANTILES normalization needs q01 and q99.
+QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
+QUANTILE_NAMES = tuple(f"q{round(q * 100):02d}" for q in QUANTILES)
+STAT_NAMES = ("min", "max", "mean", "std", "count", *QUANTILE_NAMES)
 
 # Where an episode came from in the lake: frame i was sampled at lake time `t0_ns + i * 10**9 // fps`.
 SOURCE_EPISODE_COLUMN, SOURCE_T0_COLUMN = "lake/episode_id", "lake/t0_ns"

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from datasets.lake import Lake, LakeError, write_partition
-from datasets.lerobot import export_lerobot
+from datasets.lerobot import _FeatureStats, export_lerobot
 from pipelines.ingest import ingest
 from schemas import lerobot as fmt
 from schemas.topics import BY_OUTPUT, CAMERAS
@@ -177,6 +177,27 @@ def _stats(values: np.ndarray) -> dict[str, np.ndarray]:
     return {"min": values.min(0), "max": values.max(0), "mean": values.mean(0), "std": values.std(0)}
 
 
+def _episode_values(root: Path, lake: Path) -> dict[str, list[np.ndarray]]:
+    """Each feature's values (samples x channels) in each exported episode: the data rows, and for a camera the
+    pixels, 0..1, of the lake image nearest each frame's tick."""
+    data = _data(root)
+    episodes = _episodes(root)
+    values = {}
+    for name in fmt.DATA_SCHEMA.names:
+        column = np.array(data[name].to_pylist(), dtype=np.float64).reshape(data.num_rows, -1)
+        values[name] = [column[e["dataset_from_index"] : e["dataset_to_index"]] for e in episodes]
+    for camera in CAMERAS:
+        values[fmt.image_key(camera)] = []
+        for episode in episodes:
+            images = _lake_rows(
+                lake, "images", episode[fmt.SOURCE_EPISODE_COLUMN], BY_OUTPUT[f"image_{camera}"].ros_topic
+            )
+            nearest = np.abs(images["t_ns"][None, :] - _ticks(episode)[:, None]).argmin(axis=1)
+            pixels = [_rgb(images["data"][i]).reshape(-1, 3) / 255 for i in nearest]
+            values[fmt.image_key(camera)].append(np.concatenate(pixels))
+    return values
+
+
 def _decode(path: Path) -> list[av.VideoFrame]:
     with av.open(str(path)) as container:
         return list(container.decode(video=0))
@@ -313,32 +334,61 @@ def test_videos_hold_the_nearest_image_of_every_tick(exported: tuple[Path, dict]
 def test_stats_match_the_exported_values(exported: tuple[Path, dict], lake: Path) -> None:
     root, _ = exported
     stats = json.loads((root / fmt.STATS_PATH).read_text())
-    data = _data(root)
     episodes = _episodes(root)
+    frames = sum(e["length"] for e in episodes)
+    values = _episode_values(root, lake)
     for name in fmt.DATA_SCHEMA.names:
-        values = np.array(data[name].to_pylist(), dtype=np.float64).reshape(data.num_rows, -1)
-        for stat, value in _stats(values).items():
+        parts = values[name]
+        for stat, value in _stats(np.concatenate(parts)).items():
             np.testing.assert_allclose(stats[name][stat], value, rtol=1e-9, atol=1e-9, err_msg=f"{name} {stat}")
-        assert stats[name]["count"] == [data.num_rows]
-        for episode in episodes:
-            part = values[episode["dataset_from_index"] : episode["dataset_to_index"]]
+        assert stats[name]["count"] == [frames]
+        for episode, part in zip(episodes, parts, strict=True):
             np.testing.assert_allclose(episode[fmt.stats_column(name, "mean")], part.mean(0), rtol=1e-9)
             assert episode[fmt.stats_column(name, "count")] == [len(part)]
 
     for camera in CAMERAS:
         key = fmt.image_key(camera)
-        pixels = []
-        for episode in episodes:
-            images = _lake_rows(
-                lake, "images", episode[fmt.SOURCE_EPISODE_COLUMN], BY_OUTPUT[f"image_{camera}"].ros_topic
-            )
-            nearest = np.abs(images["t_ns"][None, :] - _ticks(episode)[:, None]).argmin(axis=1)
-            pixels += [_rgb(images["data"][i]).reshape(-1, 3) / 255 for i in nearest]
-        values = np.concatenate(pixels)
-        assert set(stats[key]) == set(fmt.STAT_NAMES) and stats[key]["count"] == [len(pixels)]
-        for stat, value in _stats(values).items():
+        assert set(stats[key]) == set(fmt.STAT_NAMES) and stats[key]["count"] == [frames]
+        for stat, value in _stats(np.concatenate(values[key])).items():
             assert np.array(stats[key][stat]).shape == (3, 1, 1)
             np.testing.assert_allclose(np.array(stats[key][stat]).ravel(), value, atol=1e-9, err_msg=f"{key} {stat}")
+
+
+def _assert_quantiles_ordered(stats: dict[str, list], where: str) -> None:
+    """All five quantiles, shaped like min, with min <= q01 <= q10 <= q50 <= q90 <= q99 <= max."""
+    chain = [np.array(stats[name]) for name in ("min", *fmt.QUANTILE_NAMES, "max")]
+    assert {value.shape for value in chain} == {chain[0].shape}, where
+    assert np.all(np.diff(np.stack(chain), axis=0) >= 0), where
+
+
+def test_quantiles_are_present_ordered_and_right(exported: tuple[Path, dict], lake: Path) -> None:
+    """QUANTILES normalization needs q01 ... q99. An episode's are np.quantile over its frames (pixels for a
+    camera); the dataset's are their mean weighted by each episode's frames, as LeRobot aggregates them."""
+    root, _ = exported
+    stats = json.loads((root / fmt.STATS_PATH).read_text())
+    episodes = _episodes(root)
+    values = _episode_values(root, lake)
+    assert set(stats) == set(values)
+    frames = np.array([e["length"] for e in episodes])
+    for key, parts in values.items():
+        _assert_quantiles_ordered(stats[key], f"{key} in stats.json")
+        quantiles = np.stack([np.quantile(part, fmt.QUANTILES, axis=0) for part in parts])
+        for episode, expected in zip(episodes, quantiles, strict=True):
+            got = {stat: episode[fmt.stats_column(key, stat)] for stat in fmt.STAT_NAMES}
+            _assert_quantiles_ordered(got, f"{key} in episode {episode['episode_index']}")
+            for name, value in zip(fmt.QUANTILE_NAMES, expected, strict=True):
+                np.testing.assert_allclose(np.ravel(got[name]), value, atol=1e-9, err_msg=f"{key} {name}")
+        weighted = np.tensordot(frames, quantiles, axes=1) / frames.sum()
+        for name, value in zip(fmt.QUANTILE_NAMES, weighted, strict=True):
+            np.testing.assert_allclose(np.ravel(stats[key][name]), value, atol=1e-9, err_msg=f"{key} {name}")
+
+
+def test_merged_quantiles_stay_within_the_extremes() -> None:
+    """The frame-weighted mean of a constant 0.1 over episodes of 1 and 2 frames rounds past 0.1."""
+    assert (0.1 * 1 + 0.1 * 2) / 3 > 0.1, "the rounding this test relies on"
+    one, two = (_FeatureStats.of(np.full((n, 1), 0.1), n) for n in (1, 2))
+    stats = (one + two).as_lerobot(image=False)
+    assert [stats[name] for name in fmt.QUANTILE_NAMES] == [[0.1]] * len(fmt.QUANTILES)
 
 
 def test_resamples_at_a_lower_fps(lake: Path, tmp_path: Path) -> None:
@@ -378,6 +428,17 @@ def test_files_roll_over_at_their_size_caps(lake: Path, tmp_path: Path) -> None:
             assert len(_decode(video)) == episode["length"]
     info = json.loads((root / fmt.INFO_PATH).read_text())
     assert info["chunks_size"] == 2 and info["data_files_size_in_mb"] == 1e-6
+
+
+def test_no_filter_exports_every_episode(lake: Path, tmp_path: Path) -> None:
+    summary = export_lerobot(lake, None, tmp_path / "all", fps=FPS, progress=False)
+    assert [e[fmt.SOURCE_EPISODE_COLUMN] for e in _episodes(tmp_path / "all")] == ["ep-a", "ep-b", "ep-c"]
+    assert summary.episodes == 3 and set(summary.skipped) == {"ep-d", "ep-e"}
+    write_partition(
+        tmp_path / "no-episodes", "commands", "ep-a", {"t_ns": [T0], "topic": [BY_OUTPUT["cmd_vel"].ros_topic]}
+    )
+    with pytest.raises(LakeError, match="episodes does not exist"):
+        export_lerobot(tmp_path / "no-episodes", None, tmp_path / "out", progress=False)
 
 
 @pytest.mark.parametrize(
