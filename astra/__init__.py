@@ -1,8 +1,5 @@
 """Astra: an open navigation stack and robotics data platform for indoor mobile robots."""
 
-from importlib.metadata import PackageNotFoundError, version
+from schemas.episode import SOFTWARE_VERSION as __version__
 
-try:
-    __version__ = version("astra-nav")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+source"
+__all__ = ["__version__"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import re
 import signal
@@ -22,6 +23,7 @@ from typing import IO
 from tqdm import tqdm
 
 from astra import __version__
+from schemas.lake import DEFAULT_LAKE
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
@@ -195,8 +197,6 @@ def _print_episode(summary: dict) -> None:
 
 # --- astra ingest / sql / export ----------------------------------------------------------------
 
-DEFAULT_LAKE = Path("data/lake")
-
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from pipelines.ingest import ingest
@@ -258,11 +258,11 @@ def cmd_map_build(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_map(args: argparse.Namespace) -> int:
+    from datasets.map_eval import evaluate_map_dir
     from datasets.map_store import key_from_env
-    from models.mapping.map_eval import evaluate_map
 
     try:
-        metrics = evaluate_map(args.map, args.lake, key=key_from_env())
+        metrics = evaluate_map_dir(args.map, args.lake, key=key_from_env())
     except ValueError as exc:  # no map, wrong key, no lake (MapError, LakeError)
         raise UsageError(str(exc)) from exc
     if not args.json:
@@ -286,7 +286,8 @@ def cmd_viz_map(args: argparse.Namespace) -> int:
             rec.save(args.save)
         else:
             rec.spawn()
-        route = log_map(rec, topo, Lake(args.lake) if args.lake.is_dir() else None, route_rooms=args.route)
+        lake = args.lake or topo.manifest.build.get("lake")
+        route = log_map(rec, topo, Lake(lake) if lake and Path(lake).is_dir() else None, route_rooms=args.route)
     except (KeyError, ValueError) as exc:  # unknown room, no route, bad map or key
         raise UsageError(str(exc)) from exc
     rec.disconnect()  # flushes and writes the .rrd footer
@@ -311,12 +312,17 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 2 usage error, 3 some inputs rejected, 1 other errors.",
     )
     parser.add_argument("--version", action="version", version=f"astra {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="store_true", help="also show the libraries' own logs (Beam, COLMAP, Dask)"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sim = commands.add_parser("sim", help="simulator tools: generate worlds")
     sim_commands = sim.add_subparsers(dest="sim_command", required=True, metavar="SIM_COMMAND")
     world = sim_commands.add_parser(
         "world",
+        parents=[common],
         help="generate a procedural building (world.json, world.xml, textures)",
         description="Generate a procedural building. The same kind and seed give byte-identical files.",
     )
@@ -328,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     record = commands.add_parser(
         "record",
+        parents=[common],
         help="record expert tours of a world to MCAP (runs dataflows/record.yml)",
         description="Run the data-collection dataflow once per episode: the simulated robot tours every room "
         "under the expert driver and the safety layer; every topic goes to one MCAP per episode "
@@ -359,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = commands.add_parser(
         "ingest",
+        parents=[common],
         help="ingest MCAP files into the Parquet lake (Apache Beam)",
         description="Decode MCAP recordings (ROS 2 cdr into typed tables, anything else raw into `messages`) and "
         "publish them atomically into the Hive-partitioned Parquet lake. Re-ingesting a file changes "
@@ -373,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sql = commands.add_parser(
         "sql",
+        parents=[common],
         help="run a read-only SQL query over the lake (DuckDB)",
         description="Run one read-only SQL query with DuckDB over a view per lake table (episodes, images, imu, "
         "wheels, odometry, commands, tf, events, messages, ...). DDL and DML are refused.",
@@ -386,15 +395,15 @@ def build_parser() -> argparse.ArgumentParser:
     export_formats = export.add_subparsers(dest="export_format", required=True, metavar="FORMAT")
     lerobot = export_formats.add_parser(
         "lerobot",
+        parents=[common],
         help="write a LeRobot v3 dataset (parquet + mp4 videos)",
         description="Export the episodes matching a SQL filter as a LeRobot v3.0 dataset: state is the wheel "
         "odometry pose and velocities, action is cmd_vel, images are the three cameras (mp4).",
     )
     lerobot.add_argument(
         "--episodes",
-        required=True,
         metavar="SQL_FILTER",
-        help='SQL boolean expression over the episodes table, e.g. "collisions = 0"',
+        help='SQL boolean expression over the episodes table, e.g. "collisions = 0" (default: every episode)',
     )
     lerobot.add_argument("--out", type=Path, required=True, help="output dataset folder")
     lerobot.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="lake folder (default data/lake)")
@@ -405,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     map_commands = map_.add_subparsers(dest="map_command", required=True, metavar="MAP_COMMAND")
     build = map_commands.add_parser(
         "build",
+        parents=[common],
         help="build a site's topological-semantic map (Apache Beam + pycolmap)",
         description="Select keyframes of every episode of a site, reconstruct them with pycolmap, and write the map "
         "graph (nodes, edges, landmarks) with the reconstruction; encrypted when ASTRA_MAP_KEY is set.",
@@ -422,20 +432,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="evaluate maps against ground truth")
     eval_targets = evaluate.add_subparsers(dest="eval_target", required=True, metavar="TARGET")
-    eval_map = eval_targets.add_parser("map", help="registration, ATE, rotation error, landmarks, room connectivity")
+    eval_map = eval_targets.add_parser(
+        "map", parents=[common], help="registration, ATE, rotation error, landmarks, room connectivity"
+    )
     eval_map.add_argument("--map", type=Path, required=True, help="map folder")
     eval_map.add_argument(
-        "--lake", type=Path, default=DEFAULT_LAKE, help="lake with the ground truth (default data/lake)"
+        "--lake", type=Path, help="lake with the ground truth (default: the lake the map was built from)"
     )
     eval_map.add_argument("--json", action="store_true", help="only the JSON line (no table on stderr)")
     eval_map.set_defaults(func=cmd_eval_map)
 
     viz = commands.add_parser("viz", help="show maps in Rerun")
     viz_targets = viz.add_subparsers(dest="viz_target", required=True, metavar="TARGET")
-    viz_map = viz_targets.add_parser("map", help="SfM points, keyframe cameras, graph, landmarks, trajectories, route")
+    viz_map = viz_targets.add_parser(
+        "map", parents=[common], help="SfM points, keyframe cameras, graph, landmarks, trajectories, route"
+    )
     viz_map.add_argument("map", type=Path, metavar="DIR", help="map folder")
     viz_map.add_argument(
-        "--lake", type=Path, default=DEFAULT_LAKE, help="lake for pictures and ground truth (default data/lake)"
+        "--lake", type=Path, help="lake for pictures and ground truth (default: the lake the map was built from)"
     )
     viz_map.add_argument("--route", nargs=2, metavar=("START_ROOM", "GOAL_ROOM"), help="plan and draw a route")
     viz_map.add_argument("--save", type=Path, metavar="FILE.rrd", help="write an .rrd instead of spawning a viewer")
@@ -443,9 +457,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _library_logs(verbose: bool) -> None:
+    """Show what libraries log (Beam's optional-dependency warnings, COLMAP's step-by-step log) only when asked.
+
+    The user cannot act on them, and COLMAP's lines would run over the progress bars. GLOG_minloglevel must be
+    set before COLMAP loads, and reaches the pipeline's worker processes through the environment.
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        os.environ.setdefault("GLOG_minloglevel", "2")  # errors and fatal only
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _library_logs(args.verbose)
     try:
         return args.func(args)
     except UsageError as exc:

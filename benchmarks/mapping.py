@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from datasets.map_eval import evaluate_map_dir
 from datasets.map_store import read_map
-from models.mapping.map_eval import evaluate_map
+from datasets.tours import record_tour
 from pipelines.ingest import ingest
 from pipelines.mapping import build_site_map
 from schemas.world import WORLD_KINDS
-from sim.tour import record_tour
 from sim.world import generate_world, write_world
 
 # Sim seconds of office tour for about 100, 200 and 400 keyframes (about 1.5 keyframes per second of tour).
@@ -45,12 +45,12 @@ def _build(workdir: Path, kind: str, seed: int, seconds: float) -> dict[str, Any
     started = time.perf_counter()
     summary = build_site_map(case / "lake", f"{kind}-{seed}", case / "map", progress=False)
     build_s = time.perf_counter() - started
-    metrics = evaluate_map(case / "map", case / "lake")
+    metrics = evaluate_map_dir(case / "map", case / "lake")
     return {
         "kind": kind, "seed": seed, "tour_s": seconds, "keyframes": summary.keyframes, "build_s": round(build_s, 1),
         "sfm_s": read_map(case / "map").manifest.build["sfm_seconds"],
-        **{k: metrics[k] for k in ("registration_rate", "ate_rmse_m", "rotation_median_deg", "landmarks", "rooms",
-                                   "connected")},
+        **{k: metrics[k] for k in ("registration_rate", "placed_by_odometry_rate", "ate_rmse_m", "rotation_median_deg",
+                                   "landmarks", "rooms", "connected")},
     }  # fmt: skip
 
 
@@ -73,7 +73,7 @@ def scaling(workdir: Path) -> list[dict[str, Any]]:
 def quality(workdir: Path) -> list[dict[str, Any]]:
     """Map quality of a 60 s tour of every building kind, on the tuned seed and on unseen ones."""
     print(
-        f"\n{'kind':10} {'seed':>4} {'keyframes':>9} {'registered':>10} {'ATE m':>7} {'rot deg':>7} "
+        f"\n{'kind':10} {'seed':>4} {'keyframes':>9} {'registered':>10} {'by odom':>7} {'ATE m':>7} {'rot deg':>7} "
         f"{'landmarks':>9} {'rooms':>5} {'connected':>9}"
     )
     rows = []
@@ -83,6 +83,7 @@ def quality(workdir: Path) -> list[dict[str, Any]]:
             rows.append(row)
             print(
                 f"{kind:10} {seed:>4} {row['keyframes']:>9} {row['registration_rate']:>10.3f} "
+                f"{row['placed_by_odometry_rate']:>7.3f} "
                 f"{row['ate_rmse_m']:>7.3f} {row['rotation_median_deg']:>7.2f} {row['landmarks']:>9} "
                 f"{row['rooms']:>5} {row['connected']!s:>9}",
                 flush=True,

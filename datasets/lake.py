@@ -28,7 +28,6 @@ import pyarrow.parquet as pq
 
 from schemas.lake import PARQUET_COMPRESSION, PART_FILE, PARTITION_KEY, TABLES, partition_dir
 
-DEFAULT_LAKE = Path("data/lake")
 Format = Literal["table", "csv", "json"]
 FORMATS: tuple[Format, ...] = ("table", "csv", "json")
 TABLE_MAX_ROWS = 100  # a human table longer than this is better read with LIMIT, or as CSV or JSON

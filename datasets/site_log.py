@@ -19,9 +19,6 @@ from schemas.episode import WORLD_ATTACHMENT_NAME
 from schemas.topics import BASE_FRAME, BY_OUTPUT, CAMERAS, MAP_FRAME, ODOM_FRAME, camera_frame
 from schemas.world import World
 
-ODOMETRY_TOPIC = BY_OUTPUT["odom"].ros_topic
-GROUND_TRUTH_TOPIC = BY_OUTPUT["ground_truth"].ros_topic
-
 
 def image_topic(camera: str) -> str:
     """The topic of a camera's JPEG pictures."""

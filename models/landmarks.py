@@ -5,10 +5,10 @@ An extractor looks at map nodes (one camera's picture at a keyframe) and returns
 sighting with the landmark's box in the node's image. Sightings are many-to-many, and two nodes that
 see one landmark are co-visible.
 
-Extractors are plugins in the manner of hloc: map building picks one by name from `EXTRACTORS`. The
-only one so far, `AnnotatedLandmarkExtractor`, is privileged: it reads the world's semantic annotation
-and the simulator's ground truth, standing in for the annotated semantic map until a learned extractor
-finds landmarks in the pictures alone.
+Extractors are plugins in the manner of hloc: map building (pipelines.mapping) picks one by name. The
+only one so far, `sim.annotations.AnnotatedLandmarkExtractor`, is privileged: it reads the world's
+semantic annotation and the simulator's ground truth, standing in for the annotated semantic map until
+a learned extractor finds landmarks in the pictures alone.
 
 Boxes are half-open pixel index ranges, so `image[y0:y1, x0:x1]` crops the landmark; in the
 coordinates of the camera's K (pixel centres at integers) its edges lie at x0 - 0.5 and x1 - 0.5.
@@ -17,29 +17,15 @@ coordinates of the camera's K (pixel centres at integers) its edges lie at x0 - 
 from __future__ import annotations
 
 import abc
-import itertools
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import mujoco
 import numpy as np
 import pyarrow as pa
-from scipy.spatial import ConvexHull
-from scipy.spatial.transform import Rotation
 
-from models.text_encoder import TextEncoder
 from schemas.map import TABLES, conform_table
-from schemas.robot import DEFAULT_ROBOT, RobotConfig, camera_mount
-from schemas.world import Box, Landmark, World
-from sim.simulator import Simulator
-
-_GEOM_NAME = re.compile(r"lm_(.+?)(?:_end\d+)?")  # a landmark's geom, or an end frame of a rack
-_CORNER_SIGNS = np.array(list(itertools.product((-1.0, 1.0), repeat=3)))
-# Corners i and j share an edge when their signs differ on exactly one axis.
-_EDGES = [(i, j) for i, j in itertools.combinations(range(8), 2) if np.sum(_CORNER_SIGNS[i] != _CORNER_SIGNS[j]) == 1]
+from schemas.world import Landmark
 
 
 @dataclass(frozen=True)
@@ -74,125 +60,6 @@ def describe(landmark: Landmark, room: str) -> str:
     return f"{landmark.color} {landmark.material} {landmark.category}{reading}, {landmark.function}, in the {room}"
 
 
-class AnnotatedLandmarkExtractor(LandmarkExtractor):
-    """Landmarks from the world's annotation, boxes from the simulator's segmentation render.
-
-    Privileged: the robot is placed at each node's pose, taken as ground truth, and the segmentation
-    render of the node's camera says which landmark covers which pixel, walls and furniture occluding
-    as they do in the picture. Dynamic agents stand where they start. A landmark counts as seen when at
-    least `min_pixels` of it are visible. Its `visible_fraction` is those pixels over the area of the
-    whole box's silhouette on the unbounded image plane, so cropping by the image border and occlusion
-    both lower it.
-
-    `config` must render at the resolution of the nodes' images, since boxes are in their pixels.
-    """
-
-    def __init__(
-        self,
-        world_dir: Path | str,
-        min_pixels: int = 40,
-        config: RobotConfig = DEFAULT_ROBOT,
-        text_encoder: TextEncoder | None = None,
-    ) -> None:
-        self.world_dir = Path(world_dir)
-        self.world = World.load(self.world_dir)
-        self.min_pixels = min_pixels
-        self.config = config
-        self.text_encoder = text_encoder or TextEncoder.from_pretrained()
-
-    def extract(self, views: Sequence[NodeView]) -> LandmarkObservations:
-        sim = Simulator(self.world_dir, self.config)
-        try:
-            owners = self._geom_owners(sim.model)
-            sightings = [row for view in views for row in self._sightings(sim, owners, view)]
-        finally:
-            sim.close()
-        seen = {row["landmark_id"] for row in sightings}
-        landmarks = [lm for lm in self.world.landmarks if lm.id in seen]
-        rooms = [self.world.room(lm.room_id).name for lm in landmarks]
-        embeddings = self.text_encoder.encode([describe(lm, room) for lm, room in zip(landmarks, rooms, strict=True)])
-        rows = [
-            {
-                "landmark_id": lm.id,
-                "category": lm.category,
-                "text": lm.text,
-                "color": lm.color,
-                "material": lm.material,
-                "function": lm.function,
-                "room": room,
-                "position_x": lm.box.center[0],
-                "position_y": lm.box.center[1],
-                "position_z": lm.box.center[2],
-                "embedding": embedding.tolist(),
-            }
-            for lm, room, embedding in zip(landmarks, rooms, embeddings, strict=True)
-        ]
-        return LandmarkObservations(_table("landmarks", rows), _table("node_landmarks", sightings))
-
-    def _geom_owners(self, model: mujoco.MjModel) -> np.ndarray:
-        """Index into world.landmarks of each geom's landmark, -1 for other geoms, and a trailing -1."""
-        index = {lm.id: i for i, lm in enumerate(self.world.landmarks)}
-        owners = np.full(model.ngeom + 1, -1)  # the extra entry is what background pixels (geom -1) pick
-        for geom in range(model.ngeom):
-            match = _GEOM_NAME.fullmatch(model.geom(geom).name)
-            if match and match[1] in index:
-                owners[geom] = index[match[1]]
-        return owners
-
-    def _sightings(self, sim: Simulator, owners: np.ndarray, view: NodeView) -> list[dict[str, Any]]:
-        size = (self.config.camera_height, self.config.camera_width)
-        if view.image is not None and view.image.shape[:2] != size:
-            raise ValueError(f"node {view.node_id}: image is {view.image.shape[:2]}, the extractor renders {size}")
-        sim.place(*view.base_pose)
-        labels = owners[sim.segmentation(view.camera)]
-        counts = np.bincount(labels[labels >= 0], minlength=len(self.world.landmarks))
-        camera_from_map = self._camera_from_map(view)
-        k = np.reshape(sim.camera_info(view.camera).k, (3, 3))
-        rows = []
-        for i in np.flatnonzero(counts >= self.min_pixels):
-            ys, xs = np.nonzero(labels == i)
-            area = _silhouette_area(self.world.landmarks[i].box, camera_from_map, k, self.config.depth_near)
-            rows.append(
-                {
-                    "node_id": view.node_id,
-                    "landmark_id": self.world.landmarks[i].id,
-                    "box_x0": xs.min(),
-                    "box_y0": ys.min(),
-                    "box_x1": xs.max() + 1,
-                    "box_y1": ys.max() + 1,
-                    "visible_fraction": min(counts[i] / area, 1.0),
-                }
-            )
-        return rows
-
-    def _camera_from_map(self, view: NodeView) -> tuple[Rotation, np.ndarray]:
-        """Rotation and translation taking map points into the view camera's optical frame."""
-        x, y, yaw = view.base_pose
-        mount_translation, mount_rotation = camera_mount(self.config, view.camera)
-        map_from_base = Rotation.from_euler("z", yaw)
-        rotation = map_from_base * mount_rotation
-        position = np.array([x, y, 0.0]) + map_from_base.apply(mount_translation)
-        return rotation.inv(), -rotation.inv().apply(position)
-
-
-def _silhouette_area(box: Box, camera_from_map: tuple[Rotation, np.ndarray], k: np.ndarray, near: float) -> float:
-    """Pixel area of a box's image on the unbounded image plane, the part nearer than `near` cut away."""
-    rotation, translation = camera_from_map
-    corners = rotation.apply(np.asarray(box.center) + _CORNER_SIGNS * np.asarray(box.half_size)) + translation
-    depth = corners[:, 2] - near
-    crossings = [
-        corners[i] + (corners[j] - corners[i]) * depth[i] / (depth[i] - depth[j])
-        for i, j in _EDGES
-        if depth[i] * depth[j] < 0
-    ]
-    # The cut box is convex, so its image is the convex hull of the images of its vertices.
-    vertices = np.vstack([corners[depth >= 0], *crossings])
-    pixels = vertices[:, :2] / vertices[:, 2:] * np.diag(k)[:2] + k[:2, 2]
-    return ConvexHull(pixels).volume
-
-
-def _table(name: str, rows: list[dict[str, Any]]) -> pa.Table:
+def landmark_table(name: str, rows: list[dict[str, Any]]) -> pa.Table:
+    """Rows as the map table `name` (landmarks or node_landmarks), conformed to schemas.map."""
     return conform_table(name, pa.table({column: [row[column] for row in rows] for column in TABLES[name].names}))
-
-
-EXTRACTORS: dict[str, type[LandmarkExtractor]] = {"annotated": AnnotatedLandmarkExtractor}

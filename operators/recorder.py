@@ -11,11 +11,10 @@ import time
 import pyarrow as pa
 from dora import Node
 
-import astra
 from datasets.recording import EpisodeWriter
 from operators import config
 from operators.episode_stream import episode_messages
-from schemas.episode import EpisodeMetadata
+from schemas.episode import SOFTWARE_VERSION, EpisodeMetadata
 from schemas.world import World
 
 
@@ -30,7 +29,7 @@ def main(node: Node | None = None) -> None:
         world_kind=world.kind,
         world_seed=world.seed,
         episode_seed=config.episode_seed(),
-        software_version=astra.__version__,
+        software_version=SOFTWARE_VERSION,
         camera_width=robot.camera_width,
         camera_height=robot.camera_height,
     )

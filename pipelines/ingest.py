@@ -60,11 +60,10 @@ from schemas.lake import (
     table_from_rows,
 )
 from schemas.ros2_rows import CONVERTERS, Row
-from schemas.topics import BY_OUTPUT
+from schemas.topics import GROUND_TRUTH_TOPIC
 
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
 RUNNERS = ("direct", "dask")
-GROUND_TRUTH_TOPIC = BY_OUTPUT["ground_truth"].ros_topic
 ROW_GROUP_BYTES = 128 << 20
 MAX_PENDING_WRITES = 32
 _PROGRESS_DIR, _REPORTS_DIR, _QUARANTINE_COPY = "progress", "reports", "source.mcap"

@@ -4,7 +4,7 @@
     SelectKeyframes      episode -> EpisodeKeyframes: keyframes with their JPEGs, rig and global descriptors
     BuildReconstruction  all keyframes of the site -> one pycolmap reconstruction (a global step)
     BuildGraph           reconstruction -> the tables `nodes` and `edges` (models.mapping.graph)
-    ExtractLandmarks     nodes -> `landmarks` and `node_landmarks` (models.landmarks.EXTRACTORS)
+    ExtractLandmarks     nodes -> `landmarks` and `node_landmarks` (a plugin of models.landmarks, by name: EXTRACTORS)
     WriteMap             everything -> the map on disk, encrypted where a key is given
 
 The map frame is `map`: the reconstruction comes out in the earliest episode's odom frame and is moved
@@ -36,7 +36,6 @@ from scipy.spatial.transform import Rotation
 from datasets.lake import Lake
 from datasets.map_store import write_map
 from datasets.site_log import (
-    ODOMETRY_TOPIC,
     image_topic,
     read_map_from_odom,
     read_rig,
@@ -45,20 +44,23 @@ from datasets.site_log import (
     site_episodes,
 )
 from models.descriptors import DESCRIPTORS
-from models.landmarks import EXTRACTORS, LandmarkObservations, NodeView
-from models.mapping.evaluation import align_rigid
+from models.landmarks import LandmarkExtractor, LandmarkObservations, NodeView
 from models.mapping.graph import GraphConfig, GraphNodes, build_edges
 from models.mapping.keyframes import KeyframeConfig, rig_frame_times, select_keyframes
-from models.mapping.sfm import Keyframe, MappedKeyframe, RigCamera, SfmConfig, build_map
+from models.mapping.sfm import Keyframe, MappedKeyframe, RigCamera, SfmConfig, align_rigid, build_map
 from pipelines.ingest import run_pipeline
 from pipelines.progress import marker_progress
 from schemas.map import conform_table
 from schemas.robot import DEFAULT_ROBOT
+from schemas.topics import ODOMETRY_TOPIC
+from sim.annotations import AnnotatedLandmarkExtractor
 from sim.world import write_world
 
 DESCRIPTOR = "tiny_image"
 GLOBAL_STAGES = ("BuildReconstruction", "BuildGraph", "ExtractLandmarks", "WriteMap")
 DEFAULT_KEYFRAMES, DEFAULT_SFM, DEFAULT_GRAPH = KeyframeConfig(), SfmConfig(), GraphConfig()
+EXTRACTORS: dict[str, type[LandmarkExtractor]] = {"annotated": AnnotatedLandmarkExtractor}
+NODE_COLUMNS = ("node_id", "episode_id", "t_ns", "camera", "image_topic", "registered", "placed_by_odometry")
 _MIN_ALIGNED = 3  # registered keyframes an episode needs before its odometry is aligned to the map
 
 
@@ -209,6 +211,7 @@ def map_graph(site: SiteReconstruction, config: GraphConfig) -> MapGraph:
                     "camera": camera.name,
                     "image_topic": image_topic(camera.name),
                     "registered": outcome.registered,
+                    "placed_by_odometry": outcome.placed_by_odometry,
                     "descriptor": descriptor,
                     "pose": map_from_base * camera.base_from_camera,
                     "base": map_from_base,
@@ -225,10 +228,7 @@ def map_graph(site: SiteReconstruction, config: GraphConfig) -> MapGraph:
         "nodes",
         pa.table(
             {
-                **{
-                    name: column(name)
-                    for name in ("node_id", "episode_id", "t_ns", "camera", "image_topic", "registered")
-                },
+                **{name: column(name) for name in NODE_COLUMNS},
                 **{f"position_{a}": positions[:, i] for i, a in enumerate("xyz")},
                 **{f"orientation_{a}": quaternions[:, i] for i, a in enumerate("xyzw")},
                 "descriptor": pa.array(column("descriptor"), pa.list_(pa.float32())),
@@ -373,6 +373,7 @@ def write_site_map(
     return {
         "keyframes": len(site.mapped),
         "registered": sum(m.registered for m in site.mapped),
+        "placed_by_odometry": sum(m.placed_by_odometry for m in site.mapped),
         "nodes": graph.nodes.num_rows,
         "edges": dict(sorted(Counter(graph.edges["kind"].to_pylist()).items())),
         "landmarks": landmarks.landmarks.num_rows,
@@ -425,6 +426,7 @@ class MapSummary:
     episodes: int
     keyframes: int
     registered: int
+    placed_by_odometry: int  # of the registered keyframes, those posed from wheel odometry (schemas.map nodes)
     nodes: int
     edges: dict[str, int]  # by kind
     landmarks: int
@@ -469,6 +471,7 @@ def build_site_map(
         raise ValueError(f"the lake at {lake} has no episodes of site {site!r}")
     build_info = {
         "site": site,
+        "lake": str(lake),  # where `astra eval map` finds the ground truth by default
         "episodes": episode_ids,
         "extractor": extractor,
         "descriptor": DESCRIPTOR,

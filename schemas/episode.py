@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from importlib.metadata import PackageNotFoundError, version
 
+try:
+    SOFTWARE_VERSION = version("astra-nav")  # what recorded an episode, stored in its metadata
+except PackageNotFoundError:  # running from a source tree that was never installed
+    SOFTWARE_VERSION = "0.0.0+source"
 EPISODE_METADATA_NAME = "astra.episode"
 WORLD_ATTACHMENT_NAME = "world.json"
 WORLD_ATTACHMENT_MEDIA_TYPE = "application/json"

@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 PARTITION_KEY = "episode_id"
+DEFAULT_LAKE = Path("data/lake")  # relative to the working directory
 QUARANTINE_DIR = "_quarantine"
 STAGING_DIR = "_staging"
 PARQUET_COMPRESSION = "zstd"

@@ -46,7 +46,7 @@ import pyarrow.compute as pc
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-MAP_FORMAT_VERSION = 1
+MAP_FORMAT_VERSION = 2  # 2: nodes.placed_by_odometry
 MANIFEST_FILE = "manifest.json"
 SFM_DIR = "sfm"
 KEY_ENV = "ASTRA_MAP_KEY"
@@ -72,7 +72,8 @@ def _vec(prefix: str, names: Iterable[str] = "xyz") -> list[pa.Field]:
 
 
 TABLES: dict[str, pa.Schema] = {
-    # V. `registered`: the node's image is part of the SfM reconstruction in `sfm/`.
+    # V. `registered`: the node's image is part of the SfM reconstruction in `sfm/`; `placed_by_odometry`:
+    # registered, but from a pose wheel odometry gave it (a seed, or a look-alike registration replaced).
     "nodes": pa.schema(
         [
             _required("node_id", _str),
@@ -84,6 +85,7 @@ TABLES: dict[str, pa.Schema] = {
             *_vec("orientation", "xyzw"),
             _required("descriptor", pa.list_(pa.float32())),
             _required("registered", pa.bool_()),
+            _required("placed_by_odometry", pa.bool_()),
         ]
     ),
     # E, undirected. `kind`: one of EDGE_KINDS; `shared_points`: 3D points both nodes observe, set for

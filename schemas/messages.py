@@ -1,9 +1,10 @@
 """Messages exchanged between dora nodes, and their pyarrow encoding.
 
-Each message is a frozen dataclass of plain values. On the wire every message is a
-one-row pyarrow StructArray whose fields are the dataclass fields, plus dora metadata
-``{"kind": <class name>, "t_ns": <stamp>}``. Nodes build and parse messages only with
-:func:`to_arrow` and :func:`from_arrow`; conversion to ROS 2 lives in :mod:`schemas.ros2`.
+Each message is a frozen dataclass of plain values (a TFMessage holds a tuple of Transforms). On
+the wire every message is a one-row pyarrow StructArray whose fields are the dataclass fields (a
+tuple of dataclasses is a list of structs), plus dora metadata ``{"kind": <class name>, "t_ns":
+<stamp>}``. Nodes build and parse messages only with :func:`to_arrow` and :func:`from_arrow`;
+conversion to ROS 2 lives in :mod:`schemas.ros2`.
 
 Timestamps are int64 nanoseconds. Vectors are (x, y, z); quaternions are (x, y, z, w),
 the ROS order.
@@ -95,11 +96,21 @@ class CameraInfo:
 
 @dataclass(frozen=True)
 class Transform:
+    """One stamped transform (geometry_msgs/TransformStamped): the child frame's pose in the parent frame."""
+
     t_ns: int
     parent_frame_id: str
     child_frame_id: str
     translation: Vec3
     rotation: Quat
+
+
+@dataclass(frozen=True)
+class TFMessage:
+    """Every transform published at one stamp, as one tf2_msgs/TFMessage."""
+
+    t_ns: int
+    transforms: tuple[Transform, ...]
 
 
 @dataclass(frozen=True)
@@ -145,7 +156,7 @@ MESSAGE_TYPES: dict[str, type] = {
         CompressedImage,
         DepthImage,
         CameraInfo,
-        Transform,
+        TFMessage,
         Event,
         Clock,
         DynamicObstacles,
@@ -160,9 +171,11 @@ _SCALARS: dict[Any, pa.DataType] = {int: pa.int64(), float: pa.float64(), str: p
 def _arrow_type(annotation: Any) -> pa.DataType:
     if annotation in _SCALARS:
         return _SCALARS[annotation]
+    if dataclasses.is_dataclass(annotation):
+        return arrow_schema(annotation)
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is tuple:
-        return pa.list_(_SCALARS[args[0]])
+        return pa.list_(_arrow_type(args[0]))
     raise TypeError(f"no arrow type for {annotation!r}")
 
 
@@ -172,13 +185,35 @@ def arrow_schema(cls: type) -> pa.StructType:
     return pa.struct([pa.field(f.name, _arrow_type(hints[f.name]), nullable=False) for f in dataclasses.fields(cls)])
 
 
+def _to_row(msg: Any) -> dict[str, Any]:
+    """A message as a dict; pyarrow takes tuples as lists, but nested dataclasses only as dicts."""
+    row = {}
+    for f in dataclasses.fields(msg):
+        value = getattr(msg, f.name)
+        if isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
+            value = [_to_row(item) for item in value]
+        row[f.name] = value
+    return row
+
+
+def _from_row(cls: type[M], row: dict[str, Any]) -> M:
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        value, hint = row[f.name], hints[f.name]
+        if typing.get_origin(hint) is tuple:
+            item = typing.get_args(hint)[0]
+            value = tuple(_from_row(item, v) for v in value) if dataclasses.is_dataclass(item) else tuple(value)
+        values[f.name] = value
+    return cls(**values)
+
+
 def to_arrow(msg: Any) -> tuple[pa.Array, dict[str, Any]]:
     """Encode one message as (one-row StructArray, dora metadata)."""
     cls = type(msg)
     if cls.__name__ not in MESSAGE_TYPES:
         raise TypeError(f"{cls.__name__} is not a registered message type")
-    row = {f.name: getattr(msg, f.name) for f in dataclasses.fields(cls)}
-    array = pa.array([row], type=arrow_schema(cls))
+    array = pa.array([_to_row(msg)], type=arrow_schema(cls))
     return array, {"kind": cls.__name__, "t_ns": int(msg.t_ns)}
 
 
@@ -191,10 +226,4 @@ def from_arrow(array: pa.Array, metadata: dict[str, Any] | None = None, cls: typ
         cls = MESSAGE_TYPES[kind]
     if len(array) != 1:
         raise ValueError(f"expected a one-row message, got {len(array)} rows")
-    row = array[0].as_py()
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for f in dataclasses.fields(cls):
-        value = row[f.name]
-        values[f.name] = tuple(value) if typing.get_origin(hints[f.name]) is tuple else value
-    return cls(**values)
+    return _from_row(cls, array[0].as_py())

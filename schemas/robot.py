@@ -63,7 +63,6 @@ class RobotConfig:
     odom_hz: float = BY_OUTPUT["odom"].rate_hz  # wheels, odom, ground_truth and tf
     camera_hz: float = BY_OUTPUT["image_front"].rate_hz
     obstacles_hz: float = BY_OUTPUT["obstacles"].rate_hz
-    tf_static_hz: float = BY_OUTPUT["tf_static"].rate_hz
     # Noise. IMU values are typical of a consumer MEMS part (e.g. BMI088) sampled at 100 Hz;
     # biases are drawn once per episode.
     accel_noise_std: float = 0.02  # m/s^2

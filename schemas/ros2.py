@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas import messages as m
+from schemas.topics import Topic
 
 MSG_ROOT = Path(__file__).parent / "ros2"
 _SEPARATOR = "=" * 80
@@ -37,6 +38,36 @@ _ZERO_COV9 = [0.0] * 9
 _ZERO_COV36 = [0.0] * 36
 # ROS convention: covariance[0] = -1 means "this field is not provided".
 _UNKNOWN_COV9 = [-1.0] + [0.0] * 8
+
+
+# rosbag2's `offered_qos_profiles` channel metadata: a YAML list of profiles, keys in the order its MCAP
+# storage plugin writes them. 9223372036 s 854775807 ns is rmw's "infinite" duration.
+_QOS_PROFILE = """\
+- history: keep_last
+  depth: {depth}
+  reliability: reliable
+  durability: {durability}
+  deadline:
+    sec: 9223372036
+    nsec: 854775807
+  lifespan:
+    sec: 9223372036
+    nsec: 854775807
+  liveliness: automatic
+  liveliness_lease_duration:
+    sec: 9223372036
+    nsec: 854775807
+  avoid_ros_namespace_conventions: false"""
+
+
+def channel_metadata(topic: Topic) -> dict[str, str]:
+    """MCAP channel metadata as `ros2 bag record` writes it: the QoS the topic's publisher offers.
+
+    A latched topic is offered as tf2's static broadcaster offers /tf_static (transient local, depth 1),
+    so that `ros2 bag play` republishes it latched; others with rclcpp's default (volatile, depth 10).
+    """
+    durability, depth = ("transient_local", 1) if topic.latched else ("volatile", 10)
+    return {"offered_qos_profiles": _QOS_PROFILE.format(depth=depth, durability=durability)}
 
 
 def _msg_path(ros_type: str) -> Path:
@@ -168,8 +199,8 @@ def to_ros2(msg: Any) -> dict[str, Any]:
                 "binning_y": 0,
                 "roi": {"x_offset": 0, "y_offset": 0, "height": 0, "width": 0, "do_rectify": False},
             }
-        case m.Transform():
-            return {"transforms": [_transform_stamped(msg)]}
+        case m.TFMessage():
+            return {"transforms": [_transform_stamped(t) for t in msg.transforms]}
         case m.Event():
             return {
                 "header": _header(msg.t_ns, ""),

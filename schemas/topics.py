@@ -25,8 +25,9 @@ class Topic:
     output_id: str  # dora output id on the node that publishes it
     ros_topic: str
     ros_type: str
-    rate_hz: float | None  # nominal rate; None for event-driven topics
+    rate_hz: float | None  # nominal rate; None for event-driven and once-per-episode topics
     description: str
+    latched: bool = False  # transient-local durability: a late subscriber still gets the last message
 
 
 def _camera_topics(camera: str) -> list[Topic]:
@@ -72,14 +73,15 @@ TOPICS: tuple[Topic, ...] = (
         "/tf",
         "tf2_msgs/msg/TFMessage",
         50.0,
-        "map -> odom and odom -> base_link, one TFMessage each (100 msgs/s)",
+        "map -> odom and odom -> base_link, one TFMessage per stamp holding both",
     ),
     Topic(
         "tf_static",
         "/tf_static",
         "tf2_msgs/msg/TFMessage",
-        1.0,
-        "base_link -> imu_link and the 3 camera optical frames, one TFMessage each",
+        None,
+        "base_link -> imu_link and the 3 camera optical frames: one TFMessage at episode start, latched",
+        latched=True,
     ),
     *[t for camera in CAMERAS for t in _camera_topics(camera)],
     Topic(
@@ -97,3 +99,6 @@ TOPICS: tuple[Topic, ...] = (
 
 BY_OUTPUT: dict[str, Topic] = {t.output_id: t for t in TOPICS}
 BY_ROS_TOPIC: dict[str, Topic] = {t.ros_topic: t for t in TOPICS}
+
+ODOMETRY_TOPIC = BY_OUTPUT["odom"].ros_topic  # wheel odometry, odom -> base_link
+GROUND_TRUTH_TOPIC = BY_OUTPUT["ground_truth"].ros_topic  # simulator truth, for evaluation only

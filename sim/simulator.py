@@ -36,6 +36,7 @@ from schemas.messages import (
     Event,
     Imu,
     Odometry,
+    TFMessage,
     Transform,
     Twist,
     WheelState,
@@ -58,17 +59,17 @@ def _wrap(angle: float) -> float:
 
 
 class _Schedule:
-    """A stream that falls due at 0, P, 2P, ... nanoseconds of simulated time."""
+    """A stream that falls due at 0, P, 2P, ... nanoseconds of simulated time; without a rate, at 0 only."""
 
-    def __init__(self, rate_hz: float, emit: Callable[[int], list[Message]]):
-        self.period_ns = round(1e9 / rate_hz)
-        self.next_ns = 0
+    def __init__(self, rate_hz: float | None, emit: Callable[[int], list[Message]]):
+        self.period_ns = round(1e9 / rate_hz) if rate_hz else None
+        self.next_ns: int | None = 0
         self.emit = emit
 
     def due(self, elapsed_ns: int) -> bool:
-        if elapsed_ns < self.next_ns:
+        if self.next_ns is None or elapsed_ns < self.next_ns:
             return False
-        self.next_ns += self.period_ns
+        self.next_ns = None if self.period_ns is None else self.next_ns + self.period_ns
         return True
 
 
@@ -161,7 +162,7 @@ class Simulator:
             _Schedule(config.imu_hz, self._imu_messages),
             _Schedule(config.odom_hz, self._odom_messages),
             _Schedule(config.camera_hz, self._camera_messages),
-            _Schedule(config.tf_static_hz, self._tf_static_messages),
+            _Schedule(None, self._tf_static_messages),  # latched: once per episode, as ROS 2 publishes it
         ]
         if self._crowd:
             self._schedules.append(_Schedule(config.obstacles_hz, lambda t: [("obstacles", self._obstacles(t))]))
@@ -355,20 +356,16 @@ class Simulator:
             t_ns, MAP_FRAME, ODOM_FRAME, (x - (c * ox - s * oy), y - (s * ox + c * oy), 0.0), _yaw_quat(correction)
         )
         odom_base = Transform(t_ns, ODOM_FRAME, BASE_FRAME, (ox, oy, 0.0), odom.orientation)
-        return [("wheels", wheels), ("odom", odom), ("ground_truth", truth), ("tf", map_odom), ("tf", odom_base)]
+        tf = TFMessage(t_ns, (map_odom, odom_base))
+        return [("wheels", wheels), ("odom", odom), ("ground_truth", truth), ("tf", tf)]
 
     def _tf_static_messages(self, t_ns: int) -> list[Message]:
-        imu = Transform(t_ns, BASE_FRAME, IMU_FRAME, self.config.imu_mount, (0.0, 0.0, 0.0, 1.0))
-        messages: list[Message] = [("tf_static", imu)]
+        transforms = [Transform(t_ns, BASE_FRAME, IMU_FRAME, self.config.imu_mount, (0.0, 0.0, 0.0, 1.0))]
         for camera in self.config.cameras:
             translation, rotation = camera_mount(self.config, camera)
-            messages.append(
-                (
-                    "tf_static",
-                    Transform(t_ns, BASE_FRAME, camera_frame(camera), translation, tuple(rotation.as_quat().tolist())),
-                )
-            )
-        return messages
+            quat = tuple(rotation.as_quat().tolist())
+            transforms.append(Transform(t_ns, BASE_FRAME, camera_frame(camera), translation, quat))
+        return [("tf_static", TFMessage(t_ns, tuple(transforms)))]
 
     def _camera_messages(self, t_ns: int) -> list[Message]:
         messages: list[Message] = []

@@ -44,8 +44,20 @@ def sample_message(output_id: str, t_ns: int = T0) -> object:
         "wheels": m.WheelState(t_ns, ("left_wheel", "right_wheel"), (1.0, 1.1), (5.0, 5.2)),
         "odom": m.Odometry(t_ns, "odom", "base_link", (1.0, 2.0, 0.0), identity, (0.5, 0.0, 0.0), (0.0, 0.0, 0.1)),
         "ground_truth": m.Odometry(t_ns, "map", "base_link", (1.0, 2.0, 0.0), identity, (0.5, 0, 0), (0, 0, 0.1)),
-        "tf": m.Transform(t_ns, "odom", "base_link", (1.0, 2.0, 0.0), identity),
-        "tf_static": m.Transform(t_ns, "base_link", "imu_link", (0.0, 0.0, 0.2), identity),
+        "tf": m.TFMessage(
+            t_ns,
+            (
+                m.Transform(t_ns, "map", "odom", (0.5, -0.2, 0.0), identity),
+                m.Transform(t_ns, "odom", "base_link", (1.0, 2.0, 0.0), identity),
+            ),
+        ),
+        "tf_static": m.TFMessage(
+            t_ns,
+            (
+                m.Transform(t_ns, "base_link", "imu_link", (0.0, 0.0, 0.2), identity),
+                m.Transform(t_ns, "base_link", camera_frame("front"), (0.22, 0.0, 0.45), (-0.5, 0.5, -0.5, 0.5)),
+            ),
+        ),
         "obstacles": m.DynamicObstacles(
             t_ns, ("p1", "c1"), (1.0, 2.0), (3.0, 4.0), (0.5, 0.0), (0.0, -0.5), (0.25, 0.4)
         ),

@@ -296,10 +296,16 @@ def test_own_episode_lands_in_typed_tables(lake: Path, inputs: Inputs) -> None:
         STEPS,
         pytest.approx(0.1 * (STEPS - 1)),
     )
-    assert select("count(*), count(*) FILTER (static), first(child_frame_id ORDER BY static DESC)", "tf") == (
-        STEPS + 1,
-        1,
-        "imu_link",
+    # One row per transform: each /tf message holds map -> odom and odom -> base_link, /tf_static both mounts.
+    assert select("count(*), count(DISTINCT t_ns), list_sort(list(DISTINCT child_frame_id))", "tf", "NOT static") == (
+        2 * STEPS,
+        STEPS,
+        ["base_link", "odom"],
+    )
+    assert select("count(*), list_sort(list(child_frame_id)), bool_and(topic = '/tf_static')", "tf", "static") == (
+        2,
+        ["camera_front_optical_frame", "imu_link"],
+        True,
     )
     depth, jpeg = sample_message("depth_front"), sample_message("image_front")
     assert select(

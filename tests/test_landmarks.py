@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 from models.descriptors import DESCRIPTORS, TinyImageDescriptor
-from models.landmarks import EXTRACTORS, AnnotatedLandmarkExtractor, LandmarkObservations, NodeView, describe
+from models.landmarks import LandmarkObservations, NodeView, describe
 from schemas.map import TABLES, TEXT_EMBEDDING_DIM
 from schemas.robot import RobotConfig
 from schemas.topics import CAMERA_YAWS
 from schemas.world import Landmark, World
+from sim.annotations import AnnotatedLandmarkExtractor
 from sim.robot import BODY, camera_name
 from sim.simulator import Simulator
 from sim.world import generate_world, write_world
@@ -34,7 +35,7 @@ def office(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def extractor(office: Path) -> AnnotatedLandmarkExtractor:
-    return EXTRACTORS["annotated"](office, min_pixels=20, config=SMALL)
+    return AnnotatedLandmarkExtractor(office, min_pixels=20, config=SMALL)
 
 
 @pytest.fixture(scope="module")

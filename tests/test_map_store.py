@@ -50,6 +50,7 @@ def map_tables(seed: int = 0) -> dict[str, pa.Table]:
             "orientation_w": 1.0,
             "descriptor": rng.normal(size=8).tolist(),
             "registered": i != 2,
+            "placed_by_odometry": i == 1,
         }
         for i in range(3)
     ]

@@ -14,13 +14,14 @@ import pytest
 from scipy.ndimage import distance_transform_edt
 from scipy.spatial.transform import Rotation
 
+from models.planning import occupancy_grid
 from schemas.messages import Twist, from_arrow, to_arrow
 from schemas.robot import RobotConfig
 from schemas.topics import BY_OUTPUT, camera_frame
 from schemas.world import World
 from sim.robot import BODY
 from sim.simulator import Simulator
-from sim.world import generate_world, occupancy_grid, write_world
+from sim.world import generate_world, write_world
 
 SMALL = RobotConfig(camera_width=64, camera_height=48)
 BODY_Z = 0.2  # a height inside the robot shell
@@ -122,7 +123,7 @@ def test_wheel_odometry_tracks_a_straight_drive(office_world) -> None:
     assert wheels.names == ("left_wheel", "right_wheel")
     assert np.mean(wheels.position) * SMALL.wheel_radius == pytest.approx(travelled, rel=0.02)
     # map -> odom -> base_link reproduces the true pose.
-    map_odom, odom_base = out["tf"][-2:]
+    map_odom, odom_base = out["tf"][-1].transforms
     assert (map_odom.parent_frame_id, odom_base.child_frame_id) == ("map", "base_link")
     composed = Rotation.from_quat(map_odom.rotation).apply(odom_base.translation) + map_odom.translation
     assert composed[:2] == pytest.approx(truth.position[:2], abs=1e-6)
@@ -150,8 +151,13 @@ def test_rates_follow_the_config(hospital) -> None:
         assert len(stamps) == round(seconds * rate) + 1, output_id  # both ends included
         assert stamps[0] == 10**12
         assert set(np.diff(stamps)) == {round(1e9 / rate)}, output_id
-    assert len(out["tf"]) == 2 * len(out["odom"])
-    assert len(out["tf_static"]) == 3 * (1 + len(config.cameras))
+    # One TFMessage per odometry stamp holds both transforms; /tf_static comes once, at the start, with every mount.
+    assert [tf.t_ns for tf in out["tf"]] == [odom.t_ns for odom in out["odom"]]
+    frames = ("odom", "base_link")
+    assert all(tuple(t.child_frame_id for t in tf.transforms) == frames for tf in out["tf"])
+    [static] = out["tf_static"]
+    assert static.t_ns == 10**12
+    assert [t.child_frame_id for t in static.transforms] == ["imu_link", *map(camera_frame, config.cameras)]
     assert set(out) <= set(BY_OUTPUT), "every output id is a known topic"
     for messages in out.values():
         assert from_arrow(*to_arrow(messages[0])) == messages[0]
@@ -175,7 +181,7 @@ def test_depth_is_metric_along_the_optical_axis(office_world) -> None:
     # Unproject pixels with the published intrinsics and extrinsics; each must land on the surface
     # that a MuJoCo ray cast through the same direction hits.
     info = sim.camera_info("rear_left")
-    statics = {t.child_frame_id: t for t in _drive(sim, 0.01)["tf_static"]}
+    statics = {t.child_frame_id: t for t in _drive(sim, 0.01)["tf_static"][0].transforms}
     mount = statics[camera_frame("rear_left")]
     _, depth = sim.render("rear_left")
     fx, cx, fy, cy = info.k[0], info.k[2], info.k[4], info.k[5]

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from models.mapping.evaluation import map_errors, trajectory_errors
+from models.mapping.evaluation import trajectory_errors
 from models.mapping.keyframes import KeyframeConfig, Trajectory, rig_frame_times, select_keyframes
 from models.mapping.sfm import Keyframe, RigCamera, SfmConfig, align_rigid, build_map, image_pairs
 from schemas.robot import RobotConfig, camera_mount
@@ -205,12 +205,17 @@ def test_a_40_s_office_tour_maps_metric_and_level(office_world: Path, tmp_path: 
     assert len(keyframes) > 40
 
     sfm_map = build_map(keyframes, rig, tmp_path / "work")
-    errors = map_errors(sfm_map, {"office-tour": truth})
+    registered = [k for k in sfm_map.keyframes if k.registered]
+    ate, rotation = trajectory_errors(
+        [k.map_from_base for k in registered], [truth.at(np.array([k.t_ns])).poses()[0] for k in registered]
+    )
 
-    assert errors.registration_rate >= 0.95
-    assert errors.ate_rmse <= 0.10  # rigid alignment only: the map must be metric
-    assert errors.rotation_median_deg <= 1.0
+    assert sfm_map.registration_rate >= 0.95
+    # Registered from the images: odometry only seeds the start and stands in for look-alike registrations.
+    assert sfm_map.counts["placed_by_odometry"] <= 0.25 * len(registered)
+    assert ate <= 0.10  # rigid alignment only: the map must be metric
+    assert rotation <= 1.0
     heights = [k.map_from_base.translation[2] for k in sfm_map.keyframes if k.registered]
     assert np.abs(heights).max() < 0.05  # z up, floor at z = 0, as in the odom frame
     sfm_map.write(tmp_path / "sparse")
-    assert pycolmap.Reconstruction(tmp_path / "sparse").num_reg_frames() == errors.registered
+    assert pycolmap.Reconstruction(tmp_path / "sparse").num_reg_frames() == len(registered)

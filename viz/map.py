@@ -15,8 +15,9 @@ import rerun as rr
 
 from datasets.lake import Lake
 from datasets.map_store import TopoMap
-from datasets.site_log import GROUND_TRUTH_TOPIC, read_trajectory, recorded_world
+from datasets.site_log import read_trajectory, recorded_world
 from models.routing import Route, RouteGraph
+from schemas.topics import GROUND_TRUTH_TOPIC
 from schemas.world import World
 from viz.episode import log_world
 

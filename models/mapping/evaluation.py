@@ -1,30 +1,27 @@
-"""How good a map is against ground truth: registration rate, trajectory error, rotation error."""
+"""How good a map is against ground truth: registration, reliance on odometry, pose errors, room connectivity.
+
+One evaluator for every map: `evaluate_map` takes the map's tables and the truth, wherever they were read from.
+Keyframe poses are those of base_link, recovered from the reference camera's node and the rig's mount, and
+compared with the true trajectory after the best rigid alignment (no scale: the map must be metric).
+Connectivity asks whether every pair of rooms the map covers is joined by open edges, each node belonging to
+the room its keyframe's true position lies in.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
+import polars as pl
+import pyarrow as pa
 import pycolmap
 
 from models.mapping.keyframes import Trajectory
-from models.mapping.sfm import SfmMap, align_rigid
-
-
-@dataclass(frozen=True)
-class MapErrors:
-    """Registration and pose errors of a map's keyframes."""
-
-    keyframes: int
-    registered: int
-    ate_rmse: float  # m, base_link positions after the best rigid alignment
-    rotation_median_deg: float
-
-    @property
-    def registration_rate(self) -> float:
-        """Share of keyframes registered."""
-        return self.registered / max(self.keyframes, 1)
+from models.mapping.sfm import RigCamera, align_rigid
+from models.routing import RouteGraph, disconnected_rooms
+from schemas.world import World
 
 
 def trajectory_errors(estimated: Sequence[pycolmap.Rigid3d], truth: Sequence[pycolmap.Rigid3d]) -> tuple[float, float]:
@@ -37,9 +34,54 @@ def trajectory_errors(estimated: Sequence[pycolmap.Rigid3d], truth: Sequence[pyc
     return ate, float(np.degrees(np.median(angles)))
 
 
-def map_errors(sfm_map: SfmMap, ground_truth: dict[str, Trajectory]) -> MapErrors:
-    """Errors of the registered keyframes' base_link poses against each episode's ground truth (map frame)."""
-    registered = [k for k in sfm_map.keyframes if k.registered]
-    truth = [ground_truth[k.episode_id].at(np.array([k.t_ns])).poses()[0] for k in registered]
-    ate, rotation = trajectory_errors([k.map_from_base for k in registered], truth) if registered else (np.inf, np.inf)
-    return MapErrors(len(sfm_map.keyframes), len(registered), ate, rotation)
+def evaluate_map(
+    nodes: pa.Table,
+    edges: pa.Table,
+    landmarks: pa.Table,
+    reference: RigCamera,
+    truth: Mapping[str, Trajectory],
+    world: World,
+) -> dict[str, Any]:
+    """Registration rate, keyframes placed by odometry, trajectory and rotation errors, landmarks, connectivity.
+
+    `reference` is the rig's reference camera: a keyframe is its node of that camera. `truth` holds the true
+    trajectory (in `map`) of every episode the map's nodes come from.
+    """
+    frame = pl.from_arrow(nodes)
+    keyframes = frame.filter(pl.col("camera") == reference.name)
+    registered = keyframes.filter(pl.col("registered"))
+    placed = registered.filter(pl.col("placed_by_odometry")).height
+    camera_from_base = reference.base_from_camera.inverse()
+    estimated = [
+        pycolmap.Rigid3d(
+            pycolmap.Rotation3d([row[f"orientation_{a}"] for a in "xyzw"]), [row[f"position_{a}"] for a in "xyz"]
+        )
+        * camera_from_base
+        for row in registered.iter_rows(named=True)
+    ]
+    truth_poses = [truth[e].at(np.array([t])).poses()[0] for e, t in registered.select("episode_id", "t_ns").rows()]
+    ate, rotation = trajectory_errors(estimated, truth_poses) if estimated else (None, None)
+
+    room_of = {}
+    for node, episode, t in frame.select("node_id", "episode_id", "t_ns").rows():
+        x, y, _ = truth[episode].at(np.array([t])).positions[0]
+        room = world.room_at(x, y)
+        if room is not None:
+            room_of[node] = room.name
+    apart = disconnected_rooms(RouteGraph(nodes, edges), room_of)
+    return {
+        "keyframes": keyframes.height,
+        "registered": registered.height,
+        "registration_rate": registered.height / max(keyframes.height, 1),
+        "placed_by_odometry": placed,
+        "placed_by_odometry_rate": placed / max(registered.height, 1),
+        "ate_rmse_m": ate,
+        "rotation_median_deg": rotation,
+        "landmarks": landmarks.num_rows,
+        "rooms": len(set(room_of.values())),
+        "connected": not apart,
+        "disconnected_rooms": [list(pair) for pair in apart],
+        "nodes": nodes.num_rows,
+        "edges": edges.num_rows,
+        "edges_by_kind": dict(sorted(Counter(edges["kind"].to_pylist()).items())),
+    }

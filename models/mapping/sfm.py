@@ -111,6 +111,7 @@ class MappedKeyframe:
     t_ns: int
     map_from_base: pycolmap.Rigid3d | None
     map_from_cameras: dict[str, pycolmap.Rigid3d]
+    placed_by_odometry: bool = False  # registered, but the mapper put it at odometry's pose before refining it
 
     @property
     def registered(self) -> bool:
@@ -171,14 +172,13 @@ def build_map(
     mapper = _Mapper(database, rig, odometry, config)
     reconstruction = mapper.run()
     _align_to_odometry(reconstruction, keyframes, rig)
-    mapped = _mapped(keyframes, rig, reconstruction)
+    mapped = _mapped(keyframes, rig, reconstruction, mapper.placed)
     seconds["mapping"] = time.perf_counter() - start
 
-    registered = {i for i, m in enumerate(mapped) if m.registered}
     counts = {
         "keyframes": len(keyframes),
-        "registered": len(registered),
-        "placed_by_odometry": len(mapper.placed & registered),
+        "registered": sum(m.registered for m in mapped),
+        "placed_by_odometry": sum(m.placed_by_odometry for m in mapped),
         "image_pairs": pairs,
         "verified_pairs": verified,
         "points3D": reconstruction.num_points3D(),
@@ -635,15 +635,18 @@ def align_rigid(source: np.ndarray, target: np.ndarray) -> pycolmap.Rigid3d:
 
 
 def _mapped(
-    keyframes: Sequence[Keyframe], rig: Sequence[RigCamera], reconstruction: pycolmap.Reconstruction
+    keyframes: Sequence[Keyframe],
+    rig: Sequence[RigCamera],
+    reconstruction: pycolmap.Reconstruction,
+    placed: set[int] = frozenset(),
 ) -> list[MappedKeyframe]:
     mapped = []
-    for keyframe in keyframes:
+    for index, keyframe in enumerate(keyframes):
         image = reconstruction.find_image_with_name(keyframe.image_name(rig[0].name))
         if image is None or not image.has_pose:
             mapped.append(MappedKeyframe(keyframe.episode_id, keyframe.t_ns, None, {}))
             continue
         map_from_base = image.cam_from_world().inverse() * rig[0].base_from_camera.inverse()
         cameras = {c.name: map_from_base * c.base_from_camera for c in rig}
-        mapped.append(MappedKeyframe(keyframe.episode_id, keyframe.t_ns, map_from_base, cameras))
+        mapped.append(MappedKeyframe(keyframe.episode_id, keyframe.t_ns, map_from_base, cameras, index in placed))
     return mapped

@@ -1,0 +1,38 @@
+"""`astra eval map`: a map on disk against the simulator's ground truth in a lake (models.mapping.evaluation).
+
+The lake defaults to the one the map was built from, as its manifest records.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from datasets.lake import Lake, LakeError
+from datasets.map_store import read_map
+from datasets.site_log import read_rig, read_trajectory, recorded_world
+from models.mapping.evaluation import evaluate_map
+from schemas.topics import GROUND_TRUTH_TOPIC
+
+
+def evaluate_map_dir(map_dir: Path | str, lake: Path | str | None = None, key: bytes | None = None) -> dict[str, Any]:
+    """`evaluate_map` of the map at `map_dir`, with the truth read from `lake` (default: the map's source lake)."""
+    topo = read_map(map_dir, key)
+    if lake is None:
+        if "lake" not in topo.manifest.build:
+            raise LakeError(f"the map at {map_dir} does not record the lake it was built from: give --lake")
+        lake = topo.manifest.build["lake"]
+    source = Lake(lake)
+    episode_ids = sorted(pl.from_arrow(topo.nodes)["episode_id"].unique().to_list())
+    truth = {e: read_trajectory(source, e, GROUND_TRUTH_TOPIC) for e in episode_ids}
+    metrics = evaluate_map(
+        topo.nodes,
+        topo.edges,
+        topo.landmarks,
+        read_rig(source, episode_ids[0])[0],
+        truth,
+        recorded_world(source, episode_ids),
+    )
+    return {"lake": str(lake), **metrics}
