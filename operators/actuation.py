@@ -1,6 +1,6 @@
 """dora node `actuation`: the safety layer between any driver or planner and the wheels.
 
-Inputs: `clock` (robot time), `cmd` (requested Twist), `estop` (bool array, latched while true).
+Inputs: `clock` (robot time), `cmd` (requested Twist), `estop` (EstopState; stops the robot while engaged).
 Outputs: `cmd_vel` (governed Twist, at ASTRA_ACTUATION_HZ of robot time) and `safety_events` when a
 forced stop starts (watchdog or e-stop).
 """
@@ -11,7 +11,7 @@ from dora import Node
 
 from models.safety import SafetyGovernor
 from operators import config
-from schemas.messages import Clock, Event, Twist, from_arrow, to_arrow
+from schemas.messages import Clock, EstopState, Event, Twist, from_arrow, to_arrow
 
 
 def main(node: Node | None = None) -> None:
@@ -28,7 +28,7 @@ def main(node: Node | None = None) -> None:
             continue
         input_id = event["id"]
         if input_id == "estop":
-            governor.set_estop(bool(event["value"][0].as_py()))
+            governor.set_estop(from_arrow(event["value"], event["metadata"], EstopState).engaged)
         elif input_id == "cmd" and now_ns is not None:
             governor.on_command(from_arrow(event["value"], event["metadata"], Twist), now_ns)
         elif input_id == "clock":

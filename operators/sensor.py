@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import time
 
-import pyarrow as pa
 from dora import Node
 
 from operators import config
 from operators.episode_stream import is_timeout, raise_if_error
-from schemas.messages import Event, Twist, from_arrow, to_arrow
+from schemas.messages import EstopState, Event, Twist, from_arrow, to_arrow
 from sim.simulator import Simulator
 
 TICK_S = 0.01
@@ -61,7 +60,7 @@ def main(node: Node | None = None) -> None:
         elapsed_ns = sim.t_ns - start_ns
         if (pressed := estop.pressed(elapsed_ns * 1e-9)) != estop_pressed:
             estop_pressed = pressed
-            node.send_output("estop", pa.array([pressed]))
+            publish("estop", EstopState(sim.t_ns, pressed))
         if elapsed_ns % PROGRESS_EVERY_NS < TICK_S * 1e9:
             print(f"progress {elapsed_ns * 1e-9:.1f}", flush=True)  # `astra record` follows these for its bar
         if episode_ns and elapsed_ns >= episode_ns:

@@ -144,6 +144,14 @@ class DynamicObstacles:
     radius: tuple[float, ...]
 
 
+@dataclass(frozen=True)
+class EstopState:
+    """The e-stop button: actuation holds the robot stopped while `engaged`. Sent when it changes."""
+
+    t_ns: int
+    engaged: bool
+
+
 EVENT_KINDS = ("collision", "estop", "watchdog_stop", "episode_start", "episode_end", "goal_reached")
 
 MESSAGE_TYPES: dict[str, type] = {
@@ -160,12 +168,19 @@ MESSAGE_TYPES: dict[str, type] = {
         Event,
         Clock,
         DynamicObstacles,
+        EstopState,
     )
 }
 
 M = TypeVar("M")
 
-_SCALARS: dict[Any, pa.DataType] = {int: pa.int64(), float: pa.float64(), str: pa.string(), bytes: pa.binary()}
+_SCALARS: dict[Any, pa.DataType] = {
+    bool: pa.bool_(),
+    int: pa.int64(),
+    float: pa.float64(),
+    str: pa.string(),
+    bytes: pa.binary(),
+}
 
 
 def _arrow_type(annotation: Any) -> pa.DataType:
