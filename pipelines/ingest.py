@@ -536,8 +536,10 @@ def run_pipeline(
     """
     check_runner(runner, dask_address, workers)
     if runner == "direct":
-        # Explicit flags: PipelineOptions would otherwise parse the command line of whoever calls us.
-        with beam.Pipeline(options=PipelineOptions(flags=[], runner="DirectRunner")) as pipeline:
+        # The in-process FnApiRunner, named: Beam's DirectRunner would first try to download the Prism runner
+        # binary from the internet, and fall back to this runner only once that fails. Explicit flags:
+        # PipelineOptions would otherwise parse the command line of whoever calls us.
+        with beam.Pipeline(options=PipelineOptions(flags=[], runner="FnApiRunner")) as pipeline:
             build(pipeline)
         return
     with contextlib.ExitStack() as stack:

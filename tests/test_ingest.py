@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import socket
 import subprocess
@@ -498,7 +499,10 @@ def test_leftovers_of_a_killed_ingest_are_cleaned_up_and_a_changed_file_is_a_new
     assert not list(lake.rglob("*.replaced"))
 
 
-def test_files_with_the_same_bytes_are_one_episode(tmp_path: Path, inputs: Inputs) -> None:
+def test_files_with_the_same_bytes_are_one_episode(
+    tmp_path: Path, inputs: Inputs, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
     copies = [tmp_path / "logs" / "b" / "copy.mcap", tmp_path / "logs" / "a.mcap"]
     for copy in copies:
         copy.parent.mkdir(parents=True, exist_ok=True)
@@ -506,6 +510,8 @@ def test_files_with_the_same_bytes_are_one_episode(tmp_path: Path, inputs: Input
     summary = ingest([tmp_path / "logs"], tmp_path / "lake", progress=False)
     assert (summary.files, summary.episodes, summary.skipped) == (2, 1, 1)
     assert one(connect(tmp_path / "lake"), "SELECT source_path FROM episodes") == (str(copies[1]),)
+    # Ran in-process: Beam's DirectRunner would first try to download its Prism runner from the internet.
+    assert not [r.message for r in caplog.records if "prism" in r.getMessage().lower()]
 
 
 @needs_bags
