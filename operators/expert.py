@@ -1,12 +1,14 @@
 """dora node `expert`: the privileged tele-operator. Tours every room from ground-truth pose.
 
 Inputs: `ground_truth` (Odometry in map), `obstacles` (DynamicObstacles). Output: `expert_cmd_vel`
-at ASTRA_EXPERT_HZ (default 20 Hz) of robot time.
+at ASTRA_EXPERT_HZ (default 20 Hz) of robot time. Replans run on a thread of their own: a command
+held up by one would reach the actuation layer stale and make its watchdog stop the robot.
 """
 
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 from dora import Node
 from scipy.spatial.transform import Rotation
@@ -19,26 +21,27 @@ from sim.expert import ExpertDriver
 
 def main(node: Node | None = None) -> None:
     node = node or Node()
-    driver = ExpertDriver(World.load(config.world_dir()), seed=config.episode_seed())
-    period_ns = int(1e9 / float(os.environ.get("ASTRA_EXPERT_HZ", "20")))
-    obstacles: DynamicObstacles | None = None
-    next_ns: int | None = None
-    for event in node:
-        if event["type"] == "STOP":
-            break
-        if event["type"] != "INPUT":
-            continue
-        if event["id"] == "obstacles":
-            obstacles = from_arrow(event["value"], event["metadata"], DynamicObstacles)
-        elif event["id"] == "ground_truth":
-            odom = from_arrow(event["value"], event["metadata"], Odometry)
-            if next_ns is not None and odom.t_ns < next_ns:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="expert-planner") as planner_pool:
+        driver = ExpertDriver(World.load(config.world_dir()), seed=config.episode_seed(), planner_pool=planner_pool)
+        period_ns = int(1e9 / float(os.environ.get("ASTRA_EXPERT_HZ", "20")))
+        obstacles: DynamicObstacles | None = None
+        next_ns: int | None = None
+        for event in node:
+            if event["type"] == "STOP":
+                break
+            if event["type"] != "INPUT":
                 continue
-            # A fixed schedule keeps the average rate exact when poses arrive at a rate it does not divide.
-            next_ns = odom.t_ns + period_ns if next_ns is None else max(next_ns + period_ns, odom.t_ns)
-            yaw = Rotation.from_quat(odom.orientation).as_euler("zyx")[0]
-            cmd = driver.command(odom.t_ns, (odom.position[0], odom.position[1], yaw), obstacles)
-            node.send_output("expert_cmd_vel", *to_arrow(cmd))
+            if event["id"] == "obstacles":
+                obstacles = from_arrow(event["value"], event["metadata"], DynamicObstacles)
+            elif event["id"] == "ground_truth":
+                odom = from_arrow(event["value"], event["metadata"], Odometry)
+                if next_ns is not None and odom.t_ns < next_ns:
+                    continue
+                # A fixed schedule keeps the average rate exact when poses arrive at a rate it does not divide.
+                next_ns = odom.t_ns + period_ns if next_ns is None else max(next_ns + period_ns, odom.t_ns)
+                yaw = Rotation.from_quat(odom.orientation).as_euler("zyx")[0]
+                cmd = driver.command(odom.t_ns, (odom.position[0], odom.position[1], yaw), obstacles)
+                node.send_output("expert_cmd_vel", *to_arrow(cmd))
 
 
 if __name__ == "__main__":

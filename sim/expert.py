@@ -1,24 +1,32 @@
 """The privileged expert driver, the tele-operator the Astra papers record demonstrations from.
 
 It knows the ground-truth map and where every person and cart is. It tours the rooms of a world:
-A* on the inflated occupancy grid (:mod:`sim.planning`), pure pursuit along the smoothed path, and
+A* on the inflated occupancy grid (:mod:`models.planning`), pure pursuit along the smoothed path, and
 a small dynamic-window search that keeps clear of moving agents. Agents are predicted along the
 loops the world says they walk; agents the world does not know keep their velocity.
+
+Planning a path takes tens of milliseconds, ordering a tour more. By default the driver plans inside
+`command()`, which keeps in-process tours deterministic. Given an executor (`planner_pool`), it plans
+there instead and keeps following its current path until the new one is ready, so a driver on a
+fixed command rate (the dora node) never sends a late command because of a replan.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
+from models.planning import ClearanceMap, GridPlanner, distance_to_polyline, occupancy_grid, order_tour
 from schemas.messages import DynamicObstacles, Twist
 from schemas.robot import DEFAULT_ROBOT, MOTION_LIMITS, MotionLimits
 from schemas.world import Agent, World
-from sim.planning import ClearanceMap, GridPlanner, distance_to_polyline, order_tour
-from sim.world import occupancy_grid
 
 
 @dataclass(frozen=True)
@@ -97,9 +105,14 @@ def _along_loop(agent: Agent, xy: np.ndarray, velocity: np.ndarray, t: np.ndarra
 class ExpertDriver:
     """Tours every reachable room of a world, in a loop, and returns one velocity command per call."""
 
-    def __init__(self, world: World, config: ExpertConfig = ExpertConfig(), seed: int = 0):
+    def __init__(
+        self, world: World, config: ExpertConfig = ExpertConfig(), seed: int = 0, planner_pool: Executor | None = None
+    ) -> None:
+        """`planner_pool`: where replans run, off the command path; None plans synchronously in `command()`."""
         self.world = world
         self.config = config
+        self._pool = planner_pool
+        self._pending: tuple[Future, Callable[[Any, float], None]] | None = None
         self._occupied = occupancy_grid(world)
         self._clearance = ClearanceMap.from_occupancy(self._occupied, world.grid)
         self._inflation = config.robot_radius + config.margin
@@ -204,32 +217,69 @@ class ExpertDriver:
 
     def _update_plan(self, t: float, xy: np.ndarray, obstacles: DynamicObstacles | None) -> None:
         c = self.config
+        if self._pending is not None:
+            future, apply = self._pending
+            if not future.done():
+                return  # keep following the current path meanwhile
+            self._pending = None
+            apply(future.result(), t)
         if self._queue and t - self._goal_since > c.goal_timeout:
             self._drop_goal()
         elif len(self._path) and t - self._best_progress[1] > c.blocked_timeout:
             # Blocked for a while: route around the agents as they stand now, or else keep waiting.
-            detour = self._planner_around(obstacles).plan(xy, self._goals[self._queue[0]])
-            if detour is None:
-                self._best_progress = (self._progress, t)
-            else:
-                self._set_path(detour, t)
-        if (len(self._path) and not self._replan) or t < self._retry_at:
+            goal_id = self._queue[0]
+            self._plan(partial(self._detour, xy, goal_id, obstacles), partial(self._apply_detour, goal_id), t)
+        if self._pending is not None or (len(self._path) and not self._replan) or t < self._retry_at:
             return
-        self._path = np.empty((0, 2))
+        if self._pool is None:
+            self._path = np.empty((0, 2))
+        queue = list(self._queue)
+        self._plan(partial(self._plan_tour, xy, queue), partial(self._apply_tour, queue), t)
+
+    def _plan(self, job: Callable[[], Any], apply: Callable[[Any, float], None], t: float) -> None:
+        """Run a planning job and apply its result: now, or on the first call after the pool has run it."""
+        if self._pool is None:
+            apply(job(), t)
+        else:
+            self._pending = (self._pool.submit(job), apply)
+
+    # The jobs read only what never changes after __init__, so they may run on another thread.
+
+    def _plan_tour(self, xy: np.ndarray, queue: list[str]) -> tuple[list[str], np.ndarray | None]:
+        """The queue without the rooms found unreachable, and a path to its first room (None: none reachable)."""
         for _ in range(2):  # a finished tour starts over from wherever the robot is
-            if not self._queue:
-                self._queue = self._order_rooms(xy)
-            while self._queue and not len(self._path):
-                path = self._planner.plan(xy, self._goals[self._queue[0]])
-                if path is None:
-                    self._queue.pop(0)
-                else:
-                    self._set_path(path, t)
-            if len(self._path):
-                break
+            if not queue:
+                queue = self._order_rooms(xy)
+            while queue:
+                path = self._planner.plan(xy, self._goals[queue[0]])
+                if path is not None:
+                    return queue, path
+                queue = queue[1:]
+        return queue, None
+
+    def _detour(self, xy: np.ndarray, goal_id: str, obstacles: DynamicObstacles | None) -> np.ndarray | None:
+        return self._planner_around(obstacles).plan(xy, self._goals[goal_id])
+
+    def _apply_tour(self, asked: list[str], result: tuple[list[str], np.ndarray | None], t: float) -> None:
+        """Adopt a planned tour, less the rooms reached since it was asked for."""
+        queue, path = result
+        reached = set(asked) - set(self._queue)
+        self._queue = [rid for rid in queue if rid not in reached]
         self._replan = False
+        if path is not None and self._queue and self._queue[0] == queue[0]:
+            self._set_path(path, t)
+        else:
+            self._path = np.empty((0, 2))
         # Nothing reachable right now: ordering a tour is too costly to retry on every call.
-        self._retry_at = t + 1.0 if not len(self._path) else 0.0
+        self._retry_at = t + 1.0 if path is None else 0.0
+
+    def _apply_detour(self, goal_id: str, detour: np.ndarray | None, t: float) -> None:
+        if not self._queue or self._queue[0] != goal_id:
+            return  # that goal was reached or given up meanwhile
+        if detour is None:
+            self._best_progress = (self._progress, t)
+        else:
+            self._set_path(detour, t)
 
     def _drop_goal(self) -> None:
         self._queue.pop(0)

@@ -1,4 +1,4 @@
-"""Procedural textures for simulator worlds.
+"""Procedural textures for simulator worlds, and the set of textures a world's scene references.
 
 Everything is drawn from a caller-supplied numpy Generator, so the same generator state gives the same pixels.
 Patterns are periodic (they tile seamlessly under MuJoCo's texrepeat) and mix coarse and fine structure: coarse
@@ -8,13 +8,19 @@ blotches keep features visible from 5 m, speckles and poster shapes give SIFT co
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from schemas.world import Landmark, World
+from sim.vocabulary import KINDS
+
 Color = tuple[float, float, float]
 
-WALL_PX = 512  # one wall/floor tile; world.py maps it onto 2 m, i.e. 256 px/m
+WALL_PX = 512  # one wall/floor tile
+TILE = 2.0  # metres covered by one wall/floor tile: 256 px/m stays sharp at 320x240 from 1 m
+POSTER_HEIGHTS = (2.0, 0.9)  # posters hang between these heights
 MATERIAL_PX = 256
 SIGN_PX = (256, 128)
 
@@ -245,3 +251,39 @@ def sign_texture(text: str, kind: str) -> Image.Image:
                 draw.multiline_text(origin, candidate, fill=foreground, font=font, align="center")
                 return img
     raise ValueError(f"sign text {text!r} does not fit")
+
+
+def landmark_texture(lm: Landmark) -> str:
+    """The name of the texture a landmark wears."""
+    if lm.kind == "sign":
+        return f"sign_{lm.id}"
+    return "rack" if lm.category == "pallet rack" else f"mat_{lm.material}"
+
+
+def world_textures(world: World, rng: Callable[[str], np.random.Generator]) -> dict[str, Image.Image]:
+    """Every texture a world's scene references, by name; `rng(name)` gives each its own generator."""
+    spec = KINDS[world.kind]
+    images = {
+        f"floor_{use}": floor_texture(rng(use), style)
+        for use, style in zip(("room", "corridor"), spec.floors, strict=True)
+    }
+    images["ceiling"] = ceiling_texture(rng("ceiling"))
+    walled = [r for r in world.rooms if any(w.material == f"wall_{r.id}" for w in world.walls)]
+    palettes = rng("palettes").permutation(len(WALL_PALETTES))
+    # wall textures are anchored at the wall's top edge
+    rows = tuple(int((world.wall_height - z) / TILE * WALL_PX) for z in POSTER_HEIGHTS)
+    for i, room in enumerate(walled):
+        name = f"wall_{room.id}"
+        palette = WALL_PALETTES[palettes[i % len(palettes)]]
+        images[name] = wall_texture(rng(name), palette, rows)
+    for lm in world.landmarks:
+        name = landmark_texture(lm)
+        if name in images:
+            continue
+        if lm.kind == "sign":
+            images[name] = sign_texture(lm.text, world.kind)
+        elif name == "rack":
+            images[name] = rack_texture(rng(name))
+        else:
+            images[name] = material_texture(rng(name), lm.material)
+    return images

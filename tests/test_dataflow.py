@@ -73,7 +73,7 @@ def test_dora_run_stop_after_records_every_topic(office_world: Path, tmp_path: P
             ASTRA_RRD=rrd.name,
             ASTRA_ESTOP=ESTOP,
             PWD=str(tmp_path),
-        ),  # fmt: skip
+        ),
         capture_output=True,
         text=True,
         timeout=180,

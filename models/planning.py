@@ -1,6 +1,7 @@
-"""Grid planning on the ground-truth occupancy grid: ESDF, A*, path smoothing and tour ordering.
+"""Classical grid planning: the occupancy grid of a world, ESDF, A*, path smoothing and tour ordering.
 
-Everything works in the `map` frame with the cell convention of :class:`schemas.world.GridSpec`.
+Everything works in the `map` frame with the cell convention of :class:`schemas.world.GridSpec`. The expert driver
+plans on it with ground truth; the navigation stack's local planner will fall back on it.
 """
 
 from __future__ import annotations
@@ -16,9 +17,26 @@ import numpy as np
 from scipy import ndimage, sparse
 from scipy.sparse import csgraph
 
-from schemas.world import GridSpec
+from schemas.world import GridSpec, World
 
 _NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+
+
+def _cells(grid: GridSpec, rect: tuple[float, float, float, float]) -> tuple[slice, slice]:
+    """Grid slices of the cells a rectangle overlaps (cells it merely touches are left out)."""
+    ox, oy = grid.origin
+    c0, c1 = math.floor((rect[0] - ox) / grid.resolution + 1e-6), math.ceil((rect[2] - ox) / grid.resolution - 1e-6)
+    r0, r1 = math.floor((rect[1] - oy) / grid.resolution + 1e-6), math.ceil((rect[3] - oy) / grid.resolution - 1e-6)
+    return slice(max(r0, 0), max(r1, 0)), slice(max(c0, 0), max(c1, 0))
+
+
+def occupancy_grid(world: World) -> np.ndarray:
+    """Bool (rows, cols) grid over world.grid; True where walls, colliding landmarks or the outside are."""
+    grid = np.ones(world.grid.shape, dtype=bool)
+    grid[_cells(world.grid, world.bounds)] = False
+    for box in world.static_obstacles():
+        grid[_cells(world.grid, box.footprint)] = True
+    return grid
 
 
 @dataclass(frozen=True)
