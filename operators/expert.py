@@ -7,7 +7,6 @@ held up by one would reach the actuation layer stale and make its watchdog stop 
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 from dora import Node
@@ -23,7 +22,7 @@ def main(node: Node | None = None) -> None:
     node = node or Node()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="expert-planner") as planner_pool:
         driver = ExpertDriver(World.load(config.world_dir()), seed=config.episode_seed(), planner_pool=planner_pool)
-        period_ns = int(1e9 / float(os.environ.get("ASTRA_EXPERT_HZ", "20")))
+        period_ns = int(1e9 / config.expert_hz())
         obstacles: DynamicObstacles | None = None
         next_ns: int | None = None
         for event in node:
