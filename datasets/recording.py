@@ -10,17 +10,20 @@ import io
 import json
 import math
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mcap.reader import make_reader
+from mcap.well_known import MessageEncoding, Profile, SchemaEncoding
+from mcap.writer import Writer
+from mcap_ros2._dynamic import serialize_dynamic  # mcap_ros2's own CDR encoder: its Writer sets no channel metadata
 from mcap_ros2.decoder import DecoderFactory
-from mcap_ros2.writer import Writer
 
 from schemas.episode import EPISODE_METADATA_NAME, WORLD_ATTACHMENT_MEDIA_TYPE, WORLD_ATTACHMENT_NAME, EpisodeMetadata
-from schemas.ros2 import message_definition, to_ros2
-from schemas.topics import BY_OUTPUT
+from schemas.ros2 import channel_metadata, message_definition, to_ros2
+from schemas.topics import BY_OUTPUT, Topic
 
 
 class _ChunkFlushingFile(io.BufferedWriter):
@@ -47,7 +50,9 @@ class EpisodeWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = _ChunkFlushingFile(io.FileIO(self.path, "w"))
         self._writer = Writer(self._file, chunk_size=chunk_size)
-        self._schemas: dict[str, Any] = {}
+        self._writer.start(profile=Profile.ROS2)
+        self._schemas: dict[str, tuple[int, Callable[[Any], bytes]]] = {}  # ROS 2 type -> schema id, CDR encoder
+        self._channels: dict[str, tuple[int, Callable[[Any], bytes]]] = {}  # ROS 2 topic -> channel id, encoder
         self.counts: Counter[str] = Counter()
         self._writer.add_metadata(EPISODE_METADATA_NAME, metadata.to_record())
         if world_json is not None:
@@ -65,12 +70,22 @@ class EpisodeWriter:
         topic = BY_OUTPUT.get(output_id)
         if topic is None:
             raise KeyError(f"no recorded topic for output {output_id!r}; add it to schemas/topics.py")
-        schema = self._schemas.get(topic.ros_type)
-        if schema is None:
-            schema = self._writer.register_msgdef(topic.ros_type, message_definition(topic.ros_type))
-            self._schemas[topic.ros_type] = schema
-        self._writer.write_message(topic.ros_topic, schema, to_ros2(msg), log_time=msg.t_ns, publish_time=msg.t_ns)
+        channel_id, encode = self._channels.get(topic.ros_topic) or self._register_channel(topic)
+        self._writer.add_message(channel_id, log_time=msg.t_ns, data=encode(to_ros2(msg)), publish_time=msg.t_ns)
         self.counts[topic.ros_topic] += 1
+
+    def _register_channel(self, topic: Topic) -> tuple[int, Callable[[Any], bytes]]:
+        """The topic's channel, with the QoS metadata `ros2 bag record` writes; its type's schema once per file."""
+        if topic.ros_type not in self._schemas:
+            definition = message_definition(topic.ros_type)
+            schema_id = self._writer.register_schema(topic.ros_type, SchemaEncoding.ROS2, definition.encode())
+            encode = serialize_dynamic(topic.ros_type, definition)[topic.ros_type]
+            self._schemas[topic.ros_type] = (schema_id, encode)
+        schema_id, encode = self._schemas[topic.ros_type]
+        metadata = channel_metadata(topic)
+        channel_id = self._writer.register_channel(topic.ros_topic, MessageEncoding.CDR, schema_id, metadata)
+        self._channels[topic.ros_topic] = (channel_id, encode)
+        return channel_id, encode
 
     def close(self) -> None:
         if not self.closed:

@@ -1,27 +1,36 @@
-"""MCAP episode recordings: every topic decodes with mcap-ros2-support, and a killed writer loses
-only its unfinished chunk."""
+"""MCAP episode recordings: every topic decodes with mcap-ros2-support, /tf and /tf_static are written as
+ROS 2 writes them, and a killed writer loses only its unfinished chunk."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import struct
 import subprocess
 import sys
 import textwrap
-import time
+from collections import defaultdict
 from pathlib import Path
 
-from mcap.exceptions import McapError
+import pytest
+import yaml
+from mcap.exceptions import EndOfFile
 from mcap.reader import make_reader
+from mcap.records import Message
 from mcap.stream_reader import StreamReader
 from mcap_ros2.decoder import DecoderFactory
 
 from datasets.recording import EpisodeWriter, summarize
+from datasets.tours import record_tour
+from pipelines.ingest import identify_source, read_episode
 from schemas.episode import EPISODE_METADATA_NAME, WORLD_ATTACHMENT_NAME, EpisodeMetadata
-from schemas.topics import BY_OUTPUT, TOPICS
+from schemas.robot import RobotConfig
+from schemas.ros2_rows import stamp_ns
+from schemas.topics import BY_OUTPUT, CAMERAS, TOPICS, camera_frame
 from tests.conftest import T0, sample_message
+
+ROS2_BAG = Path(__file__).resolve().parents[2] / "shared" / "external" / "ros2" / "nav2_turtlebot.mcap"
+BASE = "base_link"
+STATIC_FRAMES = sorted(["imu_link", *map(camera_frame, CAMERAS)])  # every mount on base_link
 
 METADATA = EpisodeMetadata("robot-7", "office-3", "office", 3, 11, "0.1.0", 320, 240)
 
@@ -79,43 +88,86 @@ def test_summary_counts_rates_distance_and_collisions(tmp_path: Path) -> None:
     assert summary.metadata["robot_id"] == "robot-7"
 
 
+def test_tour_has_one_tf_per_stamp_and_one_latched_tf_static(office_world: Path, tmp_path: Path) -> None:
+    config = RobotConfig(camera_width=32, camera_height=24)
+    path = record_tour(office_world, tmp_path / "tour.mcap", seconds=1.0, config=config)
+    messages: dict[str, list] = defaultdict(list)
+    with open(path, "rb") as f:
+        reader = make_reader(f, decoder_factories=[DecoderFactory()])
+        channels = {c.topic: c for c in reader.get_summary().channels.values()}
+        for _, channel, message, decoded in reader.iter_decoded_messages(topics=["/tf", "/tf_static", "/odom"]):
+            messages[channel.topic].append((message.log_time, decoded))
+
+    odom_stamps = [t for t, _ in messages["/odom"]]
+    assert len(odom_stamps) == 51
+    assert [t for t, _ in messages["/tf"]] == odom_stamps
+    for t, tf in messages["/tf"]:
+        assert [(x.header.frame_id, x.child_frame_id) for x in tf.transforms] == [("map", "odom"), ("odom", BASE)]
+        assert {stamp_ns(x.header.stamp) for x in tf.transforms} == {t}
+    [(t, static)] = messages["/tf_static"]
+    assert t == odom_stamps[0]
+    mounts = sorted((x.header.frame_id, x.child_frame_id) for x in static.transforms)
+    assert mounts == [(BASE, frame) for frame in STATIC_FRAMES]
+    [latched] = yaml.safe_load(channels["/tf_static"].metadata["offered_qos_profiles"])
+    assert (latched["durability"], latched["history"], latched["depth"]) == ("transient_local", "keep_last", 1)
+    [volatile] = yaml.safe_load(channels["/tf"].metadata["offered_qos_profiles"])
+    assert volatile["durability"] == "volatile"
+
+    # The lake's tf table keeps one row per transform.
+    tf = read_episode(identify_source(str(path)))["tf"].to_pylist()
+    assert sum(not row["static"] for row in tf) == 2 * len(odom_stamps)
+    assert sorted(row["child_frame_id"] for row in tf if row["static"]) == STATIC_FRAMES
+
+
+@pytest.mark.skipif(not ROS2_BAG.is_file(), reason=f"no ROS 2 bag at {ROS2_BAG}")
+def test_tf_static_channel_metadata_is_what_rosbag2_writes(tmp_path: Path) -> None:
+    path = tmp_path / "episode.mcap"
+    writer = EpisodeWriter(path, METADATA)
+    writer.write("tf_static", sample_message("tf_static"))
+    writer.close()
+    channels = {}
+    for recording in (path, ROS2_BAG):
+        with open(recording, "rb") as f:
+            summary = make_reader(f).get_summary()
+        channels[recording] = next(c for c in summary.channels.values() if c.topic == "/tf_static")
+    key = "offered_qos_profiles"
+    assert channels[path].metadata[key] == channels[ROS2_BAG].metadata[key]
+
+
 _KILLED_WRITER = textwrap.dedent(
     """
-    import sys, time
+    import sys
     from datasets.recording import EpisodeWriter
     from schemas.episode import EpisodeMetadata
     from tests.conftest import T0, sample_message
-    writer = EpisodeWriter(sys.argv[1], EpisodeMetadata("r", "s", "office", 0, 0, "0", 4, 3), chunk_size=4096)
-    i = 0
-    while True:
+    # chunk_size=1: each message closes its own chunk, so every message written is in a finished chunk.
+    writer = EpisodeWriter(sys.argv[1], EpisodeMetadata("r", "s", "office", 0, 0, "0", 4, 3), chunk_size=1)
+    for i in range(int(sys.argv[2])):
         writer.write("imu", sample_message("imu", T0 + i * 10_000_000))
-        i += 1
-        if i == 2000:
-            print("written", flush=True)
-        if i > 2000:
-            time.sleep(0.001)
+    print("written", flush=True)
+    sys.stdin.read()  # write nothing more until killed: only what the writer flushed can reach the file
     """
 )
+KILLED_AFTER = 200  # messages
 
 
 def test_killed_recorder_leaves_finished_chunks_readable(tmp_path: Path) -> None:
     path = tmp_path / "killed.mcap"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_WRITER, str(path)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).parents[1],
-    )
-    assert proc.stdout.readline().strip() == "written"
-    time.sleep(0.2)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    args = [sys.executable, "-c", _KILLED_WRITER, str(path), str(KILLED_AFTER)]
+    cwd = Path(__file__).parents[1]
+    with subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=cwd) as proc:
+        try:
+            marker = proc.stdout.readline()
+        finally:
+            proc.send_signal(signal.SIGKILL)  # no chance to flush or close, as in a crash
+    assert marker == "written\n"
 
-    messages = 0
+    log_times: list[int] = []
     with open(path, "rb") as f:
         try:
-            for record in StreamReader(f, skip_magic=False).records:
-                messages += type(record).__name__ == "Message"
-        except (struct.error, McapError):  # the torn record after the last whole chunk
+            for record in StreamReader(f).records:
+                if isinstance(record, Message):
+                    log_times.append(record.log_time)
+        except EndOfFile:  # no summary or footer: the writer never closed
             pass
-    assert messages >= 2000 - 4096 // 100  # at most one chunk's worth (~100 B per message) is lost
+    assert log_times == [T0 + i * 10_000_000 for i in range(KILLED_AFTER)]

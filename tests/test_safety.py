@@ -1,18 +1,33 @@
-"""The actuation safety core never exceeds its caps, whatever it is asked (property-based)."""
+"""The actuation safety core never exceeds its caps, whatever it is asked, and reaches them when asked long
+enough (property-based and deterministic)."""
 
 from __future__ import annotations
 
-import pyarrow as pa
+import math
+
+import pytest
 from dora.testing import MockNode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.safety import SafetyGovernor, SafetyLimits
 from operators import actuation
-from schemas.messages import Clock, Event, Twist, from_arrow, to_arrow
+from schemas.messages import Clock, EstopState, Event, Twist, from_arrow, to_arrow
 
 LIMITS = SafetyLimits()
 TOL = 1e-9
+WATCHDOG_S = 0.2  # the requirement: exactly zero this long after the last command
+# Worst case from any output to any other: brake to zero, then speed up the other way.
+SETTLE_S = max(
+    LIMITS.max_speed / LIMITS.brake_decel + LIMITS.max_reverse_speed / LIMITS.max_accel,
+    LIMITS.max_reverse_speed / LIMITS.brake_decel + LIMITS.max_speed / LIMITS.max_accel,
+    LIMITS.max_yaw_rate / LIMITS.brake_yaw_decel + LIMITS.max_yaw_rate / LIMITS.max_yaw_accel,
+)
+# Braking from the caps to a stop.
+ESTOP_STOP_S = max(LIMITS.max_speed / LIMITS.brake_decel, LIMITS.max_yaw_rate / LIMITS.brake_yaw_decel)
+
+Command = tuple[float, float]
+Step = tuple[int, Command | None, bool]  # ns since the previous step, a command sent at it (or none), e-stop
 
 finite_or_not = st.floats(allow_nan=True, allow_infinity=True, width=64)
 step = st.tuples(
@@ -20,31 +35,137 @@ step = st.tuples(
     st.one_of(st.none(), st.tuples(finite_or_not, finite_or_not)),  # a command, or none this step
     st.booleans(),  # e-stop
 )
+# Random steps almost never keep a fast command fresh for the 1 s it takes to reach the speed cap:
+# draw commands held for seconds instead, re-sent at every tick, with silences in between.
+speed = st.one_of(finite_or_not, st.floats(-10.0, 10.0))
+long_hold = st.tuples(
+    st.integers(10_000_000, 100_000_000),  # tick, ns: under the watchdog timeout
+    st.integers(100_000_000, 5_000_000_000),  # how long the command is held, ns
+    st.one_of(st.none(), st.tuples(speed, speed)),  # the command, or silence
+    st.sampled_from([False, False, False, True]),  # e-stop, now and then
+).map(lambda h: [(h[0], h[2], h[3])] * max(1, h[1] // h[0]))
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(step, min_size=1, max_size=60))
-def test_never_exceeds_speed_or_acceleration_caps(steps: list) -> None:
+def _target(command: Command | None) -> Command:
+    """What the governor should steer toward: the command clamped to the caps, or a stop."""
+    if command is None or not all(math.isfinite(x) for x in command):
+        return (0.0, 0.0)
+    v, w = command
+    return (
+        min(max(v, -LIMITS.max_reverse_speed), LIMITS.max_speed),
+        min(max(w, -LIMITS.max_yaw_rate), LIMITS.max_yaw_rate),
+    )
+
+
+def _shortest_s(prev: float, new: float, accel: float, brake: float) -> float:
+    """The least time the limits allow from `prev` to `new`: reversing brakes to zero first."""
+    if prev * new < 0.0:
+        return abs(prev) / brake + abs(new) / accel
+    if abs(new) > abs(prev):
+        return (abs(new) - abs(prev)) / accel
+    return (abs(prev) - abs(new)) / brake
+
+
+def _drive(steps: list[Step]) -> None:
+    """Run the governor through `steps`, checking every output against the limits."""
     governor = SafetyGovernor(LIMITS)
     now, prev_v, prev_w = 0, 0.0, 0.0
+    last_command: int | None = None
+    estop_since: int | None = None
+    held: Command | None = None  # the target of a run of identical fresh commands without e-stop
+    held_since = 0
     for dt_ns, command, estop in steps:
         now += dt_ns
         governor.set_estop(estop)
         if command is not None:
             governor.on_command(Twist(now, (command[0], 0.0, 0.0), (0.0, 0.0, command[1])), now)
+            last_command = now
         out = governor.step(now)
         v, w, dt = out.linear[0], out.angular[2], dt_ns * 1e-9
         assert -LIMITS.max_reverse_speed - TOL <= v <= LIMITS.max_speed + TOL
         assert abs(w) <= LIMITS.max_yaw_rate + TOL
         assert out.linear[1:] == (0.0, 0.0) and out.angular[:2] == (0.0, 0.0)
         # Speeding up is capped by max_accel; any slowing down by the (larger) brake limit.
-        v_cap = LIMITS.max_accel if abs(v) > abs(prev_v) else LIMITS.brake_decel
-        w_cap = LIMITS.max_yaw_accel if abs(w) > abs(prev_w) else LIMITS.brake_yaw_decel
-        assert abs(v - prev_v) <= v_cap * dt + TOL
-        assert abs(w - prev_w) <= w_cap * dt + TOL
+        assert _shortest_s(prev_v, v, LIMITS.max_accel, LIMITS.brake_decel) <= dt + TOL
+        assert _shortest_s(prev_w, w, LIMITS.max_yaw_accel, LIMITS.brake_yaw_decel) <= dt + TOL
+
+        estop_since = (now if estop_since is None else estop_since) if estop else None
         if estop:
+            assert governor.stopping_reason == "estop"
             assert abs(v) <= abs(prev_v) + TOL and abs(w) <= abs(prev_w) + TOL
+            if (now - estop_since) * 1e-9 >= ESTOP_STOP_S:
+                assert (v, w) == (0.0, 0.0)
+        if last_command is None or (now - last_command) * 1e-9 >= WATCHDOG_S:
+            assert (v, w) == (0.0, 0.0) and governor.stopping_reason in ("watchdog_stop", "estop")
+        elif command is not None and not estop:
+            assert governor.stopping_reason is None
+
+        # A command kept fresh is reached as fast as the limits allow, and held there.
+        target = None if command is None or estop else _target(command)
+        if target != held:
+            held, held_since = target, now
+        if held is not None and (now - held_since) * 1e-9 >= SETTLE_S:
+            assert v == pytest.approx(held[0], abs=TOL) and w == pytest.approx(held[1], abs=TOL)
         prev_v, prev_w = v, w
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(step, min_size=1, max_size=60))
+def test_never_exceeds_speed_or_acceleration_caps(steps: list[Step]) -> None:
+    _drive(steps)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(long_hold, min_size=1, max_size=6))
+def test_long_held_commands_reach_but_never_pass_the_caps(holds: list[list[Step]]) -> None:
+    _drive([s for h in holds for s in h])
+
+
+@pytest.mark.parametrize("tick_ns", [20_000_000, 100_000_000])
+def test_reversing_brakes_to_zero_then_speeds_up_at_the_acceleration_limit(tick_ns: int) -> None:
+    # One braking step can overshoot zero: at 10 Hz, or toward a slower turn the other way (1.5 -> -0.5 rad/s).
+    ahead = [(tick_ns, (5.0, 5.0), False)] * (2_000_000_000 // tick_ns)
+    astern = [(tick_ns, (-5.0, -0.5), False)] * (2_000_000_000 // tick_ns)
+    _drive(ahead + astern)  # 2 s each way: long enough to settle at both
+
+
+def _run_at_50_hz(governor: SafetyGovernor, command: Command, ticks: int, start_ns: int = 0) -> list[Command]:
+    """Send `command` fresh and step at each of `ticks` 50 Hz ticks; the outputs (v, w)."""
+    outputs: list[Command] = []
+    for tick in range(ticks):
+        now = start_ns + tick * 20_000_000
+        governor.on_command(Twist(now, (command[0], 0.0, 0.0), (0.0, 0.0, command[1])), now)
+        out = governor.step(now)
+        outputs.append((out.linear[0], out.angular[2]))
+    return outputs
+
+
+@pytest.mark.parametrize(
+    ("command", "peak"),
+    [
+        ((5.0, 0.0), (LIMITS.max_speed, 0.0)),
+        ((-5.0, 0.0), (-LIMITS.max_reverse_speed, 0.0)),
+        ((0.0, 5.0), (0.0, LIMITS.max_yaw_rate)),
+        ((0.0, -5.0), (0.0, -LIMITS.max_yaw_rate)),
+        ((5.0, -5.0), (LIMITS.max_speed, -LIMITS.max_yaw_rate)),
+    ],
+)
+def test_a_fast_command_held_for_3_s_peaks_exactly_at_the_cap(command: Command, peak: Command) -> None:
+    outputs = _run_at_50_hz(SafetyGovernor(LIMITS), command, 151)
+    assert (max((o[0] for o in outputs), key=abs), max((o[1] for o in outputs), key=abs)) == peak
+    assert outputs[-1] == peak  # reached within the 3 s, and held
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_command_brings_the_robot_to_rest(bad: float) -> None:
+    for command in ((bad, 0.5), (0.5, bad)):
+        governor = SafetyGovernor(LIMITS)
+        _run_at_50_hz(governor, (0.5, 0.5), 50)  # 1 s of a fair command, then 1 s of the bad one
+        outputs = _run_at_50_hz(governor, command, 50, start_ns=1_000_000_000)
+        assert all(
+            -LIMITS.max_reverse_speed <= v <= LIMITS.max_speed and abs(w) <= LIMITS.max_yaw_rate for v, w in outputs
+        )
+        assert outputs[-1] == (0.0, 0.0)
 
 
 @settings(max_examples=100, deadline=None)
@@ -72,6 +193,16 @@ def test_a_command_delayed_in_transport_is_already_stale() -> None:
     assert governor.step(now).linear[0] == 0.0 and governor.stopping_reason == "watchdog_stop"
     governor.on_command(Twist(now, (0.5, 0, 0), (0, 0, 0)), now)
     assert governor.step(now + 20_000_000).linear[0] > 0.0 and governor.stopping_reason is None
+
+
+def test_a_command_stamped_in_the_future_is_stale_200_ms_after_it_arrives() -> None:
+    governor = SafetyGovernor(LIMITS)
+    _run_at_50_hz(governor, (0.5, 0.5), 50)  # 1 s of driving
+    arrived = 1_000_000_000
+    governor.on_command(Twist(arrived + 1_000_000_000, (0.5, 0, 0), (0, 0, 0.5)), arrived)  # stamped 1 s ahead
+    governor.step(arrived)
+    out = governor.step(arrived + 200_000_000)
+    assert (out.linear[0], out.angular[2]) == (0.0, 0.0) and governor.stopping_reason == "watchdog_stop"
 
 
 def test_estop_is_latched_until_released() -> None:
@@ -104,7 +235,7 @@ def test_actuation_node_caps_commands_and_reports_stops() -> None:
         events.append(_input("cmd", Twist(t * ms, (5.0, 0, 0), (0, 0, 9.0))))
         events.append(_input("clock", Clock(t * ms)))
     events += [_input("clock", Clock(t * ms)) for t in range(510, 900, 10)]
-    events.append({"type": "INPUT", "id": "estop", "value": pa.array([True]), "metadata": {}})
+    events.append(_input("estop", EstopState(900 * ms, True)))
     events.append(_input("clock", Clock(900 * ms)))
     node = MockNode(events)
     actuation.main(node)
