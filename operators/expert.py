@@ -25,6 +25,7 @@ def main(node: Node | None = None) -> None:
         period_ns = int(1e9 / config.expert_hz())
         obstacles: DynamicObstacles | None = None
         next_ns: int | None = None
+        started = False
         for event in node:
             if event["type"] == "STOP":
                 break
@@ -40,7 +41,11 @@ def main(node: Node | None = None) -> None:
                 next_ns = odom.t_ns + period_ns if next_ns is None else max(next_ns + period_ns, odom.t_ns)
                 yaw = Rotation.from_quat(odom.orientation).as_euler("zyx")[0]
                 cmd = driver.command(odom.t_ns, (odom.position[0], odom.position[1], yaw), obstacles)
-                node.send_output("expert_cmd_vel", *to_arrow(cmd))
+                # Silent until the first tour is planned: actuation holds the robot still meanwhile, whereas
+                # commands sent while the planner thread holds the GIL would arrive late and trip the watchdog.
+                started = started or len(driver.path) > 0
+                if started:
+                    node.send_output("expert_cmd_vel", *to_arrow(cmd))
 
 
 if __name__ == "__main__":
