@@ -12,6 +12,7 @@ folder, so the node's own working directory would not do.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from schemas.robot import RobotConfig
@@ -63,14 +64,20 @@ def episode_acks() -> set[str]:
     return {ack for ack in os.environ.get("ASTRA_EPISODE_ACKS", "").split(",") if ack}
 
 
-def mcap_path(default_name: str) -> Path:
+def _default_log(site: str, suffix: str) -> str:
+    return f"data/logs/{site}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}{suffix}"
+
+
+def mcap_path(site: str) -> Path:
     """ASTRA_MCAP: the recording's file."""
-    return env_path("ASTRA_MCAP", default_name)
+    return env_path("ASTRA_MCAP", _default_log(site, ".mcap"))
 
 
-def rrd_path() -> Path | None:
-    """ASTRA_RRD: the Rerun file to save; unset spawns a viewer."""
-    return env_path("ASTRA_RRD", "") if os.environ.get("ASTRA_RRD") else None
+def rrd_path(site: str) -> Path | None:
+    """ASTRA_RRD: the Rerun file to save. Unset, a viewer is spawned where there is a display, else a file is saved."""
+    if os.environ.get("ASTRA_RRD") or not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return env_path("ASTRA_RRD", _default_log(site, ".rrd"))
+    return None
 
 
 def expert_hz() -> float:

@@ -33,8 +33,7 @@ def main(node: Node | None = None) -> None:
         camera_width=robot.camera_width,
         camera_height=robot.camera_height,
     )
-    default_name = f"data/logs/{world.site}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.mcap"
-    writer = EpisodeWriter(config.mcap_path(default_name), metadata, world_json, start_ns=time.time_ns())
+    writer = EpisodeWriter(config.mcap_path(world.site), metadata, world_json, start_ns=time.time_ns())
     try:
         for input_id, msg in episode_messages(node):
             writer.write(input_id, msg)

@@ -1,4 +1,4 @@
-"""dora node `viz`: logs the episode to Rerun, saving to ASTRA_RRD if set, else spawning a viewer.
+"""dora node `viz`: logs the episode to Rerun: to ASTRA_RRD if set, else to a spawned viewer, else (no display) a file.
 
 The file is not called viz.py: dora runs it as a script, and that name would shadow the `viz` package.
 
@@ -8,6 +8,8 @@ Output: `done` once the recording is saved.
 
 from __future__ import annotations
 
+import os
+
 import pyarrow as pa
 from dora import Node
 
@@ -16,15 +18,21 @@ from operators.episode_stream import episode_messages
 from schemas.world import World
 from viz.episode import EpisodeLogger, episode_recording
 
+# A viewer closed early, or never started, must not hold up the end of the episode: the sensor waits for `done`.
+FLUSH_TIMEOUT_S = 10.0
+
 
 def main(node: Node | None = None) -> None:
     node = node or Node()
     world = World.load(config.world_dir())
-    rec = episode_recording(world, f"{world.site}-{config.episode_seed()}", config.rrd_path())
+    rrd = config.rrd_path(world.site)
+    if rrd is not None and not os.environ.get("ASTRA_RRD"):
+        print(f"no display for a Rerun viewer: saving the recording to {rrd} (ASTRA_RRD names the file)", flush=True)
+    rec = episode_recording(world, f"{world.site}-{config.episode_seed()}", rrd)
     logger = EpisodeLogger(rec)
     for input_id, msg in episode_messages(node):
         logger.log(input_id, msg)
-    rec.flush()
+    rec.flush(timeout_sec=FLUSH_TIMEOUT_S)
     rec.disconnect()
     node.send_output("done", pa.array([True]))
 

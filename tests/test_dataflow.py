@@ -24,8 +24,12 @@ ALWAYS = {t.ros_topic for t in TOPICS if t.output_id not in ("obstacles", "safet
 
 
 def _env(**overrides: str) -> dict[str, str]:
-    """A plain shell: no MUJOCO_GL nor any ASTRA_* setting exported, the venv's bin first on PATH."""
-    plain = {k: v for k, v in os.environ.items() if k != "MUJOCO_GL" and not k.startswith("ASTRA_")}
+    """A plain headless shell: no display, no MUJOCO_GL nor any ASTRA_* setting, the venv's bin first on PATH."""
+    plain = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MUJOCO_GL", "DISPLAY", "WAYLAND_DISPLAY") and not k.startswith("ASTRA_")
+    }
     return {
         **plain,
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
@@ -61,18 +65,15 @@ def _decoded(path: Path, topic: str) -> list[tuple[int, object]]:
 ESTOP = "4-6"
 
 
-def test_dora_run_stop_after_records_every_topic(office_world: Path, tmp_path: Path) -> None:
-    mcap, rrd = tmp_path / "run.mcap", tmp_path / "run.rrd"
+def test_dora_run_by_hand_records_every_topic_and_ends_the_episode(office_world: Path, tmp_path: Path) -> None:
+    """As the README runs it: no ASTRA_RRD and no display, so the viz node saves its recording beside the logs."""
+    mcap = tmp_path / "run.mcap"
     proc = subprocess.run(
-        ["dora", "run", str(ROOT / "dataflows" / "record.yml"), "--stop-after", "20s"],
+        ["dora", "run", str(ROOT / "dataflows" / "record.yml")],
         # Relative ASTRA_* paths resolve against the directory dora was started from, as a shell's $PWD says.
         cwd=tmp_path,
         env=_env(
-            ASTRA_WORLD=str(office_world),
-            ASTRA_MCAP=mcap.name,
-            ASTRA_RRD=rrd.name,
-            ASTRA_ESTOP=ESTOP,
-            PWD=str(tmp_path),
+            ASTRA_WORLD=str(office_world), ASTRA_MCAP=mcap.name, ASTRA_SECONDS="8", ASTRA_ESTOP=ESTOP, PWD=str(tmp_path)
         ),
         capture_output=True,
         text=True,
@@ -81,7 +82,10 @@ def test_dora_run_stop_after_records_every_topic(office_world: Path, tmp_path: P
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     counts, metadata, events = _decode_all(mcap)
     assert counts.keys() >= ALWAYS, ALWAYS - counts.keys()
-    assert events[0] == "episode_start" and "collision" not in events
+    assert events == ["episode_start", "episode_end"]
+    rrd = list((tmp_path / "data" / "logs").glob("office-0-*.rrd"))
+    verify = subprocess.run([f"{VENV_BIN}/rerun", "rrd", "verify", *map(str, rrd)], capture_output=True, text=True)
+    assert len(rrd) == 1 and verify.returncode == 0, verify.stderr
     assert metadata[EPISODE_METADATA_NAME]["world_kind"] == "office"
     # Rates from stamps: message counts at STOP depend on each input's backlog, stamps do not.
     summary = summarize(mcap)

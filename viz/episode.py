@@ -124,6 +124,7 @@ def episode_recording(world: World, recording_id: str, rrd: Path | None) -> rr.R
     if rrd is None:
         rec.spawn(default_blueprint=blueprint)
     else:
+        rrd.parent.mkdir(parents=True, exist_ok=True)
         rec.save(rrd, default_blueprint=blueprint)
     log_world(rec, world)
     return rec
