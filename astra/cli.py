@@ -288,7 +288,7 @@ def cmd_viz_map(args: argparse.Namespace) -> int:
             rec.spawn()
         lake = args.lake or topo.manifest.build.get("lake")
         route = log_map(rec, topo, Lake(lake) if lake and Path(lake).is_dir() else None, route_rooms=args.route)
-    except (KeyError, ValueError) as exc:  # unknown room, no route, bad map or key
+    except ValueError as exc:  # unknown room, no route, bad map or key
         raise UsageError(str(exc)) from exc
     rec.disconnect()  # flushes and writes the .rrd footer
     _emit(

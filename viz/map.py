@@ -47,10 +47,11 @@ def room_route(topo: TopoMap, world: World, start_room: str, goal_room: str) -> 
     for name in (start_room, goal_room):
         room = next((r for r in world.rooms if r.name == name), None)
         if room is None:
-            raise KeyError(f"no room named {name!r}; rooms: {', '.join(sorted(r.name for r in world.rooms))}")
+            raise ValueError(f"no room named {name!r}; rooms: {', '.join(sorted(r.name for r in world.rooms))}")
         inside = nodes.filter(pl.col("node_id").is_in([n for n, r in rooms.items() if r == name]))
         if inside.is_empty():
-            raise KeyError(f"the map has no node in {name!r}")
+            covered = ", ".join(sorted(set(rooms.values())))
+            raise ValueError(f"the map has no node in {name!r}; rooms it covers: {covered}")
         distances = np.linalg.norm(_positions(inside)[:, :2] - np.array(room.center), axis=1)
         ends.append(inside["node_id"][int(np.argmin(distances))])
     return RouteGraph(topo.nodes, topo.edges).route(*ends)
