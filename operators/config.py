@@ -28,9 +28,12 @@ def caller_dir() -> Path:
     return Path(os.environ.get("PWD") or os.getcwd())
 
 
-def env_path(name: str, default: str) -> Path:
-    path = Path(os.environ.get(name) or default)
+def _resolved(path: Path) -> Path:
     return path if path.is_absolute() else caller_dir() / path
+
+
+def env_path(name: str, default: str) -> Path:
+    return _resolved(Path(os.environ.get(name) or default))
 
 
 def _number(name: str, default: float, kind: type = float, positive: bool = False) -> float:
@@ -73,11 +76,16 @@ def mcap_path(site: str) -> Path:
     return env_path("ASTRA_MCAP", _default_log(site, ".mcap"))
 
 
-def rrd_path(site: str) -> Path | None:
-    """ASTRA_RRD: the Rerun file to save. Unset, a viewer is spawned where there is a display, else a file is saved."""
-    if os.environ.get("ASTRA_RRD") or not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return env_path("ASTRA_RRD", _default_log(site, ".rrd"))
-    return None
+def rrd_path(site: str) -> tuple[Path | None, bool]:
+    """ASTRA_RRD: the Rerun file to save, and whether it was chosen for want of a display.
+
+    Unset, a viewer is spawned (None) where there is a display, else a file beside the default MCAP is saved.
+    """
+    if os.environ.get("ASTRA_RRD"):
+        return env_path("ASTRA_RRD", ""), False
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None, False
+    return _resolved(Path(_default_log(site, ".rrd"))), True
 
 
 def expert_hz() -> float:

@@ -8,8 +8,6 @@ Output: `done` once the recording is saved.
 
 from __future__ import annotations
 
-import os
-
 import pyarrow as pa
 from dora import Node
 
@@ -25,8 +23,8 @@ FLUSH_TIMEOUT_S = 10.0
 def main(node: Node | None = None) -> None:
     node = node or Node()
     world = World.load(config.world_dir())
-    rrd = config.rrd_path(world.site)
-    if rrd is not None and not os.environ.get("ASTRA_RRD"):
+    rrd, no_display = config.rrd_path(world.site)
+    if no_display:
         print(f"no display for a Rerun viewer: saving the recording to {rrd} (ASTRA_RRD names the file)", flush=True)
     rec = episode_recording(world, f"{world.site}-{config.episode_seed()}", rrd)
     logger = EpisodeLogger(rec)
