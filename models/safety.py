@@ -22,6 +22,17 @@ class SafetyLimits(MotionLimits):
     # Stale after this: tolerates one late command at 20 Hz, and timeout + braking + one 20 ms tick
     # still commands zero within 200 ms of the last command.
     command_timeout_s: float = 0.12
+    # Slower near people, as the robot perceives them (moving obstacles in its costmap): full speed beyond
+    # `people_slow_m` from the nearest one, down to `people_min_scale` of it at `people_near_m`.
+    people_slow_m: float = 1.5
+    people_near_m: float = 0.5
+    people_min_scale: float = 0.3
+    # Confidence fallback: once localized, a fix below `min_confidence` or none for `localization_stale_s`
+    # slows the robot to `fallback_scale`; after `localization_lost_s` of that it stops until a good fix.
+    min_confidence: float = 0.5
+    localization_stale_s: float = 10.0
+    localization_lost_s: float = 25.0
+    fallback_scale: float = 0.4
 
     @property
     def stop_deadline_s(self) -> float:
@@ -40,7 +51,10 @@ def _ramp(current: float, target: float, accel: float, decel: float, dt: float) 
 
 
 class SafetyGovernor:
-    """Caps speed and acceleration, stops on stale commands (watchdog) and on e-stop."""
+    """Caps speed and acceleration, stops on stale commands (watchdog), e-stop and lost localization.
+
+    It also slows down near perceived people and while localization is doubtful (the confidence fallback).
+    """
 
     def __init__(self, limits: SafetyLimits = SafetyLimits()) -> None:
         self.limits = limits
@@ -50,6 +64,11 @@ class SafetyGovernor:
         self._last_step_ns: int | None = None
         self.estop_engaged = False
         self.stopping_reason: str | None = None
+        self.slowing_reasons: frozenset[str] = frozenset()
+        self._people_m = math.inf
+        self._last_good_fix_ns: int | None = None
+        self._degraded_since_ns: int | None = None
+        self._last_fix_good = True
 
     def on_command(self, cmd: Twist, now_ns: int) -> None:
         """Accept a requested command at robot time `now_ns`.
@@ -70,14 +89,57 @@ class SafetyGovernor:
     def set_estop(self, engaged: bool) -> None:
         self.estop_engaged = bool(engaged)
 
+    def set_people_distance(self, metres: float) -> None:
+        """Distance from base_link to the nearest moving obstacle the robot perceives (inf: none)."""
+        self._people_m = metres if math.isfinite(metres) or metres == math.inf else 0.0
+
+    def on_localization(self, success: bool, confidence: float, t_ns: int) -> None:
+        """A relocalization result; fallbacks apply only once the robot has had a good fix."""
+        good = success and confidence >= self.limits.min_confidence
+        self._last_fix_good = good
+        if good:
+            self._last_good_fix_ns = t_ns
+
+    def _localization_state(self, now_ns: int) -> str | None:
+        """None, "localization_fallback" (slow) or "localization_lost" (stop)."""
+        lim = self.limits
+        if self._last_good_fix_ns is None:
+            return None
+        stale = (now_ns - self._last_good_fix_ns) * 1e-9 > lim.localization_stale_s
+        if not stale and self._last_fix_good:
+            self._degraded_since_ns = None
+            return None
+        if self._degraded_since_ns is None:
+            self._degraded_since_ns = now_ns
+        lost = (now_ns - self._degraded_since_ns) * 1e-9 > lim.localization_lost_s
+        return "localization_lost" if lost else "localization_fallback"
+
+    def _speed_scale(self, now_ns: int) -> tuple[float, frozenset[str]]:
+        lim = self.limits
+        scale, reasons = 1.0, set()
+        if self._people_m < lim.people_slow_m:
+            fraction = (self._people_m - lim.people_near_m) / (lim.people_slow_m - lim.people_near_m)
+            scale = lim.people_min_scale + (1 - lim.people_min_scale) * min(max(fraction, 0.0), 1.0)
+            reasons.add("people_slowdown")
+        if self._localization_state(now_ns) == "localization_fallback":
+            scale = min(scale, lim.fallback_scale)
+            reasons.add("localization_fallback")
+        return scale, frozenset(reasons)
+
     def step(self, now_ns: int) -> Twist:
         """The command to apply at `now_ns`; sets `stopping_reason` while forced to stop."""
         lim = self.limits
         dt = 0.0 if self._last_step_ns is None else max(0.0, (now_ns - self._last_step_ns) * 1e-9)
         self._last_step_ns = now_ns
         stale = self._last_command_ns is None or (now_ns - self._last_command_ns) * 1e-9 > lim.command_timeout_s
-        self.stopping_reason = "estop" if self.estop_engaged else "watchdog_stop" if stale else None
-        target = (0.0, 0.0) if self.stopping_reason else self._target
+        lost = self._localization_state(now_ns) == "localization_lost"
+        self.stopping_reason = (
+            "estop" if self.estop_engaged else "watchdog_stop" if stale else "localization_lost" if lost else None
+        )
+        scale, self.slowing_reasons = self._speed_scale(now_ns)
+        target = (
+            (0.0, 0.0) if self.stopping_reason else (self._target[0] * scale, self._target[1])
+        )  # turning in place endangers no one
         v = _ramp(self._output[0], target[0], lim.max_accel, lim.brake_decel, dt)
         w = _ramp(self._output[1], target[1], lim.max_yaw_accel, lim.brake_yaw_decel, dt)
         self._output = (v, w)

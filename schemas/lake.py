@@ -164,6 +164,57 @@ TABLES: dict[str, pa.Schema] = {
     "events": pa.schema(
         [*_STAMPED, pa.field("kind", _str), pa.field("source", _str), pa.field("detail", _str), pa.field("value", _f64)]
     ),
+    # nav_msgs/Path, planar: one list per coordinate, yaw from each pose's orientation.
+    "plans": pa.schema(
+        [
+            *_STAMPED,
+            pa.field("x", pa.list_(_f64)),
+            pa.field("y", pa.list_(_f64)),
+            pa.field("z", pa.list_(_f64)),
+            pa.field("yaw", pa.list_(_f64)),
+        ]
+    ),
+    "goals": pa.schema([*_STAMPED, *_vec("position"), *_vec("orientation", "xyzw")]),
+    "costmaps": pa.schema(
+        [
+            *_STAMPED,
+            pa.field("resolution", _f64),
+            pa.field("width", pa.int32()),
+            pa.field("height", pa.int32()),
+            *_vec("origin"),
+            pa.field("data", pa.large_binary()),  # int8 cells, row-major: -1 unknown, 0 free, 100 occupied
+        ]
+    ),
+    "localization": pa.schema(
+        [
+            *_STAMPED,
+            pa.field("success", pa.bool_()),
+            *_vec("position"),
+            *_vec("orientation", "xyzw"),
+            pa.field("covariance", pa.list_(_f64)),
+            pa.field("confidence", _f64),
+            pa.field("inliers", pa.int32()),
+            pa.field("candidates", pa.list_(_str)),
+            pa.field("latency_s", _f64),
+            pa.field("trigger", _str),
+            pa.field("reason", _str),
+        ]
+    ),
+    "mission_goals": pa.schema([*_STAMPED, pa.field("mission_id", _str), pa.field("text", _str)]),
+    "mission_status": pa.schema(
+        [
+            *_STAMPED,
+            pa.field("mission_id", _str),
+            pa.field("state", _str),
+            pa.field("goal_text", _str),
+            pa.field("goal_node", _str),
+            pa.field("goal_label", _str),
+            pa.field("goal_room", _str),
+            pa.field("distance_remaining_m", _f64),
+            pa.field("candidates", pa.list_(_str)),
+            pa.field("detail", _str),
+        ]
+    ),
     "obstacles": pa.schema(
         [
             *_STAMPED,
@@ -231,6 +282,12 @@ ROS2_TABLES: dict[str, str] = {
     "geometry_msgs/msg/PoseWithCovarianceStamped": "poses",
     "astra_msgs/msg/Event": "events",
     "astra_msgs/msg/DynamicObstacles": "obstacles",
+    "nav_msgs/msg/Path": "plans",
+    "geometry_msgs/msg/PoseStamped": "goals",
+    "nav_msgs/msg/OccupancyGrid": "costmaps",
+    "astra_msgs/msg/LocalizationResult": "localization",
+    "astra_msgs/msg/MissionGoal": "mission_goals",
+    "astra_msgs/msg/MissionStatus": "mission_status",
 }
 
 

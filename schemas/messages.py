@@ -152,7 +152,112 @@ class EstopState:
     engaged: bool
 
 
-EVENT_KINDS = ("collision", "estop", "watchdog_stop", "episode_start", "episode_end", "goal_reached")
+@dataclass(frozen=True)
+class PoseWithCovariance:
+    """A pose estimate (geometry_msgs/PoseWithCovarianceStamped); covariance 6x6 row-major, x y z rx ry rz."""
+
+    t_ns: int
+    frame_id: str
+    position: Vec3
+    orientation: Quat
+    covariance: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class PoseStamped:
+    """A pose in a frame (geometry_msgs/PoseStamped), such as the navigation goal."""
+
+    t_ns: int
+    frame_id: str
+    position: Vec3
+    orientation: Quat
+
+
+@dataclass(frozen=True)
+class Path:
+    """Planar poses along a path (nav_msgs/Path, each pose stamped with the path's stamp): x, y in m, yaw in rad."""
+
+    t_ns: int
+    frame_id: str
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+    yaw: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class OccupancyGrid:
+    """A 2-D grid (nav_msgs/OccupancyGrid): int8 cells, row-major from the origin; -1 unknown, 0 free, 100 occupied."""
+
+    t_ns: int
+    frame_id: str
+    resolution: float  # m per cell
+    width: int  # cells along x
+    height: int  # cells along y
+    origin: Vec3  # corner of cell (0, 0) in frame_id; the grid is axis-aligned with it
+    data: bytes
+
+
+@dataclass(frozen=True)
+class MissionGoal:
+    """A goal given as text, from the mission node to global (astra_msgs/MissionGoal)."""
+
+    t_ns: int
+    mission_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class MissionStatus:
+    """Where a mission stands (astra_msgs/MissionStatus); `state` is one of MISSION_STATES."""
+
+    t_ns: int
+    mission_id: str
+    state: str
+    goal_text: str
+    goal_node: str
+    goal_label: str
+    goal_room: str
+    distance_remaining_m: float
+    candidates: tuple[str, ...]  # on goal_not_found, the three closest map descriptions
+    detail: str
+
+
+@dataclass(frozen=True)
+class LocalizationResult:
+    """One relocalization from camera images (astra_msgs/LocalizationResult): base_link in `frame_id` (map)."""
+
+    t_ns: int  # stamp of the images it localized
+    frame_id: str
+    success: bool
+    position: Vec3
+    orientation: Quat
+    covariance: tuple[float, ...]  # 6x6 row-major, x, y, z, rx, ry, rz
+    confidence: float  # 0..1
+    inliers: int
+    candidates: tuple[str, ...]  # map nodes retrieved
+    latency_s: float  # from the images' stamp to the result
+    trigger: str  # "initial" | "periodic" | "request"
+    reason: str  # why it failed; "" on success
+
+
+EVENT_KINDS = (
+    "collision",
+    "estop",
+    "watchdog_stop",
+    "episode_start",
+    "episode_end",
+    "goal_reached",
+    # Navigation: local asks global, recoveries, actuation's fallbacks.
+    "relocalize_request",
+    "recovery",
+    "route_blocked",
+    "localization_fallback",
+    "localization_lost",
+    "people_slowdown",
+    "loop_stats",
+)
+MISSION_STATES = ("accepted", "localizing", "navigating", "recovering", "succeeded", "goal_not_found", "failed")
+MISSION_FINAL_STATES = frozenset({"succeeded", "goal_not_found", "failed"})
 
 MESSAGE_TYPES: dict[str, type] = {
     cls.__name__: cls
@@ -169,6 +274,13 @@ MESSAGE_TYPES: dict[str, type] = {
         Clock,
         DynamicObstacles,
         EstopState,
+        PoseWithCovariance,
+        PoseStamped,
+        Path,
+        OccupancyGrid,
+        MissionGoal,
+        MissionStatus,
+        LocalizationResult,
     )
 }
 

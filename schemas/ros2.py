@@ -7,6 +7,9 @@ schemas are the main definition followed by each dependency, separated by a line
 
 from __future__ import annotations
 
+import array
+import dataclasses
+import math
 import re
 from functools import cache
 from pathlib import Path
@@ -135,6 +138,14 @@ def _transform_stamped(msg: m.Transform) -> dict[str, Any]:
     }
 
 
+def _pose(position: tuple[float, float, float], orientation: tuple[float, float, float, float]) -> dict[str, Any]:
+    return {"position": _vec3(position), "orientation": _quat(orientation)}
+
+
+def _yaw_quat(yaw: float) -> dict[str, float]:
+    return {"x": 0.0, "y": 0.0, "z": math.sin(yaw / 2), "w": math.cos(yaw / 2)}
+
+
 def to_ros2(msg: Any) -> dict[str, Any]:
     """Convert one of our messages to a ROS 2 message dict for :func:`ros_type_of` its class."""
     match msg:
@@ -215,4 +226,131 @@ def to_ros2(msg: Any) -> dict[str, Any]:
                 "ids": list(msg.ids),
                 **{name: list(getattr(msg, name)) for name in ("x", "y", "vx", "vy", "radius")},
             }
+        case m.PoseWithCovariance():
+            return {
+                "header": _header(msg.t_ns, msg.frame_id),
+                "pose": {"pose": _pose(msg.position, msg.orientation), "covariance": list(msg.covariance)},
+            }
+        case m.PoseStamped():
+            return {"header": _header(msg.t_ns, msg.frame_id), "pose": _pose(msg.position, msg.orientation)}
+        case m.Path():
+            header = _header(msg.t_ns, msg.frame_id)
+            return {
+                "header": header,
+                "poses": [
+                    {"header": header, "pose": {"position": {"x": x, "y": y, "z": 0.0}, "orientation": _yaw_quat(yaw)}}
+                    for x, y, yaw in zip(msg.x, msg.y, msg.yaw, strict=True)
+                ],
+            }
+        case m.OccupancyGrid():
+            return {
+                "header": _header(msg.t_ns, msg.frame_id),
+                "info": {
+                    "map_load_time": stamp(msg.t_ns),
+                    "resolution": msg.resolution,
+                    "width": msg.width,
+                    "height": msg.height,
+                    "origin": _pose(msg.origin, (0.0, 0.0, 0.0, 1.0)),
+                },
+                # mcap_ros2 writes int8[] element by element from a sequence of ints.
+                "data": array.array("b", msg.data).tolist(),
+            }
+        case m.MissionGoal():
+            return {"header": _header(msg.t_ns, ""), "mission_id": msg.mission_id, "text": msg.text}
+        case m.MissionStatus():
+            return {
+                "header": _header(msg.t_ns, ""),
+                **{f.name: getattr(msg, f.name) for f in dataclasses.fields(msg) if f.name != "t_ns"},
+                "candidates": list(msg.candidates),
+            }
+        case m.LocalizationResult():
+            return {
+                "header": _header(msg.t_ns, msg.frame_id),
+                "success": msg.success,
+                "pose": {"pose": _pose(msg.position, msg.orientation), "covariance": list(msg.covariance)},
+                "confidence": msg.confidence,
+                "inliers": msg.inliers,
+                "candidates": list(msg.candidates),
+                "latency_s": msg.latency_s,
+                "trigger": msg.trigger,
+                "reason": msg.reason,
+            }
     raise TypeError(f"no ROS 2 conversion for {type(msg).__name__}")
+
+
+def _ns(stamp_: Any) -> int:
+    return stamp_.sec * 1_000_000_000 + stamp_.nanosec
+
+
+def _tuple3(v: Any) -> tuple[float, float, float]:
+    return (v.x, v.y, v.z)
+
+
+def _tuple4(q: Any) -> tuple[float, float, float, float]:
+    return (q.x, q.y, q.z, q.w)
+
+
+def from_ros2(ros_type: str, msg: Any) -> Any:
+    """One of our messages from a ROS 2 message decoded by mcap_ros2, for the sensor types the stack consumes."""
+    match ros_type:
+        case "rosgraph_msgs/msg/Clock":
+            return m.Clock(_ns(msg.clock))
+        case "sensor_msgs/msg/Imu":
+            h = msg.header
+            return m.Imu(
+                _ns(h.stamp),
+                h.frame_id,
+                _tuple4(msg.orientation),
+                _tuple3(msg.angular_velocity),
+                _tuple3(msg.linear_acceleration),
+            )
+        case "sensor_msgs/msg/JointState":
+            return m.WheelState(_ns(msg.header.stamp), tuple(msg.name), tuple(msg.position), tuple(msg.velocity))
+        case "nav_msgs/msg/Odometry":
+            h, pose, twist = msg.header, msg.pose.pose, msg.twist.twist
+            return m.Odometry(
+                _ns(h.stamp),
+                h.frame_id,
+                msg.child_frame_id,
+                _tuple3(pose.position),
+                _tuple4(pose.orientation),
+                _tuple3(twist.linear),
+                _tuple3(twist.angular),
+            )
+        case "sensor_msgs/msg/CompressedImage":
+            return m.CompressedImage(_ns(msg.header.stamp), msg.header.frame_id, msg.format, bytes(msg.data))
+        case "sensor_msgs/msg/Image" if msg.encoding == "32FC1":
+            h = msg.header
+            return m.DepthImage(_ns(h.stamp), h.frame_id, msg.width, msg.height, bytes(msg.data))
+        case "sensor_msgs/msg/CameraInfo":
+            h = msg.header
+            return m.CameraInfo(
+                _ns(h.stamp),
+                h.frame_id,
+                msg.width,
+                msg.height,
+                tuple(msg.k),
+                msg.distortion_model,
+                tuple(msg.d),
+                tuple(msg.r),
+                tuple(msg.p),
+            )
+        case "tf2_msgs/msg/TFMessage":
+            transforms = tuple(
+                m.Transform(
+                    _ns(t.header.stamp),
+                    t.header.frame_id,
+                    t.child_frame_id,
+                    _tuple3(t.transform.translation),
+                    _tuple4(t.transform.rotation),
+                )
+                for t in msg.transforms
+            )
+            return m.TFMessage(transforms[0].t_ns if transforms else 0, transforms)
+        case "astra_msgs/msg/DynamicObstacles":
+            return m.DynamicObstacles(
+                _ns(msg.header.stamp),
+                tuple(msg.ids),
+                *(tuple(getattr(msg, name)) for name in ("x", "y", "vx", "vy", "radius")),
+            )
+    raise TypeError(f"no conversion from ROS 2 {ros_type}")

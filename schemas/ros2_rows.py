@@ -8,6 +8,8 @@ give one row; a `TFMessage` gives one per transform.
 
 from __future__ import annotations
 
+import array
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -177,6 +179,86 @@ def _obstacles(t_ns: int, topic: str, msg: Any) -> list[Row]:
     return [(t_ns, topic, stamp_ns(h.stamp), h.frame_id, msg.ids, msg.x, msg.y, msg.vx, msg.vy, msg.radius)]
 
 
+def _yaw(q: Any) -> float:
+    return math.atan2(2 * (q.w * q.z + q.x * q.y), 1 - 2 * (q.y * q.y + q.z * q.z))
+
+
+def _path(t_ns: int, topic: str, msg: Any) -> list[Row]:
+    h = msg.header
+    points = [p.pose.position for p in msg.poses]
+    yaws = [_yaw(p.pose.orientation) for p in msg.poses]
+    xs, ys, zs = ([getattr(p, a) for p in points] for a in "xyz")
+    return [(t_ns, topic, stamp_ns(h.stamp), h.frame_id, xs, ys, zs, yaws)]
+
+
+def _pose_stamped(t_ns: int, topic: str, msg: Any) -> list[Row]:
+    h, p, o = msg.header, msg.pose.position, msg.pose.orientation
+    return [(t_ns, topic, stamp_ns(h.stamp), h.frame_id, p.x, p.y, p.z, o.x, o.y, o.z, o.w)]
+
+
+def _occupancy_grid(t_ns: int, topic: str, msg: Any) -> list[Row]:
+    h, info = msg.header, msg.info
+    o = info.origin.position
+    cells = bytes(array.array("b", msg.data))
+    return [
+        (t_ns, topic, stamp_ns(h.stamp), h.frame_id, info.resolution, info.width, info.height, o.x, o.y, o.z, cells)
+    ]
+
+
+def _localization(t_ns: int, topic: str, msg: Any) -> list[Row]:
+    h, pose = msg.header, msg.pose
+    p, o = pose.pose.position, pose.pose.orientation
+    return [
+        (
+            t_ns,
+            topic,
+            stamp_ns(h.stamp),
+            h.frame_id,
+            msg.success,
+            p.x,
+            p.y,
+            p.z,
+            o.x,
+            o.y,
+            o.z,
+            o.w,
+            pose.covariance,
+            msg.confidence,
+            msg.inliers,
+            msg.candidates,
+            msg.latency_s,
+            msg.trigger,
+            msg.reason,
+        )
+    ]
+
+
+def _mission_goal(t_ns: int, topic: str, msg: Any) -> list[Row]:
+    h = msg.header
+    return [(t_ns, topic, stamp_ns(h.stamp), h.frame_id, msg.mission_id, msg.text)]
+
+
+def _mission_status(t_ns: int, topic: str, msg: Any) -> list[Row]:
+    h = msg.header
+    return [
+        (
+            t_ns,
+            topic,
+            stamp_ns(h.stamp),
+            h.frame_id,
+            msg.mission_id,
+            msg.state,
+            msg.goal_text,
+            msg.goal_node,
+            msg.goal_label,
+            msg.goal_room,
+            msg.distance_remaining_m,
+            msg.candidates,
+            msg.detail,
+        )
+    ]
+
+
 CONVERTERS: dict[str, RowConverter] = {
     "sensor_msgs/msg/CompressedImage": _compressed_image,
     "sensor_msgs/msg/Image": _image,
@@ -191,4 +273,10 @@ CONVERTERS: dict[str, RowConverter] = {
     "geometry_msgs/msg/PoseWithCovarianceStamped": _pose_with_covariance,
     "astra_msgs/msg/Event": _event,
     "astra_msgs/msg/DynamicObstacles": _obstacles,
+    "nav_msgs/msg/Path": _path,
+    "geometry_msgs/msg/PoseStamped": _pose_stamped,
+    "nav_msgs/msg/OccupancyGrid": _occupancy_grid,
+    "astra_msgs/msg/LocalizationResult": _localization,
+    "astra_msgs/msg/MissionGoal": _mission_goal,
+    "astra_msgs/msg/MissionStatus": _mission_status,
 }

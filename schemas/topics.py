@@ -94,11 +94,49 @@ TOPICS: tuple[Topic, ...] = (
     Topic("expert_cmd_vel", "/expert/cmd_vel", "geometry_msgs/msg/Twist", 20.0, "expert driver command, before safety"),
     Topic("cmd_vel", "/cmd_vel", "geometry_msgs/msg/Twist", 50.0, "command after the actuation safety layer"),
     Topic("events", "/events", "astra_msgs/msg/Event", None, "collisions and episode bounds, from the robot"),
-    Topic("safety_events", "/actuation/events", "astra_msgs/msg/Event", None, "watchdog stops and e-stops"),
+    Topic(
+        "safety_events",
+        "/actuation/events",
+        "astra_msgs/msg/Event",
+        None,
+        "watchdog stops, e-stops, slowdowns near people and localization fallbacks",
+    ),
+    # The navigation stack (dataflow.yml): mission -> global -> local -> actuation.
+    Topic("mission_goal", "/mission/goal", "astra_msgs/msg/MissionGoal", None, "text goal, from the mission node"),
+    Topic("mission_status", "/mission/status", "astra_msgs/msg/MissionStatus", None, "mission state, from global"),
+    Topic(
+        "localization",
+        "/localization/result",
+        "astra_msgs/msg/LocalizationResult",
+        None,
+        "every relocalization from images: pose, confidence, inliers, latency, why it failed",
+    ),
+    Topic(
+        "localization_pose",
+        "/localization/pose",
+        "geometry_msgs/msg/PoseWithCovarianceStamped",
+        None,
+        "successful relocalizations: base_link in map with covariance",
+    ),
+    Topic("map_odom", "/tf", "tf2_msgs/msg/TFMessage", None, "map -> odom as localization corrects it, from global"),
+    Topic("goal", "/goal", "geometry_msgs/msg/PoseStamped", None, "the resolved goal pose in map"),
+    Topic("route", "/route", "nav_msgs/msg/Path", None, "the route on the map graph, in map"),
+    Topic("subgoals", "/route/subgoals", "nav_msgs/msg/Path", None, "the route ahead as subgoals, in odom"),
+    Topic("local_odom", "/local/odom", "nav_msgs/msg/Odometry", 50.0, "wheel and IMU fused odometry"),
+    Topic("local_cmd", "/local/cmd_vel", "geometry_msgs/msg/Twist", 10.0, "local planner command, before safety"),
+    Topic("plan", "/plan", "nav_msgs/msg/Path", 10.0, "the local planner's chosen trajectory, in odom"),
+    Topic("local_costmap", "/local_costmap", "nav_msgs/msg/OccupancyGrid", 2.0, "rolling costmap from depth, in odom"),
+    Topic(
+        "moving_obstacles",
+        "/local/moving_obstacles",
+        "astra_msgs/msg/DynamicObstacles",
+        10.0,
+        "obstacles the costmap sees moving (people, carts), in base_link",
+    ),
+    Topic("nav_events", "/navigation/events", "astra_msgs/msg/Event", None, "recoveries, arrival, relocalize requests"),
 )
 
 BY_OUTPUT: dict[str, Topic] = {t.output_id: t for t in TOPICS}
-BY_ROS_TOPIC: dict[str, Topic] = {t.ros_topic: t for t in TOPICS}
 
 ODOMETRY_TOPIC = BY_OUTPUT["odom"].ros_topic  # wheel odometry, odom -> base_link
 GROUND_TRUTH_TOPIC = BY_OUTPUT["ground_truth"].ros_topic  # simulator truth, for evaluation only

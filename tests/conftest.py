@@ -65,6 +65,37 @@ def sample_message(output_id: str, t_ns: int = T0) -> object:
         "cmd_vel": m.Twist(t_ns, (0.5, 0.0, 0.0), (0.0, 0.0, 0.2)),
         "events": m.Event(t_ns, "collision", "sim", "wall_3", 0.4),
         "safety_events": m.Event(t_ns, "watchdog_stop", "actuation", "", 0.0),
+        "mission_goal": m.MissionGoal(t_ns, "m1", "take me to radiology"),
+        "mission_status": m.MissionStatus(
+            t_ns, "m1", "goal_not_found", "sing me a song", "", "", "", 0.0, ("Kitchen", "Lobby", "Radiology"), ""
+        ),
+        "localization": m.LocalizationResult(
+            t_ns,
+            "map",
+            True,
+            (1.0, 2.0, 0.0),
+            identity,
+            tuple(float(i == j) * 0.01 for i in range(6) for j in range(6)),
+            0.9,
+            312,
+            ("n1", "n7"),
+            0.42,
+            "periodic",
+            "",
+        ),
+        "localization_pose": m.PoseWithCovariance(
+            t_ns, "map", (1.0, 2.0, 0.0), identity, tuple(float(i == j) * 0.01 for i in range(6) for j in range(6))
+        ),
+        "map_odom": m.TFMessage(t_ns, (m.Transform(t_ns, "map", "odom", (0.4, -0.1, 0.0), identity),)),
+        "goal": m.PoseStamped(t_ns, "map", (5.0, 3.0, 0.0), (0.0, 0.0, 0.7071067811865476, 0.7071067811865476)),
+        "route": m.Path(t_ns, "map", (0.0, 1.5, 3.0), (0.0, 0.5, 1.0), (0.0, 0.3, 0.3)),
+        "subgoals": m.Path(t_ns, "odom", (1.5, 3.0), (0.5, 1.0), (0.3, 0.3)),
+        "local_odom": m.Odometry(t_ns, "odom", "base_link", (1.0, 2.0, 0.0), identity, (0.5, 0, 0), (0, 0, 0.1)),
+        "local_cmd": m.Twist(t_ns, (0.6, 0.0, 0.0), (0.0, 0.0, -0.3)),
+        "plan": m.Path(t_ns, "odom", (1.0, 1.1, 1.2), (2.0, 2.0, 2.1), (0.0, 0.1, 0.2)),
+        "local_costmap": m.OccupancyGrid(t_ns, "odom", 0.05, 4, 3, (-0.1, -0.075, 0.0), bytes([0, 100, 255, 0] * 3)),
+        "moving_obstacles": m.DynamicObstacles(t_ns, ("m0",), (1.5,), (0.2,), (0.0,), (0.0,), (0.3,)),
+        "nav_events": m.Event(t_ns, "recovery", "local", "back_up", 0.3),
     }
     return samples[output_id]
 

@@ -12,7 +12,16 @@ from hypothesis import strategies as st
 
 from models.safety import SafetyGovernor, SafetyLimits
 from operators import actuation
-from schemas.messages import Clock, EstopState, Event, Twist, from_arrow, to_arrow
+from schemas.messages import (
+    Clock,
+    DynamicObstacles,
+    EstopState,
+    Event,
+    LocalizationResult,
+    Twist,
+    from_arrow,
+    to_arrow,
+)
 
 LIMITS = SafetyLimits()
 TOL = 1e-9
@@ -247,3 +256,91 @@ def test_actuation_node_caps_commands_and_reports_stops() -> None:
     assert commands[-1].linear[0] == 0.0
     stops = [from_arrow(a, cls=Event).kind for a in node.outputs["safety_events"]]
     assert stops == ["watchdog_stop", "estop"]
+
+
+def _hold(governor: SafetyGovernor, start_ns: int, seconds: float, v: float = 1.0) -> tuple[int, Twist]:
+    """Command `v` every 10 ms for `seconds`; the time reached and the last output."""
+    now = start_ns
+    out = governor.step(now)
+    for _ in range(round(seconds * 100)):
+        governor.on_command(Twist(now, (v, 0, 0), (0, 0, 0.5)), now)
+        out = governor.step(now)
+        now += 10_000_000
+    return now, out
+
+
+@pytest.mark.parametrize(
+    ("distance", "expected"),
+    [
+        (math.inf, LIMITS.max_speed),
+        (LIMITS.people_slow_m, LIMITS.max_speed),
+        ((LIMITS.people_slow_m + LIMITS.people_near_m) / 2, LIMITS.max_speed * (1 + LIMITS.people_min_scale) / 2),
+        (LIMITS.people_near_m, LIMITS.max_speed * LIMITS.people_min_scale),
+        (0.0, LIMITS.max_speed * LIMITS.people_min_scale),
+    ],
+)
+def test_people_nearby_cap_the_speed_but_not_the_turning(distance: float, expected: float) -> None:
+    governor = SafetyGovernor(LIMITS)
+    governor.set_people_distance(distance)
+    _, out = _hold(governor, 0, 3.0)
+    assert out.linear[0] == pytest.approx(expected)
+    assert out.angular[2] == pytest.approx(0.5)
+    assert ("people_slowdown" in governor.slowing_reasons) == (distance < LIMITS.people_slow_m)
+
+
+def test_doubtful_localization_slows_the_robot_then_stops_it_until_a_good_fix() -> None:
+    governor = SafetyGovernor(LIMITS)
+    now, out = _hold(governor, 0, 2.0)
+    assert out.linear[0] == pytest.approx(LIMITS.max_speed)  # never localized yet: not a fallback
+    governor.on_localization(True, 0.9, now)
+    now, out = _hold(governor, now, 2.0)
+    assert out.linear[0] == pytest.approx(LIMITS.max_speed) and not governor.slowing_reasons
+    governor.on_localization(True, LIMITS.min_confidence / 2, now)  # a fix below the threshold
+    now, out = _hold(governor, now, 2.0)
+    assert out.linear[0] == pytest.approx(LIMITS.max_speed * LIMITS.fallback_scale)
+    assert governor.slowing_reasons == {"localization_fallback"}
+    now, out = _hold(governor, now, LIMITS.localization_lost_s)
+    assert out.linear[0] == 0.0 and governor.stopping_reason == "localization_lost"
+    governor.on_localization(True, 0.9, now)
+    _, out = _hold(governor, now, 2.0)
+    assert out.linear[0] == pytest.approx(LIMITS.max_speed) and governor.stopping_reason is None
+
+
+def test_no_fix_for_too_long_is_a_fallback() -> None:
+    governor = SafetyGovernor(LIMITS)
+    governor.on_localization(True, 0.9, 0)
+    now, out = _hold(governor, 0, LIMITS.localization_stale_s - 0.5)
+    assert out.linear[0] == pytest.approx(LIMITS.max_speed)
+    _, out = _hold(governor, now, 1.0)
+    assert governor.slowing_reasons == {"localization_fallback"}
+    assert out.linear[0] == pytest.approx(LIMITS.max_speed * LIMITS.fallback_scale)
+
+
+def test_actuation_node_slows_near_perceived_people_and_reports_fallbacks() -> None:
+    ms = 1_000_000
+    events = [_input("clock", Clock(0)), _input("localization", _fix(0, 0.9))]
+    for t in range(10, 3000, 10):
+        events.append(_input("cmd", Twist(t * ms, (1.0, 0, 0), (0, 0, 0))))
+        if t == 1500:  # someone 0.6 m ahead (0.3 m radius): 0.3 m from the robot's centre line
+            events.append(
+                _input("moving_obstacles", DynamicObstacles(t * ms, ("m0",), (0.6,), (0.0,), (0.0,), (0.0,), (0.3,)))
+            )
+        if t == 2500:
+            events.append(_input("localization", _fix(t * ms, 0.1)))
+        events.append(_input("clock", Clock(t * ms)))
+    node = MockNode(events)
+    actuation.main(node)
+    commands = [from_arrow(a, cls=Twist) for a in node.outputs["cmd_vel"]]
+    speed_at = {c.t_ns // ms: c.linear[0] for c in commands}
+    assert speed_at[1480] == pytest.approx(LIMITS.max_speed)
+    assert speed_at[2480] == pytest.approx(LIMITS.max_speed * LIMITS.people_min_scale)
+    assert speed_at[2980] <= LIMITS.max_speed * LIMITS.people_min_scale
+    kinds = [from_arrow(a, cls=Event).kind for a in node.outputs["safety_events"]]
+    assert kinds == ["people_slowdown", "localization_fallback"]
+
+
+def _fix(t_ns: int, confidence: float) -> LocalizationResult:
+    cov = tuple(0.01 * (i == j) for i in range(6) for j in range(6))
+    return LocalizationResult(
+        t_ns, "map", True, (0.0, 0.0, 0.0), (0, 0, 0, 1.0), cov, confidence, 100, (), 0.3, "periodic", ""
+    )
