@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from models.local_planner import LocalPlan, LocalPlanner
+from models.planning import ClearanceMap, occupancy_grid, resample
+from models.recovery import RecoveryCommand, RecoveryManager
 from schemas.world import Box, GridSpec, Room, Wall, World
 
 
@@ -44,3 +48,86 @@ def obstacle_distance(world: World, xy: np.ndarray) -> np.ndarray:
     dx = np.maximum(np.maximum(boxes[:, 0] - xy[:, :1], xy[:, :1] - boxes[:, 2]), 0.0)
     dy = np.maximum(np.maximum(boxes[:, 1] - xy[:, 1:], xy[:, 1:] - boxes[:, 3]), 0.0)
     return np.hypot(dx, dy).min(axis=1)
+
+
+def local_clearance(occupied: np.ndarray, spec: GridSpec, centre: np.ndarray, size: float = 8.0) -> ClearanceMap:
+    """ESDF of the size x size window of a grid around `centre`: a stand-in for the rolling local costmap.
+
+    Cells of the window outside the grid count as occupied.
+    """
+    n = round(size / spec.resolution)
+    r0, c0 = spec.world_to_cell(np.asarray(centre, dtype=float)) - n // 2
+    window = np.ones((n, n), dtype=bool)
+    rows, cols = occupied.shape
+    src_r, src_c = slice(max(r0, 0), min(r0 + n, rows)), slice(max(c0, 0), min(c0 + n, cols))
+    window[src_r.start - r0 : src_r.stop - r0, src_c.start - c0 : src_c.stop - c0] = occupied[src_r, src_c]
+    origin = (spec.origin[0] + c0 * spec.resolution, spec.origin[1] + r0 * spec.resolution)
+    return ClearanceMap.from_occupancy(window, GridSpec(spec.resolution, origin, (n, n)))
+
+
+@dataclass
+class Drive:
+    """What a closed-loop run did: poses (N, 3) and velocities (N, 2) every sub-step, the plans and overrides."""
+
+    poses: np.ndarray
+    velocities: np.ndarray
+    plans: list[LocalPlan]
+    overrides: list[RecoveryCommand]
+    commands: np.ndarray  # (M, 2) v, w sent at each planning cycle
+
+
+def drive(
+    world: World,
+    planner: LocalPlanner,
+    route: np.ndarray,
+    start: tuple[float, float, float],
+    seconds: float,
+    recovery: RecoveryManager | None = None,
+    velocity: tuple[float, float] = (0.0, 0.0),
+    hz: float = 10.0,
+    substeps: int = 5,
+) -> Drive:
+    """Closed loop on an ideal unicycle, planning at `hz` on the local ESDF of the true grid (map = odom).
+
+    Velocities ramp to each command at the acceleration limits. Stops on arrival or a blocked route.
+    """
+    limits = planner.config.limits
+    occupied = occupancy_grid(world)
+    pose, vel = np.array(start, dtype=float), np.array(velocity, dtype=float)
+    poses, velocities, plans, overrides, commands = [pose.copy()], [vel.copy()], [], [], []
+    dt = 1.0 / hz / substeps
+    for k in range(round(seconds * hz)):
+        clearance = local_clearance(occupied, world.grid, pose[:2])
+        plan = planner.plan(tuple(pose), tuple(vel), route, True, clearance)
+        plans.append(plan)
+        command = (plan.v, plan.w)
+        override = (
+            recovery.update(round(k / hz * 1e9), tuple(pose), plan, plan.remaining_m, clearance) if recovery else None
+        )
+        if override is not None:
+            overrides.append(override)
+            command = (override.v, override.w)
+            if override.behaviour == "replan":
+                planner.reset()
+        commands.append(command)
+        if plan.status == "arrived" or (recovery is not None and recovery.blocked):
+            break
+        for _ in range(substeps):
+            vel[0] += np.clip(command[0] - vel[0], -limits.max_accel * dt, limits.max_accel * dt)
+            vel[1] += np.clip(command[1] - vel[1], -limits.max_yaw_accel * dt, limits.max_yaw_accel * dt)
+            pose[2] += vel[1] * dt
+            pose[:2] += vel[0] * dt * np.array([math.cos(pose[2]), math.sin(pose[2])])
+            poses.append(pose.copy())
+            velocities.append(vel.copy())
+    return Drive(np.array(poses), np.array(velocities), plans, overrides, np.array(commands).reshape(-1, 2))
+
+
+def route_through(*points: tuple[float, float], spacing: float = 2.0) -> np.ndarray:
+    """A route as `global` sends it: subgoals about `spacing` apart along straight legs through the points."""
+    return resample(np.array(points, dtype=float), spacing)
+
+
+def simulable(world: World) -> World:
+    """The world with every wall in its first room's material, one the simulator's scene (sim.mjcf) textures."""
+    material = f"wall_{world.rooms[0].id}"
+    return replace(world, walls=tuple(replace(w, material=material) for w in world.walls))

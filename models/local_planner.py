@@ -1,0 +1,277 @@
+"""The classical local planner of the navigation stack: a dynamic window over (v, w) commands.
+
+`local` calls a :class:`LocalPlanner` at >= 10 Hz with everything in the robot's `odom` frame: the pose and
+velocity from odometry, the route ahead from `global` (subgoals every few metres) and the ESDF of the rolling
+local costmap. The planner returns a velocity command, the trajectory it expects, a few of the candidates it
+weighed (for display) and a status that the recoveries (:mod:`models.recovery`) watch.
+
+:class:`DwaPlanner` rolls every sampled command out at once with numpy, rejects the rollouts that come closer
+to an obstacle than the robot's radius plus a margin, and scores the rest on clearance, progress along a guide
+path, heading and smoothness. The guide path is A* on the local grid from the robot to a route point a few
+metres ahead, so the robot walks around obstacles that the route does not know about instead of being trapped
+behind them. The learned planner will implement the same base class.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from models.planning import ClearanceMap, GridPlanner, resample
+from schemas.robot import DEFAULT_ROBOT, MOTION_LIMITS, MotionLimits
+
+Pose = tuple[float, float, float]
+Velocity = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class LocalPlannerConfig:
+    """What every local planner shares; speeds in m/s, angles in rad, times in s."""
+
+    robot_radius: float = DEFAULT_ROBOT.radius
+    limits: MotionLimits = MOTION_LIMITS
+    margin: float = 0.05  # hard: no trajectory may come closer to an obstacle than radius + margin
+    goal_tolerance: float = 0.3  # stop and report "arrived" this close to the final goal
+    goal_decel: float = 0.5  # m/s^2: speed is capped to stop at the final goal at this deceleration
+    horizon_s: float = 1.5
+    dt: float = 0.05  # rollout step: at 1 m/s a 5 cm step cannot jump over a thin wall of the 5 cm costmap
+
+
+@dataclass(frozen=True)
+class DwaConfig(LocalPlannerConfig):
+    """Sampling, guide path and cost weights of :class:`DwaPlanner`."""
+
+    speed_samples: int = 8  # forward speeds 0 .. max_speed: backing up is a recovery, not a plan
+    yaw_rate_samples: int = 21  # -max_yaw_rate .. max_yaw_rate
+    preferred_clearance: float = 0.6  # beyond the radius: no clearance cost past this
+    lookahead: float = 3.0  # m along the route to the point the guide path leads to
+    guide_inflation: float = 0.05  # beyond the radius: the guide path keeps this far from obstacles
+    guide_resolution: float = 0.1  # A* cell size
+    guide_replan_calls: int = 10  # replan the guide path at least this often (1 s at 10 Hz)
+    guide_off_path: float = 0.5  # ... and when the robot or the target is this far from it
+    heading_lookahead: float = 0.5  # m along the guide beyond a rollout's end that its heading should face
+    candidates_shown: int = 24
+    weight_progress: float = 1.0
+    weight_path_distance: float = 0.6
+    weight_heading: float = 0.4
+    weight_clearance: float = 0.4
+    weight_smoothness: float = 0.1
+
+
+@dataclass(frozen=True)
+class LocalPlan:
+    """One planning cycle's answer, in `odom`."""
+
+    v: float
+    w: float
+    trajectory: np.ndarray  # (K, 3) x, y, yaw: the chosen rollout
+    candidates: np.ndarray  # (S, K, 2) a subsample of the admissible rollouts, for display
+    status: str  # "ok" | "arrived" | "blocked" (no admissible trajectory)
+    min_clearance: float  # smallest ESDF value along the chosen trajectory
+    remaining_m: float  # distance still to go: along the guide path, then along the route
+    guide: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))  # (N, 2) the path the plan follows
+
+
+class LocalPlanner(abc.ABC):
+    """A local planner: a velocity command from pose, velocity, the route ahead and the local ESDF."""
+
+    def __init__(self, config: LocalPlannerConfig = LocalPlannerConfig()) -> None:
+        self.config = config
+
+    @abc.abstractmethod
+    def plan(
+        self, pose: Pose, velocity: Velocity, route: np.ndarray, final: bool, clearance: ClearanceMap
+    ) -> LocalPlan:
+        """Plan from `pose` (x, y, yaw) and `velocity` (v, w) along `route` (P, 2); `final`: it ends at the goal."""
+
+    @abc.abstractmethod
+    def reset(self) -> None:
+        """Forget whatever was cached between calls (after a recovery or a new route)."""
+
+    def arrived(self, pose: Pose, route: np.ndarray, final: bool) -> bool:
+        """Within the goal tolerance of the route's end, when that end is the goal."""
+        return final and float(np.hypot(*(np.asarray(route[-1]) - pose[:2]))) < self.config.goal_tolerance
+
+    def stop(self, pose: Pose, status: str, clearance: ClearanceMap, remaining_m: float) -> LocalPlan:
+        """A standstill plan with the given status."""
+        here = np.array([pose], dtype=float)
+        return LocalPlan(
+            0.0,
+            0.0,
+            here,
+            np.empty((0, 1, 2)),
+            status,
+            float(clearance.at(here[0, :2])),
+            remaining_m,
+        )
+
+
+def rollout(
+    pose: Pose, velocity: Velocity, commands: np.ndarray, limits: MotionLimits, dt: float, steps: int
+) -> np.ndarray:
+    """Poses (S, K, 3) of a unicycle ramping from `velocity` to each of S (v, w) commands at the acceleration limits."""
+    t = dt * np.arange(1, steps + 1)
+    dv, dw = limits.max_accel * t, limits.max_yaw_accel * t
+    v = velocity[0] + np.clip(commands[:, :1] - velocity[0], -dv, dv)
+    w = velocity[1] + np.clip(commands[:, 1:] - velocity[1], -dw, dw)
+    yaw = pose[2] + np.cumsum(w * dt, axis=1)
+    x = pose[0] + np.cumsum(v * np.cos(yaw) * dt, axis=1)
+    y = pose[1] + np.cumsum(v * np.sin(yaw) * dt, axis=1)
+    return np.stack([x, y, yaw], axis=-1)
+
+
+def _arc(path: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(path, axis=0).T))])
+
+
+def _wrap(angle: np.ndarray) -> np.ndarray:
+    return (angle + np.pi) % (2 * np.pi) - np.pi
+
+
+class DwaPlanner(LocalPlanner):
+    """Dynamic-window planner: constant (v, w) rollouts scored along an A* guide path on the local grid."""
+
+    def __init__(self, config: DwaConfig = DwaConfig()) -> None:
+        super().__init__(config)
+        self.config: DwaConfig = config
+        v = np.linspace(0.0, config.limits.max_speed, config.speed_samples)
+        w = np.linspace(-config.limits.max_yaw_rate, config.limits.max_yaw_rate, config.yaw_rate_samples)
+        self._commands = np.stack(np.meshgrid(v, w, indexing="ij"), axis=-1).reshape(-1, 2)
+        self._steps = round(config.horizon_s / config.dt)
+        self._guide = np.empty((0, 2))
+        self._guide_arc = np.empty(0)
+        self._guide_target = np.full(2, np.inf)
+        self._guide_age = 0
+
+    def reset(self) -> None:
+        self._guide = np.empty((0, 2))
+
+    def plan(
+        self, pose: Pose, velocity: Velocity, route: np.ndarray, final: bool, clearance: ClearanceMap
+    ) -> LocalPlan:
+        c = self.config
+        xy = np.asarray(pose[:2], dtype=float)
+        route = np.asarray(route, dtype=float).reshape(-1, 2)
+        dense_route = resample(np.vstack([xy, route]) if len(route) == 1 else route, 0.1)
+        target, beyond = self._target(xy, dense_route, clearance)
+        self._update_guide(xy, target, clearance)
+        guide, arc = self._guide, self._guide_arc
+        s0, _ = self._project(xy[None], guide, arc, 0.0)
+        remaining = float(arc[-1] - s0[0] + np.hypot(*(guide[-1] - target)) + beyond)
+        if self.arrived(pose, route, final):
+            return self.stop(pose, "arrived", clearance, remaining)
+
+        commands = self._commands
+        if final:
+            # Cap the speed to stop at the goal; the rollouts still brake at the acceleration limit.
+            cap = math.sqrt(2 * c.goal_decel * max(remaining - c.goal_tolerance / 2, 0.0))
+            commands = np.unique(np.column_stack([np.minimum(commands[:, 0], max(cap, 0.1)), commands[:, 1]]), axis=0)
+        paths = rollout(pose, velocity, commands, c.limits, c.dt, self._steps)
+        min_clear = clearance.at(paths[..., :2]).min(axis=1)
+        here = float(clearance.at(xy))
+        hard = c.robot_radius + c.margin
+        # Already inside the margin (pushed, or the map changed): allow whatever does not get closer still.
+        admissible = min_clear >= min(hard, here - 1e-3)
+        if not admissible.any():
+            return self.stop(pose, "blocked", clearance, remaining)
+
+        ends = paths[:, -1]
+        s_end, off_path = self._project(ends[:, :2], guide, arc, s0[0])
+        reach = c.limits.max_speed * c.horizon_s
+        progress = (s_end - s0[0]) / reach
+        ahead = np.minimum(s_end + c.heading_lookahead, arc[-1])
+        aim = np.column_stack([np.interp(ahead, arc, guide[:, 0]), np.interp(ahead, arc, guide[:, 1])])
+        facing = np.arctan2(aim[:, 1] - ends[:, 1], aim[:, 0] - ends[:, 0])
+        # At the guide's end there is nothing left to face: keep the heading term out.
+        near_end = np.hypot(*(aim - ends[:, :2]).T) < 0.1
+        heading = np.where(near_end, 0.0, np.abs(_wrap(facing - ends[:, 2])) / np.pi)
+        preferred = c.robot_radius + c.preferred_clearance
+        closeness = np.clip((preferred - min_clear) / (preferred - hard), 0.0, 1.0)
+        change = ((commands[:, 0] - velocity[0]) / c.limits.max_speed) ** 2
+        change += ((commands[:, 1] - velocity[1]) / c.limits.max_yaw_rate) ** 2
+        cost = (
+            -c.weight_progress * progress
+            + c.weight_path_distance * off_path
+            + c.weight_heading * heading
+            + c.weight_clearance * closeness
+            + c.weight_smoothness * change
+        )
+        best = int(np.argmin(np.where(admissible, cost, np.inf)))
+        shown = np.flatnonzero(admissible)
+        shown = shown[np.linspace(0, len(shown) - 1, min(len(shown), c.candidates_shown)).astype(int)]
+        return LocalPlan(
+            float(commands[best, 0]),
+            float(commands[best, 1]),
+            paths[best],
+            paths[shown, :, :2],
+            "ok",
+            float(min_clear[best]),
+            remaining,
+            guide,
+        )
+
+    def _target(self, xy: np.ndarray, dense_route: np.ndarray, clearance: ClearanceMap) -> tuple[np.ndarray, float]:
+        """The route point `lookahead` ahead of the robot, kept inside the local grid, and the route beyond it (m)."""
+        c = self.config
+        arc = _arc(dense_route)
+        nearest = int(np.argmin(np.hypot(*(dense_route - xy).T)))
+        spec = clearance.spec
+        lo = np.asarray(spec.origin) + c.robot_radius
+        hi = np.asarray(spec.origin) + np.array(spec.shape[::-1]) * spec.resolution - c.robot_radius
+        inside = np.all((dense_route >= lo) & (dense_route <= hi), axis=1)
+        # The target is the last point before the route first leaves the grid or passes the lookahead.
+        later = np.arange(len(dense_route)) >= nearest
+        stop = later & (~inside | (arc > arc[nearest] + c.lookahead))
+        last = (int(np.argmax(stop)) - 1) if stop.any() else len(dense_route) - 1
+        last = max(last, nearest)
+        return dense_route[last], float(arc[-1] - arc[last])
+
+    def _update_guide(self, xy: np.ndarray, target: np.ndarray, clearance: ClearanceMap) -> None:
+        """Replan the A* guide path when it is old, lost, or no longer clear; a straight line when A* finds none."""
+        c = self.config
+        self._guide_age += 1
+        if len(self._guide) and self._guide_age < c.guide_replan_calls:
+            off = float(np.hypot(*(self._guide - xy).T).min())
+            moved = float(np.hypot(*(self._guide_target - target)))
+            clear = float(clearance.at(self._guide).min()) >= c.robot_radius + c.margin
+            if off < c.guide_off_path and moved < c.guide_off_path and clear:
+                return
+        planner = GridPlanner(
+            clearance,
+            c.robot_radius + c.guide_inflation,
+            preferred=c.robot_radius + c.preferred_clearance,
+            resolution=c.guide_resolution,
+        )
+        path = planner.plan(xy, self._reachable(planner, xy, target))
+        self._guide = resample(np.vstack([xy, target]) if path is None else path, 0.1)
+        if len(self._guide) == 1:
+            self._guide = np.vstack([self._guide, self._guide])
+        self._guide_arc = _arc(self._guide)
+        self._guide_target = target
+        self._guide_age = 0
+
+    @staticmethod
+    def _reachable(planner: GridPlanner, xy: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """The target, or where the robot can get nearest to it when obstacles the route does not know cut it off."""
+        start = planner.snap(xy)
+        if start is None:
+            return target
+        labels, _ = ndimage.label(planner.passable, structure=np.ones((3, 3)))
+        cells = np.argwhere(labels == labels[start])
+        goal = planner.spec.world_to_cell(target)
+        nearest = cells[np.argmin(((cells - goal) ** 2).sum(axis=1))]
+        return target if tuple(nearest) == tuple(goal) else planner.spec.cell_to_world(nearest)
+
+    @staticmethod
+    def _project(
+        points: np.ndarray, guide: np.ndarray, arc: np.ndarray, s_from: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Arc length of each point's nearest guide point at or past `s_from` - 0.5 m, and the distance to it."""
+        window = arc >= s_from - 0.5
+        distance = np.hypot(*(points[:, None, :] - guide[None, window]).transpose(2, 0, 1))
+        nearest = np.argmin(distance, axis=1)
+        return arc[window][nearest], distance[np.arange(len(points)), nearest]
