@@ -90,6 +90,7 @@ def sample_message(output_id: str, t_ns: int = T0) -> object:
         "goal": m.PoseStamped(t_ns, "map", (5.0, 3.0, 0.0), (0.0, 0.0, 0.7071067811865476, 0.7071067811865476)),
         "route": m.Path(t_ns, "map", (0.0, 1.5, 3.0), (0.0, 0.5, 1.0), (0.0, 0.3, 0.3)),
         "subgoals": m.Path(t_ns, "odom", (1.5, 3.0), (0.5, 1.0), (0.3, 0.3)),
+        "odom_tf": m.TFMessage(t_ns, (m.Transform(t_ns, "odom", "base_link", (1.0, 2.0, 0.0), identity),)),
         "local_odom": m.Odometry(t_ns, "odom", "base_link", (1.0, 2.0, 0.0), identity, (0.5, 0, 0), (0, 0, 0.1)),
         "local_cmd": m.Twist(t_ns, (0.6, 0.0, 0.0), (0.0, 0.0, -0.3)),
         "plan": m.Path(t_ns, "odom", (1.0, 1.1, 1.2), (2.0, 2.0, 2.1), (0.0, 0.1, 0.2)),

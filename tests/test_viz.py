@@ -1,9 +1,15 @@
 """The episode's Rerun recording, read back from the saved .rrd: the tf tree as entities, each trajectory in
 its own frame (wheel odometry placed by map -> odom lies on the ground truth), cameras, command and IMU
-plots, and the blueprint that lays them out."""
+plots, the navigation stack's topics (map graph, estimate, fixes, costmap and ESDF, plans, events), and the
+blueprint that lays them out."""
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import math
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -12,16 +18,22 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import rerun as rr
+import yaml
 from scipy.spatial.transform import Rotation
 
+from datasets.map_store import read_map, write_map
+from models.costmap import FREE, OCCUPIED, UNKNOWN
 from models.safety import SafetyGovernor
+from schemas import messages as m
+from schemas.map import TABLES
 from schemas.robot import RobotConfig
-from schemas.topics import CAMERAS, camera_frame
-from schemas.world import World
+from schemas.topics import CAMERAS, TOPICS, camera_frame
+from schemas.world import GridSpec, World
 from sim.expert import ExpertDriver
 from sim.simulator import Simulator
 from sim.tour import STEP_S
-from viz.episode import TIMELINE, EpisodeLogger, episode_recording, image_path
+from tests.conftest import T0, sample_message
+from viz.episode import TIMELINE, EpisodeLogger, costmap_image_path, episode_recording, image_path
 
 SECONDS = 4.0
 PLOTS = ("commands/linear", "commands/angular", "imu/linear_acceleration", "imu/angular_velocity")
@@ -45,6 +57,8 @@ def _record_episode(world_dir: Path, rrd: Path) -> None:
             logger.log("cmd_vel", safe)
             for output_id, msg in sim.advance(safe, STEP_S):
                 logger.log(output_id, msg)
+                if output_id == "odom":  # standing in for a navigation run's fused odometry
+                    logger.log("local_odom", msg)
     finally:
         sim.close()
         rec.disconnect()  # flushes and writes the footer
@@ -64,6 +78,83 @@ def _entities(reader: rr.chunk.RrdReader, store: rr.chunk.StoreEntry | None = No
         for rows in components.values():
             rows.sort(key=lambda row: row[0] or 0)
     return entities
+
+
+def _map_dir(world: World, out: Path) -> Path:
+    """A map whose graph joins the room centres in a chain (schemas.map tables, the rest empty)."""
+    nodes = [
+        {
+            "node_id": f"n{i}",
+            "episode_id": "e0",
+            "t_ns": i,
+            "camera": "front",
+            "image_topic": "/camera/front/image/compressed",
+            **dict(zip(("position_x", "position_y", "position_z"), (*room.center, 1.0), strict=True)),
+            **dict(
+                zip(("orientation_x", "orientation_y", "orientation_z", "orientation_w"), (0, 0, 0, 1), strict=True)
+            ),
+            "descriptor": [0.0] * 4,
+            "registered": True,
+            "placed_by_odometry": False,
+        }
+        for i, room in enumerate(world.rooms)
+    ]
+    edges = [
+        {"source": a["node_id"], "target": b["node_id"], "kind": "proximity", "length_m": 1.0, "closed": False}
+        for a, b in itertools.pairwise(nodes)
+    ]
+    rows = {"nodes": nodes, "edges": edges}
+    write_map(out, {n: pa.Table.from_pylist(rows.get(n, []), schema=s) for n, s in TABLES.items()}, None, {})
+    return out
+
+
+# The navigation topics' samples, costmap first so that the plan and robot are drawn over it; then a failed fix
+# with no pose after the estimate began, marked where the estimate had the robot, and wheel odometry on /tf
+# that has drifted from the fused odometry.
+FAILED_FIX = dataclasses.replace(
+    sample_message("localization"), success=False, position=(math.nan,) * 3, confidence=0.1, reason="few inliers"
+)
+_, WHEELS = sample_message("tf").transforms
+DRIFTED_TF = m.TFMessage(T0, (dataclasses.replace(WHEELS, translation=(1.7, 2.0, 0.0)),))
+
+
+def _costmap_under(plan: m.Path) -> m.OccupancyGrid:
+    """A 2 m costmap in odom around the plan: its first pose at the centre of the only occupied cell, a strip
+    unknown."""
+    spec = GridSpec(0.05, (plan.x[0] - 1.025, plan.y[0] - 1.025), (40, 40))
+    cells = np.full(spec.shape, FREE, dtype=np.int8)
+    cells[:5] = UNKNOWN
+    cells[tuple(spec.world_to_cell(np.array([plan.x[0], plan.y[0]])))] = OCCUPIED
+    return m.OccupancyGrid(T0, plan.frame_id, spec.resolution, 40, 40, (*spec.origin, 0.0), cells.tobytes())
+
+
+NAV_MESSAGES = [
+    (output_id, dataclasses.replace(msg, t_ns=T0 + i * 1_000_000))
+    for i, (output_id, msg) in enumerate(
+        [
+            ("local_costmap", _costmap_under(sample_message("plan"))),
+            *[(t.output_id, sample_message(t.output_id)) for t in TOPICS if t.output_id != "local_costmap"],
+            ("localization", FAILED_FIX),
+            ("tf", DRIFTED_TF),
+        ]
+    )
+]
+# Robot time and encoders: the plots and trails show what they drive; odom_tf: local_odom places base_link.
+NOT_DRAWN = {"clock", "wheels", "odom_tf"}
+
+
+@pytest.fixture(scope="module")
+def nav_rrd(office_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every topic's sample message, each at its own time, over the building and a map graph."""
+    world = World.load(office_world)
+    out = tmp_path_factory.mktemp("viz_nav")
+    path = out / "navigation.rrd"
+    rec = episode_recording(world, "navigation", path, read_map(_map_dir(world, out / "map")))
+    logger = EpisodeLogger(rec)
+    for output_id, msg in NAV_MESSAGES:
+        logger.log(output_id, msg)
+    rec.disconnect()
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +205,7 @@ def test_odometry_trail_placed_by_map_to_odom_lies_on_ground_truth(rrd: Path) ->
     np.testing.assert_allclose(Rotation.from_quat(quaternion).apply(odom_base) + translation, truth[-1], atol=1e-3)
 
 
-def test_blueprint_lays_out_a_top_down_map_cameras_and_plots(rrd: Path) -> None:
+def test_blueprint_lays_out_a_top_down_map_the_costmap_cameras_and_plots(rrd: Path) -> None:
     reader = rr.chunk.RrdReader(rrd)
     [blueprint] = reader.blueprints()
     entities = _entities(reader, blueprint)
@@ -131,3 +222,127 @@ def test_blueprint_lays_out_a_top_down_map_cameras_and_plots(rrd: Path) -> None:
     [(_, [target])] = entities[f"{map_view}/EyeControls3D"]["EyeControls3D:look_target"]
     down = np.subtract(target, eye) / np.linalg.norm(np.subtract(target, eye))
     assert down[2] < -0.95, "the map is seen from above"
+    # The local costmap and its ESDF side by side, each with the plan, subgoals and robot drawn over it.
+    costmap_views = {
+        tuple(entities[f"{path}/ViewContents"]["ViewContents:query"][0][1])
+        for path, view in views.items()
+        if view == ("2D", "local_costmap")
+    }
+    overlays = f"{costmap_image_path('overlay')}/**"
+    assert costmap_views == {(costmap_image_path(layer), overlays) for layer in ("occupancy", "esdf")}
+
+
+def test_estimate_through_map_to_odom_lies_on_ground_truth(rrd: Path) -> None:
+    entities = _entities(rr.chunk.RrdReader(rrd))
+    _, [estimate] = entities["/map/trajectory/local_odom"]["LineStrips3D:strips"][-1]
+    _, [truth] = entities["/map/trajectory/ground_truth"]["LineStrips3D:strips"][-1]
+    estimate, truth = np.array(estimate), np.array(truth)
+    assert len(truth) >= len(estimate) > 150
+    # Both trails have a pose per step; the estimate starts once /tf gave map -> odom. Each pose is placed by the
+    # map -> odom of its time, so the whole trail lies on the truth, not only its end as for wheel odometry.
+    errors = [
+        np.linalg.norm(estimate - truth[start : start + len(estimate)], axis=1).max()
+        for start in range(len(truth) - len(estimate) + 1)
+    ]
+    assert min(errors) < 0.01
+    truth_color, estimate_color = (
+        entities[f"/map/trajectory/{name}"]["LineStrips3D:colors"][0][1] for name in ("ground_truth", "local_odom")
+    )
+    assert truth_color != estimate_color
+
+
+def test_every_topic_the_viz_node_gets_is_drawn_at_its_time(nav_rrd: Path) -> None:
+    entities = _entities(rr.chunk.RrdReader(nav_rrd))
+    stamps = {t for components in entities.values() for rows in components.values() for t, _ in rows}
+    static = {"tf_static", *(f"camera_info_{c}" for c in CAMERAS)}  # drawn for all time: see the tf tree test
+    drawn = {output_id for output_id, msg in NAV_MESSAGES if msg.t_ns in stamps}
+    assert drawn == {t.output_id for t in TOPICS} - NOT_DRAWN - static
+    dataflow = yaml.safe_load((Path(__file__).parents[1] / "dataflow.yml").read_text())
+    [viz] = [node for node in dataflow["nodes"] if node["id"] == "viz"]
+    assert set(viz["inputs"]) <= drawn | static
+
+
+def test_navigation_recording_is_a_valid_rrd(nav_rrd: Path) -> None:
+    verify = subprocess.run(
+        [Path(sys.executable).parent / "rerun", "rrd", "verify", str(nav_rrd)], capture_output=True, text=True
+    )
+    assert verify.returncode == 0, verify.stderr
+
+
+def test_navigation_is_drawn_in_the_frames_of_its_messages(nav_rrd: Path) -> None:
+    entities = _entities(rr.chunk.RrdReader(nav_rrd))
+    sample = dict(NAV_MESSAGES)
+    [(stamp, nodes)] = entities["/map/graph/nodes"]["Points3D:positions"]
+    assert stamp is None and len(nodes) > 2, "the graph is static"
+    [(_, edges)] = entities["/map/graph/proximity"]["LineStrips3D:strips"]
+    assert len(edges) == len(nodes) - 1
+    for output_id, path in (("route", "/map/route"), ("subgoals", "/map/odom/subgoals"), ("plan", "/map/odom/plan")):
+        [(_, [strip])] = entities[path]["LineStrips3D:strips"]
+        np.testing.assert_allclose(np.array(strip)[:, :2], np.c_[sample[output_id].x, sample[output_id].y])
+    [(_, [goal])] = entities["/map/goal"]["Arrows3D:origins"]
+    np.testing.assert_allclose(goal[:2], sample["goal"].position[:2])
+    [(_, moving)] = entities["/map/odom/base_link/moving_obstacles"]["Points3D:positions"]
+    assert len(moving) == len(sample["moving_obstacles"].ids)
+    # The estimate: the fused odometry placed by the latest map -> odom.
+    [map_odom] = sample["map_odom"].transforms
+    [(_, [estimate])] = entities["/map/trajectory/local_odom"]["LineStrips3D:strips"]
+    expected = Rotation.from_quat(map_odom.rotation).apply(sample["local_odom"].position) + map_odom.translation
+    np.testing.assert_allclose(estimate, [expected])
+
+
+def test_fused_odometry_places_the_robot_once_it_begins(nav_rrd: Path) -> None:
+    entities = _entities(rr.chunk.RrdReader(nav_rrd))
+    [(_, tf), (local_t, local), (drifted_t, drifted)] = [
+        (msg.t_ns, msg) for output_id, msg in NAV_MESSAGES if output_id in ("tf", "local_odom")
+    ]
+    assert local.position != drifted.transforms[0].translation
+    # The wheels' odom -> base_link places the robot until the fused odometry, that map -> odom refers to, begins.
+    rows = entities["/map/odom/base_link"]["Transform3D:translation"]
+    assert [t for t, _ in rows] == [tf.t_ns, local_t] and drifted_t > local_t
+    np.testing.assert_allclose(rows[-1][1], [local.position])
+
+
+def test_relocalization_fixes_are_points_coloured_by_confidence_with_their_text(nav_rrd: Path) -> None:
+    entities = _entities(rr.chunk.RrdReader(nav_rrd))
+    fix = sample_message("localization")
+    [(_, [position])] = entities["/map/localization/fixes"]["Points3D:positions"]
+    np.testing.assert_allclose(position[:2], fix.position[:2])
+    # The failure has no pose: it is marked where the estimate had the robot, in another colour.
+    [(_, [estimate])] = entities["/map/trajectory/local_odom"]["LineStrips3D:strips"]
+    [(_, [failed])] = entities["/map/localization/failures"]["Points3D:positions"]
+    np.testing.assert_allclose(failed[:2], estimate[0][:2])
+    [(_, [fix_color])] = entities["/map/localization/fixes"]["Points3D:colors"]
+    [(_, [failed_color])] = entities["/map/localization/failures"]["Points3D:colors"]
+    assert fix_color != failed_color
+    texts = [text for _, [text] in entities["/events/localization"]["TextLog:text"]]
+    assert len(texts) == 2 and f"{fix.inliers} inliers" in texts[0] and FAILED_FIX.reason in texts[1]
+    [(_, [accepted])] = entities["/map/localization_pose"]["Ellipsoids3D:half_sizes"]
+    np.testing.assert_allclose(accepted[:2], np.sqrt(np.diag(np.reshape(fix.covariance, (6, 6)))[:2]))
+
+
+def test_local_costmap_and_its_esdf_are_drawn_in_odom_and_as_images(nav_rrd: Path) -> None:
+    entities = _entities(rr.chunk.RrdReader(nav_rrd))
+    grid = dict(NAV_MESSAGES)["local_costmap"]
+    cells = np.frombuffer(grid.data, dtype=np.int8).reshape(grid.height, grid.width)
+    [(_, occupied)] = entities["/map/odom/local_costmap"]["Points3D:positions"]
+    assert len(occupied) == (cells == OCCUPIED).sum()
+    [(_, esdf)] = entities[f"/{costmap_image_path('esdf')}"]["DepthImage:buffer"]
+    [(_, classes)] = entities[f"/{costmap_image_path('occupancy')}"]["SegmentationImage:buffer"]
+    esdf = np.frombuffer(bytes(esdf[0]), dtype=np.float32).reshape(grid.height, grid.width)
+    classes = np.frombuffer(bytes(classes[0]), dtype=np.uint8).reshape(grid.height, grid.width)
+    np.testing.assert_array_equal(classes.astype(int) - 1, np.flipud(cells), "class = cell value + 1, north up")
+    assert (esdf[classes - 1 == OCCUPIED] == 0).all() and (esdf[classes - 1 != OCCUPIED] > 0).all()
+    # The plan, drawn over the images, starts on the occupied cell, as it does in odom.
+    [(_, [pixels])] = entities[f"/{costmap_image_path('overlay')}/plan"]["LineStrips2D:strips"]
+    column, row = np.floor(pixels[0]).astype(int)
+    assert classes[row, column] - 1 == OCCUPIED
+
+
+def test_events_and_mission_states_are_text_logs(nav_rrd: Path) -> None:
+    entities = _entities(rr.chunk.RrdReader(nav_rrd))
+    sample = dict(NAV_MESSAGES)
+    for output_id in ("events", "safety_events", "nav_events"):
+        [(_, [text])] = entities[f"/events/{output_id}"]["TextLog:text"]
+        assert sample[output_id].kind in text
+    [(_, [status])] = entities["/events/mission_status"]["TextLog:text"]
+    assert sample["mission_status"].state in status and all(c in status for c in sample["mission_status"].candidates)

@@ -1,8 +1,9 @@
 """Log a map (schemas.map) to Rerun: SfM points, keyframe cameras with their pictures, the graph, landmarks,
-the mapped and true trajectories, and a route between two rooms.
+the mapped and true trajectories, and a route between two rooms; and the building (schemas.world).
 
-Pure over a `rerun.RecordingStream`, like viz.episode. Everything is static and in `map`. The lake the
-map was built from is optional: it adds the pictures, the building and the ground truth.
+Pure over a `rerun.RecordingStream`, like viz.episode, which draws the building and the graph under a
+navigation run. Everything is static and in `map`. The lake the map was built from is optional: it adds the
+pictures, the building and the ground truth.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from datasets.site_log import read_trajectory, recorded_world
 from models.routing import Route, RouteGraph
 from schemas.topics import GROUND_TRUTH_TOPIC
 from schemas.world import World
-from viz.episode import log_world
 
 EDGE_COLORS = {"sequential": [40, 200, 80], "covisibility": [40, 120, 220], "proximity": [230, 160, 30]}
 IMAGE_PLANE_M = 0.3  # how far the keyframe frusta reach, so that hundreds of them stay readable
@@ -27,6 +27,57 @@ IMAGE_PLANE_M = 0.3  # how far the keyframe frusta reach, so that hundreds of th
 
 def _positions(nodes: pl.DataFrame) -> np.ndarray:
     return nodes.select("position_x", "position_y", "position_z").to_numpy()
+
+
+def log_world(rec: rr.RecordingStream, world: World) -> None:
+    """Static scene in `map`: walls, rooms named at their centres, landmarks (named on hover, as there are many)."""
+    rec.log("map", rr.ViewCoordinates.RIGHT_HAND_Z_UP, static=True)
+    walls = [w.box for w in world.walls]
+    rec.log(
+        "map/walls",
+        rr.Boxes3D(centers=[b.center for b in walls], half_sizes=[b.half_size for b in walls], colors=[150, 150, 160]),
+        static=True,
+    )
+    rec.log(
+        "map/rooms",
+        rr.Points3D(
+            [(*r.center, 0.05) for r in world.rooms],
+            labels=[r.name for r in world.rooms],
+            show_labels=True,
+            radii=0.1,
+            colors=[40, 120, 220],
+        ),
+        static=True,
+    )
+    landmarks = world.landmarks
+    rec.log(
+        "map/landmarks",
+        rr.Boxes3D(
+            centers=[lm.box.center for lm in landmarks],
+            half_sizes=[lm.box.half_size for lm in landmarks],
+            labels=[lm.text or f"{lm.color} {lm.category}" for lm in landmarks],
+            show_labels=False,
+            colors=[230, 160, 30],
+        ),
+        static=True,
+    )
+
+
+def log_graph(rec: rr.RecordingStream, topo: TopoMap) -> None:
+    """The map graph, static in `map`: its nodes (named on hover) and its edges, coloured by kind."""
+    nodes = pl.from_arrow(topo.nodes)
+    positions = _positions(nodes)
+    index = {node: i for i, node in enumerate(nodes["node_id"])}
+    rec.log(
+        "map/graph/nodes",
+        rr.Points3D(positions, labels=nodes["node_id"].to_list(), show_labels=False, radii=0.04, colors=[90, 90, 90]),
+        static=True,
+    )
+    edges = pl.from_arrow(topo.edges)
+    for kind, color in EDGE_COLORS.items():
+        of_kind = edges.filter(pl.col("kind") == kind)
+        strips = [[positions[index[s]], positions[index[t]]] for s, t in of_kind.select("source", "target").rows()]
+        rec.log(f"map/graph/{kind}", rr.LineStrips3D(strips, colors=color, radii=0.01), static=True)
 
 
 def node_rooms(nodes: pl.DataFrame, world: World) -> dict[str, str]:
@@ -75,11 +126,7 @@ def log_map(
         )
     _log_keyframes(rec, topo, nodes, lake)
 
-    edges = pl.from_arrow(topo.edges)
-    for kind, color in EDGE_COLORS.items():
-        of_kind = edges.filter(pl.col("kind") == kind)
-        strips = [[positions[index[s]], positions[index[t]]] for s, t in of_kind.select("source", "target").rows()]
-        rec.log(f"map/graph/{kind}", rr.LineStrips3D(strips, colors=color, radii=0.01), static=True)
+    log_graph(rec, topo)
 
     landmarks = pl.from_arrow(topo.landmarks)
     rec.log(
