@@ -283,7 +283,7 @@ def _signs(kind: str, areas: list[_Area], doors: tuple[Door, ...], racks: list[R
                     used.append((u0, u1))
                     box = _box(_strip(src.bounds, side, u0, u1, SIGN_T), SIGN_Z - SIGN_H / 2, SIGN_Z + SIGN_H / 2)
                     category = "aisle sign" if dst.kind == "aisle" else "room sign"
-                    function = f"marks the entrance to {dst.spec.name}"
+                    function = f"marks the entrance to {dst.spec.name}: {dst.spec.function}"
                     signs.append(
                         Landmark(
                             id=f"s{len(signs)}",

@@ -214,3 +214,74 @@ KINDS: dict[str, KindSpec] = {
 }
 AISLE_FUNCTION = "pallet rack storage"
 BACK_AISLE = RoomSpec("Back aisle", "rear cross aisle behind the racks", ("fire extinguisher",))
+
+# The phrasing bank: how people ask for a place, the evaluation's instructions (sim/missions.py). Templates name a
+# room ({room}), a task done in a room or with a piece of furniture ({task}), or a piece of furniture qualified by
+# its room ({landmark} in {room}). Tasks are verb phrases ("print a document"), unlike the map's descriptions.
+ROOM_PHRASINGS = ("take me to the {room}", "go to the {room}", "where is the {room}?", "I want to go to the {room}")
+TASK_PHRASINGS = ("I need to {task}", "where can I {task}?", "I want to {task}", "take me where I can {task}")
+LANDMARK_PHRASINGS = ("the {landmark} in the {room}", "go to the {landmark} in the {room}")
+ROOM_TASKS: dict[str, tuple[str, ...]] = {
+    "Reception": ("check in as a visitor", "sign in at the front desk"),
+    "Charging bay": ("recharge the robot", "charge the robot's battery"),
+    "Kitchen": ("make a coffee", "prepare some food"),
+    "Meeting room A": ("hold a meeting",),
+    "Meeting room B": ("hold a meeting",),
+    "Open office": ("work at a desk",),
+    "Lounge": ("relax for a while",),
+    "Print room": ("print something", "make photocopies"),
+    "Server room": ("check on the IT servers", "fix the network servers"),
+    "Manager office": ("talk to the manager",),
+    "Library": ("read a book quietly", "find a book"),
+    "Supply room": ("get some supplies", "fetch office supplies"),
+    "Nurse station": ("talk to a nurse",),
+    "Radiology": ("get an X-ray", "have a scan taken"),
+    "Ward A": ("visit a patient",),
+    "Ward B": ("visit a patient",),
+    "Pharmacy": ("pick up my medication", "collect a prescription"),
+    "Laboratory": ("have my blood tested", "drop off a sample for analysis"),
+    "Waiting room": ("wait for my appointment",),
+    "Staff room": ("take a staff break",),
+    "Cafeteria": ("have lunch", "buy a meal"),
+    "Bedroom": ("go to sleep",),
+    "Guest bedroom": ("put up a guest for the night",),
+    "Bathroom": ("take a bath", "use the toilet"),
+    "Dining room": ("have dinner with the family",),
+    "Study": ("work from home",),
+    "Laundry room": ("wash my clothes", "do the laundry"),
+    "Kids room": ("play with the children's toys",),
+    "Utility room": ("recharge the robot",),
+    "Loading dock": ("unload a truck", "load goods onto a truck"),
+    "Packing area": ("pack an order", "prepare a parcel for shipping"),
+    "Shipping office": ("do the shipping paperwork",),
+    "Break room": ("take a break", "buy a snack"),
+    "Returns area": ("process a returned item", "handle a customer return"),
+    "Cart parking": ("park a cart", "pick up a transport cart"),
+    "Maintenance": ("repair a forklift", "fix some equipment"),
+}
+ITEM_TASKS: dict[str, tuple[str, ...]] = {
+    "sofa": ("lie down on a sofa",),
+    "bed": ("lie down and sleep",),
+    "reception desk": ("check in as a visitor",),
+    "kitchen counter": ("prepare some food",),
+    "fridge": ("get something cold from the fridge",),
+    "vending machine": ("buy a snack",),
+    "water cooler": ("get a glass of water", "have a drink of water"),
+    "copier": ("print something", "make photocopies"),
+    "server rack": ("check on the IT servers",),
+    "bookshelf": ("find a book",),
+    "fire extinguisher": ("put out a fire",),
+    "charging dock": ("recharge the robot",),
+    "x-ray machine": ("get an X-ray",),
+    "lab bench": ("drop off a sample for analysis",),
+    "bathtub": ("take a bath",),
+    "toilet": ("use the toilet",),
+    "washing machine": ("wash my clothes",),
+    "toy box": ("play with the children's toys",),
+    "pallet stack": ("load goods onto a truck",),
+    "packing table": ("pack an order",),
+    "workbench": ("repair a forklift", "fix some equipment"),
+    "forklift charger": ("charge a forklift",),
+    "whiteboard": ("write on the whiteboard",),
+    "tv": ("watch the news on TV",),
+}

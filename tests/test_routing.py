@@ -1,4 +1,4 @@
-"""Route planning on the map graph: hand-made graphs, and random ones against networkx's A*."""
+"""Route planning on the map graph: hand-made graphs, random ones against networkx's A*, and subgoals."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ import polars as pl
 import pyarrow as pa
 import pytest
 from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
 
-from models.routing import NoRouteError, RouteGraph, disconnected_rooms, plan_route
+from models.routing import NoRouteError, RouteGraph, base_poses, disconnected_rooms, plan_route, subgoal_poses
+from schemas.robot import DEFAULT_ROBOT, camera_mount
+from schemas.topics import CAMERAS
 
 
 def graph(edges: list[tuple[str, str, float, bool]], nodes: Sequence[str] = "ABCD") -> tuple[pa.Table, pa.Table]:
@@ -111,3 +114,69 @@ def test_dijkstra_equals_networkx_astar_on_random_graphs(seed: int) -> None:
         hops = [int(node[1:]) for node in route.nodes]
         assert hops[0] == start and hops[-1] == goal
         assert sum(reference[a][b]["length"] for a, b in itertools.pairwise(hops)) == pytest.approx(expected)
+
+
+def posed_nodes(base: np.ndarray, cameras: Sequence[str]) -> pa.Table:
+    """Node ids and camera poses (optical frames in `map`) of base_link poses (N, 3) seen from `cameras`."""
+    rows = {"node_id": [f"n{i}" for i in range(len(base))], "camera": list(cameras)}
+    position, orientation = [], []
+    for (x, y, yaw), camera in zip(base, cameras, strict=True):
+        translation, base_from_camera = camera_mount(DEFAULT_ROBOT, camera)
+        map_from_base = Rotation.from_euler("z", yaw)
+        position.append(np.array([x, y, 0.0]) + map_from_base.apply(translation))
+        orientation.append((map_from_base * base_from_camera).as_quat())
+    rows |= {f"position_{a}": np.array(position)[:, i] for i, a in enumerate("xyz")}
+    rows |= {f"orientation_{a}": np.array(orientation)[:, i] for i, a in enumerate("xyzw")}
+    return pa.table(rows)
+
+
+def test_base_poses_undo_the_camera_mount() -> None:
+    rng = np.random.default_rng(0)
+    base = np.column_stack([rng.uniform(-10, 10, (30, 2)), rng.uniform(-np.pi, np.pi, 30)])
+    poses = base_poses(posed_nodes(base, [CAMERAS[i % len(CAMERAS)] for i in range(30)]))
+    np.testing.assert_allclose(poses[:, :2], base[:, :2], atol=1e-9)
+    np.testing.assert_allclose(np.angle(np.exp(1j * (poses[:, 2] - base[:, 2]))), 0.0, atol=1e-9)
+
+
+def test_nearest_node_is_in_the_main_component() -> None:
+    # A - B - C along x; D, alone, lies nearest to the query point.
+    base = np.array([[0.0, 0.0, 0.0], [2.0, 0.0, 0.0], [4.0, 0.0, 0.0], [4.0, 3.0, 0.0]])
+    nodes = posed_nodes(base, ["front"] * 4)
+    _, edges = graph([("n0", "n1", 2.0, False), ("n1", "n2", 2.0, False)], ["n0", "n1", "n2", "n3"])
+    routes = RouteGraph(nodes, edges)
+    assert routes.nearest_node((0.3, -0.2)) == "n0"
+    assert routes.nearest_node((4.0, 2.8)) == "n2"
+    with pytest.raises(ValueError, match="no poses"):
+        RouteGraph(*graph(TRIANGLE)).nearest_node((0.0, 0.0))
+
+
+@pytest.mark.parametrize("length", [0.4, 1.6, 2.9, 3.1, 7.0, 23.5])
+def test_subgoals_are_evenly_spaced_and_end_at_the_goal(length: float) -> None:
+    # An L-shaped route of `length` m: along x to the corner, then along y, the goal pose 0.2 m past the last node.
+    half = length / 2
+    polyline = np.array([[0.0, 0.0], [half, 0.0], [half, half - 0.2]])
+    goal = (half, half, 1.0)
+    subgoals = subgoal_poses(polyline, goal)
+    assert tuple(subgoals[-1]) == goal
+    on_x = np.abs(subgoals[:, 1]) < 1e-9
+    assert np.all(on_x | (np.abs(subgoals[:, 0] - half) < 1e-9))  # on the route
+    travelled = np.where(on_x, subgoals[:, 0], half + subgoals[:, 1])
+    steps = np.diff(travelled, prepend=0.0)
+    if length >= 1.5:
+        assert steps.min() >= 1.5 - 1e-9 and steps.max() <= 3.0 + 1e-9
+    else:
+        assert len(subgoals) == 1
+    # Each faces along its leg of the route (one on the corner may face either way).
+    inside = (np.abs(travelled - half) > 1e-6)[:-1]
+    np.testing.assert_allclose(subgoals[:-1, 2][inside], np.where(on_x, 0.0, np.pi / 2)[:-1][inside])
+
+
+def test_route_subgoals_follow_its_nodes() -> None:
+    base = np.array([[0.0, 0.0, 0.0], [3.0, 0.0, 0.0], [3.0, 3.0, 0.0], [0.0, 3.0, 0.0]])
+    nodes = posed_nodes(base, ["front", "rear_left", "rear_right", "front"])
+    edges = [("n0", "n1", 3.0, False), ("n1", "n2", 3.0, False), ("n0", "n3", 3.0, True), ("n2", "n3", 3.0, False)]
+    routes = RouteGraph(nodes, graph(edges, ["n0", "n1", "n2", "n3"])[1])
+    route = routes.route("n0", "n3")
+    subgoals = routes.subgoals(route, (0.0, 3.0, np.pi))  # 9 m in four steps of 2.25 m
+    np.testing.assert_allclose(subgoals[:, :2], [[2.25, 0.0], [3.0, 1.5], [2.25, 3.0], [0.0, 3.0]], atol=1e-9)
+    assert subgoals[-1, 2] == np.pi

@@ -1,0 +1,109 @@
+"""Text goals on the prepared maps: goal accuracy on sampled missions, nonsense rejection and resolve time.
+
+For each site in data/maps with its world in data/worlds, missions are sampled (sim.missions) among the rooms
+the map has nodes in, and each instruction is resolved from the mission's start. A goal counts as right when its
+node's base_link lies inside the intended room's rectangle. The map frame is the world frame: map building moves
+the reconstruction by the map -> odom the tour recorded at its start, which the simulator sets to the spawn pose
+(the share of nodes inside some room, `nodes_in_rooms`, checks this). Nonsense instructions should come back as
+goal_not_found; the best scores of both sets are reported to calibrate GoalConfig.threshold.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from datasets.map_store import read_map
+from models.goals import GoalResolver
+from models.routing import base_poses
+from models.text_encoder import TextEncoder
+from schemas.world import World
+from sim.missions import sample_missions
+
+MAPS, WORLDS = Path("data/maps"), Path("data/worlds")
+SITES = ("office-0", "warehouse-0")
+MISSIONS, SEED = 100, 0
+NONSENSE = (
+    "sing me a song",
+    "what is the capital of France?",
+    "tell me a joke",
+    "what time is it?",
+    "how old are you?",
+    "play some jazz",
+    "what's the weather like tomorrow?",
+    "who won the football match yesterday?",
+    "translate hello into Spanish",
+    "what is two plus two?",
+    "order a pizza",
+    "remind me to call my mother",
+    "turn up the volume",
+    "how do you spell necessary?",
+    "book a flight to Tokyo",
+    "recite a poem about the sea",
+)
+
+
+def evaluate(map_dir: Path, world_dir: Path, n: int = MISSIONS, seed: int = SEED) -> dict[str, Any]:
+    """Goal accuracy, nonsense rejection, scores and timings of one site."""
+    topo, world = read_map(map_dir), World.load(world_dir)
+    encoder = TextEncoder.from_pretrained()
+    started = time.perf_counter()
+    resolver = GoalResolver(topo.nodes, topo.landmarks, topo.node_landmarks, encoder)
+    build_s = time.perf_counter() - started
+    node_rooms = [world.room_at(x, y) for x, y, _ in base_poses(topo.nodes)]
+    mapped = sorted({room.name for room in node_rooms if room is not None})
+    missions = sample_missions(world, n, seed, rooms=mapped)
+    right: dict[str, list[bool]] = defaultdict(list)
+    scores, seconds, failures = [], [], []
+    for mission in missions:
+        started = time.perf_counter()
+        result = resolver.resolve(mission.instruction, near_xy=mission.start[:2])
+        seconds.append(time.perf_counter() - started)
+        scores.append(result.candidates[0].score)
+        room = world.room_at(*result.goal.pose[:2]) if result.goal else None
+        ok = room is not None and room.name == mission.goal_room
+        right[mission.family].append(ok)
+        if not ok:
+            got = f"{result.goal.label} at {room.name if room else None}" if result.goal else "goal_not_found"
+            failures.append(f"{mission.instruction!r} -> {got} (want {mission.goal_room})")
+    nonsense = [resolver.resolve(text) for text in NONSENSE]
+    all_right = [ok for oks in right.values() for ok in oks]
+    return {
+        "site": map_dir.name,
+        "missions": len(missions),
+        "goal_accuracy": round(float(np.mean(all_right)), 3),
+        "accuracy_by_family": {family: [sum(oks), len(oks)] for family, oks in sorted(right.items())},
+        "nonsense_rejected": round(float(np.mean([r.goal is None for r in nonsense])), 3),
+        "threshold": resolver.config.threshold,
+        "mission_score_min": round(min(scores), 3),
+        "mission_score_p5": round(float(np.percentile(scores, 5)), 3),
+        "nonsense_score_max": round(max(r.candidates[0].score for r in nonsense), 3),
+        "resolve_ms_median": round(1e3 * statistics.median(seconds), 2),
+        "resolve_ms_max": round(1e3 * max(seconds), 2),
+        "load_average": round(os.getloadavg()[0], 1),  # the CPU encoder slows down several-fold on a busy machine
+        "build_s": round(build_s, 2),
+        "goals_offered": len(resolver.candidates),
+        "mapped_rooms": len(mapped),
+        "nodes_in_rooms": round(float(np.mean([room is not None for room in node_rooms])), 3),
+        "failures": failures,
+    }
+
+
+def run(out: Path) -> list[dict[str, Any]]:
+    """Evaluate every prepared site that has both a map and a world."""
+    rows = []
+    for site in SITES:
+        if not (MAPS / site).exists() or not (WORLDS / site).exists():
+            print(f"{site}: no map in {MAPS} or no world in {WORLDS}; skipped")
+            continue
+        row = evaluate(MAPS / site, WORLDS / site)
+        print({k: v for k, v in row.items() if k != "failures"})
+        print("\n".join(f"  wrong: {failure}" for failure in row["failures"]))
+        rows.append(row)
+    return rows

@@ -1,0 +1,187 @@
+"""Text goals on the map: an instruction ("take me to radiology", "I need to print something") -> a goal node and pose.
+
+The instruction's MiniLM embedding is compared (cosine) with descriptions of what the map knows: each room by the
+name its signs give it and by each thing its furniture and signs say ("Print room: copier, prints and copies
+documents"), and each landmark by its category and function ("copier, prints and copies documents") and by
+its category and room ("copier in the Print room"); a goal scores its best description. Keeping the room out of
+a landmark's first description leaves equal landmarks in different rooms equal for "a potted plant", so the
+nearest wins, while "the plant in the Lounge" picks its room by the second. The map holds no description of a
+room's function, so a task is found through the furniture that serves it. Descriptions are encoded once; a query
+costs one encode call.
+
+Goals are map nodes, whose base_link stands in free space, never a landmark's position (inside a shelf, on a wall):
+
+- a room's goal is the medoid of its nodes. The map does not say which room a node is in, so each keyframe (the
+  rig's cameras at one instant) takes the room of the landmarks it sees, weighted by how much of each it sees and
+  how near each is; the medoid stays in the room where some keyframes seeing into it from outside are taken for
+  it. A room that no keyframe is taken for (only its sign was seen) has its goal where its sign is seen best;
+- a landmark's goal is, among the nodes that see it, the one nearest to it and to its room's goal together (a rack
+  between two aisles is seen from both; how much of it a node sees says little, since a long rack seen from its
+  aisle is mostly out of the picture), facing the landmark.
+
+Where several candidates score within `margin` of the best, the one nearest the robot wins. Below `threshold`
+(calibrated in benchmarks/goals.py on the phrasing bank against nonsense) nothing matches: goal_not_found.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pyarrow as pa
+from scipy.spatial.distance import cdist
+
+from models.routing import base_poses
+from models.text_encoder import TextEncoder
+
+ROOM_SIGN = "room sign"  # the landmark category whose text is a room's name
+
+
+@dataclass(frozen=True)
+class GoalConfig:
+    # Best cosine below this: goal_not_found. On the prepared maps the phrasing bank scores 0.35 and more but for
+    # tasks the map cannot know (no room functions), nonsense 0.31 and less but for look-alikes ("order a pizza").
+    threshold: float = 0.32
+    margin: float = 0.005  # candidates this close to the best count as equally good; the nearest wins
+
+
+@dataclass(frozen=True)
+class GoalCandidate:
+    label: str  # what matched: room name or landmark description
+    kind: str  # "room" | "landmark"
+    room: str  # the room the goal lies in (as the map names it)
+    score: float  # cosine similarity
+    node_id: str  # the goal node (a map node in that room / seeing that landmark)
+    pose: tuple[float, float, float]  # x, y, yaw of base_link in `map` where the robot should stop
+
+
+@dataclass(frozen=True)
+class GoalResult:
+    goal: GoalCandidate | None  # None: goal_not_found
+    candidates: tuple[GoalCandidate, ...]  # the three closest, best first
+
+
+class GoalResolver:
+    """Resolves instructions on one map; built once, then `resolve` per instruction."""
+
+    def __init__(
+        self,
+        nodes: pa.Table,
+        landmarks: pa.Table,
+        node_landmarks: pa.Table,
+        encoder: TextEncoder,
+        config: GoalConfig = GoalConfig(),
+    ) -> None:
+        self.encoder = encoder
+        self.config = config
+        node_ids = nodes["node_id"].to_pylist()
+        poses = base_poses(nodes)
+        index = {node: i for i, node in enumerate(node_ids)}
+        lm = landmarks.select(["landmark_id", "category", "text", "function", "room"]).to_pylist()
+        lm_xy = np.column_stack([landmarks["position_x"].to_numpy(), landmarks["position_y"].to_numpy()])
+        lm_index = {row["landmark_id"]: i for i, row in enumerate(lm)}
+        views = defaultdict(list)  # landmark index -> (node index, visible fraction) of each sighting
+        for s in node_landmarks.select(["node_id", "landmark_id", "visible_fraction"]).to_pylist():
+            views[lm_index[s["landmark_id"]]].append((index[s["node_id"]], s["visible_fraction"] or 0.0))
+        signs = [j for j, row in enumerate(lm) if row["category"] == ROOM_SIGN and row["text"]]
+        objects = [j for j, row in enumerate(lm) if row["category"] != ROOM_SIGN and row["room"] and views[j]]
+
+        texts: dict[str, list[str]] = defaultdict(list)  # room -> its descriptions beyond its name
+        for j in objects:
+            texts[lm[j]["room"]].append(", ".join(filter(None, (lm[j]["category"], lm[j]["function"]))))
+        for j in signs:
+            texts[lm[j]["text"]].append(lm[j]["function"] or "")
+        room_nodes = _room_nodes(views, lm, lm_xy, poses, _keyframes(nodes))
+        room_goals = {}  # room -> its goal node
+        for room in sorted(texts.keys() | room_nodes.keys()):
+            if room_nodes[room]:
+                room_goals[room] = _medoid(room_nodes[room], poses)
+            elif sign_views := [view for j in signs if lm[j]["text"] == room for view in views[j]]:
+                room_goals[room] = max(sign_views, key=lambda view: view[1])[0]
+
+        self._candidates: list[GoalCandidate] = []  # scores are filled in per query
+        descriptions, owners = [], []  # owners: the candidate each description describes
+        for room, node in room_goals.items():
+            described = [room, *(f"{room}: {text}" for text in sorted(set(filter(None, texts[room]))))]
+            owners += [len(self._candidates)] * len(described)
+            pose = tuple(poses[node].tolist())
+            self._candidates.append(GoalCandidate(room, "room", room, 0.0, node_ids[node], pose))
+            descriptions += described
+        for j in objects:
+            row = lm[j]
+            node = self._view_node(views[j], lm_xy[j], poses, room_goals.get(row["room"]))
+            dx, dy = lm_xy[j] - poses[node, :2]
+            pose = (float(poses[node, 0]), float(poses[node, 1]), math.atan2(dy, dx))
+            described = ", ".join(filter(None, (row["category"], row["function"])))
+            label = f"{described}, in the {row['room']}"
+            owners += [len(self._candidates)] * 2
+            self._candidates.append(GoalCandidate(label, "landmark", row["room"], 0.0, node_ids[node], pose))
+            descriptions += [described, f"{row['category']} in the {row['room']}"]
+        self._embeddings = encoder.encode(descriptions) if descriptions else np.zeros((0, encoder.dim), np.float32)
+        self._owners = np.array(owners, dtype=np.int64)
+        self._xy = np.array([c.pose[:2] for c in self._candidates]).reshape(-1, 2)
+
+    @staticmethod
+    def _view_node(
+        seen: list[tuple[int, float]], landmark_xy: np.ndarray, poses: np.ndarray, room_goal: int | None
+    ) -> int:
+        """Of the nodes that see the landmark, the one nearest to it and to its room's goal together."""
+        nodes = np.array([n for n, _ in seen])
+        distance = np.hypot(*(poses[nodes, :2] - landmark_xy).T)
+        if room_goal is not None:
+            distance += np.hypot(*(poses[nodes, :2] - poses[room_goal, :2]).T)
+        return int(nodes[np.argmin(distance)])
+
+    @property
+    def candidates(self) -> tuple[GoalCandidate, ...]:
+        """Every goal the map offers, scores 0."""
+        return tuple(self._candidates)
+
+    def resolve(self, text: str, near_xy: tuple[float, float] | None = None) -> GoalResult:
+        """The goal `text` names, preferring among equally good ones the nearest to `near_xy`."""
+        if not self._candidates:
+            return GoalResult(None, ())
+        scores = np.full(len(self._candidates), -np.inf)
+        np.maximum.at(scores, self._owners, self._embeddings @ self.encoder.encode([text])[0])
+        order = np.argsort(-scores, kind="stable")
+        best = order[0]
+        if near_xy is not None:
+            tied = order[scores[order] >= scores[best] - self.config.margin]
+            best = tied[np.argmin(np.hypot(*(self._xy[tied] - np.asarray(near_xy)).T))]
+        ranked = [best, *(i for i in order if i != best)][:3]
+        candidates = tuple(replace(self._candidates[i], score=float(scores[i])) for i in ranked)
+        goal = candidates[0] if scores[best] >= self.config.threshold else None
+        return GoalResult(goal, candidates)
+
+
+def _keyframes(nodes: pa.Table) -> list[tuple[str, int]]:
+    """Each node's keyframe: the rig's cameras at one instant share (episode_id, t_ns)."""
+    return list(zip(nodes["episode_id"].to_pylist(), nodes["t_ns"].to_pylist(), strict=True))
+
+
+def _room_nodes(
+    views: dict[int, list[tuple[int, float]]],
+    landmarks: list[dict],
+    landmark_xy: np.ndarray,
+    poses: np.ndarray,
+    keyframes: list[tuple[str, int]],
+) -> dict[str, list[int]]:
+    """Room -> its nodes: each keyframe's nodes go to the room whose landmarks it sees most of, and nearest."""
+    votes: dict[tuple[str, int], dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for j, seen in views.items():
+        for node, fraction in seen if landmarks[j]["room"] else ():
+            distance = float(np.hypot(*(landmark_xy[j] - poses[node, :2])))
+            votes[keyframes[node]][landmarks[j]["room"]] += fraction / (1.0 + distance)
+    rooms: dict[str, list[int]] = defaultdict(list)
+    for node, keyframe in enumerate(keyframes):
+        if keyframe in votes:
+            rooms[max(votes[keyframe], key=votes[keyframe].__getitem__)].append(node)
+    return rooms
+
+
+def _medoid(members: list[int], poses: np.ndarray) -> int:
+    """The member whose base position is nearest to all others, summed: inside the room where most of them are."""
+    xy = poses[members, :2]
+    return members[int(np.argmin(cdist(xy, xy).sum(axis=1)))]
