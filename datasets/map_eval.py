@@ -1,6 +1,7 @@
 """`astra eval map`: a map on disk against the simulator's ground truth in a lake (models.mapping.evaluation).
 
-The lake defaults to the one the map was built from, as its manifest records.
+The lake defaults to the one the map was built from, as its manifest records. `world_from_map` aligns a map
+with the simulator's world, for judging poses found in the map (such as relocalization fixes).
 """
 
 from __future__ import annotations
@@ -8,12 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
+import pycolmap
 
 from datasets.lake import Lake, LakeError
-from datasets.map_store import read_map
+from datasets.map_store import TopoMap, read_map
 from datasets.site_log import read_rig, read_trajectory, recorded_world
-from models.mapping.evaluation import evaluate_map
+from models.mapping.evaluation import alignment, evaluate_map, keyframe_poses
 from schemas.topics import GROUND_TRUTH_TOPIC
 
 
@@ -36,3 +39,11 @@ def evaluate_map_dir(map_dir: Path | str, lake: Path | str | None = None, key: b
         recorded_world(source, episode_ids),
     )
     return {"lake": str(lake), **metrics}
+
+
+def world_from_map(topo: TopoMap, lake: Lake) -> pycolmap.Rigid3d:
+    """The rigid motion that best aligns the map's registered keyframes with their true poses in the lake."""
+    episode_ids = sorted(set(topo.nodes["episode_id"].to_pylist()))
+    stamps, poses = keyframe_poses(topo.nodes, read_rig(lake, episode_ids[0])[0])
+    truth = {e: read_trajectory(lake, e, GROUND_TRUTH_TOPIC) for e in episode_ids}
+    return alignment(poses, [truth[e].at(np.array([t])).poses()[0] for e, t in stamps])

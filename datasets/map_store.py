@@ -49,13 +49,14 @@ _AT_FDCWD, _RENAME_EXCHANGE = -100, 2  # from Linux <fcntl.h> and <linux/fs.h>
 
 @dataclass(frozen=True)
 class TopoMap:
-    """A map read whole and verified: its manifest, its four tables and its SfM files."""
+    """A map read whole and verified: its manifest, its tables (schemas.map.TABLES) and its SfM files."""
 
     manifest: Manifest
     nodes: pa.Table
     edges: pa.Table
     landmarks: pa.Table
     node_landmarks: pa.Table
+    node_features: pa.Table
     sfm_files: dict[str, bytes]  # plain bytes by path relative to sfm/
 
     def reconstruction(self) -> pycolmap.Reconstruction:
@@ -85,7 +86,7 @@ def write_map(
 ) -> Manifest:
     """Write a map to `out_dir`, replacing the map there, if any; encrypted where `key` is given.
 
-    `tables` (the four of schemas.map.TABLES) are conformed and checked as a graph, and `sfm_dir` must
+    `tables` (all of schemas.map.TABLES) are conformed and checked as a graph, and `sfm_dir` must
     hold a reconstruction that pycolmap reads; MapError says what is wrong. `build_info` goes into the
     manifest as it is, so it must be JSON.
     """

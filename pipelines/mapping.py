@@ -2,7 +2,7 @@
 
     ReadSiteEpisodes     site -> its episode ids, earliest first
     SelectKeyframes      episode -> EpisodeKeyframes: keyframes with their JPEGs, rig and global descriptors
-    BuildReconstruction  all keyframes of the site -> one pycolmap reconstruction (a global step)
+    BuildReconstruction  all keyframes of the site -> one pycolmap reconstruction and `node_features` (a global step)
     BuildGraph           reconstruction -> the tables `nodes` and `edges` (models.mapping.graph)
     ExtractLandmarks     nodes -> `landmarks` and `node_landmarks` (a plugin of models.landmarks, by name: EXTRACTORS)
     WriteMap             everything -> the map on disk, encrypted where a key is given
@@ -81,9 +81,11 @@ class EpisodeKeyframes:
 
 @dataclass(frozen=True)
 class SiteReconstruction:
-    """The reconstruction written to `sfm_dir`, and every keyframe (pictures dropped) with where it was mapped."""
+    """The reconstruction written to `sfm_dir`, the SIFT features of its points by node (the map table
+    `node_features`), and every keyframe (pictures dropped) with where it was mapped."""
 
     sfm_dir: str
+    node_features: pa.Table
     episodes: tuple[EpisodeKeyframes, ...]
     mapped: tuple[MappedKeyframe, ...]  # in the order of the episodes' keyframes
     observations: dict[str, np.ndarray]  # image name -> ids of the 3D points it observes
@@ -164,7 +166,7 @@ def reconstruct(episodes: Sequence[EpisodeKeyframes], work_dir: str, config: Sfm
         if image.has_pose
     }
     stripped = tuple(replace(e, keyframes=tuple(replace(k, images={}) for k in e.keyframes)) for e in episodes)
-    return SiteReconstruction(str(sfm_dir), stripped, mapped, observations, sfm_map.seconds)
+    return SiteReconstruction(str(sfm_dir), sfm_map.node_features(), stripped, mapped, observations, sfm_map.seconds)
 
 
 def _moved(keyframe: MappedKeyframe, new_from_old: pycolmap.Rigid3d) -> MappedKeyframe:
@@ -367,6 +369,7 @@ def write_site_map(
         "edges": graph.edges,
         "landmarks": landmarks.landmarks,
         "node_landmarks": landmarks.node_landmarks,
+        "node_features": site.node_features,
     }
     info = {**build_info, "sfm_seconds": {k: round(v, 3) for k, v in site.seconds.items()}}
     write_map(out, tables, site.sfm_dir, info, key)

@@ -7,6 +7,7 @@ Layout of `data/maps/<site>/`:
     edges.parquet            E: undirected edges for routing
     landmarks.parquet        L: semantic landmarks with attributes and a text embedding
     node_landmarks.parquet   which node sees which landmark, and where in its image
+    node_features.parquet    each node's SIFT keypoints that observe a 3D point, for localization without the lake
     sfm/                     the pycolmap reconstruction; the image of a registered node is named by its node_id
 
 A node's image is the lake row `images` with the node's `episode_id`, `image_topic` and `t_ns`. Its pose
@@ -46,7 +47,7 @@ import pyarrow.compute as pc
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-MAP_FORMAT_VERSION = 2  # 2: nodes.placed_by_odometry
+MAP_FORMAT_VERSION = 3  # 2: nodes.placed_by_odometry; 3: node_features
 MANIFEST_FILE = "manifest.json"
 SFM_DIR = "sfm"
 KEY_ENV = "ASTRA_MAP_KEY"
@@ -60,7 +61,8 @@ EDGE_KINDS = ("sequential", "covisibility", "proximity")
 
 _HEADER = MAGIC + bytes([ENCRYPTION_VERSION])
 _TAG_BYTES = 16
-_f64, _i64, _str = pa.float64(), pa.int64(), pa.string()
+SIFT_DIM = 128
+_f32, _f64, _i64, _str = pa.float32(), pa.float64(), pa.int64(), pa.string()
 
 
 def _required(name: str, type_: pa.DataType) -> pa.Field:
@@ -123,6 +125,20 @@ TABLES: dict[str, pa.Schema] = {
             _required("landmark_id", _str),
             *_vec("box", ("x0", "y0", "x1", "y1")),
             pa.field("visible_fraction", _f64),
+        ]
+    ),
+    # A node's SIFT keypoints that observe a 3D point of the reconstruction: the keypoint in pixels (COLMAP's
+    # convention: the top-left pixel's centre is at 0.5, 0.5), the point's id and position in `map`, and the
+    # keypoint's descriptor as COLMAP stores it (uint8). Points are repeated per node so that a localizer needs
+    # no reconstruction; float32 keeps the table small (well under a millimetre in a building).
+    "node_features": pa.schema(
+        [
+            _required("node_id", _str),
+            _required("x", _f32),
+            _required("y", _f32),
+            _required("point3D_id", _i64),
+            *[_required(f"point_{n}", _f32) for n in "xyz"],
+            _required("descriptor", pa.binary(SIFT_DIM)),
         ]
     ),
 }
@@ -293,6 +309,7 @@ def check_graph(tables: Mapping[str, pa.Table]) -> None:
         ("edges", "target", "nodes"),
         ("node_landmarks", "node_id", "nodes"),
         ("node_landmarks", "landmark_id", "landmarks"),
+        ("node_features", "node_id", "nodes"),
     ]:
         unknown = pc.filter(tables[table][column], pc.invert(pc.is_in(tables[table][column], ids[refers_to])))
         if len(unknown):

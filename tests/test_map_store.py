@@ -16,6 +16,8 @@ from models.text_encoder import TextEncoder
 from schemas.map import (
     KEY_ENV,
     MANIFEST_FILE,
+    MAP_FORMAT_VERSION,
+    SIFT_DIM,
     TABLES,
     TEXT_EMBEDDING_DIM,
     Manifest,
@@ -122,7 +124,26 @@ def map_tables(seed: int = 0) -> dict[str, pa.Table]:
             "visible_fraction": 0.5,
         },
     ]
-    rows = {"nodes": nodes, "edges": edges, "landmarks": landmarks, "node_landmarks": node_landmarks}
+    node_features = [
+        {
+            "node_id": f"n{i % 2}",
+            "x": 10.0 * i,
+            "y": 5.0 * i,
+            "point3D_id": i,
+            "point_x": 1.0,
+            "point_y": float(i),
+            "point_z": 1.5,
+            "descriptor": rng.integers(0, 256, SIFT_DIM, np.uint8).tobytes(),
+        }
+        for i in range(4)
+    ]
+    rows = {
+        "nodes": nodes,
+        "edges": edges,
+        "landmarks": landmarks,
+        "node_landmarks": node_landmarks,
+        "node_features": node_features,
+    }
     return {name: pa.Table.from_pylist(rows[name], schema=TABLES[name]) for name in TABLES}
 
 
@@ -174,6 +195,14 @@ def test_encrypted_round_trip_stores_no_plain_bytes(tmp_path: Path, sfm_dir: Pat
     assert stored and all(p.suffix == ".enc" for p in stored)
     assert not any(b"PAR1" in p.read_bytes() or b"Radiology" in p.read_bytes() for p in stored)
     assert_same_map(out, key)
+
+
+def test_a_map_of_an_older_format_asks_to_be_rebuilt(tmp_path: Path) -> None:
+    write_map(tmp_path / "m", map_tables(), None, BUILD, None)
+    manifest = json.loads((tmp_path / "m" / MANIFEST_FILE).read_text())
+    (tmp_path / "m" / MANIFEST_FILE).write_text(json.dumps({**manifest, "version": MAP_FORMAT_VERSION - 1}))
+    with pytest.raises(MapError, match=f"version {MAP_FORMAT_VERSION - 1}, .* rebuild the map with `astra map build`"):
+        read_map(tmp_path / "m")
 
 
 def test_encrypted_map_without_key_asks_for_astra_map_key(tmp_path: Path, key: bytes) -> None:
@@ -241,6 +270,12 @@ def test_tampered_plain_file_fails_its_hash(tmp_path: Path) -> None:
         ("edges", lambda t: t.set_column(2, "kind", pa.array(["sequential", "teleport"])), "unknown kinds"),
         ("edges", lambda t: t.set_column(3, "length_m", pa.array([1.0, -1.0])), "finite and not negative"),
         ("nodes", lambda t: t.set_column(0, "node_id", pa.array(["n0", "n0", "n2"])), "node_id is not unique"),
+        ("node_features", lambda t: t.set_column(0, "node_id", pa.array(["n0", "n1", "n7", "n1"])), "'n7' is not in"),
+        (
+            "node_features",
+            lambda t: t.set_column(7, "descriptor", pa.array([b"short"] * 4)),
+            "is not fixed_size_binary",
+        ),
     ],
 )
 def test_non_conforming_tables_are_rejected(tmp_path: Path, table: str, change, message: str) -> None:

@@ -24,14 +24,42 @@ from models.routing import RouteGraph, disconnected_rooms
 from schemas.world import World
 
 
+def alignment(estimated: Sequence[pycolmap.Rigid3d], truth: Sequence[pycolmap.Rigid3d]) -> pycolmap.Rigid3d:
+    """truth_from_estimated: the rigid motion (no scale) taking the estimated positions closest to the true ones.
+
+    With map poses of base_link as `estimated` and the simulator's as `truth`, it is world_from_map.
+    """
+    return align_rigid(np.array([p.translation for p in estimated]), np.array([p.translation for p in truth]))
+
+
+def pose_error(estimated: pycolmap.Rigid3d, truth: pycolmap.Rigid3d) -> tuple[float, float]:
+    """Position (m) and rotation (deg) error of a pose against the truth, both in one frame."""
+    position = float(np.linalg.norm(estimated.translation - truth.translation))
+    return position, float(np.degrees(estimated.rotation.angle_to(truth.rotation)))
+
+
 def trajectory_errors(estimated: Sequence[pycolmap.Rigid3d], truth: Sequence[pycolmap.Rigid3d]) -> tuple[float, float]:
     """ATE RMSE (m) and median rotation error (deg) of world_from_base poses after a rigid alignment."""
-    estimated_xyz = np.array([p.translation for p in estimated])
-    truth_xyz = np.array([p.translation for p in truth])
-    truth_from_estimated = align_rigid(estimated_xyz, truth_xyz)
-    ate = float(np.sqrt(np.mean(np.sum((truth_from_estimated * estimated_xyz - truth_xyz) ** 2, axis=1))))
-    angles = [(truth_from_estimated * e).rotation.angle_to(t.rotation) for e, t in zip(estimated, truth, strict=True)]
-    return ate, float(np.degrees(np.median(angles)))
+    truth_from_estimated = alignment(estimated, truth)
+    errors = np.array([pose_error(truth_from_estimated * e, t) for e, t in zip(estimated, truth, strict=True)])
+    return float(np.sqrt(np.mean(errors[:, 0] ** 2))), float(np.median(errors[:, 1]))
+
+
+def keyframe_poses(nodes: pa.Table, reference: RigCamera) -> tuple[list[tuple[str, int]], list[pycolmap.Rigid3d]]:
+    """The registered keyframes, as (episode_id, t_ns), and their poses of base_link in `map`.
+
+    A keyframe's pose is its node of the rig's `reference` camera, moved by the camera's mount.
+    """
+    registered = pl.from_arrow(nodes).filter(pl.col("registered") & (pl.col("camera") == reference.name))
+    camera_from_base = reference.base_from_camera.inverse()
+    poses = [
+        pycolmap.Rigid3d(
+            pycolmap.Rotation3d([row[f"orientation_{a}"] for a in "xyzw"]), [row[f"position_{a}"] for a in "xyz"]
+        )
+        * camera_from_base
+        for row in registered.iter_rows(named=True)
+    ]
+    return registered.select("episode_id", "t_ns").rows(), poses
 
 
 def evaluate_map(
@@ -51,15 +79,8 @@ def evaluate_map(
     keyframes = frame.filter(pl.col("camera") == reference.name)
     registered = keyframes.filter(pl.col("registered"))
     placed = registered.filter(pl.col("placed_by_odometry")).height
-    camera_from_base = reference.base_from_camera.inverse()
-    estimated = [
-        pycolmap.Rigid3d(
-            pycolmap.Rotation3d([row[f"orientation_{a}"] for a in "xyzw"]), [row[f"position_{a}"] for a in "xyz"]
-        )
-        * camera_from_base
-        for row in registered.iter_rows(named=True)
-    ]
-    truth_poses = [truth[e].at(np.array([t])).poses()[0] for e, t in registered.select("episode_id", "t_ns").rows()]
+    stamps, estimated = keyframe_poses(nodes, reference)
+    truth_poses = [truth[e].at(np.array([t])).poses()[0] for e, t in stamps]
     ate, rotation = trajectory_errors(estimated, truth_poses) if estimated else (None, None)
 
     room_of = {}

@@ -35,9 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pycolmap
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
+
+from schemas.map import SIFT_DIM, conform_table
+from schemas.robot import RobotConfig, camera_mount
 
 _OPTICAL_AXIS = np.array([0.0, 0.0, 1.0])
 # Bundle-adjust everything whenever the registered frames have grown by this factor since the last time.
@@ -67,6 +71,22 @@ class RigCamera:
             params=[fx, fy, cx + 0.5, cy + 0.5],
             has_prior_focal_length=True,
         )
+
+
+def rig_cameras(config: RobotConfig) -> tuple[RigCamera, ...]:
+    """The robot's cameras as its configuration describes them, in `config.cameras` order.
+
+    Pinhole at `config.focal_px` with the optical axis through the image centre (as the simulator's
+    camera_info), mounted where schemas.robot.camera_mount puts them.
+    """
+    cx, cy = (config.camera_width - 1) / 2, (config.camera_height - 1) / 2
+    k = (config.focal_px, 0.0, cx, 0.0, config.focal_px, cy, 0.0, 0.0, 1.0)
+    rig = []
+    for name in config.cameras:
+        translation, rotation = camera_mount(config, name)
+        mount = pycolmap.Rigid3d(pycolmap.Rotation3d(rotation.as_quat()), np.array(translation))
+        rig.append(RigCamera(name, config.camera_width, config.camera_height, k, mount))
+    return tuple(rig)
 
 
 @dataclass(frozen=True)
@@ -130,6 +150,9 @@ class SfmMap:
     keyframes: list[MappedKeyframe]
     counts: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    # Registered image name -> SIFT descriptors (N, 128) uint8 of its keypoints that observe a 3D point, in order.
+    # COLMAP's reconstruction keeps keypoints but not descriptors, which a localizer needs.
+    point_descriptors: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def registration_rate(self) -> float:
@@ -140,6 +163,33 @@ class SfmMap:
         """Write the reconstruction in COLMAP's binary format."""
         path.mkdir(parents=True, exist_ok=True)
         self.reconstruction.write(path)
+
+    def node_features(self) -> pa.Table:
+        """The map table `node_features` (schemas.map), images named as their nodes, points where they are now.
+
+        Call it after the last move of the reconstruction, since it copies the points' positions.
+        """
+        node_ids, keypoints, point_ids, descriptors = [], [], [], []
+        for name, image_descriptors in self.point_descriptors.items():
+            image = self.reconstruction.find_image_with_name(name)
+            observed = [p for p in image.points2D if p.has_point3D()]
+            node_ids += [name] * len(observed)
+            keypoints += [p.xy for p in observed]
+            point_ids += [p.point3D_id for p in observed]
+            descriptors.append(image_descriptors)
+        keypoints = np.array(keypoints, np.float32).reshape(-1, 2)
+        points = np.array([self.reconstruction.points3D[i].xyz for i in point_ids], np.float32).reshape(-1, 3)
+        table = pa.table(
+            {
+                "node_id": pa.array(node_ids, pa.string()),
+                "x": keypoints[:, 0],
+                "y": keypoints[:, 1],
+                "point3D_id": pa.array(point_ids, pa.int64()),
+                **{f"point_{a}": points[:, i] for i, a in enumerate("xyz")},
+                "descriptor": _fixed_binary(np.concatenate([np.empty((0, SIFT_DIM), np.uint8), *descriptors])),
+            }
+        )
+        return conform_table("node_features", table)
 
 
 def build_map(
@@ -183,7 +233,27 @@ def build_map(
         "verified_pairs": verified,
         "points3D": reconstruction.num_points3D(),
     }
-    return SfmMap(reconstruction, mapped, counts, seconds)
+    return SfmMap(reconstruction, mapped, counts, seconds, _point_descriptors(database, reconstruction))
+
+
+def _point_descriptors(database: Path, reconstruction: pycolmap.Reconstruction) -> dict[str, np.ndarray]:
+    """SfmMap.point_descriptors: from the database, where COLMAP keeps them in its keypoints' (points2D) order."""
+    with pycolmap.Database.open(database) as db:
+        return {
+            image.name: db.read_descriptors(image.image_id).data[
+                np.array([p.has_point3D() for p in image.points2D], bool)
+            ]
+            for image in reconstruction.images.values()
+            if image.has_pose
+        }
+
+
+def _fixed_binary(rows: np.ndarray) -> pa.Array:
+    """A (N, D) uint8 array as N fixed-size binary values of D bytes."""
+    rows = np.ascontiguousarray(rows, np.uint8)
+    return pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(rows.shape[1]), len(rows), [None, pa.py_buffer(rows.tobytes())]
+    )
 
 
 def image_pairs(keyframes: Sequence[Keyframe], rig: Sequence[RigCamera], config: SfmConfig) -> np.ndarray:

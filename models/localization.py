@@ -1,0 +1,377 @@
+"""Global localization: where the robot is in a map, from one picture per camera, with or without a prior.
+
+Coarse to fine, as hloc does it:
+
+1. Retrieval. The rig's global descriptors against every registered keyframe of the map, the query's
+   cameras lined up with the keyframe's in each cyclic order their headings allow (a robot turned by one
+   camera's spacing sees with its left camera what the map's front one saw). With a prior, only
+   keyframes near it compete.
+2. Places. The best keyframes, grouped by position: look-alike places far apart stay apart.
+3. Matching. The query's SIFT features against those of each place's nodes (schemas.map node_features),
+   with Lowe's ratio test against the nearest feature of *another* 3D point, so that a point seen from
+   several nodes does not count as its own rival.
+4. Pose. Per place, all cameras' 2D-3D matches jointly in COLMAP's generalized absolute pose (LO-RANSAC
+   and refinement) on the rig; the place with the most inliers wins.
+
+Aliasing is the main enemy (textures repeat every 2 m, warehouse aisles look alike), so the confidence
+is honest about it: it grows with the winner's inliers and shrinks to nothing as a place far from the
+winner explains the query with `max_rival_ratio` of its inliers or more.
+
+Frames: `map_from_base` is the pose of base_link in `map`; COLMAP's rig is base_link, so its
+`rig_from_world` is the inverse. The covariance is of (x, y, z, rx, ry, rz): position and a small
+rotation vector applied on the left, both in `map`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pycolmap
+
+from models.descriptors import DESCRIPTORS
+from models.mapping.sfm import RigCamera
+from schemas.map import SIFT_DIM
+
+_UNKNOWN_COVARIANCE = np.diag([1e6] * 3 + [1e2] * 3)  # what a failed fix says: anywhere, any way round
+_POSE_DOF = 6
+_MIN_POSE_MATCHES = 4  # a generalized absolute pose needs three, and one more to check it
+
+
+@dataclass(frozen=True)
+class LocalizerConfig:
+    """Retrieval, matching, RANSAC and confidence settings."""
+
+    descriptor: str = "tiny_image"  # the map's global descriptor: its manifest's build["descriptor"]
+    max_features: int = 1024  # SIFT features per query image
+    retrieval_k: int = 12  # keyframes retrieved
+    place_radius_m: float = 3.0  # retrieved keyframes this close to a place's best one join it
+    max_places: int = 5  # places tried, best retrieved first
+    match_ratio: float = 0.8  # Lowe's ratio test
+    ransac_max_error_px: float = 4.0
+    ransac_confidence: float = 0.999
+    ransac_min_trials: int = 50  # COLMAP's 1000 cost a second per place on this CPU, for nothing at our inlier ratios
+    ransac_max_trials: int = 2000
+    min_inliers: int = 20  # fewer inliers is no fix
+    inlier_scale: int = 40  # inliers beyond `min_inliers` that make a fix about two-thirds sure
+    ambiguity_distance_m: float = 1.0  # poses farther apart than this are different answers
+    max_rival_ratio: float = 0.75  # a different answer with this share of the best one's inliers leaves no confidence
+    # The map's own error, which the fit cannot see: the mapping benchmark's ATE is a few centimetres.
+    map_sigma_m: float = 0.05
+    map_sigma_deg: float = 0.5
+    prior_radius_m: float = 3.0  # with a prior, keyframes farther than this (or three sigmas) are not candidates
+    random_seed: int = 0
+
+
+@dataclass(frozen=True)
+class LocalizationFix:
+    """One localization: the pose of base_link in `map` and how sure it is; `reason` says why when it failed."""
+
+    success: bool
+    map_from_base: pycolmap.Rigid3d | None
+    covariance: np.ndarray  # 6x6, (x, y, z, rx, ry, rz) in `map`
+    confidence: float  # [0, 1]
+    inliers: int
+    candidates: tuple[str, ...]  # node ids of the retrieved keyframes
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class _PlaceFix:
+    rig_from_world: pycolmap.Rigid3d
+    inliers: int
+    covariance: np.ndarray
+
+
+class Localizer:
+    """A map's registered nodes and their features, ready to localize the rig `rig` in it.
+
+    `nodes` and `node_features` are the map tables of those names (schemas.map); `rig` names the cameras
+    as the nodes' `camera` column does.
+    """
+
+    def __init__(
+        self,
+        nodes: pa.Table,
+        node_features: pa.Table,
+        rig: Sequence[RigCamera],
+        config: LocalizerConfig = LocalizerConfig(),
+    ) -> None:
+        self.rig, self.config = tuple(rig), config
+        self.describe = DESCRIPTORS[config.descriptor]()
+        options = pycolmap.FeatureExtractionOptions(use_gpu=False, num_threads=1)
+        options.sift.max_num_features = config.max_features
+        # One extractor per camera, so that the pictures are described in parallel.
+        self.extractors = [pycolmap.FeatureExtractor.create(options, device=pycolmap.Device.cpu) for _ in self.rig]
+        self.cameras = [c.colmap_camera() for c in self.rig]
+        self.cams_from_rig = [c.base_from_camera.inverse() for c in self.rig]
+        camera_index = {c.name: i for i, c in enumerate(self.rig)}
+        # The rig's cameras in order of heading, so that a cyclic shift turns the rig by one camera spacing.
+        axes = np.array([c.base_from_camera.rotation * np.array([0.0, 0.0, 1.0]) for c in self.rig])
+        self.heading_order = np.argsort(np.arctan2(axes[:, 1], axes[:, 0]))
+
+        registered = nodes.filter(nodes["registered"]).to_pydict()
+        keyframe_of: dict[tuple[str, int], int] = {}
+        keyframe_nodes: list[list[int]] = []  # per keyframe: node index per rig camera, -1 where missing
+        self.node_ids = registered["node_id"]
+        for node, (episode, t_ns, camera) in enumerate(
+            zip(registered["episode_id"], registered["t_ns"], registered["camera"], strict=True)
+        ):
+            keyframe = keyframe_of.setdefault((episode, t_ns), len(keyframe_of))
+            if keyframe == len(keyframe_nodes):
+                keyframe_nodes.append([-1] * len(self.rig))
+            keyframe_nodes[keyframe][camera_index[camera]] = node
+        self.keyframe_nodes = np.array(keyframe_nodes, np.int64).reshape(-1, len(self.rig))
+        self.node_descriptors = np.array(registered["descriptor"], np.float32).reshape(len(self.node_ids), -1)
+        positions = np.column_stack([registered[f"position_{a}"] for a in "xyz"]).reshape(-1, 3)
+        orientations = np.column_stack([registered[f"orientation_{a}"] for a in "xyzw"]).reshape(-1, 4)
+        # base_link of each keyframe, from any of its nodes and that camera's mount.
+        self.keyframe_positions = np.zeros((len(self.keyframe_nodes), 3))
+        for keyframe, row in enumerate(self.keyframe_nodes):
+            camera = int(np.flatnonzero(row >= 0)[0])
+            map_from_camera = pycolmap.Rigid3d(pycolmap.Rotation3d(orientations[row[camera]]), positions[row[camera]])
+            self.keyframe_positions[keyframe] = (
+                map_from_camera * self.rig[camera].base_from_camera.inverse()
+            ).translation
+
+        node_index = {n: i for i, n in enumerate(self.node_ids)}
+        feature_nodes = np.array([node_index.get(n, -1) for n in node_features["node_id"].to_pylist()], np.int64)
+        keep = np.flatnonzero(feature_nodes >= 0)
+        order = keep[np.argsort(feature_nodes[keep], kind="stable")]
+        self.feature_starts = np.searchsorted(feature_nodes[order], np.arange(len(self.node_ids) + 1))
+        # Each 3D point is matched by the mean of its observations' descriptors: a fifth of the work of matching
+        # every observation, and a point seen from several nodes is not its own rival in the ratio test.
+        point_ids, self.feature_point = np.unique(node_features["point3D_id"].to_numpy()[order], return_inverse=True)
+        by_point = np.argsort(self.feature_point, kind="stable")
+        first = np.searchsorted(self.feature_point[by_point], np.arange(len(point_ids)))
+        descriptors = _unit_rows(_descriptor_rows(node_features["descriptor"])[order])
+        self.point_descriptors = _unit_rows(np.add.reduceat(descriptors[by_point], first, axis=0))
+        positions = np.column_stack([node_features[f"point_{a}"].to_numpy() for a in "xyz"])[order]
+        self.points = positions[by_point[first]].astype(np.float64)
+
+    def localize(
+        self,
+        images: Mapping[str, np.ndarray],
+        prior: pycolmap.Rigid3d | None = None,
+        prior_sigma_m: float | None = None,
+    ) -> LocalizationFix:
+        """Localize the rig from RGB (H, W, 3) uint8 pictures by camera name.
+
+        `prior` (map_from_base, from odometry and the last fix) narrows the search to keyframes within
+        `prior_radius_m`, or three `prior_sigma_m` where more, of it, and the answer to poses within three
+        `prior_sigma_m` (`prior_radius_m` where no sigma is given). Without one, the whole map competes.
+        """
+        cameras = [i for i, c in enumerate(self.rig) if c.name in images]
+        if not cameras:
+            return _failure((), f"no picture from any of the rig's cameras {[c.name for c in self.rig]}")
+        pictures = [np.ascontiguousarray(images[self.rig[i].name]) for i in cameras]
+        allowed = np.ones(len(self.keyframe_nodes), bool)
+        radius = max(self.config.prior_radius_m, 3 * (prior_sigma_m or 0.0))
+        if prior is not None:
+            allowed = np.linalg.norm(self.keyframe_positions[:, :2] - prior.translation[:2], axis=1) <= radius
+        retrieved = self._retrieve(self.describe.describe(pictures), cameras, allowed)
+        candidates = tuple(self.node_ids[n] for k in retrieved for n in self.keyframe_nodes[k] if n >= 0)
+        if not len(retrieved):
+            return _failure(candidates, "no registered map keyframe within reach of the prior")
+
+        keypoints, descriptors, camera_of = self._features(pictures, cameras)
+        places = self._places(retrieved)
+        points = [self._place_points(place) for place in places]
+        # One product for all places at once.
+        similarity = descriptors @ self.point_descriptors[np.concatenate(points)].T
+        bounds = np.cumsum([0, *map(len, points)])
+        fixes = [
+            fix
+            for place_points, start, stop in zip(points, bounds[:-1], bounds[1:], strict=True)
+            if (fix := self._localize_at(place_points, similarity[:, start:stop], keypoints, camera_of)) is not None
+        ]
+        if prior is not None:  # a pose the prior rules out is a look-alike, however well it fits
+            reach = radius if prior_sigma_m is None else 3 * prior_sigma_m
+            fixes = [
+                f
+                for f in fixes
+                if np.linalg.norm(f.rig_from_world.inverse().translation[:2] - prior.translation[:2]) <= reach
+            ]
+        if not fixes:
+            return _failure(
+                candidates, "no place gave a pose from the matched features" + " near the prior" * (prior is not None)
+            )
+        fixes.sort(key=lambda f: -f.inliers)
+        best = fixes[0]
+        if best.inliers < self.config.min_inliers:
+            return _failure(candidates, f"{best.inliers} inliers, fewer than {self.config.min_inliers}", best.inliers)
+        map_from_base = best.rig_from_world.inverse()
+        rivals = [
+            f.inliers
+            for f in fixes[1:]
+            if np.linalg.norm(f.rig_from_world.inverse().translation - map_from_base.translation)
+            > self.config.ambiguity_distance_m
+        ]
+        support = 1.0 - np.exp(-(best.inliers - self.config.min_inliers) / self.config.inlier_scale)
+        distinct = max(1.0 - max(rivals, default=0) / best.inliers / self.config.max_rival_ratio, 0.0)
+        return LocalizationFix(
+            True, map_from_base, best.covariance, float(support * distinct), best.inliers, candidates
+        )
+
+    def _retrieve(self, query: np.ndarray, cameras: list[int], allowed: np.ndarray) -> np.ndarray:
+        """Indices of the best `retrieval_k` allowed keyframes, best first, by the rig's summed similarity at the
+        best cyclic alignment of cameras."""
+        similarity = np.zeros((len(self.keyframe_nodes), len(self.rig)))
+        order = list(self.heading_order)
+        for shift in range(len(self.rig)):
+            total = np.zeros(len(self.keyframe_nodes))
+            for row, camera in zip(query, cameras, strict=True):
+                position = order.index(camera)
+                map_camera = order[(position + shift) % len(order)]
+                nodes = self.keyframe_nodes[:, map_camera]
+                total += np.where(nodes >= 0, self.node_descriptors[nodes] @ row, 0.0)
+            similarity[:, shift] = total
+        score = np.where(allowed, similarity.max(axis=1), -np.inf)
+        count = min(self.config.retrieval_k, int(allowed.sum()))
+        return np.argsort(-score, kind="stable")[:count]
+
+    def _places(self, retrieved: np.ndarray) -> list[np.ndarray]:
+        """Retrieved keyframes grouped around the best ones, best place first; each place lists its keyframes."""
+        places: list[list[int]] = []
+        for keyframe in retrieved:
+            position = self.keyframe_positions[keyframe, :2]
+            for place in places:
+                if np.linalg.norm(self.keyframe_positions[place[0], :2] - position) <= self.config.place_radius_m:
+                    place.append(int(keyframe))
+                    break
+            else:
+                places.append([int(keyframe)])
+        return [np.array(p) for p in places[: self.config.max_places]]
+
+    def _features(self, pictures: list[np.ndarray], cameras: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The query's SIFT keypoints (N, 2) in COLMAP pixels, unit descriptors (N, 128) and rig camera of each."""
+
+        def extract(camera: int, picture: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            # The grey conversion COLMAP gave the map's images.
+            found, described = self.extractors[camera].extract(pycolmap.Bitmap.from_array(picture).clone_as_grey())
+            xy = np.array([(k.x, k.y) for k in found], np.float64).reshape(-1, 2)
+            return xy, described.data.reshape(-1, SIFT_DIM)
+
+        with ThreadPoolExecutor(len(cameras)) as pool:
+            keypoints, descriptors = zip(*pool.map(extract, cameras, pictures), strict=True)
+        camera_of = [np.full(len(xy), camera, np.int64) for xy, camera in zip(keypoints, cameras, strict=True)]
+        return (
+            np.concatenate(keypoints),
+            _unit_rows(np.concatenate(descriptors)),
+            np.concatenate(camera_of),
+        )
+
+    def _place_points(self, place: np.ndarray) -> np.ndarray:
+        """Indices of the 3D points a place's nodes observe."""
+        nodes = self.keyframe_nodes[place].ravel()
+        return np.unique(
+            np.concatenate(
+                [self.feature_point[self.feature_starts[n] : self.feature_starts[n + 1]] for n in nodes[nodes >= 0]]
+            )
+        )
+
+    def _localize_at(
+        self, points: np.ndarray, similarity: np.ndarray, keypoints: np.ndarray, camera_of: np.ndarray
+    ) -> _PlaceFix | None:
+        """The rig's pose from the query's matches to one place's 3D `points`, whose similarities to the query's
+        features are `similarity` (Q, len(points)); None where there is none."""
+        if not len(points):
+            return None
+        query, point = _ratio_matches(similarity, self.config.match_ratio)
+        if len(query) < _MIN_POSE_MATCHES:
+            return None
+        points2d, points3d = keypoints[query], self.points[points[point]]
+        answer = pycolmap.estimate_and_refine_generalized_absolute_pose(
+            points2d,
+            points3d,
+            camera_of[query].tolist(),
+            self.cams_from_rig,
+            self.cameras,
+            estimation_options=pycolmap.RANSACOptions(
+                max_error=self.config.ransac_max_error_px,
+                confidence=self.config.ransac_confidence,
+                min_num_trials=self.config.ransac_min_trials,
+                max_num_trials=self.config.ransac_max_trials,
+                random_seed=self.config.random_seed,
+            ),
+            return_covariance=True,
+        )
+        if answer is None:
+            return None
+        inliers = np.asarray(answer["inlier_mask"], bool)
+        rig_from_world = answer["rig_from_world"]
+        residuals = self._reprojection_errors(
+            rig_from_world, points2d[inliers], points3d[inliers], camera_of[query][inliers]
+        )
+        pixel_variance = float(residuals @ residuals) / max(2 * inliers.sum() - _POSE_DOF, 1)
+        covariance = _map_covariance(rig_from_world, np.asarray(answer["covariance"])) * pixel_variance
+        covariance += np.diag([self.config.map_sigma_m**2] * 3 + [np.radians(self.config.map_sigma_deg) ** 2] * 3)
+        return _PlaceFix(rig_from_world, int(inliers.sum()), covariance)
+
+    def _reprojection_errors(
+        self, rig_from_world: pycolmap.Rigid3d, points2d: np.ndarray, points3d: np.ndarray, cameras: np.ndarray
+    ) -> np.ndarray:
+        """Reprojection errors (px), x and y of every point one after the other."""
+        errors = []
+        for camera in np.unique(cameras):
+            chosen = cameras == camera
+            cam_from_world = self.cams_from_rig[camera] * rig_from_world
+            in_camera = (cam_from_world.matrix() @ np.column_stack([points3d[chosen], np.ones(chosen.sum())]).T).T
+            errors.append((self.cameras[camera].img_from_cam(in_camera) - points2d[chosen]).ravel())
+        return np.concatenate(errors)
+
+
+def _descriptor_rows(column: pa.ChunkedArray) -> np.ndarray:
+    """node_features descriptors (fixed-size binary) as (N, 128) uint8, without a copy per row."""
+    array = column.combine_chunks()
+    data = np.frombuffer(array.buffers()[1], np.uint8, count=(array.offset + len(array)) * SIFT_DIM)
+    return data.reshape(-1, SIFT_DIM)[array.offset :]
+
+
+def _unit_rows(rows: np.ndarray) -> np.ndarray:
+    rows = rows.astype(np.float32)
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
+def _ratio_matches(similarity: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (query feature, point) of the matches that pass Lowe's ratio test, from the (Q, P) similarities of the
+    query's features to the points' (unit descriptors: distance^2 = 2 - 2 similarity)."""
+    rows = np.arange(len(similarity))
+    best = similarity.argmax(axis=1)
+    nearest = similarity[rows, best]
+    if similarity.shape[1] > 1:
+        runner_up = similarity.copy()
+        runner_up[rows, best] = -np.inf
+        second = runner_up.max(axis=1)
+    else:
+        second = np.full(len(rows), -1.0)  # no rival: as far as unit vectors get
+    distance = np.sqrt(np.maximum(2.0 - 2.0 * np.stack([nearest, second]), 0.0))
+    passed = np.flatnonzero(distance[0] < ratio * distance[1])
+    return passed, best[passed]
+
+
+def _map_covariance(rig_from_world: pycolmap.Rigid3d, colmap_covariance: np.ndarray) -> np.ndarray:
+    """COLMAP's covariance of rig_from_world per unit pixel variance, as that of map_from_base (x, y, z, rx, ry, rz).
+
+    COLMAP's tangent is (rotation, translation) of rig_from_world, the rotation as Ceres' quaternion update
+    exp(d) * q, whose d is half the rotation vector. Inverting the pose maps (w, dt) to position
+    -R^T [t]x w - R^T dt and rotation -R^T w.
+    """
+    rotation, translation = rig_from_world.rotation.matrix(), rig_from_world.translation
+    cross = np.array(
+        [
+            [0.0, -translation[2], translation[1]],
+            [translation[2], 0.0, -translation[0]],
+            [-translation[1], translation[0], 0.0],
+        ]
+    )
+    jacobian = np.block([[-rotation.T @ cross, -rotation.T], [-rotation.T, np.zeros((3, 3))]])
+    jacobian[:, :3] *= 2.0  # from Ceres' half-angle quaternion tangent to a rotation vector
+    return jacobian @ colmap_covariance @ jacobian.T
+
+
+def _failure(candidates: tuple[str, ...], reason: str, inliers: int = 0) -> LocalizationFix:
+    return LocalizationFix(False, None, _UNKNOWN_COVARIANCE.copy(), 0.0, inliers, candidates, reason)
