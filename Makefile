@@ -7,6 +7,8 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 DEMO_WORLD := data/worlds/office-0
 DEMO_SECONDS ?= 90
+DEMO_GOAL ?= take me to the library
+DEMO_START ?= 7.0,3.0,1.57  # x,y,yaw in Meeting room B, not the dock where the tour began
 
 .PHONY: venv demo test bench lint clean
 
@@ -21,10 +23,19 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# The main job end to end: a building, its mapping tour, the lake, the map, then a mission to a text goal
+# from a start the robot is not told. Everything but the world goes to data/demo/, made afresh each time;
+# the mission's JSON line is printed last.
 demo: venv
+	rm -rf data/demo
 	$(BIN)/astra sim world --kind office --seed 0 --out $(DEMO_WORLD)
-	$(BIN)/astra record --world $(DEMO_WORLD) --episodes 1 --seconds $(DEMO_SECONDS) --out data/logs --rrd data/demo.rrd
+	$(BIN)/astra record --world $(DEMO_WORLD) --episodes 1 --seconds $(DEMO_SECONDS) --out data/demo/logs --rrd data/demo/tour.rrd
+	$(BIN)/astra ingest data/demo/logs --lake data/demo/lake
+	$(BIN)/astra map build --site office-0 --lake data/demo/lake --out data/demo/map
+	$(BIN)/astra navigate --world $(DEMO_WORLD) --map data/demo/map --goal "$(DEMO_GOAL)" --start $(DEMO_START) \
+		--out data/demo/logs --rrd data/demo.rrd > data/demo/mission.json
 	$(BIN)/rerun rrd verify data/demo.rrd
+	@cat data/demo/mission.json
 
 test: venv
 	$(BIN)/ruff check .

@@ -18,12 +18,16 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from tqdm import tqdm
 
 from astra import __version__
 from schemas.lake import DEFAULT_LAKE
+
+if TYPE_CHECKING:
+    from datasets.map_store import TopoMap
+    from schemas.world import World
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
@@ -272,6 +276,113 @@ def cmd_eval_map(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- astra navigate / eval mission -----------------------------------------------------------------
+
+NAVIGATE_DATAFLOW = PROJECT_ROOT / "dataflow.yml"
+
+
+def _navigation_inputs(world_dir: Path, map_dir: Path) -> tuple[World, TopoMap]:
+    """The world and its map, checked: usage errors for a missing world or map, a map without its key, a mismatch."""
+    from datasets.navigation import check_world_matches, read_navigation_map
+    from schemas.world import World
+
+    try:
+        world = World.load(world_dir)
+        topo_map = read_navigation_map(map_dir)
+        check_world_matches(topo_map, world)
+    except (FileNotFoundError, ValueError) as exc:  # MapError and MapKeyError are ValueErrors
+        raise UsageError(str(exc)) from exc
+    return world, topo_map
+
+
+def _world_from_map(topo_map: TopoMap, lake: Path | None) -> tuple[float, float, float] | None:
+    """The map's alignment with the simulator's world, or None where its lake cannot say (no truth to score)."""
+    from datasets.lake import LakeError
+    from datasets.navigation import planar_world_from_map
+
+    try:
+        return planar_world_from_map(topo_map, lake)
+    except (LakeError, KeyError, ValueError, FileNotFoundError) as exc:
+        print(f"astra: cannot score against ground truth ({exc})", file=sys.stderr)
+        return None
+
+
+def cmd_navigate(args: argparse.Namespace) -> int:
+    from datasets.mission_log import score_recording
+    from models.goals import GoalResolver
+    from models.text_encoder import TextEncoder
+
+    world, topo_map = _navigation_inputs(args.world, args.map)
+    if args.seconds <= 0:
+        raise UsageError("--seconds must be > 0")
+    resolver = GoalResolver(topo_map.nodes, topo_map.landmarks, topo_map.node_landmarks, TextEncoder.from_pretrained())
+    result = resolver.resolve(args.goal)
+    if result.goal is None:
+        closest = "; ".join(f"{c.label!r} ({c.score:.2f})" for c in result.candidates)
+        raise UsageError(f"goal_not_found: nothing on the map fits {args.goal!r}; closest: {closest}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"{world.site}-navigate-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    mcap = (args.out / f"{stem}.mcap").resolve()
+    rrd = (args.rrd or mcap.with_suffix(".rrd")).resolve()
+    env = {
+        "ASTRA_WORLD": str(Path(args.world).resolve()),
+        "ASTRA_MAP": str(Path(args.map).resolve()),
+        "ASTRA_GOAL": args.goal,
+        "ASTRA_SECONDS": str(args.seconds),
+        "ASTRA_SEED": str(args.seed),
+        "ASTRA_MCAP": str(mcap),
+        "ASTRA_RRD": str(rrd),
+        **({"ASTRA_START": args.start} if args.start else {}),
+    }
+    timeout_s = args.timeout or 120 + 20 * args.seconds
+    with tqdm(total=args.seconds, desc="mission", unit="sim s", file=sys.stderr,
+              bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} sim s [{elapsed}]") as bar:  # fmt: skip
+        _run_episode(args.dataflow, env, args.seconds, timeout_s, mcap.with_suffix(".dora.log"), bar)
+    summary: dict = {"goal_text": args.goal, "mcap": str(mcap), "rrd": str(rrd)}
+    alignment = _world_from_map(topo_map, args.lake)
+    if alignment is not None:
+        summary |= score_recording(mcap, world, alignment)
+    _emit(summary)
+    return EXIT_OK
+
+
+def cmd_eval_mission(args: argparse.Namespace) -> int:
+    from datasets.navigation import planar_world_from_map
+    from pipelines.missions import MissionConfig, MissionRunner, mapped_rooms, prepare_building, summarize
+    from schemas.world import WORLD_KINDS
+    from sim.missions import sample_missions
+
+    if args.missions < 1:
+        raise UsageError("--missions must be >= 1")
+    if (args.world is None) != (args.map is None):
+        raise UsageError("--world and --map go together")
+    if args.world is None:
+        if args.kind not in WORLD_KINDS:
+            raise UsageError(f"give --kind (one of {', '.join(WORLD_KINDS)}) and --seed, or --world and --map")
+        work = args.work or Path("data/eval") / f"{args.kind}-{args.seed}{'-dynamic' if args.dynamic else ''}"
+        building = prepare_building(args.kind, args.seed, args.dynamic, work, args.tour_seconds)
+        world_dir, map_dir, lake = building.world_dir, building.map_dir, building.lake
+    else:
+        world_dir, map_dir, lake = args.world, args.map, args.lake
+    world, topo_map = _navigation_inputs(world_dir, map_dir)
+    alignment = planar_world_from_map(topo_map, lake)
+    runner = MissionRunner(world_dir, topo_map, alignment, config=MissionConfig(time_limit_s=args.time_limit))
+    missions = sample_missions(world, args.missions, args.seed, rooms=mapped_rooms(world, topo_map, alignment))
+    outcomes = []
+    for index, mission in enumerate(tqdm(missions, desc="missions", unit="mission", file=sys.stderr)):
+        outcome = runner.run(mission, seed=args.seed * 1000 + index)
+        outcomes.append(outcome)
+        if not args.json:
+            print(
+                f"{index}: {outcome.state:14} success={outcome.success} {outcome.instruction!r} -> "
+                f"{outcome.resolved_room or '?'} ({mission.goal_room}) {outcome.time_s:.0f} s "
+                f"error {outcome.final_error_m:.2f} m",
+                file=sys.stderr,
+            )
+    _emit({"kind": world.kind, "seed": world.seed, "dynamic": bool(world.agents), **summarize(outcomes)})
+    return EXIT_OK
+
+
 def cmd_viz_map(args: argparse.Namespace) -> int:
     import rerun as rr
 
@@ -430,7 +541,32 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--extractor", default="annotated", help="landmark extractor (default annotated)")
     build.set_defaults(func=cmd_map_build)
 
-    evaluate = commands.add_parser("eval", help="evaluate maps against ground truth")
+    navigate = commands.add_parser(
+        "navigate",
+        parents=[common],
+        help="run one mission to a text goal through dataflow.yml",
+        description="Run the navigation stack (dataflow.yml) in the simulator: the robot starts with no pose, "
+        "localizes from its cameras against the map, resolves the goal text and drives there. Prints one JSON "
+        "line: state, success, time, path length, SPL, collisions, fallbacks, relocalization errors.",
+    )
+    navigate.add_argument("--world", type=Path, required=True, help="folder written by `astra sim world`")
+    navigate.add_argument("--map", type=Path, required=True, help="map folder from `astra map build`")
+    navigate.add_argument("--goal", required=True, help='the goal in words, e.g. "take me to the kitchen"')
+    navigate.add_argument("--seconds", type=float, default=180.0, help="time limit, simulated s (default 180)")
+    navigate.add_argument("--start", help="start pose x,y,yaw in the world frame (default: the dock)")
+    navigate.add_argument("--seed", type=int, default=0, help="sensor noise seed (default 0)")
+    navigate.add_argument("--rrd", type=Path, help="Rerun recording path (default: next to the MCAP)")
+    navigate.add_argument("--out", type=Path, default=Path("data/logs"), help="MCAP folder (default data/logs)")
+    navigate.add_argument(
+        "--lake", type=Path, help="lake with the map's tour, to score against truth (default: the map's)"
+    )
+    navigate.add_argument("--timeout", type=float, help="wall-clock limit in seconds (default 120 + 20 x --seconds)")
+    navigate.add_argument(
+        "--dataflow", type=Path, default=NAVIGATE_DATAFLOW, help="navigation graph (default dataflow.yml)"
+    )
+    navigate.set_defaults(func=cmd_navigate)
+
+    evaluate = commands.add_parser("eval", help="evaluate maps and missions against ground truth")
     eval_targets = evaluate.add_subparsers(dest="eval_target", required=True, metavar="TARGET")
     eval_map = eval_targets.add_parser(
         "map", parents=[common], help="registration, ATE, rotation error, landmarks, room connectivity"
@@ -441,6 +577,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     eval_map.add_argument("--json", action="store_true", help="only the JSON line (no table on stderr)")
     eval_map.set_defaults(func=cmd_eval_map)
+    eval_mission = eval_targets.add_parser(
+        "mission",
+        parents=[common],
+        help="the mission protocol on one building: world, mapping tour, map, N missions",
+        description="Generate a building (--kind/--seed), record an expert mapping tour, ingest it, build the map, "
+        "then run N missions in-process from random starts to text goals in other rooms. Or reuse a built "
+        "--world/--map. The last stdout line is JSON: success_rate, spl, collisions, fallback_rate, "
+        "goal_accuracy, relocalization, local/global timings and per_mission.",
+    )
+    eval_mission.add_argument("--kind", help="office | warehouse | home | hospital")
+    eval_mission.add_argument("--seed", type=int, default=500, help="building and mission seed (default 500)")
+    eval_mission.add_argument("--dynamic", action="store_true", help="people and carts walk the building")
+    eval_mission.add_argument("--missions", type=int, default=5, help="missions to run (default 5)")
+    eval_mission.add_argument("--tour-seconds", type=float, help="mapping tour length (default by kind, 90-150 s)")
+    eval_mission.add_argument("--time-limit", type=float, default=180.0, help="per mission, simulated s (default 180)")
+    eval_mission.add_argument("--world", type=Path, help="reuse this world (with --map)")
+    eval_mission.add_argument("--map", type=Path, help="reuse this map (with --world)")
+    eval_mission.add_argument("--lake", type=Path, help="the map's lake, for the truth (default: the map's)")
+    eval_mission.add_argument("--work", type=Path, help="where the building goes (default data/eval/KIND-SEED)")
+    eval_mission.add_argument("--json", action="store_true", help="only the JSON line (no per-mission lines)")
+    eval_mission.set_defaults(func=cmd_eval_mission)
 
     viz = commands.add_parser("viz", help="show maps in Rerun")
     viz_targets = viz.add_subparsers(dest="viz_target", required=True, metavar="TARGET")

@@ -1,17 +1,35 @@
 """dora node `actuation`: the safety layer between any driver or planner and the wheels.
 
-Inputs: `clock` (robot time), `cmd` (requested Twist), `estop` (EstopState; stops the robot while engaged).
-Outputs: `cmd_vel` (governed Twist, at ASTRA_ACTUATION_HZ of robot time) and `safety_events` when a
-forced stop starts (watchdog or e-stop).
+Inputs: `clock` (robot time), `cmd` (requested Twist), `estop` (EstopState; stops the robot while engaged) and,
+in the navigation graph, `moving_obstacles` (what local perceives moving, in base_link: slower near people)
+and `localization` (global's fixes: the confidence fallback). Outputs: `cmd_vel` (governed Twist, at
+ASTRA_ACTUATION_HZ of robot time) and `safety_events` when a forced stop or a slowdown starts.
 """
 
 from __future__ import annotations
+
+import math
 
 from dora import Node
 
 from models.safety import SafetyGovernor
 from operators import config
-from schemas.messages import Clock, EstopState, Event, Twist, from_arrow, to_arrow
+from schemas.messages import (
+    Clock,
+    DynamicObstacles,
+    EstopState,
+    Event,
+    LocalizationResult,
+    Twist,
+    from_arrow,
+    to_arrow,
+)
+
+
+def nearest_obstacle_m(obstacles: DynamicObstacles) -> float:
+    """Distance from base_link to the nearest edge of an obstacle given in base_link; inf when none."""
+    gaps = [math.hypot(x, y) - r for x, y, r in zip(obstacles.x, obstacles.y, obstacles.radius, strict=True)]
+    return max(min(gaps), 0.0) if gaps else math.inf
 
 
 def main(node: Node | None = None) -> None:
@@ -21,26 +39,32 @@ def main(node: Node | None = None) -> None:
     now_ns: int | None = None
     last_sent_ns: int | None = None
     last_reason: str | None = "watchdog_stop"  # held until the first command: not worth an event
+    slowing: frozenset[str] = frozenset()
     for event in node:
-        if event["type"] == "STOP":
-            break
+        if event["type"] == "STOP" or (event["type"] == "INPUT_CLOSED" and event["id"] == "clock"):
+            break  # the sensor is gone: in the navigation graph's cycles, no other input would ever close
         if event["type"] != "INPUT":
             continue
-        input_id = event["id"]
-        if input_id == "estop":
-            governor.set_estop(from_arrow(event["value"], event["metadata"], EstopState).engaged)
-        elif input_id == "cmd" and now_ns is not None:
-            governor.on_command(from_arrow(event["value"], event["metadata"], Twist), now_ns)
-        elif input_id == "clock":
-            now_ns = from_arrow(event["value"], event["metadata"], Clock).t_ns
+        msg = from_arrow(event["value"], event["metadata"])
+        if isinstance(msg, EstopState):
+            governor.set_estop(msg.engaged)
+        elif isinstance(msg, DynamicObstacles):
+            governor.set_people_distance(nearest_obstacle_m(msg))
+        elif isinstance(msg, LocalizationResult):
+            governor.on_localization(msg.success, msg.confidence, msg.t_ns)
+        elif isinstance(msg, Twist) and now_ns is not None:
+            governor.on_command(msg, now_ns)
+        elif isinstance(msg, Clock):
+            now_ns = msg.t_ns
             if last_sent_ns is not None and now_ns - last_sent_ns < period_ns:
                 continue
             last_sent_ns = now_ns
             node.send_output("cmd_vel", *to_arrow(governor.step(now_ns)))
             reason = governor.stopping_reason
-            if reason is not None and reason != last_reason:
-                node.send_output("safety_events", *to_arrow(Event(now_ns, reason, "actuation", "", 0.0)))
-            last_reason = reason
+            started = {reason} - {last_reason, None} | (governor.slowing_reasons - slowing)
+            for kind in sorted(started):
+                node.send_output("safety_events", *to_arrow(Event(now_ns, kind, "actuation", "", 0.0)))
+            last_reason, slowing = reason, governor.slowing_reasons
 
 
 if __name__ == "__main__":

@@ -113,3 +113,72 @@ def robot_config() -> RobotConfig:
         camera_width=int(_number("ASTRA_CAMERA_WIDTH", RobotConfig.camera_width, int, positive=True)),
         camera_height=int(_number("ASTRA_CAMERA_HEIGHT", RobotConfig.camera_height, int, positive=True)),
     )
+
+
+def sensor_backend() -> str:
+    """ASTRA_SENSOR: "sim" (default) runs the simulator; "replay" plays ASTRA_REPLAY's recording into the graph."""
+    backend = os.environ.get("ASTRA_SENSOR") or "sim"
+    if backend not in ("sim", "replay"):
+        raise ConfigError(f"ASTRA_SENSOR must be sim or replay, got {backend!r}")
+    return backend
+
+
+def replay_path() -> Path:
+    """ASTRA_REPLAY: the MCAP the replay sensor plays."""
+    if not os.environ.get("ASTRA_REPLAY"):
+        raise ConfigError("ASTRA_SENSOR=replay needs ASTRA_REPLAY, the MCAP to play")
+    path = env_path("ASTRA_REPLAY", "")
+    if not path.is_file():
+        raise ConfigError(f"ASTRA_REPLAY: no file at {path}")
+    return path
+
+
+def start_pose() -> tuple[float, float, float] | None:
+    """ASTRA_START: "x,y,yaw" where the simulated robot starts, in the world frame; unset, at the dock."""
+    text = os.environ.get("ASTRA_START", "")
+    if not text:
+        return None
+    try:
+        x, y, yaw = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"ASTRA_START must be x,y,yaw in metres and radians, got {text!r}") from None
+    return x, y, yaw
+
+
+def sim_tf() -> bool:
+    """ASTRA_SIM_TF: whether the sensor publishes /tf, the simulator's true map -> odom and its wheel odometry
+    ("1", the default for recording), or leaves /tf to the navigation stack ("0", as dataflow.yml sets it)."""
+    return _flag("ASTRA_SIM_TF", True)
+
+
+def viz_map() -> bool:
+    """ASTRA_VIZ_MAP: whether the viz node draws ASTRA_MAP's graph ("1" in dataflow.yml) or not ("0")."""
+    return _flag("ASTRA_VIZ_MAP", False)
+
+
+def _flag(name: str, default: bool) -> bool:
+    text = os.environ.get(name, "")
+    if text not in ("", "0", "1"):
+        raise ConfigError(f"{name} must be 0 or 1, got {text!r}")
+    return default if not text else text == "1"
+
+
+def map_dir() -> Path:
+    """ASTRA_MAP: the map `astra map build` wrote (encrypted maps need ASTRA_MAP_KEY)."""
+    return env_path("ASTRA_MAP", "data/maps/office-0")
+
+
+def relocalize_s() -> float:
+    """ASTRA_RELOCALIZE_S: seconds of robot time between periodic relocalizations (1-5 s)."""
+    value = _number("ASTRA_RELOCALIZE_S", 3.0, positive=True)
+    if not 1.0 <= value <= 5.0:
+        raise ConfigError(f"ASTRA_RELOCALIZE_S must be between 1 and 5 seconds, got {value}")
+    return value
+
+
+def goal_text() -> str:
+    """ASTRA_GOAL: the mission's goal in words, e.g. "take me to the kitchen"."""
+    text = os.environ.get("ASTRA_GOAL", "").strip()
+    if not text:
+        raise ConfigError("ASTRA_GOAL is empty: give the mission's goal in words")
+    return text

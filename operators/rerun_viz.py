@@ -2,7 +2,8 @@
 
 The file is not called viz.py: dora runs it as a script, and that name would shadow the `viz` package.
 
-Inputs: any recorded topic (ids from schemas/topics.py), laid out by the blueprint of `viz.episode`.
+Inputs: any recorded topic (ids from schemas/topics.py), laid out by the blueprint of `viz.episode`. With
+ASTRA_VIZ_MAP=1 (dataflow.yml) it also draws the graph of the map in ASTRA_MAP.
 Output: `done` once the recording is saved.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import pyarrow as pa
 from dora import Node
 
+from datasets.navigation import check_world_matches, read_navigation_map
 from operators import config
 from operators.episode_stream import episode_messages
 from schemas.world import World
@@ -26,7 +28,11 @@ def main(node: Node | None = None) -> None:
     rrd, no_display = config.rrd_path(world.site)
     if no_display:
         print(f"no display for a Rerun viewer: saving the recording to {rrd} (ASTRA_RRD names the file)", flush=True)
-    rec = episode_recording(world, f"{world.site}-{config.episode_seed()}", rrd)
+    topo = None
+    if config.viz_map():
+        topo = read_navigation_map(config.map_dir())
+        check_world_matches(topo, world)
+    rec = episode_recording(world, f"{world.site}-{config.episode_seed()}", rrd, topo)
     logger = EpisodeLogger(rec)
     for input_id, msg in episode_messages(node):
         logger.log(input_id, msg)

@@ -123,6 +123,7 @@ TOPICS: tuple[Topic, ...] = (
     Topic("route", "/route", "nav_msgs/msg/Path", None, "the route on the map graph, in map"),
     Topic("subgoals", "/route/subgoals", "nav_msgs/msg/Path", None, "the route ahead as subgoals, in odom"),
     Topic("local_odom", "/local/odom", "nav_msgs/msg/Odometry", 50.0, "wheel and IMU fused odometry"),
+    Topic("odom_tf", "/tf", "tf2_msgs/msg/TFMessage", 50.0, "odom -> base_link from the fused odometry, from local"),
     Topic("local_cmd", "/local/cmd_vel", "geometry_msgs/msg/Twist", 10.0, "local planner command, before safety"),
     Topic("plan", "/plan", "nav_msgs/msg/Path", 10.0, "the local planner's chosen trajectory, in odom"),
     Topic("local_costmap", "/local_costmap", "nav_msgs/msg/OccupancyGrid", 2.0, "rolling costmap from depth, in odom"),

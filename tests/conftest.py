@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
 import sim  # noqa: F401  (picks MuJoCo's rendering backend before any test imports mujoco)
 from schemas import messages as m
+from schemas.map import KEY_ENV, generate_key
 from schemas.topics import CAMERAS, TOPICS, camera_frame
+
+if TYPE_CHECKING:
+    from pipelines.mapping import MapSummary
 
 T0 = 1_700_000_000_000_000_000
 
@@ -114,3 +124,40 @@ def office_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("worlds") / "office-0"
     write_world(generate_world("office", 0), out)
     return out
+
+
+# Two short expert tours of the office, and the encrypted map `astra map build` makes of them: the mapping and
+# navigation tests share them.
+TOUR_SECONDS, TOUR_SEEDS = 30.0, (0, 1)
+
+
+@pytest.fixture(scope="session")
+def tour_lake(office_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A lake holding two recorded tours of the office, on routes the expert chose with different seeds."""
+    from datasets.tours import record_tour
+    from pipelines.ingest import ingest
+
+    root = tmp_path_factory.mktemp("tour")
+    for seed in TOUR_SEEDS:
+        record_tour(office_world, root / "logs" / f"tour-{seed}.mcap", TOUR_SECONDS, seed=seed)
+    summary = ingest([root / "logs"], root / "lake", progress=False)
+    assert summary.episodes == len(TOUR_SEEDS) and not summary.quarantined
+    return root / "lake"
+
+
+@pytest.fixture(scope="session")
+def office_map(tour_lake: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, MapSummary]:
+    """The office's map built from both tours by `astra map build`, encrypted: (map dir, key, summary)."""
+    from pipelines.mapping import MapSummary
+
+    key = generate_key()
+    out = tmp_path_factory.mktemp("maps") / "office-0"
+    astra = Path(sys.executable).parent / "astra"
+    env = {k: v for k, v in os.environ.items() if k != KEY_ENV} | {KEY_ENV: key}
+    argv = ["map", "build", "--site", "office-0", "--lake", str(tour_lake), "--out", str(out)]
+    proc = subprocess.run([astra, *argv], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # Only the progress bar reaches the user: no COLMAP log lines (glog: "I1129 15:02:52 ...") nor Beam warnings.
+    assert not re.search(r"^[IWE]\d{4} ", proc.stderr, re.MULTILINE) and "apitools" not in proc.stderr, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out, key, MapSummary(**{k: v for k, v in summary.items() if k != "registration_rate"})

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,19 +18,16 @@ import pytest
 from datasets.lake import Lake
 from datasets.map_store import read_map
 from datasets.site_log import recorded_world
-from datasets.tours import record_tour
 from models.mapping.evaluation import evaluate_map
 from models.mapping.graph import GraphConfig, GraphNodes, build_edges
 from models.mapping.keyframes import Trajectory
 from models.mapping.sfm import RigCamera
 from models.routing import RouteGraph
-from pipelines.ingest import ingest
 from pipelines.mapping import MapSummary
 from schemas.map import KEY_ENV, MapKeyError, generate_key, parse_key
 from schemas.world import World
 from viz.map import node_rooms
 
-TOUR_SECONDS, TOUR_SEEDS = 30.0, (0, 1)
 MIN_REGISTRATION, MAX_ATE_M = 0.95, 0.10  # the issue's bars
 MAX_PLACED_BY_ODOMETRY = 0.10  # the map benchmark measured 0.000-0.022 on 60 s tours of all four kinds
 VENV_BIN = Path(sys.executable).parent
@@ -112,33 +108,9 @@ def test_the_evaluator_counts_keyframes_placed_by_odometry_and_their_error(offic
     assert 0.05 < metrics["ate_rmse_m"] < 0.3 and metrics["landmarks"] == 1
 
 
-@pytest.fixture(scope="module")
-def tour_lake(office_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A lake holding two recorded tours of the office, on routes the expert chose with different seeds."""
-    root = tmp_path_factory.mktemp("tour")
-    for seed in TOUR_SEEDS:
-        record_tour(office_world, root / "logs" / f"tour-{seed}.mcap", TOUR_SECONDS, seed=seed)
-    summary = ingest([root / "logs"], root / "lake", progress=False)
-    assert summary.episodes == len(TOUR_SEEDS) and not summary.quarantined
-    return root / "lake"
-
-
 def _astra(*argv: str, key: str | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != KEY_ENV} | ({KEY_ENV: key} if key else {})
     return subprocess.run([ASTRA, *argv], capture_output=True, text=True, env=env)
-
-
-@pytest.fixture(scope="module")
-def office_map(tour_lake: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, MapSummary]:
-    """The office's map built from both tours by `astra map build`, encrypted: (map dir, key, summary)."""
-    key = generate_key()
-    out = tmp_path_factory.mktemp("maps") / "office-0"
-    proc = _astra("map", "build", "--site", "office-0", "--lake", str(tour_lake), "--out", str(out), key=key)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    # Only the progress bar reaches the user: no COLMAP log lines (glog: "I1129 15:02:52 ...") nor Beam warnings.
-    assert not re.search(r"^[IWE]\d{4} ", proc.stderr, re.MULTILINE) and "apitools" not in proc.stderr, proc.stderr
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    return out, key, MapSummary(**{k: v for k, v in summary.items() if k != "registration_rate"})
 
 
 def test_two_tours_merge_into_one_encrypted_map(office_map: tuple[Path, str, MapSummary]) -> None:

@@ -1,0 +1,55 @@
+"""The `global` node's navigator, loaded from a map on disk: its localizer, goal resolver and route graph.
+
+Both the dora node and the in-process mission evaluation load it here, so both run the same map the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from datasets.lake import Lake
+from datasets.map_eval import world_from_map
+from datasets.map_store import TopoMap, key_from_env, read_map
+from models.goals import GoalResolver
+from models.localization import Localizer, LocalizerConfig
+from models.mapping.sfm import rig_cameras
+from models.navigation import se2
+from models.navigation.global_navigator import GlobalNavigator, GlobalParams
+from models.navigation.se2 import Pose2
+from models.text_encoder import TextEncoder
+from schemas.map import MapError
+from schemas.robot import DEFAULT_ROBOT, RobotConfig
+from schemas.world import World
+
+
+def read_navigation_map(map_dir: Path) -> TopoMap:
+    """The map at `map_dir`, decrypted with ASTRA_MAP_KEY where it is encrypted; MapError says what is wrong."""
+    map_dir = Path(map_dir)
+    if not map_dir.is_dir():
+        raise MapError(f"no map at {map_dir}: build one with `astra map build`")
+    return read_map(map_dir, key_from_env())
+
+
+def check_world_matches(topo_map: TopoMap, world: World) -> None:
+    """MapError where the map was built of another building than `world`."""
+    site = topo_map.manifest.build.get("site")
+    if site != world.site:
+        raise MapError(f"the map is of site {site!r} but the world is {world.site!r}: give the map of this building")
+
+
+def global_navigator(
+    topo_map: TopoMap, robot: RobotConfig = DEFAULT_ROBOT, params: GlobalParams | None = None
+) -> GlobalNavigator:
+    """A navigator over `topo_map` for a robot of `robot`'s rig, with the bundled text encoder."""
+    config = LocalizerConfig(descriptor=topo_map.manifest.build.get("descriptor", LocalizerConfig.descriptor))
+    localizer = Localizer(topo_map.nodes, topo_map.node_features, rig_cameras(robot), config)
+    resolver = GoalResolver(topo_map.nodes, topo_map.landmarks, topo_map.node_landmarks, TextEncoder.from_pretrained())
+    return GlobalNavigator(localizer, resolver, topo_map.nodes, topo_map.edges, params or GlobalParams())
+
+
+def planar_world_from_map(topo_map: TopoMap, lake: Path | str | None = None) -> Pose2:
+    """world_from_map (datasets.map_eval) on the floor: x, y, yaw. For evaluation only: it reads the truth from
+    `lake` (default: the lake the map was built from)."""
+    aligned = world_from_map(topo_map, Lake(lake or topo_map.manifest.build["lake"]))
+    x, y, _ = aligned.translation
+    return float(x), float(y), se2.yaw_of(tuple(aligned.rotation.quat))

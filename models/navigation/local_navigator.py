@@ -1,0 +1,245 @@
+"""The core of the `local` node: fused odometry, the local costmap, and a safe command toward the next subgoal.
+
+Inputs arrive as messages, outputs leave as (dora output id, message), with no I/O and no clock of its own:
+every time is the robot's, from message stamps, so the dora node and the in-process evaluation run the same
+logic. Odometry runs on every IMU and wheel sample; the costmap updates when all cameras' depth of one stamp
+is in; `plan(now_ns)` runs the planner and the recoveries (the caller calls it at `plan_hz`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.costmap import CostmapConfig, LocalCostmap
+from models.local_planner import DwaPlanner, LocalPlan, LocalPlanner
+from models.navigation import se2
+from models.odometry import WheelImuOdometry
+from models.recovery import RecoveryManager
+from schemas.messages import (
+    CameraInfo,
+    DepthImage,
+    DynamicObstacles,
+    Event,
+    Imu,
+    MissionStatus,
+    OccupancyGrid,
+    Odometry,
+    Path,
+    TFMessage,
+    Transform,
+    Twist,
+    WheelState,
+)
+from schemas.robot import DEFAULT_ROBOT, RobotConfig
+from schemas.topics import BASE_FRAME, ODOM_FRAME, camera_frame
+
+Output = tuple[str, object]
+
+
+@dataclass(frozen=True)
+class LocalParams:
+    plan_hz: float = 10.0
+    costmap_hz: float = 2.0  # how often the costmap is published (it updates with every depth frame)
+    subgoal_passed_m: float = 0.8  # a subgoal this close counts as passed
+    relocalize_after_recovery: bool = True
+    # Lost (global still localizing) this long: drive a short leg to a new viewpoint, for a view the map knows.
+    explore_after_s: float = 4.0
+    explore_step_m: float = 1.5
+    explore_clearance_m: float = 0.45  # the leg keeps this far from what the costmap has seen
+
+
+class LocalNavigator:
+    """Odometry, costmap, planner and recoveries of the `local` node."""
+
+    def __init__(
+        self,
+        robot: RobotConfig = DEFAULT_ROBOT,
+        params: LocalParams = LocalParams(),
+        planner: LocalPlanner | None = None,
+        costmap: CostmapConfig | None = None,
+    ) -> None:
+        self.robot = robot
+        self.params = params
+        self.odometry = WheelImuOdometry(robot)
+        self.costmap = LocalCostmap(costmap or CostmapConfig(), robot)
+        self.planner = planner or DwaPlanner()
+        self.recovery = RecoveryManager()
+        self._depths: dict[str, tuple[DepthImage, CameraInfo]] = {}
+        self._infos: dict[str, CameraInfo] = {}
+        self._cameras = {camera_frame(c): c for c in robot.cameras}
+        self._subgoals: np.ndarray | None = None  # (P, 2) in odom, the last one the goal
+        self._localizing_since: int | None = None  # while global has a goal but no fix yet
+        self._explore: np.ndarray | None = None  # (1, 2) the viewpoint being driven to while lost
+        self._arrived = False
+        self._last_costmap_ns: int | None = None
+        self.plan_seconds: list[float] = []  # wall time of each plan(), for the loop's p99
+        self._window: list[float] = []  # the same, since the last loop_stats
+        self.last_plan: LocalPlan | None = None
+
+    # Inputs.
+
+    def on_imu(self, msg: Imu) -> None:
+        self.odometry.on_imu(msg)
+
+    def on_wheels(self, msg: WheelState) -> list[Output]:
+        self.odometry.on_wheels(msg)
+        x, y, yaw = self.odometry.pose()
+        v, w = self.odometry.velocity()
+        quat = se2.yaw_quat(yaw)
+        odom = Odometry(msg.t_ns, ODOM_FRAME, BASE_FRAME, (x, y, 0.0), quat, (v, 0.0, 0.0), (0.0, 0.0, w))
+        tf = TFMessage(msg.t_ns, (Transform(msg.t_ns, ODOM_FRAME, BASE_FRAME, (x, y, 0.0), quat),))
+        return [("local_odom", odom), ("odom_tf", tf)]
+
+    def on_camera_info(self, msg: CameraInfo) -> None:
+        self._infos[msg.frame_id] = msg
+
+    def on_depth(self, msg: DepthImage) -> list[Output]:
+        info = self._infos.get(msg.frame_id)
+        if info is None or msg.frame_id not in self._cameras:
+            return []
+        self._depths[msg.frame_id] = (msg, info)
+        if len(self._depths) < len(self._cameras) or len({d.t_ns for d, _ in self._depths.values()}) > 1:
+            return []
+        depths, self._depths = list(self._depths.values()), {}
+        self.costmap.update(msg.t_ns, self.odometry.pose(), depths)
+        outputs: list[Output] = [("moving_obstacles", self._moving(msg.t_ns))]
+        if self._last_costmap_ns is None or msg.t_ns - self._last_costmap_ns >= 1e9 / self.params.costmap_hz:
+            self._last_costmap_ns = msg.t_ns
+            outputs.append(("local_costmap", self._grid(msg.t_ns)))
+        return outputs
+
+    def on_subgoals(self, msg: Path) -> None:
+        self._subgoals = np.column_stack([msg.x, msg.y]) if msg.x else None
+        self._explore = None
+        self._arrived = False
+        self.recovery.reset()
+        self.planner.reset()
+
+    def on_mission_status(self, msg: MissionStatus) -> None:
+        """Global's mission state: while it is still localizing, the robot looks for a view it can localize from."""
+        if msg.state != "localizing":
+            self._localizing_since = None
+        elif self._localizing_since is None:
+            self._localizing_since = msg.t_ns
+
+    @property
+    def driving(self) -> bool:
+        """Whether the planner has somewhere to go: a route, or a viewpoint while lost."""
+        return (self._subgoals is not None and not self._arrived) or self._explore is not None
+
+    # Planning.
+
+    def plan(self, now_ns: int) -> list[Output]:
+        """One planning cycle: a command (zero without subgoals), the chosen trajectory and any events."""
+        route = self._subgoals if self._subgoals is not None else self._exploration(now_ns)
+        if route is None or self._arrived or self.odometry.t_ns is None:
+            return [("local_cmd", Twist(now_ns, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)))]
+        started = time.perf_counter()
+        pose = self.odometry.pose()
+        velocity = self.odometry.velocity()
+        if self._subgoals is not None:
+            self._drop_passed(pose)
+            route = self._subgoals
+        clearance = self.costmap.clearance()
+        plan = self.planner.plan(pose, velocity, route, True, clearance)
+        self.last_plan = plan
+        outputs: list[Output] = []
+        v, w = plan.v, plan.w
+        if self._subgoals is None:
+            if plan.status != "ok":  # at the viewpoint, or it cannot be reached: wait, then try elsewhere
+                self._explore, self._localizing_since = None, now_ns
+        elif plan.status == "arrived":
+            self._arrived = True
+            outputs.append(("nav_events", Event(now_ns, "goal_reached", "local", "", 0.0)))
+        else:
+            recovery = self.recovery.update(now_ns, pose, plan, plan.remaining_m, clearance)
+            outputs += self._recovery_events()
+            if recovery is not None:
+                v, w = recovery.v, recovery.w
+                if recovery.behaviour == "replan":
+                    self.planner.reset()
+        elapsed = time.perf_counter() - started
+        self.plan_seconds.append(elapsed)
+        self._window.append(elapsed)
+        traj = plan.trajectory
+        outputs.append(("local_cmd", Twist(now_ns, (v, 0.0, 0.0), (0.0, 0.0, w))))
+        outputs.append(("plan", Path(now_ns, ODOM_FRAME, tuple(traj[:, 0]), tuple(traj[:, 1]), tuple(traj[:, 2]))))
+        return outputs
+
+    def _exploration(self, now_ns: int) -> np.ndarray | None:
+        """The viewpoint to drive to while lost, as a one-point route in odom; None while waiting."""
+        p = self.params
+        if self._localizing_since is None or now_ns - self._localizing_since < p.explore_after_s * 1e9:
+            return None
+        if self._explore is None:
+            x, y, yaw = self.odometry.pose()
+            headings = yaw + np.linspace(-np.pi, np.pi, 16, endpoint=False)
+            steps = np.linspace(0.2, p.explore_step_m, 8)
+            rays = np.stack([x + np.cos(headings)[:, None] * steps, y + np.sin(headings)[:, None] * steps], axis=-1)
+            free = self.costmap.clearance().at(rays) >= p.explore_clearance_m
+            reach = np.where(free.all(axis=1), steps[-1], steps[np.argmin(free, axis=1)] - steps[0])
+            # The longest free leg; among equals, the most ahead, where the robot has not just come from.
+            best = int(np.argmax(reach + 0.01 * np.cos(headings - yaw)))
+            if reach[best] < steps[1]:
+                return None
+            self._explore = np.array(
+                [[x + np.cos(headings[best]) * reach[best], y + np.sin(headings[best]) * reach[best]]]
+            )
+        return self._explore
+
+    def loop_stats(self, t_ns: int, window_s: float) -> Event:
+        """The planner's rate and compute time over the plans since the last call, as a `loop_stats` event."""
+        seconds, self._window = np.array(self._window), []
+        if not len(seconds):
+            return Event(t_ns, "loop_stats", "local", "plans=0", 0.0)
+        p50, p99 = np.percentile(seconds * 1e3, [50, 99])
+        detail = f"plans={len(seconds)} hz={len(seconds) / window_s:.2f} p50_ms={p50:.2f} p99_ms={p99:.2f}"
+        return Event(t_ns, "loop_stats", "local", detail, float(p99))
+
+    def _recovery_events(self) -> list[Output]:
+        """Each recovery as an event; replans and blocked routes also ask global to relocalize or reroute."""
+        outputs: list[Output] = []
+        for event in self.recovery.events:
+            detail = event.detail
+            kind = "recovery"
+            if event.name == "route_blocked" and self.recovery.blocked_at is not None:
+                kind, detail = "route_blocked", ",".join(f"{v:.3f}" for v in self.recovery.blocked_at[:2])
+            outputs.append(("nav_events", Event(event.t_ns, kind, "local", f"{event.name}: {detail}", 0.0)))
+            if event.name == "replan" and self.params.relocalize_after_recovery:
+                outputs.append(("nav_events", Event(event.t_ns, "relocalize_request", "local", "after recovery", 0.0)))
+        self.recovery.events.clear()
+        return outputs
+
+    def _drop_passed(self, pose: se2.Pose2) -> None:
+        subgoals = self._subgoals
+        while len(subgoals) > 1 and math.hypot(subgoals[0, 0] - pose[0], subgoals[0, 1] - pose[1]) < (
+            self.params.subgoal_passed_m
+        ):
+            subgoals = subgoals[1:]
+        self._subgoals = subgoals
+
+    # Messages.
+
+    def _grid(self, t_ns: int) -> OccupancyGrid:
+        cells, spec = self.costmap.occupancy()
+        rows, cols = cells.shape
+        origin = (spec.origin[0], spec.origin[1], 0.0)
+        return OccupancyGrid(t_ns, ODOM_FRAME, spec.resolution, cols, rows, origin, cells.astype(np.int8).tobytes())
+
+    def _moving(self, t_ns: int) -> DynamicObstacles:
+        centres = self.costmap.moving_obstacles()
+        in_base = se2.apply(se2.inverse(self.odometry.pose()), centres) if len(centres) else np.zeros((0, 2))
+        n = len(in_base)
+        return DynamicObstacles(
+            t_ns,
+            tuple(f"moving_{i}" for i in range(n)),
+            tuple(in_base[:, 0].tolist()),
+            tuple(in_base[:, 1].tolist()),
+            (0.0,) * n,
+            (0.0,) * n,
+            (self.costmap.config.resolution,) * n,
+        )

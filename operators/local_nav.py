@@ -1,0 +1,74 @@
+"""dora node `local`: fused odometry, the local costmap from depth, and the classical planner (models/navigation).
+
+Inputs: `imu`, `wheels`, the three `depth_*` and `camera_info_*`, `subgoals` (the route ahead in odom, from
+global), `mission_status` (while global is still localizing, local drives to new viewpoints) and `clock`
+(robot time: the planner runs every 1/plan_hz of it). Outputs: `local_odom` (per wheel sample, >= 50 Hz) and
+`odom_tf`, `local_cmd` (to actuation), `plan`, `local_costmap`, `moving_obstacles` (base_link, for actuation's
+slowdown near people) and `nav_events` (arrival, recoveries, blocked route, relocalize requests, and every few
+seconds `loop_stats`: the planner's rate and p50/p99 compute time inside the running graph).
+"""
+
+from __future__ import annotations
+
+from dora import Node
+
+from models.navigation.local_navigator import LocalNavigator
+from operators import config
+from schemas.messages import (
+    CameraInfo,
+    Clock,
+    DepthImage,
+    Imu,
+    MissionStatus,
+    Path,
+    WheelState,
+    from_arrow,
+    to_arrow,
+)
+
+STATS_EVERY_NS = 5_000_000_000
+
+
+def main(node: Node | None = None) -> None:
+    node = node or Node()
+    navigator = LocalNavigator(config.robot_config())
+    period_ns = int(1e9 / navigator.params.plan_hz)
+    last_plan_ns: int | None = None
+    last_stats_ns: int | None = None
+
+    def publish(outputs: list[tuple[str, object]]) -> None:
+        for output_id, msg in outputs:
+            node.send_output(output_id, *to_arrow(msg))
+
+    for event in node:
+        if event["type"] == "STOP" or (event["type"] == "INPUT_CLOSED" and event["id"] == "clock"):
+            break  # the sensor is gone: in the navigation graph's cycles, no other input would ever close
+        if event["type"] != "INPUT":
+            continue
+        msg = from_arrow(event["value"], event["metadata"])
+        if isinstance(msg, Imu):
+            navigator.on_imu(msg)
+        elif isinstance(msg, WheelState):
+            publish(navigator.on_wheels(msg))
+        elif isinstance(msg, CameraInfo):
+            navigator.on_camera_info(msg)
+        elif isinstance(msg, DepthImage):
+            publish(navigator.on_depth(msg))
+        elif isinstance(msg, Path):
+            navigator.on_subgoals(msg)
+        elif isinstance(msg, MissionStatus):
+            navigator.on_mission_status(msg)
+        elif isinstance(msg, Clock):
+            if last_plan_ns is not None and msg.t_ns - last_plan_ns < period_ns:
+                continue
+            last_plan_ns = msg.t_ns
+            publish(navigator.plan(msg.t_ns))
+            if last_stats_ns is None:
+                last_stats_ns = msg.t_ns
+            elif msg.t_ns - last_stats_ns >= STATS_EVERY_NS:
+                publish([("nav_events", navigator.loop_stats(msg.t_ns, (msg.t_ns - last_stats_ns) * 1e-9))])
+                last_stats_ns = msg.t_ns
+
+
+if __name__ == "__main__":
+    main()
