@@ -9,7 +9,17 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks import ingest, lake_queries, mapping, record_rates, simulator
+from benchmarks import (
+    goals,
+    ingest,
+    lake_queries,
+    local_planner,
+    mapping,
+    odometry_drift,
+    record_rates,
+    relocalization,
+    simulator,
+)
 
 BENCHMARKS = {
     "simulator": simulator.run,
@@ -17,6 +27,10 @@ BENCHMARKS = {
     "ingest": ingest.run,
     "lake_queries": lake_queries.run,
     "mapping": mapping.run,
+    "goals": goals.run,
+    "relocalization": relocalization.run,
+    "local_planner": local_planner.run,
+    "odometry_drift": odometry_drift.run,
 }
 OUT = Path("data/bench")
 

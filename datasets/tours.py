@@ -23,11 +23,11 @@ def record_tour(
     """Drive the expert through the world for `seconds` of sim time and record it to MCAP at `path`."""
     world_json = (world_dir / "world.json").read_bytes()
     world = World.from_json(world_json.decode())
+    sim = Simulator(world_dir, config, seed=seed)
     metadata = EpisodeMetadata(
         config.robot_id, world.site, world.kind, world.seed, seed, SOFTWARE_VERSION, config.camera_width,
-        config.camera_height,
+        config.camera_height, sim.sensor_errors.to_json(),
     )  # fmt: skip
-    sim = Simulator(world_dir, config, seed=seed)
     expert = ExpertDriver(world, seed=seed)
     writer = EpisodeWriter(path, metadata, world_json)
     try:

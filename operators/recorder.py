@@ -16,6 +16,7 @@ from operators import config
 from operators.episode_stream import episode_messages
 from schemas.episode import SOFTWARE_VERSION, EpisodeMetadata
 from schemas.world import World
+from sim.robot import draw_sensor_errors
 
 
 def main(node: Node | None = None) -> None:
@@ -23,15 +24,18 @@ def main(node: Node | None = None) -> None:
     world_json = (config.world_dir() / "world.json").read_bytes()
     world = World.from_json(world_json.decode())
     robot = config.robot_config()
+    seed = config.episode_seed()
     metadata = EpisodeMetadata(
         robot_id=robot.robot_id,
         site=world.site,
         world_kind=world.kind,
         world_seed=world.seed,
-        episode_seed=config.episode_seed(),
+        episode_seed=seed,
         software_version=SOFTWARE_VERSION,
         camera_width=robot.camera_width,
         camera_height=robot.camera_height,
+        # The sensor node's simulator draws the same errors from the same seed.
+        sensor_errors=draw_sensor_errors(robot.noise, seed, [room.id for room in world.rooms]).to_json(),
     )
     writer = EpisodeWriter(config.mcap_path(world.site), metadata, world_json, start_ns=time.time_ns())
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from importlib.metadata import PackageNotFoundError, version
 
 try:
@@ -16,7 +16,10 @@ WORLD_ATTACHMENT_MEDIA_TYPE = "application/json"
 
 @dataclass(frozen=True)
 class EpisodeMetadata:
-    """Stored as the MCAP metadata record `astra.episode` (string values, per the MCAP spec)."""
+    """Stored as the MCAP metadata record `astra.episode` (string values, per the MCAP spec).
+
+    Fields with a default came later: recordings made before them read with that default.
+    """
 
     robot_id: str
     site: str
@@ -26,6 +29,7 @@ class EpisodeMetadata:
     software_version: str
     camera_width: int
     camera_height: int
+    sensor_errors: str = "{}"  # JSON: the noise figures and per-episode draws (sim.robot.SensorErrors)
 
     def to_record(self) -> dict[str, str]:
         return {k: str(v) for k, v in asdict(self).items()}
@@ -34,5 +38,7 @@ class EpisodeMetadata:
     def from_record(cls, record: dict[str, str]) -> EpisodeMetadata:
         kwargs = {}
         for f in fields(cls):
+            if f.name not in record and f.default is not MISSING:
+                continue
             kwargs[f.name] = int(record[f.name]) if f.type == "int" else record[f.name]
         return cls(**kwargs)

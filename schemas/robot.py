@@ -30,6 +30,49 @@ MOTION_LIMITS = MotionLimits()
 
 
 @dataclass(frozen=True)
+class SensorNoise:
+    """How the robot's sensors and drive err: the fixed figures; per-episode draws come from them (sim.robot)."""
+
+    # IMU figures are a consumer MEMS part's (Bosch BMI088 datasheet noise densities; bias random walks of
+    # the size Kalibr calibrations of such parts report): white noise per sample is density * sqrt(imu_hz), and the
+    # bias starts at a per-episode draw, then random-walks.
+    accel_noise_density: float = 1.7e-3  # m/s^2/sqrt(Hz) (175 ug/sqrt(Hz))
+    accel_bias_std: float = 0.05  # m/s^2, initial bias
+    accel_bias_random_walk: float = 1e-3  # m/s^3/sqrt(Hz)
+    gyro_noise_density: float = 2.4e-4  # rad/s/sqrt(Hz) (0.014 deg/s/sqrt(Hz))
+    gyro_bias_std: float = 0.002  # rad/s, initial bias
+    gyro_bias_random_walk: float = 2e-5  # rad/s^2/sqrt(Hz)
+    # Wheels. The estimator uses the nominal radius and separation; the true ones differ per episode (tyre wear,
+    # assembly), which makes wheel odometry drift systematically.
+    wheel_radius_error_std: float = 0.002  # relative, each wheel on its own
+    wheel_separation_error_std: float = 0.02  # relative: the effective contact points are not where designed
+    # Slip: fraction of extra tyre travel, per unit of acceleration (m/s^2) and of yaw rate (rad/s), times the floor's
+    # slip coefficient; plus white slip per encoder sample of the same scale.
+    wheel_slip_per_accel: float = 0.01
+    wheel_slip_per_yaw_rate: float = 0.03
+    wheel_slip_std: float = 0.01
+    floor_slip: tuple[tuple[str, float], ...] = (  # textures.FLOOR_STYLES: polished floors slip more than carpet
+        ("carpet", 0.6),
+        ("wood", 0.9),
+        ("concrete", 1.0),
+        ("vinyl", 1.1),
+        ("tiles", 1.3),
+    )
+    # Camera exposure: each camera's auto-exposure adapts to the light of the room the robot is in with a lag, so a
+    # room lit differently shows over- or under-exposed for a moment; on top, the gain drifts slowly (mean-reverting).
+    room_light_std: float = 0.35  # log-brightness spread of rooms, drawn per episode
+    exposure_time_constant: float = 0.8  # s for auto-exposure to adapt
+    exposure_drift_std: float = 0.1  # log-gain, stationary spread of the slow drift
+    exposure_drift_time_constant: float = 20.0  # s
+    # Depth, like a structured-light or stereo RGB-D camera: noise sigma = depth_noise_per_m2 * z^2; NaN (REP-118
+    # "invalid") where the depth jumps by more than depth_edge_jump * z between neighbours and where the surface is
+    # too dark (mean RGB below depth_dark_level) to return the projected pattern.
+    depth_noise_per_m2: float = 0.0025
+    depth_edge_jump: float = 0.1
+    depth_dark_level: int = 20
+
+
+@dataclass(frozen=True)
 class RobotConfig:
     """Physical, sensor and noise parameters of the simulated robot."""
 
@@ -63,14 +106,7 @@ class RobotConfig:
     odom_hz: float = BY_OUTPUT["odom"].rate_hz  # wheels, odom, ground_truth and tf
     camera_hz: float = BY_OUTPUT["image_front"].rate_hz
     obstacles_hz: float = BY_OUTPUT["obstacles"].rate_hz
-    # Noise. IMU values are typical of a consumer MEMS part (e.g. BMI088) sampled at 100 Hz;
-    # biases are drawn once per episode.
-    accel_noise_std: float = 0.02  # m/s^2
-    accel_bias_std: float = 0.05  # m/s^2
-    gyro_noise_std: float = 0.002  # rad/s
-    gyro_bias_std: float = 0.002  # rad/s
-    wheel_slip_std: float = 0.01  # multiplicative, per encoder sample
-    wheel_scale_std: float = 0.003  # multiplicative, per episode (tyre wear, calibration)
+    noise: SensorNoise = SensorNoise()
     collision_release_s: float = 0.25  # s free of contact before a new touch counts as a new collision
 
     @property

@@ -6,18 +6,25 @@ never tip, and three force-limited velocity servos drive it. The simulator sets 
 from the commanded (v, w) every physics step, which keeps lateral velocity at zero (no side slip)
 while contacts with walls still win over the bounded motor force.
 
+`draw_sensor_errors` draws an episode's calibration errors, initial IMU biases and room lights from its seed, so
+the simulator and whoever records the episode's metadata get the same values.
+
 Frames: base_link sits on the floor between the wheels (x forward, z up); imu_link is a pure
 translation of it; each camera has a REP-103 optical frame (z forward, x right, y down).
 """
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 
 import mujoco
+import numpy as np
 from scipy.spatial.transform import Rotation
 
-from schemas.robot import RobotConfig, camera_mount
+from schemas.robot import RobotConfig, SensorNoise, camera_mount
 
 BODY = "robot"
 JOINTS = ("robot_x", "robot_y", "robot_yaw")
@@ -29,6 +36,35 @@ WHEELS = ("left_wheel", "right_wheel")
 
 # MuJoCo cameras look along -z with y up; the optical frame looks along +z with y down.
 _MUJOCO_FROM_OPTICAL = Rotation.from_euler("x", math.pi)
+
+
+@dataclass(frozen=True)
+class SensorErrors:
+    """One episode's sensor and drive errors: the fixed noise figures and what was drawn from them."""
+
+    noise: SensorNoise
+    wheel_radius_scale: tuple[float, float]  # true / nominal radius of the left and right wheel
+    wheel_separation_scale: float  # true / nominal wheel separation
+    accel_bias: tuple[float, float, float]  # m/s^2 at start; it random-walks from there
+    gyro_bias: tuple[float, float, float]  # rad/s at start
+    room_light: dict[str, float]  # log-brightness of each room's light, by room id
+
+    def to_json(self) -> str:
+        """The record stored in episode metadata (`EpisodeMetadata.sensor_errors`)."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def draw_sensor_errors(noise: SensorNoise, seed: int, room_ids: Sequence[str]) -> SensorErrors:
+    """The errors of the episode with this seed, in a world with these rooms."""
+    rng = np.random.default_rng(seed)
+    return SensorErrors(
+        noise=noise,
+        wheel_radius_scale=tuple((1 + rng.normal(0.0, noise.wheel_radius_error_std, 2)).tolist()),
+        wheel_separation_scale=float(1 + rng.normal(0.0, noise.wheel_separation_error_std)),
+        accel_bias=tuple(rng.normal(0.0, noise.accel_bias_std, 3).tolist()),
+        gyro_bias=tuple(rng.normal(0.0, noise.gyro_bias_std, 3).tolist()),
+        room_light={room: float(rng.normal(0.0, noise.room_light_std)) for room in room_ids},
+    )
 
 
 def camera_name(camera: str) -> str:

@@ -3,14 +3,17 @@
 Time is simulated: every stream falls due at exact multiples of its period (in whole physics steps),
 and `advance` returns the messages stamped inside the interval it simulated, in time order.
 
-Sensor models:
+Sensor models (figures in `RobotConfig.noise`, per-episode draws in `Simulator.sensor_errors`):
 - IMU: MuJoCo accelerometer (specific force, +g on z at rest) and gyro, plus white noise and a bias
-  drawn once per episode. The orientation is what a 6-axis AHRS without magnetometer reports: level,
-  with yaw integrated from the noisy gyro since start-up, so it drifts like the real thing.
-- Wheels: angles and rates derived from the true planar motion (forward and yaw components only, so
-  a wall pushing the robot sideways is invisible to them), each encoder sample scaled by
-  1 + per-episode scale error + per-sample slip.
-- Odometry: dead reckoning from the noisy encoder increments, `odom` -> `base_link`.
+  that starts at a per-episode draw and random-walks. The orientation is what a 6-axis AHRS without
+  magnetometer reports: level, with yaw integrated from the noisy gyro since start-up, so it drifts.
+- Wheels: tyre travel derived from the true planar motion (forward and yaw components only, so a wall
+  pushing the robot sideways is invisible to them) with the episode's true wheel separation, plus slip
+  that grows with acceleration and yaw rate and with the floor's slipperiness; encoders turn that
+  travel into angles with the episode's true wheel radii.
+- Odometry: dead reckoning from the encoder angles with the nominal radius and separation, `odom` -> `base_link`.
+- Cameras: RGB scaled by the room's light and each camera's lagging auto-exposure gain before JPEG;
+  depth with noise growing as z^2 and NaN at depth edges and on dark surfaces.
 """
 
 from __future__ import annotations
@@ -44,7 +47,18 @@ from schemas.messages import (
 from schemas.robot import DEFAULT_ROBOT, RobotConfig, camera_mount
 from schemas.topics import BASE_FRAME, IMU_FRAME, MAP_FRAME, ODOM_FRAME, camera_frame
 from schemas.world import Agent, World
-from sim.robot import ACCEL_SENSOR, ACTUATORS, BODY, GYRO_SENSOR, JOINTS, WHEELS, add_robot, camera_name
+from sim.robot import (
+    ACCEL_SENSOR,
+    ACTUATORS,
+    BODY,
+    GYRO_SENSOR,
+    JOINTS,
+    WHEELS,
+    add_robot,
+    camera_name,
+    draw_sensor_errors,
+)
+from sim.vocabulary import KINDS
 
 Message = tuple[str, object]
 
@@ -56,6 +70,12 @@ def _yaw_quat(yaw: float) -> tuple[float, float, float, float]:
 
 def _wrap(angle: float) -> float:
     return (angle + math.pi) % (2 * math.pi) - math.pi
+
+
+def _tyre(ground: np.ndarray, factor: np.ndarray, turn_gain: float) -> np.ndarray:
+    """Travel (or speed) at the (left, right) tyres for this ground travel (or speed) under slip."""
+    forward, turn = ground.mean(), (ground[1] - ground[0]) / 2 * turn_gain
+    return factor * np.array([forward - turn, forward + turn])
 
 
 class _Schedule:
@@ -128,7 +148,8 @@ class Simulator:
         self.model.vis.map.znear = config.depth_near / self.model.stat.extent
         self.model.vis.map.zfar = config.depth_far / self.model.stat.extent
 
-        self._rng = np.random.default_rng(seed)
+        self.sensor_errors = draw_sensor_errors(config.noise, seed, [room.id for room in self.world.rooms])
+        self._rng = np.random.default_rng((seed, 1))  # per-sample noise, apart from the per-episode draws
         self._qpos = np.array([self.model.joint(j).qposadr[0] for j in JOINTS])
         self._qvel = np.array([self.model.joint(j).dofadr[0] for j in JOINTS])
         self._ctrl = np.array([self.model.actuator(a).id for a in ACTUATORS])
@@ -143,14 +164,37 @@ class Simulator:
             self._crowd.step(self.data, 0.0)
 
         self._cmd = (0.0, 0.0)
-        self._accel_bias = self._rng.normal(0.0, config.accel_bias_std, 3)
-        self._gyro_bias = self._rng.normal(0.0, config.gyro_bias_std, 3)
+        errors = self.sensor_errors
+        self._accel_bias = np.array(errors.accel_bias)
+        self._gyro_bias = np.array(errors.gyro_bias)
         self._imu_yaw = 0.0
-        self._wheel_scale = 1 + self._rng.normal(0.0, config.wheel_scale_std, 2)
-        self._wheel_true_delta = np.zeros(2)  # true tyre travel (m) since the last encoder sample
+        self._true_wheel_radius = config.wheel_radius * np.array(errors.wheel_radius_scale)
+        self._true_half_track = config.wheel_separation * errors.wheel_separation_scale / 2
+        self._wheel_true_delta = np.zeros(2)  # true ground travel (m) of each wheel since the last encoder sample
         self._wheel_angle = np.zeros(2)
+        self._last_speed = 0.0  # forward speed at the last encoder sample, for the acceleration that makes slip
         self._odom = np.zeros(3)  # x, y, yaw in odom
+
+        # Rooms decide the floor under the wheels and the light the cameras see; doorways keep the last room's.
+        self._room_bounds = np.array([room.bounds for room in self.world.rooms]).reshape(-1, 4)
+        floors = KINDS[self.world.kind].floors  # rooms, then corridors and aisles, as sim.mjcf textures them
+        slip_of = dict(config.noise.floor_slip)
+        self._room_slip = np.array(
+            [slip_of[floors[0] if room.kind == "room" else floors[1]] for room in self.world.rooms]
+        )
+        self._room_light = np.array([errors.room_light[room.id] for room in self.world.rooms])
         self.place(*self.world.spawn)
+        self._room = max(self._room_at(*self.pose()[:2]), 0)
+        # Each camera's auto-exposure starts adapted to the room it wakes up in.
+        self._exposure_adapt = dict.fromkeys(
+            config.cameras, -float(self._room_light[self._room]) if len(self._room_light) else 0.0
+        )
+        # Depth noise is cut from a bank of normals at a random offset per frame: drawing fresh ones costs as much
+        # as all the rest of the depth model.
+        self._depth_normals = self._rng.standard_normal(4 * config.camera_width * config.camera_height, np.float32)
+        self._exposure_drift = {
+            c: float(self._rng.normal(0.0, config.noise.exposure_drift_std)) for c in config.cameras
+        }
 
         self.collisions = 0
         self._last_contact = -math.inf  # elapsed seconds
@@ -219,7 +263,7 @@ class Simulator:
         return self._obstacles(self.t_ns)
 
     def render(self, camera: str) -> tuple[np.ndarray, np.ndarray]:
-        """RGB (H, W, 3) uint8 and metric depth along the optical axis (H, W) float32 of one camera."""
+        """RGB (H, W, 3) uint8 and metric depth along the optical axis (H, W) float32 of one camera, noise-free."""
         self._update_scene(camera)
         self._renderer.enable_depth_rendering()
         depth = self._renderer.render()
@@ -279,9 +323,8 @@ class Simulator:
         dyaw = _wrap(yaw - yaw0)
         heading = yaw0 + dyaw / 2
         forward = (x - x0) * math.cos(heading) + (y - y0) * math.sin(heading)
-        half_track = self.config.wheel_separation / 2
-        self._wheel_true_delta[0] += forward - dyaw * half_track
-        self._wheel_true_delta[1] += forward + dyaw * half_track
+        self._wheel_true_delta[0] += forward - dyaw * self._true_half_track
+        self._wheel_true_delta[1] += forward + dyaw * self._true_half_track
         self._last_pose = (x, y, yaw)
 
     def _detect_collisions(self, speed: float) -> None:
@@ -316,9 +359,14 @@ class Simulator:
         return [message for s in due for message in s.emit(self.t_ns)]
 
     def _imu_messages(self, t_ns: int) -> list[Message]:
-        cfg = self.config
-        accel = self.data.sensordata[self._accel] + self._accel_bias + self._rng.normal(0, cfg.accel_noise_std, 3)
-        gyro = self.data.sensordata[self._gyro] + self._gyro_bias + self._rng.normal(0, cfg.gyro_noise_std, 3)
+        cfg, noise = self.config, self.config.noise
+        # Continuous-time densities to per-sample figures: white noise * sqrt(rate), bias steps / sqrt(rate).
+        white, walk = self._rng.normal(0.0, 1.0, (2, 6))
+        root_hz = math.sqrt(cfg.imu_hz)
+        self._accel_bias += walk[:3] * (noise.accel_bias_random_walk / root_hz)
+        self._gyro_bias += walk[3:] * (noise.gyro_bias_random_walk / root_hz)
+        accel = self.data.sensordata[self._accel] + self._accel_bias + white[:3] * (noise.accel_noise_density * root_hz)
+        gyro = self.data.sensordata[self._gyro] + self._gyro_bias + white[3:] * (noise.gyro_noise_density * root_hz)
         self._imu_yaw += gyro[2] / cfg.imu_hz
         imu = Imu(t_ns, IMU_FRAME, _yaw_quat(self._imu_yaw), tuple(gyro.tolist()), tuple(accel.tolist()))
         return [("imu", imu)]
@@ -326,15 +374,15 @@ class Simulator:
     def _odom_messages(self, t_ns: int) -> list[Message]:
         cfg = self.config
         v, w = self.velocity()
-        half_track = cfg.wheel_separation / 2
-        true_rates = np.array([v - w * half_track, v + w * half_track]) / cfg.wheel_radius
-        factor = self._wheel_scale + self._rng.normal(0.0, cfg.wheel_slip_std, 2)
-        travel = factor * self._wheel_true_delta  # metres at the tyre, as the encoders report it
+        ground_rates = np.array([v - w * self._true_half_track, v + w * self._true_half_track])
+        factor, turn_gain = self._slip(v, w)
+        angles = _tyre(self._wheel_true_delta, factor, turn_gain) / self._true_wheel_radius
         self._wheel_true_delta[:] = 0.0
-        self._wheel_angle += travel / cfg.wheel_radius
-        rates = factor * true_rates
+        self._wheel_angle += angles
+        rates = _tyre(ground_rates, factor, turn_gain) / self._true_wheel_radius
         wheels = WheelState(t_ns, WHEELS, tuple(self._wheel_angle.tolist()), tuple(rates.tolist()))
 
+        travel = angles * cfg.wheel_radius  # what the estimator believes the wheels covered
         forward, dyaw = travel.mean(), (travel[1] - travel[0]) / cfg.wheel_separation
         heading = self._odom[2] + dyaw / 2
         self._odom += (forward * math.cos(heading), forward * math.sin(heading), dyaw)
@@ -359,6 +407,32 @@ class Simulator:
         tf = TFMessage(t_ns, (map_odom, odom_base))
         return [("wheels", wheels), ("odom", odom), ("ground_truth", truth), ("tf", tf)]
 
+    def _room_at(self, x: float, y: float) -> int:
+        """Index of the room holding (x, y), -1 in none (a doorway or a wall)."""
+        b = self._room_bounds
+        inside = np.flatnonzero((b[:, 0] <= x) & (x <= b[:, 2]) & (b[:, 1] <= y) & (y <= b[:, 3]))
+        return int(inside[0]) if len(inside) else -1
+
+    def _current_room(self) -> int:
+        room = self._room_at(*self.pose()[:2])
+        if room >= 0:
+            self._room = room
+        return self._room
+
+    def _slip(self, v: float, w: float) -> tuple[np.ndarray, float]:
+        """This encoder sample's tyre/ground ratio of each wheel, and the gain on their difference (see `_tyre`).
+
+        Accelerating spins the tyres ahead of the ground and braking drags them behind; turning scrubs them
+        sideways, which a differential drive sees as extra turning; a slippery floor makes both worse.
+        """
+        noise = self.config.noise
+        slipperiness = self._room_slip[self._current_room()] if len(self._room_slip) else 1.0
+        accel = (v - self._last_speed) * self.config.odom_hz
+        self._last_speed = v
+        turn_gain = 1 + slipperiness * noise.wheel_slip_per_yaw_rate * abs(w)
+        white = self._rng.normal(0.0, noise.wheel_slip_std, 2)
+        return 1 + slipperiness * (noise.wheel_slip_per_accel * accel + white), turn_gain
+
     def _tf_static_messages(self, t_ns: int) -> list[Message]:
         transforms = [Transform(t_ns, BASE_FRAME, IMU_FRAME, self.config.imu_mount, (0.0, 0.0, 0.0, 1.0))]
         for camera in self.config.cameras:
@@ -369,8 +443,11 @@ class Simulator:
 
     def _camera_messages(self, t_ns: int) -> list[Message]:
         messages: list[Message] = []
+        light = float(self._room_light[self._current_room()]) if len(self._room_light) else 0.0
         for camera in self.config.cameras:
             rgb, depth = self.render(camera)
+            depth = self._depth_errors(depth, rgb)
+            rgb = self._expose(camera, rgb, light)
             jpeg = io.BytesIO()
             Image.fromarray(rgb).save(jpeg, format="JPEG", quality=self.config.jpeg_quality)
             frame = camera_frame(camera)
@@ -381,6 +458,43 @@ class Simulator:
                 (f"camera_info_{camera}", dataclasses.replace(self._camera_info[camera], t_ns=t_ns)),
             ]
         return messages
+
+    def _expose(self, camera: str, rgb: np.ndarray, light: float) -> np.ndarray:
+        """The image as this camera's auto-exposure records it under the room's light, one frame later."""
+        noise, dt = self.config.noise, 1.0 / self.config.camera_hz
+        log_gain = light + self._exposure_adapt[camera] + self._exposure_drift[camera]
+        # Auto-exposure closes part of the gap to the room's light each frame; the drift is an Ornstein-Uhlenbeck step.
+        self._exposure_adapt[camera] += (-light - self._exposure_adapt[camera]) * -math.expm1(
+            -dt / noise.exposure_time_constant
+        )
+        keep = math.exp(-dt / noise.exposure_drift_time_constant)
+        self._exposure_drift[camera] = keep * self._exposure_drift[camera] + self._rng.normal(
+            0.0, noise.exposure_drift_std * math.sqrt(1 - keep * keep)
+        )
+        # A lookup table is far cheaper than float arithmetic on every pixel.
+        table = np.clip(np.arange(256) * math.exp(log_gain) + 0.5, 0, 255).astype(np.uint8)
+        return table.take(rgb)
+
+    def _depth_errors(self, depth: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+        """Depth as an RGB-D camera measures it: noise sigma k * z^2, NaN at depth edges and on dark surfaces."""
+        noise = self.config.noise
+        start = self._rng.integers(len(self._depth_normals) - depth.size)
+        normals = self._depth_normals[start : start + depth.size].reshape(depth.shape)
+        measured = depth + noise.depth_noise_per_m2 * np.square(depth) * normals
+        measured[np.isinf(depth)] = np.inf  # "too far" stays so, rather than inf - inf
+        with np.errstate(invalid="ignore"):  # inf next to inf is no edge
+            near = np.minimum(depth[:, 1:], depth[:, :-1])
+            across = np.abs(depth[:, 1:] - depth[:, :-1]) > noise.depth_edge_jump * near
+            near = np.minimum(depth[1:], depth[:-1])
+            down = np.abs(depth[1:] - depth[:-1]) > noise.depth_edge_jump * near
+        # Summing the channels one by one is ten times faster than a sum over the last axis.
+        invalid = rgb[..., 0].astype(np.uint16) + rgb[..., 1] + rgb[..., 2] < 3 * noise.depth_dark_level
+        invalid[:, 1:] |= across
+        invalid[:, :-1] |= across
+        invalid[1:] |= down
+        invalid[:-1] |= down
+        measured[invalid] = np.nan
+        return measured
 
     def _make_camera_info(self, camera: str) -> CameraInfo:
         cfg = self.config

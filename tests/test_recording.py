@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from collections import defaultdict
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,8 @@ from schemas.episode import EPISODE_METADATA_NAME, WORLD_ATTACHMENT_NAME, Episod
 from schemas.robot import RobotConfig
 from schemas.ros2_rows import stamp_ns
 from schemas.topics import BY_OUTPUT, CAMERAS, TOPICS, camera_frame
+from schemas.world import World
+from sim.robot import draw_sensor_errors
 from tests.conftest import T0, sample_message
 
 ROS2_BAG = Path(__file__).resolve().parents[2] / "shared" / "external" / "ros2" / "nav2_turtlebot.mcap"
@@ -117,6 +120,28 @@ def test_tour_has_one_tf_per_stamp_and_one_latched_tf_static(office_world: Path,
     tf = read_episode(identify_source(str(path)))["tf"].to_pylist()
     assert sum(not row["static"] for row in tf) == 2 * len(odom_stamps)
     assert sorted(row["child_frame_id"] for row in tf if row["static"]) == STATIC_FRAMES
+
+
+def test_tour_metadata_records_the_episode_sensor_errors(office_world: Path, tmp_path: Path) -> None:
+    config = RobotConfig(camera_width=32, camera_height=24)
+    path = record_tour(office_world, tmp_path / "tour.mcap", seconds=0.1, config=config, seed=7)
+    with open(path, "rb") as f:
+        record = next(dict(r.metadata) for r in make_reader(f).iter_metadata() if r.name == EPISODE_METADATA_NAME)
+    errors = json.loads(EpisodeMetadata.from_record(record).sensor_errors)
+    # What the dataflow's recorder stores: the simulator's draws, made again from the episode seed.
+    rooms = [room.id for room in World.load(office_world).rooms]
+    assert errors == json.loads(draw_sensor_errors(config.noise, 7, rooms).to_json())
+    assert errors["noise"] == json.loads(json.dumps(asdict(config.noise)))
+    assert set(errors) >= {"wheel_radius_scale", "wheel_separation_scale", "accel_bias", "gyro_bias", "room_light"}
+    assert errors["wheel_radius_scale"] != [1.0, 1.0]
+
+
+def test_metadata_recorded_before_sensor_errors_still_reads() -> None:
+    record = METADATA.to_record()
+    del record["sensor_errors"]
+    assert EpisodeMetadata.from_record(record) == METADATA
+    with pytest.raises(KeyError):
+        EpisodeMetadata.from_record({k: v for k, v in record.items() if k != "site"})
 
 
 @pytest.mark.skipif(not ROS2_BAG.is_file(), reason=f"no ROS 2 bag at {ROS2_BAG}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import math
 from collections import defaultdict
 from collections.abc import Iterator
@@ -11,14 +13,15 @@ import mujoco
 import numpy as np
 import pycolmap
 import pytest
+from PIL import Image
 from scipy.ndimage import distance_transform_edt
 from scipy.spatial.transform import Rotation
 
 from models.planning import occupancy_grid
-from schemas.messages import Twist, from_arrow, to_arrow
-from schemas.robot import RobotConfig
+from schemas.messages import CompressedImage, Twist, from_arrow, to_arrow
+from schemas.robot import RobotConfig, SensorNoise
 from schemas.topics import BY_OUTPUT, camera_frame
-from schemas.world import World
+from schemas.world import Room, World
 from sim.robot import BODY
 from sim.simulator import Simulator
 from sim.world import generate_world, write_world
@@ -98,12 +101,14 @@ def test_imu_reads_gravity_at_rest(office_world) -> None:
     imus = _drive(sim, 1.0)["imu"]
     accel = np.array([m.linear_acceleration for m in imus])
     gyro = np.array([m.angular_velocity for m in imus])
-    # Four bias sigmas plus the noise on a 100-sample mean.
-    accel_tol = 4 * SMALL.accel_bias_std + 4 * SMALL.accel_noise_std / 10
-    gyro_tol = 4 * SMALL.gyro_bias_std + 4 * SMALL.gyro_noise_std / 10
+    noise = SMALL.noise
+    accel_std = noise.accel_noise_density * math.sqrt(SMALL.imu_hz)
+    # Four bias sigmas plus the noise on a 100-sample mean (the bias walks far less in a second).
+    accel_tol = 4 * noise.accel_bias_std + 4 * accel_std / 10
+    gyro_tol = 4 * noise.gyro_bias_std + 4 * noise.gyro_noise_density * math.sqrt(SMALL.imu_hz) / 10
     assert accel.mean(axis=0) == pytest.approx([0.0, 0.0, 9.81], abs=accel_tol)
     assert gyro.mean(axis=0) == pytest.approx([0.0, 0.0, 0.0], abs=gyro_tol)
-    assert accel[:, 2].std() == pytest.approx(SMALL.accel_noise_std, rel=0.3)
+    assert accel[:, 2].std() == pytest.approx(accel_std, rel=0.3)
     assert all(m.frame_id == "imu_link" for m in imus)
     sim.close()
 
@@ -233,8 +238,8 @@ def test_commanded_twist_is_tracked_without_side_slip(office_world) -> None:
     # The IMU feels the turn: centripetal v * w to the left, yaw rate on z.
     accel = np.mean([m.linear_acceleration for m in imus], axis=0)
     gyro = np.mean([m.angular_velocity for m in imus], axis=0)
-    assert accel[1] == pytest.approx(0.3 * 0.8, abs=4 * SMALL.accel_bias_std)
-    assert gyro[2] == pytest.approx(0.8, abs=4 * SMALL.gyro_bias_std)
+    assert accel[1] == pytest.approx(0.3 * 0.8, abs=4 * SMALL.noise.accel_bias_std)
+    assert gyro[2] == pytest.approx(0.8, abs=4 * SMALL.noise.gyro_bias_std)
     # Commands beyond the motor limits saturate.
     _drive(sim, 0.5, v=0.0, w=5.0)
     assert sim.velocity()[1] == pytest.approx(SMALL.limits.max_yaw_rate, abs=0.01)
@@ -294,3 +299,181 @@ def test_wall_texture_gives_sift_matches_across_views(office_world: Path) -> Non
     ratio_ok = distances[rows, best[:, 0]] < 0.8**2 * distances[rows, best[:, 1]]
     mutual = np.argmin(distances, axis=0)[best[:, 0]] == rows
     assert np.count_nonzero(ratio_ok & mutual) > 100
+
+
+# Error models. Each test isolates one model by switching the others' figures off.
+
+STILL = SensorNoise(
+    accel_noise_density=0.0,
+    accel_bias_std=0.0,
+    accel_bias_random_walk=0.0,
+    gyro_noise_density=0.0,
+    gyro_bias_std=0.0,
+    gyro_bias_random_walk=0.0,
+    wheel_radius_error_std=0.0,
+    wheel_separation_error_std=0.0,
+    wheel_slip_per_accel=0.0,
+    wheel_slip_per_yaw_rate=0.0,
+    wheel_slip_std=0.0,
+    room_light_std=0.0,
+    exposure_drift_std=0.0,
+    depth_noise_per_m2=0.0,
+    depth_edge_jump=math.inf,
+    depth_dark_level=0,
+)
+
+
+def _free_spot(world: World, room: Room) -> tuple[float, float]:
+    """The point of a room farthest from anything blocking."""
+    clearance = _clearance(world)
+    cells = np.argwhere(clearance > 0)
+    xy = world.grid.cell_to_world(cells)
+    xmin, ymin, xmax, ymax = room.bounds
+    inside = (xy[:, 0] > xmin) & (xy[:, 0] < xmax) & (xy[:, 1] > ymin) & (xy[:, 1] < ymax)
+    best = np.argmax(np.where(inside, clearance[tuple(cells.T)], -1.0))
+    return float(xy[best, 0]), float(xy[best, 1])
+
+
+def _planar(odometry) -> tuple[float, float, float]:
+    return odometry.position[0], odometry.position[1], 2 * math.atan2(odometry.orientation[2], odometry.orientation[3])
+
+
+def test_wheel_odometry_drifts_like_a_real_robot_around_a_square(office_world) -> None:
+    """Calibration errors and slip: real indoor robots drift 2-5 % of the distance on wheels alone."""
+    config = RobotConfig(cameras=())
+    side = 2.0
+    drifts = []
+    for seed in range(8):  # eight robots, each with its own calibration errors
+        sim = Simulator(office_world, config, seed=seed)
+        clearance = _clearance(sim.world)
+        x, y = sim.world.grid.cell_to_world(np.array(np.unravel_index(np.argmax(clearance), clearance.shape)))
+        assert clearance.max() > side / 2 + config.radius + 0.3, "room for the square"
+        sim.place(x - side / 2, y - side / 2, 0.0)
+        for _ in range(4):
+            _drive(sim, side / 0.75, v=0.75)
+            _drive(sim, 0.2)
+            _drive(sim, math.pi / 2, w=1.0)
+            out = _drive(sim, 0.2)
+        odom, truth = _planar(out["odom"][-1]), _planar(out["ground_truth"][-1])
+        # Odometry starts at the origin, facing +x: the start pose in map.
+        drifts.append(math.dist(odom[:2], (truth[0] - x + side / 2, truth[1] - y + side / 2)) / (4 * side))
+        assert sim.collisions == 0
+        sim.close()
+    assert 0.02 <= np.mean(drifts) <= 0.05
+
+
+def test_turning_slips_more_on_tiles_than_on_carpet(office_world) -> None:
+    """Office rooms have carpet, corridors tiles: the same spin overcounts more in the corridor."""
+    noise = dataclasses.replace(STILL, wheel_slip_per_yaw_rate=0.03)
+    config = RobotConfig(cameras=(), noise=noise)
+    slip_of = dict(noise.floor_slip)
+    world = World.load(office_world)
+    for kind, floor in (("room", "carpet"), ("corridor", "tiles")):
+        sim = Simulator(office_world, config, seed=0)
+        sim.place(*_free_spot(world, next(r for r in world.rooms if r.kind == kind)), 0.0)
+        out = _drive(sim, 3.0, w=1.0)
+        measured = sum(m.angular_velocity[2] for m in out["odom"])
+        true = sum(m.angular_velocity[2] for m in out["ground_truth"])
+        assert measured / true - 1 == pytest.approx(slip_of[floor] * 0.03 * 1.0, rel=0.1), floor
+        sim.close()
+
+
+def test_imu_bias_random_walks_from_the_episode_draw(office_world) -> None:
+    walks = {"accel": 0.05, "gyro": 0.01}  # far above a MEMS part's, so the walk shows in 5 s
+    noise = dataclasses.replace(
+        STILL, accel_bias_std=0.05, gyro_bias_std=0.002, accel_bias_random_walk=walks["accel"],
+        gyro_bias_random_walk=walks["gyro"],
+    )  # fmt: skip
+    config = RobotConfig(cameras=(), noise=noise)
+    sim = Simulator(office_world, config, seed=3)
+    imus = _drive(sim, 5.0)["imu"]
+    readings = {
+        "accel": np.array([m.linear_acceleration for m in imus]) - (0.0, 0.0, 9.81),
+        "gyro": np.array([m.angular_velocity for m in imus]),
+    }
+    initial = {"accel": sim.sensor_errors.accel_bias, "gyro": sim.sensor_errors.gyro_bias}
+    for sensor, walk in walks.items():
+        step = walk / math.sqrt(config.imu_hz)  # a random walk's step per sample
+        assert readings[sensor][0] == pytest.approx(initial[sensor], abs=4 * step), sensor
+        assert np.diff(readings[sensor], axis=0).std(axis=0) == pytest.approx([step] * 3, rel=0.1), sensor
+    sim.close()
+
+
+def _brightness(sim: Simulator, image: CompressedImage) -> float:
+    """Mean of a published image over the mean of what the camera's scene renders to now."""
+    published = np.asarray(Image.open(io.BytesIO(image.data)), dtype=float)
+    rgb, _ = sim.render("front")
+    return float(published.mean() / rgb.mean())
+
+
+def test_auto_exposure_lags_behind_a_change_of_room_light(office_world) -> None:
+    config = RobotConfig(
+        camera_width=64, camera_height=48, cameras=("front",), noise=dataclasses.replace(STILL, room_light_std=0.35)
+    )
+    sim = Simulator(office_world, config, seed=0)
+    rooms = [r for r in sim.world.rooms if r.kind == "room"]
+    light = sim.sensor_errors.room_light
+    bright = max(rooms, key=lambda r: light[r.id])
+    dark = min(rooms, key=lambda r: light[r.id])
+    assert light[bright.id] - light[dark.id] > 0.3
+    sim.place(*_free_spot(sim.world, bright), 0.0)
+    frames = _drive(sim, 3.0)["image_front"]
+    assert _brightness(sim, frames[-1]) == pytest.approx(1.0, abs=0.03), "adapted to the bright room"
+    sim.place(*_free_spot(sim.world, dark), 0.0)
+    frames = _drive(sim, 3.0)["image_front"]
+    expected = math.exp(light[dark.id] - light[bright.id])
+    assert _brightness(sim, frames[0]) == pytest.approx(expected, rel=0.1), "under-exposed on entering"
+    assert _brightness(sim, frames[-1]) == pytest.approx(1.0, abs=0.03), "adapted again"
+    sim.close()
+
+
+def test_exposure_gain_drifts_slowly(office_world) -> None:
+    config = RobotConfig(
+        camera_width=64, camera_height=48, cameras=("front",),
+        noise=dataclasses.replace(STILL, exposure_drift_std=0.1, exposure_drift_time_constant=20.0),
+    )  # fmt: skip
+    sim = Simulator(office_world, config, seed=1)
+    sim.place(*_free_spot(sim.world, sim.world.rooms[0]), 0.0)
+    log_gains = np.log([_brightness(sim, frame) for frame in _drive(sim, 20.0)["image_front"]])
+    assert log_gains.std() > 0.02, "the gain wanders"
+    assert np.abs(np.diff(log_gains)).max() < 0.1, "slowly, not frame to frame"
+    sim.close()
+
+
+def _published_depth(sim: Simulator) -> np.ndarray:
+    depth = _drive(sim, 0.01)["depth_front"][0]
+    return np.frombuffer(depth.data, "<f4").reshape(depth.height, depth.width)
+
+
+def test_depth_noise_grows_with_the_square_of_range(office_world) -> None:
+    noise = dataclasses.replace(STILL, depth_noise_per_m2=0.0025)
+    sim = Simulator(office_world, RobotConfig(camera_width=96, camera_height=72, cameras=("front",), noise=noise), 4)
+    measured = _published_depth(sim)
+    _, truth = sim.render("front")
+    assert np.isfinite(measured).all()
+    error, z = measured - truth, truth
+    near, far = z < np.median(z), z >= np.median(z)
+    assert error[far].std() > 2 * error[near].std()
+    for half in (near, far):
+        assert (error[half] / (noise.depth_noise_per_m2 * z[half] ** 2)).std() == pytest.approx(1.0, rel=0.1)
+    sim.close()
+
+
+def test_depth_is_nan_at_edges_and_on_dark_surfaces(office_world) -> None:
+    noise = dataclasses.replace(STILL, depth_edge_jump=0.1, depth_dark_level=60)
+    config = RobotConfig(camera_width=96, camera_height=72, cameras=("front",), noise=noise)
+    sim = Simulator(office_world, config, seed=5)
+    measured = _published_depth(sim)
+    rgb, truth = sim.render("front")
+    jump_x = np.abs(np.diff(truth, axis=1)) > 0.1 * np.minimum(truth[:, 1:], truth[:, :-1])
+    jump_y = np.abs(np.diff(truth, axis=0)) > 0.1 * np.minimum(truth[1:], truth[:-1])
+    edge = np.zeros_like(jump_x, shape=truth.shape)
+    edge[:, 1:] |= jump_x
+    edge[:, :-1] |= jump_x
+    edge[1:] |= jump_y
+    edge[:-1] |= jump_y
+    dark = rgb.astype(int).sum(axis=2) < 3 * 60
+    assert edge.any() and dark.any() and not (edge | dark).all()
+    np.testing.assert_array_equal(np.isnan(measured), edge | dark)
+    np.testing.assert_array_equal(measured[~(edge | dark)], truth[~(edge | dark)])
+    sim.close()
