@@ -348,9 +348,9 @@ def cmd_navigate(args: argparse.Namespace) -> int:
 
 def cmd_eval_mission(args: argparse.Namespace) -> int:
     from datasets.navigation import planar_world_from_map
-    from pipelines.missions import MissionConfig, MissionRunner, mapped_rooms, prepare_building, summarize
+    from pipelines.missions import MissionConfig, MissionOutcome, prepare_building, run_missions, summarize
     from schemas.world import WORLD_KINDS
-    from sim.missions import sample_missions
+    from sim.missions import Mission
 
     if args.missions < 1:
         raise UsageError("--missions must be >= 1")
@@ -366,12 +366,10 @@ def cmd_eval_mission(args: argparse.Namespace) -> int:
         world_dir, map_dir, lake = args.world, args.map, args.lake
     world, topo_map = _navigation_inputs(world_dir, map_dir)
     alignment = planar_world_from_map(topo_map, lake)
-    runner = MissionRunner(world_dir, topo_map, alignment, config=MissionConfig(time_limit_s=args.time_limit))
-    missions = sample_missions(world, args.missions, args.seed, rooms=mapped_rooms(world, topo_map, alignment))
-    outcomes = []
-    for index, mission in enumerate(tqdm(missions, desc="missions", unit="mission", file=sys.stderr)):
-        outcome = runner.run(mission, seed=args.seed * 1000 + index)
-        outcomes.append(outcome)
+    bar = tqdm(total=args.missions, desc="missions", unit="mission", file=sys.stderr)
+
+    def report(index: int, mission: Mission, outcome: MissionOutcome) -> None:
+        bar.update()
         if not args.json:
             print(
                 f"{index}: {outcome.state:14} success={outcome.success} {outcome.instruction!r} -> "
@@ -379,6 +377,10 @@ def cmd_eval_mission(args: argparse.Namespace) -> int:
                 f"error {outcome.final_error_m:.2f} m",
                 file=sys.stderr,
             )
+
+    config = MissionConfig(time_limit_s=args.time_limit)
+    outcomes = run_missions(world_dir, topo_map, alignment, args.missions, args.seed, config, report)
+    bar.close()
     _emit({"kind": world.kind, "seed": world.seed, "dynamic": bool(world.agents), **summarize(outcomes)})
     return EXIT_OK
 

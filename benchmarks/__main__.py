@@ -15,6 +15,7 @@ from benchmarks import (
     lake_queries,
     local_planner,
     mapping,
+    missions,
     odometry_drift,
     record_rates,
     relocalization,
@@ -31,6 +32,7 @@ BENCHMARKS = {
     "relocalization": relocalization.run,
     "local_planner": local_planner.run,
     "odometry_drift": odometry_drift.run,
+    "missions": missions.run,
 }
 OUT = Path("data/bench")
 

@@ -17,6 +17,7 @@ from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 
 from models.navigation import se2
+from models.navigation.global_navigator import GlobalParams
 from models.navigation.scoring import fix_record, mission_success, relocalization_summary, spl
 from models.navigation.se2 import Pose2
 from models.planning import ClearanceMap, GridPlanner, occupancy_grid, path_length
@@ -38,6 +39,7 @@ def _pose(msg: Any) -> Pose2:
 
 def score_recording(mcap: Path, world: World, world_from_map: Pose2, goal_room: str | None = None) -> dict[str, Any]:
     """The mission's outcome from its recording; `goal_room`, where known, is the room the goal should lie in."""
+    trusted = GlobalParams().min_confidence
     truth_t: list[int] = []
     truth: list[Pose2] = []
     goal: Pose2 | None = None
@@ -69,7 +71,7 @@ def score_recording(mcap: Path, world: World, world_from_map: Pose2, goal_room: 
                 pose = (p.x, p.y, se2.yaw_of((q.x, q.y, q.z, q.w)))
                 t_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
                 true_pose = _nearest(truth_t, truth, t_ns)
-                fixes.append(fix_record(world_from_map, t_ns, msg.success, msg.confidence, pose, true_pose))
+                fixes.append(fix_record(world_from_map, t_ns, msg.success, msg.confidence, pose, true_pose, trusted))
                 latencies.append(msg.latency_s * 1e3)
     if not truth:
         raise ValueError(f"{mcap} holds no ground truth: it is not a simulated navigation run")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from schemas.messages import Imu, WheelState
-from schemas.robot import DEFAULT_ROBOT, RobotConfig
+from schemas.robot import DEFAULT_ROBOT, WHEELS, RobotConfig
 
 X, Y, YAW, V, W, GYRO_BIAS, ACCEL_BIAS, TRACK_ERROR, RADII_YAW_RATE = range(9)
 STATES = 9
@@ -120,7 +120,8 @@ class WheelImuOdometry:
             self._update(-self._state[[V, W]], h, np.full(2, cfg.stationary_std**2))
             return
         dt = (msg.t_ns - previous.t_ns) * 1e-9
-        # WheelState names are (left_wheel, right_wheel), the simulator's and the driver's order.
+        if tuple(msg.names) != WHEELS:
+            raise ValueError(f"expected wheels {WHEELS}, got {msg.names}")
         travel = (np.asarray(msg.position) - np.asarray(previous.position)) * self.robot.wheel_radius
         speed = float(travel.mean()) / dt
         yaw_rate = float(travel[1] - travel[0]) / self.robot.wheel_separation / dt

@@ -265,7 +265,9 @@ class _MissionRun:
     def _score_fix(self, msg: LocalizationResult) -> None:
         truth = self.truth[min(self.truth, key=lambda t: abs(t - msg.t_ns))] if self.truth else None
         pose = (msg.position[0], msg.position[1], se2.yaw_of(msg.orientation))
-        self.fixes.append(fix_record(self.runner.world_from_map, msg.t_ns, msg.success, msg.confidence, pose, truth))
+        minimum = self.runner.params.min_confidence
+        world_from_map = self.runner.world_from_map
+        self.fixes.append(fix_record(world_from_map, msg.t_ns, msg.success, msg.confidence, pose, truth, minimum))
 
     def _outcome(self, seconds: float) -> MissionOutcome:
         runner, mission = self.runner, self.mission
@@ -387,3 +389,29 @@ def mapped_rooms(world: World, topo_map: TopoMap, world_from_map: Pose2) -> list
 
     rooms = {world.room_at(*se2.apply(world_from_map, xy)) for xy in base_poses(topo_map.nodes)[:, :2]}
     return sorted(room.name for room in rooms if room is not None)
+
+
+def run_missions(
+    world_dir: Path,
+    topo_map: TopoMap,
+    world_from_map: Pose2,
+    missions: int,
+    seed: int,
+    config: MissionConfig = MissionConfig(),
+    on_outcome: Any = None,
+) -> list[MissionOutcome]:
+    """`missions` sampled missions (sim.missions, among the rooms the map covers), each run to its end.
+
+    Mission i's sensor noise is seeded with seed * 1000 + i; `on_outcome(index, mission, outcome)` sees each.
+    """
+    from sim.missions import sample_missions
+
+    world = World.load(world_dir)
+    runner = MissionRunner(world_dir, topo_map, world_from_map, config=config)
+    sampled = sample_missions(world, missions, seed, rooms=mapped_rooms(world, topo_map, world_from_map))
+    outcomes = []
+    for index, mission in enumerate(sampled):
+        outcomes.append(runner.run(mission, seed=seed * 1000 + index))
+        if on_outcome is not None:
+            on_outcome(index, mission, outcomes[-1])
+    return outcomes

@@ -14,6 +14,8 @@ from scipy.spatial.transform import Rotation
 
 from schemas.topics import BY_OUTPUT, CAMERA_YAWS, CAMERAS
 
+WHEELS = ("left_wheel", "right_wheel")  # JointState names of the drive wheels, in this order
+
 
 @dataclass(frozen=True)
 class MotionLimits:

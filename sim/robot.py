@@ -32,7 +32,6 @@ ACTUATORS = ("drive_x", "drive_y", "drive_yaw")
 GEOM = "robot_shell"
 IMU_SITE = "imu"
 ACCEL_SENSOR, GYRO_SENSOR = "imu_accel", "imu_gyro"
-WHEELS = ("left_wheel", "right_wheel")
 
 # MuJoCo cameras look along -z with y up; the optical frame looks along +z with y down.
 _MUJOCO_FROM_OPTICAL = Rotation.from_euler("x", math.pi)

@@ -44,7 +44,7 @@ from schemas.messages import (
     Twist,
     WheelState,
 )
-from schemas.robot import DEFAULT_ROBOT, RobotConfig, camera_mount
+from schemas.robot import DEFAULT_ROBOT, WHEELS, RobotConfig, camera_mount
 from schemas.topics import BASE_FRAME, IMU_FRAME, MAP_FRAME, ODOM_FRAME, camera_frame
 from schemas.world import Agent, World
 from sim.robot import (
@@ -53,7 +53,6 @@ from sim.robot import (
     BODY,
     GYRO_SENSOR,
     JOINTS,
-    WHEELS,
     add_robot,
     camera_name,
     draw_sensor_errors,

@@ -56,6 +56,9 @@ class GlobalParams:
     confirm_after_m: float = 1.5  # the fix that confirms the first comes from this far along (or relocalize_s later)
     agree_m: float = 1.0  # two fixes agree within this distance and angle, through odometry
     agree_deg: float = 10.0
+    fix_sigma_m: float = 0.3  # a confirmed estimate's position uncertainty right after a fix
+    odometry_drift: float = 0.05  # its growth per metre driven (wheel odometry drifts 2-5 %)
+    max_prior_sigma_m: float = 1.5
     min_confidence: float = 0.5  # fixes below this do not move map -> odom
     subgoal_spacing_m: float = SUBGOAL_SPACING_M  # evenly spaced, 1.5-3 m apart
     odom_history_s: float = 30.0  # how far back a fix's stamp may lie
@@ -98,6 +101,7 @@ class GlobalNavigator:
         self._last_fix_ns: int | None = None
         self._pending_trigger: str | None = "initial"
         self.confirmed = False  # a second fix agreed with the first: fixes may use the estimate as their prior
+        self._last_accepted_ns: int | None = None
         self._sent_subgoals: np.ndarray | None = None
 
     # Inputs.
@@ -162,12 +166,18 @@ class GlobalNavigator:
         """Localizing the cameras' images (by camera name) stamped `t_ns`, with the current estimate as prior:
         slow (hundreds of ms) and independent of this object's later state, so callers may run it on a thread."""
         prior = self.map_pose_at(t_ns) if self.confirmed else None
-        prior_pose = None
+        prior_pose, sigma = None, None
         if prior is not None:
             x, y, yaw = prior
             prior_pose = pycolmap.Rigid3d(pycolmap.Rotation3d(np.array(se2.yaw_quat(yaw))), np.array([x, y, 0.0]))
+            # The estimate's uncertainty: the last fix's, grown with the odometry's drift since. A look-alike aisle
+            # further than three of these away is ruled out however well its features fit.
+            drift = self.params.odometry_drift * self._travelled_since(self._last_accepted_ns)
+            sigma = min(self.params.fix_sigma_m + drift, self.params.max_prior_sigma_m)
         localizer = self.localizer
-        return lambda images: localizer.localize({c: _rgb(m) for c, m in images.items()}, prior=prior_pose)
+        return lambda images: localizer.localize(
+            {c: _rgb(m) for c, m in images.items()}, prior=prior_pose, prior_sigma_m=sigma
+        )
 
     def started_relocalization(self, now_ns: int) -> None:
         self._pending_trigger = None
@@ -192,6 +202,7 @@ class GlobalNavigator:
             self._pending_trigger = None if self.confirmed else "confirm"
         outputs.append(("localization_pose", self._pose_message(fix, t_ns)))
         self.map_from_odom = se2.compose(map_pose, se2.inverse(odom_pose))
+        self._last_accepted_ns = t_ns
         x, y, yaw = self.map_from_odom
         tf = Transform(now_ns, MAP_FRAME, ODOM_FRAME, (x, y, 0.0), se2.yaw_quat(yaw))
         outputs.append(("map_odom", TFMessage(now_ns, (tf,))))

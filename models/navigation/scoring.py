@@ -20,10 +20,18 @@ FIX_WITHIN_M, FIX_WITHIN_DEG = 1.0, 5.0
 
 
 def fix_record(
-    world_from_map: Pose2, t_ns: int, success: bool, confidence: float, map_pose: Pose2, truth: Pose2 | None
+    world_from_map: Pose2,
+    t_ns: int,
+    success: bool,
+    confidence: float,
+    map_pose: Pose2,
+    truth: Pose2 | None,
+    min_confidence: float,
 ) -> dict[str, Any]:
-    """One relocalization's record: its error against the true pose, where it succeeded."""
-    record: dict[str, Any] = {"t_ns": t_ns, "success": success, "confidence": confidence}
+    """One relocalization's record: its error against the true pose where it succeeded, and whether the stack
+    trusted it (confidence at least `min_confidence`: global moves map -> odom only on those)."""
+    accepted = success and confidence >= min_confidence
+    record: dict[str, Any] = {"t_ns": t_ns, "success": success, "confidence": confidence, "accepted": accepted}
     if success and truth is not None:
         x, y, yaw = se2.compose(world_from_map, map_pose)
         error_m = math.hypot(x - truth[0], y - truth[1])
@@ -34,17 +42,20 @@ def fix_record(
 
 
 def relocalization_summary(fixes: list[dict[str, Any]]) -> dict[str, Any]:
-    """{"n", "attempts", "within_1m_5deg", "median_m", "p95_m"} over the successful fixes."""
-    good = [f for f in fixes if "error_m" in f]
-    if not good:
-        return {"n": 0, "attempts": len(fixes), "within_1m_5deg": None, "median_m": None, "p95_m": None}
-    errors = np.array([f["error_m"] for f in good])
+    """Over the fixes the stack trusted: {"n", "within_1m_5deg", "median_m", "p95_m"}; and how many were tried
+    (`attempts`), returned a pose (`poses`), and how many of those poses were within 1 m / 5 deg at all
+    (`poses_within_1m_5deg`, trusted or not)."""
+    posed = [f for f in fixes if "error_m" in f]
+    used = [f for f in posed if f["accepted"]]
+    errors = np.array([f["error_m"] for f in used])
     return {
-        "n": len(good),
+        "n": len(used),
+        "within_1m_5deg": float(np.mean([f["within"] for f in used])) if used else None,
+        "median_m": float(np.median(errors)) if used else None,
+        "p95_m": float(np.percentile(errors, 95)) if used else None,
         "attempts": len(fixes),
-        "within_1m_5deg": float(np.mean([f["within"] for f in good])),
-        "median_m": float(np.median(errors)),
-        "p95_m": float(np.percentile(errors, 95)),
+        "poses": len(posed),
+        "poses_within_1m_5deg": float(np.mean([f["within"] for f in posed])) if posed else None,
     }
 
 

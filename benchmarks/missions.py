@@ -1,0 +1,47 @@
+"""The mission protocol on buildings never tuned on: success, SPL, collisions, relocalization, goal accuracy, timings.
+
+For each kind (office, warehouse, home, hospital) and seed from MISSION_SEEDS, static and with people and carts
+(--dynamic), the building is generated, toured by the expert, ingested and mapped (pipelines.missions
+.prepare_building, cached under the workdir), then MISSIONS missions run in-process (`astra eval mission` does the
+same for one building). Set ASTRA_BENCH_KINDS / ASTRA_BENCH_DYNAMIC=0 to run a subset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from datasets.map_store import read_map
+from datasets.navigation import planar_world_from_map
+from pipelines.missions import prepare_building, run_missions, summarize
+
+KINDS = ("office", "warehouse", "home", "hospital")
+MISSION_SEEDS = (500,)  # the protocol's unseen buildings start at 500
+MISSIONS = 5
+
+
+def evaluate(kind: str, seed: int, dynamic: bool, workdir: Path) -> dict[str, Any]:
+    started = time.perf_counter()
+    building = prepare_building(kind, seed, dynamic, workdir / f"{kind}-{seed}{'-dynamic' * dynamic}", progress=False)
+    topo = read_map(building.map_dir)
+    prepared_s = time.perf_counter() - started
+    outcomes = run_missions(building.world_dir, topo, planar_world_from_map(topo, building.lake), MISSIONS, seed)
+    summary = summarize(outcomes)
+    return {"kind": kind, "seed": seed, "dynamic": dynamic, "prepare_s": prepared_s, **summary}
+
+
+def run(out: Path) -> list[dict[str, Any]]:
+    kinds = os.environ.get("ASTRA_BENCH_KINDS", ",".join(KINDS)).split(",")
+    dynamics = (False, True) if os.environ.get("ASTRA_BENCH_DYNAMIC", "1") == "1" else (False,)
+    rows = []
+    for dynamic in dynamics:
+        for kind in kinds:
+            for seed in MISSION_SEEDS:
+                row = evaluate(kind, seed, dynamic, out)
+                brief = {k: v for k, v in row.items() if k != "per_mission"}
+                print(json.dumps(brief), flush=True)
+                rows.append(row)
+    return rows
