@@ -19,7 +19,7 @@ from schemas.topics import BY_OUTPUT
 from tests.dora_cluster import dora_cluster, dora_up
 from tests.split_graph import DATAFLOW, ROBOT, SERVER, SPLIT_DATAFLOW
 
-SECONDS = 12.0
+SECONDS = 12  # an integer: dora coerces numeric-looking --env values ("12.0" would arrive as "12")
 
 
 def _env(office_world: Path, office_map: tuple[Path, str, object], out: Path, **extra: str) -> dict[str, str]:
@@ -43,6 +43,13 @@ def _counts(mcap: Path) -> dict[str, int]:
     return {summary.channels[c].topic: n for c, n in counts.items()}
 
 
+def _rate_hz(mcap: Path, topic: str) -> float:
+    """Messages per second of log time on `topic`, between its first and last message."""
+    with open(mcap, "rb") as stream:
+        stamps = [m.log_time for _, _, m in make_reader(stream).iter_messages(topics=[topic])]
+    return (len(stamps) - 1) / ((stamps[-1] - stamps[0]) * 1e-9)
+
+
 def test_dora_up_then_start_attach_runs_the_stack(
     office_world: Path, office_map: tuple[Path, str, object], tmp_path: Path
 ) -> None:
@@ -50,8 +57,9 @@ def test_dora_up_then_start_attach_runs_the_stack(
         cluster.run_graph(DATAFLOW, _env(office_world, office_map, tmp_path), timeout_s=240)
     counts = _counts(tmp_path / "run.mcap")
     assert counts[BY_OUTPUT["localization"].ros_topic] >= 1
-    assert counts[BY_OUTPUT["local_odom"].ros_topic] >= 40 * SECONDS  # >= 50 Hz less start-up
     assert counts[BY_OUTPUT["mission_status"].ros_topic] >= 1
+    # Nodes still importing when the sensor starts miss its first messages; once running, odometry is at 50 Hz.
+    assert _rate_hz(tmp_path / "run.mcap", BY_OUTPUT["local_odom"].ros_topic) >= 45
 
 
 def test_split_graph_runs_global_on_the_server(
@@ -62,7 +70,7 @@ def test_split_graph_runs_global_on_the_server(
     counts = _counts(tmp_path / "run.mcap")
     # dora 1.1 may drop messages between daemons (dora-rs/dora#3439): global's outputs must arrive, not all of them.
     assert counts.get(BY_OUTPUT["localization"].ros_topic, 0) + counts.get(BY_OUTPUT["mission_status"].ros_topic, 0)
-    assert counts[BY_OUTPUT["local_odom"].ros_topic] >= 40 * SECONDS
+    assert _rate_hz(tmp_path / "run.mcap", BY_OUTPUT["local_odom"].ros_topic) >= 45
 
 
 def test_replay_feeds_a_recording_through_the_stack(
