@@ -19,8 +19,13 @@ from schemas.topics import TOPICS
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = str(Path(sys.executable).parent)
-# Topics a static world publishes in any run; obstacles need --dynamic, safety events a stop.
-ALWAYS = {t.ros_topic for t in TOPICS if t.output_id not in ("obstacles", "safety_events")}
+# Topics record.yml's recorder gets that a static world publishes in any run; obstacles need --dynamic, safety
+# events a stop.
+RECORDED = {
+    node["id"]: set(node.get("inputs", {}))
+    for node in yaml.safe_load((ROOT / "dataflows" / "record.yml").read_text())["nodes"]
+}["recorder"]
+ALWAYS = {t.ros_topic for t in TOPICS if t.output_id in RECORDED - {"obstacles", "safety_events"}}
 
 
 def _env(**overrides: str) -> dict[str, str]:
