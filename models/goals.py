@@ -36,7 +36,7 @@ from scipy.spatial.distance import cdist
 from models.routing import base_poses
 from models.text_encoder import TextEncoder
 
-ROOM_SIGN = "room sign"  # the landmark category whose text is a room's name
+SIGN_CATEGORIES = ("room sign", "aisle sign")  # landmark categories whose text names the room they lead to
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,8 @@ class GoalResolver:
         views = defaultdict(list)  # landmark index -> (node index, visible fraction) of each sighting
         for s in node_landmarks.select(["node_id", "landmark_id", "visible_fraction"]).to_pylist():
             views[lm_index[s["landmark_id"]]].append((index[s["node_id"]], s["visible_fraction"] or 0.0))
-        signs = [j for j, row in enumerate(lm) if row["category"] == ROOM_SIGN and row["text"]]
-        objects = [j for j, row in enumerate(lm) if row["category"] != ROOM_SIGN and row["room"] and views[j]]
+        signs = [j for j, row in enumerate(lm) if row["category"] in SIGN_CATEGORIES and row["text"]]
+        objects = [j for j, row in enumerate(lm) if row["category"] not in SIGN_CATEGORIES and row["room"] and views[j]]
 
         texts: dict[str, list[str]] = defaultdict(list)  # room -> its descriptions beyond its name
         for j in objects:
