@@ -33,7 +33,7 @@ def main(node: Node | None = None) -> None:
     node = node or Node()
     navigator = LocalNavigator(config.robot_config())
     period_ns = int(1e9 / navigator.params.plan_hz)
-    last_plan_ns: int | None = None
+    next_plan_ns: int | None = None
     last_stats_ns: int | None = None
 
     def publish(outputs: list[tuple[str, object]]) -> None:
@@ -59,9 +59,12 @@ def main(node: Node | None = None) -> None:
         elif isinstance(msg, MissionStatus):
             navigator.on_mission_status(msg)
         elif isinstance(msg, Clock):
-            if last_plan_ns is not None and msg.t_ns - last_plan_ns < period_ns:
+            if next_plan_ns is not None and msg.t_ns < next_plan_ns:
                 continue
-            last_plan_ns = msg.t_ns
+            # On a fixed grid of robot time, so that late ticks do not stretch every period; after a stall of
+            # more than a period, the grid restarts rather than bursting to catch up.
+            on_grid = (msg.t_ns if next_plan_ns is None else next_plan_ns) + period_ns
+            next_plan_ns = on_grid if on_grid > msg.t_ns else msg.t_ns + period_ns
             publish(navigator.plan(msg.t_ns))
             if last_stats_ns is None:
                 last_stats_ns = msg.t_ns
