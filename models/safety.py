@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from schemas.messages import Twist
+from schemas.messages import DynamicObstacles, Twist
 from schemas.robot import MotionLimits
 
 
@@ -38,6 +38,12 @@ class SafetyLimits(MotionLimits):
     def stop_deadline_s(self) -> float:
         """Worst-case time from the last command until the output is exactly zero."""
         return self.command_timeout_s + max(self.max_speed / self.brake_decel, self.max_yaw_rate / self.brake_yaw_decel)
+
+
+def nearest_obstacle_m(obstacles: DynamicObstacles) -> float:
+    """Distance from base_link to the nearest edge of the obstacles, given in base_link; inf when there are none."""
+    gaps = [math.hypot(x, y) - r for x, y, r in zip(obstacles.x, obstacles.y, obstacles.radius, strict=True)]
+    return max(min(gaps), 0.0) if gaps else math.inf
 
 
 def _ramp(current: float, target: float, accel: float, decel: float, dt: float) -> float:

@@ -8,12 +8,11 @@ ASTRA_ACTUATION_HZ of robot time) and `safety_events` when a forced stop or a sl
 
 from __future__ import annotations
 
-import math
-
 from dora import Node
 
-from models.safety import SafetyGovernor
+from models.safety import SafetyGovernor, nearest_obstacle_m
 from operators import config
+from operators.episode_stream import sensor_lifetime_messages
 from schemas.messages import (
     Clock,
     DynamicObstacles,
@@ -21,15 +20,8 @@ from schemas.messages import (
     Event,
     LocalizationResult,
     Twist,
-    from_arrow,
     to_arrow,
 )
-
-
-def nearest_obstacle_m(obstacles: DynamicObstacles) -> float:
-    """Distance from base_link to the nearest edge of an obstacle given in base_link; inf when none."""
-    gaps = [math.hypot(x, y) - r for x, y, r in zip(obstacles.x, obstacles.y, obstacles.radius, strict=True)]
-    return max(min(gaps), 0.0) if gaps else math.inf
 
 
 def main(node: Node | None = None) -> None:
@@ -40,12 +32,7 @@ def main(node: Node | None = None) -> None:
     last_sent_ns: int | None = None
     last_reason: str | None = "watchdog_stop"  # held until the first command: not worth an event
     slowing: frozenset[str] = frozenset()
-    for event in node:
-        if event["type"] == "STOP" or (event["type"] == "INPUT_CLOSED" and event["id"] == "clock"):
-            break  # the sensor is gone: in the navigation graph's cycles, no other input would ever close
-        if event["type"] != "INPUT":
-            continue
-        msg = from_arrow(event["value"], event["metadata"])
+    for msg in sensor_lifetime_messages(node):
         if isinstance(msg, EstopState):
             governor.set_estop(msg.engaged)
         elif isinstance(msg, DynamicObstacles):

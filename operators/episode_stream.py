@@ -1,4 +1,4 @@
-"""Event-loop helpers shared by the nodes: timeouts and the episode loop of sink nodes."""
+"""Event-loop helpers shared by the nodes: timeouts, the episode loop of sink nodes, the loop of the stack's nodes."""
 
 from __future__ import annotations
 
@@ -36,3 +36,13 @@ def episode_messages(node: Any, quiet_s: float = QUIET_S) -> Iterator[tuple[str,
         yield event["id"], msg
         if isinstance(msg, Event) and msg.kind == "episode_end":
             ending = True
+
+
+def sensor_lifetime_messages(node: Any) -> Iterator[Any]:
+    """Every input message until STOP, or until the sensor's `clock` closes: in the navigation graph's cycles no
+    other input would ever close, so nodes that only translate messages end with the sensor."""
+    for event in node:
+        if event["type"] == "STOP" or (event["type"] == "INPUT_CLOSED" and event["id"] == "clock"):
+            return
+        if event["type"] == "INPUT":
+            yield from_arrow(event["value"], event["metadata"])

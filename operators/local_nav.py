@@ -14,6 +14,7 @@ from dora import Node
 
 from models.navigation.local_navigator import LocalNavigator
 from operators import config
+from operators.episode_stream import sensor_lifetime_messages
 from schemas.messages import (
     CameraInfo,
     Clock,
@@ -22,7 +23,6 @@ from schemas.messages import (
     MissionStatus,
     Path,
     WheelState,
-    from_arrow,
     to_arrow,
 )
 
@@ -40,12 +40,7 @@ def main(node: Node | None = None) -> None:
         for output_id, msg in outputs:
             node.send_output(output_id, *to_arrow(msg))
 
-    for event in node:
-        if event["type"] == "STOP" or (event["type"] == "INPUT_CLOSED" and event["id"] == "clock"):
-            break  # the sensor is gone: in the navigation graph's cycles, no other input would ever close
-        if event["type"] != "INPUT":
-            continue
-        msg = from_arrow(event["value"], event["metadata"])
+    for msg in sensor_lifetime_messages(node):
         if isinstance(msg, Imu):
             navigator.on_imu(msg)
         elif isinstance(msg, WheelState):

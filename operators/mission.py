@@ -10,7 +10,8 @@ from __future__ import annotations
 from dora import Node
 
 from operators import config
-from schemas.messages import Clock, MissionGoal, MissionStatus, from_arrow, to_arrow
+from operators.episode_stream import sensor_lifetime_messages
+from schemas.messages import Clock, MissionGoal, MissionStatus, to_arrow
 
 RESEND_S = 2.0
 
@@ -21,12 +22,7 @@ def main(node: Node | None = None) -> None:
     mission_id = f"{config.robot_config().robot_id}-{config.episode_seed()}"
     answered = False
     last_sent_ns: int | None = None
-    for event in node:
-        if event["type"] == "STOP" or (event["type"] == "INPUT_CLOSED" and event["id"] == "clock"):
-            break  # the sensor is gone: in the navigation graph's cycles, no other input would ever close
-        if event["type"] != "INPUT":
-            continue
-        msg = from_arrow(event["value"], event["metadata"])
+    for msg in sensor_lifetime_messages(node):
         if isinstance(msg, Clock) and not answered:
             if last_sent_ns is None or msg.t_ns - last_sent_ns >= RESEND_S * 1e9:
                 last_sent_ns = msg.t_ns

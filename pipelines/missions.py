@@ -28,11 +28,10 @@ from models.navigation.local_navigator import LocalNavigator
 from models.navigation.scoring import fix_record, mission_success, relocalization_summary, spl
 from models.navigation.se2 import Pose2
 from models.planning import ClearanceMap, GridPlanner, occupancy_grid, path_length
-from models.safety import SafetyGovernor
+from models.safety import SafetyGovernor, nearest_obstacle_m
 from schemas.messages import (
     MISSION_FINAL_STATES,
     CompressedImage,
-    DynamicObstacles,
     Event,
     LocalizationResult,
     MissionGoal,
@@ -217,7 +216,7 @@ class _MissionRun:
             elif output_id == "subgoals":
                 self.local.on_subgoals(msg)
             elif output_id == "moving_obstacles":
-                self.governor.set_people_distance(_nearest(msg))
+                self.governor.set_people_distance(nearest_obstacle_m(msg))
             elif output_id == "localization":
                 self.governor.on_localization(msg.success, msg.confidence, msg.t_ns)
                 self._score_fix(msg)
@@ -309,11 +308,6 @@ class _MissionRun:
             driving_s=self.driving_s,
             global_ms=[s * 1e3 for s in self.global_s],
         )
-
-
-def _nearest(obstacles: DynamicObstacles) -> float:
-    gaps = [math.hypot(x, y) - r for x, y, r in zip(obstacles.x, obstacles.y, obstacles.radius, strict=True)]
-    return max(min(gaps), 0.0) if gaps else math.inf
 
 
 def summarize(outcomes: list[MissionOutcome], sim_seconds: float | None = None) -> dict[str, Any]:
