@@ -171,6 +171,8 @@ class LocalCostmap:
         return float(np.hypot(*(centres - np.asarray(xy)).T).min())
 
     def _occupied_now(self) -> np.ndarray:
+        if not math.isfinite(self.t):  # no depth yet: nothing seen, nothing occupied
+            return self.occupied
         return self.occupied & ~(self.moving & (self.t - self.last_hit > self.config.decay_s))
 
     def _moving_clusters(self) -> tuple[np.ndarray, np.ndarray]:
