@@ -46,6 +46,7 @@ from sim.simulator import Simulator
 
 Output = tuple[str, object]
 TICK_S = 0.01  # as the sensor node steps the simulator
+MOVING_MPS = 0.05  # a collision at a lower speed is the robot being walked into
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class MissionOutcome:
     spl: float
     final_error_m: float
     collisions: int
+    collisions_moving: int  # of those, the ones where the robot moved (> MOVING_MPS), not only was walked into
     fallbacks: int
     recoveries: int
     relocalizations: list[dict[str, Any]] = field(default_factory=list)
@@ -151,6 +153,7 @@ class _MissionRun:
         self.global_s: list[float] = []
         self.slowing: frozenset[str] = frozenset()
         self.path_length = 0.0
+        self.collisions_moving = 0  # collisions while the robot itself moved, not only being walked into
         self.driving_s = 0.0  # time the planner had somewhere to go
 
     def drive(self) -> MissionOutcome:
@@ -189,6 +192,8 @@ class _MissionRun:
     def _sensor(self, output_id: str, msg: object) -> None:
         if output_id == "tf":
             return  # as the sensor node with ASTRA_SIM_TF=0: /tf is the stack's
+        if output_id == "events" and msg.kind == "collision" and msg.value > MOVING_MPS:
+            self.collisions_moving += 1
         if self.on_message:
             self.on_message(output_id, msg)
         if output_id == "ground_truth":
@@ -301,6 +306,7 @@ class _MissionRun:
             spl=spl(success, shortest, self.path_length),
             final_error_m=error_m,
             collisions=collisions,
+            collisions_moving=self.collisions_moving,
             fallbacks=self.fallbacks,
             recoveries=self.recoveries,
             relocalizations=self.fixes,
@@ -323,6 +329,7 @@ def summarize(outcomes: list[MissionOutcome], sim_seconds: float | None = None) 
         "spl": float(np.mean([o.spl for o in outcomes])) if n else None,
         "collisions": int(sum(o.collisions for o in outcomes)),
         "collisions_per_mission": float(np.mean([o.collisions for o in outcomes])) if n else None,
+        "collisions_moving": int(sum(o.collisions_moving for o in outcomes)),
         "fallback_rate": float(np.mean([o.fallbacks > 0 for o in outcomes])) if n else None,
         "goal_accuracy": float(np.mean([o.goal_correct for o in outcomes])) if n else None,
         "relocalization": relocalization_summary([f for o in outcomes for f in o.relocalizations]),
