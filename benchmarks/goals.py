@@ -2,10 +2,10 @@
 
 For each site in data/maps with its world in data/worlds, missions are sampled (sim.missions) among the rooms
 the map has nodes in, and each instruction is resolved from the mission's start. A goal counts as right when its
-node's base_link lies inside the intended room's rectangle. The map frame is the world frame: map building moves
-the reconstruction by the map -> odom the tour recorded at its start, which the simulator sets to the spawn pose
-(the share of nodes inside some room, `nodes_in_rooms`, checks this). Nonsense instructions should come back as
-goal_not_found; the best scores of both sets are reported to calibrate GoalConfig.threshold.
+node's base_link, moved into the world by the map's alignment with the tour's truth (from the lake the map was built
+from), lies inside the intended room's rectangle; `nodes_in_rooms` is the share of nodes inside some room.
+Nonsense instructions should come back as goal_not_found; the best scores of both sets are reported to calibrate
+GoalConfig.threshold.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 
 from datasets.map_store import read_map
+from datasets.navigation import planar_world_from_map
 from models.goals import GoalResolver
+from models.navigation import se2
 from models.routing import base_poses
 from models.text_encoder import TextEncoder
 from schemas.world import World
@@ -52,11 +54,12 @@ NONSENSE = (
 def evaluate(map_dir: Path, world_dir: Path, n: int = MISSIONS, seed: int = SEED) -> dict[str, Any]:
     """Goal accuracy, nonsense rejection, scores and timings of one site."""
     topo, world = read_map(map_dir), World.load(world_dir)
+    world_from_map = planar_world_from_map(topo)
     encoder = TextEncoder.from_pretrained()
     started = time.perf_counter()
     resolver = GoalResolver(topo.nodes, topo.landmarks, topo.node_landmarks, encoder)
     build_s = time.perf_counter() - started
-    node_rooms = [world.room_at(x, y) for x, y, _ in base_poses(topo.nodes)]
+    node_rooms = [world.room_at(*xy) for xy in se2.apply(world_from_map, base_poses(topo.nodes)[:, :2])]
     mapped = sorted({room.name for room in node_rooms if room is not None})
     missions = sample_missions(world, n, seed, rooms=mapped)
     right: dict[str, list[bool]] = defaultdict(list)
@@ -66,7 +69,7 @@ def evaluate(map_dir: Path, world_dir: Path, n: int = MISSIONS, seed: int = SEED
         result = resolver.resolve(mission.instruction, near_xy=mission.start[:2])
         seconds.append(time.perf_counter() - started)
         scores.append(result.candidates[0].score)
-        room = world.room_at(*result.goal.pose[:2]) if result.goal else None
+        room = world.room_at(*se2.apply(world_from_map, np.array(result.goal.pose[:2]))) if result.goal else None
         ok = room is not None and room.name == mission.goal_room
         right[mission.family].append(ok)
         if not ok:
