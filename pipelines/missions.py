@@ -384,12 +384,21 @@ def prepare_building(
     return Building(world_dir, map_dir, lake)
 
 
+MIN_ROOM_KEYFRAMES = 3  # a room the tour only peeked into (one keyframe inside its door) is not mapped
+
+
 def mapped_rooms(world: World, topo_map: TopoMap, world_from_map: Pose2) -> list[str]:
-    """Names of the rooms the map has keyframes in."""
+    """Names of the rooms the mapping tour covered: MIN_ROOM_KEYFRAMES keyframes or more inside."""
+    from collections import Counter
+
     from models.routing import base_poses
 
-    rooms = {world.room_at(*se2.apply(world_from_map, xy)) for xy in base_poses(topo_map.nodes)[:, :2]}
-    return sorted(room.name for room in rooms if room is not None)
+    # One position per keyframe: the rig's nodes of one instant share (episode_id, t_ns) and base_link.
+    keys = zip(topo_map.nodes["episode_id"].to_pylist(), topo_map.nodes["t_ns"].to_pylist(), strict=True)
+    first = list({key: i for i, key in reversed(list(enumerate(keys)))}.values())
+    positions = se2.apply(world_from_map, base_poses(topo_map.nodes)[first, :2])
+    rooms = Counter(room.name for xy in positions if (room := world.room_at(*xy)) is not None)
+    return sorted(name for name, count in rooms.items() if count >= MIN_ROOM_KEYFRAMES)
 
 
 def run_missions(
