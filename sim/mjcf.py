@@ -14,7 +14,7 @@ import numpy as np
 from schemas.world import Agent, Box, Landmark, Room, World
 from sim.layout import GRID_MARGIN, world_rng
 from sim.textures import TILE, landmark_texture
-from sim.vocabulary import COLORS
+from sim.vocabulary import COLORS, FLOOR_USES, floor_use
 
 MATERIAL_TILE = 0.5
 
@@ -26,7 +26,7 @@ def _fmt(*values: float) -> str:
 
 
 def _floor_texture(room: Room) -> str:
-    return "floor_room" if room.kind == "room" else "floor_corridor"
+    return f"floor_{floor_use(room.kind)}"
 
 
 def _rgba(color: tuple[float, float, float]) -> str:
@@ -140,7 +140,7 @@ def scene(world: World, texture_names: list[str]) -> str:
         ET.SubElement(asset, "texture", name=name, type="2d", file=f"{name}.png")
     # with texuniform, texrepeat counts tiles per 2 m (MuJoCo maps a unit half-size onto the texture)
     uniform = {"texuniform": "true", "texrepeat": _fmt(2 / TILE, 2 / TILE)}
-    ET.SubElement(asset, "material", name="floor", texture="floor_corridor", **uniform)
+    ET.SubElement(asset, "material", name="floor", texture=f"floor_{FLOOR_USES[1]}", **uniform)
     ET.SubElement(asset, "material", name="ceiling", texture="ceiling", **uniform)
     tint_rng = world_rng(world.seed, world.kind, "floor tints")
     for room in world.rooms:

@@ -57,7 +57,7 @@ from sim.robot import (
     camera_name,
     draw_sensor_errors,
 )
-from sim.vocabulary import KINDS
+from sim.vocabulary import FLOOR_USES, KINDS, floor_use
 
 Message = tuple[str, object]
 
@@ -176,11 +176,9 @@ class Simulator:
 
         # Rooms decide the floor under the wheels and the light the cameras see; doorways keep the last room's.
         self._room_bounds = np.array([room.bounds for room in self.world.rooms]).reshape(-1, 4)
-        floors = KINDS[self.world.kind].floors  # rooms, then corridors and aisles, as sim.mjcf textures them
+        floor_of = dict(zip(FLOOR_USES, KINDS[self.world.kind].floors, strict=True))
         slip_of = dict(config.noise.floor_slip)
-        self._room_slip = np.array(
-            [slip_of[floors[0] if room.kind == "room" else floors[1]] for room in self.world.rooms]
-        )
+        self._room_slip = np.array([slip_of[floor_of[floor_use(room.kind)]] for room in self.world.rooms])
         self._room_light = np.array([errors.room_light[room.id] for room in self.world.rooms])
         self.place(*self.world.spawn)
         self._room = max(self._room_at(*self.pose()[:2]), 0)

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from schemas.world import Landmark, World
-from sim.vocabulary import KINDS
+from sim.vocabulary import FLOOR_USES, KINDS
 
 Color = tuple[float, float, float]
 
@@ -264,8 +264,7 @@ def world_textures(world: World, rng: Callable[[str], np.random.Generator]) -> d
     """Every texture a world's scene references, by name; `rng(name)` gives each its own generator."""
     spec = KINDS[world.kind]
     images = {
-        f"floor_{use}": floor_texture(rng(use), style)
-        for use, style in zip(("room", "corridor"), spec.floors, strict=True)
+        f"floor_{use}": floor_texture(rng(use), style) for use, style in zip(FLOOR_USES, spec.floors, strict=True)
     }
     images["ceiling"] = ceiling_texture(rng("ceiling"))
     walled = [r for r in world.rooms if any(w.material == f"wall_{r.id}" for w in world.walls)]

@@ -26,6 +26,14 @@ COLORS: dict[str, tuple[float, float, float]] = {
 }
 
 
+FLOOR_USES = ("room", "corridor")  # rooms of kind "room" have the first floor; corridors and aisles the second
+
+
+def floor_use(room_kind: str) -> str:
+    """Which of a building kind's two floors (FLOOR_USES) a room of this kind has."""
+    return FLOOR_USES[0] if room_kind == "room" else FLOOR_USES[1]
+
+
 class Item(NamedTuple):
     """A furniture category: placed against a wall, facing into the room."""
 
@@ -98,7 +106,7 @@ class KindSpec(NamedTuple):
     lobby_width: tuple[float, float]
     rooms_per_row: tuple[int, int]
     aisles: tuple[int, int]  # (0, 0): the north row holds rooms; else that many rack aisles
-    floors: tuple[str, str]  # textures.FLOOR_STYLES of rooms and of corridors
+    floors: tuple[str, str]  # textures.FLOOR_STYLES, one per FLOOR_USES: rooms, then corridors and aisles
     agents: tuple[str, ...]  # agent kinds added when dynamic; carts first, they need a corridor of their own
 
 
