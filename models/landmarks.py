@@ -36,6 +36,9 @@ class NodeView:
     camera: str  # one of the rig's cameras, schemas.topics.CAMERAS
     base_pose: tuple[float, float, float]  # x, y, yaw of base_link in map
     image: np.ndarray | None = None  # RGB (H, W, 3) uint8; extractors that need it say so
+    # The simulator's truth of base_link in its world, where the log records it: only privileged extractors use
+    # it, since `map` (the first tour's odometry frame) is off the world by that tour's drift.
+    world_pose: tuple[float, float, float] | None = None
 
 
 @dataclass(frozen=True)

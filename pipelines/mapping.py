@@ -16,6 +16,7 @@ one shuffle (into the global reconstruction) is JPEG bytes; after it, pictures t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import time
@@ -52,7 +53,7 @@ from pipelines.ingest import run_pipeline
 from pipelines.progress import marker_progress
 from schemas.map import conform_table
 from schemas.robot import DEFAULT_ROBOT
-from schemas.topics import ODOMETRY_TOPIC
+from schemas.topics import GROUND_TRUTH_TOPIC, ODOMETRY_TOPIC
 from sim.annotations import AnnotatedLandmarkExtractor
 from sim.world import write_world
 
@@ -260,11 +261,29 @@ def map_graph(site: SiteReconstruction, config: GraphConfig) -> MapGraph:
 
 
 def extract_landmarks(
-    graph: MapGraph, extractor: str, world_dir: str, site: SiteReconstruction
+    graph: MapGraph, extractor: str, world_dir: str, site: SiteReconstruction, lake: str
 ) -> LandmarkObservations:
     """The landmarks the nodes see, by the named extractor rendering at the resolution of the site's rig."""
     config = replace(DEFAULT_ROBOT, camera_width=site.rig[0].width, camera_height=site.rig[0].height)
-    return EXTRACTORS[extractor](world_dir, config=config).extract(graph.views)
+    return EXTRACTORS[extractor](world_dir, config=config).extract(with_true_poses(graph, Lake(lake)))
+
+
+def with_true_poses(graph: MapGraph, lake: Lake) -> list[NodeView]:
+    """The graph's views with the simulator's truth of their base pose, for the episodes whose log records it."""
+    truth = {}
+    for episode_id in set(graph.nodes["episode_id"].to_pylist()):
+        with contextlib.suppress(ValueError):  # a real robot's log has no ground truth
+            truth[episode_id] = read_trajectory(lake, episode_id, GROUND_TRUTH_TOPIC)
+    views = []
+    for view, episode_id, t_ns in zip(
+        graph.views, graph.nodes["episode_id"].to_pylist(), graph.nodes["t_ns"].to_pylist(), strict=True
+    ):
+        if episode_id in truth:
+            pose = truth[episode_id].at(np.array([t_ns]))
+            yaw = Rotation.from_quat(pose.quaternions[0]).as_euler("zyx")[0]
+            view = replace(view, world_pose=(float(pose.positions[0, 0]), float(pose.positions[0, 1]), float(yaw)))
+        views.append(view)
+    return views
 
 
 # --- the pipeline ----------------------------------------------------------------------------------
@@ -336,9 +355,10 @@ class BuildGraph(beam.PTransform):
 class ExtractLandmarks(beam.PTransform):
     """(MapGraph, SiteReconstruction) -> LandmarkObservations."""
 
-    def __init__(self, extractor: str, world_dir: Path, progress_dir: Path) -> None:
+    def __init__(self, extractor: str, world_dir: Path, lake: Path, progress_dir: Path) -> None:
         super().__init__()
         self.extractor, self.world_dir, self.progress_dir = extractor, str(world_dir), str(progress_dir)
+        self.lake = str(lake)
 
     def expand(
         self, inputs: tuple[beam.PCollection[MapGraph], beam.PCollection[SiteReconstruction]]
@@ -352,6 +372,7 @@ class ExtractLandmarks(beam.PTransform):
             self.extractor,
             self.world_dir,
             beam.pvalue.AsSingleton(sites),
+            self.lake,
         )
 
 
@@ -499,7 +520,9 @@ def build_site_map(
             )
             sites = keyframes | "BuildReconstruction" >> BuildReconstruction(work, sfm_config, progress_dir)
             graphs = sites | "BuildGraph" >> BuildGraph(graph_config, progress_dir)
-            landmarks = (graphs, sites) | "ExtractLandmarks" >> ExtractLandmarks(extractor, world_dir, progress_dir)
+            landmarks = (graphs, sites) | "ExtractLandmarks" >> ExtractLandmarks(
+                extractor, world_dir, lake, progress_dir
+            )
             _ = (graphs, sites, landmarks) | "WriteMap" >> WriteMap(out, key, build_info, summary_path, progress_dir)
 
         with marker_progress(progress_dir, len(episode_ids) + len(GLOBAL_STAGES), "map build", progress):

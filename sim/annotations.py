@@ -14,10 +14,12 @@ from typing import Any
 
 import mujoco
 import numpy as np
+import pycolmap
 from scipy.spatial import ConvexHull
 from scipy.spatial.transform import Rotation
 
 from models.landmarks import LandmarkExtractor, LandmarkObservations, NodeView, describe, landmark_table
+from models.mapping.sfm import align_rigid
 from models.text_encoder import TextEncoder
 from schemas.robot import DEFAULT_ROBOT, RobotConfig, camera_mount
 from schemas.world import Box, World
@@ -32,12 +34,13 @@ _EDGES = [(i, j) for i, j in itertools.combinations(range(8), 2) if np.sum(_CORN
 class AnnotatedLandmarkExtractor(LandmarkExtractor):
     """Landmarks from the world's annotation, boxes from the simulator's segmentation render.
 
-    Privileged: the robot is placed at each node's pose, taken as ground truth, and the segmentation
-    render of the node's camera says which landmark covers which pixel, walls and furniture occluding
-    as they do in the picture. Dynamic agents stand where they start. A landmark counts as seen when at
-    least `min_pixels` of it are visible. Its `visible_fraction` is those pixels over the area of the
-    whole box's silhouette on the unbounded image plane, so cropping by the image border and occlusion
-    both lower it.
+    Privileged: the robot is placed at each node's true pose (`world_pose`; views without one are taken to be
+    posed in the world itself), and the segmentation render of the node's camera says which landmark covers
+    which pixel, walls and furniture occluding as they do in the picture. Landmark positions are moved from the
+    world into `map` by the rigid motion that best aligns the views' map poses with their true ones. Dynamic
+    agents stand where they start. A landmark counts as seen when at least `min_pixels` of it are visible. Its
+    `visible_fraction` is those pixels over the area of the whole box's silhouette on the unbounded image plane,
+    so cropping by the image border and occlusion both lower it.
 
     `config` must render at the resolution of the nodes' images, since boxes are in their pixels.
     """
@@ -64,6 +67,8 @@ class AnnotatedLandmarkExtractor(LandmarkExtractor):
             sim.close()
         seen = {row["landmark_id"] for row in sightings}
         landmarks = [lm for lm in self.world.landmarks if lm.id in seen]
+        map_from_world = _map_from_world(views)
+        positions = [map_from_world * np.asarray(lm.box.center, dtype=float) for lm in landmarks]
         rooms = [self.world.room(lm.room_id).name for lm in landmarks]
         embeddings = self.text_encoder.encode([describe(lm, room) for lm, room in zip(landmarks, rooms, strict=True)])
         rows = [
@@ -75,12 +80,12 @@ class AnnotatedLandmarkExtractor(LandmarkExtractor):
                 "material": lm.material,
                 "function": lm.function,
                 "room": room,
-                "position_x": lm.box.center[0],
-                "position_y": lm.box.center[1],
-                "position_z": lm.box.center[2],
+                "position_x": position[0],
+                "position_y": position[1],
+                "position_z": position[2],
                 "embedding": embedding.tolist(),
             }
-            for lm, room, embedding in zip(landmarks, rooms, embeddings, strict=True)
+            for lm, room, position, embedding in zip(landmarks, rooms, positions, embeddings, strict=True)
         ]
         return LandmarkObservations(landmark_table("landmarks", rows), landmark_table("node_landmarks", sightings))
 
@@ -98,15 +103,15 @@ class AnnotatedLandmarkExtractor(LandmarkExtractor):
         size = (self.config.camera_height, self.config.camera_width)
         if view.image is not None and view.image.shape[:2] != size:
             raise ValueError(f"node {view.node_id}: image is {view.image.shape[:2]}, the extractor renders {size}")
-        sim.place(*view.base_pose)
+        sim.place(*_true_pose(view))
         labels = owners[sim.segmentation(view.camera)]
         counts = np.bincount(labels[labels >= 0], minlength=len(self.world.landmarks))
-        camera_from_map = self._camera_from_map(view)
+        camera_from_world = self._camera_from_world(view)
         k = np.reshape(sim.camera_info(view.camera).k, (3, 3))
         rows = []
         for i in np.flatnonzero(counts >= self.min_pixels):
             ys, xs = np.nonzero(labels == i)
-            area = _silhouette_area(self.world.landmarks[i].box, camera_from_map, k, self.config.depth_near)
+            area = _silhouette_area(self.world.landmarks[i].box, camera_from_world, k, self.config.depth_near)
             rows.append(
                 {
                     "node_id": view.node_id,
@@ -120,19 +125,33 @@ class AnnotatedLandmarkExtractor(LandmarkExtractor):
             )
         return rows
 
-    def _camera_from_map(self, view: NodeView) -> tuple[Rotation, np.ndarray]:
-        """Rotation and translation taking map points into the view camera's optical frame."""
-        x, y, yaw = view.base_pose
+    def _camera_from_world(self, view: NodeView) -> tuple[Rotation, np.ndarray]:
+        """Rotation and translation taking world points into the view camera's optical frame."""
+        x, y, yaw = _true_pose(view)
         mount_translation, mount_rotation = camera_mount(self.config, view.camera)
-        map_from_base = Rotation.from_euler("z", yaw)
-        rotation = map_from_base * mount_rotation
-        position = np.array([x, y, 0.0]) + map_from_base.apply(mount_translation)
+        world_from_base = Rotation.from_euler("z", yaw)
+        rotation = world_from_base * mount_rotation
+        position = np.array([x, y, 0.0]) + world_from_base.apply(mount_translation)
         return rotation.inv(), -rotation.inv().apply(position)
 
 
-def _silhouette_area(box: Box, camera_from_map: tuple[Rotation, np.ndarray], k: np.ndarray, near: float) -> float:
+def _true_pose(view: NodeView) -> tuple[float, float, float]:
+    return view.world_pose if view.world_pose is not None else view.base_pose
+
+
+def _map_from_world(views: Sequence[NodeView]) -> pycolmap.Rigid3d:
+    """The rigid motion taking the views' true base positions closest to their map ones (identity without truth)."""
+    posed = [view for view in views if view.world_pose is not None]
+    if not posed:
+        return pycolmap.Rigid3d()
+    world_xy = np.array([[*view.world_pose[:2], 0.0] for view in posed])
+    map_xy = np.array([[*view.base_pose[:2], 0.0] for view in posed])
+    return align_rigid(world_xy, map_xy)
+
+
+def _silhouette_area(box: Box, camera_from_world: tuple[Rotation, np.ndarray], k: np.ndarray, near: float) -> float:
     """Pixel area of a box's image on the unbounded image plane, the part nearer than `near` cut away."""
-    rotation, translation = camera_from_map
+    rotation, translation = camera_from_world
     corners = rotation.apply(np.asarray(box.center) + _CORNER_SIGNS * np.asarray(box.half_size)) + translation
     depth = corners[:, 2] - near
     crossings = [

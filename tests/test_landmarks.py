@@ -13,6 +13,7 @@ import pytest
 
 from models.descriptors import DESCRIPTORS, TinyImageDescriptor
 from models.landmarks import LandmarkObservations, NodeView, describe
+from models.navigation import se2
 from schemas.map import TABLES, TEXT_EMBEDDING_DIM
 from schemas.robot import RobotConfig
 from schemas.topics import CAMERA_YAWS
@@ -152,6 +153,30 @@ def test_walls_hide_landmarks_and_tables_conform(extractor: AnnotatedLandmarkExt
     empty = extractor.extract([])
     assert (empty.landmarks.num_rows, empty.node_landmarks.num_rows) == (0, 0)
     assert empty.node_landmarks.schema == TABLES["node_landmarks"]
+
+
+def test_views_posed_in_a_drifted_map_see_from_their_true_pose_and_landmarks_land_in_the_map(
+    extractor: AnnotatedLandmarkExtractor,
+) -> None:
+    """`map` is the first tour's odometry frame, off the world by its drift: here 20 degrees and metres away."""
+    sign = corridor_sign(extractor.world)
+    map_from_world = (3.0, -2.0, math.radians(20.0))
+    ahead = facing(sign, 1.8)
+    side = (-math.sin(ahead[2]) * 0.4, math.cos(ahead[2]) * 0.4)  # 0.4 m to the robot's left
+    true_poses = [ahead, facing(sign, 2.6), (ahead[0] + side[0], ahead[1] + side[1], ahead[2])]
+    views = [
+        NodeView(f"n{i}", "front", se2.compose(map_from_world, pose), world_pose=pose)
+        for i, pose in enumerate(true_poses)
+    ]
+    observations = extractor.extract(views)
+    assert {("n0", sign.id), ("n1", sign.id), ("n2", sign.id)} <= set(sightings(observations))
+    # What each node sees is what its camera saw, from where it truly stood.
+    in_the_world = extractor.extract([NodeView(f"n{i}", "front", pose) for i, pose in enumerate(true_poses)])
+    assert observations.node_landmarks.equals(in_the_world.node_landmarks)
+    landmark = next(r for r in observations.landmarks.to_pylist() if r["landmark_id"] == sign.id)
+    expected = se2.apply(map_from_world, np.array(sign.box.center[:2]))
+    assert (landmark["position_x"], landmark["position_y"]) == pytest.approx(tuple(expected), abs=1e-6)
+    assert landmark["position_z"] == pytest.approx(sign.box.center[2])
 
 
 def test_an_image_of_another_size_is_refused(extractor: AnnotatedLandmarkExtractor) -> None:
