@@ -414,6 +414,77 @@ def cmd_viz_map(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _recording_world(mcap: Path, world_dir: Path | None) -> World:
+    """The building of a recording: --world where given (it must be the recorded one), else its world.json."""
+    from datasets.replay import replay_world
+    from schemas.world import World
+
+    recorded = replay_world(mcap)
+    if world_dir is None:
+        if recorded is None:
+            raise UsageError(f"{mcap} carries no world.json: pass --world DIR")
+        return recorded
+    world = World.load(world_dir)
+    if recorded is not None and recorded.site != world.site:
+        raise UsageError(f"{mcap} was recorded in {recorded.site!r} but --world is {world.site!r}")
+    return world
+
+
+def cmd_viz_episode(args: argparse.Namespace) -> int:
+    from mcap.writer import MCAP0_MAGIC
+
+    from datasets.mcap_reader import SalvagingReader
+    from datasets.navigation import check_world_matches, read_navigation_map
+    from datasets.replay import recorded_messages
+    from viz.episode import EpisodeLogger, episode_recording, save_episode_blueprint
+
+    mcap = args.mcap
+    if not mcap.is_file():
+        raise UsageError(f"no such recording: {mcap}")
+    with open(mcap, "rb") as stream:
+        if stream.read(len(MCAP0_MAGIC)) != MCAP0_MAGIC:
+            raise UsageError(f"{mcap} is not an MCAP file")
+    try:
+        world = _recording_world(mcap, args.world)
+        topo = None
+        if args.map is not None:
+            topo = read_navigation_map(args.map)
+            check_world_matches(topo, world)
+    except (FileNotFoundError, ValueError) as exc:  # MapError and MapKeyError are ValueErrors
+        raise UsageError(str(exc)) from exc
+    blueprint = args.blueprint or (args.save.with_suffix(".rbl") if args.save else None)
+    rec = episode_recording(world, mcap.stem, args.save, topo)
+    logger = EpisodeLogger(rec)
+    messages = 0
+    with (
+        open(mcap, "rb") as stream,
+        tqdm(total=mcap.stat().st_size, desc="episode", unit="B", unit_scale=True, file=sys.stderr) as bar,
+    ):
+        reader = SalvagingReader(stream)
+        for output_id, msg in recorded_messages(reader):
+            logger.log(output_id, msg)
+            messages += 1
+            bar.update(stream.tell() - bar.n)  # the reader takes a chunk at a time
+        bar.update(stream.tell() - bar.n)
+    rec.disconnect()  # flushes and writes the .rrd footer
+    for damage in reader.damage:
+        print(f"astra: {mcap}: {damage}", file=sys.stderr)
+    if blueprint is not None:
+        save_episode_blueprint(world, blueprint)
+    _emit(
+        {
+            "mcap": str(mcap),
+            "site": world.site,
+            "map": str(args.map) if args.map else None,
+            "messages": messages,
+            "damage": [str(d) for d in reader.damage],
+            "rrd": str(args.save) if args.save else None,
+            "blueprint": str(blueprint) if blueprint else None,
+        }
+    )
+    return EXIT_OK
+
+
 # --- parser --------------------------------------------------------------------------------------
 
 
@@ -601,7 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_mission.add_argument("--json", action="store_true", help="only the JSON line (no per-mission lines)")
     eval_mission.set_defaults(func=cmd_eval_mission)
 
-    viz = commands.add_parser("viz", help="show maps in Rerun")
+    viz = commands.add_parser("viz", help="show recorded runs and maps in Rerun")
     viz_targets = viz.add_subparsers(dest="viz_target", required=True, metavar="TARGET")
     viz_map = viz_targets.add_parser(
         "map", parents=[common], help="SfM points, keyframe cameras, graph, landmarks, trajectories, route"
@@ -613,6 +684,29 @@ def build_parser() -> argparse.ArgumentParser:
     viz_map.add_argument("--route", nargs=2, metavar=("START_ROOM", "GOAL_ROOM"), help="plan and draw a route")
     viz_map.add_argument("--save", type=Path, metavar="FILE.rrd", help="write an .rrd instead of spawning a viewer")
     viz_map.set_defaults(func=cmd_viz_map)
+    viz_episode = viz_targets.add_parser(
+        "episode",
+        parents=[common],
+        help="a recorded run: trajectories, fixes, costmap and ESDF, plans, cameras, events",
+        description="Log a recording (an MCAP of `astra record` or `astra navigate`) to Rerun as the viz node "
+        "does live: the building, ground truth and estimate, relocalization fixes by confidence, the route, "
+        "the local costmap and its ESDF, the planner's candidates and choice, cameras, commands and events, "
+        "laid out by the episode blueprint. Reads the file as a stream. The building comes from the "
+        "recording's world.json unless --world is given.",
+    )
+    viz_episode.add_argument("mcap", type=Path, metavar="FILE.mcap", help="the recording")
+    viz_episode.add_argument("--map", type=Path, metavar="DIR", help="draw this map's graph (of the same building)")
+    viz_episode.add_argument(
+        "--world", type=Path, metavar="DIR", help="the building (default: the world.json the recording carries)"
+    )
+    viz_episode.add_argument("--save", type=Path, metavar="FILE.rrd", help="write an .rrd instead of spawning a viewer")
+    viz_episode.add_argument(
+        "--blueprint",
+        type=Path,
+        metavar="FILE.rbl",
+        help="also save the layout as a Rerun blueprint (default with --save: beside the .rrd)",
+    )
+    viz_episode.set_defaults(func=cmd_viz_episode)
     return parser
 
 

@@ -215,6 +215,17 @@ TABLES: dict[str, pa.Schema] = {
             pa.field("detail", _str),
         ]
     ),
+    # astra_msgs/CandidatePaths: path i is the lengths[i] points of x, y after the first sum(lengths[:i]).
+    "candidate_paths": pa.schema(
+        [
+            *_STAMPED,
+            pa.field("x", pa.list_(_f64)),
+            pa.field("y", pa.list_(_f64)),
+            pa.field("lengths", pa.list_(pa.int32())),
+            pa.field("costs", pa.list_(_f64)),
+            pa.field("chosen", pa.int32()),
+        ]
+    ),
     "obstacles": pa.schema(
         [
             *_STAMPED,
@@ -288,6 +299,7 @@ ROS2_TABLES: dict[str, str] = {
     "astra_msgs/msg/LocalizationResult": "localization",
     "astra_msgs/msg/MissionGoal": "mission_goals",
     "astra_msgs/msg/MissionStatus": "mission_status",
+    "astra_msgs/msg/CandidatePaths": "candidate_paths",
 }
 
 

@@ -240,6 +240,22 @@ class LocalizationResult:
     reason: str  # why it failed; "" on success
 
 
+@dataclass(frozen=True)
+class CandidatePaths:
+    """The trajectories the local planner weighed in one cycle (astra_msgs/CandidatePaths), in `frame_id` (odom).
+
+    Path i is the `lengths[i]` points of `x`, `y` after the first sum(lengths[:i]); flat, so that a cycle is a
+    few arrays rather than a list of messages. `chosen` indexes the path the planner took, -1 when none."""
+
+    t_ns: int
+    frame_id: str
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+    lengths: tuple[int, ...]
+    costs: tuple[float, ...]  # lower is better, one per path; inf where a path was rejected
+    chosen: int
+
+
 EVENT_KINDS = (
     "collision",
     "estop",
@@ -281,6 +297,7 @@ MESSAGE_TYPES: dict[str, type] = {
         MissionGoal,
         MissionStatus,
         LocalizationResult,
+        CandidatePaths,
     )
 }
 

@@ -15,6 +15,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from schemas import messages as m
 from schemas.topics import Topic
 
@@ -275,6 +277,12 @@ def to_ros2(msg: Any) -> dict[str, Any]:
                 "trigger": msg.trigger,
                 "reason": msg.reason,
             }
+        case m.CandidatePaths():
+            return {
+                "header": _header(msg.t_ns, msg.frame_id),
+                **{name: list(getattr(msg, name)) for name in ("x", "y", "lengths", "costs")},
+                "chosen": msg.chosen,
+            }
     raise TypeError(f"no ROS 2 conversion for {type(msg).__name__}")
 
 
@@ -290,8 +298,14 @@ def _tuple4(q: Any) -> tuple[float, float, float, float]:
     return (q.x, q.y, q.z, q.w)
 
 
-def from_ros2(ros_type: str, msg: Any) -> Any:
-    """One of our messages from a ROS 2 message decoded by mcap_ros2, for the sensor types the stack consumes."""
+def _yaw(q: Any) -> float:
+    return math.atan2(2 * (q.w * q.z + q.x * q.y), 1 - 2 * (q.y * q.y + q.z * q.z))
+
+
+def from_ros2(ros_type: str, msg: Any, log_time_ns: int = 0) -> Any:
+    """One of our messages from a ROS 2 message decoded by mcap_ros2, for every type of schemas.topics.
+
+    `log_time_ns` (the MCAP log time) stamps what carries no stamp of its own: a Twist, an empty TFMessage."""
     match ros_type:
         case "rosgraph_msgs/msg/Clock":
             return m.Clock(_ns(msg.clock))
@@ -346,11 +360,75 @@ def from_ros2(ros_type: str, msg: Any) -> Any:
                 )
                 for t in msg.transforms
             )
-            return m.TFMessage(transforms[0].t_ns if transforms else 0, transforms)
+            return m.TFMessage(transforms[0].t_ns if transforms else log_time_ns, transforms)
         case "astra_msgs/msg/DynamicObstacles":
             return m.DynamicObstacles(
                 _ns(msg.header.stamp),
                 tuple(msg.ids),
                 *(tuple(getattr(msg, name)) for name in ("x", "y", "vx", "vy", "radius")),
+            )
+        case "geometry_msgs/msg/Twist":
+            return m.Twist(log_time_ns, _tuple3(msg.linear), _tuple3(msg.angular))
+        case "astra_msgs/msg/Event":
+            return m.Event(_ns(msg.header.stamp), msg.kind, msg.source, msg.detail, msg.value)
+        case "geometry_msgs/msg/PoseWithCovarianceStamped":
+            h, pose = msg.header, msg.pose
+            return m.PoseWithCovariance(
+                _ns(h.stamp),
+                h.frame_id,
+                _tuple3(pose.pose.position),
+                _tuple4(pose.pose.orientation),
+                tuple(pose.covariance),
+            )
+        case "geometry_msgs/msg/PoseStamped":
+            h = msg.header
+            return m.PoseStamped(_ns(h.stamp), h.frame_id, _tuple3(msg.pose.position), _tuple4(msg.pose.orientation))
+        case "nav_msgs/msg/Path":
+            h, poses = msg.header, [p.pose for p in msg.poses]
+            return m.Path(
+                _ns(h.stamp),
+                h.frame_id,
+                tuple(p.position.x for p in poses),
+                tuple(p.position.y for p in poses),
+                tuple(_yaw(p.orientation) for p in poses),
+            )
+        case "nav_msgs/msg/OccupancyGrid":
+            h, info = msg.header, msg.info
+            return m.OccupancyGrid(
+                _ns(h.stamp),
+                h.frame_id,
+                float(str(np.float32(info.resolution))),  # float32 on the wire: the decimal it was written from
+                info.width,
+                info.height,
+                _tuple3(info.origin.position),
+                bytes(array.array("b", msg.data)),
+            )
+        case "astra_msgs/msg/MissionGoal":
+            return m.MissionGoal(_ns(msg.header.stamp), msg.mission_id, msg.text)
+        case "astra_msgs/msg/MissionStatus":
+            fields = {f.name: getattr(msg, f.name) for f in dataclasses.fields(m.MissionStatus) if f.name != "t_ns"}
+            return m.MissionStatus(_ns(msg.header.stamp), **{**fields, "candidates": tuple(msg.candidates)})
+        case "astra_msgs/msg/LocalizationResult":
+            h, pose = msg.header, msg.pose
+            return m.LocalizationResult(
+                _ns(h.stamp),
+                h.frame_id,
+                msg.success,
+                _tuple3(pose.pose.position),
+                _tuple4(pose.pose.orientation),
+                tuple(pose.covariance),
+                msg.confidence,
+                msg.inliers,
+                tuple(msg.candidates),
+                msg.latency_s,
+                msg.trigger,
+                msg.reason,
+            )
+        case "astra_msgs/msg/CandidatePaths":
+            return m.CandidatePaths(
+                _ns(msg.header.stamp),
+                msg.header.frame_id,
+                *(tuple(getattr(msg, name)) for name in ("x", "y", "lengths", "costs")),
+                msg.chosen,
             )
     raise TypeError(f"no conversion from ROS 2 {ros_type}")

@@ -259,6 +259,11 @@ def _mission_status(t_ns: int, topic: str, msg: Any) -> list[Row]:
     ]
 
 
+def _candidate_paths(t_ns: int, topic: str, msg: Any) -> list[Row]:
+    h = msg.header
+    return [(t_ns, topic, stamp_ns(h.stamp), h.frame_id, msg.x, msg.y, msg.lengths, msg.costs, msg.chosen)]
+
+
 CONVERTERS: dict[str, RowConverter] = {
     "sensor_msgs/msg/CompressedImage": _compressed_image,
     "sensor_msgs/msg/Image": _image,
@@ -279,4 +284,5 @@ CONVERTERS: dict[str, RowConverter] = {
     "astra_msgs/msg/LocalizationResult": _localization,
     "astra_msgs/msg/MissionGoal": _mission_goal,
     "astra_msgs/msg/MissionStatus": _mission_status,
+    "astra_msgs/msg/CandidatePaths": _candidate_paths,
 }

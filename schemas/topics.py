@@ -126,6 +126,13 @@ TOPICS: tuple[Topic, ...] = (
     Topic("odom_tf", "/tf", "tf2_msgs/msg/TFMessage", 50.0, "odom -> base_link from the fused odometry, from local"),
     Topic("local_cmd", "/local/cmd_vel", "geometry_msgs/msg/Twist", 10.0, "local planner command, before safety"),
     Topic("plan", "/plan", "nav_msgs/msg/Path", 10.0, "the local planner's chosen trajectory, in odom"),
+    Topic(
+        "local_candidates",
+        "/local/candidates",
+        "astra_msgs/msg/CandidatePaths",
+        10.0,
+        "the trajectories the local planner sampled, their costs and the one it chose, in odom",
+    ),
     Topic("local_costmap", "/local_costmap", "nav_msgs/msg/OccupancyGrid", 2.0, "rolling costmap from depth, in odom"),
     Topic(
         "moving_obstacles",

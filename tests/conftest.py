@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -104,6 +105,15 @@ def sample_message(output_id: str, t_ns: int = T0) -> object:
         "local_odom": m.Odometry(t_ns, "odom", "base_link", (1.0, 2.0, 0.0), identity, (0.5, 0, 0), (0, 0, 0.1)),
         "local_cmd": m.Twist(t_ns, (0.6, 0.0, 0.0), (0.0, 0.0, -0.3)),
         "plan": m.Path(t_ns, "odom", (1.0, 1.1, 1.2), (2.0, 2.0, 2.1), (0.0, 0.1, 0.2)),
+        "local_candidates": m.CandidatePaths(
+            t_ns,
+            "odom",
+            (1.0, 1.2, 1.4, 1.0, 1.2, 1.4, 1.0, 1.1),
+            (2.0, 2.1, 2.3, 2.0, 2.0, 2.0, 2.0, 1.9),
+            (3, 3, 2),
+            (0.4, -0.2, math.inf),
+            1,
+        ),
         "local_costmap": m.OccupancyGrid(t_ns, "odom", 0.05, 4, 3, (-0.1, -0.075, 0.0), bytes([0, 100, 255, 0] * 3)),
         "moving_obstacles": m.DynamicObstacles(t_ns, ("m0",), (1.5,), (0.2,), (0.0,), (0.0,), (0.3,)),
         "nav_events": m.Event(t_ns, "recovery", "local", "back_up", 0.3),

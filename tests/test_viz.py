@@ -1,16 +1,18 @@
 """The episode's Rerun recording, read back from the saved .rrd: the tf tree as entities, each trajectory in
 its own frame (wheel odometry placed by map -> odom lies on the ground truth), cameras, command and IMU
-plots, the navigation stack's topics (map graph, estimate, fixes, costmap and ESDF, plans, events), and the
-blueprint that lays them out."""
+plots, the navigation stack's topics (map graph, estimate, fixes, costmap and ESDF, plans and candidates,
+events), and the blueprint that lays them out. `astra viz episode` draws a recorded run as the live node does."""
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import math
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,15 @@ import rerun as rr
 import yaml
 from scipy.spatial.transform import Rotation
 
+from astra.cli import main
 from datasets.map_store import read_map, write_map
+from datasets.mcap_reader import SalvagingReader
+from datasets.recording import EpisodeWriter
+from datasets.replay import recorded_messages
 from models.costmap import FREE, OCCUPIED, UNKNOWN
 from models.safety import SafetyGovernor
 from schemas import messages as m
+from schemas.episode import EpisodeMetadata
 from schemas.map import TABLES
 from schemas.robot import RobotConfig
 from schemas.topics import CAMERAS, TOPICS, camera_frame
@@ -41,27 +48,33 @@ PLOTS = ("commands/linear", "commands/angular", "imu/linear_acceleration", "imu/
 Entities = dict[str, dict[str, list[tuple[int | None, Any]]]]
 
 
-def _record_episode(world_dir: Path, rrd: Path) -> None:
-    """Drive the expert through the safety layer, logging every message as the viz node would."""
+def _expert_run(world_dir: Path, seconds: float) -> Iterator[tuple[str, object]]:
+    """The expert driving through the safety layer: every message as the viz node gets it."""
     world = World.load(world_dir)
     sim = Simulator(world_dir, RobotConfig(camera_width=32, camera_height=24), seed=0)
     expert, governor = ExpertDriver(world, seed=0), SafetyGovernor()
-    rec = episode_recording(world, "test", rrd)
-    logger = EpisodeLogger(rec)
     try:
-        while sim.t_ns < SECONDS * 1e9:
+        while sim.t_ns < seconds * 1e9:
             command = expert.command(sim.t_ns, sim.pose())
             governor.on_command(command, sim.t_ns)
             safe = governor.step(sim.t_ns)
-            logger.log("expert_cmd_vel", command)
-            logger.log("cmd_vel", safe)
+            yield "expert_cmd_vel", command
+            yield "cmd_vel", safe
             for output_id, msg in sim.advance(safe, STEP_S):
-                logger.log(output_id, msg)
+                yield output_id, msg
                 if output_id == "odom":  # standing in for a navigation run's fused odometry
-                    logger.log("local_odom", msg)
+                    yield "local_odom", msg
     finally:
         sim.close()
-        rec.disconnect()  # flushes and writes the footer
+
+
+def _record_episode(world_dir: Path, rrd: Path) -> None:
+    """Log every message of an expert run as the viz node would."""
+    rec = episode_recording(World.load(world_dir), "test", rrd)
+    logger = EpisodeLogger(rec)
+    for output_id, msg in _expert_run(world_dir, SECONDS):
+        logger.log(output_id, msg)
+    rec.disconnect()  # flushes and writes the footer
 
 
 def _entities(reader: rr.chunk.RrdReader, store: rr.chunk.StoreEntry | None = None) -> Entities:
@@ -80,8 +93,9 @@ def _entities(reader: rr.chunk.RrdReader, store: rr.chunk.StoreEntry | None = No
     return entities
 
 
-def _map_dir(world: World, out: Path) -> Path:
-    """A map whose graph joins the room centres in a chain (schemas.map tables, the rest empty)."""
+def _map_dir(world: World, out: Path, site: str | None = None) -> Path:
+    """A map of `site` (default: the world's) whose graph joins the room centres in a chain (schemas.map tables,
+    the rest empty)."""
     nodes = [
         {
             "node_id": f"n{i}",
@@ -104,7 +118,8 @@ def _map_dir(world: World, out: Path) -> Path:
         for a, b in itertools.pairwise(nodes)
     ]
     rows = {"nodes": nodes, "edges": edges}
-    write_map(out, {n: pa.Table.from_pylist(rows.get(n, []), schema=s) for n, s in TABLES.items()}, None, {})
+    tables = {n: pa.Table.from_pylist(rows.get(n, []), schema=s) for n, s in TABLES.items()}
+    write_map(out, tables, None, {"site": site or world.site})
     return out
 
 
@@ -128,8 +143,15 @@ def _costmap_under(plan: m.Path) -> m.OccupancyGrid:
     return m.OccupancyGrid(T0, plan.frame_id, spec.resolution, 40, 40, (*spec.origin, 0.0), cells.tobytes())
 
 
+def _stamped(msg: object, t_ns: int) -> object:
+    """The message at `t_ns`, the transforms of a TFMessage with it."""
+    if isinstance(msg, m.TFMessage):
+        return m.TFMessage(t_ns, tuple(dataclasses.replace(t, t_ns=t_ns) for t in msg.transforms))
+    return dataclasses.replace(msg, t_ns=t_ns)
+
+
 NAV_MESSAGES = [
-    (output_id, dataclasses.replace(msg, t_ns=T0 + i * 1_000_000))
+    (output_id, _stamped(msg, T0 + i * 1_000_000))
     for i, (output_id, msg) in enumerate(
         [
             ("local_costmap", _costmap_under(sample_message("plan"))),
@@ -346,3 +368,133 @@ def test_events_and_mission_states_are_text_logs(nav_rrd: Path) -> None:
         assert sample[output_id].kind in text
     [(_, [status])] = entities["/events/mission_status"]["TextLog:text"]
     assert sample["mission_status"].state in status and all(c in status for c in sample["mission_status"].candidates)
+
+
+def test_candidates_are_thin_grey_lines_lighter_the_cheaper_with_the_chosen_one_highlighted(nav_rrd: Path) -> None:
+    entities = _entities(rr.chunk.RrdReader(nav_rrd))
+    sample = dict(NAV_MESSAGES)["local_candidates"]
+    drawn = entities["/map/odom/local_candidates"]
+    [(_, strips)] = drawn["LineStrips3D:strips"]
+    ends = np.cumsum(sample.lengths)
+    expected = np.split(np.c_[sample.x, sample.y], ends[:-1])
+    assert len(strips) == len(expected)
+    for strip, points in zip(strips, expected, strict=True):
+        np.testing.assert_allclose(np.array(strip)[:, :2], points)
+    [(_, colors)] = drawn["LineStrips3D:colors"]
+    [(_, radii)] = drawn["LineStrips3D:radii"]
+    [chosen] = [i for i, radius in enumerate(radii) if radius == max(radii)]
+    assert chosen == sample.chosen and len(set(radii)) == 2
+    # Packed 0xRRGGBBAA: the others are grey, the cheaper lighter; the rejected one (infinite cost) darkest.
+    rgb = [[(c >> shift) & 0xFF for shift in (24, 16, 8)] for c in colors]
+    others = [i for i in range(len(rgb)) if i != chosen]
+    assert all(len(set(rgb[i])) == 1 for i in others) and len(set(rgb[chosen])) > 1
+    by_cost = sorted(others, key=lambda i: sample.costs[i])
+    assert [rgb[i][0] for i in by_cost] == sorted((rgb[i][0] for i in others), reverse=True)
+    assert not math.isfinite(sample.costs[by_cost[-1]])
+    [(_, overlay)] = entities[f"/{costmap_image_path('overlay')}/local_candidates"]["LineStrips2D:strips"]
+    assert len(overlay) == len(expected)
+
+
+# --- astra viz episode: a recorded run ------------------------------------------------------------
+
+RECORDED_SECONDS = 2.0
+
+
+@pytest.fixture(scope="module")
+def recording(office_world: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[str, object]]]:
+    """A run as the recorder writes it, with the building attached: an expert drive, then every navigation
+    topic's sample; and the messages, as the live viz node got them."""
+    world = World.load(office_world)
+    path = tmp_path_factory.mktemp("viz_mcap") / "run.mcap"
+    messages = [*_expert_run(office_world, RECORDED_SECONDS), *NAV_MESSAGES]
+    metadata = EpisodeMetadata("robot-1", world.site, world.kind, world.seed, 0, "test", 32, 24)
+    writer = EpisodeWriter(path, metadata, world.to_json().encode())
+    for output_id, msg in messages:
+        writer.write(output_id, msg)
+    writer.close()
+    return path, messages
+
+
+def test_every_topic_reads_back_from_a_recording_as_it_was_written(recording) -> None:
+    path, messages = recording
+    with open(path, "rb") as stream:
+        reader = SalvagingReader(stream)
+        read = list(recorded_messages(reader))
+    assert not reader.damage and len(read) == len(messages)
+    # Outputs sharing /tf read back as the first of them; a Path's yaw comes back through a quaternion.
+    shared = {"map_odom": "tf", "odom_tf": "tf"}
+    for (output_id, msg), (read_id, read_msg) in zip(messages, read, strict=True):
+        assert read_id == shared.get(output_id, output_id)
+        if isinstance(msg, m.Path):
+            np.testing.assert_allclose(read_msg.yaw, msg.yaw, atol=1e-12)
+            read_msg = dataclasses.replace(read_msg, yaw=msg.yaw)
+        assert type(read_msg) is type(msg), output_id
+        # assert_equal: a failed fix's NaN position equals itself.
+        np.testing.assert_equal(dataclasses.astuple(read_msg), dataclasses.astuple(msg), err_msg=output_id)
+    assert {"local_candidates", "localization", "mission_status", "local_costmap"} <= {o for o, _ in read}
+
+
+def test_viz_episode_draws_a_recording_as_the_live_node_did(
+    recording, office_world: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    path, messages = recording
+    world = World.load(office_world)
+    map_dir = _map_dir(world, tmp_path / "map")
+    live = episode_recording(world, "live", tmp_path / "live.rrd", read_map(map_dir))
+    logger = EpisodeLogger(live)
+    for output_id, msg in messages:
+        logger.log(output_id, msg)
+    live.disconnect()
+
+    rrd = tmp_path / "replayed" / "run.rrd"
+    assert main(["viz", "episode", str(path), "--map", str(map_dir), "--save", str(rrd)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["messages"] == len(messages) and summary["site"] == world.site and not summary["damage"]
+    replayed, drawn_live = (_entities(rr.chunk.RrdReader(f)) for f in (rrd, tmp_path / "live.rrd"))
+    for entities in (replayed, drawn_live):
+        del entities["/__properties"]  # when each recording began
+    assert replayed == drawn_live
+    for entity in ("/map/graph/nodes", "/map/route", "/map/trajectory/local_odom", "/map/odom/local_candidates"):
+        assert replayed[entity], entity
+
+    # The layout, beside the .rrd, is the recording's blueprint.
+    assert summary["blueprint"] == str(rrd.with_suffix(".rbl"))
+    [in_rrd] = rr.chunk.RrdReader(rrd).blueprints()
+    saved = rr.chunk.RrdReader(rrd.with_suffix(".rbl"))
+    [in_file] = saved.blueprints()
+    views = [
+        {
+            path: components["ViewBlueprint:space_origin"]
+            for path, components in _entities(reader, store).items()
+            if "ViewBlueprint:space_origin" in components
+        }
+        for reader, store in ((rr.chunk.RrdReader(rrd), in_rrd), (saved, in_file))
+    ]
+    origins = [sorted(origin for rows in v.values() for _, [origin] in rows) for v in views]
+    assert origins[0] == origins[1] and "map" in origins[0] and "local_costmap" in origins[0]
+
+
+def test_viz_episode_names_what_is_wrong_with_its_input(
+    recording, office_world: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    path, _ = recording
+    world = World.load(office_world)
+    not_mcap = tmp_path / "notes.mcap"
+    not_mcap.write_text("not a recording")
+    worldless = tmp_path / "worldless.mcap"
+    writer = EpisodeWriter(worldless, EpisodeMetadata("r", world.site, world.kind, world.seed, 0, "test", 32, 24))
+    writer.write("clock", sample_message("clock"))
+    writer.close()
+    elsewhere = _map_dir(world, tmp_path / "elsewhere", site="hospital-9")
+    cases = {
+        "no such recording": [tmp_path / "missing.mcap"],
+        "is not an MCAP file": [not_mcap],
+        "carries no world.json: pass --world": [worldless],
+        "the map is of site 'hospital-9'": [path, "--map", elsewhere],
+        "no map at": [path, "--map", tmp_path / "nowhere"],
+    }
+    for message, argv in cases.items():
+        with pytest.raises(SystemExit) as exit_:
+            main(["viz", "episode", *map(str, argv), "--save", str(tmp_path / "out.rrd")])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err, message
+    assert not (tmp_path / "out.rrd").exists()

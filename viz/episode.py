@@ -8,10 +8,11 @@ its message is in, so the viewer places it with the transforms of the time shown
 - `map`: the building, the map graph (given a map), ground truth, the estimate (fused `local_odom` through
   the latest map -> odom), relocalization fixes, the route and the goal;
 - `map/odom`: wheel odometry (lying on the ground truth up to drift), the local costmap's occupied cells, the
-  subgoals and the local planner's `plan`;
+  subgoals, the local planner's `plan` and the candidates it weighed (thin, lighter the cheaper; the chosen one
+  highlighted);
 - `map/odom/base_link`: the robot and the obstacles it perceives moving.
-The local costmap and its ESDF are also images under `local_costmap`, north up, with the plan, subgoals and
-robot drawn over them in pixels; events, fixes and mission states are text logs under `events`.
+The local costmap and its ESDF are also images under `local_costmap`, north up, with the plan, candidates,
+subgoals and robot drawn over them in pixels; events, fixes and mission states are text logs under `events`.
 
 Pure over a `rerun.RecordingStream`, so the dora `viz` node, replay tools and tests share it.
 """
@@ -35,6 +36,7 @@ from schemas.topics import BASE_FRAME, BY_OUTPUT, CAMERAS, MAP_FRAME, ODOM_FRAME
 from schemas.world import GridSpec, World
 from viz.map import log_graph, log_world
 
+APPLICATION_ID = "astra"  # a blueprint applies to the recordings of its application
 TIMELINE = "robot_time"
 TRAJECTORY_EVERY = 10  # re-log the trajectory line every N poses: a full strip per pose is quadratic
 FRAME_PATHS = {MAP_FRAME: "map", ODOM_FRAME: "map/odom", BASE_FRAME: "map/odom/base_link"}
@@ -81,6 +83,11 @@ COSTMAP_CLASSES = (
     (FREE, "free", [235, 235, 235]),
     (OCCUPIED, "occupied", [20, 20, 20]),
 )
+# Candidate trajectories: grey from the dearest to the cheapest, darker where rejected; the chosen one stands out.
+CANDIDATE_GREYS = (np.array([90, 90, 90]), np.array([235, 235, 235]))
+REJECTED_CANDIDATE_COLOR = [50, 50, 50]
+CHOSEN_CANDIDATE_COLOR = [255, 200, 0]
+CANDIDATE_RADII = {False: 0.005, True: 0.02}  # m, by whether chosen
 PATH_Z = 0.05  # paths and cells just above the floor, where walls and the robot do not hide them
 IMAGE_PLANE_M = 0.3  # frustum depth in the map view: small beside the rooms
 GOAL_ARROW_M = 0.6
@@ -103,6 +110,19 @@ def image_path(frame: str) -> str:
 def costmap_image_path(layer: str) -> str:
     """Where a layer over the local costmap lives: "occupancy", "esdf", or an overlay such as "plan"."""
     return f"local_costmap/{layer}"
+
+
+def candidate_colors(costs: tuple[float, ...]) -> np.ndarray:
+    """(N, 3) colours: grey, lighter the cheaper among the finite costs; rejected (infinite) ones darkest."""
+    costs = np.asarray(costs, dtype=float)
+    finite = np.isfinite(costs)
+    cheapness = np.ones(len(costs))
+    if finite.any() and np.ptp(costs[finite]) > 0:
+        cheapness[finite] = (costs[finite].max() - costs[finite]) / np.ptp(costs[finite])
+    dear, cheap = CANDIDATE_GREYS
+    colors = dear + cheapness[:, None] * (cheap - dear)
+    colors[~finite] = REJECTED_CANDIDATE_COLOR
+    return colors.round().astype(np.uint8)
 
 
 def _set_time(rec: rr.RecordingStream, t_ns: int) -> None:
@@ -156,7 +176,7 @@ def episode_recording(
 ) -> rr.RecordingStream:
     """A stream saving to `rrd` (else to a spawned viewer) with the episode blueprint, the building logged and,
     given the map the robot navigates by, its graph."""
-    rec = rr.RecordingStream("astra", recording_id=recording_id)
+    rec = rr.RecordingStream(APPLICATION_ID, recording_id=recording_id)
     blueprint = episode_blueprint(world)
     if rrd is None:
         rec.spawn(default_blueprint=blueprint)
@@ -167,6 +187,12 @@ def episode_recording(
     if topo is not None:
         log_graph(rec, topo)
     return rec
+
+
+def save_episode_blueprint(world: World, path: Path) -> None:
+    """The episode layout as a blueprint file (.rbl), which the viewer applies to any episode of this building."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    episode_blueprint(world).save(APPLICATION_ID, path)
 
 
 @dataclass(frozen=True)
@@ -275,6 +301,8 @@ class EpisodeLogger:
                 )
             case m.Path():
                 self._log_path(output_id, msg)
+            case m.CandidatePaths():
+                self._log_candidates(output_id, msg)
             case m.OccupancyGrid():
                 self._log_costmap(output_id, msg)
             case m.MissionStatus():
@@ -365,6 +393,30 @@ class EpisodeLogger:
         if msg.frame_id == ODOM_FRAME:
             self._log_overlay(output_id, points, color)
 
+    def _log_candidates(self, output_id: str, msg: m.CandidatePaths) -> None:
+        """Every candidate as a thin line in its frame, its cost on hover, and over the costmap images."""
+        points = np.c_[msg.x, msg.y]
+        strips = np.split(points, np.cumsum(msg.lengths)[:-1]) if msg.lengths else []
+        chosen = np.arange(len(strips)) == msg.chosen
+        colors = np.where(chosen[:, None], CHOSEN_CANDIDATE_COLOR, candidate_colors(msg.costs)).astype(np.uint8)
+        self.rec.log(
+            f"{frame_path(msg.frame_id)}/{output_id}",
+            rr.LineStrips3D(
+                [np.c_[strip, np.full(len(strip), PATH_Z)] for strip in strips],
+                colors=colors,
+                radii=[CANDIDATE_RADII[c] for c in chosen],
+                labels=[
+                    f"cost {cost:.3f}" + (" (chosen)" if c else "") for cost, c in zip(msg.costs, chosen, strict=True)
+                ],
+                show_labels=False,
+            ),
+        )
+        if msg.frame_id == ODOM_FRAME and self._grid is not None:
+            self.rec.log(
+                f"{costmap_image_path('overlay')}/{output_id}",
+                rr.LineStrips2D([self._pixels(strip) for strip in strips], colors=colors, radii=0.5),
+            )
+
     def _log_costmap(self, output_id: str, msg: m.OccupancyGrid) -> None:
         """Occupied cells in 3D, in the grid's frame; occupancy and ESDF as images, north up."""
         cells = np.frombuffer(msg.data, dtype=np.int8).reshape(msg.height, msg.width)
@@ -382,16 +434,20 @@ class EpisodeLogger:
             costmap_image_path("esdf"), rr.DepthImage(np.flipud(esdf).astype(np.float32), meter=1.0, colormap="viridis")
         )
 
-    def _log_overlay(self, name: str, points: object, color: list[int]) -> None:
-        """Draw points in odom over the costmap images, in the pixels of the latest costmap: one as a dot, more as
-        a line. Nothing before the first costmap."""
+    def _pixels(self, points: object) -> np.ndarray:
+        """Points in odom as pixels of the latest costmap's images."""
         grid = self._grid
-        if grid is None:
-            return
         xy = np.asarray(points, dtype=float)[:, :2]
         # Image columns run along x from the origin; rows down from the grid's top edge (north up).
         pixels = np.c_[xy[:, 0] - grid.origin[0], grid.shape[0] * grid.resolution - (xy[:, 1] - grid.origin[1])]
-        pixels /= grid.resolution
+        return pixels / grid.resolution
+
+    def _log_overlay(self, name: str, points: object, color: list[int]) -> None:
+        """Draw points in odom over the costmap images, in the pixels of the latest costmap: one as a dot, more as
+        a line. Nothing before the first costmap."""
+        if self._grid is None:
+            return
+        pixels = self._pixels(points)
         path = f"{costmap_image_path('overlay')}/{name}"
         if len(pixels) == 1:
             self.rec.log(path, rr.Points2D(pixels, radii=3.0, colors=color))
