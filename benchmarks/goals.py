@@ -1,11 +1,11 @@
-"""Text goals on the prepared maps: goal accuracy on sampled missions, nonsense rejection and resolve time.
+"""Text goals on the mission benchmark's buildings: goal accuracy on sampled missions, nonsense rejection, resolve time.
 
-For each site in data/maps with its world in data/worlds, missions are sampled (sim.missions) among the rooms
-the map has nodes in, and each instruction is resolved from the mission's start. A goal counts as right when its
-node's base_link, moved into the world by the map's alignment with the tour's truth (from the lake the map was built
-from), lies inside the intended room's rectangle; `nodes_in_rooms` is the share of nodes inside some room.
-Nonsense instructions should come back as goal_not_found; the best scores of both sets are reported to calibrate
-GoalConfig.threshold.
+For each kind and seed of benchmarks.missions (unseen buildings; prepared and cached as that benchmark does), missions
+are sampled (sim.missions) among the rooms the mapping tour covered (pipelines.missions.mapped_rooms), and each
+instruction is resolved from the mission's start. A goal counts as right when its node's base_link, moved into the
+world by the map's alignment with the tour's truth, lies inside the intended room's rectangle; `nodes_in_rooms` is
+the share of nodes inside some room. Nonsense instructions should come back as goal_not_found; the best scores of
+both sets are reported to calibrate GoalConfig.threshold.
 """
 
 from __future__ import annotations
@@ -19,17 +19,17 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import missions
 from datasets.map_store import read_map
 from datasets.navigation import planar_world_from_map
 from models.goals import GoalResolver
 from models.navigation import se2
 from models.routing import base_poses
 from models.text_encoder import TextEncoder
+from pipelines.missions import mapped_rooms, prepare_building
 from schemas.world import World
 from sim.missions import sample_missions
 
-MAPS, WORLDS = Path("data/maps"), Path("data/worlds")
-SITES = ("office-0", "warehouse-0")
 MISSIONS, SEED = 100, 0
 NONSENSE = (
     "sing me a song",
@@ -60,7 +60,7 @@ def evaluate(map_dir: Path, world_dir: Path, n: int = MISSIONS, seed: int = SEED
     resolver = GoalResolver(topo.nodes, topo.landmarks, topo.node_landmarks, encoder)
     build_s = time.perf_counter() - started
     node_rooms = [world.room_at(*xy) for xy in se2.apply(world_from_map, base_poses(topo.nodes)[:, :2])]
-    mapped = sorted({room.name for room in node_rooms if room is not None})
+    mapped = mapped_rooms(world, topo, world_from_map)
     missions = sample_missions(world, n, seed, rooms=mapped)
     right: dict[str, list[bool]] = defaultdict(list)
     scores, seconds, failures = [], [], []
@@ -99,14 +99,13 @@ def evaluate(map_dir: Path, world_dir: Path, n: int = MISSIONS, seed: int = SEED
 
 
 def run(out: Path) -> list[dict[str, Any]]:
-    """Evaluate every prepared site that has both a map and a world."""
+    """Evaluate the mission benchmark's static buildings, preparing any not cached yet."""
     rows = []
-    for site in SITES:
-        if not (MAPS / site).exists() or not (WORLDS / site).exists():
-            print(f"{site}: no map in {MAPS} or no world in {WORLDS}; skipped")
-            continue
-        row = evaluate(MAPS / site, WORLDS / site)
-        print({k: v for k, v in row.items() if k != "failures"})
-        print("\n".join(f"  wrong: {failure}" for failure in row["failures"]))
-        rows.append(row)
+    for kind in missions.KINDS:
+        for seed in missions.MISSION_SEEDS:
+            building = prepare_building(kind, seed, False, missions.building_dir(out.parent / "missions", kind, seed))
+            row = evaluate(building.map_dir, building.world_dir)
+            print({k: v for k, v in row.items() if k != "failures"})
+            print("\n".join(f"  wrong: {failure}" for failure in row["failures"]))
+            rows.append(row)
     return rows

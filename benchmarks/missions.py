@@ -23,9 +23,14 @@ MISSION_SEEDS = (500,)  # the protocol's unseen buildings start at 500
 MISSIONS = 5
 
 
+def building_dir(workdir: Path, kind: str, seed: int, dynamic: bool = False) -> Path:
+    """Where a benchmark building's world, tour, lake and map are cached."""
+    return workdir / f"{kind}-{seed}{'-dynamic' * dynamic}"
+
+
 def evaluate(kind: str, seed: int, dynamic: bool, workdir: Path) -> dict[str, Any]:
     started = time.perf_counter()
-    building = prepare_building(kind, seed, dynamic, workdir / f"{kind}-{seed}{'-dynamic' * dynamic}", progress=False)
+    building = prepare_building(kind, seed, dynamic, building_dir(workdir, kind, seed, dynamic), progress=False)
     topo = read_map(building.map_dir)
     prepared_s = time.perf_counter() - started
     outcomes = run_missions(building.world_dir, topo, planar_world_from_map(topo, building.lake), MISSIONS, seed)

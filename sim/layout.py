@@ -153,7 +153,14 @@ def _aisles(
         requests += [(1, len(areas) - 1, None), (len(areas) - 1, back, None)]
     areas.append(_area(f"r{back}", BACK_AISLE, "corridor", (x0, y0 + length, x1, y1), open_sides=(1,)))
     requests.append((0, back, DOOR_WIDTH))
-    return [((x, y0, x + SHELF_DEPTH, y0 + length), first + min(k, count - 1)) for k, x in enumerate(shelf_x)]
+    # A rack between two aisles is two single-depth racks back to back, each stocked from, and named by, the aisle
+    # it faces (as warehouse location labels are): the end racks face one aisle each.
+    half = SHELF_DEPTH / 2
+    racks = [((shelf_x[0], y0, shelf_x[0] + SHELF_DEPTH, y0 + length), first)]
+    for k, x in enumerate(shelf_x[1:-1], start=1):
+        racks.append(((x, y0, x + half, y0 + length), first + k - 1))
+        racks.append(((x + half, y0, x + SHELF_DEPTH, y0 + length), first + k))
+    return [*racks, ((shelf_x[-1], y0, shelf_x[-1] + SHELF_DEPTH, y0 + length), first + count - 1)]
 
 
 def _strip(rect: Rect, side: int, lo: float, hi: float, depth: float) -> Rect:
@@ -179,6 +186,17 @@ def _gap(a: Rect, b: Rect) -> float:
     dx = max(b[0] - a[2], a[0] - b[2], 0.0)
     dy = max(b[1] - a[3], a[1] - b[3], 0.0)
     return math.hypot(dx, dy)
+
+
+def _merged(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Sorted intervals with the touching or overlapping ones joined."""
+    joined: list[tuple[float, float]] = []
+    for lo, hi in spans:
+        if joined and lo <= joined[-1][1] + 1e-6:
+            joined[-1] = (joined[-1][0], max(joined[-1][1], hi))
+        else:
+            joined.append((lo, hi))
+    return joined
 
 
 def _subtract(span: tuple[float, float], holes: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -256,7 +274,8 @@ def _mounts(area: _Area, side: int, doors: tuple[Door, ...], racks: list[Rack]) 
         spans = [(area.bounds[other], area.bounds[other + 2])]
     else:
         face = area.bounds[side]
-        spans = [(rect[other], rect[other + 2]) for rect, _ in racks if abs(rect[(side + 2) % 4] - face) < 1e-6]
+        ends = sorted((rect[other], rect[other + 2]) for rect, _ in racks if abs(rect[(side + 2) % 4] - face) < 1e-6)
+        spans = _merged(ends)  # racks back to back share one end
     gaps = sorted(_door_span(d, other) for d in doors if area.id in d.rooms and _door_side(area, d) == side)
     return [piece for span in spans for piece in _subtract(span, gaps)]
 

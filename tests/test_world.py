@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import shutil
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
 
 import mujoco
@@ -174,8 +174,14 @@ def test_warehouse_aisles_look_alike_and_only_signs_differ(tmp_path: Path) -> No
     aisles = [r for r in world.rooms if r.kind == "aisle"]
     racks = [lm for lm in world.landmarks if lm.category == "pallet rack"]
     signs = [lm for lm in world.landmarks if lm.category == "aisle sign"]
-    assert len(aisles) >= 3 and len(racks) == len(aisles) + 1
-    assert len({(lm.box.half_size, lm.color, lm.material) for lm in racks}) == 1
+    # Between two aisles, two racks back to back, each named by the aisle it faces; one at each end.
+    assert len(aisles) >= 3 and len(racks) == 2 * len(aisles)
+    assert sorted(Counter(lm.room_id for lm in racks).values()) == [2] * len(aisles)
+    for rack in racks:  # each faces its own aisle, and no other
+        faces = (rack.box.center[0] - rack.box.half_size[0], rack.box.center[0] + rack.box.half_size[0])
+        touched = {a.id for a in aisles if any(abs(f - b) < 1e-3 for f in faces for b in a.bounds[::2])}
+        assert touched == {rack.room_id}
+    assert len({(lm.color, lm.material) for lm in racks}) == 1
     assert {s.text for s in signs} == {a.name for a in aisles}
 
     model = mujoco.MjModel.from_xml_path(str(tmp_path / "world.xml"))
