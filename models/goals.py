@@ -1,23 +1,23 @@
 """Text goals on the map: an instruction ("take me to radiology", "I need to print something") -> a goal node and pose.
 
 The instruction's MiniLM embedding is compared (cosine) with descriptions of what the map knows: each room by the
-name its signs give it and by each thing its furniture and signs say ("Print room: copier, prints and copies
-documents"), and each landmark by its category and function ("copier, prints and copies documents") and by
-its category and room ("copier in the Print room"); a goal scores its best description. Keeping the room out of
-a landmark's first description leaves equal landmarks in different rooms equal for "a potted plant", so the
-nearest wins, while "the plant in the Lounge" picks its room by the second. The map holds no description of a
-room's function, so a task is found through the furniture that serves it. Descriptions are encoded once; a query
-costs one encode call.
+name its signs give it, by what its signs say it is for ("Loading dock: truck loading and unloading") and by each
+thing its furniture says ("Print room: copier, prints and copies documents"), and each landmark by its category
+and function ("copier, prints and copies documents") and by its category and room ("copier in the Print room"); a
+goal scores its best description. Keeping the room out of a landmark's first description leaves equal landmarks in
+different rooms equal for "a potted plant", so the nearest wins, while "the plant in the Lounge" picks its room by
+the second. Descriptions are encoded once; a query costs one encode call.
 
 Goals are map nodes, whose base_link stands in free space, never a landmark's position (inside a shelf, on a wall):
 
-- a room's goal is the medoid of its nodes. The map does not say which room a node is in, so each keyframe (the
-  rig's cameras at one instant) takes the room of the landmarks it sees, weighted by how much of each it sees and
-  how near each is; the medoid stays in the room where some keyframes seeing into it from outside are taken for
-  it. A room that no keyframe is taken for (only its sign was seen) has its goal where its sign is seen best;
-- a landmark's goal is, among the nodes that see it, the one nearest to it and to its room's goal together (a rack
-  between two aisles is seen from both; how much of it a node sees says little, since a long rack seen from its
-  aisle is mostly out of the picture), facing the landmark.
+- a room's goal is the medoid of its surest nodes. The map does not say which room a node is in, so each keyframe
+  (the rig's cameras at one instant) takes the room of the landmarks that fill most of its pictures (box pixels,
+  the nearer counting more: a rack beside the robot fills a picture, furniture seen through a door does not);
+  keyframes that give `CLEAR_SHARE` of their vote to the room are its surest, as keyframes looking into a room
+  from its door split theirs. A room that no keyframe is taken for (only its sign was seen) has its goal where its
+  sign is seen best;
+- a landmark's goal is, among the nodes that see it, the one nearest to it and to its room's goal together,
+  facing the landmark.
 
 Where several candidates score within `margin` of the best, the one nearest the robot wins. Below `threshold`
 (calibrated in benchmarks/goals.py on the phrasing bank against nonsense) nothing matches: goal_not_found.
@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -35,8 +36,16 @@ from scipy.spatial.distance import cdist
 
 from models.routing import base_poses
 from models.text_encoder import TextEncoder
+from schemas.world import room_function_of_sign
 
 SIGN_CATEGORIES = ("room sign", "aisle sign")  # landmark categories whose text names the room they lead to
+CLEAR_SHARE = 0.8  # of a keyframe's vote, for its nodes to count among the surest of their room
+
+
+class _Sighting(NamedTuple):
+    node: int  # index of the node that sees the landmark
+    fraction: float  # of the landmark in view
+    area: int  # pixels of its box in the node's picture
 
 
 @dataclass(frozen=True)
@@ -83,8 +92,9 @@ class GoalResolver:
         lm_xy = np.column_stack([landmarks["position_x"].to_numpy(), landmarks["position_y"].to_numpy()])
         lm_index = {row["landmark_id"]: i for i, row in enumerate(lm)}
         views = defaultdict(list)  # landmark index -> (node index, visible fraction) of each sighting
-        for s in node_landmarks.select(["node_id", "landmark_id", "visible_fraction"]).to_pylist():
-            views[lm_index[s["landmark_id"]]].append((index[s["node_id"]], s["visible_fraction"] or 0.0))
+        for s in node_landmarks.to_pylist():
+            area = (s["box_x1"] - s["box_x0"]) * (s["box_y1"] - s["box_y0"])
+            views[lm_index[s["landmark_id"]]].append(_Sighting(index[s["node_id"]], s["visible_fraction"] or 0.0, area))
         signs = [j for j, row in enumerate(lm) if row["category"] in SIGN_CATEGORIES and row["text"]]
         objects = [j for j, row in enumerate(lm) if row["category"] not in SIGN_CATEGORIES and row["room"] and views[j]]
 
@@ -92,14 +102,14 @@ class GoalResolver:
         for j in objects:
             texts[lm[j]["room"]].append(", ".join(filter(None, (lm[j]["category"], lm[j]["function"]))))
         for j in signs:
-            texts[lm[j]["text"]].append(lm[j]["function"] or "")
+            texts[lm[j]["text"]].append(room_function_of_sign(lm[j]["function"] or "", lm[j]["text"]))
         room_nodes = _room_nodes(views, lm, lm_xy, poses, _keyframes(nodes))
         room_goals = {}  # room -> its goal node
         for room in sorted(texts.keys() | room_nodes.keys()):
             if room_nodes[room]:
-                room_goals[room] = _medoid(room_nodes[room], poses)
+                room_goals[room] = _room_goal(room_nodes[room], poses)
             elif sign_views := [view for j in signs if lm[j]["text"] == room for view in views[j]]:
-                room_goals[room] = max(sign_views, key=lambda view: view[1])[0]
+                room_goals[room] = max(sign_views, key=lambda view: view.fraction).node
 
         self._candidates: list[GoalCandidate] = []  # scores are filled in per query
         descriptions, owners = [], []  # owners: the candidate each description describes
@@ -124,11 +134,9 @@ class GoalResolver:
         self._xy = np.array([c.pose[:2] for c in self._candidates]).reshape(-1, 2)
 
     @staticmethod
-    def _view_node(
-        seen: list[tuple[int, float]], landmark_xy: np.ndarray, poses: np.ndarray, room_goal: int | None
-    ) -> int:
+    def _view_node(seen: list[_Sighting], landmark_xy: np.ndarray, poses: np.ndarray, room_goal: int | None) -> int:
         """Of the nodes that see the landmark, the one nearest to it and to its room's goal together."""
-        nodes = np.array([n for n, _ in seen])
+        nodes = np.array([view.node for view in seen])
         distance = np.hypot(*(poses[nodes, :2] - landmark_xy).T)
         if room_goal is not None:
             distance += np.hypot(*(poses[nodes, :2] - poses[room_goal, :2]).T)
@@ -162,23 +170,32 @@ def _keyframes(nodes: pa.Table) -> list[tuple[str, int]]:
 
 
 def _room_nodes(
-    views: dict[int, list[tuple[int, float]]],
+    views: dict[int, list[_Sighting]],
     landmarks: list[dict],
     landmark_xy: np.ndarray,
     poses: np.ndarray,
     keyframes: list[tuple[str, int]],
-) -> dict[str, list[int]]:
-    """Room -> its nodes: each keyframe's nodes go to the room whose landmarks it sees most of, and nearest."""
+) -> dict[str, list[tuple[int, float]]]:
+    """Room -> its nodes, each with its keyframe's share of the vote for the room: each keyframe's nodes go to the
+    room whose landmarks fill most of its pictures, the nearer ones counting more."""
     votes: dict[tuple[str, int], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for j, seen in views.items():
-        for node, fraction in seen if landmarks[j]["room"] else ():
-            distance = float(np.hypot(*(landmark_xy[j] - poses[node, :2])))
-            votes[keyframes[node]][landmarks[j]["room"]] += fraction / (1.0 + distance)
-    rooms: dict[str, list[int]] = defaultdict(list)
+        for view in seen if landmarks[j]["room"] else ():
+            distance = float(np.hypot(*(landmark_xy[j] - poses[view.node, :2])))
+            votes[keyframes[view.node]][landmarks[j]["room"]] += view.area / (1.0 + distance)
+    rooms: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for node, keyframe in enumerate(keyframes):
         if keyframe in votes:
-            rooms[max(votes[keyframe], key=votes[keyframe].__getitem__)].append(node)
+            room = max(votes[keyframe], key=votes[keyframe].__getitem__)
+            rooms[room].append((node, votes[keyframe][room] / sum(votes[keyframe].values())))
     return rooms
+
+
+def _room_goal(members: list[tuple[int, float]], poses: np.ndarray) -> int:
+    """The medoid of the room's surest nodes: where `CLEAR_SHARE` of their keyframe's vote went to the room (nodes
+    that look into the room from its door split their vote), or of all its nodes if none is that sure."""
+    sure = [node for node, share in members if share >= CLEAR_SHARE] or [node for node, _ in members]
+    return _medoid(sure, poses)
 
 
 def _medoid(members: list[int], poses: np.ndarray) -> int:

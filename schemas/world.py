@@ -61,6 +61,20 @@ class Wall:
     material: str  # material name in world.xml, backed by a texture in textures/
 
 
+_SIGN_FUNCTION = "marks the entrance to {room}: {function}"
+
+
+def sign_function(room: str, room_function: str) -> str:
+    """A name sign's function: the room it leads to, and what that room is for."""
+    return _SIGN_FUNCTION.format(room=room, function=room_function)
+
+
+def room_function_of_sign(function: str, room: str) -> str:
+    """What the room a sign names is for, from the sign's function (the function itself if not of that form)."""
+    lead = _SIGN_FUNCTION.format(room=room, function="")
+    return function.removeprefix(lead)
+
+
 @dataclass(frozen=True)
 class Landmark:
     """A sign or an object with semantics, as the annotated semantic map would hold it."""

@@ -20,7 +20,7 @@ import numpy as np
 from scipy.ndimage import distance_transform_edt
 
 from models.planning import occupancy_grid
-from schemas.world import Agent, Box, Door, GridSpec, Landmark, Room, Wall, World
+from schemas.world import Agent, Box, Door, GridSpec, Landmark, Room, Wall, World, sign_function
 from sim import textures
 from sim.vocabulary import (
     AISLE_FUNCTION,
@@ -302,7 +302,7 @@ def _signs(kind: str, areas: list[_Area], doors: tuple[Door, ...], racks: list[R
                     used.append((u0, u1))
                     box = _box(_strip(src.bounds, side, u0, u1, SIGN_T), SIGN_Z - SIGN_H / 2, SIGN_Z + SIGN_H / 2)
                     category = "aisle sign" if dst.kind == "aisle" else "room sign"
-                    function = f"marks the entrance to {dst.spec.name}: {dst.spec.function}"
+                    function = sign_function(dst.spec.name, dst.spec.function)
                     signs.append(
                         Landmark(
                             id=f"s{len(signs)}",

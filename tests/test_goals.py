@@ -19,6 +19,9 @@ from schemas.map import TABLES, conform_table
 from schemas.robot import DEFAULT_ROBOT, camera_mount
 from schemas.topics import CAMERAS
 from schemas.world import World
+from sim.world import generate_world
+
+BOX_PX_AT_1M = 120  # a landmark's box side in a synthetic picture, 1 m away
 
 
 def node_rows(world: World, spacing: float = 1.0) -> list[dict]:
@@ -52,7 +55,7 @@ def node_rows(world: World, spacing: float = 1.0) -> list[dict]:
 
 
 def map_tables(world: World, unvisited: str | None = None) -> tuple[pa.Table, pa.Table, pa.Table]:
-    """Nodes, landmarks and sightings: a node sees every landmark of its room, better when nearer.
+    """Nodes, landmarks and sightings: a node sees every landmark of its room, bigger when nearer.
 
     No node lies in the room named `unvisited`, so only the sign at its door tells the map about it.
     """
@@ -78,8 +81,15 @@ def map_tables(world: World, unvisited: str | None = None) -> tuple[pa.Table, pa
         for lm in world.landmarks:
             distance = math.dist(base, lm.box.center[:2])
             if room is not None and lm.room_id == room.id:
-                sightings.append({"node_id": node["node_id"], "landmark_id": lm.id, "visible_fraction": 1 / distance})
-    sightings = [{**s, "box_x0": 0, "box_y0": 0, "box_x1": 1, "box_y1": 1} for s in sightings]
+                side = round(BOX_PX_AT_1M / distance)  # the box shrinks with distance, as in a picture
+                sightings.append(
+                    {
+                        "node_id": node["node_id"],
+                        "landmark_id": lm.id,
+                        "visible_fraction": 1 / distance,
+                        **{"box_x0": 0, "box_y0": 0, "box_x1": side, "box_y1": side},
+                    }
+                )
     node_table = conform_table("nodes", pa.table({c: [r[c] for r in nodes] for c in TABLES["nodes"].names}))
     return node_table, landmark_table("landmarks", landmarks), landmark_table("node_landmarks", sightings)
 
@@ -166,3 +176,12 @@ def test_a_room_only_its_sign_names_has_its_goal_where_the_sign_is_seen(world: W
     )
     seeing_sign = sightings.filter(pc.equal(sightings["landmark_id"], sign))["node_id"].to_pylist()
     assert goal is not None and goal.room == "Server room" and goal.node_id in seeing_sign
+
+
+def test_a_room_is_found_by_what_its_signs_say_it_is_for() -> None:
+    """The warehouse's loading dock: its pallet stacks hold "goods waiting to be shipped", its signs say it is
+    for truck loading, and every aisle's racks "store pallets of goods"."""
+    warehouse = generate_world("warehouse", 0)
+    resolver = GoalResolver(*map_tables(warehouse), TextEncoder.from_pretrained())
+    goal = resolver.resolve("where can I load goods onto a truck?").goal
+    assert goal is not None and goal.room == "Loading dock" and room_name_at(warehouse, goal.pose) == "Loading dock"
