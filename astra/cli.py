@@ -434,7 +434,7 @@ def cmd_viz_episode(args: argparse.Namespace) -> int:
     from mcap.writer import MCAP0_MAGIC
 
     from datasets.mcap_reader import SalvagingReader
-    from datasets.navigation import check_world_matches, read_navigation_map
+    from datasets.navigation import check_world_matches, read_navigation_map, recorded_map_from_world
     from datasets.replay import recorded_messages
     from viz.episode import EpisodeLogger, episode_recording, save_episode_blueprint
 
@@ -453,8 +453,9 @@ def cmd_viz_episode(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as exc:  # MapError and MapKeyError are ValueErrors
         raise UsageError(str(exc)) from exc
     blueprint = args.blueprint or (args.save.with_suffix(".rbl") if args.save else None)
-    rec = episode_recording(world, mcap.stem, args.save, topo)
-    logger = EpisodeLogger(rec)
+    map_from_world = recorded_map_from_world(topo) if topo is not None else None
+    rec = episode_recording(world, mcap.stem, args.save, topo, map_from_world)
+    logger = EpisodeLogger(rec, map_from_world)
     messages = 0
     with (
         open(mcap, "rb") as stream,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from datasets.lake import Lake
+from datasets.lake import Lake, LakeError
 from datasets.map_eval import world_from_map
 from datasets.map_store import TopoMap, key_from_env, read_map
 from models.goals import GoalResolver
@@ -53,3 +53,12 @@ def planar_world_from_map(topo_map: TopoMap, lake: Path | str | None = None) -> 
     aligned = world_from_map(topo_map, Lake(lake or topo_map.manifest.build["lake"]))
     x, y, _ = aligned.translation
     return float(x), float(y), se2.yaw_of(tuple(aligned.rotation.quat))
+
+
+def recorded_map_from_world(topo_map: TopoMap) -> Pose2 | None:
+    """Where the simulator's world lies in the map, from the truth in the lake the map was built from; None where
+    that lake is gone or holds no truth (a real robot's). For drawing the truth beside a run only."""
+    try:
+        return se2.inverse(planar_world_from_map(topo_map))
+    except (LakeError, KeyError, ValueError):
+        return None

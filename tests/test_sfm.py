@@ -199,10 +199,22 @@ def _office_tour(world_dir: Path, seconds: float) -> tuple[list[Keyframe], list[
         sim.close()
 
 
+def _washed_out(keyframe: Keyframe) -> Keyframe:
+    """The keyframe with every picture white, as auto-exposure leaves them for a moment past a door into light."""
+    white = io.BytesIO()
+    Image.new("RGB", Image.open(io.BytesIO(keyframe.images[CAMERAS[0]])).size, (255, 255, 255)).save(white, "JPEG")
+    images = dict.fromkeys(CAMERAS, white.getvalue())
+    return Keyframe(keyframe.episode_id, keyframe.t_ns, keyframe.odom_from_base, images)
+
+
 @pytest.mark.timeout(300)
-def test_a_40_s_office_tour_maps_metric_and_level(office_world: Path, tmp_path: Path) -> None:
+def test_a_40_s_office_tour_maps_metric_and_level_past_washed_out_pictures(office_world: Path, tmp_path: Path) -> None:
     keyframes, rig, truth = _office_tour(office_world, seconds=40.0)
     assert len(keyframes) > 40
+    # Mid-tour, more keyframes in a row than each is matched with go blank: registration can only carry on by
+    # putting the next ones where odometry says until they triangulate among themselves.
+    blank = range(len(keyframes) // 2, len(keyframes) // 2 + SfmConfig().sequential_overlap + 1)
+    keyframes = [_washed_out(k) if i in blank else k for i, k in enumerate(keyframes)]
 
     sfm_map = build_map(keyframes, rig, tmp_path / "work")
     registered = [k for k in sfm_map.keyframes if k.registered]
@@ -210,7 +222,9 @@ def test_a_40_s_office_tour_maps_metric_and_level(office_world: Path, tmp_path: 
         [k.map_from_base for k in registered], [truth.at(np.array([k.t_ns])).poses()[0] for k in registered]
     )
 
-    assert sfm_map.registration_rate >= 0.95
+    after = sfm_map.keyframes[blank.stop :]
+    assert sum(k.registered for k in after) >= 0.95 * len(after)
+    assert len(registered) >= 0.95 * (len(keyframes) - len(blank))
     # Registered from the images: odometry only seeds the start and stands in for look-alike registrations.
     assert sfm_map.counts["placed_by_odometry"] <= 0.10 * len(registered)
     assert ate <= 0.10  # rigid alignment only: the map must be metric

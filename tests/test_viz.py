@@ -498,3 +498,21 @@ def test_viz_episode_names_what_is_wrong_with_its_input(
             main(["viz", "episode", *map(str, argv), "--save", str(tmp_path / "out.rrd")])
         assert exit_.value.code == 2 and message in capsys.readouterr().err, message
     assert not (tmp_path / "out.rrd").exists()
+
+
+def test_the_building_and_the_truth_are_drawn_where_the_world_lies_in_the_map(
+    office_world: Path, tmp_path: Path
+) -> None:
+    """A navigation map is the mapping tour's odometry frame, off the simulator's world."""
+    world, map_from_world = World.load(office_world), (2.0, -1.0, 0.3)
+    rec = episode_recording(world, "placed", tmp_path / "placed.rrd", None, map_from_world)
+    logger = EpisodeLogger(rec, map_from_world)
+    for output_id in ("ground_truth", "obstacles", "plan"):
+        logger.log(output_id, sample_message(output_id))
+    rec.disconnect()
+    entities = _entities(rr.chunk.RrdReader(tmp_path / "placed.rrd"))
+    [(stamp, [translation])] = entities["/map/world"]["Transform3D:translation"]
+    assert stamp is None and translation == pytest.approx([2.0, -1.0, 0.0])
+    for drawn in ("walls", "rooms", "landmarks", "trajectory/ground_truth", "obstacles"):
+        assert entities[f"/map/world/{drawn}"] and f"/map/{drawn}" not in entities, drawn
+    assert entities["/map/odom/plan"], "what the stack computes stays in its own frames"

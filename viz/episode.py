@@ -29,6 +29,7 @@ from scipy.spatial.transform import Rotation
 
 from datasets.map_store import TopoMap
 from models.costmap import FREE, OCCUPIED, UNKNOWN
+from models.navigation.se2 import Pose2
 from models.planning import ClearanceMap
 from schemas import messages as m
 from schemas.robot import DEFAULT_ROBOT
@@ -51,6 +52,10 @@ COLORS = {"ground_truth": [40, 200, 80], "odom": [200, 80, 200], "local_odom": [
 NAV_COLORS = {"route": [255, 0, 0], "goal": [255, 0, 0], "subgoals": [230, 160, 30], "plan": [40, 120, 220]}
 # DynamicObstacles carry no frame: the simulator's truth is in map, what the robot perceives in base_link.
 OBSTACLE_FRAMES = {"obstacles": MAP_FRAME, "moving_obstacles": BASE_FRAME}
+# The simulator calls its world `map`; a navigation run's map is the mapping tour's odometry frame, which lies off
+# the world by that tour's start and drift. Given the offset, the building and the truth are drawn under this entity.
+WORLD_ENTITY = "map/world"
+TRUTH_OUTPUTS = frozenset({"ground_truth", "obstacles"})  # published by the simulator, in its world frame
 OBSTACLE_COLORS = {"obstacles": [220, 40, 40], "moving_obstacles": [255, 120, 180]}
 # Fixes go from red (confidence 0) to green (1); failed ones are grey.
 FIX_COLORS = (np.array([220, 40, 40]), np.array([40, 200, 80]))
@@ -172,10 +177,15 @@ def episode_blueprint(world: World) -> rrb.Blueprint:
 
 
 def episode_recording(
-    world: World, recording_id: str, rrd: Path | None, topo: TopoMap | None = None
+    world: World,
+    recording_id: str,
+    rrd: Path | None,
+    topo: TopoMap | None = None,
+    map_from_world: Pose2 | None = None,
 ) -> rr.RecordingStream:
     """A stream saving to `rrd` (else to a spawned viewer) with the episode blueprint, the building logged and,
-    given the map the robot navigates by, its graph."""
+    given the map the robot navigates by, its graph. Given where the simulator's world lies in that map, the
+    building is drawn there (`WORLD_ENTITY`), as EpisodeLogger then draws the truth."""
     rec = rr.RecordingStream(APPLICATION_ID, recording_id=recording_id)
     blueprint = episode_blueprint(world)
     if rrd is None:
@@ -183,10 +193,19 @@ def episode_recording(
     else:
         rrd.parent.mkdir(parents=True, exist_ok=True)
         rec.save(rrd, default_blueprint=blueprint)
-    log_world(rec, world)
+    if map_from_world is not None:
+        x, y, yaw = map_from_world
+        placement = rr.RotationAxisAngle(axis=(0, 0, 1), radians=yaw)
+        rec.log(WORLD_ENTITY, rr.Transform3D(translation=(x, y, 0.0), rotation=placement), static=True)
+    log_world(rec, world, _world_root(map_from_world))
     if topo is not None:
         log_graph(rec, topo)
     return rec
+
+
+def _world_root(map_from_world: Pose2 | None) -> str:
+    """The entity the simulator's world frame is drawn as: `map` itself, or `WORLD_ENTITY` placed in the map."""
+    return FRAME_PATHS[MAP_FRAME] if map_from_world is None else WORLD_ENTITY
 
 
 def save_episode_blueprint(world: World, path: Path) -> None:
@@ -205,8 +224,9 @@ class _Fix:
 class EpisodeLogger:
     """Turns our messages into Rerun entities (see the module docstring)."""
 
-    def __init__(self, rec: rr.RecordingStream) -> None:
+    def __init__(self, rec: rr.RecordingStream, map_from_world: Pose2 | None = None) -> None:
         self.rec = rec
+        self._truth_root = _world_root(map_from_world)  # where the simulator's truth is drawn
         self._trajectories: dict[str, list[tuple[float, float, float]]] = {name: [] for name in COLORS}
         self._map_from_odom: tuple[Rotation, np.ndarray] | None = None  # the latest map -> odom
         self._fused_odometry = False  # whether local_odom has begun placing base_link
@@ -274,8 +294,9 @@ class EpisodeLogger:
                 text = f"{msg.kind} from {msg.source}: {msg.detail} ({msg.value:.2f})"
                 rec.log(f"events/{output_id}", rr.TextLog(text, level=EVENT_LEVELS.get(msg.kind, rr.TextLogLevel.INFO)))
             case m.DynamicObstacles():
+                frame = self._truth_root if output_id in TRUTH_OUTPUTS else frame_path(OBSTACLE_FRAMES[output_id])
                 rec.log(
-                    f"{frame_path(OBSTACLE_FRAMES[output_id])}/{output_id}",
+                    f"{frame}/{output_id}",
                     rr.Points3D(
                         np.c_[msg.x, msg.y, np.full(len(msg.x), 0.5)],
                         radii=list(msg.radius),
@@ -336,8 +357,10 @@ class EpisodeLogger:
         trajectory = self._trajectories[output_id]
         trajectory.append(position)
         if len(trajectory) % TRAJECTORY_EVERY == 1:
+            path = f"{self._truth_root}/trajectory/{output_id}" if output_id in TRUTH_OUTPUTS else None
             self.rec.log(
-                trajectory_path(output_id, frame), rr.LineStrips3D([trajectory], colors=COLORS[output_id], radii=0.02)
+                path or trajectory_path(output_id, frame),
+                rr.LineStrips3D([trajectory], colors=COLORS[output_id], radii=0.02),
             )
 
     def _log_fix(self, msg: m.LocalizationResult) -> None:

@@ -29,17 +29,18 @@ def _positions(nodes: pl.DataFrame) -> np.ndarray:
     return nodes.select("position_x", "position_y", "position_z").to_numpy()
 
 
-def log_world(rec: rr.RecordingStream, world: World) -> None:
-    """Static scene in `map`: walls, rooms named at their centres, landmarks (named on hover, as there are many)."""
+def log_world(rec: rr.RecordingStream, world: World, root: str = "map") -> None:
+    """Static scene under `root` (`map`, or an entity placed in it): walls, rooms named at their centres,
+    landmarks (named on hover, as there are many)."""
     rec.log("map", rr.ViewCoordinates.RIGHT_HAND_Z_UP, static=True)
     walls = [w.box for w in world.walls]
     rec.log(
-        "map/walls",
+        f"{root}/walls",
         rr.Boxes3D(centers=[b.center for b in walls], half_sizes=[b.half_size for b in walls], colors=[150, 150, 160]),
         static=True,
     )
     rec.log(
-        "map/rooms",
+        f"{root}/rooms",
         rr.Points3D(
             [(*r.center, 0.05) for r in world.rooms],
             labels=[r.name for r in world.rooms],
@@ -51,7 +52,7 @@ def log_world(rec: rr.RecordingStream, world: World) -> None:
     )
     landmarks = world.landmarks
     rec.log(
-        "map/landmarks",
+        f"{root}/landmarks",
         rr.Boxes3D(
             centers=[lm.box.center for lm in landmarks],
             half_sizes=[lm.box.half_size for lm in landmarks],

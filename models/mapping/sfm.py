@@ -116,6 +116,9 @@ class SfmConfig:
     max_epipolar_error: float = 3.0  # px
     max_depth: float = 40.0  # m; matched points farther away than any wall are look-alikes
     seed_distance: float = 2.0  # m of driving either side of the keyframe mapping starts from
+    # Where registration stalls, this many consecutive keyframes at most are put where odometry says together, so that
+    # they triangulate among themselves past frames that matched their neighbours poorly (an exposure jump at a door).
+    reseed_keyframes: int = 6
     consistency_window: int = 5  # registered keyframes either side that a registration is checked against
     max_odometry_deviation: float = 0.3  # m between mapped and odometry relative positions, plus ...
     odometry_drift: float = 0.05  # ... this much per metre driven between the two keyframes
@@ -370,6 +373,18 @@ class _Odometry:
             )
         }
 
+    def run_from(self, keyframe: int, map_from_base: dict[int, pycolmap.Rigid3d], length: int) -> list[int]:
+        """`keyframe`, next to a registered one of its episode, and the keyframes after it going away from that one:
+        `length` at most, none registered, all of its episode."""
+        episode = self.keyframes[keyframe].episode_id
+        step = 1 if keyframe - 1 in map_from_base else -1
+        run = []
+        for k in range(keyframe, keyframe + step * length, step):
+            if not 0 <= k < len(self.keyframes) or k in map_from_base or self.keyframes[k].episode_id != episode:
+                break
+            run.append(k)
+        return run
+
     def contradicts(self, keyframe: int, map_from_base: dict[int, pycolmap.Rigid3d]) -> bool:
         """Whether a registered keyframe sits, relative to most of its nearest registered neighbours in time, where
         odometry says it does not. `map_from_base` holds the poses of all registered keyframes by index."""
@@ -595,13 +610,32 @@ class _Mapper:
         return False
 
     def _place_next(self) -> bool:
-        map_from_base = self._map_from_base()
-        for keyframe in sorted(self.odometry.next_to(map_from_base) - self.tried):
+        for keyframe in sorted(self.odometry.next_to(self._map_from_base()) - self.tried):
             self.tried.add(keyframe)
-            self._place(keyframe, map_from_base)
-            if self._keep(keyframe):
+            if self._place_run(keyframe):
                 return True
         return False
+
+    def _place_run(self, first: int) -> bool:
+        """Put `first` where odometry says and keep it if it observes enough points. If it does not (it matched its
+        neighbours poorly, or not at all: a picture washed out at a door), put the next keyframes away from the
+        registered ones there too, one at a time, until two of the run observe enough points, triangulated among
+        themselves; keep those, and drop the rest of the run."""
+        run: list[int] = []
+        for keyframe in self.odometry.run_from(first, self._map_from_base(), self.odometry.config.reseed_keyframes):
+            self._place(keyframe, self._map_from_base())
+            run.append(keyframe)
+            for placed in run:
+                self._triangulate(placed)
+            observing = [placed for placed in run if self._observes_enough(placed)]
+            if observing == [first] or len(observing) >= 2:
+                break
+        else:
+            observing = []
+        for placed in set(run) - set(observing):
+            self.mapper.observation_manager.deregister_frame(self.reference_images[placed].frame_id)
+            self.placed.discard(placed)
+        return bool(observing) and self._keep(observing[-1])
 
     def _place(self, keyframe: int, map_from_base: dict[int, pycolmap.Rigid3d]) -> None:
         self.placed.add(keyframe)
