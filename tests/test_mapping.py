@@ -15,6 +15,7 @@ import pyarrow as pa
 import pycolmap
 import pytest
 
+from datasets import map_eval
 from datasets.lake import Lake
 from datasets.map_store import read_map
 from datasets.site_log import recorded_world
@@ -147,6 +148,21 @@ def test_eval_map_meets_the_bars(office_map: tuple[Path, str, MapSummary], tour_
     assert metrics["rotation_median_deg"] <= 1.0
     assert metrics["landmarks"] == summary.landmarks
     assert metrics["rooms"] >= 2 and metrics["connected"]
+
+
+def test_landmarks_lie_in_the_map_where_they_stand_in_the_world(
+    office_map: tuple[Path, str, MapSummary], tour_lake: Path
+) -> None:
+    """`map` is the first tour's odometry frame, off the world by its start and drift: landmarks are moved into it."""
+    out, key, _ = office_map
+    topo = read_map(out, parse_key(key))
+    lake = Lake(tour_lake)
+    world = recorded_world(lake, sorted(set(topo.nodes["episode_id"].to_pylist())))
+    world_from_map = map_eval.world_from_map(topo, lake)
+    truth = {lm.id: lm.box.center for lm in world.landmarks}
+    for row in topo.landmarks.to_pylist():
+        in_world = world_from_map * np.array([row[f"position_{a}"] for a in "xyz"])
+        assert np.linalg.norm(in_world - truth[row["landmark_id"]]) < 0.15, row["landmark_id"]
 
 
 def test_eval_map_with_a_wrong_or_missing_key_fails_clearly(
