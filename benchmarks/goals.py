@@ -78,7 +78,7 @@ def evaluate(map_dir: Path, world_dir: Path, n: int = MISSIONS, seed: int = SEED
     nonsense = [resolver.resolve(text) for text in NONSENSE]
     all_right = [ok for oks in right.values() for ok in oks]
     return {
-        "site": map_dir.name,
+        "site": world.site,
         "missions": len(missions),
         "goal_accuracy": round(float(np.mean(all_right)), 3),
         "accuracy_by_family": {family: [sum(oks), len(oks)] for family, oks in sorted(right.items())},
