@@ -9,7 +9,9 @@ Each depth image is back-projected on a pixel lattice (every `stride`-th pixel) 
   column share an azimuth, so each column clears one horizontal segment: the longest of its rays. A frame clears first,
   then marks, so an obstacle seen in the frame stays marked even if another ray passes over it.
 - Moving obstacles: a cell seen free in `min_free_frames` frames, lately, and not hit for `quiet_s`, that is then
-  hit is flagged moving (a person or cart walked in), unless it borders a static obstacle.
+  hit is flagged moving (a person or cart walked in), unless it borders a static obstacle that has been there
+  for `settle_s`. A body seen first standing in view is marked static; without the settling time its own cells
+  would keep the cells it walks into from ever counting as moving.
   Moving cells fade out `decay_s` after they were last hit; static cells stay until a ray clears them.
 
 The grid keeps `size_m` square centred on the robot and follows it by whole cells, keeping what was seen.
@@ -47,6 +49,7 @@ class CostmapConfig:
     moving_window_s: float = 1.0  # the free observations must be this recent
     quiet_s: float = 2.0  # and no hit for this long: a surface seen edge-on flickers between free and hit
     min_moving_cells: int = 3  # smaller clusters of moving cells are noise
+    settle_s: float = 0.3  # a static cell occupied this long keeps its neighbours from counting as moving
 
 
 def back_project(
@@ -100,6 +103,7 @@ class LocalCostmap:
         self.moving = np.zeros(self.shape, dtype=bool)
         self.last_hit = np.full(self.shape, -math.inf)
         self.last_free = np.full(self.shape, -math.inf)
+        self.occupied_since = np.full(self.shape, math.inf)
         self.free_streak = np.zeros(self.shape, dtype=np.int32)
         self._centred = False
 
@@ -153,13 +157,24 @@ class LocalCostmap:
         """The ESDF of the occupied cells, unknown counting as free; outside the window counts as obstacle."""
         return ClearanceMap.from_occupancy(self._occupied_now(), self.spec)
 
-    def moving_obstacles(self) -> np.ndarray:
-        """(M, 2) centres in odom of the clusters of moving cells."""
-        labels, kept = self._moving_clusters()
+    def moving_obstacles(self, max_age_s: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
+        """Centres (M, 2) in odom and radii (M,) of the clusters of moving cells hit within `max_age_s`.
+
+        A radius reaches from the centre to the farthest cell's far edge. With `max_age_s` of one frame the
+        clusters are where the bodies are now, without the cells they left out of view and that have yet to fade.
+        """
+        labels, kept = self._moving_clusters(max_age_s)
         if not len(kept):
-            return np.zeros((0, 2))
+            return np.zeros((0, 2)), np.zeros(0)
         centres = np.array(ndimage.center_of_mass(labels > 0, labels, kept)).reshape(-1, 2)
-        return self.spec.cell_to_world(centres)
+        cluster_of_label = np.full(labels.max() + 1, -1)
+        cluster_of_label[kept] = np.arange(len(kept))
+        cells = np.argwhere(labels > 0)
+        owner = cluster_of_label[labels[cells[:, 0], cells[:, 1]]]
+        cells, owner = cells[owner >= 0], owner[owner >= 0]
+        radii = np.zeros(len(kept))
+        np.maximum.at(radii, owner, np.hypot(*(cells - centres[owner]).T))
+        return self.spec.cell_to_world(centres), (radii + 0.5) * self.config.resolution
 
     def distance_to_moving(self, xy: tuple[float, float]) -> float:
         """Metres from a point in odom to the nearest cell of a moving obstacle; inf when none is seen."""
@@ -175,12 +190,13 @@ class LocalCostmap:
             return self.occupied
         return self.occupied & ~(self.moving & (self.t - self.last_hit > self.config.decay_s))
 
-    def _moving_clusters(self) -> tuple[np.ndarray, np.ndarray]:
-        """Moving cells (not decayed) labelled by cluster, and the labels of clusters of `min_moving_cells` or more.
+    def _moving_clusters(self, max_age_s: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
+        """Moving cells (not decayed, hit within `max_age_s`) labelled by cluster, and the labels of clusters of
+        `min_moving_cells` or more.
 
         Cells up to two apart join one cluster: at a few metres the sampled rays hit every other cell of a surface.
         """
-        moving = self.moving & self._occupied_now()
+        moving = self.moving & self._occupied_now() & (self.last_hit >= self.t - max_age_s)
         near = ndimage.binary_dilation(moving, structure=np.ones((3, 3), dtype=bool))
         labels = ndimage.label(near, structure=np.ones((3, 3)))[0] * moving
         sizes = np.bincount(labels.ravel())
@@ -201,6 +217,7 @@ class LocalCostmap:
         self.moving = _shifted(self.moving, d_rows, d_cols, False)
         self.last_hit = _shifted(self.last_hit, d_rows, d_cols, -math.inf)
         self.last_free = _shifted(self.last_free, d_rows, d_cols, -math.inf)
+        self.occupied_since = _shifted(self.occupied_since, d_rows, d_cols, math.inf)
         self.free_streak = _shifted(self.free_streak, d_rows, d_cols, 0)
 
     def _cells_of(self, xy: np.ndarray) -> np.ndarray:
@@ -227,9 +244,11 @@ class LocalCostmap:
         cfg = self.config
         # A surface crossing a cell leaves part of it free, so rays clear cells on a wall's face now and then:
         # next to a static obstacle a hit is no evidence of something moving in.
-        near_static = ndimage.binary_dilation(self.occupied & ~self.moving, structure=np.ones((3, 3), dtype=bool))
+        settled = self.occupied & ~self.moving & (self.t - self.occupied_since >= cfg.settle_s)
+        near_static = ndimage.binary_dilation(settled, structure=np.ones((3, 3), dtype=bool))
         free = cleared & ~marked
         self.occupied[free] = self.moving[free] = False
+        self.occupied_since[free] = math.inf
         self.last_free[free] = self.t
         self.free_streak[free] += 1
         walked_in = (
@@ -240,6 +259,7 @@ class LocalCostmap:
             & (self.t - self.last_hit >= cfg.quiet_s)
         )
         self.moving[walked_in] = True
+        self.occupied_since[marked & ~self.occupied] = self.t
         self.occupied[marked] = True
         self.last_hit[marked] = self.t
         self.free_streak[marked] = 0

@@ -2,14 +2,19 @@
 
 `local` calls a :class:`LocalPlanner` at >= 10 Hz with everything in the robot's `odom` frame: the pose and
 velocity from odometry, the route ahead from `global` (subgoals every few metres) and the ESDF of the rolling
-local costmap. The planner returns a velocity command, the trajectory it expects, a few of the candidates it
-weighed (for display) and a status that the recoveries (:mod:`models.recovery`) watch.
+local costmap, and the moving obstacles the tracker (:mod:`models.tracking`) follows. The planner returns a
+velocity command, the trajectory it expects, a few of the candidates it weighed (for display) and a status that
+the recoveries (:mod:`models.recovery`) watch.
 
 :class:`DwaPlanner` rolls every sampled command out at once with numpy, rejects the rollouts that come closer
 to an obstacle than the robot's radius plus a margin, and scores the rest on clearance, progress along a guide
 path, heading and smoothness. The guide path is A* on the local grid from the robot to a route point a few
 metres ahead, so the robot walks around obstacles that the route does not know about instead of being trapped
-behind them. The learned planner will implement the same base class.
+behind them. Moving obstacles are not in the ESDF as predictions: each rollout is checked against their
+predicted positions at the same instants, over a longer horizon in which the robot is assumed to stop where
+its rollout ends (standing in a walking person's way is a collision: people here do not avoid the robot).
+Rollouts that come closer than the margin are rejected; when none is left, :meth:`DwaPlanner.evade` gives way,
+backing up included, whether or not there is a route. The learned planner will implement the same base class.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from models.planning import ClearanceMap, GridPlanner, resample
+from models.tracking import NO_OBSTACLES, MovingObstacles
 from schemas.robot import DEFAULT_ROBOT, MOTION_LIMITS, MotionLimits
 
 Pose = tuple[float, float, float]
@@ -54,12 +60,18 @@ class DwaConfig(LocalPlannerConfig):
     guide_replan_calls: int = 10  # replan the guide path at least this often (1 s at 10 Hz)
     guide_off_path: float = 0.5  # ... and when the robot or the target is this far from it
     heading_lookahead: float = 0.5  # m along the guide beyond a rollout's end that its heading should face
+    # Moving obstacles: gaps are edge to edge, over `obstacle_horizon_s` (the robot stops at its rollout's end).
+    obstacle_margin: float = 0.2  # hard, as `margin` is for static obstacles
+    obstacle_preferred_gap: float = 0.8  # no cost beyond this
+    obstacle_horizon_s: float = 3.0
+    evade_speed_samples: int = 9  # max_reverse_speed backwards .. max_speed, when giving way
     candidates_shown: int = 24
     weight_progress: float = 1.0
     weight_path_distance: float = 0.6
     weight_heading: float = 0.4
     weight_clearance: float = 0.4
     weight_smoothness: float = 0.1
+    weight_obstacle: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -70,23 +82,35 @@ class LocalPlan:
     w: float
     trajectory: np.ndarray  # (K, 3) x, y, yaw: the chosen rollout
     candidates: np.ndarray  # (S, K, 2) a subsample of the admissible rollouts, for display
-    status: str  # "ok" | "arrived" | "blocked" (no admissible trajectory)
+    status: str  # "ok" | "arrived" | "blocked" (no admissible trajectory) | "yield" (giving way to a moving obstacle)
     min_clearance: float  # smallest ESDF value along the chosen trajectory
     remaining_m: float  # distance still to go: along the guide path, then along the route
     guide: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))  # (N, 2) the path the plan follows
 
 
 class LocalPlanner(abc.ABC):
-    """A local planner: a velocity command from pose, velocity, the route ahead and the local ESDF."""
+    """A local planner: a velocity command from pose, velocity, the route ahead, the local ESDF and moving obstacles."""
 
     def __init__(self, config: LocalPlannerConfig = LocalPlannerConfig()) -> None:
         self.config = config
 
     @abc.abstractmethod
     def plan(
-        self, pose: Pose, velocity: Velocity, route: np.ndarray, final: bool, clearance: ClearanceMap
+        self,
+        pose: Pose,
+        velocity: Velocity,
+        route: np.ndarray,
+        final: bool,
+        clearance: ClearanceMap,
+        obstacles: MovingObstacles = NO_OBSTACLES,
     ) -> LocalPlan:
         """Plan from `pose` (x, y, yaw) and `velocity` (v, w) along `route` (P, 2); `final`: it ends at the goal."""
+
+    @abc.abstractmethod
+    def evade(
+        self, pose: Pose, velocity: Velocity, clearance: ClearanceMap, obstacles: MovingObstacles, remaining_m: float
+    ) -> LocalPlan:
+        """Give way to `obstacles`, with or without a route: status "yield" ("blocked" when nothing is admissible)."""
 
     @abc.abstractmethod
     def reset(self) -> None:
@@ -141,7 +165,10 @@ class DwaPlanner(LocalPlanner):
         v = np.linspace(0.0, config.limits.max_speed, config.speed_samples)
         w = np.linspace(-config.limits.max_yaw_rate, config.limits.max_yaw_rate, config.yaw_rate_samples)
         self._commands = np.stack(np.meshgrid(v, w, indexing="ij"), axis=-1).reshape(-1, 2)
+        back = np.linspace(-config.limits.max_reverse_speed, config.limits.max_speed, config.evade_speed_samples)
+        self._evasions = np.stack(np.meshgrid(np.union1d(back, 0.0), w, indexing="ij"), axis=-1).reshape(-1, 2)
         self._steps = round(config.horizon_s / config.dt)
+        self._hold_steps = max(round((config.obstacle_horizon_s - config.horizon_s) / config.dt), 0)
         self._guide = np.empty((0, 2))
         self._guide_arc = np.empty(0)
         self._guide_target = np.full(2, np.inf)
@@ -151,7 +178,13 @@ class DwaPlanner(LocalPlanner):
         self._guide = np.empty((0, 2))
 
     def plan(
-        self, pose: Pose, velocity: Velocity, route: np.ndarray, final: bool, clearance: ClearanceMap
+        self,
+        pose: Pose,
+        velocity: Velocity,
+        route: np.ndarray,
+        final: bool,
+        clearance: ClearanceMap,
+        obstacles: MovingObstacles = NO_OBSTACLES,
     ) -> LocalPlan:
         c = self.config
         xy = np.asarray(pose[:2], dtype=float)
@@ -171,13 +204,13 @@ class DwaPlanner(LocalPlanner):
             cap = math.sqrt(2 * c.goal_decel * max(remaining - c.goal_tolerance / 2, 0.0))
             commands = np.unique(np.column_stack([np.minimum(commands[:, 0], max(cap, 0.1)), commands[:, 1]]), axis=0)
         paths = rollout(pose, velocity, commands, c.limits, c.dt, self._steps)
-        min_clear = clearance.at(paths[..., :2]).min(axis=1)
-        here = float(clearance.at(xy))
-        hard = c.robot_radius + c.margin
-        # Already inside the margin (pushed, or the map changed): allow whatever does not get closer still.
-        admissible = min_clear >= min(hard, here - 1e-3)
-        if not admissible.any():
+        min_clear, admissible = self._static_check(xy, paths, clearance)
+        intrusion, safe = self._obstacle_check(xy, paths, obstacles)
+        if not (admissible & safe).any():
+            if not safe.all():
+                return self.evade(pose, velocity, clearance, obstacles, remaining)
             return self.stop(pose, "blocked", clearance, remaining)
+        admissible &= safe
 
         ends = paths[:, -1]
         s_end, off_path = self._project(ends[:, :2], guide, arc, s0[0])
@@ -189,30 +222,103 @@ class DwaPlanner(LocalPlanner):
         # At the guide's end there is nothing left to face: keep the heading term out.
         near_end = np.hypot(*(aim - ends[:, :2]).T) < 0.1
         heading = np.where(near_end, 0.0, np.abs(_wrap(facing - ends[:, 2])) / np.pi)
-        preferred = c.robot_radius + c.preferred_clearance
-        closeness = np.clip((preferred - min_clear) / (preferred - hard), 0.0, 1.0)
-        change = ((commands[:, 0] - velocity[0]) / c.limits.max_speed) ** 2
-        change += ((commands[:, 1] - velocity[1]) / c.limits.max_yaw_rate) ** 2
         cost = (
             -c.weight_progress * progress
             + c.weight_path_distance * off_path
             + c.weight_heading * heading
-            + c.weight_clearance * closeness
-            + c.weight_smoothness * change
+            + c.weight_clearance * self._closeness(min_clear)
+            + c.weight_smoothness * self._change(commands, velocity)
+            + c.weight_obstacle * intrusion
         )
+        return self._choose(paths, commands, cost, admissible, min_clear, "ok", remaining, guide)
+
+    def evade(
+        self, pose: Pose, velocity: Velocity, clearance: ClearanceMap, obstacles: MovingObstacles, remaining_m: float
+    ) -> LocalPlan:
+        """The command, backwards included, that keeps farthest out of the obstacles' predicted way."""
+        c = self.config
+        xy = np.asarray(pose[:2], dtype=float)
+        paths = rollout(pose, velocity, self._evasions, c.limits, c.dt, self._steps)
+        min_clear, admissible = self._static_check(xy, paths, clearance)
+        if not admissible.any():
+            return self.stop(pose, "blocked", clearance, remaining_m)
+        intrusion, _ = self._obstacle_check(xy, paths, obstacles)
+        cost = (
+            c.weight_obstacle * intrusion
+            + 0.1 * c.weight_clearance * self._closeness(min_clear)
+            + 0.1 * c.weight_smoothness * self._change(self._evasions, velocity)
+        )
+        return self._choose(paths, self._evasions, cost, admissible, min_clear, "yield", remaining_m, self._guide)
+
+    def _choose(
+        self,
+        paths: np.ndarray,
+        commands: np.ndarray,
+        cost: np.ndarray,
+        admissible: np.ndarray,
+        min_clear: np.ndarray,
+        status: str,
+        remaining: float,
+        guide: np.ndarray,
+    ) -> LocalPlan:
+        """The admissible rollout of least cost, with a subsample of the admissible ones for display."""
         best = int(np.argmin(np.where(admissible, cost, np.inf)))
         shown = np.flatnonzero(admissible)
-        shown = shown[np.linspace(0, len(shown) - 1, min(len(shown), c.candidates_shown)).astype(int)]
+        shown = shown[np.linspace(0, len(shown) - 1, min(len(shown), self.config.candidates_shown)).astype(int)]
         return LocalPlan(
             float(commands[best, 0]),
             float(commands[best, 1]),
             paths[best],
             paths[shown, :, :2],
-            "ok",
+            status,
             float(min_clear[best]),
             remaining,
             guide,
         )
+
+    def _static_check(
+        self, xy: np.ndarray, paths: np.ndarray, clearance: ClearanceMap
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each rollout's smallest ESDF value, and whether it keeps radius + margin from the static obstacles."""
+        c = self.config
+        min_clear = clearance.at(paths[..., :2]).min(axis=1)
+        here = float(clearance.at(xy))
+        # Already inside the margin (pushed, or the map changed): allow whatever does not get closer still.
+        return min_clear, min_clear >= min(c.robot_radius + c.margin, here - 1e-3)
+
+    def _obstacle_check(
+        self, xy: np.ndarray, paths: np.ndarray, obstacles: MovingObstacles
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each rollout's intrusion into the moving obstacles' preferred gap (0 .. 1, averaged over the horizon),
+        and whether it keeps the hard margin from their predicted positions at every instant.
+
+        Beyond its own horizon a rollout holds its last pose. Already inside the margin, a rollout is safe when
+        it gets no closer than the robot is now.
+        """
+        c = self.config
+        if not len(obstacles):
+            return np.zeros(len(paths)), np.ones(len(paths), dtype=bool)
+        held = np.concatenate([paths[..., :2], np.repeat(paths[:, -1:, :2], self._hold_steps, axis=1)], axis=1)
+        predicted = obstacles.at(c.dt * np.arange(1, held.shape[1] + 1))  # (N, T, 2)
+        gaps = np.linalg.norm(held[:, None] - predicted[None], axis=-1) - obstacles.radius[None, :, None]
+        gaps = gaps.min(axis=1) - c.robot_radius  # (S, T): to the nearest obstacle at each instant
+        now = float((np.hypot(*(obstacles.position - xy).T) - obstacles.radius).min()) - c.robot_radius
+        safe = gaps.min(axis=1) >= min(c.obstacle_margin, now - 1e-3)
+        span = c.obstacle_preferred_gap - c.obstacle_margin
+        intrusion = np.clip((c.obstacle_preferred_gap - gaps) / span, 0.0, None).mean(axis=1)
+        return intrusion, safe
+
+    def _closeness(self, min_clear: np.ndarray) -> np.ndarray:
+        """0 at the preferred clearance or beyond, 1 at radius + margin."""
+        c = self.config
+        hard, preferred = c.robot_radius + c.margin, c.robot_radius + c.preferred_clearance
+        return np.clip((preferred - min_clear) / (preferred - hard), 0.0, 1.0)
+
+    def _change(self, commands: np.ndarray, velocity: Velocity) -> np.ndarray:
+        limits = self.config.limits
+        return ((commands[:, 0] - velocity[0]) / limits.max_speed) ** 2 + (
+            (commands[:, 1] - velocity[1]) / limits.max_yaw_rate
+        ) ** 2
 
     def _target(self, xy: np.ndarray, dense_route: np.ndarray, clearance: ClearanceMap) -> tuple[np.ndarray, float]:
         """The route point `lookahead` ahead of the robot, kept inside the local grid, and the route beyond it (m)."""

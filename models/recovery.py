@@ -81,6 +81,14 @@ class RecoveryManager:
         self._turned = 0.0
         self._last_yaw = 0.0
 
+    def hold(self, t_ns: int, remaining_m: float) -> None:
+        """The robot is giving way to someone: the progress clock restarts and the behaviour under way is dropped.
+
+        A route found blocked stays blocked.
+        """
+        self._best, self._blocked_since = (remaining_m, t_ns * 1e-9), None
+        self._behaviour, self._queue = None, []
+
     def update(
         self, t_ns: int, pose: Pose, plan: LocalPlan, remaining_m: float, clearance: ClearanceMap
     ) -> RecoveryCommand | None:

@@ -23,7 +23,9 @@ class SafetyLimits(MotionLimits):
     # still commands zero within 200 ms of the last command.
     command_timeout_s: float = 0.12
     # Slower near people, as the robot perceives them (moving obstacles in its costmap): full speed beyond
-    # `people_slow_m` from the nearest one, down to `people_min_scale` of it at `people_near_m`.
+    # `people_slow_m` from the nearest one on the side it drives toward (ahead forwards, behind backwards), down
+    # to `people_min_scale` of it at `people_near_m`. Driving away from someone is never slowed: that is how
+    # the robot gives way to people who do not avoid it.
     people_slow_m: float = 1.5
     people_near_m: float = 0.5
     people_min_scale: float = 0.3
@@ -40,9 +42,14 @@ class SafetyLimits(MotionLimits):
         return self.command_timeout_s + max(self.max_speed / self.brake_decel, self.max_yaw_rate / self.brake_yaw_decel)
 
 
-def nearest_obstacle_m(obstacles: DynamicObstacles) -> float:
-    """Distance from base_link to the nearest edge of the obstacles, given in base_link; inf when there are none."""
-    gaps = [math.hypot(x, y) - r for x, y, r in zip(obstacles.x, obstacles.y, obstacles.radius, strict=True)]
+def nearest_obstacle_m(obstacles: DynamicObstacles, side: float) -> float:
+    """Distance from base_link to the nearest edge of the obstacles (given in base_link) whose centre is ahead
+    of the robot (`side` 1: x >= 0) or behind it (`side` -1: x <= 0); inf when there are none."""
+    gaps = [
+        math.hypot(x, y) - r
+        for x, y, r in zip(obstacles.x, obstacles.y, obstacles.radius, strict=True)
+        if x * side >= 0.0
+    ]
     return max(min(gaps), 0.0) if gaps else math.inf
 
 
@@ -71,7 +78,7 @@ class SafetyGovernor:
         self.estop_engaged = False
         self.stopping_reason: str | None = None
         self.slowing_reasons: frozenset[str] = frozenset()
-        self._people_m = math.inf
+        self._people_m = {1.0: math.inf, -1.0: math.inf}  # ahead, behind
         self._last_good_fix_ns: int | None = None
         self._degraded_since_ns: int | None = None
         self._last_fix_good = True
@@ -95,9 +102,9 @@ class SafetyGovernor:
     def set_estop(self, engaged: bool) -> None:
         self.estop_engaged = bool(engaged)
 
-    def set_people_distance(self, metres: float) -> None:
-        """Distance from base_link to the nearest moving obstacle the robot perceives (inf: none)."""
-        self._people_m = metres if math.isfinite(metres) or metres == math.inf else 0.0
+    def set_people(self, obstacles: DynamicObstacles) -> None:
+        """The moving obstacles the robot perceives, in base_link."""
+        self._people_m = {side: nearest_obstacle_m(obstacles, side) for side in (1.0, -1.0)}
 
     def on_localization(self, success: bool, confidence: float, t_ns: int) -> None:
         """A relocalization result; fallbacks apply only once the robot has had a good fix."""
@@ -123,8 +130,9 @@ class SafetyGovernor:
     def _speed_scale(self, now_ns: int) -> tuple[float, frozenset[str]]:
         lim = self.limits
         scale, reasons = 1.0, set()
-        if self._people_m < lim.people_slow_m:
-            fraction = (self._people_m - lim.people_near_m) / (lim.people_slow_m - lim.people_near_m)
+        people_m = self._people_m[-1.0 if self._target[0] < 0.0 else 1.0]
+        if people_m < lim.people_slow_m:
+            fraction = (people_m - lim.people_near_m) / (lim.people_slow_m - lim.people_near_m)
             scale = lim.people_min_scale + (1 - lim.people_min_scale) * min(max(fraction, 0.0), 1.0)
             reasons.add("people_slowdown")
         if self._localization_state(now_ns) == "localization_fallback":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dora import Node
 
-from models.safety import SafetyGovernor, nearest_obstacle_m
+from models.safety import SafetyGovernor
 from operators import config
 from operators.episode_stream import sensor_lifetime_messages
 from schemas.messages import (
@@ -36,7 +36,7 @@ def main(node: Node | None = None) -> None:
         if isinstance(msg, EstopState):
             governor.set_estop(msg.engaged)
         elif isinstance(msg, DynamicObstacles):
-            governor.set_people_distance(nearest_obstacle_m(msg))
+            governor.set_people(msg)
         elif isinstance(msg, LocalizationResult):
             governor.on_localization(msg.success, msg.confidence, msg.t_ns)
         elif isinstance(msg, Twist) and now_ns is not None:

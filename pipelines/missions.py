@@ -28,7 +28,7 @@ from models.navigation.local_navigator import LocalNavigator
 from models.navigation.scoring import fix_record, mission_success, relocalization_summary, spl
 from models.navigation.se2 import Pose2
 from models.planning import ClearanceMap, GridPlanner, occupancy_grid, path_length
-from models.safety import SafetyGovernor, nearest_obstacle_m
+from models.safety import SafetyGovernor
 from schemas.messages import (
     MISSION_FINAL_STATES,
     CompressedImage,
@@ -221,7 +221,7 @@ class _MissionRun:
             elif output_id == "subgoals":
                 self.local.on_subgoals(msg)
             elif output_id == "moving_obstacles":
-                self.governor.set_people_distance(nearest_obstacle_m(msg))
+                self.governor.set_people(msg)
             elif output_id == "localization":
                 self.governor.on_localization(msg.success, msg.confidence, msg.t_ns)
                 self._score_fix(msg)

@@ -130,16 +130,22 @@ def test_moving_cells_decay_and_static_ones_stay() -> None:
     for panels in views:
         t_ns += 100_000_000
         costmap.update(t_ns, (0.0, 0.0, 0.0), [_front_view(panels)])
-    [centre] = costmap.moving_obstacles()
+    [centre], [radius] = costmap.moving_obstacles()
     assert centre == pytest.approx((2.0, -0.7), abs=0.1)
+    assert radius == pytest.approx(0.2, abs=0.05)  # the panel is 0.4 m wide
     assert costmap.distance_to_moving((0.0, 0.0)) == pytest.approx(math.hypot(2.0, 0.5), abs=0.1)
     assert _occupied_on(costmap, wall) and _occupied_on(costmap, person)
-    # The camera goes blind: what moved fades out after decay_s, the static wall stays.
-    for _ in range(12):
+    # The camera goes blind: the person is no longer where it was seen last (for the tracker) ...
+    for _ in range(2):
+        t_ns += 100_000_000
+        costmap.update(t_ns, (0.0, 0.0, 0.0), [_front_view([], blind=True)])
+    assert len(costmap.moving_obstacles(max_age_s=0.15)[0]) == 0 and len(costmap.moving_obstacles()[0]) == 1
+    # ... and what moved fades out after decay_s, the static wall stays.
+    for _ in range(10):
         t_ns += 100_000_000
         costmap.update(t_ns, (0.0, 0.0, 0.0), [_front_view([], blind=True)])
     assert _occupied_on(costmap, wall) and not _occupied_on(costmap, person)
-    assert len(costmap.moving_obstacles()) == 0 and costmap.distance_to_moving((0.0, 0.0)) == math.inf
+    assert len(costmap.moving_obstacles()[0]) == 0 and costmap.distance_to_moving((0.0, 0.0)) == math.inf
 
 
 @pytest.mark.parametrize("stride", [2, 4])  # 4800 and 1200 rays a camera
@@ -175,7 +181,7 @@ def test_costmap_matches_the_building(office_world: Path, stride: int) -> None:
     assert np.median(errors) < 0.05 and np.percentile(errors, 90) < 0.15
     assert ours.at(np.array([x, y])) == pytest.approx(float(true_clearance.at(np.array(sim.pose()[:2]))), abs=0.1)
     # Nothing moves in an office without people.
-    assert len(costmap.moving_obstacles()) == 0 and costmap.distance_to_moving((x, y)) == math.inf
+    assert len(costmap.moving_obstacles()[0]) == 0 and costmap.distance_to_moving((x, y)) == math.inf
     sim.close()
 
 
@@ -199,7 +205,7 @@ def test_a_walking_person_is_flagged_moving_and_its_trail_clears(hospital: Path)
 
     _run(sim, costmap, [(4.0, 0.0, 0.0)], remember)
     person = track[max(track)]
-    moving = costmap.moving_obstacles()
+    moving, _ = costmap.moving_obstacles()
     assert len(moving), "the person is seen moving"
     assert np.hypot(*(moving - person).T).min() < agent.radius + 0.1
     # Speed control needs the distance to the person's near side.

@@ -281,11 +281,29 @@ def _hold(governor: SafetyGovernor, start_ns: int, seconds: float, v: float = 1.
 )
 def test_people_nearby_cap_the_speed_but_not_the_turning(distance: float, expected: float) -> None:
     governor = SafetyGovernor(LIMITS)
-    governor.set_people_distance(distance)
+    governor.set_people(_person_at(distance + 0.1, 0.0) if math.isfinite(distance) else _person_at())
     _, out = _hold(governor, 0, 3.0)
     assert out.linear[0] == pytest.approx(expected)
     assert out.angular[2] == pytest.approx(0.5)
     assert ("people_slowdown" in governor.slowing_reasons) == (distance < LIMITS.people_slow_m)
+
+
+def _person_at(*xy: float) -> DynamicObstacles:
+    """One perceived person of radius 0.1 at (x, y) in base_link, or none."""
+    n = len(xy) // 2
+    return DynamicObstacles(0, ("p",) * n, xy[:1], xy[1:], (0.0,) * n, (0.0,) * n, (0.1,) * n)
+
+
+def test_driving_away_from_a_person_is_not_slowed() -> None:
+    governor = SafetyGovernor(LIMITS)
+    governor.set_people(_person_at(-0.5, 0.0))  # just behind: forwards is away from it
+    now, out = _hold(governor, 0, 3.0)
+    assert out.linear[0] == pytest.approx(LIMITS.max_speed) and not governor.slowing_reasons
+    now, out = _hold(governor, now, 3.0, v=-LIMITS.max_reverse_speed)  # backing into it is slowed
+    assert out.linear[0] == pytest.approx(-LIMITS.max_reverse_speed * LIMITS.people_min_scale)
+    governor.set_people(_person_at(0.5, 0.0))  # just ahead: now backing up is giving way
+    _, out = _hold(governor, now, 3.0, v=-LIMITS.max_reverse_speed)
+    assert out.linear[0] == pytest.approx(-LIMITS.max_reverse_speed) and not governor.slowing_reasons
 
 
 def test_doubtful_localization_slows_the_robot_then_stops_it_until_a_good_fix() -> None:

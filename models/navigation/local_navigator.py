@@ -2,8 +2,10 @@
 
 Inputs arrive as messages, outputs leave as (dora output id, message), with no I/O and no clock of its own:
 every time is the robot's, from message stamps, so the dora node and the in-process evaluation run the same
-logic. Odometry runs on every IMU and wheel sample; the costmap updates when all cameras' depth of one stamp
-is in; `plan(now_ns)` runs the planner and the recoveries (the caller calls it at `plan_hz`).
+logic. Odometry runs on every IMU and wheel sample; the costmap and the tracks of moving obstacles update when
+all cameras' depth of one stamp is in; `plan(now_ns)` runs the planner and the recoveries (the caller calls it at
+`plan_hz`). People and carts do not avoid the robot, so it gives way to them at all times: also with nowhere to
+go (waiting to localize, arrived, route blocked) and during recoveries.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from models.local_planner import DwaPlanner, LocalPlan, LocalPlanner
 from models.navigation import se2
 from models.odometry import WheelImuOdometry
 from models.recovery import RecoveryManager
+from models.tracking import MovingObstacles, ObstacleTracker
 from schemas.messages import (
     CameraInfo,
     DepthImage,
@@ -50,6 +53,10 @@ class LocalParams:
     explore_after_s: float = 4.0
     explore_step_m: float = 1.5
     explore_clearance_m: float = 0.45  # the leg keeps this far from what the costmap has seen
+    track_min_speed: float = 0.2  # m/s: slower tracks are left to the ESDF, where their cells are
+    # Give way when a track, if the robot stood still, would pass within this gap (edge to edge) this soon.
+    yield_gap_m: float = 0.5
+    yield_horizon_s: float = 3.0
 
 
 class LocalNavigator:
@@ -68,6 +75,7 @@ class LocalNavigator:
         self.costmap = LocalCostmap(costmap or CostmapConfig(), robot)
         self.planner = planner or DwaPlanner()
         self.recovery = RecoveryManager()
+        self.tracker = ObstacleTracker()
         self._depths: dict[str, tuple[DepthImage, CameraInfo]] = {}
         self._infos: dict[str, CameraInfo] = {}
         self._cameras = {camera_frame(c): c for c in robot.cameras}
@@ -107,6 +115,8 @@ class LocalNavigator:
             return []
         depths, self._depths = list(self._depths.values()), {}
         self.costmap.update(msg.t_ns, self.odometry.pose(), depths)
+        # Only the cells hit in this frame: where the bodies are now, not where they were.
+        self.tracker.update(msg.t_ns * 1e-9, *self.costmap.moving_obstacles(max_age_s=1e-3))
         outputs: list[Output] = [("moving_obstacles", self._moving(msg.t_ns))]
         if self._last_costmap_ns is None or msg.t_ns - self._last_costmap_ns >= 1e9 / self.params.costmap_hz:
             self._last_costmap_ns = msg.t_ns
@@ -135,23 +145,31 @@ class LocalNavigator:
     # Planning.
 
     def plan(self, now_ns: int) -> list[Output]:
-        """One planning cycle: a command (zero without subgoals), the chosen trajectory and any events."""
+        """One planning cycle: a command (zero with nowhere to go and no one to give way to), the chosen
+        trajectory and any events."""
         self._cycles += 1
         route = self._subgoals if self._subgoals is not None else self._exploration(now_ns)
-        if route is None or self._arrived or self.odometry.t_ns is None:
+        idle = route is None or self._arrived
+        obstacles = self.tracker.obstacles(self.params.track_min_speed)
+        if self.odometry.t_ns is None or (idle and not self._threatened(obstacles)):
             return [("local_cmd", Twist(now_ns, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)))]
         started = time.perf_counter()
         pose = self.odometry.pose()
         velocity = self.odometry.velocity()
-        if self._subgoals is not None:
-            self._drop_passed(pose)
-            route = self._subgoals
         clearance = self.costmap.clearance()
-        plan = self.planner.plan(pose, velocity, route, True, clearance)
+        if idle:
+            plan = self.planner.evade(pose, velocity, clearance, obstacles, 0.0)
+        else:
+            if self._subgoals is not None:
+                self._drop_passed(pose)
+                route = self._subgoals
+            plan = self.planner.plan(pose, velocity, route, True, clearance, obstacles)
         self.last_plan = plan
         outputs: list[Output] = []
         v, w = plan.v, plan.w
-        if self._subgoals is None:
+        if idle or plan.status == "yield":
+            self.recovery.hold(now_ns, plan.remaining_m)  # giving way is no lack of progress
+        elif self._subgoals is None:
             if plan.status != "ok":  # at the viewpoint, or it cannot be reached: wait, then try elsewhere
                 self._explore, self._localizing_since = None, now_ns
         elif plan.status == "arrived":
@@ -160,7 +178,13 @@ class LocalNavigator:
         else:
             recovery = self.recovery.update(now_ns, pose, plan, plan.remaining_m, clearance)
             outputs += self._recovery_events()
-            if recovery is not None:
+            if recovery is not None and self._threatened(obstacles):
+                # A back-up, spin or wait for a reroute is no place to stand in someone's way.
+                plan = self.planner.evade(pose, velocity, clearance, obstacles, plan.remaining_m)
+                self.last_plan = plan
+                v, w = plan.v, plan.w
+                self.recovery.hold(now_ns, plan.remaining_m)
+            elif recovery is not None:
                 v, w = recovery.v, recovery.w
                 if recovery.behaviour == "replan":
                     self.planner.reset()
@@ -171,6 +195,14 @@ class LocalNavigator:
         outputs.append(("local_cmd", Twist(now_ns, (v, 0.0, 0.0), (0.0, 0.0, w))))
         outputs.append(("plan", Path(now_ns, ODOM_FRAME, tuple(traj[:, 0]), tuple(traj[:, 1]), tuple(traj[:, 2]))))
         return outputs
+
+    def _threatened(self, obstacles: MovingObstacles) -> bool:
+        """Whether a moving obstacle would pass within `yield_gap_m` of the robot standing still, soon."""
+        if not len(obstacles) or self.odometry.t_ns is None:
+            return False
+        t, gap = obstacles.closest_approach(np.asarray(self.odometry.pose()[:2]))
+        soon = (t <= self.params.yield_horizon_s) & (gap - self.robot.radius < self.params.yield_gap_m)
+        return bool(soon.any())
 
     def _exploration(self, now_ns: int) -> np.ndarray | None:
         """The viewpoint to drive to while lost, as a one-point route in odom; None while waiting."""
@@ -232,7 +264,7 @@ class LocalNavigator:
         return OccupancyGrid(t_ns, ODOM_FRAME, spec.resolution, cols, rows, origin, cells.astype(np.int8).tobytes())
 
     def _moving(self, t_ns: int) -> DynamicObstacles:
-        centres = self.costmap.moving_obstacles()
+        centres, _ = self.costmap.moving_obstacles()
         in_base = se2.apply(se2.inverse(self.odometry.pose()), centres) if len(centres) else np.zeros((0, 2))
         n = len(in_base)
         return DynamicObstacles(

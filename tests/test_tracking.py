@@ -1,0 +1,143 @@
+"""Moving obstacles: tracks from moving clusters, rollouts checked against their predictions, and giving way."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.local_planner import DwaConfig, DwaPlanner
+from models.navigation.local_navigator import LocalNavigator, LocalParams
+from models.planning import ClearanceMap
+from models.safety import SafetyGovernor
+from models.tracking import MovingObstacles, ObstacleTracker
+from schemas.world import Agent, GridSpec, Room
+from sim.simulator import Simulator
+from sim.world import write_world
+from tests.worlds import box_world, simulable
+
+CONFIG = DwaConfig()
+PERSON_RADIUS = 0.25
+
+
+def _open_floor() -> ClearanceMap:
+    """An 8 x 8 m window around the origin with nothing in it."""
+    return ClearanceMap.from_occupancy(np.zeros((160, 160), dtype=bool), GridSpec(0.05, (-4.0, -4.0), (160, 160)))
+
+
+def test_tracks_follow_walking_clusters_with_their_velocities() -> None:
+    rng = np.random.default_rng(0)
+    tracker = ObstacleTracker()
+    start = np.array([[3.0, -2.0], [-1.0, 0.6]])
+    velocity = np.array([[-0.2, 0.8], [0.9, 0.0]])  # they end up 0.9 m apart
+    for frame in range(30):
+        t = frame * 0.1
+        seen = start + velocity * t + rng.normal(0.0, 0.05, start.shape)
+        blip = [[rng.uniform(-3, 3), rng.uniform(-3, 3)]] if frame % 7 == 3 else []  # one-frame noise
+        tracker.update(t, np.vstack([seen, *blip]) if blip else seen, np.full(len(seen) + len(blip), 0.25))
+    tracks = tracker.obstacles()
+    assert len(tracks) == 2, "the two walkers, and no blip"
+    order = np.argsort(tracks.position[:, 0])[::-1]
+    now = start + velocity * 2.9
+    assert tracks.position[order] == pytest.approx(now, abs=0.15)
+    assert tracks.velocity[order] == pytest.approx(velocity, abs=0.15)
+    # Unseen for longer than max_missed_s, a track is dropped.
+    tracker.update(3.0 + tracker.config.max_missed_s + 0.1, np.zeros((0, 2)), np.zeros(0))
+    assert len(tracker.obstacles()) == 0
+
+
+def test_closest_approach_of_a_person_passing_by() -> None:
+    person = MovingObstacles(np.array([[3.0, 0.0]]), np.array([[-1.0, 0.0]]), np.array([PERSON_RADIUS]))
+    t, gap = person.closest_approach(np.array([0.0, 1.0]))
+    assert t == pytest.approx([3.0]) and gap == pytest.approx([1.0 - PERSON_RADIUS])
+    t, gap = person.closest_approach(np.array([0.0, 1.0]), velocity=(-1.0, 0.0))  # walking along with it
+    assert t == pytest.approx([0.0]) and gap == pytest.approx([math.hypot(3.0, 1.0) - PERSON_RADIUS])
+
+
+def _gaps_to(trajectory: np.ndarray, obstacles: MovingObstacles, dt: float) -> np.ndarray:
+    """Edge-to-edge gaps of the robot along a rollout to the obstacles' predicted positions at the same instants."""
+    predicted = obstacles.at(dt * np.arange(1, len(trajectory) + 1))
+    return np.hypot(*(trajectory[None, :, :2] - predicted).transpose(2, 0, 1)) - obstacles.radius[:, None]
+
+
+def test_the_planner_rejects_rollouts_that_meet_a_predicted_person() -> None:
+    route = np.array([[1.5, 0.0], [3.0, 0.0]])
+    clearance = _open_floor()
+    ahead = DwaPlanner().plan((0.0, 0.0, 0.0), (0.8, 0.0), route, True, clearance)
+    assert ahead.status == "ok" and ahead.w == pytest.approx(0.0) and ahead.v > 0.5  # straight on, nobody there
+    # Someone walks across the route 1.2 m ahead, reaching it when the robot would.
+    person = MovingObstacles(np.array([[1.2, -1.2]]), np.array([[0.0, 1.0]]), np.array([PERSON_RADIUS]))
+    plan = DwaPlanner().plan((0.0, 0.0, 0.0), (0.8, 0.0), route, True, clearance, person)
+    straight = _gaps_to(ahead.trajectory, person, CONFIG.dt)
+    assert straight.min() - CONFIG.robot_radius < CONFIG.obstacle_margin, "straight on meets the person"
+    gaps = _gaps_to(plan.trajectory, person, CONFIG.dt) - CONFIG.robot_radius
+    assert plan.status in ("ok", "yield") and gaps.min() >= CONFIG.obstacle_margin
+    # The shown candidates are the admissible ones: none of them meets the person either.
+    predicted = person.at(CONFIG.dt * np.arange(1, plan.candidates.shape[1] + 1))[0]
+    candidate_gaps = np.hypot(*(plan.candidates - predicted).transpose(2, 0, 1)) - PERSON_RADIUS - CONFIG.robot_radius
+    assert candidate_gaps.min() >= CONFIG.obstacle_margin
+
+
+def test_standing_still_in_a_walking_persons_way_is_not_an_option() -> None:
+    """Head-on in the open: with nowhere to go, the planner still moves out of the person's line."""
+    clearance = _open_floor()
+    planner = DwaPlanner()
+    pose, velocity = np.zeros(3), np.zeros(2)
+    person = np.array([2.5, 0.0])
+    for step in range(40):  # 4 s at 10 Hz, the person walks 1 m/s straight at where the robot started
+        obstacles = MovingObstacles(person[None].copy(), np.array([[-1.0, 0.0]]), np.array([PERSON_RADIUS]))
+        plan = planner.evade(tuple(pose), tuple(velocity), clearance, obstacles, 0.0)
+        assert plan.status == "yield"
+        for _ in range(10):
+            step = 0.01 * np.array([CONFIG.limits.max_accel, CONFIG.limits.max_yaw_accel])
+            velocity += np.clip(np.array([plan.v, plan.w]) - velocity, -step, step)
+            pose[2] += velocity[1] * 0.01
+            pose[:2] += velocity[0] * 0.01 * np.array([math.cos(pose[2]), math.sin(pose[2])])
+            person[0] -= 0.01
+            gap = float(np.hypot(*(pose[:2] - person))) - PERSON_RADIUS - CONFIG.robot_radius
+            assert gap > 0.0, f"hit at {step / 10:.1f} s"
+    assert abs(pose[1]) > 0.5, "out of the person's line"
+
+
+@pytest.fixture(scope="module")
+def corridor_with_a_walker(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 10 x 3 m corridor; a person walks its centre line back and forth, first toward the robot's spawn."""
+    world = box_world((10, 3), [], [Room("hall", "Hall", "corridor", "corridor", (0.1, 0.1, 9.9, 2.9))], (2, 1.5, 0))
+    person = Agent("a0", "person", ((7.0, 1.5), (0.8, 1.5)), 1.0, PERSON_RADIUS)
+    out = tmp_path_factory.mktemp("corridor")
+    write_world(replace(simulable(world), agents=(person,)), out)
+    return out
+
+
+def _wait_in_the_corridor(world_dir: Path, params: LocalParams, seconds: float = 8.0) -> Simulator:
+    """The robot waits with no route (as while localizing), its local core and safety layer running."""
+    sim = Simulator(world_dir)
+    local, governor = LocalNavigator(params=params), SafetyGovernor()
+    cmd = None
+    for tick in range(round(seconds / 0.01)):
+        for output_id, msg in sim.advance(cmd):
+            if output_id == "imu":
+                local.on_imu(msg)
+            elif output_id == "wheels":
+                local.on_wheels(msg)
+            elif output_id.startswith("camera_info_"):
+                local.on_camera_info(msg)
+            elif output_id.startswith("depth_"):
+                for out_id, out in local.on_depth(msg):
+                    if out_id == "moving_obstacles":
+                        governor.set_people(out)
+        for out_id, out in local.plan(sim.t_ns) if tick % 10 == 0 else []:
+            if out_id == "local_cmd":
+                governor.on_command(out, sim.t_ns)
+        cmd = governor.step(sim.t_ns) if tick % 2 == 0 else None
+    return sim
+
+
+def test_a_robot_with_no_route_gives_way_to_a_person_walking_at_it(corridor_with_a_walker: Path) -> None:
+    sim = _wait_in_the_corridor(corridor_with_a_walker, LocalParams())
+    assert sim.collisions == 0
+    assert abs(sim.pose()[1] - 1.5) > 0.4, "it stepped out of the walker's line"
+    sim.close()
