@@ -81,11 +81,13 @@ class LocalPlan:
     v: float
     w: float
     trajectory: np.ndarray  # (K, 3) x, y, yaw: the chosen rollout
-    candidates: np.ndarray  # (S, K, 2) a subsample of the admissible rollouts, for display
+    candidates: np.ndarray  # (S, K, 2) a subsample of the rollouts weighed, the chosen one among them, for display
     status: str  # "ok" | "arrived" | "blocked" (no admissible trajectory) | "yield" (giving way to a moving obstacle)
     min_clearance: float  # smallest ESDF value along the chosen trajectory
     remaining_m: float  # distance still to go: along the guide path, then along the route
     guide: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))  # (N, 2) the path the plan follows
+    candidate_costs: np.ndarray = field(default_factory=lambda: np.empty(0))  # (S,) inf where rejected
+    chosen: int = -1  # index of the chosen rollout among the candidates; -1 when none was
 
 
 class LocalPlanner(abc.ABC):
@@ -261,10 +263,12 @@ class DwaPlanner(LocalPlanner):
         remaining: float,
         guide: np.ndarray,
     ) -> LocalPlan:
-        """The admissible rollout of least cost, with a subsample of the admissible ones for display."""
-        best = int(np.argmin(np.where(admissible, cost, np.inf)))
-        shown = np.flatnonzero(admissible)
-        shown = shown[np.linspace(0, len(shown) - 1, min(len(shown), self.config.candidates_shown)).astype(int)]
+        """The admissible rollout of least cost, with a subsample of the rollouts weighed (rejected ones too) and
+        the chosen one, for display."""
+        costs = np.where(admissible, cost, np.inf)
+        best = int(np.argmin(costs))
+        sample = np.linspace(0, len(paths) - 1, min(len(paths), self.config.candidates_shown)).astype(int)
+        shown = np.union1d(sample, [best])
         return LocalPlan(
             float(commands[best, 0]),
             float(commands[best, 1]),
@@ -274,6 +278,8 @@ class DwaPlanner(LocalPlanner):
             float(min_clear[best]),
             remaining,
             guide,
+            costs[shown],
+            int(np.searchsorted(shown, best)),
         )
 
     def _static_check(

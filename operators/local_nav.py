@@ -3,9 +3,10 @@
 Inputs: `imu`, `wheels`, the three `depth_*` and `camera_info_*`, `subgoals` (the route ahead in odom, from
 global), `mission_status` (while global is still localizing, local drives to new viewpoints) and `clock`
 (robot time: the planner runs every 1/plan_hz of it). Outputs: `local_odom` (per wheel sample, >= 50 Hz) and
-`odom_tf`, `local_cmd` (to actuation), `plan`, `local_costmap`, `moving_obstacles` (base_link, for actuation's
-slowdown near people) and `nav_events` (arrival, recoveries, blocked route, relocalize requests, and every few
-seconds `loop_stats`: the planner's rate and p50/p99 compute time inside the running graph).
+`odom_tf`, `local_cmd` (to actuation), `plan`, `local_candidates` (the rollouts weighed), `local_costmap`,
+`moving_obstacles` (base_link, for actuation's slowdown near people) and `nav_events` (arrival, recoveries,
+blocked route, relocalize requests, and every few seconds `loop_stats`: the planner's rate and p50/p99 compute
+time inside the running graph).
 """
 
 from __future__ import annotations

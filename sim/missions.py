@@ -24,6 +24,9 @@ from sim.vocabulary import ITEM_TASKS, LANDMARK_PHRASINGS, ROOM_PHRASINGS, ROOM_
 
 FAMILIES = ("room", "room_task", "landmark", "landmark_task")
 START_CLEARANCE_M = 0.5
+# From where each person or cart stands when the mission begins: they do not avoid the robot, and one that starts
+# beside it, or a second away walking at it, hits it before it has seen them move.
+START_AGENT_GAP_M = 2.5
 _START_TRIES = 1000
 
 
@@ -91,38 +94,51 @@ def _instruction(goal: _Goal, rng: np.random.Generator) -> str:
     return str(rng.choice(LANDMARK_PHRASINGS)).format(landmark=goal.text, room=goal.room.name)
 
 
-def _free_start(room: Room, clearance: ClearanceMap, rng: np.random.Generator) -> tuple[float, float, float]:
+def _free_start(
+    room: Room, clearance: ClearanceMap, agents_xy: np.ndarray, rng: np.random.Generator
+) -> tuple[float, float, float] | None:
+    """A pose with START_CLEARANCE_M of clearance and START_AGENT_GAP_M from every agent; None if none is found."""
     xmin, ymin, xmax, ymax = room.bounds
     for _ in range(_START_TRIES):
         xy = rng.uniform((xmin, ymin), (xmax, ymax))
-        if clearance.at(xy) >= START_CLEARANCE_M:
+        near_agent = len(agents_xy) and np.hypot(*(agents_xy - xy).T).min() < START_AGENT_GAP_M
+        if clearance.at(xy) >= START_CLEARANCE_M and not near_agent:
             return (float(xy[0]), float(xy[1]), float(rng.uniform(-math.pi, math.pi)))
-    raise ValueError(f"no point of {room.name} has {START_CLEARANCE_M} m clearance")
+    return None
 
 
 def sample_missions(world: World, n: int, seed: int, rooms: Sequence[str] | None = None) -> list[Mission]:
     """`n` missions, the same for the same seed, among the rooms named in `rooms` (default: all rooms).
 
-    Each starts at a uniform random pose with START_CLEARANCE_M of clearance in a uniform random room, and
-    names a goal in another room: a uniform random family, then a uniform random goal of that family.
+    Each starts at a uniform random pose with START_CLEARANCE_M of clearance, START_AGENT_GAP_M from where people
+    and carts start, in a uniform random room, and names a goal in another room: a uniform random family, then a
+    uniform random goal of that family.
     """
     allowed = [room for room in world.rooms if rooms is None or room.name in rooms]
     if len(allowed) < 2:
         raise ValueError(f"missions need two rooms to go between, got {[r.name for r in allowed]}")
     goals = [goal for goal in _goals(world) if goal.room in allowed]
     clearance = ClearanceMap.from_occupancy(occupancy_grid(world), world.grid)
+    agents_xy = np.array([agent.waypoints[0] for agent in world.agents]).reshape(-1, 2)
     rng = np.random.default_rng(seed)
     missions = []
+    no_start: set[str] = set()
     while len(missions) < n:
         start_room = allowed[rng.integers(len(allowed))]
         family = FAMILIES[rng.integers(len(FAMILIES))]
         options = [goal for goal in goals if goal.family == family and goal.room != start_room]
         if not options:
             continue
+        if (start := _free_start(start_room, clearance, agents_xy, rng)) is None:
+            no_start.add(start_room.name)
+            if len(no_start) == len(allowed):
+                gaps = f"{START_CLEARANCE_M} m from walls and {START_AGENT_GAP_M} m from agents"
+                raise ValueError(f"no room has a start {gaps}")
+            continue
         goal = options[rng.integers(len(options))]
         missions.append(
             Mission(
-                start=_free_start(start_room, clearance, rng),
+                start=start,
                 start_room=start_room.name,
                 instruction=_instruction(goal, rng),
                 family=family,

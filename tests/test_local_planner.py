@@ -78,14 +78,23 @@ def test_reaches_the_goal_without_touching_anything_within_the_limits(scene) -> 
     assert min(p.min_clearance for p in run.plans) > CONFIG.robot_radius
 
 
-def test_plan_returns_the_chosen_rollout_and_admissible_candidates() -> None:
+def test_plan_returns_the_chosen_rollout_among_the_candidates_with_their_costs() -> None:
     world, route = obstacle_in_path()
     clearance = local_clearance(occupancy_grid(world), world.grid, np.array(world.spawn[:2]))
     plan = DwaPlanner().plan(world.spawn, (0.5, 0.0), route, True, clearance)
     steps = round(CONFIG.horizon_s / CONFIG.dt)
     assert plan.status == "ok" and plan.trajectory.shape == (steps, 3)
-    assert plan.candidates.shape[1:] == (steps, 2) and 1 < len(plan.candidates) <= CONFIG.candidates_shown
-    assert clearance.at(plan.candidates).min() >= CONFIG.robot_radius + CONFIG.margin
+    assert plan.candidates.shape[1:] == (steps, 2) and 1 < len(plan.candidates) <= CONFIG.candidates_shown + 1
+    assert plan.candidate_costs.shape == (len(plan.candidates),)
+    assert plan.candidates[plan.chosen] == pytest.approx(plan.trajectory[:, :2])
+    assert plan.candidate_costs[plan.chosen] == plan.candidate_costs.min()
+    # Rejected rollouts (infinite cost) come too close to the obstacle; the weighed ones keep the margin.
+    weighed, rejected = (
+        plan.candidates[np.isfinite(plan.candidate_costs)],
+        plan.candidates[np.isinf(plan.candidate_costs)],
+    )
+    assert len(rejected) and clearance.at(weighed).min() >= CONFIG.robot_radius + CONFIG.margin
+    assert clearance.at(rejected).min(axis=1).max() < CONFIG.robot_radius + CONFIG.margin
     assert plan.v > 0.0 and plan.trajectory[-1, 0] > world.spawn[0]  # it heads along the route
     assert plan.remaining_m == pytest.approx(10.0, abs=0.3)
 

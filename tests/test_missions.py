@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from models.planning import ClearanceMap, occupancy_grid
 from schemas.world import World
-from sim.missions import FAMILIES, START_CLEARANCE_M, Mission, sample_missions
+from sim import missions as missions_module
+from sim.missions import FAMILIES, START_AGENT_GAP_M, START_CLEARANCE_M, Mission, sample_missions
 from sim.vocabulary import ITEM_TASKS, ROOM_TASKS
 from sim.world import generate_world
 
@@ -76,3 +78,16 @@ def test_missions_are_the_same_for_a_seed_and_keep_to_the_rooms_given(world: Wor
         assert mission.start_room in rooms and mission.goal_room in rooms
     with pytest.raises(ValueError, match="two rooms"):
         sample_missions(world, 1, seed=0, rooms=rooms[:1])
+
+
+def test_starts_keep_away_from_where_people_and_carts_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    world = generate_world("office", 0, dynamic=True)
+    agents = np.array([agent.waypoints[0] for agent in world.agents])
+
+    def nearest_agent(missions: list[Mission]) -> float:
+        starts = np.array([m.start[:2] for m in missions])
+        return float(np.hypot(*(starts[:, None] - agents[None]).transpose(2, 0, 1)).min())
+
+    assert nearest_agent(sample_missions(world, 40, seed=3)) >= START_AGENT_GAP_M
+    monkeypatch.setattr(missions_module, "START_AGENT_GAP_M", 0.0)
+    assert nearest_agent(sample_missions(world, 40, seed=3)) < START_AGENT_GAP_M, "without the rule, some start close"

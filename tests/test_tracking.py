@@ -75,10 +75,12 @@ def test_the_planner_rejects_rollouts_that_meet_a_predicted_person() -> None:
     assert straight.min() - CONFIG.robot_radius < CONFIG.obstacle_margin, "straight on meets the person"
     gaps = _gaps_to(plan.trajectory, person, CONFIG.dt) - CONFIG.robot_radius
     assert plan.status in ("ok", "yield") and gaps.min() >= CONFIG.obstacle_margin
-    # The shown candidates are the admissible ones: none of them meets the person either.
+    # The candidates it weighed (finite cost) keep clear of the person too; those that meet them were rejected.
     predicted = person.at(CONFIG.dt * np.arange(1, plan.candidates.shape[1] + 1))[0]
     candidate_gaps = np.hypot(*(plan.candidates - predicted).transpose(2, 0, 1)) - PERSON_RADIUS - CONFIG.robot_radius
-    assert candidate_gaps.min() >= CONFIG.obstacle_margin
+    weighed = np.isfinite(plan.candidate_costs)
+    assert candidate_gaps[weighed].min() >= CONFIG.obstacle_margin
+    assert (candidate_gaps[~weighed].min(axis=1) < CONFIG.obstacle_margin).any()
 
 
 def test_standing_still_in_a_walking_persons_way_is_not_an_option() -> None:

@@ -24,6 +24,7 @@ from models.recovery import RecoveryManager
 from models.tracking import MovingObstacles, ObstacleTracker
 from schemas.messages import (
     CameraInfo,
+    CandidatePaths,
     DepthImage,
     DynamicObstacles,
     Event,
@@ -194,6 +195,7 @@ class LocalNavigator:
         traj = plan.trajectory
         outputs.append(("local_cmd", Twist(now_ns, (v, 0.0, 0.0), (0.0, 0.0, w))))
         outputs.append(("plan", Path(now_ns, ODOM_FRAME, tuple(traj[:, 0]), tuple(traj[:, 1]), tuple(traj[:, 2]))))
+        outputs.append(("local_candidates", _candidate_paths(now_ns, plan)))
         return outputs
 
     def _threatened(self, obstacles: MovingObstacles) -> bool:
@@ -276,3 +278,18 @@ class LocalNavigator:
             (0.0,) * n,
             (self.costmap.config.resolution,) * n,
         )
+
+
+def _candidate_paths(now_ns: int, plan: LocalPlan) -> CandidatePaths:
+    """The rollouts the planner weighed this cycle, flattened for the message."""
+    points = plan.candidates.reshape(-1, 2)
+    lengths = (plan.candidates.shape[1],) * len(plan.candidates)
+    return CandidatePaths(
+        now_ns,
+        ODOM_FRAME,
+        tuple(points[:, 0].tolist()),
+        tuple(points[:, 1].tolist()),
+        lengths,
+        tuple(plan.candidate_costs.tolist()),
+        plan.chosen,
+    )
