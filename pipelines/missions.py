@@ -256,12 +256,12 @@ class _MissionRun:
         if len(self.images) < len(self.runner.robot.cameras) or len(stamps) != 1:
             return
         t_img = stamps.pop()
-        job = self.global_nav.localization_job(t_img, trigger)
+        job = self.global_nav.localization_job(t_img)
         started = time.perf_counter()
         fix = job(dict(self.images))
         seconds = time.perf_counter() - started
         self.global_s.append(seconds)
-        self.global_nav.started_relocalization(now, trigger)
+        self.global_nav.started_relocalization(now)
         self.pending_fix = (now + max(int(seconds * 1e9), int(TICK_S * 1e9)), fix, t_img, trigger, seconds)
 
     # Scoring, against the truth.

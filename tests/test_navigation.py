@@ -12,20 +12,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pycolmap
 import pytest
 
 from datasets.lake import run_query
 from datasets.map_store import read_map
 from datasets.navigation import global_navigator, planar_world_from_map
-from models.localization import LocalizationFix
 from models.navigation import se2
 from models.navigation.scoring import relocalization_summary
 from pipelines.ingest import ingest
 from pipelines.missions import MissionRunner, mapped_rooms
 from schemas.map import KEY_ENV, generate_key, parse_key
-from schemas.messages import MissionGoal, Odometry
+from schemas.messages import MissionGoal
 from schemas.world import World
 from sim.missions import Mission, sample_missions
 
@@ -83,43 +80,6 @@ def test_goal_not_found_names_three_candidates(office_map: tuple[Path, str, obje
     [(output_id, status)] = navigator.on_mission_goal(MissionGoal(0, "m", "what is the capital of France"))
     assert output_id == "mission_status" and status.state == "goal_not_found"
     assert len(status.candidates) == 3 and all(status.candidates)
-
-
-def _fix(x: float, y: float, confidence: float) -> LocalizationFix:
-    """A successful fix at (x, y), heading along x, as the localizer returns it."""
-    return LocalizationFix(
-        True, pycolmap.Rigid3d(pycolmap.Rotation3d(), [x, y, 0.0]), np.eye(6) * 1e-4, confidence, 200, ()
-    )
-
-
-def test_a_check_without_the_estimate_takes_over_from_a_look_alike(office_map: tuple[Path, str, object]) -> None:
-    """Confirmed in a look-alike place, the fixes near the estimate keep agreeing with it; every `check_every`
-    periodic fix searches the whole map, and a confident one that disagrees starts over from its answer."""
-    map_dir, key, _ = office_map
-    navigator = global_navigator(read_map(map_dir, parse_key(key)))
-    params = navigator.params
-    second = int(1e9)
-    for t in range(0, 29 * second, second // 10):  # driving along x at 0.5 m/s in odom, within its history
-        navigator.on_local_odom(
-            Odometry(t, "odom", "base_link", (0.5 * t / second, 0.0, 0.0), (0, 0, 0, 1), (0.5, 0, 0), (0, 0, 0))
-        )
-    navigator.on_fix(_fix(10.0, 3.0, 0.9), 0, "initial", 0.3)  # the wrong aisle, 3 m off the truth at y = 0
-    navigator.on_fix(_fix(12.0, 3.0, 0.9), 4 * second, "confirm", 0.3)
-    assert navigator.confirmed
-    triggers = []
-    for k in range(1, 3 * params.check_every + 1):
-        now = int((4 + k * params.relocalize_s) * second)
-        triggers.append(trigger := navigator.due_relocalization(now))
-        navigator.started_relocalization(now, trigger)
-    assert triggers.count("check") == 3 and triggers[params.check_every - 1] == "check"
-
-    t = 20 * second  # 10 m along: the estimate says (20, 3), the truth is (20, 0)
-    navigator.on_fix(_fix(20.0, 0.0, params.check_override_confidence - 0.1), t, "check", 0.3)
-    assert navigator.confirmed and navigator.map_pose_at(t)[:2] == pytest.approx((20.0, 3.0)), "unsure: kept"
-    navigator.on_fix(_fix(20.0, 0.0, 0.95), t, "check", 0.3)
-    assert not navigator.confirmed and navigator.map_pose_at(t)[:2] == pytest.approx((20.0, 0.0))
-    navigator.on_fix(_fix(22.0, 0.0, 0.9), 24 * second, "confirm", 0.3)
-    assert navigator.confirmed
 
 
 @pytest.fixture(scope="module")

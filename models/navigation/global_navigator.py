@@ -60,11 +60,6 @@ class GlobalParams:
     odometry_drift: float = 0.05  # its growth per metre driven (wheel odometry drifts 2-5 %)
     max_prior_sigma_m: float = 1.5
     min_confidence: float = 0.5  # fixes below this do not move map -> odom
-    # Every this many periodic fixes, one searches the whole map (a "check"), not only near the estimate: an estimate
-    # gone wrong in a look-alike aisle keeps finding look-alike fits near itself, and only a search without it, which
-    # weighs every rival place, can tell. A check this confident that disagrees starts over from its fix, tentatively.
-    check_every: int = 3
-    check_override_confidence: float = 0.8
     subgoal_spacing_m: float = SUBGOAL_SPACING_M  # evenly spaced, 1.5-3 m apart
     odom_history_s: float = 30.0  # how far back a fix's stamp may lie
     resend_shift_m: float = 0.05  # re-send subgoals when a fix moves them more than this
@@ -105,7 +100,6 @@ class GlobalNavigator:
         self._mission: _Mission | None = None
         self._last_fix_ns: int | None = None
         self._pending_trigger: str | None = "initial"
-        self._periodic = 0  # periodic fixes started, checks among them
         self.confirmed = False  # a second fix agreed with the first: fixes may use the estimate as their prior
         self._last_accepted_ns: int | None = None
         self._sent_subgoals: np.ndarray | None = None
@@ -165,15 +159,13 @@ class GlobalNavigator:
         if self._pending_trigger is not None and since_s >= self.params.retry_s:
             return self._pending_trigger
         if since_s >= self.params.relocalize_s:
-            checking = self.confirmed and (self._periodic + 1) % self.params.check_every == 0
-            return "check" if checking else "periodic"
+            return "periodic"
         return None
 
-    def localization_job(self, t_ns: int, trigger: str) -> Callable[[Mapping[str, CompressedImage]], LocalizationFix]:
-        """Localizing the cameras' images (by camera name) stamped `t_ns`, with the current estimate as prior (but
-        for a "check"): slow (hundreds of ms) and independent of this object's later state, so callers may run it
-        on a thread."""
-        prior = self.map_pose_at(t_ns) if self.confirmed and trigger != "check" else None
+    def localization_job(self, t_ns: int) -> Callable[[Mapping[str, CompressedImage]], LocalizationFix]:
+        """Localizing the cameras' images (by camera name) stamped `t_ns`, with the current estimate as prior:
+        slow (hundreds of ms) and independent of this object's later state, so callers may run it on a thread."""
+        prior = self.map_pose_at(t_ns) if self.confirmed else None
         prior_pose, sigma = None, None
         if prior is not None:
             x, y, yaw = prior
@@ -187,10 +179,9 @@ class GlobalNavigator:
             {c: _rgb(m) for c, m in images.items()}, prior=prior_pose, prior_sigma_m=sigma
         )
 
-    def started_relocalization(self, now_ns: int, trigger: str) -> None:
+    def started_relocalization(self, now_ns: int) -> None:
         self._pending_trigger = None
         self._last_fix_ns = now_ns
-        self._periodic += trigger in ("periodic", "check")
 
     def on_fix(self, fix: LocalizationFix, t_ns: int, trigger: str, latency_s: float) -> list[Output]:
         """Apply a fix of the images stamped `t_ns`; outputs the result and, if accepted, the corrections."""
@@ -203,15 +194,10 @@ class GlobalNavigator:
                 self._pending_trigger = "initial"  # keep trying until the first fix
             return outputs
         map_pose = _planar(fix)
-        predicted = self.map_pose_at(t_ns)
-        disagrees = predicted is not None and not _agree(predicted, map_pose, self.params)
-        if trigger == "check" and self.confirmed and disagrees:
-            if fix.confidence < self.params.check_override_confidence:
-                return outputs  # a look-alike elsewhere, as far as this fix can tell: the estimate stands
-            self.confirmed = False  # the estimate was a look-alike: start over from this fix
         if not self.confirmed:
             # Look-alike places fool a single fix: the first is tentative until a later one, from elsewhere and
             # without a prior, agrees with it through odometry. The robot may drive on the tentative one meanwhile.
+            predicted = self.map_pose_at(t_ns)
             self.confirmed = predicted is not None and _agree(predicted, map_pose, self.params)
             self._pending_trigger = None if self.confirmed else "confirm"
         outputs.append(("localization_pose", self._pose_message(fix, t_ns)))
