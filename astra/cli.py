@@ -434,7 +434,12 @@ def cmd_viz_episode(args: argparse.Namespace) -> int:
     from mcap.writer import MCAP0_MAGIC
 
     from datasets.mcap_reader import SalvagingReader
-    from datasets.navigation import check_world_matches, read_navigation_map, recorded_map_from_world
+    from datasets.navigation import (
+        NO_WORLD_PLACEMENT,
+        check_world_matches,
+        read_navigation_map,
+        recorded_map_from_world,
+    )
     from datasets.replay import recorded_messages
     from viz.episode import EpisodeLogger, episode_recording, save_episode_blueprint
 
@@ -454,6 +459,8 @@ def cmd_viz_episode(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     blueprint = args.blueprint or (args.save.with_suffix(".rbl") if args.save else None)
     map_from_world = recorded_map_from_world(topo) if topo is not None else None
+    if topo is not None and map_from_world is None:
+        print(f"note: {NO_WORLD_PLACEMENT}", file=sys.stderr)
     rec = episode_recording(world, mcap.stem, args.save, topo, map_from_world)
     logger = EpisodeLogger(rec, map_from_world)
     messages = 0

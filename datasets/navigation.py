@@ -62,3 +62,9 @@ def recorded_map_from_world(topo_map: TopoMap) -> Pose2 | None:
         return se2.inverse(planar_world_from_map(topo_map))
     except (LakeError, KeyError, ValueError):
         return None
+
+
+NO_WORLD_PLACEMENT = (
+    "the lake this map was built from holds no ground truth here: the building and the truth are drawn as if the "
+    "world were the map's frame"
+)

@@ -13,7 +13,12 @@ from __future__ import annotations
 import pyarrow as pa
 from dora import Node
 
-from datasets.navigation import check_world_matches, read_navigation_map, recorded_map_from_world
+from datasets.navigation import (
+    NO_WORLD_PLACEMENT,
+    check_world_matches,
+    read_navigation_map,
+    recorded_map_from_world,
+)
 from operators import config
 from operators.episode_stream import episode_messages
 from schemas.world import World
@@ -34,6 +39,8 @@ def main(node: Node | None = None) -> None:
         topo = read_navigation_map(config.map_dir())
         check_world_matches(topo, world)
         map_from_world = recorded_map_from_world(topo)
+        if map_from_world is None:
+            print(f"note: {NO_WORLD_PLACEMENT}", flush=True)
     rec = episode_recording(world, f"{world.site}-{config.episode_seed()}", rrd, topo, map_from_world)
     logger = EpisodeLogger(rec, map_from_world)
     for input_id, msg in episode_messages(node):
