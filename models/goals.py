@@ -14,8 +14,9 @@ Goals are map nodes, whose base_link stands in free space, never a landmark's po
   (the rig's cameras at one instant) takes the room of the landmarks that fill most of its pictures (box pixels,
   the nearer counting more: a rack beside the robot fills a picture, furniture seen through a door does not);
   keyframes that give `CLEAR_SHARE` of their vote to the room are its surest, as keyframes looking into a room
-  from its door split theirs. A room that no keyframe is taken for (only its sign was seen) has its goal where its
-  sign is seen best;
+  from its door split theirs. A room that no keyframe is taken for has its goal at the node nearest the middle of
+  the landmarks in it (a corridor lined with signs to the rooms off it), or, where none was seen in it either, where
+  its sign is seen best;
 - a landmark's goal is, among the nodes that see it, the one nearest to it and to its room's goal together,
   facing the landmark.
 
@@ -104,10 +105,19 @@ class GoalResolver:
         for j in signs:
             texts[lm[j]["text"]].append(room_function_of_sign(lm[j]["function"] or "", lm[j]["text"]))
         room_nodes = _room_nodes(views, lm, lm_xy, poses, _keyframes(nodes))
+        located = defaultdict(list)  # room -> the seen landmarks that hang or stand in it
+        for j, row in enumerate(lm):
+            if row["room"] and views[j]:
+                located[row["room"]].append(j)
         room_goals = {}  # room -> its goal node
-        for room in sorted(texts.keys() | room_nodes.keys()):
+        for room in sorted(texts.keys() | room_nodes.keys() | located.keys()):
             if room_nodes[room]:
                 room_goals[room] = _room_goal(room_nodes[room], poses)
+            elif located[room]:
+                # A corridor's keyframes vote for the rooms and aisles whose racks and furniture fill their
+                # pictures; what hangs in it (signs to those rooms, extinguishers) lines its two sides.
+                middle = lm_xy[located[room]].mean(axis=0)
+                room_goals[room] = int(np.argmin(np.hypot(*(poses[:, :2] - middle).T)))
             elif sign_views := [view for j in signs if lm[j]["text"] == room for view in views[j]]:
                 room_goals[room] = max(sign_views, key=lambda view: view.fraction).node
 

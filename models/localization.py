@@ -6,7 +6,8 @@ Coarse to fine, as hloc does it:
    cameras lined up with the keyframe's in each cyclic order their headings allow (a robot turned by one
    camera's spacing sees with its left camera what the map's front one saw). With a prior, only
    keyframes near it compete.
-2. Places. The best keyframes, grouped by position: look-alike places far apart stay apart.
+2. Places. Around the best keyframes, apart from each other: look-alike places far apart stay apart, and each
+   brings the same number of the map's keyframes nearest it.
 3. Matching. The query's SIFT features against those of each place's nodes (schemas.map node_features),
    with Lowe's ratio test against the nearest feature of *another* 3D point, so that a point seen from
    several nodes does not count as its own rival.
@@ -48,7 +49,8 @@ class LocalizerConfig:
     descriptor: str = "tiny_image"  # the map's global descriptor: its manifest's build["descriptor"]
     max_features: int = 1024  # SIFT features per query image
     retrieval_k: int = 12  # keyframes retrieved
-    place_radius_m: float = 3.0  # retrieved keyframes this close to a place's best one join it
+    place_radius_m: float = 3.0  # places are this far apart at least, and hold keyframes this close
+    place_keyframes: int = 4  # map keyframes nearest each place's centre whose points it is matched against
     max_places: int = 5  # places tried, best retrieved first
     match_ratio: float = 0.8  # Lowe's ratio test
     ransac_max_error_px: float = 4.0
@@ -178,15 +180,16 @@ class Localizer:
             return _failure(candidates, "no registered map keyframe within reach of the prior")
 
         keypoints, descriptors, camera_of = self._features(pictures, cameras)
-        places = self._places(retrieved)
+        places = self._places(retrieved, allowed)
         points = [self._place_points(place) for place in places]
         # One product for all places at once.
         similarity = descriptors @ self.point_descriptors[np.concatenate(points)].T
         bounds = np.cumsum([0, *map(len, points)])
         fixes = [
-            fix
+            self._refit(fix, keypoints, descriptors, camera_of, allowed)
             for place_points, start, stop in zip(points, bounds[:-1], bounds[1:], strict=True)
             if (fix := self._localize_at(place_points, similarity[:, start:stop], keypoints, camera_of)) is not None
+            and fix.inliers >= self.config.min_inliers
         ]
         if prior is not None:  # a pose the prior rules out is a look-alike, however well it fits
             reach = radius if prior_sigma_m is None else 3 * prior_sigma_m
@@ -233,18 +236,38 @@ class Localizer:
         count = min(self.config.retrieval_k, int(allowed.sum()))
         return np.argsort(-score, kind="stable")[:count]
 
-    def _places(self, retrieved: np.ndarray) -> list[np.ndarray]:
-        """Retrieved keyframes grouped around the best ones, best place first; each place lists its keyframes."""
-        places: list[list[int]] = []
+    def _places(self, retrieved: np.ndarray, allowed: np.ndarray) -> list[np.ndarray]:
+        """Places around the best retrieved keyframes that lie apart, best first; each lists the `place_keyframes`
+        allowed keyframes nearest its centre. Every place brings as much of the map, so that the inliers of
+        look-alike places compare fairly: a place that brought more keyframes would win on points alone."""
+        radius = self.config.place_radius_m
+        centres: list[int] = []
         for keyframe in retrieved:
             position = self.keyframe_positions[keyframe, :2]
-            for place in places:
-                if np.linalg.norm(self.keyframe_positions[place[0], :2] - position) <= self.config.place_radius_m:
-                    place.append(int(keyframe))
-                    break
-            else:
-                places.append([int(keyframe)])
-        return [np.array(p) for p in places[: self.config.max_places]]
+            if all(np.linalg.norm(self.keyframe_positions[c, :2] - position) > radius for c in centres):
+                centres.append(int(keyframe))
+        places = []
+        candidates = np.flatnonzero(allowed)
+        for centre in centres[: self.config.max_places]:
+            distance = np.linalg.norm(
+                self.keyframe_positions[candidates, :2] - self.keyframe_positions[centre, :2], axis=1
+            )
+            near = candidates[distance <= radius][np.argsort(distance[distance <= radius], kind="stable")]
+            places.append(near[: self.config.place_keyframes])
+        return places
+
+    def _refit(
+        self, fix: _PlaceFix, keypoints: np.ndarray, descriptors: np.ndarray, camera_of: np.ndarray, allowed: np.ndarray
+    ) -> _PlaceFix:
+        """The place's answer again, against the `place_keyframes` map keyframes nearest the pose it gives: look-alike
+        answers then compare on equal shares of the map, where the aisle that retrieval brought more keyframes of
+        would win on points alone. Where that finds no pose, the first answer stands."""
+        candidates = np.flatnonzero(allowed)
+        position = fix.rig_from_world.inverse().translation[:2]
+        distance = np.linalg.norm(self.keyframe_positions[candidates, :2] - position, axis=1)
+        points = self._place_points(candidates[np.argsort(distance, kind="stable")[: self.config.place_keyframes]])
+        similarity = descriptors @ self.point_descriptors[points].T
+        return self._localize_at(points, similarity, keypoints, camera_of) or fix
 
     def _features(self, pictures: list[np.ndarray], cameras: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The query's SIFT keypoints (N, 2) in COLMAP pixels, unit descriptors (N, 128) and rig camera of each."""

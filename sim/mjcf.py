@@ -13,7 +13,7 @@ import numpy as np
 
 from schemas.world import Agent, Box, Landmark, Room, World
 from sim.layout import GRID_MARGIN, world_rng
-from sim.textures import TILE, landmark_texture
+from sim.textures import TILE, landmark_texture, wall_tiles
 from sim.vocabulary import COLORS, FLOOR_USES, floor_use
 
 MATERIAL_TILE = 0.5
@@ -42,10 +42,8 @@ def _local_size(box: Box, yaw: float) -> tuple[float, float, float]:
 def _add_landmark(asset: ET.Element, body: ET.Element, lm: Landmark) -> None:
     material = f"mat_{lm.id}"
     hx, hy, hz = _local_size(lm.box, lm.yaw)
-    if lm.kind == "sign":
+    if lm.kind == "sign" or lm.category == "pallet rack":  # a sign's plate, or every bay of a rack's length
         repeat, rgba = (1.0, 1.0), (1.0, 1.0, 1.0)
-    elif lm.category == "pallet rack":
-        repeat, rgba = (2 * max(hx, hy) / TILE, 1.0), (1.0, 1.0, 1.0)
     else:
         repeat, rgba = (2 * max(hx, hy) / MATERIAL_TILE, 2 * hz / MATERIAL_TILE), COLORS[lm.color]
     ET.SubElement(
@@ -148,8 +146,10 @@ def scene(world: World, texture_names: list[str]) -> str:
         ET.SubElement(
             asset, "material", name=f"floor_{room.id}", texture=_floor_texture(room), rgba=_rgba(tint), **uniform
         )
+    tiles = wall_tiles(world)  # a room's wall texture covers its longest wall once
     for name in (n for n in texture_names if n.startswith("wall_")):
-        ET.SubElement(asset, "material", name=name, texture=name, **uniform)
+        repeat = _fmt(2 / (TILE * tiles[name]), 2 / TILE)
+        ET.SubElement(asset, "material", name=name, texture=name, texuniform="true", texrepeat=repeat)
 
     body = ET.SubElement(root, "worldbody")
     for name, direction, diffuse in (("key", (0.4, 0.3, -1.0), 0.35), ("fill", (-0.3, -0.5, -1.0), 0.2)):

@@ -3,11 +3,17 @@
 Everything is drawn from a caller-supplied numpy Generator, so the same generator state gives the same pixels.
 Patterns are periodic (they tile seamlessly under MuJoCo's texrepeat) and mix coarse and fine structure: coarse
 blotches keep features visible from 5 m, speckles and poster shapes give SIFT corners at 1 m.
+
+Nothing a camera sees up close repeats within a room: a room's wall texture is as long as its longest wall, and a
+rack's bays each hold different cartons. When every 2 m of wall was the same picture, a localizer could not tell x
+from x + 2 m anywhere, as it could in no real building. The warehouse's racks all wear the same texture, so its
+aisles still look alike and only their signs tell them apart.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -98,10 +104,12 @@ def _rgb255(color: Color | np.ndarray) -> tuple[int, int, int]:
     return (r, g, b)
 
 
-def _cells(rows: int, cols: int, stagger: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel (cell id, distance to the nearest cell border) for a rows x cols grid; odd rows shift if stagger."""
+def _cells(rows: int, cols: int, stagger: bool, tiles: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel (cell id, distance to the nearest cell border) for a rows x cols grid per tile, `tiles` tiles side
+    by side; odd rows shift if stagger."""
     step_y, step_x = WALL_PX // rows, WALL_PX // cols
-    yy, xx = np.mgrid[0:WALL_PX, 0:WALL_PX]
+    cols *= tiles
+    yy, xx = np.mgrid[0:WALL_PX, 0 : tiles * WALL_PX]
     row = yy // step_y
     xx = xx + np.where(stagger & (row % 2 == 1), step_x // 2, 0)
     ids = row * cols + (xx // step_x) % cols
@@ -109,11 +117,13 @@ def _cells(rows: int, cols: int, stagger: bool) -> tuple[np.ndarray, np.ndarray]
     return ids, border
 
 
-def _tiled(rng: np.random.Generator, base: Color, grid: tuple[int, int], stagger: bool, grout: float) -> np.ndarray:
-    """Tiles, bricks or planks: per-cell tint, a darker grout line, and surface noise."""
-    ids, border = _cells(*grid, stagger)
-    tint = rng.normal(0.0, 0.06, grid[0] * grid[1])[ids]
-    field = tint + 0.05 * noise(rng, (WALL_PX, WALL_PX), 0.6) - grout * (border < 3)
+def _tiled(
+    rng: np.random.Generator, base: Color, grid: tuple[int, int], stagger: bool, grout: float, tiles: int = 1
+) -> np.ndarray:
+    """Tiles, bricks or planks: per-cell tint, a darker grout line, and surface noise; `grid` cells per tile."""
+    ids, border = _cells(*grid, stagger, tiles)
+    tint = rng.normal(0.0, 0.06, grid[0] * grid[1] * tiles)[ids]
+    field = tint + 0.05 * noise(rng, ids.shape, 0.6) - grout * (border < 3)
     return _shade(base, field)
 
 
@@ -139,25 +149,28 @@ def _posters(rng: np.random.Generator, img: Image.Image, accent: Color, count: i
                 draw.line([sx0, sy0, sx1, sy1], fill=fill, width=int(rng.integers(2, 7)))
 
 
-def wall_texture(rng: np.random.Generator, palette: tuple[Color, Color], poster_rows: tuple[int, int]) -> Image.Image:
-    """A wall tile in one of four finishes (plaster, stripes, tiles, bricks) with speckles, and posters hung
-    between `poster_rows` (pixel rows from the top) so they appear at eye level rather than at the floor."""
+def wall_texture(
+    rng: np.random.Generator, palette: tuple[Color, Color], poster_rows: tuple[int, int], tiles: int = 1
+) -> Image.Image:
+    """`tiles` wall tiles side by side in one of four finishes (plaster, stripes, tiles, bricks) with speckles,
+    and posters hung between `poster_rows` (pixel rows from the top) so they appear at eye level rather than at the
+    floor."""
     base, accent = palette
-    shape = (WALL_PX, WALL_PX)
+    shape = (WALL_PX, tiles * WALL_PX)
     finish = int(rng.integers(0, 4))
     if finish == 0:
         rgb = _shade(base, 0.10 * noise(rng, shape, 1.2) + 0.04 * noise(rng, shape, 0.3))
     elif finish == 1:
         period = int(rng.choice([32, 64, 128]))
-        stripes = (np.arange(WALL_PX) % period < period // 3)[None, :, None]
+        stripes = (np.arange(shape[1]) % period < period // 3)[None, :, None]
         rgb = _shade(base, 0.08 * noise(rng, shape, 1.0))
         rgb = np.where(stripes, rgb * 0.75 + 0.25 * np.asarray(accent), rgb)
     else:
         grid = (8, 8) if finish == 2 else (16, 8)
-        rgb = _tiled(rng, base, grid, stagger=finish == 3, grout=0.25)
-    rgb += 0.18 * _speckle(rng, shape, 2500)[..., None]
+        rgb = _tiled(rng, base, grid, stagger=finish == 3, grout=0.25, tiles=tiles)
+    rgb += 0.18 * _speckle(rng, shape, 2500 * tiles)[..., None]
     img = _to_image(rgb)
-    _posters(rng, img, accent, int(rng.integers(1, 4)), poster_rows)
+    _posters(rng, img, accent, int(rng.integers(1, 4, tiles).sum()), poster_rows)
     return img
 
 
@@ -206,7 +219,12 @@ def material_texture(rng: np.random.Generator, material: str) -> Image.Image:
     return _to_image(_shade((0.85, 0.85, 0.85), field))
 
 
-def rack_texture(rng: np.random.Generator) -> Image.Image:
+def rack_texture(rng: np.random.Generator, bays: int) -> Image.Image:
+    """A rack's face seen from the aisle: `bays` bays side by side, each stocked with other cartons."""
+    return Image.fromarray(np.hstack([np.asarray(_bay_texture(rng)) for _ in range(bays)]))
+
+
+def _bay_texture(rng: np.random.Generator) -> Image.Image:
     """One bay of pallet racking seen from the aisle: uprights, beams and cartons with labels."""
     img = _to_image(_shade((0.12, 0.12, 0.13), 0.2 * noise(rng, (WALL_PX, WALL_PX), 1.0)))
     draw = ImageDraw.Draw(img)
@@ -253,6 +271,20 @@ def sign_texture(text: str, kind: str) -> Image.Image:
     raise ValueError(f"sign text {text!r} does not fit")
 
 
+def wall_tiles(world: World) -> dict[str, int]:
+    """Tiles along each wall texture (by material name): enough to cover the room's longest wall once."""
+    tiles: dict[str, int] = {}
+    for wall in world.walls:
+        length = 2 * max(wall.box.half_size[:2])
+        tiles[wall.material] = max(tiles.get(wall.material, 1), math.ceil(length / TILE - 1e-6))
+    return tiles
+
+
+def rack_bays(rack: Landmark) -> int:
+    """How many TILE-wide bays a pallet rack holds along its length."""
+    return max(1, round(2 * max(rack.box.half_size[:2]) / TILE))
+
+
 def landmark_texture(lm: Landmark) -> str:
     """The name of the texture a landmark wears."""
     if lm.kind == "sign":
@@ -271,10 +303,11 @@ def world_textures(world: World, rng: Callable[[str], np.random.Generator]) -> d
     palettes = rng("palettes").permutation(len(WALL_PALETTES))
     # wall textures are anchored at the wall's top edge
     rows = tuple(int((world.wall_height - z) / TILE * WALL_PX) for z in POSTER_HEIGHTS)
+    tiles = wall_tiles(world)
     for i, room in enumerate(walled):
         name = f"wall_{room.id}"
         palette = WALL_PALETTES[palettes[i % len(palettes)]]
-        images[name] = wall_texture(rng(name), palette, rows)
+        images[name] = wall_texture(rng(name), palette, rows, tiles[name])
     for lm in world.landmarks:
         name = landmark_texture(lm)
         if name in images:
@@ -282,7 +315,7 @@ def world_textures(world: World, rng: Callable[[str], np.random.Generator]) -> d
         if lm.kind == "sign":
             images[name] = sign_texture(lm.text, world.kind)
         elif name == "rack":
-            images[name] = rack_texture(rng(name))
+            images[name] = rack_texture(rng(name), rack_bays(lm))
         else:
             images[name] = material_texture(rng(name), lm.material)
     return images

@@ -12,17 +12,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pycolmap
 import pytest
 
 from datasets.lake import run_query
 from datasets.map_store import read_map
 from datasets.navigation import global_navigator, planar_world_from_map
+from models.localization import LocalizationFix
 from models.navigation import se2
+from models.navigation.global_navigator import GlobalParams
 from models.navigation.scoring import relocalization_summary
 from pipelines.ingest import ingest
 from pipelines.missions import MissionRunner, mapped_rooms
 from schemas.map import KEY_ENV, generate_key, parse_key
-from schemas.messages import MissionGoal
+from schemas.messages import MissionGoal, Odometry
 from schemas.world import World
 from sim.missions import Mission, sample_missions
 
@@ -82,6 +86,35 @@ def test_goal_not_found_names_three_candidates(office_map: tuple[Path, str, obje
     [(output_id, status)] = navigator.on_mission_goal(MissionGoal(0, "m", "what is the capital of France"))
     assert output_id == "mission_status" and status.state == "goal_not_found"
     assert len(status.candidates) == 3 and all(status.candidates)
+
+
+def _fix(x: float, y: float, success: bool = True) -> LocalizationFix:
+    pose = pycolmap.Rigid3d(pycolmap.Rotation3d(np.array([0.0, 0.0, 0.0, 1.0])), np.array([x, y, 0.0]))
+    covariance = np.eye(6) * 0.01
+    return LocalizationFix(success, pose if success else None, covariance, 0.9 * success, 100 * success, ())
+
+
+@pytest.mark.parametrize("misses", [GlobalParams.max_prior_misses, 1000])
+def test_a_confirmed_estimate_that_finds_nothing_near_it_searches_the_whole_map_again(
+    office_map: tuple[Path, str, object], misses: int
+) -> None:
+    """A look-alike place can confirm itself (the aisle beside the right one looks the same all along); once fixes
+    near the estimate keep finding nothing, the next one searches the whole map. With the release off (1000 misses)
+    the robot stays locked on the look-alike."""
+    map_dir, key, _ = office_map
+    navigator = global_navigator(read_map(map_dir, parse_key(key)), params=GlobalParams(max_prior_misses=misses))
+    for step in range(40):  # driving straight along x at 1 m/s in odom
+        t = step * 100_000_000
+        navigator.on_local_odom(
+            Odometry(t, "odom", "base_link", (0.1 * step, 0.0, 0.0), (0, 0, 0, 1), (1, 0, 0), (0,) * 3)
+        )
+    navigator.on_fix(_fix(5.0, 2.0), 0, "initial", 0.1)
+    navigator.on_fix(_fix(7.0, 2.0), 2_000_000_000, "confirm", 0.1)  # 2 m further on: the second agrees
+    assert navigator.confirmed
+    for k in range(GlobalParams.max_prior_misses):
+        navigator.on_fix(_fix(0.0, 0.0, success=False), 3_000_000_000 + k, "periodic", 0.1)
+    assert navigator.confirmed == (misses == 1000)
+    assert (navigator.due_relocalization(3_900_000_000) == "request") == (misses != 1000)
 
 
 @pytest.fixture(scope="module")

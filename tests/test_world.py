@@ -145,27 +145,59 @@ def test_mjcf_loads_with_the_naming_conventions(written: tuple[World, Path], tmp
     assert all(model.body(f"agent_{a.id}").mocapid[0] >= 0 for a in world.agents)
 
 
-def test_the_scene_renders_textured_and_lit(written: tuple[World, Path]) -> None:
-    world, out = written
-    model = mujoco.MjModel.from_xml_path(str(out / "world.xml"))
+def _looks(scene: Path, views: list[tuple[float, float, float]]) -> list[np.ndarray]:
+    """Pictures (96 x 128 RGB, float) from the scene's free camera at (x, y, yaw), 1 m above the floor."""
+    model = mujoco.MjModel.from_xml_path(str(scene / "world.xml"))
     data = mujoco.MjData(model)
     mujoco.mj_forward(model, data)
-    x, y, yaw = world.spawn
     camera = mujoco.MjvCamera()
     camera.type = mujoco.mjtCamera.mjCAMERA_FREE
-    camera.lookat[:] = (x + 0.01 * math.cos(yaw), y + 0.01 * math.sin(yaw), 1.0)
-    camera.distance, camera.azimuth, camera.elevation = 0.01, math.degrees(yaw), 0.0
+    pictures = []
     with mujoco.Renderer(model, 96, 128) as renderer:
-        renderer.update_scene(data, camera=camera)
-        image = renderer.render().astype(float)
+        for x, y, yaw in views:
+            camera.lookat[:] = (x + 0.01 * math.cos(yaw), y + 0.01 * math.sin(yaw), 1.0)
+            camera.distance, camera.azimuth, camera.elevation = 0.01, math.degrees(yaw), 0.0
+            renderer.update_scene(data, camera=camera)
+            pictures.append(renderer.render().astype(float))
+    return pictures
+
+
+def test_the_scene_renders_textured_and_lit(written: tuple[World, Path]) -> None:
+    world, out = written
+    (image,) = _looks(out, [world.spawn])
     assert 40 < image.mean() < 220 and image.std() > 15
 
 
 def test_textures_stay_modest(written: tuple[World, Path]) -> None:
     _, out = written
     pngs = sorted((out / "textures").glob("*.png"))
+    sizes = [Image.open(p).size for p in pngs]
     assert 0 < len(pngs) <= 40
-    assert all(max(Image.open(p).size) <= 512 for p in pngs)
+    assert all(height <= 512 for _, height in sizes)
+    assert sum(width * height for width, height in sizes) <= 24e6  # 72 MB of RGB in the renderer
+
+
+def test_walls_and_racks_do_not_repeat_a_tile_along(tmp_path: Path) -> None:
+    """The same wall or rack seen from 2 m further along (one texture tile) shows something else: a localizer that
+    sees a repeating picture cannot tell where along it the robot is."""
+    world = generate_world("warehouse", SEED)
+    write_world(world, tmp_path)
+    aisle = next(r for r in world.rooms if r.kind == "aisle")
+    x0, y0, x1, y1 = aisle.bounds
+    rack_views = [((x0 + x1) / 2, (y0 + y1) / 2 + dy, math.pi) for dy in (-1.0, 1.0)]  # the west rack, 1 m off
+    wall = max(world.walls, key=lambda w: max(w.box.half_size[:2]))
+    room = next(r for r in world.rooms if wall.material == f"wall_{r.id}")
+    (cx, cy, _), (hx, hy, _) = wall.box.center, wall.box.half_size
+    if hx > hy:  # along x: look at it from the room's side, 1.5 m off
+        toward = 1.0 if room.center[1] > cy else -1.0
+        wall_views = [(cx + dx, cy + 1.5 * toward, -toward * math.pi / 2) for dx in (-1.0, 1.0)]
+    else:
+        toward = 1.0 if room.center[0] > cx else -1.0
+        wall_views = [(cx + 1.5 * toward, cy + dy, math.pi if toward > 0 else 0.0) for dy in (-1.0, 1.0)]
+    pictures = _looks(tmp_path, rack_views + wall_views)
+    for first, second in zip(pictures[::2], pictures[1::2], strict=True):
+        assert first.std() > 15  # a textured surface, not the void
+        assert np.abs(first - second).mean() > 20
 
 
 def test_warehouse_aisles_look_alike_and_only_signs_differ(tmp_path: Path) -> None:
@@ -192,7 +224,7 @@ def test_warehouse_aisles_look_alike_and_only_signs_differ(tmp_path: Path) -> No
         )
         for lm in racks
     }
-    assert len(looks) == 1  # one texture, one colour: the racks are indistinguishable
+    assert len(looks) == 1  # one texture, one colour: a rack of one aisle looks as those of the others
     sign_images = {s.text: (tmp_path / "textures" / f"sign_{s.id}.png").read_bytes() for s in signs}
     assert len(set(sign_images.values())) == len(aisles)  # each aisle number is drawn into its own texture
     pixels = np.asarray(Image.open(tmp_path / "textures" / f"sign_{signs[0].id}.png").convert("L"), dtype=float)

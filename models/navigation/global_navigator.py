@@ -60,6 +60,9 @@ class GlobalParams:
     odometry_drift: float = 0.05  # its growth per metre driven (wheel odometry drifts 2-5 %)
     max_prior_sigma_m: float = 1.5
     min_confidence: float = 0.5  # fixes below this do not move map -> odom
+    # Fixes in a row that find nothing near a confirmed estimate: it is wrong (a look-alike aisle confirmed itself),
+    # so the next fix searches the whole map, and must be confirmed again.
+    max_prior_misses: int = 2
     subgoal_spacing_m: float = SUBGOAL_SPACING_M  # evenly spaced, 1.5-3 m apart
     odom_history_s: float = 30.0  # how far back a fix's stamp may lie
     resend_shift_m: float = 0.05  # re-send subgoals when a fix moves them more than this
@@ -101,6 +104,7 @@ class GlobalNavigator:
         self._last_fix_ns: int | None = None
         self._pending_trigger: str | None = "initial"
         self.confirmed = False  # a second fix agreed with the first: fixes may use the estimate as their prior
+        self._prior_misses = 0  # fixes in a row that found nothing near the confirmed estimate
         self._last_accepted_ns: int | None = None
         self._sent_subgoals: np.ndarray | None = None
 
@@ -192,7 +196,13 @@ class GlobalNavigator:
         if not accepted:
             if self.map_from_odom is None:
                 self._pending_trigger = "initial"  # keep trying until the first fix
+            if self.confirmed and not fix.success:
+                self._prior_misses += 1
+                if self._prior_misses >= self.params.max_prior_misses:
+                    self.confirmed, self._prior_misses = False, 0
+                    self._pending_trigger = "request"
             return outputs
+        self._prior_misses = 0
         map_pose = _planar(fix)
         if not self.confirmed:
             # Look-alike places fool a single fix: the first is tentative until a later one, from elsewhere and
