@@ -188,20 +188,20 @@ def test_an_image_of_another_size_is_refused(extractor: AnnotatedLandmarkExtract
 def test_tiny_image_descriptor_tells_places_apart(sim: Simulator) -> None:
     descriptor = DESCRIPTORS["tiny_image"]()
 
-    def picture(x: float, y: float, yaw: float) -> np.ndarray:
+    def pictures(x: float, y: float, yaw: float) -> list[np.ndarray]:
         sim.place(x, y, yaw)
-        return sim.render("front")[0]
+        return [sim.render(camera)[0] for camera in sim.config.cameras]
 
     rooms = sim.world.rooms
-    pictures = [picture(*room.center, 0.3) for room in rooms]
-    turned = [picture(*room.center, 0.3 + math.radians(5)) for room in rooms]
-    here, there = descriptor.describe(pictures), descriptor.describe(turned)
+    here = np.stack([descriptor.describe(pictures(*room.center, 0.3)) for room in rooms])
+    there = np.stack([descriptor.describe(pictures(*room.center, 0.3 + math.radians(5))) for room in rooms])
 
-    assert here.shape == (len(rooms), descriptor.dim) and here.dtype == np.float32
-    assert np.linalg.norm(here, axis=1) == pytest.approx(1.0, abs=1e-6)
-    assert np.array_equal(TinyImageDescriptor().describe(pictures), here)
-    similarity = here @ there.T
-    # Each room's view matches its own 5-degree turn better than any other room's view.
-    others = here @ here.T - 2 * np.eye(len(rooms))
+    assert here.shape == (len(rooms), len(sim.config.cameras), descriptor.dim) and here.dtype == np.float32
+    assert np.linalg.norm(here, axis=2) == pytest.approx(1.0, abs=1e-6)
+    assert np.array_equal(TinyImageDescriptor().describe(pictures(*rooms[0].center, 0.3)), here[0])
+    # Each room's view matches its own 5-degree turn better than any other room's view, summed over the rig's
+    # cameras as retrieval sums them (models.localization).
+    similarity = np.einsum("icd,jcd->ij", here, there)
+    others = np.einsum("icd,jcd->ij", here, here) - 10 * np.eye(len(rooms))
     assert (np.diag(similarity) > others.max(axis=1)).all()
     assert descriptor.describe([]).shape == (0, descriptor.dim)
