@@ -348,7 +348,14 @@ def cmd_navigate(args: argparse.Namespace) -> int:
 
 def cmd_eval_mission(args: argparse.Namespace) -> int:
     from datasets.navigation import planar_world_from_map
-    from pipelines.missions import MissionConfig, MissionOutcome, prepare_building, run_missions, summarize
+    from pipelines.missions import (
+        MissionConfig,
+        MissionOutcome,
+        StaleBuildingError,
+        prepare_building,
+        run_missions,
+        summarize,
+    )
     from schemas.world import WORLD_KINDS
     from sim.missions import Mission
 
@@ -360,7 +367,10 @@ def cmd_eval_mission(args: argparse.Namespace) -> int:
         if args.kind not in WORLD_KINDS:
             raise UsageError(f"give --kind (one of {', '.join(WORLD_KINDS)}) and --seed, or --world and --map")
         work = args.work or Path("data/eval") / f"{args.kind}-{args.seed}{'-dynamic' if args.dynamic else ''}"
-        building = prepare_building(args.kind, args.seed, args.dynamic, work, args.tour_seconds)
+        try:
+            building = prepare_building(args.kind, args.seed, args.dynamic, work, args.tour_seconds)
+        except StaleBuildingError as exc:
+            raise UsageError(str(exc)) from exc
         world_dir, map_dir, lake = building.world_dir, building.map_dir, building.lake
     else:
         world_dir, map_dir, lake = args.world, args.map, args.lake

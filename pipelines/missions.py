@@ -11,6 +11,7 @@ Missions are scored as models.navigation.scoring defines.
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -355,12 +356,29 @@ class Building:
     lake: Path
 
 
+class StaleBuildingError(ValueError):
+    """A cached building was written by another version of the world generator."""
+
+
+def _written_differently(world: World, world_dir: Path) -> bool:
+    """Whether `world_dir` holds other files than `write_world` writes for `world` now (layout, scene or textures)."""
+    from sim.world import write_world
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()}
+
+    with tempfile.TemporaryDirectory() as fresh:
+        write_world(world, Path(fresh))
+        return files(Path(fresh)) != files(world_dir)
+
+
 def prepare_building(
     kind: str, seed: int, dynamic: bool, work_dir: Path, tour_seconds: float | None = None, progress: bool = True
 ) -> Building:
     """Generate the world, record an expert mapping tour in-process, ingest it and build the map, under `work_dir`.
 
-    Every step is skipped where its output exists, so an interrupted evaluation resumes.
+    Every step is skipped where its output exists, so an interrupted evaluation resumes; a building the simulator
+    now draws differently (StaleBuildingError) is refused rather than evaluated on a map of the old one.
     """
     from datasets.tours import record_tour
     from pipelines.ingest import ingest
@@ -371,6 +389,11 @@ def prepare_building(
     world_dir, lake, map_dir = work_dir / "world", work_dir / "lake", work_dir / "map"
     if not (world_dir / "world.json").is_file():
         write_world(world, world_dir)
+    elif _written_differently(world, world_dir):
+        raise StaleBuildingError(
+            f"{work_dir} holds a {kind} seed {seed} that this version of the simulator draws differently; "
+            "its tour, lake and map would not match the building: remove the folder, or use another"
+        )
     tour = work_dir / "logs" / f"{world.site}-tour.mcap"
     if not tour.is_file():
         tour.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ from schemas.world import World
 from sim import missions as missions_module
 from sim.missions import FAMILIES, START_AGENT_GAP_M, START_CLEARANCE_M, Mission, sample_missions
 from sim.vocabulary import ITEM_TASKS, ROOM_TASKS
-from sim.world import generate_world
+from sim.world import generate_world, write_world
 
 
 @pytest.fixture(scope="module", params=["office", "warehouse"])
@@ -91,3 +93,16 @@ def test_starts_keep_away_from_where_people_and_carts_start(monkeypatch: pytest.
     assert nearest_agent(sample_missions(world, 40, seed=3)) >= START_AGENT_GAP_M
     monkeypatch.setattr(missions_module, "START_AGENT_GAP_M", 0.0)
     assert nearest_agent(sample_missions(world, 40, seed=3)) < START_AGENT_GAP_M, "without the rule, some start close"
+
+
+def test_eval_refuses_a_cached_building_the_simulator_now_draws_differently(tmp_path: Path) -> None:
+    """A work folder from an older generator (here: another seed's world under this seed's name) would be toured,
+    mapped and scored as if it were this building; `astra eval mission` refuses it, before any tour."""
+    work = tmp_path / "office-3"
+    write_world(generate_world("office", 4), work / "world")
+    astra = Path(sys.executable).parent / "astra"
+    argv = ["eval", "mission", "--kind", "office", "--seed", "3", "--work", str(work), "--missions", "1"]
+    proc = subprocess.run([astra, *argv], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "draws differently" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (work / "logs").exists()  # refused before the tour
