@@ -146,7 +146,7 @@ def scene(world: World, texture_names: list[str]) -> str:
         ET.SubElement(
             asset, "material", name=f"floor_{room.id}", texture=_floor_texture(room), rgba=_rgba(tint), **uniform
         )
-    tiles = wall_tiles(world)  # a room's wall texture covers its longest wall once
+    tiles = wall_tiles(world)  # a wall texture covers the longest wall wearing it once
     for name in (n for n in texture_names if n.startswith("wall_")):
         repeat = _fmt(2 / (TILE * tiles[name]), 2 / TILE)
         ET.SubElement(asset, "material", name=name, texture=name, texuniform="true", texrepeat=repeat)

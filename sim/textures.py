@@ -4,10 +4,12 @@ Everything is drawn from a caller-supplied numpy Generator, so the same generato
 Patterns are periodic (they tile seamlessly under MuJoCo's texrepeat) and mix coarse and fine structure: coarse
 blotches keep features visible from 5 m, speckles and poster shapes give SIFT corners at 1 m.
 
-Nothing a camera sees up close repeats within a room: a room's wall texture is as long as its longest wall, and a
-rack's bays each hold different cartons. When every 2 m of wall was the same picture, a localizer could not tell x
-from x + 2 m anywhere, as it could in no real building. The warehouse's racks all wear the same texture, so its
-aisles still look alike and only their signs tell them apart.
+Nothing a camera sees up close repeats within a room: each side of a room has its own wall texture (one finish and
+palette per room), as long as that side's longest wall, and a rack's bays each hold different cartons. When every
+2 m of wall was the same picture, a localizer could not tell x from x + 2 m anywhere, as it could in no real
+building; when a room's four sides wore one texture, a view of one wall fitted the points of another turned 90°.
+The warehouse's racks all wear the same texture, so its aisles still look alike and only their signs tell them
+apart.
 """
 
 from __future__ import annotations
@@ -150,14 +152,12 @@ def _posters(rng: np.random.Generator, img: Image.Image, accent: Color, count: i
 
 
 def wall_texture(
-    rng: np.random.Generator, palette: tuple[Color, Color], poster_rows: tuple[int, int], tiles: int = 1
+    rng: np.random.Generator, palette: tuple[Color, Color], poster_rows: tuple[int, int], tiles: int, finish: int
 ) -> Image.Image:
-    """`tiles` wall tiles side by side in one of four finishes (plaster, stripes, tiles, bricks) with speckles,
-    and posters hung between `poster_rows` (pixel rows from the top) so they appear at eye level rather than at the
-    floor."""
+    """`tiles` wall tiles side by side in `finish` (0-3: plaster, stripes, tiles, bricks) with speckles, and posters
+    hung between `poster_rows` (pixel rows from the top) so they appear at eye level rather than at the floor."""
     base, accent = palette
     shape = (WALL_PX, tiles * WALL_PX)
-    finish = int(rng.integers(0, 4))
     if finish == 0:
         rgb = _shade(base, 0.10 * noise(rng, shape, 1.2) + 0.04 * noise(rng, shape, 0.3))
     elif finish == 1:
@@ -271,8 +271,18 @@ def sign_texture(text: str, kind: str) -> Image.Image:
     raise ValueError(f"sign text {text!r} does not fit")
 
 
+def wall_material(room_id: str, side: int) -> str:
+    """The material of a room's walls on one side of it (0-3: west, south, east, north)."""
+    return f"wall_{room_id}_{side}"
+
+
+def wall_room(material: str) -> str:
+    """The id of the room whose walls wear `material` (wall_material's inverse)."""
+    return material.removeprefix("wall_").rsplit("_", 1)[0]
+
+
 def wall_tiles(world: World) -> dict[str, int]:
-    """Tiles along each wall texture (by material name): enough to cover the room's longest wall once."""
+    """Tiles along each wall texture (by material name): enough to cover the longest wall wearing it once."""
     tiles: dict[str, int] = {}
     for wall in world.walls:
         length = 2 * max(wall.box.half_size[:2])
@@ -299,15 +309,17 @@ def world_textures(world: World, rng: Callable[[str], np.random.Generator]) -> d
         f"floor_{use}": floor_texture(rng(use), style) for use, style in zip(FLOOR_USES, spec.floors, strict=True)
     }
     images["ceiling"] = ceiling_texture(rng("ceiling"))
-    walled = [r for r in world.rooms if any(w.material == f"wall_{r.id}" for w in world.walls)]
+    materials = {w.material for w in world.walls}
+    walled = [r for r in world.rooms if any(wall_room(m) == r.id for m in materials)]
     palettes = rng("palettes").permutation(len(WALL_PALETTES))
     # wall textures are anchored at the wall's top edge
     rows = tuple(int((world.wall_height - z) / TILE * WALL_PX) for z in POSTER_HEIGHTS)
     tiles = wall_tiles(world)
     for i, room in enumerate(walled):
-        name = f"wall_{room.id}"
         palette = WALL_PALETTES[palettes[i % len(palettes)]]
-        images[name] = wall_texture(rng(name), palette, rows, tiles[name])
+        finish = int(rng(f"wall_{room.id}").integers(0, 4))
+        for name in sorted(m for m in materials if wall_room(m) == room.id):
+            images[name] = wall_texture(rng(name), palette, rows, tiles[name], finish)
     for lm in world.landmarks:
         name = landmark_texture(lm)
         if name in images:

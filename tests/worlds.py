@@ -11,6 +11,7 @@ from models.local_planner import LocalPlan, LocalPlanner
 from models.planning import ClearanceMap, occupancy_grid, resample
 from models.recovery import RecoveryCommand, RecoveryManager
 from schemas.world import Box, GridSpec, Room, Wall, World
+from sim.textures import wall_material
 
 
 def wall(x0: float, y0: float, x1: float, y1: float) -> Wall:
@@ -129,5 +130,5 @@ def route_through(*points: tuple[float, float], spacing: float = 2.0) -> np.ndar
 
 def simulable(world: World) -> World:
     """The world with every wall in its first room's material, one the simulator's scene (sim.mjcf) textures."""
-    material = f"wall_{world.rooms[0].id}"
+    material = wall_material(world.rooms[0].id, 0)
     return replace(world, walls=tuple(replace(w, material=material) for w in world.walls))
