@@ -185,3 +185,24 @@ def test_a_room_is_found_by_what_its_signs_say_it_is_for() -> None:
     resolver = GoalResolver(*map_tables(warehouse), TextEncoder.from_pretrained())
     goal = resolver.resolve("where can I load goods onto a truck?").goal
     assert goal is not None and goal.room == "Loading dock" and room_name_at(warehouse, goal.pose) == "Loading dock"
+
+
+def test_a_corridor_whose_pictures_other_rooms_fill_is_still_a_goal() -> None:
+    """The warehouse's main aisle: its keyframes look into the aisles, whose racks fill their pictures, so each
+    votes for an aisle; what hangs in the main aisle (the signs to the aisles off it) places its goal."""
+    warehouse = generate_world("warehouse", 0)
+    nodes, landmarks, sightings = map_tables(warehouse)
+    racks = [lm.id for lm in warehouse.landmarks if lm.category == "pallet rack"]
+    in_main_aisle = [
+        n["node_id"] for n in nodes.to_pylist() if room_name_at(warehouse, node_base_xy(n)) == "Main aisle"
+    ]
+    box = {"box_x0": 0, "box_y0": 0, "box_x1": 300, "box_y1": 300}  # a rack beside the robot fills its picture
+    rack_views = [
+        {"node_id": node, "landmark_id": rack, "visible_fraction": 1.0, **box}
+        for node in in_main_aisle
+        for rack in racks
+    ]
+    sightings = pa.concat_tables([sightings, landmark_table("node_landmarks", rack_views)])
+    goal = GoalResolver(nodes, landmarks, sightings, TextEncoder.from_pretrained()).resolve("where is the Main aisle?")
+    assert in_main_aisle and goal.goal is not None
+    assert goal.goal.room == "Main aisle" and room_name_at(warehouse, goal.goal.pose) == "Main aisle"
