@@ -256,3 +256,21 @@ def test_landmark_colors_are_names(kind: str) -> None:
     """Colours are semantics people can ask for ("the red sofa"), not render values."""
     world = generate_world(kind, SEED)
     assert {lm.color for lm in world.landmarks} <= COLORS.keys()
+
+
+def test_each_side_of_a_room_wears_its_own_wall_texture(written: tuple[World, Path]) -> None:
+    """A room whose four sides wore one texture let a view of one wall fit another's points turned 90 degrees."""
+    world, out = written
+    model = mujoco.MjModel.from_xml_path(str(out / "world.xml"))
+    for room in world.rooms:
+        textures_by_side: dict[str, set[int]] = {}
+        for wall in (w for w in world.walls if wall_room(w.material) == room.id):
+            (cx, cy, _), (hx, hy, _) = wall.box.center, wall.box.half_size
+            if hx > hy:
+                side = "south" if cy < room.center[1] else "north"
+            else:
+                side = "west" if cx < room.center[0] else "east"
+            texture = model.mat(model.geom(f"wall_{wall.id}").matid[0]).texid[1]
+            textures_by_side.setdefault(side, set()).add(int(texture))
+        for first, second in itertools.combinations(textures_by_side.values(), 2):
+            assert not first & second, room.name
