@@ -255,15 +255,15 @@ def _place_doors(areas: list[_Area], requests: list[DoorRequest], rng: np.random
 
 
 def _walls(areas: list[_Area], doors: tuple[Door, ...]) -> tuple[Wall, ...]:
-    """Each area's wall layer along its walled sides, with the door gaps cut out; each side wears its own texture."""
+    """Each area's wall layer along its walled sides, with the door gaps cut out; each wears its own texture."""
     walls = []
     for area in areas:
         for side in (s for s in range(4) if area.walled[s]):
             other = 1 - side % 2
             gaps = sorted(_door_span(d, other) for d in doors if area.id in d.rooms and _door_side(area, d) == side)
-            for lo, hi in _subtract((area.cell[other], area.cell[other + 2]), gaps):
+            for segment, (lo, hi) in enumerate(_subtract((area.cell[other], area.cell[other + 2]), gaps)):
                 box = _box(_strip(area.cell, side, lo, hi, WALL_T), 0.0, WALL_HEIGHT)
-                walls.append(Wall(f"w{len(walls)}", box, textures.wall_material(area.id, side)))
+                walls.append(Wall(f"w{len(walls)}", box, textures.wall_material(area.id, side, segment)))
     return tuple(walls)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from schemas.world import Agent, Box, Landmark, Room, World
 from sim.layout import GRID_MARGIN, world_rng
-from sim.textures import TILE, landmark_texture, wall_tiles
+from sim.textures import TILE, landmark_texture, wall_lengths
 from sim.vocabulary import COLORS, FLOOR_USES, floor_use
 
 MATERIAL_TILE = 0.5
@@ -146,9 +146,9 @@ def scene(world: World, texture_names: list[str]) -> str:
         ET.SubElement(
             asset, "material", name=f"floor_{room.id}", texture=_floor_texture(room), rgba=_rgba(tint), **uniform
         )
-    tiles = wall_tiles(world)  # a wall texture covers the longest wall wearing it once
+    lengths = wall_lengths(world)  # a wall texture covers the longest wall wearing it once
     for name in (n for n in texture_names if n.startswith("wall_")):
-        repeat = _fmt(2 / (TILE * tiles[name]), 2 / TILE)
+        repeat = _fmt(2 / lengths[name], 2 / TILE)
         ET.SubElement(asset, "material", name=name, texture=name, texuniform="true", texrepeat=repeat)
 
     body = ET.SubElement(root, "worldbody")

@@ -4,10 +4,12 @@ Everything is drawn from a caller-supplied numpy Generator, so the same generato
 Patterns are periodic (they tile seamlessly under MuJoCo's texrepeat) and mix coarse and fine structure: coarse
 blotches keep features visible from 5 m, speckles and poster shapes give SIFT corners at 1 m.
 
-Nothing a camera sees up close repeats within a room: each side of a room has its own wall texture (one finish and
-palette per room), as long as that side's longest wall, and a rack's bays each hold different cartons. When every
-2 m of wall was the same picture, a localizer could not tell x from x + 2 m anywhere, as it could in no real
-building; when a room's four sides wore one texture, a view of one wall fitted the points of another turned 90°.
+Nothing a camera sees up close repeats within a room: each side of a room is one strip of wall (one finish and
+palette per room), and each wall along it, between doors, wears its own stretch of that strip; a rack's bays each
+hold different cartons. When every 2 m of wall was the same picture, a localizer could not tell x from x + 2 m
+anywhere, as it could in no real building; when a room's four sides wore one texture, a view of one wall fitted the
+points of another turned 90°; when the walls either side of a door wore one texture, each starting it at its own
+middle, a view of one fitted the other's points a few metres along.
 The warehouse's racks all wear the same texture, so its aisles still look alike and only their signs tell them
 apart.
 """
@@ -271,23 +273,41 @@ def sign_texture(text: str, kind: str) -> Image.Image:
     raise ValueError(f"sign text {text!r} does not fit")
 
 
-def wall_material(room_id: str, side: int) -> str:
-    """The material of a room's walls on one side of it (0-3: west, south, east, north)."""
-    return f"wall_{room_id}_{side}"
+def wall_material(room_id: str, side: int, segment: int) -> str:
+    """The material of one wall of a room: on `side` (0-3: west, south, east, north), the `segment`-th between doors."""
+    return f"wall_{room_id}_{side}_{segment}"
 
 
 def wall_room(material: str) -> str:
     """The id of the room whose walls wear `material` (wall_material's inverse)."""
-    return material.removeprefix("wall_").rsplit("_", 1)[0]
+    return material.removeprefix("wall_").rsplit("_", 2)[0]
 
 
-def wall_tiles(world: World) -> dict[str, int]:
-    """Tiles along each wall texture (by material name): enough to cover the longest wall wearing it once."""
-    tiles: dict[str, int] = {}
+def wall_lengths(world: World) -> dict[str, float]:
+    """The length (m) each wall texture covers, by material name: once the longest wall wearing it."""
+    lengths: dict[str, float] = {}
     for wall in world.walls:
-        length = 2 * max(wall.box.half_size[:2])
-        tiles[wall.material] = max(tiles.get(wall.material, 1), math.ceil(length / TILE - 1e-6))
-    return tiles
+        lengths[wall.material] = max(lengths.get(wall.material, 0.0), 2 * max(wall.box.half_size[:2]))
+    return lengths
+
+
+def _wall_stretches(world: World) -> dict[str, dict[str, tuple[float, float]]]:
+    """For each side of a room (material names less the segment), where along its strip each material's wall
+    starts and how long it is, m; a material worn by several walls takes its longest."""
+    spans: dict[str, dict[str, tuple[int, float, float]]] = {}
+    for wall in sorted(world.walls, key=lambda w: max(w.box.half_size[:2])):
+        along = 0 if wall.box.half_size[0] >= wall.box.half_size[1] else 1
+        start = wall.box.center[along] - wall.box.half_size[along]
+        spans.setdefault(wall.material.rsplit("_", 1)[0], {})[wall.material] = (
+            along,
+            start,
+            2 * wall.box.half_size[along],
+        )
+    stretches = {}
+    for side, walls in spans.items():
+        origin = {along: min(start for a, start, _ in walls.values() if a == along) for along, _, _ in walls.values()}
+        stretches[side] = {m: (start - origin[along], length) for m, (along, start, length) in walls.items()}
+    return stretches
 
 
 def rack_bays(rack: Landmark) -> int:
@@ -314,12 +334,17 @@ def world_textures(world: World, rng: Callable[[str], np.random.Generator]) -> d
     palettes = rng("palettes").permutation(len(WALL_PALETTES))
     # wall textures are anchored at the wall's top edge
     rows = tuple(int((world.wall_height - z) / TILE * WALL_PX) for z in POSTER_HEIGHTS)
-    tiles = wall_tiles(world)
+    stretches = _wall_stretches(world)
     for i, room in enumerate(walled):
         palette = WALL_PALETTES[palettes[i % len(palettes)]]
         finish = int(rng(f"wall_{room.id}").integers(0, 4))
-        for name in sorted(m for m in materials if wall_room(m) == room.id):
-            images[name] = wall_texture(rng(name), palette, rows, tiles[name], finish)
+        for side in sorted(s for s in stretches if wall_room(f"{s}_0") == room.id):
+            walls = stretches[side]
+            tiles = math.ceil(max(start + length for start, length in walls.values()) / TILE - 1e-6)
+            strip = wall_texture(rng(side), palette, rows, tiles, finish)
+            for name, (start, length) in walls.items():
+                left = round(start * WALL_PX / TILE)
+                images[name] = strip.crop((left, 0, left + max(1, round(length * WALL_PX / TILE)), WALL_PX))
     for lm in world.landmarks:
         name = landmark_texture(lm)
         if name in images:

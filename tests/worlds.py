@@ -130,5 +130,5 @@ def route_through(*points: tuple[float, float], spacing: float = 2.0) -> np.ndar
 
 def simulable(world: World) -> World:
     """The world with every wall in its first room's material, one the simulator's scene (sim.mjcf) textures."""
-    material = wall_material(world.rooms[0].id, 0)
+    material = wall_material(world.rooms[0].id, 0, 0)
     return replace(world, walls=tuple(replace(w, material=material) for w in world.walls))
