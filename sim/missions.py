@@ -6,7 +6,7 @@ room ("the sofa in the Lounge") and a task done with a piece of furniture ("I wa
 
 Every mission is well posed in its building: a task names exactly one room of the world (all rooms count, mapped or
 not), else it is never asked; "print something" is left out where a print room and a copier stand apart, and
-"put out a fire" wherever extinguishers hang in several rooms.
+"put out a fire" wherever extinguishers hang in several rooms, and "go to sleep" where beds stand in several.
 """
 
 from __future__ import annotations

@@ -269,7 +269,7 @@ ROOM_TASKS: dict[str, tuple[str, ...]] = {
 }
 ITEM_TASKS: dict[str, tuple[str, ...]] = {
     "sofa": ("lie down on a sofa",),
-    "bed": ("lie down and sleep",),
+    "bed": ("lie down and sleep", "go to sleep"),  # one sleeps at any bed: a Bedroom is not the only answer
     "reception desk": ("check in as a visitor",),
     "kitchen counter": ("prepare some food",),
     "fridge": ("get something cold from the fridge",),

@@ -70,6 +70,9 @@ def test_ambiguous_tasks_are_never_asked() -> None:
     warehouse = generate_world("warehouse", 0)
     assert len(rooms_for_task(warehouse, "put out a fire")) > 1  # extinguishers in both cross aisles
     assert not any("put out a fire" in m.instruction for m in sample_missions(warehouse, 300, seed=0))
+    home = generate_world("home", 0)
+    assert rooms_for_task(home, "go to sleep") == {"Bedroom", "Guest bedroom"}  # a bed stands in each
+    assert not any("go to sleep" in m.instruction for m in sample_missions(home, 300, seed=0))
 
 
 def test_missions_are_the_same_for_a_seed_and_keep_to_the_rooms_given(world: World) -> None:
