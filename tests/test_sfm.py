@@ -13,7 +13,7 @@ from scipy.spatial.transform import Rotation
 
 from models.mapping.evaluation import trajectory_errors
 from models.mapping.keyframes import KeyframeConfig, Trajectory, rig_frame_times, select_keyframes
-from models.mapping.sfm import Keyframe, RigCamera, SfmConfig, align_rigid, build_map, image_pairs
+from models.mapping.sfm import Keyframe, RigCamera, SfmConfig, _Odometry, align_rigid, build_map, image_pairs
 from schemas.robot import RobotConfig, camera_mount
 from schemas.topics import BY_OUTPUT, CAMERAS
 from schemas.world import World
@@ -107,6 +107,25 @@ def test_pairs_join_only_cameras_that_look_alike() -> None:
         (1, left, 2, front),
         (1, right, 2, left),
     }
+
+
+def test_odometry_judges_a_registration_only_from_a_short_drive_away() -> None:
+    """A keyframe registered 15 m of driving from every registered one of its episode is a loop closure or a
+    look-alike place that odometry, drifting over that drive, cannot tell apart: mapping waits for its neighbours.
+    Put by odometry from that far, one turned the rest of the warehouse-504 map by degrees (1.8 m ATE)."""
+    drive = [Keyframe("a", i, _pose(0.5 * i, 0, 0), {}) for i in range(40)]
+    other = [Keyframe("b", i, _pose(0, 0.5 * i, 90), {}) for i in range(5)]
+    odometry = _Odometry(drive + other, [], SfmConfig())
+    registered = {i: _pose(0.5 * i, 0, 0) for i in range(6)}
+
+    assert odometry.can_judge(6, registered) and odometry.can_judge(15, registered)  # 5 m on: trusted
+    assert not odometry.can_judge(30, registered)
+    assert odometry.can_judge(40, registered)  # the first of another episode has nothing to be judged by
+    # A registration 12 m on sits 2 m off odometry from the registered ones: no contradiction, none is near.
+    far = {**registered, 30: _pose(15.0, 2.0, 0)}
+    assert not odometry.contradicts(30, far)
+    near = {**registered, 8: _pose(4.0, 1.0, 0)}
+    assert odometry.contradicts(8, near)
 
 
 def test_pairs_grow_linearly_with_visits_to_a_place() -> None:

@@ -385,11 +385,28 @@ class _Odometry:
             run.append(k)
         return run
 
+    def can_judge(self, keyframe: int, map_from_base: dict[int, pycolmap.Rigid3d]) -> bool:
+        """Whether a keyframe registered now could be checked against odometry: a registered keyframe of its
+        episode lies within `odometry_trust_distance` of driving, or none of its episode is registered yet."""
+        episode = self.keyframes[keyframe].episode_id
+        gaps = [
+            abs(self.travelled[k] - self.travelled[keyframe])
+            for k in map_from_base
+            if self.keyframes[k].episode_id == episode
+        ]
+        return not gaps or min(gaps) <= self.config.odometry_trust_distance
+
     def contradicts(self, keyframe: int, map_from_base: dict[int, pycolmap.Rigid3d]) -> bool:
         """Whether a registered keyframe sits, relative to most of its nearest registered neighbours in time, where
         odometry says it does not. `map_from_base` holds the poses of all registered keyframes by index."""
         episode = self.keyframes[keyframe].episode_id
-        others = [k for k in sorted(map_from_base) if k != keyframe and self.keyframes[k].episode_id == episode]
+        others = [
+            k
+            for k in sorted(map_from_base)
+            if k != keyframe
+            and self.keyframes[k].episode_id == episode
+            and abs(self.travelled[k] - self.travelled[keyframe]) <= self.config.odometry_trust_distance
+        ]
         cut, window = bisect.bisect(others, keyframe), self.config.consistency_window
         pose, odom_pose = map_from_base[keyframe].inverse(), self.keyframes[keyframe].odom_from_base.inverse()
         wrong = [
@@ -528,11 +545,15 @@ class _Mapper:
 
     The seed is a few metres of one episode's keyframes at their odometry poses: metric, level, and too long a
     baseline for look-alike places to fool. Then frames are registered as pycolmap's IncrementalPipeline does,
-    with two changes. A registration that odometry contradicts, relative to the frame's registered neighbours in
-    time, is a look-alike place (our walls' texture repeats, so a frame often fits a place one tile away as well as
-    its own): the frame is put where odometry says instead, and tracks then continue only through the matches that
-    fit there. And where registration stalls with frames next to registered ones in time still out, such a frame is
-    put where odometry says too. Either way a frame stays only if it then observes enough triangulated points.
+    with three changes. A registration that odometry contradicts, relative to the frame's registered neighbours
+    in time, is a look-alike place (aisles look alike, and a frame may fit a place metres away as well as its own):
+    the frame is put where odometry says instead, and tracks then continue only through the matches that fit there.
+    Odometry speaks only for short drives, so a frame none of whose registered neighbours in time lies within that
+    drive waits: registered across the tour, it would be a loop closure or a look-alike place that nothing could
+    tell apart, and put by odometry driven that far, it turned the map after it by degrees (the warehouse-504 tour
+    with carts: 1.8 m ATE, now 0.02 m). And where registration stalls with frames next to registered ones in time
+    still out, such a frame is put where odometry says too. Either way a frame stays only if it then observes
+    enough triangulated points.
     """
 
     def __init__(self, database: Path, rig: Sequence[RigCamera], odometry: _Odometry, config: SfmConfig) -> None:
@@ -597,16 +618,22 @@ class _Mapper:
         return self.reconstruction
 
     def _register_next(self) -> bool:
+        map_from_base = self._map_from_base()
         for image_id in self.mapper.find_next_images(self.mapper_options, False):
+            keyframe = self.odometry.of_name[self.reconstruction.image(image_id).name][0]
+            if not self.odometry.can_judge(keyframe, map_from_base):
+                # A jump across the tour: a loop closure or a look-alike place. It waits until the keyframes
+                # next to it in time are in, so that odometry can tell which.
+                continue
             if not self.mapper.register_next_image(self.mapper_options, image_id):
                 continue
-            keyframe = self.odometry.of_name[self.reconstruction.image(image_id).name][0]
             map_from_base = self._map_from_base()
             if self.odometry.contradicts(keyframe, map_from_base):
                 self.mapper.observation_manager.deregister_frame(self.reference_images[keyframe].frame_id)
                 self._place(keyframe, map_from_base)
             if self._keep(keyframe):
                 return True
+            map_from_base = self._map_from_base()
         return False
 
     def _place_next(self) -> bool:
