@@ -9,7 +9,7 @@ palette per room), and each wall along it, between doors, wears its own stretch 
 hold different cartons. When every 2 m of wall was the same picture, a localizer could not tell x from x + 2 m
 anywhere, as it could in no real building; when a room's four sides wore one texture, a view of one wall fitted the
 points of another turned 90°; when the walls either side of a door wore one texture, each starting it at its own
-middle, a view of one fitted the other's points a few metres along.
+end, a view of one fitted the other's points a few metres along.
 The warehouse's racks all wear the same texture, so its aisles still look alike and only their signs tell them
 apart.
 """
@@ -291,6 +291,11 @@ def wall_lengths(world: World) -> dict[str, float]:
     return lengths
 
 
+def wall_side(material: str) -> str:
+    """The side of a room a wall material belongs to: the material less its segment (wall_material's)."""
+    return material.rsplit("_", 1)[0]
+
+
 def _wall_stretches(world: World) -> dict[str, dict[str, tuple[float, float]]]:
     """For each side of a room (material names less the segment), where along its strip each material's wall
     starts and how long it is, m; a material worn by several walls takes its longest."""
@@ -298,7 +303,7 @@ def _wall_stretches(world: World) -> dict[str, dict[str, tuple[float, float]]]:
     for wall in sorted(world.walls, key=lambda w: max(w.box.half_size[:2])):
         along = 0 if wall.box.half_size[0] >= wall.box.half_size[1] else 1
         start = wall.box.center[along] - wall.box.half_size[along]
-        spans.setdefault(wall.material.rsplit("_", 1)[0], {})[wall.material] = (
+        spans.setdefault(wall_side(wall.material), {})[wall.material] = (
             along,
             start,
             2 * wall.box.half_size[along],
@@ -338,8 +343,9 @@ def world_textures(world: World, rng: Callable[[str], np.random.Generator]) -> d
     for i, room in enumerate(walled):
         palette = WALL_PALETTES[palettes[i % len(palettes)]]
         finish = int(rng(f"wall_{room.id}").integers(0, 4))
-        for side in sorted(s for s in stretches if wall_room(f"{s}_0") == room.id):
-            walls = stretches[side]
+        for side, walls in sorted(stretches.items()):
+            if wall_room(next(iter(walls))) != room.id:
+                continue
             tiles = math.ceil(max(start + length for start, length in walls.values()) / TILE - 1e-6)
             strip = wall_texture(rng(side), palette, rows, tiles, finish)
             for name, (start, length) in walls.items():

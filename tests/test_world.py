@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from models.planning import occupancy_grid
 from schemas.world import WORLD_KINDS, Wall, World
-from sim.textures import wall_room
+from sim.textures import wall_room, wall_side
 from sim.vocabulary import COLORS
 from sim.world import generate_world, write_world
 
@@ -277,7 +277,7 @@ def test_the_walls_either_side_of_a_door_look_different(written: tuple[World, Pa
     world, out = written
     by_side: dict[str, list[Wall]] = {}
     for wall in (w for w in world.walls if 2 * max(w.box.half_size[:2]) >= 1.8):
-        by_side.setdefault(wall.material.rsplit("_", 1)[0], []).append(wall)
+        by_side.setdefault(wall_side(wall.material), []).append(wall)
     pairs = [walls[:2] for walls in by_side.values() if len(walls) >= 2]
     assert pairs
     views = [_facing(world, wall, 0.9 - max(wall.box.half_size[:2]), 1.0) for pair in pairs for wall in pair]
