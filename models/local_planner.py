@@ -11,8 +11,9 @@ to an obstacle than the robot's radius plus a margin, and scores the rest on cle
 path, heading and smoothness. The guide path is A* on the local grid from the robot to a route point a few
 metres ahead, so the robot walks around obstacles that the route does not know about instead of being trapped
 behind them. Moving obstacles are not in the ESDF as predictions: each rollout is checked against their
-predicted positions at the same instants, over a longer horizon in which the robot is assumed to stop where
-its rollout ends (standing in a walking person's way is a collision: people here do not avoid the robot).
+predicted positions at the same instants, and against where they stand now (they may stop or turn back), over a
+longer horizon in which the robot is assumed to stop where its rollout ends (standing in a walking person's way
+is a collision: people here do not avoid the robot).
 Rollouts that come closer than the margin are rejected; when none is left, :meth:`DwaPlanner.evade` gives way,
 backing up included, whether or not there is a route. The learned planner will implement the same base class.
 """
@@ -298,15 +299,19 @@ class DwaPlanner(LocalPlanner):
         """Each rollout's intrusion into the moving obstacles' preferred gap (0 .. 1, averaged over the horizon),
         and whether it keeps the hard margin from their predicted positions at every instant.
 
-        Beyond its own horizon a rollout holds its last pose. Already inside the margin, a rollout is safe when
-        it gets no closer than the robot is now.
+        Each obstacle is predicted twice: walking on at its velocity, and stopped where it is now, because people
+        stop and turn back without warning; so the robot never plans into the spot where someone stands now, and
+        following someone it keeps the distance it needs to stop. Beyond its own horizon a rollout holds its last
+        pose. Already inside the margin, a rollout is safe when it gets no closer than the robot is now.
         """
         c = self.config
         if not len(obstacles):
             return np.zeros(len(paths)), np.ones(len(paths), dtype=bool)
         held = np.concatenate([paths[..., :2], np.repeat(paths[:, -1:, :2], self._hold_steps, axis=1)], axis=1)
-        predicted = obstacles.at(c.dt * np.arange(1, held.shape[1] + 1))  # (N, T, 2)
-        gaps = np.linalg.norm(held[:, None] - predicted[None], axis=-1) - obstacles.radius[None, :, None]
+        walking = obstacles.at(c.dt * np.arange(1, held.shape[1] + 1))  # (N, T, 2)
+        stopped = np.broadcast_to(obstacles.position[:, None, :], walking.shape)
+        predicted, radius = np.concatenate([walking, stopped]), np.tile(obstacles.radius, 2)
+        gaps = np.linalg.norm(held[:, None] - predicted[None], axis=-1) - radius[None, :, None]
         gaps = gaps.min(axis=1) - c.robot_radius  # (S, T): to the nearest obstacle at each instant
         now = float((np.hypot(*(obstacles.position - xy).T) - obstacles.radius).min()) - c.robot_radius
         safe = gaps.min(axis=1) >= min(c.obstacle_margin, now - 1e-3)

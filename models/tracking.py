@@ -25,7 +25,6 @@ class TrackerConfig:
     max_missed_s: float = 0.6  # a track unseen this long is dropped
     max_speed: float = 2.0  # m/s, faster estimates are noise and are clipped
     min_radius: float = 0.2  # m, the smallest body a track stands for
-    radius_smoothing: float = 0.3  # weight of the newest cluster radius in the track's radius
 
 
 @dataclass(frozen=True)
@@ -145,7 +144,7 @@ class ObstacleTracker:
         speed = float(np.hypot(*track.state[2:]))
         if speed > c.max_speed:
             track.state[2:] *= c.max_speed / speed
-        smoothing = c.radius_smoothing
-        track.radius = max((1 - smoothing) * track.radius + smoothing * radius, c.min_radius)
+        # A body seen from close by, or partly, looks smaller than it is: a track keeps the largest size seen.
+        track.radius = max(track.radius, radius)
         track.hits += 1
         track.last_seen = t

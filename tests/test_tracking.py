@@ -49,6 +49,14 @@ def test_tracks_follow_walking_clusters_with_their_velocities() -> None:
     assert len(tracker.obstacles()) == 0
 
 
+def test_a_track_keeps_the_size_of_a_body_seen_only_in_part() -> None:
+    """A cart passing close by shows only its near side: its track stays as large as the cart was seen whole."""
+    tracker = ObstacleTracker()
+    for frame, radius in enumerate([0.42, 0.41, 0.42, 0.3, 0.22, 0.2]):
+        tracker.update(frame * 0.1, np.array([[2.0 - 0.06 * frame, 0.0]]), np.array([radius]))
+    assert tracker.obstacles().radius == pytest.approx([0.42])
+
+
 def test_closest_approach_of_a_person_passing_by() -> None:
     person = MovingObstacles(np.array([[3.0, 0.0]]), np.array([[-1.0, 0.0]]), np.array([PERSON_RADIUS]))
     t, gap = person.closest_approach(np.array([0.0, 1.0]))
@@ -81,6 +89,19 @@ def test_the_planner_rejects_rollouts_that_meet_a_predicted_person() -> None:
     weighed = np.isfinite(plan.candidate_costs)
     assert candidate_gaps[weighed].min() >= CONFIG.obstacle_margin
     assert (candidate_gaps[~weighed].min(axis=1) < CONFIG.obstacle_margin).any()
+
+
+def test_the_planner_never_plans_into_where_a_person_ahead_stands_now() -> None:
+    """Someone walks on ahead, as fast as the robot: they may stop or turn back at any moment, so the robot keeps
+    the room it needs to stop short of where they stand now, not only of where they would walk to."""
+    route = np.array([[2.0, 0.0], [6.0, 0.0]])
+    person = MovingObstacles(np.array([[1.3, 0.0]]), np.array([[0.9, 0.0]]), np.array([PERSON_RADIUS]))
+    plan = DwaPlanner().plan((0.0, 0.0, 0.0), (0.9, 0.0), route, True, _open_floor(), person)
+    walking_on = _gaps_to(plan.trajectory, person, CONFIG.dt) - CONFIG.robot_radius
+    standing = np.hypot(*(plan.trajectory[:, :2] - person.position[0]).T) - PERSON_RADIUS - CONFIG.robot_radius
+    assert walking_on.min() >= CONFIG.obstacle_margin
+    assert standing.min() >= CONFIG.obstacle_margin
+    assert plan.v < 0.9, "it falls back behind the person"
 
 
 def test_standing_still_in_a_walking_persons_way_is_not_an_option() -> None:
