@@ -22,7 +22,7 @@ def stamp_ns(stamp: Any) -> int:
     return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
-def _is_static_tf(topic: str) -> bool:
+def is_static_tf(topic: str) -> bool:
     # Namespaced robots publish `/<ns>/tf_static`.
     return topic.rpartition("/")[2] == "tf_static"
 
@@ -94,7 +94,7 @@ def _twist(t_ns: int, topic: str, msg: Any) -> list[Row]:
 
 
 def _tf(t_ns: int, topic: str, msg: Any) -> list[Row]:
-    static = _is_static_tf(topic)
+    static = is_static_tf(topic)
     rows = []
     for tf in msg.transforms:
         h, p, q = tf.header, tf.transform.translation, tf.transform.rotation
