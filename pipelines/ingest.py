@@ -3,8 +3,10 @@
     ListMcapFiles        paths -> every *.mcap file under them
     IdentifyEpisodes     file -> Source, whose episode id is a hash of the file's bytes
     SkipIngested         drops episodes the lake already has
-    ReadEpisodes         Source -> one EpisodeTable (Arrow) per lake table the file has rows for
-    WriteLakePartitions  EpisodeTable -> Parquet under <lake>/_staging/<run>/<file>/
+    StageEpisodes        Source -> Parquet partitions under <lake>/_staging/<run>/<file>/, one per lake
+                         table the file has rows for: the file is read once, and its messages are
+                         decoded and written in bounded batches (`BatchBounds`), so memory does not
+                         grow with the file
     PublishEpisodes      groups by episode, renames each partition into the lake, `episodes` last;
                          of files with the same bytes, the first path is published
 
@@ -16,7 +18,6 @@ pipeline is the same on the DirectRunner and on Dask.
 from __future__ import annotations
 
 import contextlib
-import gc
 import hashlib
 import json
 import logging
@@ -28,7 +29,7 @@ import uuid
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from mcap_ros2.decoder import DecoderFactory
 
 from datasets.mcap_reader import SalvagingReader
 from pipelines.progress import marker_progress
+from schemas import cdr_bulk
 from schemas.episode import EPISODE_METADATA_NAME
 from schemas.lake import (
     OUTCOME_OK,
@@ -55,6 +57,7 @@ from schemas.lake import (
     QUARANTINE_DIR,
     ROS2_TABLES,
     STAGING_DIR,
+    TABLES,
     episode_id_of,
     partition_dir,
     table_from_rows,
@@ -65,11 +68,11 @@ from schemas.topics import GROUND_TRUTH_TOPIC
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
 RUNNERS = ("direct", "dask")
 ROW_GROUP_BYTES = 128 << 20
-MAX_PENDING_WRITES = 32
+MAX_PENDING_WRITES = 4
 _PROGRESS_DIR, _REPORTS_DIR, _QUARANTINE_COPY = "progress", "reports", "source.mcap"
 
 
-# --- reading one file into lake tables (pure) ------------------------------------------------------
+# --- reading one file into lake tables, in bounded batches (no writes) -----------------------------
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,30 @@ class Source:
     @property
     def episode_id(self) -> str:
         return episode_id_of(self.sha256)
+
+
+@dataclass(frozen=True)
+class BatchBounds:
+    """How much of a file waits in memory to be decoded, so that memory does not grow with the file.
+
+    A channel's buffered messages are decoded and written once they pass `messages` or `payload_bytes`,
+    and the biggest buffers whenever all buffers together pass `total_payload_bytes`.
+    """
+
+    messages: int = 4096
+    payload_bytes: int = 16 << 20
+    total_payload_bytes: int = 64 << 20
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Rows of one lake table. A table's rows are its parts in ascending order, each part's batches in
+    the order they came: a part is one channel (numbered by its first message in the file), so the
+    rows are in the order of a file read whole, channel by channel."""
+
+    table: str
+    part: int
+    data: pa.Table
 
 
 def list_mcap_files(paths: Iterable[Path]) -> list[Path]:
@@ -125,13 +152,26 @@ def _raw_row(message: Message, channel: Channel | None, schema: Schema | None) -
     )
 
 
-def _channel_rows(
-    channel: Channel | None, schema: Schema | None, messages: list[Message], rows: dict[str, list[Row]]
-) -> list[str]:
-    """Add one channel's messages to `rows`: typed where the ROS 2 type has a table, else raw.
+@dataclass(frozen=True)
+class DecodedBatch:
+    """A batch of one channel's messages as lake rows: typed where the ROS 2 type has a table, else raw.
 
-    Returns the problems met: payloads (or a schema) that did not decode land raw in `messages`.
+    `error`: the first failure, of the schema (then every message is raw) or of a payload.
     """
+
+    table: str | None
+    typed: pa.Table | None
+    raw: list[Message]
+    error: Exception | None = None
+    schema_failed: bool = False
+    bulk: bool = False
+
+
+def decode_channel_batch(
+    channel: Channel | None, schema: Schema | None, messages: list[Message], bulk: bool = True
+) -> DecodedBatch:
+    """Decode a batch of one channel's messages: all at once with `schemas.cdr_bulk` if `bulk` and it can,
+    else message by message; payloads (or a schema) that do not decode are kept raw."""
     typed = (
         channel is not None
         and schema is not None
@@ -140,15 +180,18 @@ def _channel_rows(
     )
     table = ROS2_TABLES.get(schema.name) if typed else None
     if table is None:
-        rows["messages"].extend(_raw_row(m, channel, schema) for m in messages)
-        return []
-    topic = channel.topic
-    try:
+        return DecodedBatch(None, None, messages)
+    try:  # first, so that a schema mcap-ros2-support cannot parse is reported whichever path decodes
         decode = _ros2_decoder(schema.name, schema.data)
     except Exception as e:  # a definition mcap-ros2-support cannot parse: keep every payload raw
-        rows["messages"].extend(_raw_row(m, channel, schema) for m in messages)
-        return [f"undecodable: schema {schema.name} of {topic}: {type(e).__name__}: {e}"]
-    convert, out = CONVERTERS[schema.name], rows[table]
+        return DecodedBatch(table, None, messages, e, schema_failed=True)
+    topic = channel.topic
+    if bulk and schema.name in cdr_bulk.SUPPORTED:
+        log_times = np.fromiter((m.log_time for m in messages), np.uint64, len(messages))
+        rows = cdr_bulk.decode_table(schema.name, topic, log_times, [m.data for m in messages], schema.data)
+        if rows is not None:
+            return DecodedBatch(table, rows, [], bulk=True)
+    convert, out = CONVERTERS[schema.name], []
     failed, first_error = [], None
     for m in messages:
         try:
@@ -156,13 +199,7 @@ def _channel_rows(
         except Exception as e:  # whatever a bad payload raises inside the CDR decoder
             failed.append(m)
             first_error = first_error or e
-    if not failed:
-        return []
-    rows["messages"].extend(_raw_row(m, channel, schema) for m in failed)
-    return [
-        f"undecodable: {len(failed)} of {len(messages)} {schema.name} messages on {topic}, "
-        f"first: {type(first_error).__name__}: {first_error}"
-    ]
+    return DecodedBatch(table, table_from_rows(table, out), failed, first_error)
 
 
 def odometry_distance(odometry: pa.Table | None) -> float | None:
@@ -180,120 +217,228 @@ def _collisions(events: pa.Table | None) -> int | None:
     return None if events is None else pc.sum(pc.equal(events["kind"], "collision")).as_py()
 
 
-def _episode_row(
-    source: Source,
-    tables: dict[str, pa.Table],
-    counts: dict[str, int],
-    log_times: list[int],
-    metadata: list[Row],
-    problems: list[str],
-) -> Row:
-    ours = next((record for name, record in metadata if name == EPISODE_METADATA_NAME), {})
-    merged: dict[str, str] = {}  # every record's entries, the first of a repeated key winning
-    for _, record in metadata:
-        for key, value in record.items():
-            merged.setdefault(key, value)
-    start, end = (min(log_times), max(log_times)) if log_times else (None, None)
-    salvaged = bool(problems) and any(name != "channels" for name in tables)
-    outcome = OUTCOME_OK if not problems else OUTCOME_SALVAGED if salvaged else OUTCOME_REJECTED
-    return (
-        source.path,
-        source.size,
-        source.sha256,
-        ours.get("robot_id"),
-        ours.get("site"),
-        ours.get("world_kind"),
-        start,
-        start,
-        end,
-        None if start is None else (end - start) * 1e-9,
-        len(log_times),
-        counts,
-        odometry_distance(tables.get("odometry")),
-        _collisions(tables.get("events")),
-        outcome,
-        salvaged,
-        problems,
-        merged,
-        time.time_ns(),
-    )
+# The columns of these tables that the `episodes` row is computed from, kept as the file streams by.
+_EPISODE_COLUMNS = {"odometry": ["t_ns", "topic", "position_x", "position_y"], "events": ["kind"]}
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC. An episode is many objects in no cycles, and each collection would walk them all."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+@dataclass
+class _ChannelState:
+    """One channel while its file is read: the messages waiting to be decoded, and what its batches added up to."""
+
+    part: int
+    waiting: list[Message] = field(default_factory=list)
+    waiting_bytes: int = 0
+    messages: int = 0
+    failed: int = 0
+    error: Exception | None = None
+    schema_failed: bool = False
 
 
-@_gc_paused()
-def read_episode(source: Source) -> dict[str, pa.Table]:
-    """Every lake table the file has rows for, plus its one-row `episodes` table.
+def _problem(state: _ChannelState, channel: Channel, schema: Schema) -> str | None:
+    e = state.error
+    if state.schema_failed:
+        return f"undecodable: schema {schema.name} of {channel.topic}: {type(e).__name__}: {e}"
+    if state.failed:
+        return (
+            f"undecodable: {state.failed} of {state.messages} {schema.name} messages on {channel.topic}, "
+            f"first: {type(e).__name__}: {e}"
+        )
+    return None
 
-    Damage never raises: what can be read is returned, and the damage is listed in
-    `episodes.problems` with the outcome "salvaged" (or "rejected" if nothing was readable).
+
+def _is_described(reader: SalvagingReader, channel_id: int) -> bool:
+    """Whether a channel's record, and its schema's, have been read. In a damaged file they may come only
+    after its messages (from the summary section), so a channel waits for them: past its own bound, and
+    until the global bound forces it out raw."""
+    channel = reader.channels.get(channel_id)
+    return channel is not None and (channel.schema_id == 0 or channel.schema_id in reader.schemas)
+
+
+def _concat_parts(batches: list[Batch]) -> pa.Table:
+    """One table's batches in lake order: by part, and in arrival order within a part."""
+    return pa.concat_tables(b.data for b in sorted(batches, key=lambda b: b.part))
+
+
+class EpisodeStream:
+    """One file's lake tables, yielded in bounded batches as the file is read, its one-row `episodes` table
+    last. Each stream reads its file once: call `batches` (or `tables`) once.
+
+    Damage never raises: what can be read is yielded, and the damage is listed in `episodes.problems`
+    with the outcome "salvaged" (or "rejected" if nothing was readable). `bulk_decoded` counts the
+    messages decoded in bulk with `schemas.cdr_bulk`, per ROS 2 type.
     """
-    rows: dict[str, list[Row]] = defaultdict(list)
-    by_channel: dict[int, list[Message]] = defaultdict(list)
-    with open(source.path, "rb") as f:
-        reader = SalvagingReader(f)
-        for record in reader.records():
-            if isinstance(record, Message):
-                by_channel[record.channel_id].append(record)
-            elif isinstance(record, Attachment):
-                rows["attachments"].append(
-                    (record.log_time, record.create_time, record.name, record.media_type, record.data)
-                )
-            else:
-                rows["metadata"].append((record.name, record.metadata))
-    per_channel = {channel_id: len(messages) for channel_id, messages in by_channel.items()}
-    log_times = [m.log_time for messages in by_channel.values() for m in messages]
-    problems = [str(d) for d in reader.damage]
-    counts: Counter[str] = Counter()
-    for channel_id in list(by_channel):
-        messages = by_channel.pop(channel_id)  # frees each channel's payloads once its rows are built
+
+    def __init__(self, source: Source, bounds: BatchBounds = BatchBounds(), bulk: bool = True) -> None:
+        self.source, self.bounds, self.bulk = source, bounds, bulk
+        self.bulk_decoded: Counter[str] = Counter()
+        self._channels: dict[int, _ChannelState] = {}  # in the order of their first message
+        self._waiting_bytes = 0
+        self._attachments: list[Row] = []
+        self._attachment_bytes = 0
+        self._metadata: list[Row] = []
+        self._log_times: tuple[int, int] | None = None
+        self._tables: set[str] = set()  # those with rows
+        self._kept: dict[str, list[Batch]] = defaultdict(list)  # _EPISODE_COLUMNS of their tables
+
+    def batches(self) -> Iterator[Batch]:
+        with open(self.source.path, "rb") as f:
+            reader = SalvagingReader(f)
+            for record in reader.records():
+                if isinstance(record, Message):
+                    yield from self._add_message(reader, record)
+                elif isinstance(record, Attachment):
+                    yield from self._add_attachment(record)
+                else:
+                    self._metadata.append((record.name, record.metadata))
+            for channel_id in list(self._channels):
+                yield from self._flush_channel(reader, channel_id)
+            yield from self._flush_attachments()
+            yield from self._emit("metadata", table_from_rows("metadata", self._metadata))
+            yield from self._emit("channels", self._channels_table(reader))
+            yield Batch("episodes", 0, table_from_rows("episodes", [self._episode_row(reader)]))
+
+    def tables(self) -> dict[str, pa.Table]:
+        """Every lake table the file has rows for, plus its one-row `episodes` table, whole in memory (ingest
+        writes the batches to Parquet as they come instead)."""
+        by_table: dict[str, list[Batch]] = defaultdict(list)
+        for batch in self.batches():
+            by_table[batch.table].append(batch)
+        episodes = by_table.pop("episodes")
+        return {**{name: _concat_parts(by_table[name]) for name in sorted(by_table)}, "episodes": episodes[0].data}
+
+    def _emit(self, table: str, data: pa.Table, part: int = 0) -> Iterator[Batch]:
+        if not data.num_rows:
+            return
+        self._tables.add(table)
+        if table in _EPISODE_COLUMNS:
+            self._kept[table].append(Batch(table, part, data.select(_EPISODE_COLUMNS[table])))
+        yield Batch(table, part, data)
+
+    def _add_message(self, reader: SalvagingReader, message: Message) -> Iterator[Batch]:
+        state = self._channels.get(message.channel_id)
+        if state is None:
+            state = self._channels[message.channel_id] = _ChannelState(part=len(self._channels))
+        size = len(message.data)
+        state.waiting.append(message)
+        state.waiting_bytes += size
+        self._waiting_bytes += size
+        bounds = self.bounds
+        full = len(state.waiting) >= bounds.messages or state.waiting_bytes >= bounds.payload_bytes
+        if full and _is_described(reader, message.channel_id):
+            yield from self._flush_channel(reader, message.channel_id)
+        if self._waiting_bytes >= bounds.total_payload_bytes:  # many channels, each under its bound, add up
+            while self._waiting_bytes > bounds.total_payload_bytes // 2:
+                waiting = {c: s.waiting_bytes for c, s in self._channels.items() if s.waiting_bytes}
+                biggest = max(waiting, key=lambda c: (_is_described(reader, c), waiting[c]))
+                yield from self._flush_channel(reader, biggest)
+
+    def _flush_channel(self, reader: SalvagingReader, channel_id: int) -> Iterator[Batch]:
+        state = self._channels[channel_id]
+        messages, state.waiting = state.waiting, []
+        self._waiting_bytes -= state.waiting_bytes
+        state.waiting_bytes = 0
+        if not messages:
+            return
+        state.messages += len(messages)
+        times = [m.log_time for m in messages]
+        low, high = min(times), max(times)
+        if self._log_times is not None:
+            low, high = min(low, self._log_times[0]), max(high, self._log_times[1])
+        self._log_times = low, high
         channel = reader.channels.get(channel_id)
         schema = reader.schemas.get(channel.schema_id) if channel else None
-        problems += _channel_rows(channel, schema, messages, rows)
-        counts[channel.topic if channel else f"<lost channel {channel_id}>"] += len(messages)
-    for channel in reader.channels.values():
-        schema = reader.schemas.get(channel.schema_id)
-        rows["channels"].append(
-            (
-                channel.id,
-                channel.topic,
-                channel.message_encoding,
-                channel.metadata,
-                channel.schema_id,
-                schema and schema.name,
-                schema and schema.encoding,
-                schema and schema.data,
-                per_channel.get(channel.id, 0),
+        decoded = decode_channel_batch(channel, schema, messages, self.bulk)
+        if decoded.bulk:
+            self.bulk_decoded[schema.name] += len(messages)
+        if decoded.error is not None:
+            state.error = state.error or decoded.error
+            state.schema_failed = decoded.schema_failed
+            state.failed += len(decoded.raw)
+        if decoded.typed is not None:
+            yield from self._emit(decoded.table, decoded.typed, state.part)
+        if decoded.raw:
+            raw = table_from_rows("messages", [_raw_row(m, channel, schema) for m in decoded.raw])
+            yield from self._emit("messages", raw, state.part)
+
+    def _add_attachment(self, record: Attachment) -> Iterator[Batch]:
+        self._attachments.append((record.log_time, record.create_time, record.name, record.media_type, record.data))
+        self._attachment_bytes += len(record.data)
+        if len(self._attachments) >= self.bounds.messages or self._attachment_bytes >= self.bounds.payload_bytes:
+            yield from self._flush_attachments()
+
+    def _flush_attachments(self) -> Iterator[Batch]:
+        rows, self._attachments, self._attachment_bytes = self._attachments, [], 0
+        yield from self._emit("attachments", table_from_rows("attachments", rows))
+
+    def _channels_table(self, reader: SalvagingReader) -> pa.Table:
+        rows = []
+        for channel in reader.channels.values():
+            schema = reader.schemas.get(channel.schema_id)
+            state = self._channels.get(channel.id)
+            rows.append(
+                (
+                    channel.id,
+                    channel.topic,
+                    channel.message_encoding,
+                    channel.metadata,
+                    channel.schema_id,
+                    schema and schema.name,
+                    schema and schema.encoding,
+                    schema and schema.data,
+                    state.messages if state else 0,
+                )
             )
+        return table_from_rows("channels", rows)
+
+    def _episode_row(self, reader: SalvagingReader) -> Row:
+        problems = [str(d) for d in reader.damage]
+        counts: Counter[str] = Counter()
+        for channel_id, state in self._channels.items():
+            channel = reader.channels.get(channel_id)
+            schema = reader.schemas.get(channel.schema_id) if channel else None
+            if channel is not None and (problem := _problem(state, channel, schema)):
+                problems.append(problem)
+            counts[channel.topic if channel else f"<lost channel {channel_id}>"] += state.messages
+        metadata = self._metadata
+        ours = next((record for name, record in metadata if name == EPISODE_METADATA_NAME), {})
+        merged: dict[str, str] = {}  # every record's entries, the first of a repeated key winning
+        for _, record in metadata:
+            for key, value in record.items():
+                merged.setdefault(key, value)
+        start, end = self._log_times or (None, None)
+        kept = {table: _concat_parts(batches) for table, batches in self._kept.items()}
+        salvaged = bool(problems) and any(name != "channels" for name in self._tables)
+        outcome = OUTCOME_OK if not problems else OUTCOME_SALVAGED if salvaged else OUTCOME_REJECTED
+        source = self.source
+        return (
+            source.path,
+            source.size,
+            source.sha256,
+            ours.get("robot_id"),
+            ours.get("site"),
+            ours.get("world_kind"),
+            start,
+            start,
+            end,
+            None if start is None else (end - start) * 1e-9,
+            counts.total(),
+            dict(counts),
+            odometry_distance(kept.get("odometry")),
+            _collisions(kept.get("events")),
+            outcome,
+            salvaged,
+            problems,
+            merged,
+            time.time_ns(),
         )
-    metadata = rows.get("metadata", [])
-    tables = {name: table_from_rows(name, rows.pop(name)) for name in sorted(rows) if rows[name]}
-    row = _episode_row(source, tables, dict(counts), log_times, metadata, problems)
-    tables["episodes"] = table_from_rows("episodes", [row])
-    return tables
+
+
+def read_episode(source: Source, bounds: BatchBounds = BatchBounds(), bulk: bool = True) -> dict[str, pa.Table]:
+    """`EpisodeStream(...).tables()`: the file's lake tables whole in memory, for small files and tests."""
+    return EpisodeStream(source, bounds, bulk).tables()
 
 
 # --- the pipeline ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EpisodeTable:
-    """One episode's rows of one lake table, read from one file: the unit that moves through the pipeline."""
-
-    episode_id: str
-    source_path: str
-    table: str
-    data: pa.Table
 
 
 @dataclass(frozen=True)
@@ -326,40 +471,80 @@ def _is_new(source: Source, lake: str) -> bool:
     return not is_published(Path(lake), source.episode_id)
 
 
-def _episode_tables(source: Source, progress_dir: str | None) -> Iterator[EpisodeTable]:
-    tables = read_episode(source)
-    if progress_dir is not None:
-        _write_atomically(Path(progress_dir, source.episode_id), str(source.size))
-    for name, table in tables.items():
-        yield EpisodeTable(source.episode_id, source.path, name, table)
-
-
-class ReadEpisodes(beam.PTransform):
-    """Source -> EpisodeTable per lake table; notes each file read in `progress_dir`, if given."""
-
-    def __init__(self, progress_dir: Path | None = None) -> None:
-        super().__init__()
-        self.progress_dir = None if progress_dir is None else str(progress_dir)
-
-    def expand(self, sources: beam.PCollection[Source]) -> beam.PCollection[EpisodeTable]:
-        return sources | beam.FlatMap(_episode_tables, self.progress_dir)
-
-
-def write_partition(table: pa.Table, directory: Path) -> None:
-    """Write one partition as `<directory>/part-0.parquet`."""
-    directory.mkdir(parents=True, exist_ok=True)
-    rows = table.num_rows
-    row_group = max(1, min(rows, ROW_GROUP_BYTES * rows // max(table.nbytes, 1)))
+def _parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
     # Payload columns are neither dictionary-encoded nor given min/max statistics: both cost and serve nothing.
-    plain = [f.name for f in table.schema if not pa.types.is_large_binary(f.type)]
-    pq.write_table(
-        table,
-        directory / PART_FILE,
-        compression=PARQUET_COMPRESSION,
-        row_group_size=row_group,
-        use_dictionary=plain,
-        write_statistics=plain,
-    )
+    plain = [f.name for f in schema if not pa.types.is_large_binary(f.type)]
+    return pq.ParquetWriter(path, schema, compression=PARQUET_COMPRESSION, use_dictionary=plain, write_statistics=plain)
+
+
+def _write_row_groups(writer: pq.ParquetWriter, table: pa.Table) -> None:
+    rows = table.num_rows
+    writer.write_table(table, row_group_size=max(1, min(rows, ROW_GROUP_BYTES * rows // max(table.nbytes, 1))))
+
+
+class StagedEpisode:
+    """One episode's tables written as Parquet partitions under a staging root, batch by batch.
+
+    Writes run on a background thread, where Arrow encodes and compresses without the GIL while the
+    next batch decodes. Each part of a table (see `Batch`) goes to a file of its own as it comes; on
+    leaving the `with` block without an error, each table's parts are joined in order into
+    `part-0.parquet`, one row group at a time. `rows`: rows written per table.
+    """
+
+    def __init__(self, root: Path, episode_id: str) -> None:
+        self.root, self.episode_id = root, episode_id
+        self._writers: dict[tuple[str, int], pq.ParquetWriter] = {}
+        self.rows: Counter[str] = Counter()
+        self._thread = ThreadPoolExecutor(max_workers=1)
+        self._pending: deque[Future] = deque()
+
+    def write(self, batch: Batch) -> None:
+        while len(self._pending) >= MAX_PENDING_WRITES:  # bounds the decoded batches held in memory
+            self._pending.popleft().result()
+        self.rows[batch.table] += batch.data.num_rows
+        self._pending.append(self._thread.submit(self._write, batch))
+
+    def _part_path(self, table: str, part: int) -> Path:
+        return partition_dir(self.root, table, self.episode_id) / f".part-{part}.parquet"
+
+    def _write(self, batch: Batch) -> None:
+        key = batch.table, batch.part
+        if key not in self._writers:
+            path = self._part_path(*key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._writers[key] = _parquet_writer(path, TABLES[batch.table])
+        _write_row_groups(self._writers[key], batch.data)
+
+    def __enter__(self) -> StagedEpisode:
+        return self
+
+    def __exit__(self, error_type: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
+        try:
+            while self._pending and error is None:
+                self._pending.popleft().result()
+        finally:
+            self._thread.shutdown(cancel_futures=True)
+            for writer in self._writers.values():
+                writer.close()
+        if error is None:
+            parts: dict[str, list[int]] = defaultdict(list)
+            for table, part in sorted(self._writers):
+                parts[table].append(part)
+            for table, numbers in parts.items():
+                self._join_parts(table, numbers)
+
+    def _join_parts(self, table: str, parts: list[int]) -> None:
+        target = partition_dir(self.root, table, self.episode_id) / PART_FILE
+        if len(parts) == 1:
+            os.rename(self._part_path(table, parts[0]), target)
+            return
+        with _parquet_writer(target, TABLES[table]) as writer:
+            for part in parts:
+                path = self._part_path(table, part)
+                with pq.ParquetFile(path) as source:
+                    for i in range(source.num_row_groups):
+                        writer.write_table(source.read_row_group(i))
+                path.unlink()
 
 
 def _staging_root(staging: str, source_path: str) -> str:
@@ -367,45 +552,34 @@ def _staging_root(staging: str, source_path: str) -> str:
     return str(Path(staging, hashlib.sha256(source_path.encode()).hexdigest()[:16]))
 
 
-class _WritePartitionsFn(beam.DoFn):
-    """Writes on a background thread, where Arrow runs without the GIL while the next file decodes.
+class _StageEpisodesFn(beam.DoFn):
+    """Source -> (episode_id, StagedPartition) per lake table, the file read, decoded and written batch by batch."""
 
-    A partition's element is emitted as its write is queued; the bundle, and with it the elements,
-    completes only once `finish_bundle` has seen every write succeed.
-    """
+    def __init__(self, staging: str, progress_dir: str | None, bounds: BatchBounds) -> None:
+        self.staging, self.progress_dir, self.bounds = staging, progress_dir, bounds
 
-    def __init__(self, staging: str) -> None:
-        self.staging = staging
-
-    def start_bundle(self) -> None:
-        self._writer = ThreadPoolExecutor(max_workers=1)
-        self._pending: deque[Future] = deque()
-
-    def process(self, part: EpisodeTable) -> Iterator[tuple[str, StagedPartition]]:
-        while len(self._pending) >= MAX_PENDING_WRITES:  # bounds the decoded tables held in memory
-            self._pending.popleft().result()
-        root = _staging_root(self.staging, part.source_path)
-        directory = partition_dir(Path(root), part.table, part.episode_id)
-        self._pending.append(self._writer.submit(write_partition, part.data, directory))
-        yield part.episode_id, StagedPartition(part.source_path, root, part.table, part.data.num_rows)
-
-    def finish_bundle(self) -> None:
-        try:
-            while self._pending:
-                self._pending.popleft().result()
-        finally:
-            self._writer.shutdown()
+    def process(self, source: Source) -> Iterator[tuple[str, StagedPartition]]:
+        root = _staging_root(self.staging, source.path)
+        with StagedEpisode(Path(root), source.episode_id) as staged:
+            for batch in EpisodeStream(source, self.bounds).batches():
+                staged.write(batch)
+        if self.progress_dir is not None:
+            _write_atomically(Path(self.progress_dir, source.episode_id), str(source.size))
+        for table, count in staged.rows.items():
+            yield source.episode_id, StagedPartition(source.path, root, table, count)
 
 
-class WriteLakePartitions(beam.PTransform):
-    """EpisodeTable -> (episode_id, StagedPartition), written under the staging root."""
+class StageEpisodes(beam.PTransform):
+    """Source -> (episode_id, StagedPartition) per lake table, staged under `staging`; notes each file
+    staged in `progress_dir`, if given."""
 
-    def __init__(self, staging: Path) -> None:
+    def __init__(self, staging: Path, progress_dir: Path | None = None, bounds: BatchBounds = BatchBounds()) -> None:
         super().__init__()
-        self.staging = str(staging)
+        self.staging, self.bounds = str(staging), bounds
+        self.progress_dir = None if progress_dir is None else str(progress_dir)
 
-    def expand(self, parts: beam.PCollection[EpisodeTable]) -> beam.PCollection[tuple[str, StagedPartition]]:
-        return parts | beam.ParDo(_WritePartitionsFn(self.staging))
+    def expand(self, sources: beam.PCollection[Source]) -> beam.PCollection[tuple[str, StagedPartition]]:
+        return sources | beam.ParDo(_StageEpisodesFn(self.staging, self.progress_dir, self.bounds))
 
 
 def _move_into_place(src: Path, dst: Path) -> None:
@@ -577,6 +751,7 @@ def ingest(
     dask_address: str | None = None,
     workers: int | None = None,
     progress: bool = True,
+    bounds: BatchBounds = BatchBounds(),
 ) -> IngestSummary:
     """Ingest MCAP files, and the `*.mcap` files under directories, into the lake at `lake`.
 
@@ -601,8 +776,7 @@ def ingest(
             | "ListMcapFiles" >> listing
             | "IdentifyEpisodes" >> beam.Map(identify_source)
             | "SkipIngested" >> beam.Filter(_is_new, str(lake))
-            | "ReadEpisodes" >> ReadEpisodes(progress_dir)
-            | "WriteLakePartitions" >> WriteLakePartitions(staging)
+            | "StageEpisodes" >> StageEpisodes(staging, progress_dir, bounds)
             | "PublishEpisodes" >> PublishEpisodes(lake, reports_dir)
         )
 

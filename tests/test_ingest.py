@@ -29,10 +29,10 @@ from mcap_ros2.writer import Writer as ROS2Writer
 
 from datasets.mcap_reader import SalvagingReader
 from datasets.recording import EpisodeWriter, summarize
-from pipelines.ingest import identify_source, ingest, list_mcap_files, read_episode
+from pipelines.ingest import BatchBounds, EpisodeStream, identify_source, ingest, list_mcap_files, read_episode
 from schemas import messages as m
 from schemas.episode import EpisodeMetadata
-from schemas.lake import QUARANTINE_DIR, ROS2_TABLES, STAGING_DIR, TABLES, partition_dir
+from schemas.lake import PART_FILE, QUARANTINE_DIR, ROS2_TABLES, STAGING_DIR, TABLES, partition_dir
 from schemas.ros2_rows import CONVERTERS
 from tests.conftest import T0, sample_message
 
@@ -258,6 +258,59 @@ def test_read_episode_keeps_an_undecodable_payload_raw(inputs: Inputs) -> None:
     assert [(r["schema_name"], r["message_encoding"], len(r["data"])) for r in raw] == [
         ("sensor_msgs/msg/Imu", "cdr", 7)
     ]
+
+
+UNBOUNDED = BatchBounds(messages=1 << 40, payload_bytes=1 << 40, total_payload_bytes=1 << 40)
+
+
+def _without_ingest_time(tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
+    return {**tables, "episodes": tables["episodes"].drop_columns(["ingested_at_ns"])}
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [BatchBounds(messages=5), BatchBounds(total_payload_bytes=2048)],
+    ids=["messages per channel", "bytes of all channels"],
+)
+def test_ingest_writes_bounded_batches_with_the_rows_of_an_unbounded_read(
+    tmp_path: Path, inputs: Inputs, bounds: BatchBounds
+) -> None:
+    ingest([inputs.good], tmp_path / "bounded", progress=False, bounds=bounds)
+    ingest([inputs.good], tmp_path / "unbounded", progress=False, bounds=UNBOUNDED)
+    episode_id = identify_source(str(inputs.good)).episode_id
+
+    def files(lake: Path) -> dict[str, pq.ParquetFile]:
+        return {
+            table: pq.ParquetFile(partition_dir(lake, table, episode_id) / PART_FILE)
+            for table in TABLES
+            if partition_dir(lake, table, episode_id).is_dir()
+        }
+
+    bounded, unbounded = files(tmp_path / "bounded"), files(tmp_path / "unbounded")
+    assert bounded.keys() == unbounded.keys()
+    # Unbounded, one row group per channel (/imu; /odom and ground truth; two cameras): bounded, several.
+    for table, channels in {"imu": 1, "odometry": 2, "images": 2}.items():
+        assert unbounded[table].num_row_groups == channels
+        groups = [bounded[table].metadata.row_group(i).num_rows for i in range(bounded[table].num_row_groups)]
+        assert len(groups) > 2 * channels, table
+        assert bounds.messages > STEPS or max(groups) <= bounds.messages
+    read = {table: f.read() for table, f in bounded.items()}
+    assert _without_ingest_time(read) == _without_ingest_time({table: f.read() for table, f in unbounded.items()})
+
+
+def test_bulk_decoding_gives_the_rows_of_per_message_decoding(inputs: Inputs) -> None:
+    source = identify_source(str(inputs.good))
+    bulk, per_message = EpisodeStream(source), EpisodeStream(source, bulk=False)
+    assert _without_ingest_time(bulk.tables()) == _without_ingest_time(per_message.tables())
+    assert bulk.bulk_decoded == {
+        "sensor_msgs/msg/Imu": STEPS,
+        "nav_msgs/msg/Odometry": 2 * STEPS,
+        "sensor_msgs/msg/JointState": STEPS,
+        "geometry_msgs/msg/Twist": STEPS,
+        "tf2_msgs/msg/TFMessage": STEPS + 1,
+        "sensor_msgs/msg/CameraInfo": STEPS // 5,
+    }
+    assert not per_message.bulk_decoded
 
 
 # --- our own recordings ----------------------------------------------------------------------------
