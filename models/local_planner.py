@@ -62,8 +62,7 @@ class DwaConfig(LocalPlannerConfig):
     guide_off_path: float = 0.5  # ... and when the robot or the target is this far from it
     heading_lookahead: float = 0.5  # m along the guide beyond a rollout's end that its heading should face
     # Moving obstacles: gaps are edge to edge, over `obstacle_horizon_s` (the robot stops at its rollout's end).
-    # Hard, as `margin` is for static obstacles; wider, because a depth track can read a gap up to 0.2 m too wide.
-    obstacle_margin: float = 0.3
+    obstacle_margin: float = 0.2  # hard, as `margin` is for static obstacles
     obstacle_preferred_gap: float = 0.8  # no cost beyond this
     obstacle_horizon_s: float = 3.0
     evade_speed_samples: int = 9  # max_reverse_speed backwards .. max_speed, when giving way
