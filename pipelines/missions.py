@@ -76,6 +76,7 @@ class MissionOutcome:
     collisions_moving: int  # of those, the ones where the robot moved (> MOVING_MPS), not only was walked into
     fallbacks: int
     recoveries: int
+    contacts: list[dict[str, Any]] = field(default_factory=list)  # each collision, with what the robot made of it
     relocalizations: list[dict[str, Any]] = field(default_factory=list)
     local_ms: list[float] = field(default_factory=list)
     driving_s: float = 0.0
@@ -140,6 +141,7 @@ class _MissionRun:
         self.on_message = on_message
         self.sim = Simulator(runner.world_dir, runner.robot, seed=seed)
         self.sim.place(*mission.start)
+        self.start_ns = self.sim.t_ns
         self.global_nav = runner._navigator()
         self.local = LocalNavigator(runner.robot)
         self.governor = SafetyGovernor()
@@ -155,12 +157,13 @@ class _MissionRun:
         self.slowing: frozenset[str] = frozenset()
         self.path_length = 0.0
         self.collisions_moving = 0  # collisions while the robot itself moved, not only being walked into
+        self.contacts: list[dict[str, Any]] = []
         self.driving_s = 0.0  # time the planner had somewhere to go
 
     def drive(self) -> MissionOutcome:
         cfg = self.runner.config
         sim = self.sim
-        start_ns = sim.t_ns
+        start_ns = self.start_ns
         plan_period = int(1e9 / self.local.params.plan_hz)
         actuation_period = int(1e9 / cfg.actuation_hz)
         next_plan, next_actuation = start_ns, start_ns
@@ -193,8 +196,9 @@ class _MissionRun:
     def _sensor(self, output_id: str, msg: object) -> None:
         if output_id == "tf":
             return  # as the sensor node with ASTRA_SIM_TF=0: /tf is the stack's
-        if output_id == "events" and msg.kind == "collision" and msg.value > MOVING_MPS:
-            self.collisions_moving += 1
+        if output_id == "events" and msg.kind == "collision":
+            self.collisions_moving += msg.value > MOVING_MPS
+            self.contacts.append(self._contact(msg))
         if self.on_message:
             self.on_message(output_id, msg)
         if output_id == "ground_truth":
@@ -209,6 +213,24 @@ class _MissionRun:
             self._send(self.local.on_depth(msg))
         elif output_id.startswith("image_"):
             self.images[output_id.removeprefix("image_")] = msg
+
+    def _contact(self, collision: Event) -> dict[str, Any]:
+        """A collision and what the stack made of the moment: its planner's status, and the gap it saw to the
+        nearest moving obstacle it tracked (edge to edge, None when it tracked none), so runs that do not replay
+        (fixes arrive after real computing time) can still be told apart."""
+        tracks = self.local.tracker.obstacles()
+        seen_gap = None
+        if len(tracks) and self.local.odometry.t_ns is not None:
+            gaps = np.hypot(*(tracks.position - self.local.odometry.pose()[:2]).T) - tracks.radius
+            seen_gap = round(float(gaps.min()) - self.runner.robot.radius, 3)
+        plan = self.local.last_plan
+        return {
+            "t_s": round((collision.t_ns - self.start_ns) * 1e-9, 2),
+            "hit": collision.detail,
+            "robot_v": round(self.sim.velocity()[0], 3),
+            "planner": plan.status if plan is not None else None,
+            "seen_gap_m": seen_gap,
+        }
 
     def _send(self, outputs: list[Output]) -> None:
         """Deliver outputs of global, local and actuation to their consumers."""
@@ -310,6 +332,7 @@ class _MissionRun:
             collisions_moving=self.collisions_moving,
             fallbacks=self.fallbacks,
             recoveries=self.recoveries,
+            contacts=self.contacts,
             relocalizations=self.fixes,
             local_ms=[s * 1e3 for s in self.local.plan_seconds],
             driving_s=self.driving_s,

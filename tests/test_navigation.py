@@ -80,6 +80,21 @@ def test_an_unknown_goal_leaves_the_robot_still(navigable: tuple[MissionRunner, 
     assert outcome.path_length_m < 0.05
 
 
+def test_each_collision_is_logged_with_what_the_robot_made_of_it(navigable: tuple[MissionRunner, Mission]) -> None:
+    """A robot that starts pressed into a wall: the contact is counted, and logged with what it hit."""
+    runner, mission = navigable
+    wall = max(runner.world.walls, key=lambda w: w.box.half_size[0])  # the longest east-west wall
+    (cx, cy, _), (_, hy, _) = wall.box.center, wall.box.half_size
+    pressed = (cx, cy + hy + 0.1, 0.0)  # the robot's radius is 0.25 m
+    nonsense = Mission(pressed, mission.start_room, "sing me a song about the moon", "room", "", "")
+    outcome = runner.run(nonsense, seed=0)
+    assert outcome.collisions >= 1 and len(outcome.contacts) == outcome.collisions
+    contact = outcome.contacts[0]
+    assert contact["hit"] == f"wall_{wall.id}" and contact["t_s"] < 0.1 and abs(contact["robot_v"]) < 0.05
+    assert contact["seen_gap_m"] is None, "a wall is no moving obstacle"
+    assert outcome.summary()["contacts"] == outcome.contacts
+
+
 def test_goal_not_found_names_three_candidates(office_map: tuple[Path, str, object]) -> None:
     map_dir, key, _ = office_map
     navigator = global_navigator(read_map(map_dir, parse_key(key)))
