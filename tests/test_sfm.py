@@ -235,7 +235,9 @@ def test_a_40_s_office_tour_maps_metric_and_level_past_washed_out_pictures(offic
     blank = range(len(keyframes) // 2, len(keyframes) // 2 + SfmConfig().sequential_overlap + 1)
     keyframes = [_washed_out(k) if i in blank else k for i, k in enumerate(keyframes)]
 
-    sfm_map = build_map(keyframes, rig, tmp_path / "work")
+    # One thread gives one answer: with threads, COLMAP lands differently with the machine's load (ATE 0.05 m on a
+    # quiet machine, 0.10-0.13 m with both cores busy); with one, 0.047 m however busy, in the same time.
+    sfm_map = build_map(keyframes, rig, tmp_path / "work", SfmConfig(num_threads=1))
     registered = [k for k in sfm_map.keyframes if k.registered]
     ate, rotation = trajectory_errors(
         [k.map_from_base for k in registered], [truth.at(np.array([k.t_ns])).poses()[0] for k in registered]
