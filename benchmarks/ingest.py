@@ -6,6 +6,9 @@ Two baselines decode every message that has a decoder with `mcap-ros2-support`:
 - "stream loop": a plain `StreamReader` loop with one decoder per channel, the fastest way we know.
 All contenders run in turn, REPEATS times, and each keeps its best time, so that other load on a
 shared machine weighs on all alike. Recordings are made once and reused from `workdir`.
+
+Whole processes too, as a user would time them: `astra ingest` against `benchmarks/naive_ingest.py` (the script a
+user would write instead: `make_reader`, then one Parquet file per topic with pyarrow), alternating, on the same files.
 """
 
 from __future__ import annotations
@@ -113,6 +116,28 @@ def _best_seconds(contenders: dict[str, Callable[[], object]]) -> dict[str, floa
     return best
 
 
+def _whole_processes(files: list[Path], workdir: Path) -> dict[str, float]:
+    """Best wall time of `astra ingest` and of the naive script, each a fresh process, run in turn."""
+    lake, naive_out = workdir / "lake-process", workdir / "naive"
+    bin_dir = Path(sys.executable).parent
+    commands = {
+        "astra ingest": [str(bin_dir / "astra"), "ingest", *map(str, files), "--lake", str(lake)],
+        "naive script": [
+            sys.executable,
+            str(Path(__file__).with_name("naive_ingest.py")),
+            str(naive_out),
+            *map(str, files),
+        ],
+    }
+
+    def once(command: list[str]) -> None:
+        shutil.rmtree(lake, ignore_errors=True)
+        shutil.rmtree(naive_out, ignore_errors=True)
+        subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+
+    return _best_seconds({name: lambda command=command: once(command) for name, command in commands.items()})
+
+
 def run(workdir: Path) -> dict:
     from distributed import LocalCluster
 
@@ -151,4 +176,17 @@ def run(workdir: Path) -> dict:
             f"{name:24} {took:8.2f} {megabytes / took:6.1f} {messages / took:7.0f}            "
             + "  ".join(f"{ratios[b]:>{len(b)}.2f}" for b in BASELINES)
         )
-    return {"files": len(files), "megabytes": round(megabytes, 2), "messages": messages, "runs": runs}
+    processes = _whole_processes(files, workdir)
+    ratio = processes["naive script"] / processes["astra ingest"]
+    print(
+        f"whole process: astra ingest {processes['astra ingest']:.2f} s, "
+        f"naive script {processes['naive script']:.2f} s: {ratio:.2f}x the naive script's throughput"
+    )
+    return {
+        "files": len(files),
+        "megabytes": round(megabytes, 2),
+        "messages": messages,
+        "runs": runs,
+        "whole_process_seconds": {name: round(took, 3) for name, took in processes.items()},
+        "throughput_vs_naive_script": round(ratio, 3),
+    }
