@@ -7,6 +7,7 @@ tests/test_navigation.py).
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from mcap_ros2.decoder import DecoderFactory
 
 from schemas.map import KEY_ENV
 from schemas.topics import BY_OUTPUT
-from tests.dora_cluster import dora_cluster, dora_up
+from tests.dora_cluster import DORA, dora_cluster, dora_up
 from tests.split_graph import DATAFLOW, ROBOT, SERVER, SPLIT_DATAFLOW
 
 SECONDS = 12  # an integer: dora coerces numeric-looking --env values ("12.0" would arrive as "12")
@@ -110,5 +111,7 @@ def test_replay_feeds_a_recording_through_the_stack(
 @pytest.fixture(autouse=True)
 def _no_dora_left() -> None:
     yield
-    left = subprocess.run(["pgrep", "-f", "dora (coordinator|daemon)"], capture_output=True, text=True).stdout
+    # Only this checkout's dora: another checkout's tests on the same machine may run theirs meanwhile.
+    ours = f"{re.escape(str(DORA))} (coordinator|daemon)"
+    left = subprocess.run(["pgrep", "-f", ours], capture_output=True, text=True).stdout
     assert not left.strip(), left
