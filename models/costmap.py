@@ -10,8 +10,9 @@ Each depth image is back-projected on a pixel lattice (every `stride`-th pixel) 
   then marks, so an obstacle seen in the frame stays marked even if another ray passes over it.
 - Moving obstacles: a cell seen free in `min_free_frames` frames, lately, and not hit for `quiet_s`, that is then
   hit is flagged moving (a person or cart walked in), unless it borders a static obstacle that has been there
-  for `settle_s`. A body seen first standing in view is marked static; without the settling time its own cells
-  would keep the cells it walks into from ever counting as moving.
+  for `settle_s`. A cell last hit by something moving needs no quiet time: a person who turns back walks into
+  the cells they have just left. A body seen first standing in view is marked static; without the settling time
+  its own cells would keep the cells it walks into from ever counting as moving.
   Moving cells fade out `decay_s` after they were last hit; static cells stay until a ray clears them.
 
 The grid keeps `size_m` square centred on the robot and follows it by whole cells, keeping what was seen.
@@ -105,6 +106,7 @@ class LocalCostmap:
         self.last_free = np.full(self.shape, -math.inf)
         self.occupied_since = np.full(self.shape, math.inf)
         self.free_streak = np.zeros(self.shape, dtype=np.int32)
+        self.hit_moving = np.zeros(self.shape, dtype=bool)  # whether the cell's last hit was something moving
         self._centred = False
 
     @property
@@ -219,6 +221,7 @@ class LocalCostmap:
         self.last_free = _shifted(self.last_free, d_rows, d_cols, -math.inf)
         self.occupied_since = _shifted(self.occupied_since, d_rows, d_cols, math.inf)
         self.free_streak = _shifted(self.free_streak, d_rows, d_cols, 0)
+        self.hit_moving = _shifted(self.hit_moving, d_rows, d_cols, False)
 
     def _cells_of(self, xy: np.ndarray) -> np.ndarray:
         """Bool mask of the window cells holding points (N, 2); points outside are dropped."""
@@ -256,10 +259,11 @@ class LocalCostmap:
             & ~near_static
             & (self.free_streak >= cfg.min_free_frames)
             & (self.t - self.last_free <= cfg.moving_window_s)
-            & (self.t - self.last_hit >= cfg.quiet_s)
+            & ((self.t - self.last_hit >= cfg.quiet_s) | self.hit_moving)
         )
         self.moving[walked_in] = True
         self.occupied_since[marked & ~self.occupied] = self.t
         self.occupied[marked] = True
         self.last_hit[marked] = self.t
+        self.hit_moving[marked] = self.moving[marked]
         self.free_streak[marked] = 0

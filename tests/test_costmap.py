@@ -148,6 +148,26 @@ def test_moving_cells_decay_and_static_ones_stay() -> None:
     assert len(costmap.moving_obstacles()[0]) == 0 and costmap.distance_to_moving((0.0, 0.0)) == math.inf
 
 
+def test_a_person_turning_back_stays_moving() -> None:
+    """People walk back and forth: on the way back they walk into cells they left a second ago, and must not turn
+    into a static wall there (the tracker would lose them as they come at the robot)."""
+    costmap = LocalCostmap(CostmapConfig(stride=1), DEFAULT_ROBOT)
+    t_ns = 0
+
+    def see(y_min: float | None) -> None:
+        nonlocal t_ns
+        t_ns += 100_000_000
+        costmap.update(t_ns, (0.0, 0.0, 0.0), [_front_view([(2.0, y_min, y_min + 0.4)] if y_min is not None else [])])
+
+    for _ in range(4):  # the floor, seen free
+        see(None)
+    walk = [-1.0 + 0.1 * step for step in range(11)]  # 1 m/s across the view, then back the same way
+    for y_min in walk + walk[-2:3:-1]:
+        see(y_min)
+    centres, _ = costmap.moving_obstacles(max_age_s=0.15)
+    assert len(centres) == 1 and centres[0] == pytest.approx((2.0, -0.4), abs=0.15)
+
+
 @pytest.mark.parametrize("stride", [2, 4])  # 4800 and 1200 rays a camera
 def test_costmap_matches_the_building(office_world: Path, stride: int) -> None:
     sim = Simulator(office_world, ROBOT, seed=1)
