@@ -5,17 +5,26 @@ taken whole and opened here one at a time, so a chunk with a bad CRC, an unknown
 corrupt contents costs only its own messages. When the record framing itself breaks, reading
 resumes at the chunks, attachments and metadata that the summary indexes after the break, if the
 footer and summary survived and their CRC checks out.
+
+A chunk's records are parsed here with `struct` over its decompressed bytes: the library's
+per-field stream reads cost a third of a whole ingest.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import struct
 import zlib
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+import lz4.frame
+import zstandard
+from mcap.data_stream import ReadDataStream
 from mcap.exceptions import EndOfFile, InvalidMagic
+from mcap.opcode import Opcode
 from mcap.reader import FOOTER_SIZE
 from mcap.records import (
     Attachment,
@@ -31,12 +40,13 @@ from mcap.records import (
     MetadataIndex,
     Schema,
 )
-from mcap.stream_reader import MAGIC_SIZE, CRCValidationError, StreamReader, breakup_chunk
+from mcap.stream_reader import MAGIC_SIZE, CRCValidationError, StreamReader
 from mcap.summary import Summary
 
-# What `mcap.stream_reader.breakup_chunk` can decompress. It reads any other name as uncompressed.
 COMPRESSIONS = frozenset({"", "zstd", "lz4"})
 _CRC_SIZE = 4
+_RECORD_HEAD = struct.Struct("<BQ")  # opcode, content length
+_MESSAGE_HEAD = struct.Struct("<HIQQ")  # channel id, sequence, log time, publish time
 
 Content = Message | Attachment | Metadata
 
@@ -52,6 +62,39 @@ class Damage:
     def __str__(self) -> str:
         where = "" if self.offset is None else f" at byte {self.offset}"
         return f"{self.kind}{where}: {self.detail}"
+
+
+def chunk_records(chunk: Chunk) -> list[Message | Schema | Channel]:
+    """The messages, schemas and channels of a chunk, as `mcap.stream_reader.breakup_chunk` reads them.
+
+    Raises CRCValidationError when the decompressed bytes fail the chunk's CRC, ValueError when a record runs
+    past the chunk's end.
+    """
+    if chunk.compression == "zstd":
+        data = zstandard.ZstdDecompressor().decompress(chunk.data, max_output_size=chunk.uncompressed_size)
+    elif chunk.compression == "lz4":
+        data = lz4.frame.decompress(chunk.data)
+    else:
+        data = chunk.data
+    if chunk.uncompressed_crc and zlib.crc32(data) != chunk.uncompressed_crc:
+        raise CRCValidationError(chunk.uncompressed_crc, zlib.crc32(data), chunk)
+    records: list[Message | Schema | Channel] = []
+    position, size = 0, len(data)
+    while position < size:
+        opcode, length = _RECORD_HEAD.unpack_from(data, position)
+        start, position = position + _RECORD_HEAD.size, position + _RECORD_HEAD.size + length
+        if position > size:
+            raise ValueError(f"a record of {length} bytes runs past the chunk's end")
+        if opcode == Opcode.MESSAGE:
+            if length < _MESSAGE_HEAD.size:
+                raise ValueError(f"a message record of {length} bytes")
+            channel_id, sequence, log_time, publish_time = _MESSAGE_HEAD.unpack_from(data, start)
+            payload = data[start + _MESSAGE_HEAD.size : position]
+            records.append(Message(channel_id, log_time, payload, publish_time, sequence))
+        elif opcode in (Opcode.SCHEMA, Opcode.CHANNEL):
+            record_type = Schema if opcode == Opcode.SCHEMA else Channel
+            records.append(record_type.read(ReadDataStream(io.BytesIO(data[start:position]))))
+    return records
 
 
 def _add_to_summary(summary: Summary, record: McapRecord) -> None:
@@ -138,7 +181,7 @@ class SalvagingReader:
             self.damage.append(Damage("compression", offset, f"chunk compressed with unknown {chunk.compression!r}"))
             return
         try:
-            records = breakup_chunk(chunk, validate_crc=True)
+            records = chunk_records(chunk)
         except CRCValidationError as e:
             self.damage.append(Damage("chunk_crc", offset, str(e)))
             return

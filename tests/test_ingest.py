@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+import zstandard
 from mcap.data_stream import RecordBuilder
 from mcap.records import Channel, Chunk, DataEnd, Footer, McapRecord, Message
 from mcap.stream_reader import StreamReader, breakup_chunk
@@ -27,7 +28,7 @@ from mcap.writer import MCAP0_MAGIC
 from mcap.writer import Writer as McapWriter
 from mcap_ros2.writer import Writer as ROS2Writer
 
-from datasets.mcap_reader import SalvagingReader
+from datasets.mcap_reader import SalvagingReader, chunk_records
 from datasets.recording import EpisodeWriter, summarize
 from pipelines.ingest import BatchBounds, EpisodeStream, identify_source, ingest, list_mcap_files, read_episode
 from schemas import messages as m
@@ -668,3 +669,25 @@ def test_json_messages_land_raw_with_their_schema(tmp_path: Path) -> None:
     ]
     assert tables["episodes"]["message_counts"].to_pylist() == [[("/status", 1)]]
     assert tables["channels"]["schema_data"].to_pylist() == [b"{}"]
+
+
+def test_chunk_records_match_the_library_and_a_broken_chunk_costs_only_itself(inputs: Inputs, tmp_path: Path) -> None:
+    chunks = [record for record in _records(inputs.good) if isinstance(record, Chunk)]
+    assert {chunk.compression for chunk in chunks} == {"zstd"}
+    for chunk in chunks:
+        assert chunk_records(chunk) == breakup_chunk(chunk, validate_crc=True)
+    damaged = chunks[DAMAGED_CHUNK]
+    data = zstandard.decompress(damaged.data, damaged.uncompressed_size)
+
+    def cut(chunk: Chunk) -> Chunk:
+        """Uncompressed, unchecked and cut inside its last record: only the framing tells."""
+        return dataclasses.replace(chunk, compression="", data=data[:-5], uncompressed_crc=0, uncompressed_size=0)
+
+    with pytest.raises(ValueError, match="runs past the chunk's end"):
+        chunk_records(cut(damaged))
+    broken = with_chunk_changed(inputs.good, tmp_path / "cut.mcap", cut)
+    with open(broken, "rb") as f:
+        reader = SalvagingReader(f)
+        messages = sum(isinstance(record, Message) for record in reader.records())
+    assert [damage.kind for damage in reader.damage] == ["bad_chunk"]
+    assert messages == sum(inputs.expected_counts["chunk_crc"].values())
