@@ -73,6 +73,7 @@ class DwaConfig(LocalPlannerConfig):
     weight_clearance: float = 0.4
     weight_smoothness: float = 0.1
     weight_obstacle: float = 1.0
+    weight_evade_contact: float = 10.0  # per metre inside the margin when giving way cannot keep it (evade)
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,7 @@ class DwaPlanner(LocalPlanner):
             commands = np.unique(np.column_stack([np.minimum(commands[:, 0], max(cap, 0.1)), commands[:, 1]]), axis=0)
         paths = rollout(pose, velocity, commands, c.limits, c.dt, self._steps)
         min_clear, admissible = self._static_check(xy, paths, clearance)
-        intrusion, safe = self._obstacle_check(xy, paths, obstacles)
+        intrusion, safe, _ = self._obstacle_check(xy, paths, obstacles)
         if not (admissible & safe).any():
             if not safe.all():
                 return self.evade(pose, velocity, clearance, obstacles, remaining)
@@ -245,12 +246,16 @@ class DwaPlanner(LocalPlanner):
         min_clear, admissible = self._static_check(xy, paths, clearance)
         if not admissible.any():
             return self.stop(pose, "blocked", clearance, remaining_m)
-        intrusion, _ = self._obstacle_check(xy, paths, obstacles)
+        intrusion, safe, closest = self._obstacle_check(xy, paths, obstacles)
         cost = (
             c.weight_obstacle * intrusion
             + 0.1 * c.weight_clearance * self._closeness(min_clear)
             + 0.1 * c.weight_smoothness * self._change(self._evasions, velocity)
         )
+        if (admissible & safe).any():  # a way that keeps the margin beats one that is clearer on average
+            admissible &= safe
+        else:  # none: come least close
+            cost += c.weight_evade_contact * np.clip(c.obstacle_margin - closest, 0.0, None)
         return self._choose(paths, self._evasions, cost, admissible, min_clear, "yield", remaining_m, self._guide)
 
     def _choose(
@@ -295,9 +300,9 @@ class DwaPlanner(LocalPlanner):
 
     def _obstacle_check(
         self, xy: np.ndarray, paths: np.ndarray, obstacles: MovingObstacles
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each rollout's intrusion into the moving obstacles' preferred gap (0 .. 1, averaged over the horizon),
-        and whether it keeps the hard margin from their predicted positions at every instant.
+        whether it keeps the hard margin from their predicted positions at every instant, and its smallest gap.
 
         Each obstacle is predicted twice: walking on at its velocity, and stopped where it is now, because people
         stop and turn back without warning; so the robot never plans into the spot where someone stands now, and
@@ -306,7 +311,7 @@ class DwaPlanner(LocalPlanner):
         """
         c = self.config
         if not len(obstacles):
-            return np.zeros(len(paths)), np.ones(len(paths), dtype=bool)
+            return np.zeros(len(paths)), np.ones(len(paths), dtype=bool), np.full(len(paths), np.inf)
         held = np.concatenate([paths[..., :2], np.repeat(paths[:, -1:, :2], self._hold_steps, axis=1)], axis=1)
         walking = obstacles.at(c.dt * np.arange(1, held.shape[1] + 1))  # (N, T, 2)
         stopped = np.broadcast_to(obstacles.position[:, None, :], walking.shape)
@@ -314,10 +319,11 @@ class DwaPlanner(LocalPlanner):
         gaps = np.linalg.norm(held[:, None] - predicted[None], axis=-1) - radius[None, :, None]
         gaps = gaps.min(axis=1) - c.robot_radius  # (S, T): to the nearest obstacle at each instant
         now = float((np.hypot(*(obstacles.position - xy).T) - obstacles.radius).min()) - c.robot_radius
-        safe = gaps.min(axis=1) >= min(c.obstacle_margin, now - 1e-3)
+        closest = gaps.min(axis=1)
+        safe = closest >= min(c.obstacle_margin, now - 1e-3)
         span = c.obstacle_preferred_gap - c.obstacle_margin
         intrusion = np.clip((c.obstacle_preferred_gap - gaps) / span, 0.0, None).mean(axis=1)
-        return intrusion, safe
+        return intrusion, safe, closest
 
     def _closeness(self, min_clear: np.ndarray) -> np.ndarray:
         """0 at the preferred clearance or beyond, 1 at radius + margin."""

@@ -125,6 +125,30 @@ def test_standing_still_in_a_walking_persons_way_is_not_an_option() -> None:
     assert abs(pose[1]) > 0.5, "out of the person's line"
 
 
+@pytest.mark.parametrize(
+    ("speed", "position", "velocity"),
+    [
+        (0.34, (0.52, -1.07), (-0.22, 0.73)),  # crossing ahead, from the right
+        (0.47, (-0.10, -1.47), (0.36, 0.64)),  # coming from behind on the right
+    ],
+)
+def test_giving_way_keeps_the_margin_when_some_way_does(speed: float, position: tuple, velocity: tuple) -> None:
+    """A way out that keeps the hard margin beats one that is clearer on average but brushes past the person."""
+    person = MovingObstacles(np.array([position]), np.array([velocity]), np.array([PERSON_RADIUS]))
+    plan = DwaPlanner().evade((0.0, 0.0, 0.0), (speed, 0.0), _open_floor(), person, 0.0)
+    # Over the obstacle horizon, the robot standing at its rollout's end after it.
+    held = np.vstack(
+        [
+            plan.trajectory,
+            np.repeat(plan.trajectory[-1:], round((CONFIG.obstacle_horizon_s - CONFIG.horizon_s) / CONFIG.dt), axis=0),
+        ]
+    )
+    walking_on = _gaps_to(held, person, CONFIG.dt) - CONFIG.robot_radius
+    standing = np.hypot(*(held[:, :2] - person.position[0]).T) - PERSON_RADIUS - CONFIG.robot_radius
+    assert plan.status == "yield"
+    assert min(walking_on.min(), standing.min()) >= CONFIG.obstacle_margin
+
+
 @pytest.fixture(scope="module")
 def corridor_with_a_walker(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 10 x 3 m corridor; a person walks its centre line back and forth, first toward the robot's spawn."""
