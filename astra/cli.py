@@ -569,12 +569,15 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = commands.add_parser(
         "ingest",
         parents=[common],
-        help="ingest MCAP files into the Parquet lake (Apache Beam)",
-        description="Decode MCAP recordings (ROS 2 cdr into typed tables, anything else raw into `messages`) and "
-        "publish them atomically into the Hive-partitioned Parquet lake. Re-ingesting a file changes "
-        "nothing. Damaged files are salvaged and quarantined (exit code 3).",
+        help="ingest robot logs (MCAP, rosbag2, ROS 1 bags) into the Parquet lake (Apache Beam)",
+        description="Decode robot logs (ROS 2 cdr into typed tables, anything else raw into `messages`) and "
+        "publish them atomically into the Hive-partitioned Parquet lake. Logs: MCAP files (also whole-file "
+        ".mcap.zstd and .mcap.lz4), rosbag2 SQLite files (.db3, .db3.zstd), rosbag2 directories (a folder with "
+        "metadata.yaml is one recording) and ROS 1 bags (.bag). Re-ingesting a log changes nothing. Damaged "
+        "logs are salvaged and quarantined (exit code 3). The summary's `skipped` names every file not "
+        "ingested, with the reason.",
     )
-    ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="MCAP files or folders (recursive)")
+    ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="log files or folders (recursive)")
     ingest.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="lake folder (default data/lake)")
     ingest.add_argument("--runner", choices=("direct", "dask"), default="direct", help="Beam runner (default direct)")
     ingest.add_argument("--dask-address", help="scheduler address of an existing Dask cluster (with --runner dask)")

@@ -12,6 +12,7 @@ from pathlib import Path
 from benchmarks import (
     goals,
     ingest,
+    ingest_memory,
     lake_queries,
     local_planner,
     mapping,
@@ -26,6 +27,8 @@ BENCHMARKS = {
     "simulator": simulator.run,
     "record_rates": record_rates.run,
     "ingest": ingest.run,
+    "ingest_formats": ingest.run_formats,
+    "ingest_memory": ingest_memory.run,
     "lake_queries": lake_queries.run,
     "mapping": mapping.run,
     "goals": goals.run,

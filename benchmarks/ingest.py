@@ -9,6 +9,10 @@ shared machine weighs on all alike. Recordings are made once and reused from `wo
 
 Whole processes too, as a user would time them: `astra ingest` against `benchmarks/naive_ingest.py` (the script a
 user would write instead: `make_reader`, then one Parquet file per topic with pyarrow), alternating, on the same files.
+
+`run_formats` (`python -m benchmarks ingest_formats`, about a minute): ingest of the same recordings as MCAP, as
+rosbag2 SQLite files (`.db3`) and as ROS 1 bags (`.bag`), both made with `rosbags-convert`, side by side: time, and
+rows against the MCAP's.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ from mcap.records import Channel, Message, Schema
 from mcap.stream_reader import StreamReader
 from mcap_ros2.decoder import DecoderFactory
 
-from pipelines.ingest import ingest
+from pipelines.ingest import IngestSummary, ingest
 from sim.world import generate_world, write_world
+from tests.log_formats import storage_file, to_ros1_bag, to_rosbag2
 
 EPISODES, SECONDS = 4, 30
 CAMERA = ("96", "72")
@@ -35,9 +40,9 @@ REPEATS = 3
 BASELINES = ("reader API", "stream loop")
 
 
-def _recordings(workdir: Path) -> list[Path]:
+def _recordings(workdir: Path, episodes: int = EPISODES, seconds: float = SECONDS) -> list[Path]:
     logs = workdir / "logs"
-    if len(list(logs.glob("*.mcap"))) < EPISODES:
+    if len(list(logs.glob("*.mcap"))) < episodes:
         shutil.rmtree(logs, ignore_errors=True)
         world = workdir / "office-0"
         write_world(generate_world("office", 0), world)
@@ -49,9 +54,9 @@ def _recordings(workdir: Path) -> list[Path]:
                 "--world",
                 str(world),
                 "--episodes",
-                str(EPISODES),
+                str(episodes),
                 "--seconds",
-                str(SECONDS),
+                str(seconds),
                 "--camera-width",
                 CAMERA[0],
                 "--camera-height",
@@ -62,7 +67,7 @@ def _recordings(workdir: Path) -> list[Path]:
             stdout=subprocess.DEVNULL,
             check=True,
         )
-    return sorted(logs.glob("*.mcap"))[:EPISODES]
+    return sorted(logs.glob("*.mcap"))[:episodes]
 
 
 def read_with_reader_api(files: list[Path]) -> int:
@@ -99,11 +104,12 @@ def read_with_stream_loop(files: list[Path]) -> int:
     return count
 
 
-def _ingest_once(files: list[Path], lake: Path, **runner: object) -> None:
+def _ingest_once(files: list[Path], lake: Path, **runner: object) -> IngestSummary:
     shutil.rmtree(lake, ignore_errors=True)
     summary = ingest(files, lake, progress=False, **runner)
     if summary.episodes != len(files) or summary.quarantined:
         raise RuntimeError(f"benchmark ingest went wrong: {summary.to_dict()}")
+    return summary
 
 
 def _best_seconds(contenders: dict[str, Callable[[], object]]) -> dict[str, float]:
@@ -190,3 +196,59 @@ def run(workdir: Path) -> dict:
         "whole_process_seconds": {name: round(took, 3) for name, took in processes.items()},
         "throughput_vs_naive_script": round(ratio, 3),
     }
+
+
+FORMAT_EPISODES, FORMAT_SECONDS = 1, 20  # recording takes most of the minute this figure may take
+
+
+def _held_by_every_format(rows: dict[str, int]) -> dict[str, int]:
+    """Rows per table but those only MCAP holds (attachments, metadata) and `channels`, whose ids differ."""
+    return {table: n for table, n in rows.items() if table not in ("attachments", "metadata", "channels")}
+
+
+def _as_formats(files: list[Path], workdir: Path) -> dict[str, list[Path]]:
+    """The recordings as MCAP, and converted once to bare `.db3` files and to ROS 1 bags."""
+    made: dict[str, list[Path]] = {"mcap": files, ".db3": [], ".bag": []}
+    for path in files:
+        db3, bag = workdir / "db3" / f"{path.stem}.db3", workdir / "bag" / f"{path.stem}.bag"
+        if not db3.exists():
+            bag2 = to_rosbag2(path, workdir / "rosbag2" / path.stem)
+            db3.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(storage_file(bag2), db3)
+            shutil.rmtree(bag2)
+        if not bag.exists():
+            bag.parent.mkdir(parents=True, exist_ok=True)
+            to_ros1_bag(path, bag)
+        made[".db3"].append(db3)
+        made[".bag"].append(bag)
+    return made
+
+
+def run_formats(workdir: Path) -> dict:
+    """Ingest of the same recordings as MCAP, `.db3` and `.bag`, in turn, best of REPEATS: seconds and rows."""
+    made = _as_formats(_recordings(workdir, FORMAT_EPISODES, FORMAT_SECONDS), workdir)
+    summaries: dict[str, IngestSummary] = {}
+
+    def contender(name: str) -> Callable[[], None]:
+        def once() -> None:
+            summaries[name] = _ingest_once(made[name], workdir / "lake")
+
+        return once
+
+    seconds = _best_seconds({name: contender(name) for name in made})
+    mcap_rows = summaries["mcap"].rows
+    print(f"{FORMAT_EPISODES} recording(s) of {FORMAT_SECONDS} s as each format; best of {REPEATS}")
+    print(f"{'format':8} {'MB':>6} {'seconds':>8} {'rows':>8}  rows as MCAP's")
+    result = {}
+    for name, files in made.items():
+        rows = summaries[name].rows
+        same = _held_by_every_format(rows) == _held_by_every_format(mcap_rows)
+        megabytes = sum(p.stat().st_size for p in files) / 1e6
+        print(f"{name:8} {megabytes:6.1f} {seconds[name]:8.2f} {sum(rows.values()):8}  {same}")
+        result[name] = {
+            "megabytes": round(megabytes, 2),
+            "seconds": round(seconds[name], 3),
+            "rows": rows,
+            "rows_as_mcap": same,
+        }
+    return result

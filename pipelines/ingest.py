@@ -1,7 +1,8 @@
-"""`astra ingest`: MCAP recordings into the Parquet lake (`schemas.lake`), as one Apache Beam pipeline.
+"""`astra ingest`: robot logs into the Parquet lake (`schemas.lake`), as one Apache Beam pipeline.
 
-    ListMcapFiles        paths -> every *.mcap file under them
-    IdentifyEpisodes     file -> Source, whose episode id is a hash of the file's bytes
+    ListLogs             paths -> every log under them (`datasets.log_files`: MCAP, also compressed whole,
+                         rosbag2 SQLite files and directories, ROS 1 bags); the other files are reported
+    IdentifyEpisodes     log -> Source, whose episode id is a hash of the log's bytes
     SkipIngested         drops episodes the lake already has
     StageEpisodes        Source -> Parquet partitions under <lake>/_staging/<run>/<file>/, one per lake
                          table the file has rows for: the file is read once, and its messages are
@@ -44,7 +45,7 @@ from mcap.records import Attachment, Channel, Message, Schema
 from mcap.well_known import MessageEncoding, SchemaEncoding
 from mcap_ros2.decoder import DecoderFactory
 
-from datasets.mcap_reader import SalvagingReader
+from datasets.log_files import LogReader, list_logs, log_members, open_log
 from pipelines.progress import marker_progress
 from schemas import cdr_bulk
 from schemas.episode import EPISODE_METADATA_NAME
@@ -77,7 +78,7 @@ _PROGRESS_DIR, _REPORTS_DIR, _QUARANTINE_COPY = "progress", "reports", "source.m
 
 @dataclass(frozen=True)
 class Source:
-    """One input file, named by its content."""
+    """One log (a file, or a rosbag2 directory), named by its content."""
 
     path: str
     size: int
@@ -112,23 +113,21 @@ class Batch:
     data: pa.Table
 
 
-def list_mcap_files(paths: Iterable[Path]) -> list[Path]:
-    """Files given by name, and every `*.mcap` file under the directories given, each once, sorted."""
-    files: set[Path] = set()
-    for path in map(Path, paths):
-        if path.is_dir():
-            files.update(p.resolve() for p in path.rglob("*.mcap") if p.is_file())
-        elif path.is_file():
-            files.add(path.resolve())
-        else:
-            raise FileNotFoundError(f"no such file or directory: {path}")
-    return sorted(files)
-
-
 def identify_source(path: str) -> Source:
-    with open(path, "rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
-    return Source(path, os.path.getsize(path), digest)
+    """A log named by the hash of its bytes: of a rosbag2 directory's files in order, each after its name."""
+    members = log_members(Path(path))
+    if Path(path).is_dir():
+        sha = hashlib.sha256()
+        for member in members:
+            sha.update(member.name.encode() + b"\0")
+            with open(member, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    sha.update(chunk)
+        digest = sha.hexdigest()
+    else:
+        with open(path, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+    return Source(path, sum(os.path.getsize(m) for m in members), digest)
 
 
 @cache
@@ -246,7 +245,7 @@ def _problem(state: _ChannelState, channel: Channel, schema: Schema) -> str | No
     return None
 
 
-def _is_described(reader: SalvagingReader, channel_id: int) -> bool:
+def _is_described(reader: LogReader, channel_id: int) -> bool:
     """Whether a channel's record, and its schema's, have been read. In a damaged file they may come only
     after its messages (from the summary section), so a channel waits for them: past its own bound, and
     until the global bound forces it out raw."""
@@ -281,8 +280,7 @@ class EpisodeStream:
         self._kept: dict[str, list[Batch]] = defaultdict(list)  # _EPISODE_COLUMNS of their tables
 
     def batches(self) -> Iterator[Batch]:
-        with open(self.source.path, "rb") as f:
-            reader = SalvagingReader(f)
+        with open_log(Path(self.source.path)) as reader:
             for record in reader.records():
                 if isinstance(record, Message):
                     yield from self._add_message(reader, record)
@@ -314,7 +312,7 @@ class EpisodeStream:
             self._kept[table].append(Batch(table, part, data.select(_EPISODE_COLUMNS[table])))
         yield Batch(table, part, data)
 
-    def _add_message(self, reader: SalvagingReader, message: Message) -> Iterator[Batch]:
+    def _add_message(self, reader: LogReader, message: Message) -> Iterator[Batch]:
         state = self._channels.get(message.channel_id)
         if state is None:
             state = self._channels[message.channel_id] = _ChannelState(part=len(self._channels))
@@ -332,7 +330,7 @@ class EpisodeStream:
                 biggest = max(waiting, key=lambda c: (_is_described(reader, c), waiting[c]))
                 yield from self._flush_channel(reader, biggest)
 
-    def _flush_channel(self, reader: SalvagingReader, channel_id: int) -> Iterator[Batch]:
+    def _flush_channel(self, reader: LogReader, channel_id: int) -> Iterator[Batch]:
         state = self._channels[channel_id]
         messages, state.waiting = state.waiting, []
         self._waiting_bytes -= state.waiting_bytes
@@ -370,7 +368,7 @@ class EpisodeStream:
         rows, self._attachments, self._attachment_bytes = self._attachments, [], 0
         yield from self._emit("attachments", table_from_rows("attachments", rows))
 
-    def _channels_table(self, reader: SalvagingReader) -> pa.Table:
+    def _channels_table(self, reader: LogReader) -> pa.Table:
         rows = []
         for channel in reader.channels.values():
             schema = reader.schemas.get(channel.schema_id)
@@ -390,7 +388,7 @@ class EpisodeStream:
             )
         return table_from_rows("channels", rows)
 
-    def _episode_row(self, reader: SalvagingReader) -> Row:
+    def _episode_row(self, reader: LogReader) -> Row:
         problems = [str(d) for d in reader.damage]
         counts: Counter[str] = Counter()
         for channel_id, state in self._channels.items():
@@ -451,12 +449,14 @@ class StagedPartition:
     rows: int
 
 
-class ListMcapFiles(beam.PTransform):
-    """The input files (listed when the pipeline is built, so their count and size are known up front)."""
+class ListLogs(beam.PTransform):
+    """The input logs (listed when the pipeline is built, so their count and size are known up front), and in
+    `skipped` the files found that are not logs or are empty, with the reason."""
 
     def __init__(self, paths: Iterable[Path]) -> None:
         super().__init__()
-        self.files = [str(p) for p in list_mcap_files(paths)]
+        listing = list_logs(paths)
+        self.files, self.skipped = [str(p) for p in listing.logs], listing.skipped
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection[str]:
         return pbegin | beam.Create(self.files)
@@ -657,14 +657,15 @@ class PublishEpisodes(beam.PTransform):
 
 @dataclass
 class IngestSummary:
-    """What one `ingest` did. `quarantined` lists the source files that went to `_quarantine`."""
+    """What one `ingest` did. `quarantined` lists the logs that went to `_quarantine`; `skipped` maps every input
+    file or log not ingested to the reason: unsupported format, empty, duplicate content, or already in the lake."""
 
     lake: str
     runner: str
-    files: int
+    files: int  # logs read: files, and rosbag2 directories
     bytes: int
     episodes: int  # newly published
-    skipped: int  # already in the lake, or the same bytes as another input
+    skipped: dict[str, str]
     rows: dict[str, int]
     quarantined: list[str]
     seconds: float
@@ -753,7 +754,7 @@ def ingest(
     progress: bool = True,
     bounds: BatchBounds = BatchBounds(),
 ) -> IngestSummary:
-    """Ingest MCAP files, and the `*.mcap` files under directories, into the lake at `lake`.
+    """Ingest logs, and the logs under directories (see `datasets.log_files`), into the lake at `lake`.
 
     Raises FileNotFoundError for a path that does not exist and ValueError for bad runner settings;
     damaged files never raise (see `IngestSummary.quarantined`). On a remote Dask cluster the inputs
@@ -762,8 +763,8 @@ def ingest(
     started = time.perf_counter()
     check_runner(runner, dask_address, workers)
     lake = Path(lake).resolve()
-    listing = ListMcapFiles(paths)
-    total_bytes = sum(os.path.getsize(f) for f in listing.files)
+    listing = ListLogs(paths)
+    total_bytes = sum(os.path.getsize(m) for f in listing.files for m in log_members(Path(f)))
     _remove_abandoned_staging(lake / STAGING_DIR)
     staging = lake / STAGING_DIR / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     progress_dir, reports_dir = staging / _PROGRESS_DIR, staging / _REPORTS_DIR
@@ -773,7 +774,7 @@ def ingest(
     def build(pipeline: beam.Pipeline) -> None:
         (
             pipeline
-            | "ListMcapFiles" >> listing
+            | "ListLogs" >> listing
             | "IdentifyEpisodes" >> beam.Map(identify_source)
             | "SkipIngested" >> beam.Filter(_is_new, str(lake))
             | "StageEpisodes" >> StageEpisodes(staging, progress_dir, bounds)
@@ -795,15 +796,21 @@ def ingest(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     rows: Counter[str] = Counter()
+    skipped = dict(listing.skipped)
     for report in reports:
         rows.update(report["rows"])
+        skipped.update(
+            dict.fromkeys(report["duplicates"], f"duplicate content: the same bytes as {report['source_path']}")
+        )
+    published = {r["source_path"] for r in reports}
+    skipped.update({f: "already in the lake" for f in listing.files if f not in published and f not in skipped})
     return IngestSummary(
         lake=str(lake),
         runner=runner,
         files=len(listing.files),
         bytes=total_bytes,
         episodes=len(reports),
-        skipped=len(listing.files) - len(reports),
+        skipped=dict(sorted(skipped.items())),
         rows=dict(sorted(rows.items())),
         quarantined=sorted(r["source_path"] for r in reports if r["outcome"] != OUTCOME_OK),
         seconds=time.perf_counter() - started,

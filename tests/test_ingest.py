@@ -28,9 +28,10 @@ from mcap.writer import MCAP0_MAGIC
 from mcap.writer import Writer as McapWriter
 from mcap_ros2.writer import Writer as ROS2Writer
 
+from datasets.log_files import list_logs
 from datasets.mcap_reader import SalvagingReader, chunk_records
 from datasets.recording import EpisodeWriter, summarize
-from pipelines.ingest import BatchBounds, EpisodeStream, identify_source, ingest, list_mcap_files, read_episode
+from pipelines.ingest import BatchBounds, EpisodeStream, identify_source, ingest, read_episode
 from schemas import messages as m
 from schemas.episode import EpisodeMetadata
 from schemas.lake import PART_FILE, QUARANTINE_DIR, ROS2_TABLES, STAGING_DIR, TABLES, partition_dir
@@ -195,13 +196,15 @@ def connect(lake: Path) -> duckdb.DuckDBPyConnection:
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory, inputs: Inputs) -> Path:
-    """One DirectRunner run over our episode, every damaged variant and the ROS 2 bags."""
+    """One DirectRunner run over our episode, every damaged variant and the ROS 2 bags. The empty file is not
+    ingested: the summary names it."""
     lake = tmp_path_factory.mktemp("lake")
     paths = [inputs.good, inputs.bad["truncated"].parent, *([ROS2_BAGS] if ROS2_BAGS.is_dir() else [])]
     summary = ingest(paths, lake, progress=False)
-    assert summary.files == 1 + len(inputs.bad) + (len(BAG_COUNTS) if ROS2_BAGS.is_dir() else 0)
-    assert summary.episodes == summary.files and summary.skipped == 0
-    assert summary.quarantined == sorted(str(p.resolve()) for p in inputs.bad.values())
+    assert summary.files == len(inputs.bad) + (len(BAG_COUNTS) if ROS2_BAGS.is_dir() else 0)
+    assert summary.episodes == summary.files
+    assert summary.skipped == {str(inputs.bad["empty"].resolve()): "empty"}
+    assert summary.quarantined == sorted(str(p.resolve()) for v, p in inputs.bad.items() if v != "empty")
     assert json.loads(json.dumps(summary.to_dict()))["rows"] == summary.rows
     return lake
 
@@ -228,16 +231,17 @@ def test_every_typed_ros2_type_has_a_converter() -> None:
     assert CONVERTERS.keys() == ROS2_TABLES.keys()
 
 
-def test_list_mcap_files_recurses_dedupes_and_rejects_missing_paths(tmp_path: Path) -> None:
+def test_list_logs_recurses_dedupes_and_names_what_it_skips(tmp_path: Path) -> None:
     (tmp_path / "a" / "b").mkdir(parents=True)
     for name in ("a/one.mcap", "a/b/two.mcap", "a/notes.txt", "three.bag"):
-        (tmp_path / name).write_bytes(b"")
-    found = list_mcap_files([tmp_path / "a", tmp_path / "a" / "one.mcap", tmp_path / "three.bag"])
-    assert found == sorted(
+        (tmp_path / name).write_bytes(b"x")
+    listing = list_logs([tmp_path / "a", tmp_path / "a" / "one.mcap", tmp_path / "three.bag"])
+    assert listing.logs == sorted(
         p.resolve() for p in (tmp_path / "a/one.mcap", tmp_path / "a/b/two.mcap", tmp_path / "three.bag")
     )
+    assert listing.skipped == {str((tmp_path / "a/notes.txt").resolve()): "unsupported format"}
     with pytest.raises(FileNotFoundError):
-        list_mcap_files([tmp_path / "missing"])
+        list_logs([tmp_path / "missing"])
 
 
 @pytest.mark.parametrize("variant", ["truncated", "bad_record", "chunk_crc", "compression", "empty", "not_mcap"])
@@ -479,9 +483,7 @@ def test_ros2_bag_values(lake: Path) -> None:
 # --- damaged input ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "variant", ["truncated", "bad_record", "chunk_crc", "compression", "undecodable", "empty", "not_mcap"]
-)
+@pytest.mark.parametrize("variant", ["truncated", "bad_record", "chunk_crc", "compression", "undecodable", "not_mcap"])
 def test_damaged_file_is_salvaged_and_quarantined(lake: Path, inputs: Inputs, variant: str) -> None:
     con = connect(lake)
     source = inputs.bad[variant]
@@ -521,7 +523,11 @@ def _lake_files(lake: Path) -> dict[str, int]:
 def test_ingesting_again_adds_nothing(lake: Path, inputs: Inputs) -> None:
     before = _lake_files(lake)
     summary = ingest([inputs.good, inputs.bad["bad_record"].parent], lake, progress=False)
-    assert (summary.episodes, summary.skipped, summary.rows, summary.quarantined) == (0, 1 + len(inputs.bad), {}, [])
+    assert (summary.episodes, summary.rows, summary.quarantined) == (0, {}, [])
+    assert summary.skipped == {
+        str(p.resolve()): "empty" if p == inputs.bad["empty"] else "already in the lake"
+        for p in (inputs.good, *inputs.bad.values())
+    }
     assert _lake_files(lake) == before
 
 
@@ -562,7 +568,8 @@ def test_files_with_the_same_bytes_are_one_episode(
         copy.parent.mkdir(parents=True, exist_ok=True)
         copy.write_bytes(inputs.good.read_bytes())
     summary = ingest([tmp_path / "logs"], tmp_path / "lake", progress=False)
-    assert (summary.files, summary.episodes, summary.skipped) == (2, 1, 1)
+    assert (summary.files, summary.episodes) == (2, 1)
+    assert summary.skipped == {str(copies[0]): f"duplicate content: the same bytes as {copies[1]}"}
     assert one(connect(tmp_path / "lake"), "SELECT source_path FROM episodes") == (str(copies[1]),)
     # Ran in-process: Beam's DirectRunner would first try to download its Prism runner from the internet.
     assert not [r.message for r in caplog.records if "prism" in r.getMessage().lower()]
