@@ -15,7 +15,9 @@ predicted positions at the same instants, and against where they stand now (they
 longer horizon in which the robot is assumed to stop where its rollout ends (standing in a walking person's way
 is a collision: people here do not avoid the robot).
 Rollouts that come closer than the margin are rejected; when none is left, :meth:`DwaPlanner.evade` gives way,
-backing up included, whether or not there is a route. The learned planner will implement the same base class.
+backing up included, whether or not there is a route, and keeps the margin whenever some way does. Rollouts are
+driven at the speed the safety layer will leave of each command (it slows the robot near people): a way out that
+needs full speed is none. The learned planner will implement the same base class.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from schemas.robot import DEFAULT_ROBOT, MOTION_LIMITS, MotionLimits
 
 Pose = tuple[float, float, float]
 Velocity = tuple[float, float]
+SpeedScale = tuple[float, float]  # forward, backward
+FULL_SPEED: SpeedScale = (1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -107,12 +111,22 @@ class LocalPlanner(abc.ABC):
         final: bool,
         clearance: ClearanceMap,
         obstacles: MovingObstacles = NO_OBSTACLES,
+        speed_scale: SpeedScale = FULL_SPEED,
     ) -> LocalPlan:
-        """Plan from `pose` (x, y, yaw) and `velocity` (v, w) along `route` (P, 2); `final`: it ends at the goal."""
+        """Plan from `pose` (x, y, yaw) and `velocity` (v, w) along `route` (P, 2); `final`: it ends at the goal.
+
+        `speed_scale` (forward, backward): the fraction of each commanded speed the robot will get (the safety
+        layer slows it near people), so that rollouts follow the robot, not the command."""
 
     @abc.abstractmethod
     def evade(
-        self, pose: Pose, velocity: Velocity, clearance: ClearanceMap, obstacles: MovingObstacles, remaining_m: float
+        self,
+        pose: Pose,
+        velocity: Velocity,
+        clearance: ClearanceMap,
+        obstacles: MovingObstacles,
+        remaining_m: float,
+        speed_scale: SpeedScale = FULL_SPEED,
     ) -> LocalPlan:
         """Give way to `obstacles`, with or without a route: status "yield" ("blocked" when nothing is admissible)."""
 
@@ -152,6 +166,13 @@ def rollout(
     return np.stack([x, y, yaw], axis=-1)
 
 
+def _scaled(commands: np.ndarray, speed_scale: SpeedScale) -> np.ndarray:
+    """The (v, w) the robot will drive for each command, its speed scaled forwards or backwards."""
+    forward, backward = speed_scale
+    v = commands[:, 0] * np.where(commands[:, 0] >= 0.0, forward, backward)
+    return np.column_stack([v, commands[:, 1]])
+
+
 def _arc(path: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(path, axis=0).T))])
 
@@ -189,6 +210,7 @@ class DwaPlanner(LocalPlanner):
         final: bool,
         clearance: ClearanceMap,
         obstacles: MovingObstacles = NO_OBSTACLES,
+        speed_scale: SpeedScale = FULL_SPEED,
     ) -> LocalPlan:
         c = self.config
         xy = np.asarray(pose[:2], dtype=float)
@@ -207,12 +229,13 @@ class DwaPlanner(LocalPlanner):
             # Cap the speed to stop at the goal; the rollouts still brake at the acceleration limit.
             cap = math.sqrt(2 * c.goal_decel * max(remaining - c.goal_tolerance / 2, 0.0))
             commands = np.unique(np.column_stack([np.minimum(commands[:, 0], max(cap, 0.1)), commands[:, 1]]), axis=0)
-        paths = rollout(pose, velocity, commands, c.limits, c.dt, self._steps)
+        driven = _scaled(commands, speed_scale)
+        paths = rollout(pose, velocity, driven, c.limits, c.dt, self._steps)
         min_clear, admissible = self._static_check(xy, paths, clearance)
         intrusion, safe, _ = self._obstacle_check(xy, paths, obstacles)
         if not (admissible & safe).any():
             if not safe.all():
-                return self.evade(pose, velocity, clearance, obstacles, remaining)
+                return self.evade(pose, velocity, clearance, obstacles, remaining, speed_scale)
             return self.stop(pose, "blocked", clearance, remaining)
         admissible &= safe
 
@@ -231,18 +254,25 @@ class DwaPlanner(LocalPlanner):
             + c.weight_path_distance * off_path
             + c.weight_heading * heading
             + c.weight_clearance * self._closeness(min_clear)
-            + c.weight_smoothness * self._change(commands, velocity)
+            + c.weight_smoothness * self._change(driven, velocity)
             + c.weight_obstacle * intrusion
         )
         return self._choose(paths, commands, cost, admissible, min_clear, "ok", remaining, guide)
 
     def evade(
-        self, pose: Pose, velocity: Velocity, clearance: ClearanceMap, obstacles: MovingObstacles, remaining_m: float
+        self,
+        pose: Pose,
+        velocity: Velocity,
+        clearance: ClearanceMap,
+        obstacles: MovingObstacles,
+        remaining_m: float,
+        speed_scale: SpeedScale = FULL_SPEED,
     ) -> LocalPlan:
         """The command, backwards included, that keeps farthest out of the obstacles' predicted way."""
         c = self.config
         xy = np.asarray(pose[:2], dtype=float)
-        paths = rollout(pose, velocity, self._evasions, c.limits, c.dt, self._steps)
+        driven = _scaled(self._evasions, speed_scale)
+        paths = rollout(pose, velocity, driven, c.limits, c.dt, self._steps)
         min_clear, admissible = self._static_check(xy, paths, clearance)
         if not admissible.any():
             return self.stop(pose, "blocked", clearance, remaining_m)
@@ -250,7 +280,7 @@ class DwaPlanner(LocalPlanner):
         cost = (
             c.weight_obstacle * intrusion
             + 0.1 * c.weight_clearance * self._closeness(min_clear)
-            + 0.1 * c.weight_smoothness * self._change(self._evasions, velocity)
+            + 0.1 * c.weight_smoothness * self._change(driven, velocity)
         )
         if (admissible & safe).any():  # a way that keeps the margin beats one that is clearer on average
             admissible &= safe

@@ -53,6 +53,15 @@ def nearest_obstacle_m(obstacles: DynamicObstacles, side: float) -> float:
     return max(min(gaps), 0.0) if gaps else math.inf
 
 
+def people_speed_scale(limits: SafetyLimits, people_m: float) -> float:
+    """The fraction of its commanded speed the robot gets with the nearest person `people_m` away on the side it
+    drives toward."""
+    if people_m >= limits.people_slow_m:
+        return 1.0
+    fraction = (people_m - limits.people_near_m) / (limits.people_slow_m - limits.people_near_m)
+    return limits.people_min_scale + (1 - limits.people_min_scale) * min(max(fraction, 0.0), 1.0)
+
+
 def _ramp(current: float, target: float, accel: float, decel: float, dt: float) -> float:
     """Move `current` toward `target`: slowing down may use `decel`, speeding up only `accel`."""
     if current != 0.0 and (target == 0.0 or (target > 0.0) != (current > 0.0)):
@@ -129,11 +138,9 @@ class SafetyGovernor:
 
     def _speed_scale(self, now_ns: int) -> tuple[float, frozenset[str]]:
         lim = self.limits
-        scale, reasons = 1.0, set()
-        people_m = self._people_m[-1.0 if self._target[0] < 0.0 else 1.0]
-        if people_m < lim.people_slow_m:
-            fraction = (people_m - lim.people_near_m) / (lim.people_slow_m - lim.people_near_m)
-            scale = lim.people_min_scale + (1 - lim.people_min_scale) * min(max(fraction, 0.0), 1.0)
+        reasons = set()
+        scale = people_speed_scale(lim, self._people_m[-1.0 if self._target[0] < 0.0 else 1.0])
+        if scale < 1.0:
             reasons.add("people_slowdown")
         if self._localization_state(now_ns) == "localization_fallback":
             scale = min(scale, lim.fallback_scale)

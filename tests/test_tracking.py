@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.local_planner import DwaConfig, DwaPlanner
+from models.local_planner import DwaConfig, DwaPlanner, rollout
 from models.navigation.local_navigator import LocalNavigator, LocalParams
 from models.planning import ClearanceMap
-from models.safety import SafetyGovernor
+from models.safety import SafetyGovernor, SafetyLimits, people_speed_scale
 from models.tracking import MovingObstacles, ObstacleTracker
 from schemas.world import Agent, GridSpec, Room
 from sim.simulator import Simulator
@@ -21,6 +21,7 @@ from tests.worlds import box_world, simulable
 
 CONFIG = DwaConfig()
 PERSON_RADIUS = 0.25
+HOLD_STEPS = round((CONFIG.obstacle_horizon_s - CONFIG.horizon_s) / CONFIG.dt)  # the robot stands at a rollout's end
 
 
 def _open_floor() -> ClearanceMap:
@@ -140,12 +141,28 @@ def test_giving_way_keeps_the_margin_when_some_way_does(speed: float, position: 
     held = np.vstack(
         [
             plan.trajectory,
-            np.repeat(plan.trajectory[-1:], round((CONFIG.obstacle_horizon_s - CONFIG.horizon_s) / CONFIG.dt), axis=0),
+            np.repeat(plan.trajectory[-1:], HOLD_STEPS, axis=0),
         ]
     )
     walking_on = _gaps_to(held, person, CONFIG.dt) - CONFIG.robot_radius
     standing = np.hypot(*(held[:, :2] - person.position[0]).T) - PERSON_RADIUS - CONFIG.robot_radius
     assert plan.status == "yield"
+    assert min(walking_on.min(), standing.min()) >= CONFIG.obstacle_margin
+
+
+def test_giving_way_plans_with_the_speed_the_safety_layer_leaves() -> None:
+    """Near people the safety layer scales the robot's speed down: a way out that needs full speed is no way out."""
+    position, velocity, speed = np.array([0.16, 1.42]), np.array([0.2, -0.68]), 0.49  # crossing ahead, from the left
+    person = MovingObstacles(position[None], velocity[None], np.array([PERSON_RADIUS]))
+    forward = people_speed_scale(SafetyLimits(), float(np.hypot(*position)) - PERSON_RADIUS)
+    assert forward < 1.0
+    plan = DwaPlanner().evade((0.0, 0.0, 0.0), (speed, 0.0), _open_floor(), person, 0.0, (forward, 1.0))
+    driven = np.array([[plan.v * (forward if plan.v >= 0 else 1.0), plan.w]])
+    [expected] = rollout((0.0, 0.0, 0.0), (speed, 0.0), driven, CONFIG.limits, CONFIG.dt, len(plan.trajectory))
+    np.testing.assert_allclose(plan.trajectory, expected, atol=1e-9)  # the rollout is what the robot will drive
+    held = np.vstack([plan.trajectory, np.repeat(plan.trajectory[-1:], HOLD_STEPS, axis=0)])
+    walking_on = _gaps_to(held, person, CONFIG.dt) - CONFIG.robot_radius
+    standing = np.hypot(*(held[:, :2] - position).T) - PERSON_RADIUS - CONFIG.robot_radius
     assert min(walking_on.min(), standing.min()) >= CONFIG.obstacle_margin
 
 

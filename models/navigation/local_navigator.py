@@ -17,10 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.costmap import CostmapConfig, LocalCostmap
-from models.local_planner import DwaPlanner, LocalPlan, LocalPlanner
+from models.local_planner import DwaPlanner, LocalPlan, LocalPlanner, SpeedScale
 from models.navigation import se2
 from models.odometry import WheelImuOdometry
 from models.recovery import RecoveryManager
+from models.safety import SafetyLimits, nearest_obstacle_m, people_speed_scale
 from models.tracking import MovingObstacles, ObstacleTracker
 from schemas.messages import (
     CameraInfo,
@@ -69,9 +70,11 @@ class LocalNavigator:
         params: LocalParams = LocalParams(),
         planner: LocalPlanner | None = None,
         costmap: CostmapConfig | None = None,
+        safety: SafetyLimits | None = None,
     ) -> None:
         self.robot = robot
         self.params = params
+        self.safety = safety or SafetyLimits()  # the actuation layer's: the planner plans with the speeds it will leave
         self.odometry = WheelImuOdometry(robot)
         self.costmap = LocalCostmap(costmap or CostmapConfig(), robot)
         self.planner = planner or DwaPlanner()
@@ -158,13 +161,14 @@ class LocalNavigator:
         pose = self.odometry.pose()
         velocity = self.odometry.velocity()
         clearance = self.costmap.clearance()
+        speed_scale = self._speed_scale(now_ns)
         if idle:
-            plan = self.planner.evade(pose, velocity, clearance, obstacles, 0.0)
+            plan = self.planner.evade(pose, velocity, clearance, obstacles, 0.0, speed_scale)
         else:
             if self._subgoals is not None:
                 self._drop_passed(pose)
                 route = self._subgoals
-            plan = self.planner.plan(pose, velocity, route, True, clearance, obstacles)
+            plan = self.planner.plan(pose, velocity, route, True, clearance, obstacles, speed_scale)
         self.last_plan = plan
         outputs: list[Output] = []
         v, w = plan.v, plan.w
@@ -181,7 +185,7 @@ class LocalNavigator:
             outputs += self._recovery_events()
             if recovery is not None and self._threatened(obstacles):
                 # A back-up, spin or wait for a reroute is no place to stand in someone's way.
-                plan = self.planner.evade(pose, velocity, clearance, obstacles, plan.remaining_m)
+                plan = self.planner.evade(pose, velocity, clearance, obstacles, plan.remaining_m, speed_scale)
                 self.last_plan = plan
                 v, w = plan.v, plan.w
                 self.recovery.hold(now_ns, plan.remaining_m)
@@ -197,6 +201,14 @@ class LocalNavigator:
         outputs.append(("plan", Path(now_ns, ODOM_FRAME, tuple(traj[:, 0]), tuple(traj[:, 1]), tuple(traj[:, 2]))))
         outputs.append(("local_candidates", _candidate_paths(now_ns, plan)))
         return outputs
+
+    def _speed_scale(self, t_ns: int) -> SpeedScale:
+        """What the safety layer will leave of a forward and a backward command near the people it is sent."""
+        people = self._moving(t_ns)
+        return (
+            people_speed_scale(self.safety, nearest_obstacle_m(people, 1.0)),
+            people_speed_scale(self.safety, nearest_obstacle_m(people, -1.0)),
+        )
 
     def _threatened(self, obstacles: MovingObstacles) -> bool:
         """Whether a moving obstacle would pass within `yield_gap_m` of the robot standing still, soon."""
