@@ -26,7 +26,7 @@ class SafetyLimits(MotionLimits):
     # `people_slow_m` from the nearest one on the side it drives toward (ahead forwards, behind backwards), down
     # to `people_min_scale` of it at `people_near_m`. Driving away from someone is never slowed: that is how
     # the robot gives way to people who do not avoid it.
-    people_slow_m: float = 1.5
+    people_slow_m: float = 2.5  # a track takes ~0.7 s to learn a crossing cart's velocity: 1.5 m was too late at 1 m/s
     people_near_m: float = 0.5
     people_min_scale: float = 0.3
     # Confidence fallback: once localized, a fix below `min_confidence` or none for `localization_stale_s`
