@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING
 from tqdm import tqdm
 
 from astra import __version__
-from schemas.lake import DEFAULT_LAKE
+from schemas.lake import DEFAULT_LAKE, DEFAULT_RETENTION_HOURS
 
 if TYPE_CHECKING:
     from datasets.map_store import TopoMap
@@ -203,6 +203,7 @@ def _print_episode(summary: dict) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from datasets.lake import LakeError
     from pipelines.ingest import ingest
 
     missing = [str(p) for p in args.paths if not p.exists()]
@@ -210,7 +211,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         raise UsageError(f"no such file or directory: {', '.join(missing)}")
     if args.runner != "dask" and (args.dask_address or args.workers):
         raise UsageError("--dask-address and --workers need --runner dask")
-    summary = ingest(args.paths, args.lake, runner=args.runner, dask_address=args.dask_address, workers=args.workers)
+    try:
+        summary = ingest(
+            args.paths, args.lake, runner=args.runner, dask_address=args.dask_address, workers=args.workers
+        )
+    except LakeError as exc:  # a lake in the layout before Delta Lake
+        raise UsageError(str(exc)) from exc
     _emit(summary.to_dict())
     return EXIT_PARTIAL if summary.quarantined else EXIT_OK
 
@@ -219,9 +225,27 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from datasets.lake import run_query
 
     try:
-        print(run_query(args.lake, args.query, args.format))
+        print(run_query(args.lake, args.query, args.format, version=args.as_of))
     except ValueError as exc:  # refused statements, SQL errors (with the tables listed), missing lake
         raise UsageError(str(exc)) from exc
+    return EXIT_OK
+
+
+def cmd_lake(args: argparse.Namespace) -> int:
+    from datasets import lake
+
+    started = time.perf_counter()
+    try:
+        if args.lake_command == "compact":
+            summary = {"compacted": lake.compact(args.lake)}
+        elif args.lake_command == "vacuum":
+            summary = {"deleted_files": lake.vacuum(args.lake, args.retention_hours)}
+        else:
+            summary = {"migrated_rows": lake.migrate(args.lake)}
+    except lake.LakeError as exc:  # no lake, a lake not yet migrated, a negative retention
+        raise UsageError(str(exc)) from exc
+    summary |= {"version": lake.lake_version(args.lake), "seconds": round(time.perf_counter() - started, 3)}
+    _emit({"lake": str(args.lake), **summary})
     return EXIT_OK
 
 
@@ -569,13 +593,13 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = commands.add_parser(
         "ingest",
         parents=[common],
-        help="ingest robot logs (MCAP, rosbag2, ROS 1 bags) into the Parquet lake (Apache Beam)",
+        help="ingest robot logs (MCAP, rosbag2, ROS 1 bags) into the lake's Delta Lake tables (Apache Beam)",
         description="Decode robot logs (ROS 2 cdr into typed tables, anything else raw into `messages`) and "
-        "publish them atomically into the Hive-partitioned Parquet lake. Logs: MCAP files (also whole-file "
-        ".mcap.zstd and .mcap.lz4), rosbag2 SQLite files (.db3, .db3.zstd), rosbag2 directories (a folder with "
-        "metadata.yaml is one recording) and ROS 1 bags (.bag). Re-ingesting a log changes nothing. Damaged "
-        "logs are salvaged and quarantined (exit code 3). The summary's `skipped` names every file not "
-        "ingested, with the reason.",
+        "commit them into the lake's Delta Lake tables, one commit per table per log, `episodes` last. Logs: MCAP "
+        "files (also whole-file .mcap.zstd and .mcap.lz4), rosbag2 SQLite files (.db3, .db3.zstd), rosbag2 "
+        "directories (a folder with metadata.yaml is one recording) and ROS 1 bags (.bag). Re-ingesting a log "
+        "changes nothing. Damaged logs are salvaged and quarantined (exit code 3). Tables are compacted once small "
+        "files pile up. The summary's `skipped` names every file not ingested, with the reason.",
     )
     ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="log files or folders (recursive)")
     ingest.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="lake folder (default data/lake)")
@@ -594,7 +618,53 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("query", help='e.g. "SELECT site, sum(collisions) FROM episodes GROUP BY site"')
     sql.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="lake folder (default data/lake)")
     sql.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
+    sql.add_argument(
+        "--as-of",
+        type=int,
+        metavar="VERSION",
+        help="read the lake as it was at this version (time travel; default: the latest); "
+        "maps and `astra ingest` name the versions they read and wrote",
+    )
     sql.set_defaults(func=cmd_sql)
+
+    lake = commands.add_parser(
+        "lake",
+        help="maintain the lake's Delta Lake tables: compact, vacuum, migrate",
+        description="Maintain the lake's Delta Lake tables. Each command prints one JSON line.",
+    )
+    lake_commands = lake.add_subparsers(dest="lake_command", required=True, metavar="LAKE_COMMAND")
+    for name, help_, description in (
+        (
+            "compact",
+            "merge each partition's small files into large ones",
+            "Merge the small files of each table's partitions (site, day) into files of about 128 MB, one commit "
+            "per table. Queries read the same rows from fewer files; older versions stay readable until vacuumed.",
+        ),
+        (
+            "vacuum",
+            "delete files no recent version reads",
+            "Delete the files that no version younger than --retention-hours reads: those compaction replaced, "
+            "and those a killed ingest left uncommitted. Versions older than that can no longer be read.",
+        ),
+        (
+            "migrate",
+            "convert a lake in the layout before Delta Lake (a folder per episode)",
+            "Convert a lake written before Delta Lake (<table>/episode_id=<id>/*.parquet) into Delta Lake tables "
+            "in place, table by table; re-ingesting its files afterwards changes nothing. Safe to run again.",
+        ),
+    ):
+        command = lake_commands.add_parser(name, parents=[common], help=help_, description=description)
+        command.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="lake folder (default data/lake)")
+        command.set_defaults(func=cmd_lake)
+        if name == "vacuum":
+            command.add_argument(
+                "--retention-hours",
+                type=int,
+                default=DEFAULT_RETENTION_HOURS,
+                metavar="H",
+                help=f"keep the files of versions younger than H hours (default {DEFAULT_RETENTION_HOURS}; "
+                "0 keeps only the latest)",
+            )
 
     export = commands.add_parser("export", help="export lake episodes to other dataset formats")
     export_formats = export.add_subparsers(dest="export_format", required=True, metavar="FORMAT")

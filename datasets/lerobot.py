@@ -46,6 +46,7 @@ class ExportSummary:
     bytes: int
     seconds: float
     skipped: dict[str, str]
+    lake_version: int | None  # the version of the lake read, also in meta/info.json
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,7 +88,7 @@ def export_lerobot(
     shutil.rmtree(staging, ignore_errors=True)
     skipped: dict[str, str] = {}
     try:
-        writer = _DatasetWriter(staging, fps, limits)
+        writer = _DatasetWriter(staging, fps, limits, {"lake": str(source.path), "lake_version": source.version})
         for episode_id, site in tqdm(
             selected.iter_rows(), total=len(selected), desc="export lerobot", unit="episode", disable=not progress
         ):
@@ -111,6 +112,7 @@ def export_lerobot(
         bytes=sum(p.stat().st_size for p in out.rglob("*") if p.is_file()),
         seconds=round(time.monotonic() - started, 3),
         skipped=skipped,
+        lake_version=source.version,
     )
 
 
@@ -372,8 +374,8 @@ class _VideoFiles:
 class _DatasetWriter:
     """Writes episodes as a LeRobot v3.0 tree under `root`; `close` adds the metadata."""
 
-    def __init__(self, root: Path, fps: int, limits: fmt.FileLimits) -> None:
-        self.root, self.fps, self.limits = root, fps, limits
+    def __init__(self, root: Path, fps: int, limits: fmt.FileLimits, source: dict[str, Any]) -> None:
+        self.root, self.fps, self.limits, self.source = root, fps, limits, source
         self.data = _DataFiles(root, limits)
         self.videos: dict[str, _VideoFiles] = {}
         self.image_keys: set[str] = set()
@@ -463,5 +465,7 @@ class _DatasetWriter:
         pq.write_table(tasks, self.root / fmt.TASKS_PATH)
         stats = {key: feature.as_lerobot(image=key in self.image_keys) for key, feature in self.stats.items()}
         (self.root / fmt.STATS_PATH).write_text(json.dumps(stats, indent=4))
-        info = fmt.info(self.fps, self.shapes, len(self.episodes), self.frames, len(self.tasks), self.limits)
+        info = fmt.info(
+            self.fps, self.shapes, len(self.episodes), self.frames, len(self.tasks), self.limits, self.source
+        )
         (self.root / fmt.INFO_PATH).write_text(json.dumps(info, indent=4))

@@ -1,7 +1,8 @@
 """`astra eval map`: a map on disk against the simulator's ground truth in a lake (models.mapping.evaluation).
 
-The lake defaults to the one the map was built from, as its manifest records. `world_from_map` aligns a map
-with the simulator's world, for judging poses found in the map (such as relocalization fixes).
+The lake defaults to the one the map was built from, at the version it read, as its manifest records.
+`world_from_map` aligns a map with the simulator's world, for judging poses found in the map (such as
+relocalization fixes).
 """
 
 from __future__ import annotations
@@ -20,14 +21,19 @@ from models.mapping.evaluation import alignment, evaluate_map, keyframe_poses
 from schemas.topics import GROUND_TRUTH_TOPIC
 
 
+def source_lake(topo: TopoMap, lake: Path | str | None = None) -> Lake:
+    """`lake` (its latest version) if given, else the lake the map was built from, at the version the build read."""
+    if lake is not None:
+        return Lake(lake)
+    if "lake" not in topo.manifest.build:
+        raise LakeError("the map does not record the lake it was built from: give --lake")
+    return Lake(topo.manifest.build["lake"], topo.manifest.build.get("lake_version"))
+
+
 def evaluate_map_dir(map_dir: Path | str, lake: Path | str | None = None, key: bytes | None = None) -> dict[str, Any]:
     """`evaluate_map` of the map at `map_dir`, with the truth read from `lake` (default: the map's source lake)."""
     topo = read_map(map_dir, key)
-    if lake is None:
-        if "lake" not in topo.manifest.build:
-            raise LakeError(f"the map at {map_dir} does not record the lake it was built from: give --lake")
-        lake = topo.manifest.build["lake"]
-    source = Lake(lake)
+    source = source_lake(topo, lake)
     episode_ids = sorted(pl.from_arrow(topo.nodes)["episode_id"].unique().to_list())
     truth = {e: read_trajectory(source, e, GROUND_TRUTH_TOPIC) for e in episode_ids}
     metrics = evaluate_map(
@@ -38,7 +44,7 @@ def evaluate_map_dir(map_dir: Path | str, lake: Path | str | None = None, key: b
         truth,
         recorded_world(source, episode_ids),
     )
-    return {"lake": str(lake), **metrics}
+    return {"lake": str(source.path), "lake_version": source.version, **metrics}
 
 
 def world_from_map(topo: TopoMap, lake: Lake) -> pycolmap.Rigid3d:

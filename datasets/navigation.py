@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from datasets.lake import Lake, LakeError
-from datasets.map_eval import world_from_map
+from datasets.lake import LakeError
+from datasets.map_eval import source_lake, world_from_map
 from datasets.map_store import TopoMap, key_from_env, read_map
 from models.goals import GoalResolver
 from models.localization import Localizer, LocalizerConfig
@@ -50,7 +50,7 @@ def global_navigator(
 def planar_world_from_map(topo_map: TopoMap, lake: Path | str | None = None) -> Pose2:
     """world_from_map (datasets.map_eval) on the floor: x, y, yaw. For evaluation only: it reads the truth from
     `lake` (default: the lake the map was built from)."""
-    aligned = world_from_map(topo_map, Lake(lake or topo_map.manifest.build["lake"]))
+    aligned = world_from_map(topo_map, source_lake(topo_map, lake))
     x, y, _ = aligned.translation
     return float(x), float(y), se2.yaw_of(tuple(aligned.rotation.quat))
 

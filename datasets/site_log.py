@@ -7,7 +7,6 @@ Cameras come from camera_info and /tf_static, trajectories from the odometry tab
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import polars as pl
 import pycolmap
@@ -25,9 +24,9 @@ def image_topic(camera: str) -> str:
     return BY_OUTPUT[f"image_{camera}"].ros_topic
 
 
-def site_episodes(lake: Path, site: str) -> list[str]:
+def site_episodes(lake: Lake, site: str) -> list[str]:
     """Episode ids of a site, earliest first."""
-    episodes = Lake(lake).table("episodes").filter(pl.col("site") == site).sort("start_ns", "episode_id")
+    episodes = lake.table("episodes").filter(pl.col("site") == site).sort("start_ns", "episode_id")
     return episodes.select("episode_id").collect()["episode_id"].to_list()
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from datasets.lake import Lake
-from schemas.lake import PARTITION_KEY
+from schemas.lake import EPISODE_ID
 from schemas.topics import BY_OUTPUT, CAMERAS
 
 
@@ -149,7 +149,7 @@ class EpisodeWindows(Dataset):
     def _scan(self, table: str, episode_id: str, topics: tuple[str, ...], lo: int, hi: int) -> pl.LazyFrame:
         return (
             self.lake.table(table)
-            .filter(pl.col(PARTITION_KEY) == episode_id, pl.col("topic").is_in(topics))
+            .filter(pl.col(EPISODE_ID) == episode_id, pl.col("topic").is_in(topics))
             .filter(pl.col("t_ns").is_between(lo, hi))
             .sort("t_ns")
         )
@@ -161,21 +161,21 @@ class EpisodeWindows(Dataset):
             [
                 self.lake.table(table)
                 .filter(pl.col("topic").is_in([topic for t, topic in needed if t == table]))
-                .group_by(PARTITION_KEY, "topic")
+                .group_by(EPISODE_ID, "topic")
                 .agg(first=pl.col("t_ns").min(), last=pl.col("t_ns").max())
                 for table in sorted({table for table, _ in needed})
             ]
         )
         spans = (
             pl.concat(firsts_lasts)
-            .group_by(PARTITION_KEY)
+            .group_by(EPISODE_ID)
             .agg(start=pl.col("first").max(), end=pl.col("last").min(), topics=pl.len())
             .filter(pl.col("topics") == len(needed))
         )
         # An episode's `episodes` row is published last: only episodes that have one are complete.
-        chosen = self.lake.sql(f"SELECT {PARTITION_KEY} FROM episodes WHERE {episodes or 'true'}")
-        spans = spans.filter(pl.col(PARTITION_KEY).is_in(chosen[PARTITION_KEY].implode()))
-        rows = spans.sort(PARTITION_KEY).select(PARTITION_KEY, "start", "end").iter_rows()
+        chosen = self.lake.sql(f"SELECT {EPISODE_ID} FROM episodes WHERE {episodes or 'true'}")
+        spans = spans.filter(pl.col(EPISODE_ID).is_in(chosen[EPISODE_ID].implode()))
+        rows = spans.sort(EPISODE_ID).select(EPISODE_ID, "start", "end").iter_rows()
         return {episode_id: (start, end) for episode_id, start, end in rows}
 
 

@@ -1,15 +1,18 @@
-"""`astra ingest`: robot logs into the Parquet lake (`schemas.lake`), as one Apache Beam pipeline.
+"""`astra ingest`: robot logs into the Delta Lake tables of the lake (`schemas.lake`), as one Apache Beam pipeline.
 
     ListLogs             paths -> every log under them (`datasets.log_files`: MCAP, also compressed whole,
                          rosbag2 SQLite files and directories, ROS 1 bags); the other files are reported
     IdentifyEpisodes     log -> Source, whose episode id is a hash of the log's bytes
-    SkipIngested         drops episodes the lake already has
-    StageEpisodes        Source -> Parquet partitions under <lake>/_staging/<run>/<file>/, one per lake
-                         table the file has rows for: the file is read once, and its messages are
-                         decoded and written in bounded batches (`BatchBounds`), so memory does not
-                         grow with the file
-    PublishEpisodes      groups by episode, renames each partition into the lake, `episodes` last;
-                         of files with the same bytes, the first path is published
+    SkipIngested         drops episodes the lake already has (its `episodes` transaction ids)
+    StageEpisodes        Source -> one Parquet file under <lake>/_staging/<run>/<file>/ per lake table
+                         the log has rows for: the log is read once, and its messages are decoded
+                         and written in bounded batches (`BatchBounds`), so memory does not grow
+                         with the log
+    PublishEpisodes      groups by episode and commits each: one Delta commit per table, `episodes`
+                         last (`datasets.lake.commit_episode`); of logs with the same bytes, the
+                         first path is published
+
+Once published, tables with many small files are compacted (`datasets.lake.compact`).
 
 Each file goes from its name to staged Parquet in one fused stage, so files spread evenly over
 workers and decoded tables never cross a shuffle: only names and row counts are grouped. The
@@ -45,22 +48,30 @@ from mcap.records import Attachment, Channel, Message, Schema
 from mcap.well_known import MessageEncoding, SchemaEncoding
 from mcap_ros2.decoder import DecoderFactory
 
-from datasets.log_files import LogReader, list_logs, log_members, open_log
+from datasets.lake import (
+    AUTO_COMPACT_SMALL_FILES,
+    check_layout,
+    commit_episode,
+    compact,
+    is_committed,
+    lake_version,
+)
+from datasets.log_files import LogReader, list_logs, log_members, log_suffix, open_log
 from pipelines.progress import marker_progress
 from schemas import cdr_bulk
 from schemas.episode import EPISODE_METADATA_NAME
 from schemas.lake import (
+    EPISODE_ID,
     OUTCOME_OK,
     OUTCOME_REJECTED,
     OUTCOME_SALVAGED,
     PARQUET_COMPRESSION,
-    PART_FILE,
     QUARANTINE_DIR,
     ROS2_TABLES,
     STAGING_DIR,
     TABLES,
     episode_id_of,
-    partition_dir,
+    file_schema,
     table_from_rows,
 )
 from schemas.ros2_rows import CONVERTERS, Row
@@ -70,7 +81,7 @@ DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
 RUNNERS = ("direct", "dask")
 ROW_GROUP_BYTES = 128 << 20
 MAX_PENDING_WRITES = 4
-_PROGRESS_DIR, _REPORTS_DIR, _QUARANTINE_COPY = "progress", "reports", "source.mcap"
+_PROGRESS_DIR, _REPORTS_DIR = "progress", "reports"
 
 
 # --- reading one file into lake tables, in bounded batches (no writes) -----------------------------
@@ -441,7 +452,7 @@ def read_episode(source: Source, bounds: BatchBounds = BatchBounds(), bulk: bool
 
 @dataclass(frozen=True)
 class StagedPartition:
-    """A partition written under `root`, the staging folder of the file it was read from."""
+    """A table's rows of one file written under `root`, the staging folder of the file (`staged_path`)."""
 
     source_path: str
     root: str
@@ -462,13 +473,9 @@ class ListLogs(beam.PTransform):
         return pbegin | beam.Create(self.files)
 
 
-def is_published(lake: Path, episode_id: str) -> bool:
-    """Whether an episode is in the lake: its `episodes` row is published last."""
-    return partition_dir(lake, "episodes", episode_id).is_dir()
-
-
 def _is_new(source: Source, lake: str) -> bool:
-    return not is_published(Path(lake), source.episode_id)
+    """Whether an episode is not in the lake yet: its `episodes` row, committed last, carries its transaction."""
+    return not is_committed(Path(lake), "episodes", source.episode_id)
 
 
 def _parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
@@ -483,12 +490,13 @@ def _write_row_groups(writer: pq.ParquetWriter, table: pa.Table) -> None:
 
 
 class StagedEpisode:
-    """One episode's tables written as Parquet partitions under a staging root, batch by batch.
+    """One episode's tables written as Parquet files under a staging root, batch by batch, ready to commit.
 
     Writes run on a background thread, where Arrow encodes and compresses without the GIL while the
     next batch decodes. Each part of a table (see `Batch`) goes to a file of its own as it comes; on
-    leaving the `with` block without an error, each table's parts are joined in order into
-    `part-0.parquet`, one row group at a time. `rows`: rows written per table.
+    leaving the `with` block without an error, each table's parts are joined in order into one file
+    (`path`), one row group at a time. Message tables get their lake columns (`file_schema`), and the
+    one-row `episodes` table stays as read, for `commit_episode`. `rows`: rows written per table.
     """
 
     def __init__(self, root: Path, episode_id: str) -> None:
@@ -504,16 +512,27 @@ class StagedEpisode:
         self.rows[batch.table] += batch.data.num_rows
         self._pending.append(self._thread.submit(self._write, batch))
 
+    def path(self, table: str) -> Path:
+        """Where a table's rows are once the `with` block is left."""
+        return staged_path(self.root, table)
+
     def _part_path(self, table: str, part: int) -> Path:
-        return partition_dir(self.root, table, self.episode_id) / f".part-{part}.parquet"
+        return self.root / table / f".part-{part}.parquet"
+
+    def _schema(self, table: str) -> pa.Schema:
+        return TABLES[table] if table == "episodes" else file_schema(table)
 
     def _write(self, batch: Batch) -> None:
         key = batch.table, batch.part
         if key not in self._writers:
             path = self._part_path(*key)
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._writers[key] = _parquet_writer(path, TABLES[batch.table])
-        _write_row_groups(self._writers[key], batch.data)
+            self._writers[key] = _parquet_writer(path, self._schema(batch.table))
+        data = batch.data
+        if batch.table != "episodes":
+            column = pa.array([self.episode_id] * data.num_rows, pa.string())
+            data = data.append_column(self._schema(batch.table).field(EPISODE_ID), column)
+        _write_row_groups(self._writers[key], data)
 
     def __enter__(self) -> StagedEpisode:
         return self
@@ -534,17 +553,22 @@ class StagedEpisode:
                 self._join_parts(table, numbers)
 
     def _join_parts(self, table: str, parts: list[int]) -> None:
-        target = partition_dir(self.root, table, self.episode_id) / PART_FILE
+        target = self.path(table)
         if len(parts) == 1:
             os.rename(self._part_path(table, parts[0]), target)
             return
-        with _parquet_writer(target, TABLES[table]) as writer:
+        with _parquet_writer(target, self._schema(table)) as writer:
             for part in parts:
                 path = self._part_path(table, part)
                 with pq.ParquetFile(path) as source:
                     for i in range(source.num_row_groups):
                         writer.write_table(source.read_row_group(i))
                 path.unlink()
+
+
+def staged_path(root: Path, table: str) -> Path:
+    """The file of a table's rows of one episode under its staging root."""
+    return root / table / "rows.parquet"
 
 
 def _staging_root(staging: str, source_path: str) -> str:
@@ -583,7 +607,7 @@ class StageEpisodes(beam.PTransform):
 
 
 def _move_into_place(src: Path, dst: Path) -> None:
-    """Rename a finished directory into place, replacing one a killed ingest may have left."""
+    """Rename a finished quarantine directory into place, replacing one a killed ingest may have left."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     if dst.exists():
         old = src.with_name(f"{src.name}.replaced")
@@ -601,20 +625,29 @@ def _write_atomically(path: Path, text: str) -> None:
     os.rename(tmp, path)
 
 
-def publish_episode(episode_id: str, staged: Iterable[StagedPartition], lake: Path, reports: Path) -> dict:
-    """Move an episode's staged partitions into the lake, `episodes` last, quarantining it if damaged.
+def _quarantine_copy(source: Path, held: Path) -> str:
+    """Copy a damaged log into `held` as `source` plus its log suffix (a rosbag2 directory as a folder);
+    returns the copy's name."""
+    if source.is_dir():
+        shutil.copytree(source, held / "source")
+        return "source"
+    name = "source" + (log_suffix(source) or source.suffix)
+    shutil.copyfile(source, held / name)
+    return name
 
-    Files with the same bytes are the same episode: the first path's partitions are published. The
+
+def publish_episode(episode_id: str, staged: Iterable[StagedPartition], lake: Path, reports: Path) -> dict:
+    """Commit an episode's staged tables to the lake, `episodes` last, quarantining it first if damaged.
+
+    Files with the same bytes are the same episode: the first path's tables are committed. The
     report (also written to `reports/<episode_id>.json`) names the others as duplicates.
     """
     staged = list(staged)
     source = min(p.source_path for p in staged)
     parts = {p.table: p for p in staged if p.source_path == source}
     root = Path(parts["episodes"].root)
-    for table in sorted(parts.keys() - {"episodes"}):
-        _move_into_place(partition_dir(root, table, episode_id), partition_dir(lake, table, episode_id))
-    episodes = partition_dir(root, "episodes", episode_id)
-    episode = pq.read_table(episodes / PART_FILE).to_pylist()[0]
+    episode_table = pq.read_table(staged_path(root, "episodes"))
+    episode = episode_table.to_pylist()[0]
     report = {
         "episode_id": episode_id,
         "source_path": source,
@@ -627,11 +660,12 @@ def publish_episode(episode_id: str, staged: Iterable[StagedPartition], lake: Pa
     if episode["outcome"] != OUTCOME_OK:
         held = root / QUARANTINE_DIR / episode_id
         held.mkdir(parents=True)
-        shutil.copyfile(source, held / _QUARANTINE_COPY)
-        reason = {**report, "sha256": episode["source_sha256"], "copy": _QUARANTINE_COPY}
+        copy = _quarantine_copy(Path(source), held)
+        reason = {**report, "sha256": episode["source_sha256"], "copy": copy}
         _write_atomically(held / "reason.json", json.dumps(reason, indent=1))
         _move_into_place(held, lake / QUARANTINE_DIR / episode_id)
-    _move_into_place(episodes, partition_dir(lake, "episodes", episode_id))
+    files = {table: staged_path(root, table) for table in parts.keys() - {"episodes"}}
+    commit_episode(lake, episode_id, files, episode_table)
     _write_atomically(reports / f"{episode_id}.json", json.dumps(report))
     return report
 
@@ -668,6 +702,8 @@ class IngestSummary:
     skipped: dict[str, str]
     rows: dict[str, int]
     quarantined: list[str]
+    lake_version: int | None  # of the lake once published, None if it has no episodes yet
+    compacted: list[str]  # tables compacted after publishing, as small files had piled up
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -756,13 +792,16 @@ def ingest(
 ) -> IngestSummary:
     """Ingest logs, and the logs under directories (see `datasets.log_files`), into the lake at `lake`.
 
-    Raises FileNotFoundError for a path that does not exist and ValueError for bad runner settings;
+    Raises FileNotFoundError for a path that does not exist, ValueError for bad runner settings and LakeError
+    (a ValueError) for a lake in the layout before Delta Lake, which `astra lake migrate` converts;
     damaged files never raise (see `IngestSummary.quarantined`). On a remote Dask cluster the inputs
     and the lake must be on a filesystem every worker sees at the same paths.
     """
     started = time.perf_counter()
     check_runner(runner, dask_address, workers)
     lake = Path(lake).resolve()
+    if lake.is_dir():
+        check_layout(lake)
     listing = ListLogs(paths)
     total_bytes = sum(os.path.getsize(m) for f in listing.files for m in log_members(Path(f)))
     _remove_abandoned_staging(lake / STAGING_DIR)
@@ -795,6 +834,7 @@ def ingest(
         reports = [json.loads(p.read_text()) for p in sorted(reports_dir.glob("*.json"))]
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    compacted = compact(lake, AUTO_COMPACT_SMALL_FILES) if reports else {}
     rows: Counter[str] = Counter()
     skipped = dict(listing.skipped)
     for report in reports:
@@ -813,5 +853,7 @@ def ingest(
         skipped=dict(sorted(skipped.items())),
         rows=dict(sorted(rows.items())),
         quarantined=sorted(r["source_path"] for r in reports if r["outcome"] != OUTCOME_OK),
+        lake_version=lake_version(lake),
+        compacted=sorted(compacted),
         seconds=time.perf_counter() - started,
     )

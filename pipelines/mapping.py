@@ -113,10 +113,9 @@ def decode_jpeg(data: bytes) -> np.ndarray:
 
 
 def episode_keyframes(
-    episode_id: str, lake_path: str, config: KeyframeConfig, descriptor: str = DESCRIPTOR
+    episode_id: str, lake: Lake, config: KeyframeConfig, descriptor: str = DESCRIPTOR
 ) -> EpisodeKeyframes:
     """Select an episode's keyframes from wheel odometry and read only their pictures."""
-    lake = Lake(lake_path)
     rig = read_rig(lake, episode_id)
     topics = {image_topic(c.name): c.name for c in rig}
     images = lake.table("images").filter((pl.col("episode_id") == episode_id) & pl.col("topic").is_in(list(topics)))
@@ -261,11 +260,11 @@ def map_graph(site: SiteReconstruction, config: GraphConfig) -> MapGraph:
 
 
 def extract_landmarks(
-    graph: MapGraph, extractor: str, world_dir: str, site: SiteReconstruction, lake: str
+    graph: MapGraph, extractor: str, world_dir: str, site: SiteReconstruction, lake: Lake
 ) -> LandmarkObservations:
     """The landmarks the nodes see, by the named extractor rendering at the resolution of the site's rig."""
     config = replace(DEFAULT_ROBOT, camera_width=site.rig[0].width, camera_height=site.rig[0].height)
-    return EXTRACTORS[extractor](world_dir, config=config).extract(with_true_poses(graph, Lake(lake)))
+    return EXTRACTORS[extractor](world_dir, config=config).extract(with_true_poses(graph, lake))
 
 
 def with_true_poses(graph: MapGraph, lake: Lake) -> list[NodeView]:
@@ -296,7 +295,7 @@ def _staged(element: Any, stage: str, progress_dir: str, step: Callable[..., Any
     return result
 
 
-def _select_keyframes(episode_id: str, progress_dir: str, lake: str, config: KeyframeConfig) -> EpisodeKeyframes:
+def _select_keyframes(episode_id: str, progress_dir: str, lake: Lake, config: KeyframeConfig) -> EpisodeKeyframes:
     return _staged(episode_id, f"SelectKeyframes-{episode_id}", progress_dir, episode_keyframes, lake, config)
 
 
@@ -318,9 +317,9 @@ class ReadSiteEpisodes(beam.PTransform):
 class SelectKeyframes(beam.PTransform):
     """Episode id -> EpisodeKeyframes, one episode per element so that episodes spread over workers."""
 
-    def __init__(self, lake: Path, config: KeyframeConfig, progress_dir: Path) -> None:
+    def __init__(self, lake: Lake, config: KeyframeConfig, progress_dir: Path) -> None:
         super().__init__()
-        self.lake, self.config, self.progress_dir = str(lake), config, str(progress_dir)
+        self.lake, self.config, self.progress_dir = lake, config, str(progress_dir)
 
     def expand(self, episodes: beam.PCollection[str]) -> beam.PCollection[EpisodeKeyframes]:
         return episodes | beam.Map(_select_keyframes, self.progress_dir, self.lake, self.config)
@@ -355,10 +354,10 @@ class BuildGraph(beam.PTransform):
 class ExtractLandmarks(beam.PTransform):
     """(MapGraph, SiteReconstruction) -> LandmarkObservations."""
 
-    def __init__(self, extractor: str, world_dir: Path, lake: Path, progress_dir: Path) -> None:
+    def __init__(self, extractor: str, world_dir: Path, lake: Lake, progress_dir: Path) -> None:
         super().__init__()
         self.extractor, self.world_dir, self.progress_dir = extractor, str(world_dir), str(progress_dir)
-        self.lake = str(lake)
+        self.lake = lake
 
     def expand(
         self, inputs: tuple[beam.PCollection[MapGraph], beam.PCollection[SiteReconstruction]]
@@ -455,6 +454,7 @@ class MapSummary:
     edges: dict[str, int]  # by kind
     landmarks: int
     encrypted: bool
+    lake_version: int | None  # the version of the lake the map was built from, also in its manifest
     seconds: float
 
     @property
@@ -489,13 +489,15 @@ def build_site_map(
     started = time.perf_counter()
     if extractor not in EXTRACTORS:
         raise ValueError(f"unknown landmark extractor {extractor!r}; choose one of {', '.join(EXTRACTORS)}")
-    lake, out = Path(lake).resolve(), Path(out).resolve()
-    episode_ids = site_episodes(lake, site)
+    out = Path(out).resolve()
+    source = Lake(lake)  # one version of the lake, read throughout and named in the manifest
+    episode_ids = site_episodes(source, site)
     if not episode_ids:
-        raise ValueError(f"the lake at {lake} has no episodes of site {site!r}")
+        raise ValueError(f"the lake at {source.path} has no episodes of site {site!r}")
     build_info = {
         "site": site,
-        "lake": str(lake),  # where `astra eval map` finds the ground truth by default
+        "lake": str(source.path),  # where `astra eval map` finds the ground truth by default
+        "lake_version": source.version,
         "episodes": episode_ids,
         "extractor": extractor,
         "descriptor": DESCRIPTOR,
@@ -510,18 +512,18 @@ def build_site_map(
         progress_dir.mkdir()
         if world_dir is None:
             world_dir = work / "world"
-            write_world(recorded_world(Lake(lake), episode_ids), world_dir)
+            write_world(recorded_world(source, episode_ids), world_dir)
 
         def build(pipeline: beam.Pipeline) -> None:
             keyframes = (
                 pipeline
                 | "ReadSiteEpisodes" >> ReadSiteEpisodes(episode_ids)
-                | "SelectKeyframes" >> SelectKeyframes(lake, keyframe_config, progress_dir)
+                | "SelectKeyframes" >> SelectKeyframes(source, keyframe_config, progress_dir)
             )
             sites = keyframes | "BuildReconstruction" >> BuildReconstruction(work, sfm_config, progress_dir)
             graphs = sites | "BuildGraph" >> BuildGraph(graph_config, progress_dir)
             landmarks = (graphs, sites) | "ExtractLandmarks" >> ExtractLandmarks(
-                extractor, world_dir, lake, progress_dir
+                extractor, world_dir, source, progress_dir
             )
             _ = (graphs, sites, landmarks) | "WriteMap" >> WriteMap(out, key, build_info, summary_path, progress_dir)
 
@@ -533,6 +535,7 @@ def build_site_map(
         out=str(out),
         episodes=len(episode_ids),
         encrypted=key is not None,
+        lake_version=source.version,
         seconds=time.perf_counter() - started,
         **counts,
     )

@@ -1,38 +1,52 @@
-"""The Parquet lake: one table per kind of data, Hive-partitioned by episode.
+"""The lake: one Delta Lake table per kind of data, partitioned by site and day.
 
-Layout: `<lake>/<table>/episode_id=<id>/part-0.parquet` (zstd). Every row carries `episode_id`
-(from the Hive path; read it as VARCHAR, since an id can be all decimal digits), and every row of
-a message table `t_ns`, the MCAP log time in nanoseconds, which is the one clock all tables share.
-Message header stamps are kept as `stamp_ns`: recordings from simulation or from other robots
-often stamp headers on another clock than they log.
+Layout: `<lake>/<table>/` is a Delta table (`_delta_log/` plus Parquet files, zstd) partitioned by
+`site=<site>/day=<YYYY-MM-DD>/`, the episode's site and the UTC day it started; compaction merges an
+episode's small files with the others of its partition. Every row carries `episode_id` and the
+partition columns `site` and `day`, and every row of a message table `t_ns`, the MCAP log time in
+nanoseconds, which is the one clock all tables share. Message header stamps are kept as `stamp_ns`:
+recordings from simulation or from other robots often stamp headers on another clock than they log.
 
 `episode_id` is the first 16 hex digits of the file's SHA-256, so the same bytes are the same
 episode wherever they are found, and a file changed in place is a new one.
 
-Publishing is atomic per partition: a partition is written under `<lake>/_staging/<run>/` and
-renamed into `<table>/episode_id=<id>/` whole. An episode's `episodes` row is published last, so
-it marks the episode complete; readers never look into `_staging`.
+Publishing is one Delta commit per table per episode, `episodes` last, so an `episodes` row marks its
+episode complete. Each commit carries the application transaction `(episode_id, INGEST_TXN_VERSION)`,
+so a re-run commits nothing twice. Files are written under `<lake>/_staging/<run>/` and moved into
+their partition just before their commit: until then no reader sees them, and `astra lake vacuum`
+removes those a killed ingest left behind.
+
+Every commit is a version of its table; the lake's version is that of `episodes`. Each `episodes` row
+records in `table_versions` the version of every table once its episode had landed, so the lake as of
+a version V reads each table at the greatest version its `episodes` rows at V name.
 
 Files that cannot be read whole go to `<lake>/_quarantine/<episode_id>/` with `reason.json` and a
 copy of the file; whatever was salvaged from them lands in the tables as usual, with
 `episodes.salvaged = true` and the damage listed in `episodes.problems`.
+
+Lakes written before Delta Lake (`<table>/episode_id=<id>/part-0.parquet`) are converted by
+`astra lake migrate`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
 
-PARTITION_KEY = "episode_id"
+EPISODE_ID = "episode_id"
 DEFAULT_LAKE = Path("data/lake")  # relative to the working directory
 QUARANTINE_DIR = "_quarantine"
 STAGING_DIR = "_staging"
 PARQUET_COMPRESSION = "zstd"
-PART_FILE = "part-0.parquet"
+LEGACY_PARTITION_GLOB = f"{EPISODE_ID}=*"  # one folder per episode: the layout before Delta Lake
+DEFAULT_RETENTION_HOURS = 168  # Delta Lake's default: `astra lake vacuum` keeps a week of versions readable
+INGEST_TXN_VERSION = 0  # the version of an episode's application transaction: it is committed once
 EPISODE_ID_HEX_DIGITS = 16
 # `episodes.outcome`: read whole; damaged but something salvaged; nothing readable.
 OUTCOME_OK, OUTCOME_SALVAGED, OUTCOME_REJECTED = "ok", "salvaged", "rejected"
@@ -44,8 +58,7 @@ def _vec(prefix: str, names: str = "xyz") -> list[pa.Field]:
     return [pa.field(f"{prefix}_{n}", _f64) for n in names]
 
 
-# Columns every message table starts with. `episode_id` is not stored in the files: it is the
-# Hive partition, and readers (DuckDB, polars) add it back.
+# Columns every message table starts with; the lake adds `episode_id` and the partitions (`lake_schema`).
 _MESSAGE_KEYS = [pa.field("t_ns", _i64, nullable=False), pa.field("topic", _str, nullable=False)]
 _STAMPED = [*_MESSAGE_KEYS, pa.field("stamp_ns", _i64), pa.field("frame_id", _str)]
 
@@ -308,9 +321,36 @@ def episode_id_of(sha256_hex: str) -> str:
     return sha256_hex[:EPISODE_ID_HEX_DIGITS]
 
 
-def partition_dir(root: Path, table: str, episode: str) -> Path:
-    """Where one episode's part of a table lives, under a lake or a staging root."""
-    return root / table / f"{PARTITION_KEY}={episode}"
+# What the lake adds to every table of TABLES. The partition columns live in the Delta log, not in the files.
+PARTITIONS = pa.schema([pa.field("site", _str), pa.field("day", pa.date32())])
+TABLE_VERSIONS = pa.field("table_versions", pa.map_(_str, _i64))  # `episodes` only: see the module doc
+_HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
+def file_schema(table: str) -> pa.Schema:
+    """The columns of a table's Parquet files in the lake: its TABLES columns but the partitions, `episode_id`,
+    and for `episodes` its `table_versions`."""
+    fields = [f for f in TABLES[table] if f.name not in PARTITIONS.names]
+    fields.append(pa.field(EPISODE_ID, _str, nullable=False))
+    if table == "episodes":
+        fields.append(TABLE_VERSIONS)
+    return pa.schema(fields)
+
+
+def lake_schema(table: str) -> pa.Schema:
+    """A lake table's schema: its file columns, then the partition columns."""
+    return pa.schema([*file_schema(table), *PARTITIONS])
+
+
+def partition_values(site: str | None, start_ns: int | None) -> dict[str, str | None]:
+    """An episode's partition as Delta writes it: its site, and the UTC day it started (null if unknown)."""
+    day = None if start_ns is None else dt.datetime.fromtimestamp(start_ns / 1e9, dt.UTC).date().isoformat()
+    return {"site": site, "day": day}
+
+
+def partition_path(values: Mapping[str, str | None]) -> str:
+    """The folder of a partition inside its table, Hive-style and escaped as Delta Lake writers do."""
+    return "/".join(f"{k}={_HIVE_NULL if v is None else quote(v, safe='')}" for k, v in values.items())
 
 
 def _array(values: Sequence[Any], type_: pa.DataType) -> pa.Array:

@@ -174,8 +174,10 @@ def info(
     total_frames: int,
     total_tasks: int,
     limits: FileLimits,
+    source: dict[str, Any],
 ) -> dict[str, Any]:
-    """The content of meta/info.json."""
+    """The content of meta/info.json. `source`: the lake and the lake version the frames were read from (ours;
+    LeRobot reads the keys it knows)."""
     return {
         "codebase_version": CODEBASE_VERSION,
         "robot_type": ROBOT_TYPE,
@@ -190,4 +192,5 @@ def info(
         "data_path": DATA_PATH,
         "video_path": VIDEO_PATH,
         "features": features(fps, camera_shapes),
+        "source": source,
     }

@@ -9,6 +9,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from deltalake import DeltaTable
 
 from pipelines.ingest import ingest
 
@@ -32,9 +33,10 @@ def conformance_lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str
         if not (lake / table).is_dir():
             return {}
         found: dict[str, list[tuple]] = {}
+        files = DeltaTable(lake / table).file_uris()  # an episode's rows are in one file, in order, compacted or not
         for episode_id, *row in con.sql(
-            f"SELECT episode_id, {columns} FROM read_parquet('{lake}/{table}/*/*.parquet', hive_partitioning=true, "
-            "hive_types={'episode_id': VARCHAR}, file_row_number=true) ORDER BY episode_id, file_row_number"
+            f"SELECT episode_id, {columns} FROM read_parquet({files}, filename=true, file_row_number=true) "
+            "ORDER BY episode_id, filename, file_row_number"
         ).fetchall():
             found.setdefault(episode_id, []).append(tuple(row))
         return found

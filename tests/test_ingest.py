@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import zstandard
+from deltalake import DeltaTable
 from mcap.data_stream import RecordBuilder
 from mcap.records import Channel, Chunk, DataEnd, Footer, McapRecord, Message
 from mcap.stream_reader import StreamReader, breakup_chunk
@@ -28,13 +29,14 @@ from mcap.writer import MCAP0_MAGIC
 from mcap.writer import Writer as McapWriter
 from mcap_ros2.writer import Writer as ROS2Writer
 
+from datasets.lake import Lake, commit_episode_file, vacuum
 from datasets.log_files import list_logs
 from datasets.mcap_reader import SalvagingReader, chunk_records
 from datasets.recording import EpisodeWriter, summarize
 from pipelines.ingest import BatchBounds, EpisodeStream, identify_source, ingest, read_episode
 from schemas import messages as m
 from schemas.episode import EpisodeMetadata
-from schemas.lake import PART_FILE, QUARANTINE_DIR, ROS2_TABLES, STAGING_DIR, TABLES, partition_dir
+from schemas.lake import QUARANTINE_DIR, ROS2_TABLES, STAGING_DIR, TABLES
 from schemas.ros2_rows import CONVERTERS
 from tests.conftest import T0, sample_message
 
@@ -183,15 +185,8 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Inputs:
 
 
 def connect(lake: Path) -> duckdb.DuckDBPyConnection:
-    """DuckDB with one view per lake table; `episode_id` comes from the Hive path."""
-    con = duckdb.connect()
-    for table in TABLES:
-        if (lake / table).is_dir():
-            con.execute(
-                f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{lake}/{table}/*/*.parquet', "
-                "hive_partitioning=true, hive_types={'episode_id': VARCHAR})"
-            )
-    return con
+    """DuckDB with one view per lake table, at the lake's latest version."""
+    return Lake(lake).connect()
 
 
 @pytest.fixture(scope="module")
@@ -282,14 +277,10 @@ def test_ingest_writes_bounded_batches_with_the_rows_of_an_unbounded_read(
 ) -> None:
     ingest([inputs.good], tmp_path / "bounded", progress=False, bounds=bounds)
     ingest([inputs.good], tmp_path / "unbounded", progress=False, bounds=UNBOUNDED)
-    episode_id = identify_source(str(inputs.good)).episode_id
 
     def files(lake: Path) -> dict[str, pq.ParquetFile]:
-        return {
-            table: pq.ParquetFile(partition_dir(lake, table, episode_id) / PART_FILE)
-            for table in TABLES
-            if partition_dir(lake, table, episode_id).is_dir()
-        }
+        """Each table's one file: one commit of one episode."""
+        return {table: pq.ParquetFile(one_file(lake, table)) for table in Lake(lake).tables()}
 
     bounded, unbounded = files(tmp_path / "bounded"), files(tmp_path / "unbounded")
     assert bounded.keys() == unbounded.keys()
@@ -531,19 +522,28 @@ def test_ingesting_again_adds_nothing(lake: Path, inputs: Inputs) -> None:
     assert _lake_files(lake) == before
 
 
+def one_file(lake: Path, table: str) -> str:
+    [file] = DeltaTable(lake / table).file_uris()
+    return file
+
+
 def test_leftovers_of_a_killed_ingest_are_cleaned_up_and_a_changed_file_is_a_new_episode(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     path = record_episode(tmp_path / "logs" / "episode.mcap", steps=10)
     first_id = identify_source(str(path)).episode_id
-    # A killed ingest left a half-written staging folder, and a partition published without its `episodes` row.
+    # A killed ingest left a half-written staging folder and a file it never committed, and committed the
+    # episode's `tf` rows (a commit is whole) but not its `episodes` row.
     killed = subprocess.Popen([sys.executable, "-c", "pass"])
     killed.wait()
-    half_written = partition_dir(lake / STAGING_DIR / f"{socket.gethostname()}-{killed.pid}-0", "imu", first_id)
+    half_written = lake / STAGING_DIR / f"{socket.gethostname()}-{killed.pid}-0" / "imu"
     half_written.mkdir(parents=True)
-    (half_written / "part-0.parquet").write_bytes(b"PAR1 half")
-    stale = partition_dir(lake, "imu", first_id)
-    stale.mkdir(parents=True)
-    pq.write_table(read_episode(identify_source(str(path)))["imu"].slice(0, 3), stale / "part-0.parquet")
+    (half_written / "rows.parquet").write_bytes(b"PAR1 half")
+    tf = read_episode(identify_source(str(path)))["tf"]
+    staged = tmp_path / "tf.parquet"
+    pq.write_table(tf.append_column("episode_id", pa.array([first_id] * tf.num_rows)), staged)
+    commit_episode_file(lake, "tf", first_id, staged, {"site": "office-3", "day": "2023-11-14"})
+    uncommitted = lake / "tf" / "site=office-3" / "day=2023-11-14" / "uncommitted.parquet"
+    uncommitted.write_bytes(b"PAR1 half")
 
     assert ingest([path], lake, progress=False).episodes == 1
     assert not any((lake / STAGING_DIR).iterdir())
@@ -556,7 +556,9 @@ def test_leftovers_of_a_killed_ingest_are_cleaned_up_and_a_changed_file_is_a_new
         (first_id, 10),
         (identify_source(str(path)).episode_id, 12),
     ]
-    assert not list(lake.rglob("*.replaced"))
+    # The committed `tf` rows were not committed again: the table's transaction for the episode says they are in.
+    assert one(con, "SELECT count(*) FROM tf WHERE episode_id = ?", first_id) == (tf.num_rows,)
+    assert vacuum(lake, retention_hours=0)["tf"] == 1 and not uncommitted.exists()
 
 
 def test_files_with_the_same_bytes_are_one_episode(

@@ -209,6 +209,7 @@ def test_info_tasks_and_summary(exported: tuple[Path, dict]) -> None:
     episodes = _episodes(root)
     frames = sum(e["length"] for e in episodes)
     assert info["codebase_version"] == "v3.0"
+    assert summary["lake_version"] is not None and info["source"]["lake_version"] == summary["lake_version"]
     assert info["robot_type"] == fmt.ROBOT_TYPE and info["fps"] == FPS
     assert (info["total_episodes"], info["total_frames"], info["total_tasks"]) == (2, frames, 2)
     assert info["splits"] == {"train": "0:2"}

@@ -138,6 +138,8 @@ def test_eval_map_meets_the_bars(office_map: tuple[Path, str, MapSummary], tour_
 
     metrics = json.loads(proc.stdout)
     assert metrics["lake"] == str(tour_lake.resolve())
+    # The map names the lake version it was built from, and its truth is read at that version.
+    assert metrics["lake_version"] == summary.lake_version == Lake(tour_lake).version is not None
     assert metrics["keyframes"] == summary.keyframes and metrics["nodes"] == summary.nodes
     assert metrics["registration_rate"] >= MIN_REGISTRATION
     # Registered from the images, not merely put where wheel odometry said: the mapper seeds a few metres at

@@ -129,7 +129,7 @@ def test_split_rosbag2_directory_is_one_episode_in_time_order(tmp_path: Path, go
         con,
         "SELECT bool_and(t_ns >= previous) FROM (SELECT t_ns, lag(t_ns, 1, 0) OVER (PARTITION BY topic "
         "ORDER BY file_row_number) previous FROM read_parquet(?, file_row_number = true))",
-        f"{tmp_path}/lake/imu/*/*.parquet",
+        f"{tmp_path}/lake/imu/site=*/**/*.parquet",
     ) == (True,)
     tables = read(bag)
     assert comparable(tables) == comparable(read(good))
@@ -169,7 +169,7 @@ def test_cut_bags_are_salvaged_and_quarantined_with_exit_3(
         # What is salvaged is the recording up to the cut: the first rows of the whole file, none changed.
         full = read(whole)["imu"].sort_by("t_ns").to_pylist()
         cursor = con.execute(
-            "SELECT * EXCLUDE (episode_id) FROM imu WHERE episode_id = ? ORDER BY t_ns", [row["episode_id"]]
+            "SELECT * EXCLUDE (episode_id, site, day) FROM imu WHERE episode_id = ? ORDER BY t_ns", [row["episode_id"]]
         )
         kept = [dict(zip([d[0] for d in cursor.description], r, strict=True)) for r in cursor.fetchall()]
         assert 0 < len(kept) < len(full), kind
@@ -251,3 +251,16 @@ def test_real_bag_converted_gives_the_rows_of_the_mcap(tmp_path: Path, bag: str,
     converted, mcap = comparable(read(log)), comparable(read(ROS2_BAGS / bag))
     assert converted == mcap
     assert converted["episodes"]["message_counts"] == BAG_COUNTS[bag]
+
+
+def test_a_cut_rosbag2_directory_is_quarantined_whole(tmp_path: Path, good: Path) -> None:
+    bag = split_rosbag2(good, tmp_path / "logs" / "run", "mcap", parts=2)
+    last = sorted(bag.glob("run_*.mcap"))[-1]
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    summary = ingest([tmp_path / "logs"], tmp_path / "lake", progress=False)
+    assert (summary.episodes, summary.quarantined) == (1, [str(bag)])
+    [held] = (tmp_path / "lake" / QUARANTINE_DIR).iterdir()
+    reason = json.loads((held / "reason.json").read_text())
+    copy = held / reason["copy"]
+    assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in bag.iterdir())
+    assert (copy / last.name).read_bytes() == last.read_bytes()

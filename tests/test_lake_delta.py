@@ -1,0 +1,210 @@
+"""The lake as Delta Lake tables: one commit per table per episode, `episodes` last; re-runs that commit nothing
+by the tables' transaction ids; compaction, vacuum, time travel (`Lake(version=)`, `astra sql --as-of`) and the
+migration of lakes written before Delta Lake. Read-only SQL is tested in test_lake.py, over these tables."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from deltalake import DeltaTable
+
+from datasets.lake import (
+    AUTO_COMPACT_SMALL_FILES,
+    Lake,
+    LakeError,
+    commit_episode,
+    compact,
+    is_committed,
+    migrate,
+    vacuum,
+    write_partition,
+)
+from pipelines.ingest import ingest
+from schemas.lake import INGEST_TXN_VERSION, TABLES, file_schema, table_from_rows
+from tests.conftest import T0  # 2023-11-14 22:13:20 UTC, where recordings start
+from tests.test_ingest import record_episode
+
+ASTRA = str(Path(sys.executable).parent / "astra")
+
+
+def _staged(directory: Path, table: str, episode_id: str, rows: int) -> Path:
+    """A file of `rows` rows of a message table, as ingest stages it."""
+    schema = file_schema(table)
+    columns = {"t_ns": list(range(rows)), "topic": [f"/{table}"] * rows, "episode_id": [episode_id] * rows}
+    path = directory / f"{episode_id}-{table}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pydict({f.name: columns.get(f.name, [None] * rows) for f in schema}, schema), path)
+    return path
+
+
+def _episode(episode_id: str, site: str = "office-0", start_ns: int = T0) -> pa.Table:
+    """A one-row `episodes` table as ingest reads it from a file."""
+    values = {"source_path": f"/logs/{episode_id}.mcap", "site": site, "start_ns": start_ns, "duration_s": 1.0}
+    return table_from_rows("episodes", [tuple(values.get(f.name) for f in TABLES["episodes"])])
+
+
+def _commit(lake: Path, episode_id: str, rows: int = 3, **where: object) -> dict[str, int]:
+    files = {t: _staged(lake.parent / "staged", t, episode_id, rows) for t in ("imu", "odometry")}
+    return commit_episode(lake, episode_id, files, _episode(episode_id, **where))
+
+
+def _astra(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([ASTRA, *args], capture_output=True, text=True, timeout=120)
+
+
+# --- commits ---------------------------------------------------------------------------------------------------
+
+
+def test_an_episode_is_one_commit_per_table_episodes_last(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    versions = _commit(lake, "ep-a")
+    assert versions == {"imu": 1, "odometry": 1, "episodes": 1}  # version 0 of each is its creation
+    for table in versions:
+        history = DeltaTable(lake / table).history()
+        assert [h["operation"] for h in history] == ["WRITE", "CREATE TABLE"]
+        assert DeltaTable(lake / table).transaction_version("ep-a") == INGEST_TXN_VERSION
+    commit_times = {t: DeltaTable(lake / t).history(1)[0]["timestamp"] for t in versions}
+    assert commit_times["episodes"] >= max(commit_times["imu"], commit_times["odometry"])
+    # The episodes row names the versions its rows landed in, and sits in its site and day's partition.
+    row = Lake(lake).sql("SELECT table_versions, site, day::VARCHAR AS day FROM episodes").row(0, named=True)
+    assert row == {"table_versions": {"imu": 1, "odometry": 1}, "site": "office-0", "day": "2023-11-14"}
+    [file] = DeltaTable(lake / "imu").file_uris()
+    assert "/imu/site=office-0/day=2023-11-14/" in file
+
+
+def test_a_rerun_commits_nothing_by_the_transaction_ids(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    # An earlier run committed the episode's imu rows, then died before its other tables.
+    write_partition(lake, "imu", "ep-a", {"t_ns": [0, 1, 2], "topic": ["/imu"] * 3})
+    assert is_committed(lake, "imu", "ep-a") and not is_committed(lake, "episodes", "ep-a")
+    first = _commit(lake, "ep-a")
+    assert first["imu"] == 1 and DeltaTable(lake / "imu").history(1)[0]["operation"] == "WRITE"
+    again = _commit(lake, "ep-a")
+    assert again == first
+    assert not list((tmp_path / "staged").iterdir())  # the files of the run that committed nothing are gone
+    counts = Lake(lake).sql("SELECT (SELECT count(*) FROM imu) AS imu, (SELECT count(*) FROM odometry) AS odometry")
+    assert counts.row(0) == (3, 3)
+    assert {t: DeltaTable(lake / t).version() for t in first} == first
+
+
+def test_ingest_compacts_once_small_files_pile_up(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    for i in range(AUTO_COMPACT_SMALL_FILES - 1):
+        # In the partition of the recording below: its site, and the day it starts.
+        write_partition(lake, "tf", f"ep-{i}", {"t_ns": [i], "topic": ["/tf"], "site": ["office-3"], "start_ns": [T0]})
+    summary = ingest([record_episode(tmp_path / "logs" / "episode.mcap", steps=10)], lake, progress=False)
+    assert summary.episodes == 1 and "tf" in summary.compacted and "imu" not in summary.compacted
+    assert len(DeltaTable(lake / "tf").file_uris()) < AUTO_COMPACT_SMALL_FILES
+    assert summary.lake_version == DeltaTable(lake / "episodes").version()
+
+
+# --- compaction and vacuum --------------------------------------------------------------------------------------
+
+
+def test_compaction_merges_a_partition_into_one_file_and_keeps_old_versions_readable(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    for i in range(4):
+        _commit(lake, f"ep-{i}", rows=i + 1)
+    _commit(lake, "ep-other-day", start_ns=T0 + 86_400 * 10**9)
+    before = Lake(lake)
+    query = "SELECT episode_id, day, count(*) AS n, sum(t_ns) AS t FROM imu GROUP BY ALL ORDER BY ALL"
+    expected = before.sql(query)
+    assert len(DeltaTable(lake / "imu").file_uris()) == 5
+
+    done = compact(lake)
+    assert done["imu"] == {"files_removed": 4, "files_added": 1}  # the lone file of the other day stays
+    assert len(DeltaTable(lake / "imu").file_uris()) == 2
+    after = Lake(lake)
+    assert after.version == before.version + 1 and after.sql(query).equals(expected)
+    assert Lake(lake, version=before.version).sql(query).equals(expected)
+    assert compact(lake) == {}  # nothing small is left to merge
+
+
+def test_vacuum_deletes_replaced_files_and_the_versions_that_read_them(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    for i in range(3):
+        _commit(lake, f"ep-{i}")
+    old = Lake(lake).version
+    compact(lake)
+    assert vacuum(lake)["imu"] == 0  # the default retention keeps a week of versions
+    assert Lake(lake, version=old).sql("SELECT count(*) FROM imu").item() == 9
+    assert vacuum(lake, retention_hours=0)["imu"] == 3
+    assert Lake(lake).sql("SELECT count(*) FROM imu").item() == 9
+    with pytest.raises(LakeError, match=f"version {old} of the lake is gone: `astra lake vacuum` removed"):
+        Lake(lake, version=old)
+    with pytest.raises(LakeError, match="retention hours must be 0 or more"):
+        vacuum(lake, retention_hours=-1)
+
+
+# --- time travel --------------------------------------------------------------------------------------------------
+
+
+def test_each_lake_version_reads_the_episodes_committed_by_then(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    versions = [_commit(lake, f"ep-{i}", rows=10 * (i + 1))["episodes"] for i in range(3)]
+    assert versions == [1, 2, 3]
+    for count, version in enumerate(versions, start=1):
+        db = Lake(lake, version=version)
+        assert db.version == version
+        assert db.sql("SELECT count(*) FROM episodes").item() == count
+        assert db.sql("SELECT count(*) FROM imu").item() == sum(10 * (i + 1) for i in range(count))
+        assert db.table("odometry").collect().height == db.sql("SELECT count(*) FROM odometry").item()
+    assert Lake(lake, version=0).tables() == ["episodes"]  # the empty table, before any episode
+
+    as_of = _astra("sql", "SELECT count(*) AS n FROM imu", "--lake", str(lake), "--format", "json", "--as-of", "1")
+    assert as_of.returncode == 0 and json.loads(as_of.stdout) == [{"n": 10}]
+    latest = _astra("sql", "SELECT count(*) AS n FROM imu", "--lake", str(lake), "--format", "json")
+    assert json.loads(latest.stdout) == [{"n": 60}]
+    future = _astra("sql", "SELECT 1", "--lake", str(lake), "--as-of", "4")
+    assert future.returncode == 2 and "has versions 0 to 3, not 4" in future.stderr
+    refused = _astra("sql", "DROP VIEW imu", "--lake", str(lake), "--as-of", "1")
+    assert refused.returncode == 2 and "read-only" in refused.stderr
+
+
+# --- migration from the layout before Delta Lake ----------------------------------------------------------------
+
+
+def _write_legacy(lake: Path, table: str, episode_id: str, columns: dict[str, list]) -> None:
+    """A partition as lakes before Delta Lake stored it: `<table>/episode_id=<id>/part-0.parquet`, no id column."""
+    rows = len(next(iter(columns.values())))
+    schema = TABLES[table]
+    data = pa.Table.from_pydict({f.name: columns.get(f.name, [None] * rows) for f in schema}, schema=schema)
+    (lake / table / f"episode_id={episode_id}").mkdir(parents=True)
+    pq.write_table(data, lake / table / f"episode_id={episode_id}" / "part-0.parquet")
+
+
+def test_migrate_converts_a_lake_of_folders_per_episode(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    for i, site in enumerate(("office-0", "warehouse-1")):
+        _write_legacy(lake, "imu", f"ep-{i}", {"t_ns": [1, 2, 3][: i + 2], "topic": ["/imu"] * (i + 2)})
+        _write_legacy(lake, "episodes", f"ep-{i}", {"site": [site], "start_ns": [T0], "collisions": [i]})
+    with pytest.raises(LakeError, match=r"stores episodes, imu in the layout before Delta Lake.*astra lake migrate"):
+        Lake(lake)
+    with pytest.raises(LakeError, match="astra lake migrate"):
+        ingest([record_episode(tmp_path / "logs" / "episode.mcap", steps=5)], lake, progress=False)
+
+    result = _astra("lake", "migrate", "--lake", str(lake))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1])["migrated_rows"] == {"episodes": 2, "imu": 5}
+    db = Lake(lake)
+    query = "SELECT episode_id, site, count(*) AS n FROM imu GROUP BY ALL ORDER BY 1"
+    assert db.sql(query).rows() == [("ep-0", "office-0", 2), ("ep-1", "warehouse-1", 3)]
+    assert db.sql("SELECT episode_id, collisions FROM episodes ORDER BY 1").rows() == [("ep-0", 0), ("ep-1", 1)]
+    assert all(is_committed(lake, t, f"ep-{i}") for t in ("imu", "episodes") for i in range(2))
+    assert not list(lake.glob("*/episode_id=*")) and not list(lake.glob(".*"))
+    assert migrate(lake) == {}  # nothing left to convert
+
+
+def test_lake_commands_refuse_what_is_not_a_lake(tmp_path: Path) -> None:
+    for command in ("compact", "vacuum", "migrate"):
+        result = _astra("lake", command, "--lake", str(tmp_path / "nowhere"))
+        assert result.returncode == 2 and "no lake at" in result.stderr
+    negative = _astra("lake", "vacuum", "--lake", str(tmp_path), "--retention-hours", "-1")
+    assert negative.returncode == 2 and "retention hours must be 0 or more" in negative.stderr
+    assert "--retention-hours" in _astra("lake", "vacuum", "--help").stdout
