@@ -286,34 +286,40 @@ def is_committed(lake: Path, table: str, episode_id: str) -> bool:
     return DeltaTable.is_deltatable(str(path)) and DeltaTable(path).transaction_version(episode_id) is not None
 
 
-def commit_episode_file(lake: Path, table: str, episode_id: str, file: Path, partition: Mapping[str, Any]) -> int:
-    """Commit one episode's rows of `table`, written to `file` (Parquet in `file_schema(table)`, on the lake's
-    filesystem), as one Delta commit carrying the episode's application transaction. The file is moved into
-    its partition first; readers see it only once committed. Returns the table's version after the commit.
+def commit_episode_file(
+    lake: Path, table: str, episode_id: str, files: Path | Sequence[Path], partition: Mapping[str, Any]
+) -> int:
+    """Commit one episode's rows of `table`, written to `files` (Parquet in `file_schema(table)`, on the lake's
+    filesystem, in row order), as one Delta commit carrying the episode's application transaction. The files are
+    moved into their partition first, named in order; readers see them only once committed. Returns the table's
+    version after the commit.
 
-    If an earlier run committed this episode's rows already (the transaction says so), `file` is deleted and
+    If an earlier run committed this episode's rows already (the transaction says so), the files are deleted and
     nothing is committed.
     """
+    files = [files] if isinstance(files, Path) else list(files)
     path = lake / table
     schema = lake_schema(table)
     delta = DeltaTable.create(path, schema, partition_by=PARTITIONS.names, mode="ignore")
     if delta.transaction_version(episode_id) is not None:
-        file.unlink()
+        for file in files:
+            file.unlink()
         return delta.version()
-    relative = f"{partition_path(partition)}/{episode_id}-{uuid.uuid4().hex[:8]}.parquet"
-    (path / relative).parent.mkdir(parents=True, exist_ok=True)
-    os.rename(file, path / relative)
-    rows = pq.read_metadata(path / relative).num_rows
-    add = AddAction(
-        relative,
-        (path / relative).stat().st_size,
-        dict(partition),
-        time.time_ns() // 1_000_000,
-        True,
-        json.dumps({"numRecords": rows}),
-    )
+    run = uuid.uuid4().hex[:8]
+    adds = []
+    for index, file in enumerate(files):
+        relative = f"{partition_path(partition)}/{episode_id}-{run}-{index:05d}.parquet"
+        (path / relative).parent.mkdir(parents=True, exist_ok=True)
+        os.rename(file, path / relative)
+        rows = pq.read_metadata(path / relative).num_rows
+        stats = json.dumps({"numRecords": rows})
+        adds.append(
+            AddAction(
+                relative, (path / relative).stat().st_size, dict(partition), time.time_ns() // 1_000_000, True, stats
+            )
+        )
     delta.create_write_transaction(
-        [add],
+        adds,
         "append",
         schema,
         partition_by=PARTITIONS.names,
@@ -323,8 +329,10 @@ def commit_episode_file(lake: Path, table: str, episode_id: str, file: Path, par
     return delta.version()
 
 
-def commit_episode(lake: Path, episode_id: str, files: Mapping[str, Path], episode: pa.Table) -> dict[str, int]:
-    """Commit an episode: each table's file of its rows (see `commit_episode_file`), then its one-row `episodes`
+def commit_episode(
+    lake: Path, episode_id: str, files: Mapping[str, Path | Sequence[Path]], episode: pa.Table
+) -> dict[str, int]:
+    """Commit an episode: each table's files of its rows (see `commit_episode_file`), then its one-row `episodes`
     table (in `TABLES["episodes"]`), which records the versions they landed in. Returns table -> version."""
     row = episode.to_pylist()[0]
     partition = partition_values(row["site"], row["start_ns"])

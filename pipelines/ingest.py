@@ -452,7 +452,7 @@ def read_episode(source: Source, bounds: BatchBounds = BatchBounds(), bulk: bool
 
 @dataclass(frozen=True)
 class StagedPartition:
-    """A table's rows of one file written under `root`, the staging folder of the file (`staged_path`)."""
+    """A table's rows of one file written under `root`, the staging folder of the file (`staged_files`)."""
 
     source_path: str
     root: str
@@ -493,10 +493,10 @@ class StagedEpisode:
     """One episode's tables written as Parquet files under a staging root, batch by batch, ready to commit.
 
     Writes run on a background thread, where Arrow encodes and compresses without the GIL while the
-    next batch decodes. Each part of a table (see `Batch`) goes to a file of its own as it comes; on
-    leaving the `with` block without an error, each table's parts are joined in order into one file
-    (`path`), one row group at a time. Message tables get their lake columns (`file_schema`), and the
-    one-row `episodes` table stays as read, for `commit_episode`. `rows`: rows written per table.
+    next batch decodes. Each part of a table (see `Batch`) goes to a file of its own as it comes, and a table's
+    files, in part order, are committed together (`staged_files`): nothing is rewritten. Message tables get
+    their lake columns (`file_schema`), and the one-row `episodes` table stays as read, for `commit_episode`.
+    `rows`: rows written per table.
     """
 
     def __init__(self, root: Path, episode_id: str) -> None:
@@ -512,20 +512,13 @@ class StagedEpisode:
         self.rows[batch.table] += batch.data.num_rows
         self._pending.append(self._thread.submit(self._write, batch))
 
-    def path(self, table: str) -> Path:
-        """Where a table's rows are once the `with` block is left."""
-        return staged_path(self.root, table)
-
-    def _part_path(self, table: str, part: int) -> Path:
-        return self.root / table / f".part-{part}.parquet"
-
     def _schema(self, table: str) -> pa.Schema:
         return TABLES[table] if table == "episodes" else file_schema(table)
 
     def _write(self, batch: Batch) -> None:
         key = batch.table, batch.part
         if key not in self._writers:
-            path = self._part_path(*key)
+            path = self.root / batch.table / _STAGED_FILE.format(part=batch.part)
             path.parent.mkdir(parents=True, exist_ok=True)
             self._writers[key] = _parquet_writer(path, self._schema(batch.table))
         data = batch.data
@@ -545,30 +538,14 @@ class StagedEpisode:
             self._thread.shutdown(cancel_futures=True)
             for writer in self._writers.values():
                 writer.close()
-        if error is None:
-            parts: dict[str, list[int]] = defaultdict(list)
-            for table, part in sorted(self._writers):
-                parts[table].append(part)
-            for table, numbers in parts.items():
-                self._join_parts(table, numbers)
-
-    def _join_parts(self, table: str, parts: list[int]) -> None:
-        target = self.path(table)
-        if len(parts) == 1:
-            os.rename(self._part_path(table, parts[0]), target)
-            return
-        with _parquet_writer(target, self._schema(table)) as writer:
-            for part in parts:
-                path = self._part_path(table, part)
-                with pq.ParquetFile(path) as source:
-                    for i in range(source.num_row_groups):
-                        writer.write_table(source.read_row_group(i))
-                path.unlink()
 
 
-def staged_path(root: Path, table: str) -> Path:
-    """The file of a table's rows of one episode under its staging root."""
-    return root / table / "rows.parquet"
+_STAGED_FILE, _STAGED_GLOB = "rows-{part:05d}.parquet", "rows-*.parquet"
+
+
+def staged_files(root: Path, table: str) -> list[Path]:
+    """The files of a table's rows of one episode under its staging root, in part order."""
+    return sorted((root / table).glob(_STAGED_GLOB))
 
 
 def _staging_root(staging: str, source_path: str) -> str:
@@ -646,7 +623,8 @@ def publish_episode(episode_id: str, staged: Iterable[StagedPartition], lake: Pa
     source = min(p.source_path for p in staged)
     parts = {p.table: p for p in staged if p.source_path == source}
     root = Path(parts["episodes"].root)
-    episode_table = pq.read_table(staged_path(root, "episodes"))
+    [episode_file] = staged_files(root, "episodes")
+    episode_table = pq.read_table(episode_file)
     episode = episode_table.to_pylist()[0]
     report = {
         "episode_id": episode_id,
@@ -664,7 +642,7 @@ def publish_episode(episode_id: str, staged: Iterable[StagedPartition], lake: Pa
         reason = {**report, "sha256": episode["source_sha256"], "copy": copy}
         _write_atomically(held / "reason.json", json.dumps(reason, indent=1))
         _move_into_place(held, lake / QUARANTINE_DIR / episode_id)
-    files = {table: staged_path(root, table) for table in parts.keys() - {"episodes"}}
+    files = {table: staged_files(root, table) for table in parts.keys() - {"episodes"}}
     commit_episode(lake, episode_id, files, episode_table)
     _write_atomically(reports / f"{episode_id}.json", json.dumps(report))
     return report
