@@ -717,18 +717,21 @@ def run_pipeline(
     runner: str = "direct",
     dask_address: str | None = None,
     workers: int | None = None,
+    threads: int = 1,
 ) -> None:
     """Build a pipeline with `build` and run it to completion on the DirectRunner or on Dask.
 
     For Dask, `dask_address` is a scheduler address; without one, a local cluster of `workers`
-    processes (default: one per core) is started for the run.
+    processes (default: one per core) is started for the run. The direct runner runs bundles on
+    `threads` threads.
     """
     check_runner(runner, dask_address, workers)
     if runner == "direct":
         # The in-process FnApiRunner, named: Beam's DirectRunner would first try to download the Prism runner
         # binary from the internet, and fall back to this runner only once that fails. Explicit flags:
         # PipelineOptions would otherwise parse the command line of whoever calls us.
-        with beam.Pipeline(options=PipelineOptions(flags=[], runner="FnApiRunner")) as pipeline:
+        parallel = {"direct_num_workers": threads, "direct_running_mode": "multi_threading"} if threads > 1 else {}
+        with beam.Pipeline(options=PipelineOptions(flags=[], runner="FnApiRunner", **parallel)) as pipeline:
             build(pipeline)
         return
     with contextlib.ExitStack() as stack:
@@ -808,7 +811,9 @@ def ingest(
             unit="B",
             unit_scale=True,
         ):
-            run_pipeline(build, runner, dask_address, workers)
+            # Threads, not processes: decompressing, decoding into numpy and writing Parquet release the GIL, and a
+            # thread starts in no time where a worker process would import Beam again.
+            run_pipeline(build, runner, dask_address, workers, threads=os.cpu_count() or 1)
         reports = [json.loads(p.read_text()) for p in sorted(reports_dir.glob("*.json"))]
     finally:
         shutil.rmtree(staging, ignore_errors=True)
