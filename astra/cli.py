@@ -232,7 +232,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_lake(args: argparse.Namespace) -> int:
-    from datasets import lake
+    from datasets import lake_tables as lake
 
     started = time.perf_counter()
     try:

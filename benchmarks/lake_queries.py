@@ -28,7 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 
-from datasets.lake import EXAMPLE_QUERIES, Lake, compact
+from datasets.lake import EXAMPLE_QUERIES, Lake
+from datasets.lake_tables import compact
 from pipelines.ingest import ingest
 from schemas.lake import INGEST_TXN_VERSION, PARTITIONS, TABLE_VERSIONS, lake_schema
 from schemas.world import WORLD_KINDS

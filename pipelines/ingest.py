@@ -9,10 +9,10 @@
                          and written in bounded batches (`BatchBounds`), so memory does not grow
                          with the log
     PublishEpisodes      groups by episode and commits each: one Delta commit per table, `episodes`
-                         last (`datasets.lake.commit_episode`); of logs with the same bytes, the
+                         last (`datasets.lake_tables.commit_episode`); of logs with the same bytes, the
                          first path is published
 
-Once published, tables with many small files are compacted (`datasets.lake.compact`).
+Once published, tables with many small files are compacted (`datasets.lake_tables.compact`).
 
 Each file goes from its name to staged Parquet in one fused stage, so files spread evenly over
 workers and decoded tables never cross a shuffle: only names and row counts are grouped. The
@@ -48,7 +48,7 @@ from mcap.records import Attachment, Channel, Message, Schema
 from mcap.well_known import MessageEncoding, SchemaEncoding
 from mcap_ros2.decoder import DecoderFactory
 
-from datasets.lake import (
+from datasets.lake_tables import (
     AUTO_COMPACT_SMALL_FILES,
     check_layout,
     commit_episode,

@@ -29,7 +29,8 @@ from mcap.writer import MCAP0_MAGIC
 from mcap.writer import Writer as McapWriter
 from mcap_ros2.writer import Writer as ROS2Writer
 
-from datasets.lake import Lake, commit_episode_file, vacuum
+from datasets.lake import Lake
+from datasets.lake_tables import commit_episode_file, vacuum
 from datasets.log_files import list_logs
 from datasets.mcap_reader import SalvagingReader, chunk_records
 from datasets.recording import EpisodeWriter, summarize

@@ -25,7 +25,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from datasets.lake import EXAMPLE_QUERIES, TABLE_MAX_CELL, TABLE_MAX_ROWS, Lake, LakeError, run_query, write_partition
+from datasets.lake import EXAMPLE_QUERIES, TABLE_MAX_CELL, TABLE_MAX_ROWS, Lake, LakeError, run_query
+from datasets.lake_tables import write_partition
 from datasets.windows import IMAGE_TOPICS, STREAMS, EpisodeWindows
 from schemas.lake import OUTCOME_OK
 from schemas.topics import BY_OUTPUT, CAMERAS

@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from datasets.lake import (
+from datasets.lake import Lake
+from datasets.lake_tables import (
     AUTO_COMPACT_SMALL_FILES,
-    Lake,
     LakeError,
     commit_episode,
     compact,

@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from datasets.lake import Lake, LakeError, write_partition
+from datasets.lake import Lake, LakeError
+from datasets.lake_tables import write_partition
 from datasets.lerobot import _FeatureStats, export_lerobot
 from pipelines.ingest import ingest
 from schemas import lerobot as fmt
