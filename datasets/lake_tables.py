@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import random
 import shutil
 import time
 import uuid
@@ -20,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.transaction import AddAction
 
 from schemas.lake import (
@@ -42,6 +44,8 @@ class LakeError(ValueError):
     """Something the user can fix: no lake at the path, an unknown table, a refused or failing query."""
 
 
+# Ingest's threads and Dask workers commit to the same tables at once: a commit that loses a race is retried.
+COMMIT_ATTEMPTS = 20
 # Compaction: ingest compacts a table by itself once this many of its files are under the target size.
 AUTO_COMPACT_SMALL_FILES = 64
 COMPACT_TARGET_BYTES = 128 << 20
@@ -131,7 +135,7 @@ def commit_episode_file(
     files = [files] if isinstance(files, Path) else list(files)
     path = lake / table
     schema = lake_schema(table)
-    delta = DeltaTable.create(path, schema, partition_by=PARTITIONS.names, mode="ignore")
+    delta = _created(path, schema)
     if delta.transaction_version(episode_id) is not None:
         for file in files:
             file.unlink()
@@ -143,21 +147,45 @@ def commit_episode_file(
         (path / relative).parent.mkdir(parents=True, exist_ok=True)
         os.rename(file, path / relative)
         rows = pq.read_metadata(path / relative).num_rows
-        stats = json.dumps({"numRecords": rows})
-        adds.append(
-            AddAction(
-                relative, (path / relative).stat().st_size, dict(partition), time.time_ns() // 1_000_000, True, stats
-            )
+        size, now_ms = (path / relative).stat().st_size, time.time_ns() // 1_000_000
+        adds.append(AddAction(relative, size, dict(partition), now_ms, True, json.dumps({"numRecords": rows})))
+
+    def commit() -> None:
+        delta.create_write_transaction(
+            adds,
+            "append",
+            schema,
+            partition_by=PARTITIONS.names,
+            commit_properties=CommitProperties(app_transactions=[Transaction(episode_id, INGEST_TXN_VERSION)]),
         )
-    delta.create_write_transaction(
-        adds,
-        "append",
-        schema,
-        partition_by=PARTITIONS.names,
-        commit_properties=CommitProperties(app_transactions=[Transaction(episode_id, INGEST_TXN_VERSION)]),
-    )
+
+    for attempt in range(COMMIT_ATTEMPTS - 1):
+        try:
+            commit()
+            break
+        except CommitFailedError:  # another writer committed first, or created the table: re-read it, try again
+            _back_off(attempt)
+            delta = DeltaTable(path)
+    else:
+        commit()
     delta.update_incremental()
     return delta.version()
+
+
+def _created(path: Path, schema: pa.Schema) -> DeltaTable:
+    """The table at `path`, created if it does not exist yet, by this writer or by one racing it."""
+    for attempt in range(COMMIT_ATTEMPTS - 1):
+        try:
+            return DeltaTable.create(path, schema, partition_by=PARTITIONS.names, mode="ignore")
+        except DeltaError:
+            if DeltaTable.is_deltatable(str(path)):
+                return DeltaTable(path)
+            _back_off(attempt)
+    return DeltaTable.create(path, schema, partition_by=PARTITIONS.names, mode="ignore")
+
+
+def _back_off(attempt: int) -> None:
+    time.sleep(random.uniform(0.0, 0.05 * (attempt + 1)))  # random, so that racing writers part
 
 
 def commit_episode(
