@@ -175,11 +175,11 @@ def commit_episode_file(
 def _created(path: Path, schema: pa.Schema) -> DeltaTable:
     """The table at `path`, created if it does not exist yet, by this writer or by one racing it."""
     for attempt in range(COMMIT_ATTEMPTS - 1):
+        if DeltaTable.is_deltatable(str(path)):
+            return DeltaTable(path)  # half the cost of create(mode="ignore"), which loads the log as well
         try:
             return DeltaTable.create(path, schema, partition_by=PARTITIONS.names, mode="ignore")
-        except DeltaError:
-            if DeltaTable.is_deltatable(str(path)):
-                return DeltaTable(path)
+        except DeltaError:  # another writer created it at the same moment
             _back_off(attempt)
     return DeltaTable.create(path, schema, partition_by=PARTITIONS.names, mode="ignore")
 
