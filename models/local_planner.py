@@ -67,6 +67,9 @@ class DwaConfig(LocalPlannerConfig):
     heading_lookahead: float = 0.5  # m along the guide beyond a rollout's end that its heading should face
     # Moving obstacles: gaps are edge to edge, over `obstacle_horizon_s` (the robot stops at its rollout's end).
     obstacle_margin: float = 0.2  # hard, as `margin` is for static obstacles
+    # ... and more, the further ahead the prediction: a track's velocity is an estimate, late after someone turns
+    # and off while a cart's centroid slides over its faces.
+    obstacle_margin_growth: float = 0.1  # m per second ahead
     obstacle_preferred_gap: float = 0.8  # no cost beyond this
     obstacle_horizon_s: float = 3.0
     evade_speed_samples: int = 9  # max_reverse_speed backwards .. max_speed, when giving way
@@ -94,6 +97,16 @@ class LocalPlan:
     guide: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))  # (N, 2) the path the plan follows
     candidate_costs: np.ndarray = field(default_factory=lambda: np.empty(0))  # (S,) inf where rejected
     chosen: int = -1  # index of the chosen rollout among the candidates; -1 when none was
+
+
+@dataclass(frozen=True)
+class _ObstacleCheck:
+    """How each of S rollouts fares against the moving obstacles' predictions, gaps edge to edge in metres."""
+
+    intrusion: np.ndarray  # (S,) into the preferred gap, 0 .. 1, averaged over the horizon
+    safe: np.ndarray  # (S,) keeps the margin under both predictions at every instant
+    walking_gap: np.ndarray  # (S,) smallest gap if they walk on at their velocity, less the margin's growth
+    standing_gap: np.ndarray  # (S,) smallest gap if they stop where they are now
 
 
 class LocalPlanner(abc.ABC):
@@ -232,7 +245,8 @@ class DwaPlanner(LocalPlanner):
         driven = _scaled(commands, speed_scale)
         paths = rollout(pose, velocity, driven, c.limits, c.dt, self._steps)
         min_clear, admissible = self._static_check(xy, paths, clearance)
-        intrusion, safe, _ = self._obstacle_check(xy, paths, obstacles)
+        check = self._obstacle_check(xy, paths, obstacles)
+        intrusion, safe = check.intrusion, check.safe
         if not (admissible & safe).any():
             if not safe.all():
                 return self.evade(pose, velocity, clearance, obstacles, remaining, speed_scale)
@@ -276,15 +290,16 @@ class DwaPlanner(LocalPlanner):
         min_clear, admissible = self._static_check(xy, paths, clearance)
         if not admissible.any():
             return self.stop(pose, "blocked", clearance, remaining_m)
-        intrusion, safe, closest = self._obstacle_check(xy, paths, obstacles)
+        check = self._obstacle_check(xy, paths, obstacles)
         cost = (
-            c.weight_obstacle * intrusion
+            c.weight_obstacle * check.intrusion
             + 0.1 * c.weight_clearance * self._closeness(min_clear)
             + 0.1 * c.weight_smoothness * self._change(driven, velocity)
         )
-        if (admissible & safe).any():  # a way that keeps the margin beats one that is clearer on average
-            admissible &= safe
+        if (admissible & check.safe).any():  # a way that keeps the margin beats one that is clearer on average
+            admissible &= check.safe
         else:  # none: come least close
+            closest = np.minimum(check.walking_gap, check.standing_gap)
             cost += c.weight_evade_contact * np.clip(c.obstacle_margin - closest, 0.0, None)
         return self._choose(paths, self._evasions, cost, admissible, min_clear, "yield", remaining_m, self._guide)
 
@@ -328,11 +343,8 @@ class DwaPlanner(LocalPlanner):
         # Already inside the margin (pushed, or the map changed): allow whatever does not get closer still.
         return min_clear, min_clear >= min(c.robot_radius + c.margin, here - 1e-3)
 
-    def _obstacle_check(
-        self, xy: np.ndarray, paths: np.ndarray, obstacles: MovingObstacles
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Each rollout's intrusion into the moving obstacles' preferred gap (0 .. 1, averaged over the horizon),
-        whether it keeps the hard margin from their predicted positions at every instant, and its smallest gap.
+    def _obstacle_check(self, xy: np.ndarray, paths: np.ndarray, obstacles: MovingObstacles) -> _ObstacleCheck:
+        """How each rollout fares against the moving obstacles' two predictions (see :class:`_ObstacleCheck`).
 
         Each obstacle is predicted twice: walking on at its velocity, and stopped where it is now, because people
         stop and turn back without warning; so the robot never plans into the spot where someone stands now, and
@@ -341,19 +353,23 @@ class DwaPlanner(LocalPlanner):
         """
         c = self.config
         if not len(obstacles):
-            return np.zeros(len(paths)), np.ones(len(paths), dtype=bool), np.full(len(paths), np.inf)
+            far = np.full(len(paths), np.inf)
+            return _ObstacleCheck(np.zeros(len(paths)), np.ones(len(paths), dtype=bool), far, far)
         held = np.concatenate([paths[..., :2], np.repeat(paths[:, -1:, :2], self._hold_steps, axis=1)], axis=1)
-        walking = obstacles.at(c.dt * np.arange(1, held.shape[1] + 1))  # (N, T, 2)
+        times = c.dt * np.arange(1, held.shape[1] + 1)
+        walking = obstacles.at(times)  # (N, T, 2)
         stopped = np.broadcast_to(obstacles.position[:, None, :], walking.shape)
         predicted, radius = np.concatenate([walking, stopped]), np.tile(obstacles.radius, 2)
-        gaps = np.linalg.norm(held[:, None] - predicted[None], axis=-1) - radius[None, :, None]
-        gaps = gaps.min(axis=1) - c.robot_radius  # (S, T): to the nearest obstacle at each instant
+        gaps = np.linalg.norm(held[:, None] - predicted[None], axis=-1) - radius[None, :, None] - c.robot_radius
+        n = len(obstacles)
+        walking_gap = (gaps[:, :n] - c.obstacle_margin_growth * times).min(axis=(1, 2))
+        standing_gap = gaps[:, n:].min(axis=(1, 2))
         now = float((np.hypot(*(obstacles.position - xy).T) - obstacles.radius).min()) - c.robot_radius
-        closest = gaps.min(axis=1)
-        safe = closest >= min(c.obstacle_margin, now - 1e-3)
+        limit = min(c.obstacle_margin, now - 1e-3)
         span = c.obstacle_preferred_gap - c.obstacle_margin
-        intrusion = np.clip((c.obstacle_preferred_gap - gaps) / span, 0.0, None).mean(axis=1)
-        return intrusion, safe, closest
+        nearest = gaps.min(axis=1)  # (S, T): to the nearest obstacle at each instant
+        intrusion = np.clip((c.obstacle_preferred_gap - nearest) / span, 0.0, None).mean(axis=1)
+        return _ObstacleCheck(intrusion, np.minimum(walking_gap, standing_gap) >= limit, walking_gap, standing_gap)
 
     def _closeness(self, min_clear: np.ndarray) -> np.ndarray:
         """0 at the preferred clearance or beyond, 1 at radius + margin."""

@@ -27,6 +27,9 @@ class SafetyLimits(MotionLimits):
     # to `people_min_scale` of it at `people_near_m`. Driving away from someone is never slowed: that is how
     # the robot gives way to people who do not avoid it.
     people_slow_m: float = 2.5  # a track takes ~0.7 s to learn a crossing cart's velocity: 1.5 m was too late at 1 m/s
+    # Distances across the robot's heading count this many times: someone beside its path is not in it, and slowing
+    # down for a person about to cross just behind it took away the speed it needed to get clear.
+    people_lateral_weight: float = 2.0
     people_near_m: float = 0.5
     people_min_scale: float = 0.3
     # Confidence fallback: once localized, a fix below `min_confidence` or none for `localization_stale_s`
@@ -42,11 +45,13 @@ class SafetyLimits(MotionLimits):
         return self.command_timeout_s + max(self.max_speed / self.brake_decel, self.max_yaw_rate / self.brake_yaw_decel)
 
 
-def nearest_obstacle_m(obstacles: DynamicObstacles, side: float) -> float:
+def nearest_obstacle_m(limits: SafetyLimits, obstacles: DynamicObstacles, side: float) -> float:
     """Distance from base_link to the nearest edge of the obstacles (given in base_link) whose centre is ahead
-    of the robot (`side` 1: x >= 0) or behind it (`side` -1: x <= 0); inf when there are none."""
+    of the robot (`side` 1: x >= 0) or behind it (`side` -1: x <= 0), lateral offsets weighted by
+    `people_lateral_weight`; inf when there are none."""
+    k = limits.people_lateral_weight
     gaps = [
-        math.hypot(x, y) - r
+        math.hypot(x, k * y) - r
         for x, y, r in zip(obstacles.x, obstacles.y, obstacles.radius, strict=True)
         if x * side >= 0.0
     ]
@@ -113,7 +118,7 @@ class SafetyGovernor:
 
     def set_people(self, obstacles: DynamicObstacles) -> None:
         """The moving obstacles the robot perceives, in base_link."""
-        self._people_m = {side: nearest_obstacle_m(obstacles, side) for side in (1.0, -1.0)}
+        self._people_m = {side: nearest_obstacle_m(self.limits, obstacles, side) for side in (1.0, -1.0)}
 
     def on_localization(self, success: bool, confidence: float, t_ns: int) -> None:
         """A relocalization result; fallbacks apply only once the robot has had a good fix."""

@@ -306,6 +306,19 @@ def test_driving_away_from_a_person_is_not_slowed() -> None:
     assert out.linear[0] == pytest.approx(-LIMITS.max_reverse_speed) and not governor.slowing_reasons
 
 
+def test_a_person_beside_the_path_slows_the_robot_less_than_one_in_it() -> None:
+    """Someone 1.4 m to the side, about to cross behind the robot, must not take away the speed it needs to get
+    clear (office-507 #4 of the mission benchmark); someone 1.4 m ahead still slows it."""
+    distance = 1.4 + 0.1  # centre to the person's edge 1.4 m
+    beside, ahead = SafetyGovernor(LIMITS), SafetyGovernor(LIMITS)
+    beside.set_people(_person_at(0.05, distance))
+    ahead.set_people(_person_at(distance, 0.05))
+    _, out_beside = _hold(beside, 0, 3.0)
+    _, out_ahead = _hold(ahead, 0, 3.0)
+    assert out_ahead.linear[0] < LIMITS.max_speed * 0.8
+    assert out_beside.linear[0] == pytest.approx(LIMITS.max_speed) and not beside.slowing_reasons
+
+
 def test_doubtful_localization_slows_the_robot_then_stops_it_until_a_good_fix() -> None:
     governor = SafetyGovernor(LIMITS)
     now, out = _hold(governor, 0, 2.0)

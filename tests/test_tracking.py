@@ -105,6 +105,23 @@ def test_the_planner_never_plans_into_where_a_person_ahead_stands_now() -> None:
     assert plan.v < 0.9, "it falls back behind the person"
 
 
+def test_the_margin_to_a_walking_person_grows_with_how_far_ahead_it_is_predicted() -> None:
+    """A track's velocity is an estimate: the robot keeps a margin that grows with the prediction's lead time, so it
+    does not plan to pass just in front of someone crossing 2 s from now."""
+    route = np.array([[2.0, 0.0], [4.0, 0.0]])
+    person = MovingObstacles(np.array([[2.34, 1.48]]), np.array([[-0.48, -0.89]]), np.array([PERSON_RADIUS]))
+    times = CONFIG.dt * np.arange(1, round(CONFIG.obstacle_horizon_s / CONFIG.dt) + 1)
+    needed = CONFIG.obstacle_margin + CONFIG.obstacle_margin_growth * times
+    fixed_margin = DwaPlanner(replace(CONFIG, obstacle_margin_growth=0.0))
+    kept = {}
+    for name, planner in (("growing", DwaPlanner()), ("fixed", fixed_margin)):
+        plan = planner.plan((0.0, 0.0, 0.0), (0.94, 0.0), route, False, _open_floor(), person)
+        held = np.vstack([plan.trajectory, np.repeat(plan.trajectory[-1:], HOLD_STEPS, axis=0)])
+        kept[name] = _gaps_to(held, person, CONFIG.dt)[0] - CONFIG.robot_radius - needed
+    assert kept["fixed"].min() < -0.1, "with a fixed margin it cuts in front of the person"
+    assert kept["growing"].min() >= 0.0
+
+
 def test_standing_still_in_a_walking_persons_way_is_not_an_option() -> None:
     """Head-on in the open: with nowhere to go, the planner still moves out of the person's line."""
     clearance = _open_floor()

@@ -206,8 +206,8 @@ class LocalNavigator:
         """What the safety layer will leave of a forward and a backward command near the people it is sent."""
         people = self._moving(t_ns)
         return (
-            people_speed_scale(self.safety, nearest_obstacle_m(people, 1.0)),
-            people_speed_scale(self.safety, nearest_obstacle_m(people, -1.0)),
+            people_speed_scale(self.safety, nearest_obstacle_m(self.safety, people, 1.0)),
+            people_speed_scale(self.safety, nearest_obstacle_m(self.safety, people, -1.0)),
         )
 
     def _threatened(self, obstacles: MovingObstacles) -> bool:
