@@ -648,9 +648,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         (
             "migrate",
-            "convert a lake in the layout before Delta Lake (a folder per episode)",
+            "convert a lake in the layout before Delta Lake (a folder per episode), add columns added since",
             "Convert a lake written before Delta Lake (<table>/episode_id=<id>/*.parquet) into Delta Lake tables "
-            "in place, table by table; re-ingesting its files afterwards changes nothing. Safe to run again.",
+            "in place, table by table, and rewrite Delta tables written without columns added since (images' "
+            "since_previous_ns), which ingest refuses to commit to until then; re-ingesting its files afterwards "
+            "changes nothing. Safe to run again.",
         ),
     ):
         command = lake_commands.add_parser(name, parents=[common], help=help_, description=description)

@@ -57,11 +57,10 @@ FROM episodes
 GROUP BY robot_id, day
 ORDER BY robot_id, day""",
     "Gaps in camera frames (over 1.5 x the nominal 100 ms)": """
-SELECT episode_id, topic, t_ns, (t_ns - lag(t_ns) OVER w) / 1e6 AS gap_ms
+SELECT episode_id, topic, t_ns, since_previous_ns / 1e6 AS gap_ms
 FROM images
-WINDOW w AS (PARTITION BY episode_id, topic ORDER BY t_ns)
-QUALIFY gap_ms > 150
-ORDER BY gap_ms DESC, episode_id, topic""",
+WHERE since_previous_ns > 150_000_000
+ORDER BY gap_ms DESC, episode_id, topic, t_ns""",
     "Slowest episodes": """
 SELECT episode_id, robot_id, site, duration_s, distance_m,
        round(distance_m / nullif(duration_s, 0), 3) AS mean_speed_mps

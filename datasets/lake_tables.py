@@ -6,12 +6,14 @@ from the layout before Delta Lake. Reading them is `datasets.lake`'s; ingest nee
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import os
 import random
 import shutil
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,12 +33,15 @@ from schemas.lake import (
     LEGACY_PARTITION_GLOB,
     PARQUET_COMPRESSION,
     PARTITIONS,
+    SINCE_PREVIOUS,
     STAGING_DIR,
     TABLE_VERSIONS,
+    TABLES,
     file_schema,
     lake_schema,
     partition_path,
     partition_values,
+    since_previous,
 )
 
 
@@ -106,6 +111,32 @@ def check_layout(lake: Path) -> None:
         )
 
 
+def check_columns(lake: Path) -> None:
+    """Raise LakeError if a table of the lake lacks columns this version of Astra writes: `astra lake migrate`
+    adds them."""
+    for table in _tables_lacking_columns(lake):
+        _check_columns(lake, table, DeltaTable(lake / table))
+
+
+def _tables_lacking_columns(lake: Path) -> list[str]:
+    return [t for t in _delta_tables(lake) if t in TABLES and _missing_columns(t, DeltaTable(lake / t))]
+
+
+def _missing_columns(table: str, delta: DeltaTable) -> list[str]:
+    have = {f.name for f in delta.schema().fields}
+    return [f.name for f in lake_schema(table) if f.name not in have]
+
+
+def _check_columns(lake: Path, table: str, delta: DeltaTable) -> None:
+    # Committing files with a column the table's schema lacks would succeed, and readers would never see the column.
+    missing = _missing_columns(table, delta)
+    if missing:
+        raise LakeError(
+            f"the {table} table of the lake at {lake} was written by an older Astra, without {', '.join(missing)}: "
+            f"run `astra lake migrate --lake {lake}` once to add it"
+        )
+
+
 # --- writing: one commit per table per episode ---------------------------------------------------------------
 
 
@@ -136,6 +167,7 @@ def commit_episode_file(
     path = lake / table
     schema = lake_schema(table)
     delta = _created(path, schema)
+    _check_columns(lake, table, delta)
     if delta.transaction_version(episode_id) is not None:
         for file in files:
             file.unlink()
@@ -202,11 +234,14 @@ def commit_episode(
 
 
 def write_partition(lake: Path, table: str, episode_id: str, columns: Mapping[str, Sequence[Any]]) -> None:
-    """Commit one episode's rows of a table; columns left out are null. The partition is the one `columns` name
-    (`site`, `start_ns`), else null.
+    """Commit one episode's rows of a table; columns left out are null, but the `since_previous_ns` of images, which
+    is computed from their `t_ns` and `topic`. The partition is the one `columns` name (`site`, `start_ns`), else null.
 
     For fixtures and synthetic lakes: `astra ingest` commits whole episodes, `episodes` last (`commit_episode`).
     """
+    if SINCE_PREVIOUS.name in TABLES[table].names and SINCE_PREVIOUS.name not in columns:
+        t_ns, topic = pa.array(columns["t_ns"], pa.int64()), pa.array(columns["topic"], pa.string())
+        columns = {**columns, SINCE_PREVIOUS.name: since_previous(t_ns, topic)}
     rows = len(next(iter(columns.values())))
     site, start = (columns.get(k, [None])[0] for k in ("site", "start_ns"))
     partition = partition_values(site, start)
@@ -275,7 +310,8 @@ def migrate(lake: Path) -> dict[str, int]:
     """Convert a lake in the layout before Delta Lake (`<table>/episode_id=<id>/*.parquet`) in place, table by
     table, `episodes` last; tables converted already are left alone, so an interrupted migration can be run again.
     Each table is written in one commit that carries every episode's transaction, so re-ingesting a migrated
-    file commits nothing. Returns table -> rows converted."""
+    file commits nothing. Then Delta tables written without some of this version's columns are rewritten with them
+    (`_add_missing_columns`). Returns table -> rows converted or rewritten."""
     lake = Path(lake).resolve()
     if not lake.is_dir():
         raise LakeError(f"no lake at {lake}")
@@ -309,7 +345,62 @@ def migrate(lake: Path) -> dict[str, int]:
         os.rename(old[name], aside)
         os.rename(new, lake / name)
         shutil.rmtree(aside)
+    for name in _tables_lacking_columns(lake):
+        converted[name] = _add_missing_columns(lake / name, name)
     return converted
+
+
+def _add_missing_columns(path: Path, table: str) -> int:
+    """Rewrite a Delta table written before some of this version's columns, in one overwrite commit, which keeps its
+    transaction ids and leaves its older versions readable until vacuumed. `since_previous_ns` is computed partition
+    by partition, as an episode's rows never leave theirs: memory holds one partition's (`episode_id`, `topic`,
+    `t_ns`) and one row group. Other new columns are null. Returns the table's rows."""
+    partitions: dict[tuple, list[Path]] = defaultdict(list)
+    for fragment in DeltaTable(path).to_pyarrow_dataset().get_fragments():
+        values = pads.get_partition_keys(fragment.partition_expression)
+        partitions[tuple(values.get(name) for name in PARTITIONS.names)].append(path / fragment.path)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for key, files in partitions.items():
+            constants = dict(zip(PARTITIONS.names, key, strict=True))
+            for file, derived in zip(files, _derived(table, files, [EPISODE_ID, "topic"]), strict=True):
+                parquet, offset = pq.ParquetFile(file), 0
+                for group in range(parquet.num_row_groups):
+                    data = parquet.read_row_group(group)
+                    sliced = {name: column.slice(offset, data.num_rows) for name, column in derived.items()}
+                    offset += data.num_rows
+                    yield from _in_lake_schema(table, data, constants, sliced)
+
+    write_deltalake(
+        path,
+        pa.RecordBatchReader.from_batches(lake_schema(table), batches()),
+        mode="overwrite",
+        schema_mode="overwrite",
+        partition_by=PARTITIONS.names,
+        writer_properties=_WRITER,
+    )
+    return DeltaTable(path).count()
+
+
+def _derived(table: str, files: Sequence[Path], keys: Sequence[str]) -> list[dict[str, pa.Array]]:
+    """Per file, the columns computed from rows rather than read: `since_previous_ns` of images, over all the files
+    together, rows grouped by the columns `keys`."""
+    if SINCE_PREVIOUS.name not in TABLES[table].names:
+        return [{} for _ in files]
+    return [{SINCE_PREVIOUS.name: values} for values in since_previous_in_files(files, keys)]
+
+
+def since_previous_in_files(files: Sequence[Path], keys: Sequence[str]) -> list[pa.Array]:
+    """`since_previous_ns` (`schemas.lake.since_previous`) of the image rows in Parquet `files`, file by file,
+    computed over all of them together with rows grouped by the columns `keys`. Only those and `t_ns` are read:
+    memory grows with the rows, not with their images."""
+    stamps = [pq.read_table(file, columns=[*keys, "t_ns"]) for file in files]
+    if not stamps:
+        return []
+    whole = pa.concat_tables(stamps)
+    values = since_previous(whole["t_ns"], *(whole[key] for key in keys))
+    ends = itertools.accumulate(part.num_rows for part in stamps)
+    return [values.slice(end - part.num_rows, part.num_rows) for end, part in zip(ends, stamps, strict=True)]
 
 
 def _legacy_batches(
@@ -319,24 +410,35 @@ def _legacy_batches(
     partitions: Mapping[str, Mapping[str, Any]],
     versions: Mapping[str, int],
 ) -> Iterator[pa.RecordBatch]:
-    """One old table's rows in the lake schema, file by file; columns older lakes lack are null."""
-    schema = lake_schema(table)
+    """One old table's rows in the lake schema, file by file; `since_previous_ns` is computed over each episode's
+    files (its folder), and other columns older lakes lack are null."""
     for directory, episode_id in zip(episode_dirs, ids, strict=True):
         part = partitions.get(episode_id, {"site": None, "day": None})
-        for file in sorted(directory.glob("*.parquet")):
-            data = pq.read_table(file)
-            added = {
-                EPISODE_ID: episode_id,
-                "site": part["site"],
-                "day": None if part["day"] is None else dt.date.fromisoformat(part["day"]),
-                TABLE_VERSIONS.name: list(versions.items()),
-            }
-            columns = [
-                pa.array([added[f.name]] * data.num_rows, f.type)
-                if f.name in added
-                else data[f.name].cast(f.type)
-                if f.name in data.column_names
-                else pa.nulls(data.num_rows, f.type)
-                for f in schema
-            ]
-            yield from pa.Table.from_arrays(columns, schema=schema).to_batches()
+        added = {
+            EPISODE_ID: episode_id,
+            "site": part["site"],
+            "day": None if part["day"] is None else dt.date.fromisoformat(part["day"]),
+            TABLE_VERSIONS.name: list(versions.items()),
+        }
+        files = sorted(directory.glob("*.parquet"))
+        for file, derived in zip(files, _derived(table, files, ["topic"]), strict=True):
+            yield from _in_lake_schema(table, pq.read_table(file), added, derived)
+
+
+def _in_lake_schema(
+    table: str, data: pa.Table, constants: Mapping[str, Any], derived: Mapping[str, pa.Array]
+) -> Iterator[pa.RecordBatch]:
+    """Rows of a table written by an older Astra in its lake schema: the `derived` columns, the `constants`, its own
+    columns, and nulls for the rest."""
+    rows, schema = data.num_rows, lake_schema(table)
+    columns = [
+        derived[f.name]
+        if f.name in derived
+        else pa.array([constants[f.name]] * rows, f.type)
+        if f.name in constants
+        else data[f.name].cast(f.type)
+        if f.name in data.column_names
+        else pa.nulls(rows, f.type)
+        for f in schema
+    ]
+    yield from pa.Table.from_arrays(columns, schema=schema).to_batches()

@@ -50,11 +50,13 @@ from mcap_ros2.decoder import DecoderFactory
 
 from datasets.lake_tables import (
     AUTO_COMPACT_SMALL_FILES,
+    check_columns,
     check_layout,
     commit_episode,
     compact,
     is_committed,
     lake_version,
+    since_previous_in_files,
 )
 from datasets.log_files import LogReader, list_logs, log_members, log_suffix, open_log
 from pipelines.progress import marker_progress
@@ -68,10 +70,12 @@ from schemas.lake import (
     PARQUET_COMPRESSION,
     QUARANTINE_DIR,
     ROS2_TABLES,
+    SINCE_PREVIOUS,
     STAGING_DIR,
     TABLES,
     episode_id_of,
     file_schema,
+    since_previous,
     table_from_rows,
 )
 from schemas.ros2_rows import CONVERTERS, Row
@@ -264,6 +268,10 @@ def _is_described(reader: LogReader, channel_id: int) -> bool:
     return channel is not None and (channel.schema_id == 0 or channel.schema_id in reader.schemas)
 
 
+def _with_since_previous(images: pa.Table, values: pa.Array) -> pa.Table:
+    return images.set_column(images.schema.get_field_index(SINCE_PREVIOUS.name), SINCE_PREVIOUS, values)
+
+
 def _concat_parts(batches: list[Batch]) -> pa.Table:
     """One table's batches in lake order: by part, and in arrival order within a part."""
     return pa.concat_tables(b.data for b in sorted(batches, key=lambda b: b.part))
@@ -276,6 +284,14 @@ class EpisodeStream:
     Damage never raises: what can be read is yielded, and the damage is listed in `episodes.problems`
     with the outcome "salvaged" (or "rejected" if nothing was readable). `bulk_decoded` counts the
     messages decoded in bulk with `schemas.cdr_bulk`, per ROS 2 type.
+
+    Images get `since_previous_ns` as they stream by, from the frame of their topic that came before them: a
+    channel's batches come in file order, which is time order in recordings (and in a rosbag2 directory, whose
+    files are read in recording order, a topic is one channel). Where a topic's frames come out of time order (an
+    MCAP whose chunks overlap in time, a ROS 1 bag written with header stamps, a topic on two channels), that
+    value is wrong: the topic is named in `unordered_topics`, and `tables` and ingest's staging compute the column
+    again over the whole episode (`since_previous_in_files`). So the column is always exact, and only such files
+    pay for rewriting their images.
     """
 
     def __init__(self, source: Source, bounds: BatchBounds = BatchBounds(), bulk: bool = True) -> None:
@@ -289,6 +305,8 @@ class EpisodeStream:
         self._log_times: tuple[int, int] | None = None
         self._tables: set[str] = set()  # those with rows
         self._kept: dict[str, list[Batch]] = defaultdict(list)  # _EPISODE_COLUMNS of their tables
+        self._last_frame: dict[str, int] = {}  # image topic -> t_ns of its frame read last
+        self.unordered_topics: set[str] = set()  # image topics whose frames came out of time order
 
     def batches(self) -> Iterator[Batch]:
         with open_log(Path(self.source.path)) as reader:
@@ -313,7 +331,11 @@ class EpisodeStream:
         for batch in self.batches():
             by_table[batch.table].append(batch)
         episodes = by_table.pop("episodes")
-        return {**{name: _concat_parts(by_table[name]) for name in sorted(by_table)}, "episodes": episodes[0].data}
+        tables = {name: _concat_parts(by_table[name]) for name in sorted(by_table)}
+        if self.unordered_topics:
+            images = tables["images"]
+            tables["images"] = _with_since_previous(images, since_previous(images["t_ns"], images["topic"]))
+        return {**tables, "episodes": episodes[0].data}
 
     def _emit(self, table: str, data: pa.Table, part: int = 0) -> Iterator[Batch]:
         if not data.num_rows:
@@ -364,10 +386,24 @@ class EpisodeStream:
             state.schema_failed = decoded.schema_failed
             state.failed += len(decoded.raw)
         if decoded.typed is not None:
-            yield from self._emit(decoded.table, decoded.typed, state.part)
+            typed = self._since_previous(channel.topic, decoded.typed) if decoded.table == "images" else decoded.typed
+            yield from self._emit(decoded.table, typed, state.part)
         if decoded.raw:
             raw = table_from_rows("messages", [_raw_row(m, channel, schema) for m in decoded.raw])
             yield from self._emit("messages", raw, state.part)
+
+    def _since_previous(self, topic: str, images: pa.Table) -> pa.Table:
+        """One batch of a topic's images with `since_previous_ns`, from the frame read before each (see the class)."""
+        if not images.num_rows:
+            return images
+        t_ns = images["t_ns"].to_numpy()
+        last = self._last_frame.get(topic)
+        since = np.diff(t_ns, prepend=t_ns[0] if last is None else last)
+        if since.min() < 0:
+            self.unordered_topics.add(topic)
+        self._last_frame[topic] = int(t_ns[-1])
+        first = np.arange(len(since)) == 0 if last is None else None  # the topic's first frame: nothing before it
+        return _with_since_previous(images, pa.array(since, SINCE_PREVIOUS.type, mask=first))
 
     def _add_attachment(self, record: Attachment) -> Iterator[Batch]:
         self._attachments.append((record.log_time, record.create_time, record.name, record.media_type, record.data))
@@ -548,6 +584,23 @@ def staged_files(root: Path, table: str) -> list[Path]:
     return sorted((root / table).glob(_STAGED_GLOB))
 
 
+def _restage_since_previous(files: list[Path]) -> None:
+    """Compute `since_previous_ns` of an episode's staged images again over all their rows (`EpisodeStream` says
+    when), and rewrite the files whose values change, row group by row group."""
+    for file, exact in zip(files, since_previous_in_files(files, ["topic"]), strict=True):
+        rewritten = file.with_name(f".{file.name}.tmp")
+        with pq.ParquetFile(file) as staged:
+            if staged.read(columns=[SINCE_PREVIOUS.name]).column(0).combine_chunks().equals(exact):
+                continue
+            with _parquet_writer(rewritten, file_schema("images")) as writer:
+                offset = 0
+                for group in range(staged.num_row_groups):
+                    data = staged.read_row_group(group)
+                    _write_row_groups(writer, _with_since_previous(data, exact.slice(offset, data.num_rows)))
+                    offset += data.num_rows
+        os.replace(rewritten, file)
+
+
 def _staging_root(staging: str, source_path: str) -> str:
     """One staging folder per input file, so that two files with the same bytes never write to one place."""
     return str(Path(staging, hashlib.sha256(source_path.encode()).hexdigest()[:16]))
@@ -561,9 +614,12 @@ class _StageEpisodesFn(beam.DoFn):
 
     def process(self, source: Source) -> Iterator[tuple[str, StagedPartition]]:
         root = _staging_root(self.staging, source.path)
+        stream = EpisodeStream(source, self.bounds)
         with StagedEpisode(Path(root), source.episode_id) as staged:
-            for batch in EpisodeStream(source, self.bounds).batches():
+            for batch in stream.batches():
                 staged.write(batch)
+        if stream.unordered_topics:
+            _restage_since_previous(staged_files(Path(root), "images"))
         if self.progress_dir is not None:
             _write_atomically(Path(self.progress_dir, source.episode_id), str(source.size))
         for table, count in staged.rows.items():
@@ -783,6 +839,7 @@ def ingest(
     lake = Path(lake).resolve()
     if lake.is_dir():
         check_layout(lake)
+        check_columns(lake)
     listing = ListLogs(paths)
     total_bytes = sum(os.path.getsize(m) for f in listing.files for m in log_members(Path(f)))
     _remove_abandoned_staging(lake / STAGING_DIR)

@@ -27,9 +27,11 @@ def is_static_tf(topic: str) -> bool:
     return topic.rpartition("/")[2] == "tf_static"
 
 
+# `since_previous_ns` of images is left null: one message does not know its topic's previous frame, so whoever
+# writes the rows fills it in (`schemas.lake.since_previous`).
 def _compressed_image(t_ns: int, topic: str, msg: Any) -> list[Row]:
     h = msg.header
-    return [(t_ns, topic, stamp_ns(h.stamp), h.frame_id, msg.format, None, None, None, None, None, msg.data)]
+    return [(t_ns, topic, stamp_ns(h.stamp), h.frame_id, None, msg.format, None, None, None, None, None, msg.data)]
 
 
 def _image(t_ns: int, topic: str, msg: Any) -> list[Row]:
@@ -40,6 +42,7 @@ def _image(t_ns: int, topic: str, msg: Any) -> list[Row]:
             topic,
             stamp_ns(h.stamp),
             h.frame_id,
+            None,
             None,
             msg.encoding,
             msg.width,

@@ -9,10 +9,11 @@ import json
 import logging
 import math
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 
 import duckdb
@@ -29,7 +30,7 @@ from mcap.writer import MCAP0_MAGIC
 from mcap.writer import Writer as McapWriter
 from mcap_ros2.writer import Writer as ROS2Writer
 
-from datasets.lake import Lake
+from datasets.lake import EXAMPLE_QUERIES, Lake
 from datasets.lake_tables import commit_episode_file, vacuum
 from datasets.log_files import list_logs
 from datasets.mcap_reader import SalvagingReader, chunk_records
@@ -39,7 +40,9 @@ from schemas import messages as m
 from schemas.episode import EpisodeMetadata
 from schemas.lake import QUARANTINE_DIR, ROS2_TABLES, STAGING_DIR, TABLES
 from schemas.ros2_rows import CONVERTERS
+from schemas.topics import BY_OUTPUT
 from tests.conftest import T0, sample_message
+from tests.log_formats import split_rosbag2, to_ros1_bag
 
 ROS2_BAGS = Path(__file__).resolve().parents[2] / "shared" / "external" / "ros2"
 BAG_COUNTS = {
@@ -51,14 +54,21 @@ needs_bags = pytest.mark.skipif(not ROS2_BAGS.is_dir(), reason=f"no ROS 2 bags u
 
 METADATA = EpisodeMetadata("robot-7", "office-3", "office", 3, 11, "0.1.0", 4, 3)
 STEPS, DT_NS = 60, 20_000_000
+FRAME_STEPS = 5  # camera frames every 100 ms
 DAMAGED_CHUNK = 3
 
 
 # --- test data -------------------------------------------------------------------------------------
 
 
-def record_episode(path: Path, steps: int = STEPS) -> Path:
-    """A small episode on every topic, in ~4 KiB chunks; ground truth moves 0.1 m, 0.05 m per step."""
+def record_episode(
+    path: Path, steps: int = STEPS, dropped: Mapping[str, Collection[int]] = {}, late: Collection[int] = ()
+) -> Path:
+    """A small episode on every topic, in ~4 KiB chunks; ground truth moves 0.1 m, 0.05 m per step.
+
+    Camera frames come every FRAME_STEPS steps: `dropped` leaves out frames (output id -> frame numbers), and the
+    front image frames numbered in `late` are written after everything else, so that chunks overlap in time.
+    """
     writer = EpisodeWriter(path, METADATA, world_json=b'{"kind": "office"}', start_ns=T0, chunk_size=4096)
     writer.write("tf_static", sample_message("tf_static", T0))
     for i in range(steps):
@@ -69,12 +79,16 @@ def record_episode(path: Path, steps: int = STEPS) -> Path:
             "ground_truth",
             m.Odometry(t, "map", "base_link", (0.1 * i, 0.05 * i, 0.0), (0, 0, 0, 1), (0.5, 0, 0), (0, 0, 0)),
         )
-        if i % 5 == 0:
+        if i % FRAME_STEPS == 0:
+            frame = i // FRAME_STEPS
             for output_id in ("image_front", "depth_front", "camera_info_front", "obstacles"):
-                writer.write(output_id, sample_message(output_id, t))
+                if frame not in dropped.get(output_id, ()) and not (output_id == "image_front" and frame in late):
+                    writer.write(output_id, sample_message(output_id, t))
         if i == steps // 2:
             writer.write("events", sample_message("events", t))  # a collision
             writer.write("safety_events", sample_message("safety_events", t))
+    for frame in late:
+        writer.write("image_front", sample_message("image_front", T0 + frame * FRAME_STEPS * DT_NS))
     writer.close()
     return path
 
@@ -401,6 +415,77 @@ def test_own_episode_lands_in_typed_tables(lake: Path, inputs: Inputs) -> None:
     assert select("first(schema_data)", "channels", "topic = '/clock'")[0].startswith(b"builtin_interfaces/Time clock")
     assert select("name, data", "attachments") == ("world.json", b'{"kind": "office"}')
     assert select("name, metadata['robot_id']", "metadata") == ("astra.episode", "robot-7")
+
+
+# --- frame gaps, stored at ingest ------------------------------------------------------------------
+
+GAPS_QUERY = EXAMPLE_QUERIES["Gaps in camera frames (over 1.5 x the nominal 100 ms)"]
+# The README's gaps query before `since_previous_ns` was stored: a window over every image row.
+WINDOW_GAPS_QUERY = """
+SELECT episode_id, topic, t_ns, (t_ns - lag(t_ns) OVER w) / 1e6 AS gap_ms
+FROM images
+WINDOW w AS (PARTITION BY episode_id, topic ORDER BY t_ns)
+QUALIFY gap_ms > 150
+ORDER BY gap_ms DESC, episode_id, topic, t_ns"""
+FRONT, DEPTH = BY_OUTPUT["image_front"].ros_topic, BY_OUTPUT["depth_front"].ros_topic
+FRAME_NS = FRAME_STEPS * DT_NS
+SMALL_BATCHES = BatchBounds(messages=3)  # a camera's frames in batches of 3
+
+
+def frame_gaps(lake: Path) -> set[tuple[str, str, int, float]]:
+    """The README's gaps query over the lake, checked to give the rows of the window query it replaced in the same
+    order; as (file name, topic, frame number, gap in ms)."""
+    db = Lake(lake)
+    found = db.sql(GAPS_QUERY).rows()
+    assert found == db.sql(WINDOW_GAPS_QUERY).rows()
+    files = dict(db.sql("SELECT episode_id, source_path FROM episodes").rows())
+    return {(Path(files[e]).name, topic, (t - T0) // FRAME_NS, gap) for e, topic, t, gap in found}
+
+
+def _frames(db3: Path, topic: str) -> list[int]:
+    with sqlite3.connect(db3) as con:
+        query = "SELECT timestamp FROM messages JOIN topics ON topics.id = topic_id WHERE name = ? ORDER BY 1"
+        return [(t - T0) // FRAME_NS for (t,) in con.execute(query, [topic])]
+
+
+def test_stored_frame_gaps_give_the_rows_of_the_window_query(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    # a, also as a ROS 1 bag: front frame 3 dropped, so that frame 4 opens a batch; depth frames 7 and 8 dropped.
+    a = record_episode(logs / "a.mcap", dropped={"image_front": {3}, "depth_front": {7, 8}})
+    to_ros1_bag(a, logs / "a.bag", small_chunks=True)
+    # b, also as a rosbag2 directory of three .db3 files: its gaps straddle the files.
+    b = record_episode(tmp_path / "b.mcap", dropped={"image_front": {4}, "depth_front": {8}})
+    bag = split_rosbag2(b, logs / "b", "sqlite3", parts=3)
+    # c: front frame 5 written last, so that its chunk overlaps the others, and frame 8 dropped. Taken as they
+    # come, frame 6 would be 200 ms after frame 4.
+    c = record_episode(logs / "c.mcap", dropped={"image_front": {8}}, late={5})
+    summary = ingest([logs, b], tmp_path / "lake", progress=False, bounds=SMALL_BATCHES)
+    assert (summary.episodes, summary.quarantined) == (5, [])
+
+    assert frame_gaps(tmp_path / "lake") == {
+        ("a.mcap", FRONT, 4, 200.0),
+        ("a.mcap", DEPTH, 9, 300.0),
+        ("a.bag", FRONT, 4, 200.0),
+        ("a.bag", DEPTH, 9, 300.0),
+        ("b.mcap", FRONT, 5, 200.0),
+        ("b.mcap", DEPTH, 9, 200.0),
+        ("b", FRONT, 5, 200.0),
+        ("b", DEPTH, 9, 200.0),
+        ("c.mcap", FRONT, 9, 200.0),
+    }
+    # The gaps lie where they should: across a's batches, across b's files, and c's frames come out of order.
+    stream = EpisodeStream(identify_source(str(a)), SMALL_BATCHES)
+    image_batches = [batch.data for batch in stream.batches() if batch.table == "images"]
+    front = [data["t_ns"] for data in image_batches if data["topic"][0].as_py() == FRONT]
+    assert [(t.as_py() - T0) // FRAME_NS for t in front[1]] == [4, 5, 6] and not stream.unordered_topics
+    assert [_frames(f, FRONT) for f in sorted(bag.glob("*.db3"))] == [[0, 1, 2, 3], [5, 6, 7], [8, 9, 10, 11]]
+    assert [_frames(f, DEPTH) for f in sorted(bag.glob("*.db3"))] == [[0, 1, 2, 3], [4, 5, 6, 7], [9, 10, 11]]
+    stream = EpisodeStream(identify_source(str(c)), SMALL_BATCHES)
+    images = stream.tables()["images"]
+    assert stream.unordered_topics == {FRONT}
+    window = "t_ns - lag(t_ns) OVER (PARTITION BY topic ORDER BY t_ns)"
+    exact = f"SELECT since_previous_ns IS NOT DISTINCT FROM {window} AS exact FROM images"
+    assert duckdb.from_arrow(images).query("images", f"SELECT bool_and(exact) FROM ({exact})").fetchall() == [(True,)]
 
 
 # --- real ROS 2 bags -------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from datasets.lake_tables import write_partition
 from datasets.windows import IMAGE_TOPICS, STREAMS, EpisodeWindows
 from schemas.lake import OUTCOME_OK
 from schemas.topics import BY_OUTPUT, CAMERAS
+from tests.test_ingest import WINDOW_GAPS_QUERY
 
 T0 = 1_700_000_000_000_000_000  # 2023-11-14 22:13:20 UTC
 S = 1_000_000_000
@@ -370,6 +371,7 @@ def test_example_camera_gaps(lake: Path) -> None:
     assert _example(lake, "Gaps in camera frames") == [
         {"episode_id": "ep-a", "topic": FRONT, "t_ns": T0 + 4_200_000_000, "gap_ms": 300.0}
     ]
+    assert Lake(lake).sql(WINDOW_GAPS_QUERY).to_dicts() == _example(lake, "Gaps in camera frames")
 
 
 def test_example_slowest_episodes(lake: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 
 from datasets.lake import Lake
 from datasets.lake_tables import (
@@ -26,9 +26,9 @@ from datasets.lake_tables import (
     write_partition,
 )
 from pipelines.ingest import ingest
-from schemas.lake import INGEST_TXN_VERSION, TABLES, file_schema, table_from_rows
+from schemas.lake import INGEST_TXN_VERSION, PARTITIONS, SINCE_PREVIOUS, TABLES, file_schema, table_from_rows
 from tests.conftest import T0  # 2023-11-14 22:13:20 UTC, where recordings start
-from tests.test_ingest import record_episode
+from tests.test_ingest import DEPTH, FRONT, GAPS_QUERY, WINDOW_GAPS_QUERY, frame_gaps, record_episode
 
 ASTRA = str(Path(sys.executable).parent / "astra")
 
@@ -171,9 +171,10 @@ def test_each_lake_version_reads_the_episodes_committed_by_then(tmp_path: Path) 
 
 
 def _write_legacy(lake: Path, table: str, episode_id: str, columns: dict[str, list]) -> None:
-    """A partition as lakes before Delta Lake stored it: `<table>/episode_id=<id>/part-0.parquet`, no id column."""
+    """A partition as lakes before Delta Lake stored it: `<table>/episode_id=<id>/part-0.parquet`, no id column and
+    no `since_previous_ns`."""
     rows = len(next(iter(columns.values())))
-    schema = TABLES[table]
+    schema = pa.schema([f for f in TABLES[table] if f != SINCE_PREVIOUS])
     data = pa.Table.from_pydict({f.name: columns.get(f.name, [None] * rows) for f in schema}, schema=schema)
     (lake / table / f"episode_id={episode_id}").mkdir(parents=True)
     pq.write_table(data, lake / table / f"episode_id={episode_id}" / "part-0.parquet")
@@ -184,21 +185,51 @@ def test_migrate_converts_a_lake_of_folders_per_episode(tmp_path: Path) -> None:
     for i, site in enumerate(("office-0", "warehouse-1")):
         _write_legacy(lake, "imu", f"ep-{i}", {"t_ns": [1, 2, 3][: i + 2], "topic": ["/imu"] * (i + 2)})
         _write_legacy(lake, "episodes", f"ep-{i}", {"site": [site], "start_ns": [T0], "collisions": [i]})
-    with pytest.raises(LakeError, match=r"stores episodes, imu in the layout before Delta Lake.*astra lake migrate"):
+    # Frames out of time order, the last 300 ms after the one before it.
+    frames = [T0 + 500_000_000, T0, T0 + 100_000_000, T0 + 200_000_000]
+    _write_legacy(lake, "images", "ep-0", {"t_ns": frames, "topic": [FRONT] * 4})
+    with pytest.raises(LakeError, match=r"stores episodes, images, imu in the layout before Delta.*astra lake migrate"):
         Lake(lake)
     with pytest.raises(LakeError, match="astra lake migrate"):
         ingest([record_episode(tmp_path / "logs" / "episode.mcap", steps=5)], lake, progress=False)
 
     result = _astra("lake", "migrate", "--lake", str(lake))
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.splitlines()[-1])["migrated_rows"] == {"episodes": 2, "imu": 5}
+    assert json.loads(result.stdout.splitlines()[-1])["migrated_rows"] == {"episodes": 2, "images": 4, "imu": 5}
     db = Lake(lake)
     query = "SELECT episode_id, site, count(*) AS n FROM imu GROUP BY ALL ORDER BY 1"
     assert db.sql(query).rows() == [("ep-0", "office-0", 2), ("ep-1", "warehouse-1", 3)]
     assert db.sql("SELECT episode_id, collisions FROM episodes ORDER BY 1").rows() == [("ep-0", 0), ("ep-1", 1)]
+    assert db.sql(GAPS_QUERY).rows() == db.sql(WINDOW_GAPS_QUERY).rows() == [("ep-0", FRONT, frames[0], 300.0)]
     assert all(is_committed(lake, t, f"ep-{i}") for t in ("imu", "episodes") for i in range(2))
     assert not list(lake.glob("*/episode_id=*")) and not list(lake.glob(".*"))
     assert migrate(lake) == {}  # nothing left to convert
+
+
+def test_a_delta_lake_without_since_previous_takes_no_commits_until_migrated(tmp_path: Path) -> None:
+    lake, logs = tmp_path / "lake", tmp_path / "logs"
+    first = record_episode(logs / "first.mcap", steps=30, dropped={"image_front": {2}})
+    other = record_episode(logs / "other.mcap", steps=30, dropped={"depth_front": {1}})  # in first's partition
+    ingest([first, other], lake, progress=False)
+    # The images table as an Astra before `since_previous_ns` left it: the same rows and transaction ids, no column.
+    old = DeltaTable(lake / "images").to_pyarrow_table().drop_columns([SINCE_PREVIOUS.name])
+    write_deltalake(lake / "images", old, mode="overwrite", schema_mode="overwrite", partition_by=PARTITIONS.names)
+    second = record_episode(logs / "second.mcap", steps=30, dropped={"depth_front": {3, 4}})
+    refused = r"the images table .* without since_previous_ns: run `astra lake migrate --lake .*` once"
+    with pytest.raises(LakeError, match=refused):
+        ingest([second], lake, progress=False)
+    with pytest.raises(LakeError, match=refused):
+        write_partition(lake, "images", "ep-x", {"t_ns": [T0], "topic": [FRONT]})
+    assert len(Lake(lake).sql("SELECT * FROM images")) == old.num_rows  # reading needs no migration
+
+    result = _astra("lake", "migrate", "--lake", str(lake))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1])["migrated_rows"] == {"images": old.num_rows}
+    summary = ingest([logs], lake, progress=False)
+    assert summary.episodes == 1 and summary.skipped == dict.fromkeys(map(str, (first, other)), "already in the lake")
+    expected = {("first.mcap", FRONT, 3, 200.0), ("other.mcap", DEPTH, 2, 200.0), ("second.mcap", DEPTH, 5, 300.0)}
+    assert frame_gaps(lake) == expected
+    assert migrate(lake) == {}
 
 
 def test_lake_commands_refuse_what_is_not_a_lake(tmp_path: Path) -> None:
