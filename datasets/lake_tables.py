@@ -233,11 +233,12 @@ def commit_episode(
     return versions
 
 
-def write_partition(lake: Path, table: str, episode_id: str, columns: Mapping[str, Sequence[Any]]) -> None:
+def write_partition(lake: Path, table: str, episode_id: str, columns: Mapping[str, Sequence[Any]]) -> int:
     """Commit one episode's rows of a table; columns left out are null, but the `since_previous_ns` of images, which
     is computed from their `t_ns` and `topic`. The partition is the one `columns` name (`site`, `start_ns`), else null.
 
     For fixtures and synthetic lakes: `astra ingest` commits whole episodes, `episodes` last (`commit_episode`).
+    Returns the table's version after the commit.
     """
     if SINCE_PREVIOUS.name in TABLES[table].names and SINCE_PREVIOUS.name not in columns:
         t_ns, topic = pa.array(columns["t_ns"], pa.int64()), pa.array(columns["topic"], pa.string())
@@ -245,7 +246,7 @@ def write_partition(lake: Path, table: str, episode_id: str, columns: Mapping[st
     rows = len(next(iter(columns.values())))
     site, start = (columns.get(k, [None])[0] for k in ("site", "start_ns"))
     partition = partition_values(site, start)
-    _commit_columns(lake, table, episode_id, {**columns, EPISODE_ID: [episode_id] * rows}, partition)
+    return _commit_columns(lake, table, episode_id, {**columns, EPISODE_ID: [episode_id] * rows}, partition)
 
 
 def _commit_columns(

@@ -66,7 +66,8 @@ class EpisodeWindows(Dataset):
     Windows lie where every stream and camera has messages; episodes missing one, or still being
     ingested (no `episodes` row yet), are left out.
     `episodes` is an optional SQL condition on the `episodes` table, e.g. "site = 'office-0' AND collisions = 0".
-    Items are read from the lake when asked for: only the window index is held in memory.
+    Items are read from the lake when asked for: only the window index is held in memory. `lake_version` is the
+    version read: record it with what is trained on the windows; `Lake(path, version=...)` gives the same ones again.
 
     Each item is a dict (K = `keyframes`, C = len(CAMERAS), N = window_s × the stream's nominal rate):
 
@@ -99,6 +100,7 @@ class EpisodeWindows(Dataset):
         if window_s <= 0 or stride_s <= 0 or keyframes < 1:
             raise ValueError("window_s and stride_s must be > 0 and keyframes >= 1")
         self.lake = lake
+        self.lake_version = lake.version
         self.window_ns = round(window_s * 1e9)
         self.keyframe_offsets_ns = np.arange(keyframes, dtype=np.int64) * self.window_ns // keyframes
         spans = self._spans(episodes)

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from datasets.lake import EXAMPLE_QUERIES, TABLE_MAX_CELL, TABLE_MAX_ROWS, Lake, LakeError, run_query
 from datasets.lake_tables import write_partition
 from datasets.windows import IMAGE_TOPICS, STREAMS, EpisodeWindows
-from schemas.lake import OUTCOME_OK
+from schemas.lake import OUTCOME_OK, TABLE_VERSIONS
 from schemas.topics import BY_OUTPUT, CAMERAS
 from tests.test_ingest import WINDOW_GAPS_QUERY
 
@@ -104,8 +104,10 @@ def write_episode(
             ).with_columns(data=pl.Series([_jpeg(_level(j)) for j in keep], dtype=pl.Binary))
         )
     by_table["images"] = frames
-    for table, parts in by_table.items():
-        write_partition(lake, table, episode_id, pl.concat(parts, how="diagonal").to_dict(as_series=False))
+    versions = {
+        table: write_partition(lake, table, episode_id, pl.concat(parts, how="diagonal").to_dict(as_series=False))
+        for table, parts in by_table.items()
+    }
     write_partition(
         lake,
         "episodes",
@@ -121,6 +123,7 @@ def write_episode(
             "collisions": [collisions],
             "outcome": [OUTCOME_OK],
             "metadata": [[("camera_width", "8")]],
+            TABLE_VERSIONS.name: [list(versions.items())],  # as ingest records them: what time travel reads
         },
     )
     return written
@@ -419,6 +422,19 @@ def test_windows_index(windows_lake: tuple[Path, dict[str, np.ndarray]]) -> None
     assert only_r2.episode_ids == ["w2"] and len(only_r2) == 4
     with pytest.raises(LakeError, match="one SQL statement"):
         EpisodeWindows(Lake(path), episodes="true; DROP VIEW imu")
+
+
+def test_windows_name_the_lake_version_that_gives_them_again(tmp_path: Path) -> None:
+    """A training set records the lake version it read: after more episodes land, that version reads the same."""
+    write_episode(tmp_path, "w1", T0, 4)
+    first = EpisodeWindows(Lake(tmp_path))
+    write_episode(tmp_path, "w2", T0 + 100 * S, 4)
+    latest = EpisodeWindows(Lake(tmp_path))
+    again = EpisodeWindows(Lake(tmp_path, version=first.lake_version))
+    assert first.lake_version is not None and latest.lake_version > first.lake_version
+    assert again.lake_version == first.lake_version
+    assert again.episode_ids == first.episode_ids == ["w1"] and latest.episode_ids == ["w1", "w2"]
+    assert len(again) == len(first) and int(again[len(again) - 1]["t0_ns"]) == int(first[len(first) - 1]["t0_ns"])
 
 
 def test_windows_alignment(windows_lake: tuple[Path, dict[str, np.ndarray]]) -> None:
