@@ -40,7 +40,7 @@ demo: venv
 test: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q --durations=15 tests
+	$(BIN)/python -m pytest -q --durations=15 -n auto --dist loadfile --no-loadscope-reorder tests
 
 bench: venv
 	$(BIN)/python -m benchmarks

@@ -143,10 +143,22 @@ def read_map(map_dir: Path | str, key: bytes | None = None) -> TopoMap:
         path: _read_verified(map_dir, path, entry, key if manifest.encrypted else None)
         for path, entry in manifest.files.items()
     }
-    tables = {name: conform_table(name, pq.read_table(pa.BufferReader(plain[TABLE_FILES[name]]))) for name in TABLES}
+    tables = {name: conform_table(name, pq.read_table(_arrow_owned(plain[TABLE_FILES[name]]))) for name in TABLES}
     prefix = f"{SFM_DIR}/"
     sfm_files = {path.removeprefix(prefix): data for path, data in plain.items() if path.startswith(prefix)}
     return TopoMap(manifest=manifest, sfm_files=sfm_files, **tables)
+
+
+def _arrow_owned(data: bytes) -> pa.BufferReader:
+    """`data` copied into memory that Arrow owns, to read from.
+
+    pyarrow's reader may still be dropping its input on a thread of its own when the process exits (right after
+    reading a map, on a usage error): a buffer over Python bytes needs the GIL to go, which a finalizing interpreter
+    no longer gives, and the process aborts with SIGABRT instead of exiting with its code (apache/arrow#34314).
+    """
+    sink = pa.BufferOutputStream()
+    sink.write(data)
+    return pa.BufferReader(sink.getvalue())
 
 
 def _plain_files(tables: Mapping[str, pa.Table], sfm_dir: Path | None) -> Iterator[tuple[str, bytes]]:

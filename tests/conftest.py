@@ -8,11 +8,14 @@ import os
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+from xdist.remote import Producer
+from xdist.scheduler import LoadFileScheduling
 
 import sim  # noqa: F401  (picks MuJoCo's rendering backend before any test imports mujoco)
 from schemas import messages as m
@@ -126,6 +129,63 @@ def all_topic_messages() -> list[tuple[str, object]]:
     return [(t.output_id, sample_message(t.output_id)) for t in TOPICS]
 
 
+# `make test` runs the suite on several workers (pytest-xdist, --dist loadfile): each test module runs whole on one
+# worker, so that its module-scoped fixtures are built once. The modules below share one worker, which takes them
+# first: the office map takes minutes to build, and tests that start dora daemons must not overlap
+# (test_navigation_graph checks that no coordinator or daemon of this checkout outlives its tests). xdist's
+# --dist loadgroup would read such groups off markers, but on pytest 9.2 it silently ignores them
+# (pytest-dev/pytest-xdist#1386).
+ONE_WORKER_MODULES = frozenset(
+    f"tests/{name}.py" for name in ("test_dora_deploy", "test_mapping", "test_navigation", "test_navigation_graph")
+)
+MODULE_SECONDS = "astra/module_seconds"  # in .pytest_cache: how long each module took when it last ran
+_module_seconds: Counter[str] = Counter()
+
+
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+class _OneWorkerModules(LoadFileScheduling):
+    def _split_scope(self, nodeid: str) -> str:
+        module = super()._split_scope(nodeid)
+        return "one worker" if module in ONE_WORKER_MODULES else module
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of xdist's
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> LoadFileScheduling | None:
+    return _OneWorkerModules(config, log) if config.getoption("dist") == "loadfile" else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not hasattr(config, "workerinput"):  # only on xdist's workers
+        return
+    astray = [
+        item.nodeid
+        for item in items
+        if ({"office_map", "tour_lake"} & set(item.fixturenames) or item.get_closest_marker("dora_daemons"))
+        and _module(item.nodeid) not in ONE_WORKER_MODULES
+    ]
+    if astray:
+        raise pytest.UsageError(f"add their modules to ONE_WORKER_MODULES in tests/conftest.py: {astray}")
+    # The scheduler hands out modules in this order (--no-loadscope-reorder): the one-worker modules, then the others
+    # longest first by their last run, so that no long module is left for the end while the other workers idle.
+    cache = getattr(config, "cache", None)
+    seconds = cache.get(MODULE_SECONDS, {}) if cache else {}
+    items.sort(key=lambda item: (_module(item.nodeid) not in ONE_WORKER_MODULES, -seconds.get(_module(item.nodeid), 0)))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _module_seconds[_module(report.nodeid)] += report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    cache = getattr(session.config, "cache", None)
+    if cache and _module_seconds and not hasattr(session.config, "workerinput"):  # xdist's controller, or no xdist
+        last = {module: round(seconds, 1) for module, seconds in _module_seconds.items()}
+        cache.set(MODULE_SECONDS, cache.get(MODULE_SECONDS, {}) | last)
+
+
 @pytest.fixture(scope="session")
 def office_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A generated office building, shared by the tests that drive the robot through it."""
@@ -133,6 +193,16 @@ def office_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("worlds") / "office-0"
     write_world(generate_world("office", 0), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def hospital_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated hospital with people walking their loops."""
+    from sim.world import generate_world, write_world
+
+    out = tmp_path_factory.mktemp("worlds") / "hospital-1"
+    write_world(generate_world("hospital", 1, dynamic=True), out)
     return out
 
 

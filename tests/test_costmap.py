@@ -16,21 +16,12 @@ from schemas.messages import CameraInfo, DepthImage, Twist
 from schemas.robot import DEFAULT_ROBOT, RobotConfig, camera_mount
 from schemas.topics import camera_frame
 from sim.simulator import Simulator
-from sim.world import generate_world, write_world
 
 # Half the pixels of the default cameras, sampled twice as densely: the rays of the default stride, rendered faster.
 ROBOT = RobotConfig(camera_width=160, camera_height=120)
 CONFIG = CostmapConfig(stride=2)
 
 Pose = tuple[float, float, float]
-
-
-@pytest.fixture(scope="module")
-def hospital(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A hospital with people walking their loops."""
-    out = tmp_path_factory.mktemp("hospital")
-    write_world(generate_world("hospital", 1, dynamic=True), out)
-    return out
 
 
 def _odom_from_map(sim: Simulator) -> Callable[[Pose], Pose]:
@@ -205,8 +196,8 @@ def test_costmap_matches_the_building(office_world: Path, stride: int) -> None:
     sim.close()
 
 
-def test_a_walking_person_is_flagged_moving_and_its_trail_clears(hospital: Path) -> None:
-    sim = Simulator(hospital, ROBOT)
+def test_a_walking_person_is_flagged_moving_and_its_trail_clears(hospital_world: Path) -> None:
+    sim = Simulator(hospital_world, ROBOT)
     agent = max(sim.world.agents, key=lambda a: math.dist(*a.waypoints[:2]))
     index = sim.world.agents.index(agent)
     start, towards = np.array(agent.waypoints[0]), np.array(agent.waypoints[1])

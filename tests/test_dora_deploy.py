@@ -22,6 +22,8 @@ import yaml
 from tests.dora_cluster import DORA, DoraError, dora_cluster, dora_env, dora_up, is_running
 from tests.split_graph import DATAFLOW, ROBOT, SERVER, SPLIT_DATAFLOW, deploy_graph, split_dataflow, working_dirs
 
+pytestmark = pytest.mark.dora_daemons
+
 NODES = Path(__file__).parent / "dora_nodes"
 COUNT = 200
 

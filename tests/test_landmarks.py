@@ -21,27 +21,19 @@ from schemas.world import Landmark, World
 from sim.annotations import AnnotatedLandmarkExtractor
 from sim.robot import BODY, camera_name
 from sim.simulator import Simulator
-from sim.world import generate_world, write_world
 
 SMALL = RobotConfig(camera_width=160, camera_height=120)
 HALF_FOV = math.radians(SMALL.camera_hfov_deg) / 2
 
 
 @pytest.fixture(scope="module")
-def office(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("office")
-    write_world(generate_world("office", 0), out)
-    return out
+def extractor(office_world: Path) -> AnnotatedLandmarkExtractor:
+    return AnnotatedLandmarkExtractor(office_world, min_pixels=20, config=SMALL)
 
 
 @pytest.fixture(scope="module")
-def extractor(office: Path) -> AnnotatedLandmarkExtractor:
-    return AnnotatedLandmarkExtractor(office, min_pixels=20, config=SMALL)
-
-
-@pytest.fixture(scope="module")
-def sim(office: Path) -> Iterator[Simulator]:
-    sim = Simulator(office, SMALL)
+def sim(office_world: Path) -> Iterator[Simulator]:
+    sim = Simulator(office_world, SMALL)
     yield sim
     sim.close()
 

@@ -21,6 +21,8 @@ from schemas.topics import BY_OUTPUT
 from tests.dora_cluster import DORA, dora_cluster, dora_up
 from tests.split_graph import DATAFLOW, ROBOT, SERVER, SPLIT_DATAFLOW
 
+pytestmark = pytest.mark.dora_daemons
+
 SECONDS = 12  # an integer: dora coerces numeric-looking --env values ("12.0" would arrive as "12")
 
 

@@ -24,18 +24,9 @@ from schemas.topics import BY_OUTPUT, camera_frame
 from schemas.world import Room, World
 from sim.robot import BODY
 from sim.simulator import Simulator
-from sim.world import generate_world, write_world
 
 SMALL = RobotConfig(camera_width=64, camera_height=48)
 BODY_Z = 0.2  # a height inside the robot shell
-
-
-@pytest.fixture(scope="module")
-def hospital(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A hospital with people walking their loops."""
-    out = tmp_path_factory.mktemp("hospital")
-    write_world(generate_world("hospital", 1, dynamic=True), out)
-    return out
 
 
 def _clearance(world: World) -> np.ndarray:
@@ -135,10 +126,10 @@ def test_wheel_odometry_tracks_a_straight_drive(office_world) -> None:
     sim.close()
 
 
-def test_rates_follow_the_config(hospital) -> None:
+def test_rates_follow_the_config(hospital_world: Path) -> None:
     seconds = 2.0
     config = RobotConfig(camera_width=64, camera_height=48, camera_hz=5.0)
-    sim = Simulator(hospital, config, start_ns=10**12)
+    sim = Simulator(hospital_world, config, start_ns=10**12)
     out = _drive(sim, seconds)
     expected = {
         "clock": 100.0,
@@ -247,8 +238,8 @@ def test_commanded_twist_is_tracked_without_side_slip(office_world) -> None:
     sim.close()
 
 
-def test_people_walk_their_loops(hospital) -> None:
-    sim = Simulator(hospital, SMALL)
+def test_people_walk_their_loops(hospital_world: Path) -> None:
+    sim = Simulator(hospital_world, SMALL)
     obstacles = _drive(sim, 0.5)["obstacles"]
     first, last = obstacles[0], obstacles[-1]
     agents = sim.world.agents
@@ -264,8 +255,8 @@ def test_people_walk_their_loops(hospital) -> None:
     sim.close()
 
 
-def test_a_person_walking_into_the_robot_is_a_collision(hospital) -> None:
-    sim = Simulator(hospital, SMALL)
+def test_a_person_walking_into_the_robot_is_a_collision(hospital_world: Path) -> None:
+    sim = Simulator(hospital_world, SMALL)
     agent = max(sim.world.agents, key=lambda a: math.dist(*a.waypoints[:2]))
     start, towards = np.array(agent.waypoints[0]), np.array(agent.waypoints[1])
     heading = (towards - start) / np.linalg.norm(towards - start)

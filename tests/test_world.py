@@ -33,6 +33,15 @@ def written(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     return world, out
 
 
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> tuple[World, Path]:
+    """A warehouse without people, written once for the tests that only look at its racks, walls and signs."""
+    world = generate_world("warehouse", SEED)
+    out = tmp_path_factory.mktemp("warehouse")
+    write_world(world, out)
+    return world, out
+
+
 def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -189,25 +198,23 @@ def test_textures_stay_modest(written: tuple[World, Path]) -> None:
     assert sum(width * height for width, height in sizes) <= 40e6  # 120 MB of RGB in the renderer
 
 
-def test_walls_and_racks_do_not_repeat_a_tile_along(tmp_path: Path) -> None:
+def test_walls_and_racks_do_not_repeat_a_tile_along(warehouse: tuple[World, Path]) -> None:
     """The same wall or rack seen from 2 m further along (one texture tile) shows something else: a localizer that
     sees a repeating picture cannot tell where along it the robot is."""
-    world = generate_world("warehouse", SEED)
-    write_world(world, tmp_path)
+    world, out = warehouse
     aisle = next(r for r in world.rooms if r.kind == "aisle")
     x0, y0, x1, y1 = aisle.bounds
     rack_views = [((x0 + x1) / 2, (y0 + y1) / 2 + dy, math.pi) for dy in (-1.0, 1.0)]  # the west rack, 1 m off
     wall = max(world.walls, key=lambda w: max(w.box.half_size[:2]))
     wall_views = [_facing(world, wall, along, 1.5) for along in (-1.0, 1.0)]
-    pictures = _looks(tmp_path, rack_views + wall_views)
+    pictures = _looks(out, rack_views + wall_views)
     for first, second in zip(pictures[::2], pictures[1::2], strict=True):
         assert first.std() > 15  # a textured surface, not the void
         assert np.abs(first - second).mean() > 20
 
 
-def test_warehouse_aisles_look_alike_and_only_signs_differ(tmp_path: Path) -> None:
-    world = generate_world("warehouse", SEED)
-    write_world(world, tmp_path)
+def test_warehouse_aisles_look_alike_and_only_signs_differ(warehouse: tuple[World, Path]) -> None:
+    world, out = warehouse
     aisles = [r for r in world.rooms if r.kind == "aisle"]
     racks = [lm for lm in world.landmarks if lm.category == "pallet rack"]
     signs = [lm for lm in world.landmarks if lm.category == "aisle sign"]
@@ -221,7 +228,7 @@ def test_warehouse_aisles_look_alike_and_only_signs_differ(tmp_path: Path) -> No
     assert len({(lm.color, lm.material) for lm in racks}) == 1
     assert {s.text for s in signs} == {a.name for a in aisles}
 
-    model = mujoco.MjModel.from_xml_path(str(tmp_path / "world.xml"))
+    model = mujoco.MjModel.from_xml_path(str(out / "world.xml"))
     looks = {
         (
             model.mat(model.geom(f"lm_{lm.id}").matid[0]).texid[1],
@@ -230,9 +237,9 @@ def test_warehouse_aisles_look_alike_and_only_signs_differ(tmp_path: Path) -> No
         for lm in racks
     }
     assert len(looks) == 1  # one texture, one colour: a rack of one aisle looks as those of the others
-    sign_images = {s.text: (tmp_path / "textures" / f"sign_{s.id}.png").read_bytes() for s in signs}
+    sign_images = {s.text: (out / "textures" / f"sign_{s.id}.png").read_bytes() for s in signs}
     assert len(set(sign_images.values())) == len(aisles)  # each aisle number is drawn into its own texture
-    pixels = np.asarray(Image.open(tmp_path / "textures" / f"sign_{signs[0].id}.png").convert("L"), dtype=float)
+    pixels = np.asarray(Image.open(out / "textures" / f"sign_{signs[0].id}.png").convert("L"), dtype=float)
     assert pixels.std() > 30  # text on a plate, not a blank
 
 
