@@ -28,9 +28,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from datasets.lake_tables import LakeError, check_layout, table_versions
-from schemas.lake import (
-    PARTITIONS,
-)
+from schemas.lake import PARTITIONS, TABLES, lake_schema
 
 Format = Literal["table", "csv", "json"]
 FORMATS: tuple[Format, ...] = ("table", "csv", "json")
@@ -106,6 +104,7 @@ class Lake:
             raise LakeError(f"no lake at {path}: `astra ingest` creates one")
         check_layout(self.path)
         self.versions = table_versions(self.path, version)  # table -> the version of it read
+        self._latest = version is None
         if not self.versions:
             raise LakeError(f"the lake at {path} has no tables yet: `astra ingest` fills it")
         self.version = self.versions.get("episodes")
@@ -175,7 +174,20 @@ class Lake:
             check_read_only(query)
             return fetch(self._con.sql(query))
         except _QUERY_ERRORS as exc:
-            raise LakeError(f"{exc}\n\n{self.describe()}") from exc
+            raise LakeError(f"{exc}\n\n{self.describe()}{self._migration_hint()}") from exc
+
+    def _migration_hint(self) -> str:
+        """Why a query may lack columns: tables an older Astra wrote, until `astra lake migrate` adds them."""
+        if not self._latest:  # an old version stays as it was written, migrated or not
+            return ""
+        lacking = []
+        for table in self._tables:
+            have = {f.name for f in self._delta(table).schema().fields}
+            missing = [f.name for f in lake_schema(table) if f.name not in have] if table in TABLES else []
+            lacking += [f"{table} lacks {', '.join(missing)}"] if missing else []
+        if not lacking:
+            return ""
+        return f"\n\nan older Astra wrote this lake ({'; '.join(lacking)}): run `astra lake migrate --lake {self.path}`"
 
     @property
     def _con(self) -> duckdb.DuckDBPyConnection:

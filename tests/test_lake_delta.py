@@ -221,6 +221,8 @@ def test_a_delta_lake_without_since_previous_takes_no_commits_until_migrated(tmp
     with pytest.raises(LakeError, match=refused):
         write_partition(lake, "images", "ep-x", {"t_ns": [T0], "topic": [FRONT]})
     assert len(Lake(lake).sql("SELECT * FROM images")) == old.num_rows  # reading needs no migration
+    with pytest.raises(LakeError, match=r"images lacks since_previous_ns\): run `astra lake migrate --lake "):
+        Lake(lake).sql("SELECT since_previous_ns FROM images")
 
     result = _astra("lake", "migrate", "--lake", str(lake))
     assert result.returncode == 0, result.stderr
