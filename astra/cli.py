@@ -595,8 +595,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="ingest robot logs (MCAP, rosbag2, ROS 1 bags) into the lake's Delta Lake tables (Apache Beam)",
         description="Decode robot logs (ROS 2 cdr into typed tables, anything else raw into `messages`) and "
-        "commit them into the lake's Delta Lake tables, one commit per table per log, `episodes` last. Logs: MCAP "
-        "files (also whole-file .mcap.zstd and .mcap.lz4), rosbag2 SQLite files (.db3, .db3.zstd), rosbag2 "
+        "commit them into the lake's Delta Lake tables, one commit per table per batch of logs, `episodes` last. "
+        "Logs: MCAP files (also whole-file .mcap.zstd and .mcap.lz4), rosbag2 SQLite files (.db3, .db3.zstd), rosbag2 "
         "directories (a folder with metadata.yaml is one recording) and ROS 1 bags (.bag). Re-ingesting a log "
         "changes nothing. Damaged logs are salvaged and quarantined (exit code 3). Tables are compacted once small "
         "files pile up. The summary's `skipped` names every file not ingested, with the reason.",

@@ -1,6 +1,7 @@
 """The lake's Delta Lake tables on disk (layout: schemas.lake): which versions a lake version reads, committing
-episodes (one commit per table, `episodes` last, idempotent by transaction ids), compaction, vacuum, and migration
-from the layout before Delta Lake. Reading them is `datasets.lake`'s; ingest needs only this module.
+batches of episodes (one commit per table per batch, `episodes` last, idempotent by the episodes' transaction ids),
+compaction, vacuum, and migration from the layout before Delta Lake. Reading them is `datasets.lake`'s; ingest
+needs only this module.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import shutil
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +53,18 @@ class LakeError(ValueError):
 
 # Ingest's threads and Dask workers commit to the same tables at once: a commit that loses a race is retried.
 COMMIT_ATTEMPTS = 20
+# Ingest commits episodes in batches of about this many, one commit per table per batch. A Delta commit costs time
+# that grows with its table (delta-rs lists `_delta_log` and rebuilds the table's list of live files for it): one
+# commit per episode made every episode pay it, where a batch pays it once and grows the log this many times slower.
+COMMIT_BATCH_EPISODES = 64
 # Compaction: ingest compacts a table by itself once this many of its files are under the target size.
 AUTO_COMPACT_SMALL_FILES = 64
 COMPACT_TARGET_BYTES = 128 << 20
 _WRITER = WriterProperties(compression=PARQUET_COMPRESSION.upper())
+# A checkpoint every 10 commits rather than Delta's 100: between checkpoints, every load of a table and every lookup
+# of a transaction id parses each commit since the last one, and a batch's commit is large.
+CHECKPOINT_INTERVAL = 10
+_PROPERTIES = {"delta.checkpointInterval": str(CHECKPOINT_INTERVAL)}  # the tables' Delta properties
 
 
 def _delta_tables(lake: Path) -> list[str]:
@@ -137,7 +147,7 @@ def _check_columns(lake: Path, table: str, delta: DeltaTable) -> None:
         )
 
 
-# --- writing: one commit per table per episode ---------------------------------------------------------------
+# --- writing: one commit per table per batch of episodes -----------------------------------------------------
 
 
 def lake_version(lake: Path) -> int | None:
@@ -146,60 +156,102 @@ def lake_version(lake: Path) -> int | None:
     return DeltaTable(path).version() if DeltaTable.is_deltatable(str(path)) else None
 
 
-def is_committed(lake: Path, table: str, episode_id: str) -> bool:
-    """Whether an episode's rows of `table` are committed, from the table's application transactions."""
+def committed_episodes(lake: Path, table: str) -> Callable[[str], bool]:
+    """Whether an episode's rows of `table` are committed, from the table's application transactions, as a test to
+    ask of many episodes: loading the table, done once here, reads the entry of every file it holds, while each
+    answer reads only its transactions."""
     path = lake / table
-    return DeltaTable.is_deltatable(str(path)) and DeltaTable(path).transaction_version(episode_id) is not None
+    if not DeltaTable.is_deltatable(str(path)):
+        return lambda episode_id: False
+    delta = DeltaTable(path)
+    return lambda episode_id: delta.transaction_version(episode_id) is not None
 
 
-def commit_episode_file(
-    lake: Path, table: str, episode_id: str, files: Path | Sequence[Path], partition: Mapping[str, Any]
-) -> int:
-    """Commit one episode's rows of `table`, written to `files` (Parquet in `file_schema(table)`, on the lake's
-    filesystem, in row order), as one Delta commit carrying the episode's application transaction. The files are
-    moved into their partition first, named in order; readers see them only once committed. Returns the table's
-    version after the commit.
+@dataclass(frozen=True)
+class EpisodeFiles:
+    """An episode staged for `commit_episodes`: table -> the Parquet files of its rows (in `file_schema(table)`, on
+    the lake's filesystem, in row order), and its one-row `episodes` table (in `TABLES["episodes"]`)."""
 
-    If an earlier run committed this episode's rows already (the transaction says so), the files are deleted and
-    nothing is committed.
+    episode_id: str
+    files: Mapping[str, Sequence[Path]]
+    episode: pa.Table
+
+
+def commit_episodes(lake: Path, episodes: Sequence[EpisodeFiles]) -> dict[str, int]:
+    """Commit a batch of episodes: per table, all their files of its rows in one commit (`commit_files`), then all
+    their `episodes` rows in one commit, each row recording the versions its episode's rows landed in. Returns
+    table -> version."""
+    rows = [e.episode.to_pylist()[0] for e in episodes]
+    partitions = {e.episode_id: partition_values(r["site"], r["start_ns"]) for e, r in zip(episodes, rows, strict=True)}
+    versions = {
+        table: commit_files(
+            lake,
+            table,
+            {e.episode_id: (e.files[table], partitions[e.episode_id]) for e in episodes if table in e.files},
+        )
+        for table in sorted({t for e in episodes for t in e.files})
+    }
+    staged = {}
+    for e, row in zip(episodes, rows, strict=True):
+        row |= {EPISODE_ID: e.episode_id, TABLE_VERSIONS.name: [(t, versions[t]) for t in sorted(e.files)]}
+        staged[e.episode_id] = (
+            [_staged_file(lake, "episodes", e.episode_id, {k: [v] for k, v in row.items()})],
+            partitions[e.episode_id],
+        )
+    return versions | {"episodes": commit_files(lake, "episodes", staged)}
+
+
+def commit_files(lake: Path, table: str, episodes: Mapping[str, tuple[Sequence[Path], Mapping[str, Any]]]) -> int:
+    """Commit episodes' rows of `table` as one Delta commit that carries each episode's application transaction:
+    episode id -> (its files, in `file_schema(table)` on the lake's filesystem in row order; its partition). The
+    files are moved into their partition first, named in order; readers see them only once committed. Returns the
+    table's version after the commit.
+
+    Episodes whose rows an earlier run or a racing writer committed already (their transactions say so) are left
+    out and their files deleted; if that leaves none, nothing is committed.
     """
-    files = [files] if isinstance(files, Path) else list(files)
     path = lake / table
     schema = lake_schema(table)
     delta = _created(path, schema)
     _check_columns(lake, table, delta)
-    if delta.transaction_version(episode_id) is not None:
-        for file in files:
-            file.unlink()
-        return delta.version()
     run = uuid.uuid4().hex[:8]
-    adds = []
-    for index, file in enumerate(files):
-        relative = f"{partition_path(partition)}/{episode_id}-{run}-{index:05d}.parquet"
-        (path / relative).parent.mkdir(parents=True, exist_ok=True)
-        os.rename(file, path / relative)
-        rows = pq.read_metadata(path / relative).num_rows
-        size, now_ms = (path / relative).stat().st_size, time.time_ns() // 1_000_000
-        adds.append(AddAction(relative, size, dict(partition), now_ms, True, json.dumps({"numRecords": rows})))
+    adds: dict[str, list[AddAction]] = {}
+    for episode_id, (files, partition) in episodes.items():
+        if delta.transaction_version(episode_id) is not None:
+            for file in files:
+                file.unlink()
+            continue
+        adds[episode_id] = []
+        for index, file in enumerate(files):
+            relative = f"{partition_path(partition)}/{episode_id}-{run}-{index:05d}.parquet"
+            (path / relative).parent.mkdir(parents=True, exist_ok=True)
+            os.rename(file, path / relative)
+            rows = pq.read_metadata(path / relative).num_rows
+            size, now_ms = (path / relative).stat().st_size, time.time_ns() // 1_000_000
+            stats = json.dumps({"numRecords": rows})
+            adds[episode_id].append(AddAction(relative, size, dict(partition), now_ms, True, stats))
 
-    def commit() -> None:
-        delta.create_write_transaction(
-            adds,
-            "append",
-            schema,
-            partition_by=PARTITIONS.names,
-            commit_properties=CommitProperties(app_transactions=[Transaction(episode_id, INGEST_TXN_VERSION)]),
-        )
-
-    for attempt in range(COMMIT_ATTEMPTS - 1):
+    for attempt in range(COMMIT_ATTEMPTS):
+        if not adds:
+            break
         try:
-            commit()
+            delta.create_write_transaction(
+                [add for episode in adds.values() for add in episode],
+                "append",
+                schema,
+                partition_by=PARTITIONS.names,
+                commit_properties=CommitProperties(app_transactions=[Transaction(e, INGEST_TXN_VERSION) for e in adds]),
+            )
             break
         except CommitFailedError:  # another writer committed first, or created the table: re-read it, try again
+            if attempt == COMMIT_ATTEMPTS - 1:
+                raise
             _back_off(attempt)
             delta = DeltaTable(path)
-    else:
-        commit()
+            # A racing writer may have committed some of these episodes (their transactions conflict): not twice.
+            for episode_id in [e for e in adds if delta.transaction_version(e) is not None]:
+                for add in adds.pop(episode_id):
+                    (path / add.path).unlink()
     delta.update_incremental()
     return delta.version()
 
@@ -210,34 +262,25 @@ def _created(path: Path, schema: pa.Schema) -> DeltaTable:
         if DeltaTable.is_deltatable(str(path)):
             return DeltaTable(path)  # half the cost of create(mode="ignore"), which loads the log as well
         try:
-            return DeltaTable.create(path, schema, partition_by=PARTITIONS.names, mode="ignore")
+            return _create(path, schema)
         except DeltaError:  # another writer created it at the same moment
             _back_off(attempt)
-    return DeltaTable.create(path, schema, partition_by=PARTITIONS.names, mode="ignore")
+    return _create(path, schema)
+
+
+def _create(path: Path, schema: pa.Schema) -> DeltaTable:
+    return DeltaTable.create(path, schema, partition_by=PARTITIONS.names, mode="ignore", configuration=_PROPERTIES)
 
 
 def _back_off(attempt: int) -> None:
     time.sleep(random.uniform(0.0, 0.05 * (attempt + 1)))  # random, so that racing writers part
 
 
-def commit_episode(
-    lake: Path, episode_id: str, files: Mapping[str, Path | Sequence[Path]], episode: pa.Table
-) -> dict[str, int]:
-    """Commit an episode: each table's files of its rows (see `commit_episode_file`), then its one-row `episodes`
-    table (in `TABLES["episodes"]`), which records the versions they landed in. Returns table -> version."""
-    row = episode.to_pylist()[0]
-    partition = partition_values(row["site"], row["start_ns"])
-    versions = {t: commit_episode_file(lake, t, episode_id, files[t], partition) for t in sorted(files)}
-    row |= {EPISODE_ID: episode_id, TABLE_VERSIONS.name: list(versions.items())}
-    versions["episodes"] = _commit_columns(lake, "episodes", episode_id, {k: [v] for k, v in row.items()}, partition)
-    return versions
-
-
 def write_partition(lake: Path, table: str, episode_id: str, columns: Mapping[str, Sequence[Any]]) -> int:
     """Commit one episode's rows of a table; columns left out are null, but the `since_previous_ns` of images, which
     is computed from their `t_ns` and `topic`. The partition is the one `columns` name (`site`, `start_ns`), else null.
 
-    For fixtures and synthetic lakes: `astra ingest` commits whole episodes, `episodes` last (`commit_episode`).
+    For fixtures and synthetic lakes: `astra ingest` commits whole episodes, `episodes` last (`commit_episodes`).
     Returns the table's version after the commit.
     """
     if SINCE_PREVIOUS.name in TABLES[table].names and SINCE_PREVIOUS.name not in columns:
@@ -245,21 +288,19 @@ def write_partition(lake: Path, table: str, episode_id: str, columns: Mapping[st
         columns = {**columns, SINCE_PREVIOUS.name: since_previous(t_ns, topic)}
     rows = len(next(iter(columns.values())))
     site, start = (columns.get(k, [None])[0] for k in ("site", "start_ns"))
-    partition = partition_values(site, start)
-    return _commit_columns(lake, table, episode_id, {**columns, EPISODE_ID: [episode_id] * rows}, partition)
+    staged = _staged_file(lake, table, episode_id, {**columns, EPISODE_ID: [episode_id] * rows})
+    return commit_files(lake, table, {episode_id: ([staged], partition_values(site, start))})
 
 
-def _commit_columns(
-    lake: Path, table: str, episode_id: str, columns: Mapping[str, Sequence[Any]], partition: Mapping[str, Any]
-) -> int:
-    """`commit_episode_file` of a file written from columns (those left out are null) under the lake's staging."""
+def _staged_file(lake: Path, table: str, episode_id: str, columns: Mapping[str, Sequence[Any]]) -> Path:
+    """A file of `table`'s rows written from columns (those left out are null) under the lake's staging."""
     staged = lake / STAGING_DIR / f"{episode_id}-{uuid.uuid4().hex[:8]}.parquet"
     staged.parent.mkdir(parents=True, exist_ok=True)
     rows = len(next(iter(columns.values())))
     schema = file_schema(table)
     data = pa.Table.from_pydict({f.name: columns.get(f.name, [None] * rows) for f in schema}, schema=schema)
     pq.write_table(data, staged, compression=PARQUET_COMPRESSION)
-    return commit_episode_file(lake, table, episode_id, staged, partition)
+    return staged
 
 
 # --- maintenance: compaction, vacuum, migration -----------------------------------------------------------------
@@ -288,6 +329,9 @@ def compact(lake: Path, min_small_files: int = 2) -> dict[str, dict[str, int]]:
         if mergeable < min_small_files:
             continue
         metrics = delta.optimize.compact(target_size=COMPACT_TARGET_BYTES, writer_properties=_WRITER)
+        # Checkpointed at once: until the next checkpoint, every load of the table and every lookup of a transaction
+        # id would parse this commit, which removes each merged file by name.
+        delta.create_checkpoint()
         done[table] = {"files_removed": metrics["numFilesRemoved"], "files_added": metrics["numFilesAdded"]}
     return done
 
@@ -337,6 +381,7 @@ def migrate(lake: Path) -> dict[str, int]:
             new,
             pa.RecordBatchReader.from_batches(schema, batches),
             partition_by=PARTITIONS.names,
+            configuration=_PROPERTIES,
             writer_properties=_WRITER,
             commit_properties=CommitProperties(app_transactions=[Transaction(i, INGEST_TXN_VERSION) for i in ids]),
         )

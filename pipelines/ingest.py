@@ -8,9 +8,10 @@
                          the log has rows for: the log is read once, and its messages are decoded
                          and written in bounded batches (`BatchBounds`), so memory does not grow
                          with the log
-    PublishEpisodes      groups by episode and commits each: one Delta commit per table, `episodes`
-                         last (`datasets.lake_tables.commit_episode`); of logs with the same bytes, the
-                         first path is published
+    PublishEpisodes      groups episodes into batches (`COMMIT_BATCH_EPISODES`) and commits each: one
+                         Delta commit per table, `episodes` last, carrying every episode's transaction id
+                         (`datasets.lake_tables.commit_episodes`); of logs with the same bytes, the first
+                         path is published
 
 Once published, tables with many small files are compacted (`datasets.lake_tables.compact`).
 
@@ -25,11 +26,13 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import socket
 import time
 import uuid
+import zlib
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -50,11 +53,13 @@ from mcap_ros2.decoder import DecoderFactory
 
 from datasets.lake_tables import (
     AUTO_COMPACT_SMALL_FILES,
+    COMMIT_BATCH_EPISODES,
+    EpisodeFiles,
     check_columns,
     check_layout,
-    commit_episode,
+    commit_episodes,
+    committed_episodes,
     compact,
-    is_committed,
     lake_version,
     since_previous_in_files,
 )
@@ -509,9 +514,19 @@ class ListLogs(beam.PTransform):
         return pbegin | beam.Create(self.files)
 
 
-def _is_new(source: Source, lake: str) -> bool:
-    """Whether an episode is not in the lake yet: its `episodes` row, committed last, carries its transaction."""
-    return not is_committed(Path(lake), "episodes", source.episode_id)
+class _SkipIngestedFn(beam.DoFn):
+    """Drops episodes the lake has already: their `episodes` row, committed last, carries their transaction. The
+    table is loaded once per worker, not once per file: loading it reads the entry of every file it holds."""
+
+    def __init__(self, lake: str) -> None:
+        self.lake = lake
+
+    def setup(self) -> None:
+        self.committed = committed_episodes(Path(self.lake), "episodes")
+
+    def process(self, source: Source) -> Iterator[Source]:
+        if not self.committed(source.episode_id):
+            yield source
 
 
 def _parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
@@ -669,13 +684,26 @@ def _quarantine_copy(source: Path, held: Path) -> str:
     return name
 
 
-def publish_episode(episode_id: str, staged: Iterable[StagedPartition], lake: Path, reports: Path) -> dict:
-    """Commit an episode's staged tables to the lake, `episodes` last, quarantining it first if damaged.
+def publish_episodes(staged: Iterable[tuple[str, StagedPartition]], lake: Path, reports: Path) -> list[dict]:
+    """Commit a batch of episodes' staged tables to the lake (`commit_episodes`: one commit per table, `episodes`
+    last), quarantining the damaged ones first. Returns a report per episode, each also written to
+    `reports/<episode_id>.json` once committed.
 
-    Files with the same bytes are the same episode: the first path's tables are committed. The
-    report (also written to `reports/<episode_id>.json`) names the others as duplicates.
+    Files with the same bytes are the same episode: the first path's tables are committed. The report names the
+    others as duplicates.
     """
-    staged = list(staged)
+    by_episode: defaultdict[str, list[StagedPartition]] = defaultdict(list)
+    for episode_id, part in staged:
+        by_episode[episode_id].append(part)
+    published = [_prepared(episode_id, parts, lake) for episode_id, parts in sorted(by_episode.items())]
+    commit_episodes(lake, [episode for _, episode in published])
+    for report, _ in published:
+        _write_atomically(reports / f"{report['episode_id']}.json", json.dumps(report))
+    return [report for report, _ in published]
+
+
+def _prepared(episode_id: str, staged: list[StagedPartition], lake: Path) -> tuple[dict, EpisodeFiles]:
+    """An episode's report and its files to commit, quarantined first if damaged."""
     source = min(p.source_path for p in staged)
     parts = {p.table: p for p in staged if p.source_path == source}
     root = Path(parts["episodes"].root)
@@ -699,24 +727,27 @@ def publish_episode(episode_id: str, staged: Iterable[StagedPartition], lake: Pa
         _write_atomically(held / "reason.json", json.dumps(reason, indent=1))
         _move_into_place(held, lake / QUARANTINE_DIR / episode_id)
     files = {table: staged_files(root, table) for table in parts.keys() - {"episodes"}}
-    commit_episode(lake, episode_id, files, episode_table)
-    _write_atomically(reports / f"{episode_id}.json", json.dumps(report))
-    return report
+    return report, EpisodeFiles(episode_id, files, episode_table)
 
 
 class PublishEpisodes(beam.PTransform):
-    """Group staged partitions by episode and publish each episode; yields one report per episode."""
+    """Group staged partitions into batches of episodes and publish each batch (`publish_episodes`); yields one report
+    per episode. An episode's batch is a hash of its id, out of as many batches as the `files` listed make batches of
+    COMMIT_BATCH_EPISODES: that needs no state, so it works alike on every runner, and files the lake has already
+    only leave their batches smaller."""
 
-    def __init__(self, lake: Path, reports: Path) -> None:
+    def __init__(self, lake: Path, reports: Path, files: int) -> None:
         super().__init__()
         self.lake, self.reports = str(lake), str(reports)
+        self.batches = max(1, math.ceil(files / COMMIT_BATCH_EPISODES))
 
     def expand(self, staged: beam.PCollection[tuple[str, StagedPartition]]) -> beam.PCollection[dict]:
-        lake, reports = Path(self.lake), Path(self.reports)
+        lake, reports, batches = Path(self.lake), Path(self.reports), self.batches
         return (
             staged
-            | "GroupByEpisode" >> beam.GroupByKey()
-            | "Publish" >> beam.MapTuple(lambda episode_id, parts: publish_episode(episode_id, parts, lake, reports))
+            | "KeyByBatch" >> beam.Map(lambda part: (zlib.crc32(part[0].encode()) % batches, part))
+            | "GroupByBatch" >> beam.GroupByKey()
+            | "Publish" >> beam.FlatMapTuple(lambda _, parts: publish_episodes(parts, lake, reports))
         )
 
 
@@ -853,9 +884,9 @@ def ingest(
             pipeline
             | "ListLogs" >> listing
             | "IdentifyEpisodes" >> beam.Map(identify_source)
-            | "SkipIngested" >> beam.Filter(_is_new, str(lake))
+            | "SkipIngested" >> beam.ParDo(_SkipIngestedFn(str(lake)))
             | "StageEpisodes" >> StageEpisodes(staging, progress_dir, bounds)
-            | "PublishEpisodes" >> PublishEpisodes(lake, reports_dir)
+            | "PublishEpisodes" >> PublishEpisodes(lake, reports_dir, len(listing.files))
         )
 
     try:

@@ -10,11 +10,11 @@ recordings from simulation or from other robots often stamp headers on another c
 `episode_id` is the first 16 hex digits of the file's SHA-256, so the same bytes are the same
 episode wherever they are found, and a file changed in place is a new one.
 
-Publishing is one Delta commit per table per episode, `episodes` last, so an `episodes` row marks its
-episode complete. Each commit carries the application transaction `(episode_id, INGEST_TXN_VERSION)`,
-so a re-run commits nothing twice. Files are written under `<lake>/_staging/<run>/` and moved into
-their partition just before their commit: until then no reader sees them, and `astra lake vacuum`
-removes those a killed ingest left behind.
+Publishing is one Delta commit per table per batch of episodes, `episodes` last, so an `episodes` row marks
+its episode complete: an episode's rows of a table are all in one commit. Each commit carries the application
+transaction `(episode_id, INGEST_TXN_VERSION)` of every episode in it, so a re-run commits nothing twice.
+Files are written under `<lake>/_staging/<run>/` and moved into their partition just before their commit:
+until then no reader sees them, and `astra lake vacuum` removes those a killed ingest left behind.
 
 Every commit is a version of its table; the lake's version is that of `episodes`. Each `episodes` row
 records in `table_versions` the version of every table once its episode had landed, so the lake as of

@@ -31,7 +31,7 @@ from mcap.writer import Writer as McapWriter
 from mcap_ros2.writer import Writer as ROS2Writer
 
 from datasets.lake import EXAMPLE_QUERIES, Lake
-from datasets.lake_tables import commit_episode_file, vacuum
+from datasets.lake_tables import commit_files, vacuum
 from datasets.log_files import list_logs
 from datasets.mcap_reader import SalvagingReader, chunk_records
 from datasets.recording import EpisodeWriter, summarize
@@ -637,7 +637,7 @@ def test_leftovers_of_a_killed_ingest_are_cleaned_up_and_a_changed_file_is_a_new
     tf = read_episode(identify_source(str(path)))["tf"]
     staged = tmp_path / "tf.parquet"
     pq.write_table(tf.append_column("episode_id", pa.array([first_id] * tf.num_rows)), staged)
-    commit_episode_file(lake, "tf", first_id, staged, {"site": "office-3", "day": "2023-11-14"})
+    commit_files(lake, "tf", {first_id: ([staged], {"site": "office-3", "day": "2023-11-14"})})
     uncommitted = lake / "tf" / "site=office-3" / "day=2023-11-14" / "uncommitted.parquet"
     uncommitted.write_bytes(b"PAR1 half")
 

@@ -1,5 +1,5 @@
-"""The lake as Delta Lake tables: one commit per table per episode, `episodes` last; re-runs that commit nothing
-by the tables' transaction ids; compaction, vacuum, time travel (`Lake(version=)`, `astra sql --as-of`) and the
+"""The lake as Delta Lake tables: one commit per table per batch of episodes, `episodes` last; re-runs that commit
+nothing by the tables' transaction ids; compaction, vacuum, time travel (`Lake(version=)`, `astra sql --as-of`) and the
 migration of lakes written before Delta Lake. Read-only SQL is tested in test_lake.py, over these tables."""
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from deltalake import DeltaTable, write_deltalake
 from datasets.lake import Lake
 from datasets.lake_tables import (
     AUTO_COMPACT_SMALL_FILES,
+    CHECKPOINT_INTERVAL,
+    EpisodeFiles,
     LakeError,
-    commit_episode,
+    commit_episodes,
+    committed_episodes,
     compact,
-    is_committed,
     migrate,
     vacuum,
     write_partition,
@@ -50,8 +52,8 @@ def _episode(episode_id: str, site: str = "office-0", start_ns: int = T0) -> pa.
 
 
 def _commit(lake: Path, episode_id: str, rows: int = 3, **where: object) -> dict[str, int]:
-    files = {t: _staged(lake.parent / "staged", t, episode_id, rows) for t in ("imu", "odometry")}
-    return commit_episode(lake, episode_id, files, _episode(episode_id, **where))
+    files = {t: [_staged(lake.parent / "staged", t, episode_id, rows)] for t in ("imu", "odometry")}
+    return commit_episodes(lake, [EpisodeFiles(episode_id, files, _episode(episode_id, **where))])
 
 
 def _astra(*args: str) -> subprocess.CompletedProcess:
@@ -82,7 +84,7 @@ def test_a_rerun_commits_nothing_by_the_transaction_ids(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     # An earlier run committed the episode's imu rows, then died before its other tables.
     write_partition(lake, "imu", "ep-a", {"t_ns": [0, 1, 2], "topic": ["/imu"] * 3})
-    assert is_committed(lake, "imu", "ep-a") and not is_committed(lake, "episodes", "ep-a")
+    assert committed_episodes(lake, "imu")("ep-a") and not committed_episodes(lake, "episodes")("ep-a")
     first = _commit(lake, "ep-a")
     assert first["imu"] == 1 and DeltaTable(lake / "imu").history(1)[0]["operation"] == "WRITE"
     again = _commit(lake, "ep-a")
@@ -91,6 +93,48 @@ def test_a_rerun_commits_nothing_by_the_transaction_ids(tmp_path: Path) -> None:
     counts = Lake(lake).sql("SELECT (SELECT count(*) FROM imu) AS imu, (SELECT count(*) FROM odometry) AS odometry")
     assert counts.row(0) == (3, 3)
     assert {t: DeltaTable(lake / t).version() for t in first} == first
+
+
+def test_a_batch_is_one_commit_per_table_without_what_an_earlier_run_committed(tmp_path: Path) -> None:
+    lake, staged = tmp_path / "lake", tmp_path / "staged"
+    # An earlier run committed ep-1's imu rows, then died before its other tables.
+    write_partition(lake, "imu", "ep-1", {"t_ns": [0, 1, 2], "topic": ["/imu"] * 3})
+    ids = ["ep-0", "ep-1", "ep-2"]
+    batch = [EpisodeFiles(e, {t: [_staged(staged, t, e, 3)] for t in ("imu", "odometry")}, _episode(e)) for e in ids]
+    assert commit_episodes(lake, batch) == {"imu": 2, "odometry": 1, "episodes": 1}
+    for table, commits in {"imu": 2, "odometry": 1, "episodes": 1}.items():
+        delta = DeltaTable(lake / table)
+        assert [h["operation"] for h in delta.history()] == ["WRITE"] * commits + ["CREATE TABLE"], table
+        assert all(delta.transaction_version(e) == INGEST_TXN_VERSION for e in ids), table
+    assert not list(staged.iterdir())  # ep-1's imu file of this run was left out and deleted
+    db = Lake(lake)
+    assert db.sql("SELECT episode_id, count(*) FROM imu GROUP BY 1 ORDER BY 1").rows() == [(e, 3) for e in ids]
+    versions = db.sql("SELECT table_versions FROM episodes").to_series().to_list()
+    assert versions == [{"imu": 2, "odometry": 1}] * 3
+
+
+def test_ingest_commits_its_episodes_in_one_commit_per_table_and_a_rerun_in_none(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    logs = [record_episode(tmp_path / "logs" / f"{steps}.mcap", steps=steps) for steps in (5, 6, 7)]
+    assert ingest(logs, lake, progress=False).episodes == 3  # fewer than a batch
+    ids = Lake(lake).sql("SELECT episode_id FROM episodes").to_series().to_list()
+    tables = [d for d in lake.iterdir() if (d / "_delta_log").is_dir()]
+    for table in tables:
+        delta = DeltaTable(table)
+        assert [h["operation"] for h in delta.history()] == ["WRITE", "CREATE TABLE"], table.name
+        assert all(delta.transaction_version(e) == INGEST_TXN_VERSION for e in ids), table.name
+    again = ingest(logs, lake, progress=False)
+    assert again.episodes == 0 and set(again.skipped.values()) == {"already in the lake"}
+    assert all(DeltaTable(table).version() == 1 for table in tables)
+
+
+def test_a_table_is_checkpointed_every_few_commits(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    for i in range(CHECKPOINT_INTERVAL):
+        write_partition(lake, "imu", f"ep-{i}", {"t_ns": [i], "topic": ["/imu"]})
+    # Loading the table reads the checkpoint, then parses only the commits after it.
+    last_checkpoint = json.loads((lake / "imu" / "_delta_log" / "_last_checkpoint").read_text())
+    assert last_checkpoint["version"] == CHECKPOINT_INTERVAL - 1
 
 
 def test_ingest_compacts_once_small_files_pile_up(tmp_path: Path) -> None:
@@ -119,6 +163,9 @@ def test_compaction_merges_a_partition_into_one_file_and_keeps_old_versions_read
 
     done = compact(lake)
     assert done["imu"] == {"files_removed": 4, "files_added": 1}  # the lone file of the other day stays
+    # Checkpointed at the compaction: loading the table does not parse its commit, which names every merged file.
+    last_checkpoint = json.loads((lake / "imu" / "_delta_log" / "_last_checkpoint").read_text())
+    assert last_checkpoint["version"] == DeltaTable(lake / "imu").version()
     assert len(DeltaTable(lake / "imu").file_uris()) == 2
     after = Lake(lake)
     assert after.version == before.version + 1 and after.sql(query).equals(expected)
@@ -201,7 +248,7 @@ def test_migrate_converts_a_lake_of_folders_per_episode(tmp_path: Path) -> None:
     assert db.sql(query).rows() == [("ep-0", "office-0", 2), ("ep-1", "warehouse-1", 3)]
     assert db.sql("SELECT episode_id, collisions FROM episodes ORDER BY 1").rows() == [("ep-0", 0), ("ep-1", 1)]
     assert db.sql(GAPS_QUERY).rows() == db.sql(WINDOW_GAPS_QUERY).rows() == [("ep-0", FRONT, frames[0], 300.0)]
-    assert all(is_committed(lake, t, f"ep-{i}") for t in ("imu", "episodes") for i in range(2))
+    assert all(committed_episodes(lake, t)(f"ep-{i}") for t in ("imu", "episodes") for i in range(2))
     assert not list(lake.glob("*/episode_id=*")) and not list(lake.glob(".*"))
     assert migrate(lake) == {}  # nothing left to convert
 
