@@ -91,7 +91,8 @@ def registration_shift(
     """The translation (m) that lays the most cells of `now` (K, 2) onto cells of `before`, on a lattice of `cell`;
     among shifts that lay as many, the one nearest `predicted`. None if no shift within `max_shift` lays
     `min_overlap` of them."""
-    old, new = np.round(before / cell).astype(int), np.round(now / cell).astype(int)
+    # Cell centres lie halfway between lattice lines: floor, as rounding half to even would merge neighbours.
+    old, new = np.floor(before / cell).astype(int), np.floor(now / cell).astype(int)
     reach = math.ceil(max_shift / cell)
     corner = old.min(axis=0) - reach
     image = np.zeros(old.max(axis=0) - corner + reach + 1, dtype=bool)
