@@ -76,6 +76,15 @@ def back_project(
     return ends, hit, valid
 
 
+def cluster_discs(clusters: Sequence[np.ndarray], resolution: float) -> tuple[np.ndarray, np.ndarray]:
+    """Centres (M, 2) and radii (M,) of clusters of cell centres: from the mean to the farthest cell's far edge."""
+    if not clusters:
+        return np.zeros((0, 2)), np.zeros(0)
+    centres = np.array([cells.mean(axis=0) for cells in clusters])
+    radii = np.array([np.hypot(*(cells - centre).T).max() for cells, centre in zip(clusters, centres, strict=True)])
+    return centres, radii + 0.5 * resolution
+
+
 def _shifted(array: np.ndarray, rows: int, cols: int, fill: float) -> np.ndarray:
     """The array moved by (rows, cols) cells: out[r, c] = array[r + rows, c + cols], `fill` where that is outside."""
     out = np.full_like(array, fill)
@@ -165,18 +174,16 @@ class LocalCostmap:
         A radius reaches from the centre to the farthest cell's far edge. With `max_age_s` of one frame the
         clusters are where the bodies are now, without the cells they left out of view and that have yet to fade.
         """
+        return cluster_discs(self.moving_clusters(max_age_s), self.config.resolution)
+
+    def moving_clusters(self, max_age_s: float = math.inf) -> list[np.ndarray]:
+        """The cell centres (K, 2) in odom of each cluster of moving cells hit within `max_age_s`."""
         labels, kept = self._moving_clusters(max_age_s)
-        if not len(kept):
-            return np.zeros((0, 2)), np.zeros(0)
-        centres = np.array(ndimage.center_of_mass(labels > 0, labels, kept)).reshape(-1, 2)
-        cluster_of_label = np.full(labels.max() + 1, -1)
-        cluster_of_label[kept] = np.arange(len(kept))
-        cells = np.argwhere(labels > 0)
-        owner = cluster_of_label[labels[cells[:, 0], cells[:, 1]]]
-        cells, owner = cells[owner >= 0], owner[owner >= 0]
-        radii = np.zeros(len(kept))
-        np.maximum.at(radii, owner, np.hypot(*(cells - centres[owner]).T))
-        return self.spec.cell_to_world(centres), (radii + 0.5) * self.config.resolution
+        cells = np.argwhere(np.isin(labels, kept))
+        owner = labels[cells[:, 0], cells[:, 1]]
+        order = np.argsort(owner, kind="stable")
+        split = np.searchsorted(owner[order], kept[1:]) if len(kept) else []
+        return [self.spec.cell_to_world(part) for part in np.split(cells[order], split)] if len(kept) else []
 
     def distance_to_moving(self, xy: tuple[float, float]) -> float:
         """Metres from a point in odom to the nearest cell of a moving obstacle; inf when none is seen."""

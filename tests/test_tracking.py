@@ -13,7 +13,7 @@ from models.local_planner import DwaConfig, DwaPlanner, rollout
 from models.navigation.local_navigator import LocalNavigator, LocalParams
 from models.planning import ClearanceMap
 from models.safety import SafetyGovernor, SafetyLimits, people_speed_scale
-from models.tracking import MovingObstacles, ObstacleTracker
+from models.tracking import MovingObstacles, ObstacleTracker, registration_shift
 from schemas.world import Agent, GridSpec, Room
 from sim.simulator import Simulator
 from sim.world import write_world
@@ -56,6 +56,40 @@ def test_a_track_keeps_the_size_of_a_body_seen_only_in_part() -> None:
     for frame, radius in enumerate([0.42, 0.41, 0.42, 0.3, 0.22, 0.2]):
         tracker.update(frame * 0.1, np.array([[2.0 - 0.06 * frame, 0.0]]), np.array([radius]))
     assert tracker.obstacles().radius == pytest.approx([0.42])
+
+
+def _box_faces(centre: np.ndarray, half: float, cell: float = 0.05) -> np.ndarray:
+    """Cell centres of a box's two faces towards -x and -y: an L, as a robot sees a cart ahead and to its left."""
+    steps = np.arange(-half, half + 1e-9, cell)
+    near_x = np.column_stack([np.full(len(steps), centre[0] - half), centre[1] + steps])
+    near_y = np.column_stack([centre[0] + steps, np.full(len(steps), centre[1] - half)])
+    return np.floor(np.vstack([near_x, near_y]) / cell) * cell + cell / 2
+
+
+def test_a_cart_whose_part_in_view_changes_moves_at_its_speed_by_registration() -> None:
+    """A cart passing close by: less and less of its side face is in view, so the centre of the cells seen moves
+    faster than the cart, while the cells themselves move with it (here exactly a cell per frame)."""
+    velocity, half, start = np.array([-0.5, -0.5]), 0.28, np.array([2.31, 2.21])
+    errors = {}
+    for with_cells in (False, True):
+        tracker = ObstacleTracker()
+        for frame in range(12):
+            t = frame * 0.1
+            centre = start + velocity * t
+            cells = _box_faces(centre, half)
+            cells = cells[cells[:, 0] <= centre[0] + half - 0.03 * frame]  # the far end leaves the view
+            mean, radius = cells.mean(axis=0), float(np.hypot(*(cells - cells.mean(axis=0)).T).max())
+            tracker.update(t, mean[None], np.array([radius]), [cells] if with_cells else None)
+        errors[with_cells] = float(np.hypot(*(tracker.obstacles().velocity[0] - velocity)))
+    assert errors[False] > 0.08, "the centre of the cells seen runs ahead of the cart"
+    assert errors[True] < 0.03
+
+
+def test_registration_finds_a_shift_within_reach_and_only_there() -> None:
+    face = np.column_stack([np.arange(0.025, 1.0, 0.05), np.full(20, 1.025)])
+    shift = registration_shift(face, face + np.array([0.2, -0.1]), np.zeros(2), 0.05, 0.5, 0.5)
+    assert shift == pytest.approx([0.2, -0.1], abs=1e-9)
+    assert registration_shift(face, face + np.array([0.0, 0.6]), np.zeros(2), 0.05, 0.5, 0.5) is None
 
 
 def test_closest_approach_of_a_person_passing_by() -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.costmap import CostmapConfig, LocalCostmap
+from models.costmap import CostmapConfig, LocalCostmap, cluster_discs
 from models.local_planner import DwaPlanner, LocalPlan, LocalPlanner, SpeedScale
 from models.navigation import se2
 from models.odometry import WheelImuOdometry
@@ -120,7 +120,9 @@ class LocalNavigator:
         depths, self._depths = list(self._depths.values()), {}
         self.costmap.update(msg.t_ns, self.odometry.pose(), depths)
         # Only the cells hit in this frame: where the bodies are now, not where they were.
-        self.tracker.update(msg.t_ns * 1e-9, *self.costmap.moving_obstacles(max_age_s=1e-3))
+        clusters = self.costmap.moving_clusters(max_age_s=1e-3)
+        centres, radii = cluster_discs(clusters, self.costmap.config.resolution)
+        self.tracker.update(msg.t_ns * 1e-9, centres, radii, clusters)
         outputs: list[Output] = [("moving_obstacles", self._moving(msg.t_ns))]
         if self._last_costmap_ns is None or msg.t_ns - self._last_costmap_ns >= 1e9 / self.params.costmap_hz:
             self._last_costmap_ns = msg.t_ns
