@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import signal
 from scipy.optimize import linear_sum_assignment
 
 
@@ -94,17 +95,18 @@ def registration_shift(
     # Cell centres lie halfway between lattice lines: floor, as rounding half to even would merge neighbours.
     old, new = np.floor(before / cell).astype(int), np.floor(now / cell).astype(int)
     reach = math.ceil(max_shift / cell)
-    corner = old.min(axis=0) - reach
-    image = np.zeros(old.max(axis=0) - corner + reach + 1, dtype=bool)
-    image[tuple((old - corner).T)] = True
-    steps = np.arange(-reach, reach + 1)
-    shifts = np.stack(np.meshgrid(steps, steps, indexing="ij"), axis=-1).reshape(-1, 2)
-    landed = new[None] - shifts[:, None] - corner  # (S, K, 2): where each cell was, under each shift
-    inside = ((landed >= 0) & (landed < image.shape)).all(axis=-1)
-    hits = np.zeros(inside.shape, dtype=bool)
-    hits[inside] = image[landed[inside][:, 0], landed[inside][:, 1]]
-    counts = hits.sum(axis=1)
-    if counts.max() < min_overlap * len(new):
+    corner = np.minimum(old.min(axis=0), new.min(axis=0))
+    shape = tuple(np.maximum(old.max(axis=0), new.max(axis=0)) - corner + 1)
+    then, later = np.zeros(shape), np.zeros(shape)
+    then[tuple((old - corner).T)] = 1.0
+    later[tuple((new - corner).T)] = 1.0
+    # counts[d] = sum over cells p of later[p] * then[p - d]: a cross-correlation, by FFT.
+    counts = np.rint(signal.fftconvolve(later, then[::-1, ::-1], mode="full")).astype(int)
+    shifts = np.argwhere(np.ones_like(counts, dtype=bool)) - (np.array(shape) - 1)
+    counts = counts.ravel()
+    within = (np.abs(shifts) <= reach).all(axis=1)
+    shifts, counts = shifts[within], counts[within]
+    if not len(counts) or counts.max() < min_overlap * later.sum():
         return None
     best = np.flatnonzero(counts == counts.max())
     nearest = best[np.argmin(np.hypot(*(shifts[best] * cell - predicted).T))]
