@@ -3,9 +3,9 @@
 For each kind (office, warehouse, home, hospital) and each seed of MISSION_SEEDS, static and with people and carts
 (--dynamic), the building is generated, toured by the expert, ingested and mapped (pipelines.missions
 .prepare_building, cached under the workdir), then MISSIONS missions run in-process (`astra eval mission` does the
-same for one building). Set ASTRA_BENCH_KINDS / ASTRA_BENCH_DYNAMIC=0 to run a subset, ASTRA_BENCH_SEEDS (comma
-separated) for other buildings and ASTRA_BENCH_MISSIONS for more missions in each: a building's first missions are
-the same whatever their number.
+same for one building). Set ASTRA_BENCH_KINDS, or ASTRA_BENCH_DYNAMIC=0 (static only) or =only (people and carts
+only), to run a subset, ASTRA_BENCH_SEEDS (comma separated) for other buildings and ASTRA_BENCH_MISSIONS for more
+missions in each: a building's first missions are the same whatever their number.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def evaluate(kind: str, seed: int, dynamic: bool, workdir: Path) -> dict[str, An
 
 def run(out: Path) -> list[dict[str, Any]]:
     kinds = os.environ.get("ASTRA_BENCH_KINDS", ",".join(KINDS)).split(",")
-    dynamics = (False, True) if os.environ.get("ASTRA_BENCH_DYNAMIC", "1") == "1" else (False,)
+    dynamics = {"0": (False,), "1": (False, True), "only": (True,)}[os.environ.get("ASTRA_BENCH_DYNAMIC", "1")]
     chosen = os.environ.get("ASTRA_BENCH_SEEDS")
     rows = []
     for dynamic in dynamics:
