@@ -9,8 +9,8 @@ Everything comes from the robot's own depth; the tracker never sees the simulato
 A cluster's centre is a poor measure of how a box moves: it is the centre of the faces in view, and which part of
 them is in view changes as a cart passes close by (seen diagonally, a cart's centre moved at half its speed). So,
 given the clusters' cells, a track also measures its velocity by registration: the shift that lays the most of
-its cells now onto its cells `registration_s` ago, the one nearest the predicted shift among equals (a face
-sliding along itself matches any shift along it). A rigid body's cells all move alike, however much of it is seen.
+its cells now onto its cells `registration_s` ago, the one nearest the predicted shift among equals. A rigid
+body's cells all move alike, however much of it is seen.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import numpy as np
 from scipy import signal
 from scipy.optimize import linear_sum_assignment
 
+from models.costmap import CostmapConfig
+
 
 @dataclass(frozen=True)
 class TrackerConfig:
@@ -36,7 +38,7 @@ class TrackerConfig:
     max_speed: float = 2.0  # m/s, faster estimates are noise and are clipped
     min_radius: float = 0.2  # m, the smallest body a track stands for
     registration_s: float = 0.3  # s between the cells registered: at 5 cm cells, a shift of one is 0.17 m/s
-    registration_cell: float = 0.05  # m, the lattice the cells are registered on
+    registration_cell: float = CostmapConfig().resolution  # m, the lattice the cells are registered on
     registration_min_overlap: float = 0.5  # of the cells now that must land on cells then
     velocity_std: float = 0.15  # m/s, of a velocity measured by registration
 
@@ -113,10 +115,20 @@ def registration_shift(
     return shifts[nearest] * cell
 
 
+def _kalman_update(track: _Track, h: np.ndarray, measured: np.ndarray, std: float) -> None:
+    """Correct a track's state with a measurement of `h @ state` of independent noise `std` per axis."""
+    innovation = measured - h @ track.state
+    s = h @ track.covariance @ h.T + np.eye(len(h)) * std**2
+    gain = track.covariance @ h.T @ np.linalg.inv(s)
+    track.state = track.state + gain @ innovation
+    track.covariance = (np.eye(4) - gain @ h) @ track.covariance
+
+
 class ObstacleTracker:
     """Constant-velocity Kalman tracks of the costmap's moving clusters; call :meth:`update` every depth frame."""
 
-    _H = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+    _H_POSITION = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+    _H_VELOCITY = np.array([[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
 
     def __init__(self, config: TrackerConfig = TrackerConfig()) -> None:
         self.config = config
@@ -197,21 +209,11 @@ class ObstacleTracker:
         )
         if shift is None:
             return
-        h = np.array([[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
-        innovation = shift / dt - h @ track.state
-        s = h @ track.covariance @ h.T + np.eye(2) * c.velocity_std**2
-        gain = track.covariance @ h.T @ np.linalg.inv(s)
-        track.state = track.state + gain @ innovation
-        track.covariance = (np.eye(4) - gain @ h) @ track.covariance
+        _kalman_update(track, self._H_VELOCITY, shift / dt, c.velocity_std)
 
     def _correct(self, track: _Track, centre: np.ndarray, radius: float, t: float) -> None:
         c = self.config
-        h = self._H
-        innovation = centre - h @ track.state
-        s = h @ track.covariance @ h.T + np.eye(2) * c.measurement_std**2
-        gain = track.covariance @ h.T @ np.linalg.inv(s)
-        track.state = track.state + gain @ innovation
-        track.covariance = (np.eye(4) - gain @ h) @ track.covariance
+        _kalman_update(track, self._H_POSITION, centre, c.measurement_std)
         speed = float(np.hypot(*track.state[2:]))
         if speed > c.max_speed:
             track.state[2:] *= c.max_speed / speed
