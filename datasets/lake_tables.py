@@ -356,7 +356,8 @@ def migrate(lake: Path) -> dict[str, int]:
     table, `episodes` last; tables converted already are left alone, so an interrupted migration can be run again.
     Each table is written in one commit that carries every episode's transaction, so re-ingesting a migrated
     file commits nothing. Then Delta tables written without some of this version's columns are rewritten with them
-    (`_add_missing_columns`). Returns table -> rows converted or rewritten."""
+    (`_add_missing_columns`), and tables without this version's Delta properties get them. Returns table -> rows
+    converted or rewritten."""
     lake = Path(lake).resolve()
     if not lake.is_dir():
         raise LakeError(f"no lake at {lake}")
@@ -393,6 +394,10 @@ def migrate(lake: Path) -> dict[str, int]:
         shutil.rmtree(aside)
     for name in _tables_lacking_columns(lake):
         converted[name] = _add_missing_columns(lake / name, name)
+    for name in _delta_tables(lake):  # tables created before they checkpointed every CHECKPOINT_INTERVAL commits
+        delta = DeltaTable(lake / name)
+        if any(delta.metadata().configuration.get(k) != v for k, v in _PROPERTIES.items()):
+            delta.alter.set_table_properties(_PROPERTIES)
     return converted
 
 

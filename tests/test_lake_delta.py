@@ -5,6 +5,7 @@ migration of lakes written before Delta Lake. Read-only SQL is tested in test_la
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -279,6 +280,19 @@ def test_a_delta_lake_without_since_previous_takes_no_commits_until_migrated(tmp
     expected = {("first.mcap", FRONT, 3, 200.0), ("other.mcap", DEPTH, 2, 200.0), ("second.mcap", DEPTH, 5, 300.0)}
     assert frame_gaps(lake) == expected
     assert migrate(lake) == {}
+
+
+def test_migrate_gives_older_tables_the_checkpoint_interval(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    write_partition(lake, "imu", "ep-0", {"t_ns": [T0], "topic": ["/imu"]})
+    # As an Astra before CHECKPOINT_INTERVAL created its tables: Delta's default of a checkpoint every 100 commits.
+    old = DeltaTable(lake / "imu").to_pyarrow_table()
+    shutil.rmtree(lake / "imu")
+    write_deltalake(lake / "imu", old, partition_by=PARTITIONS.names)
+    assert "delta.checkpointInterval" not in DeltaTable(lake / "imu").metadata().configuration
+    assert migrate(lake) == {}
+    assert DeltaTable(lake / "imu").metadata().configuration["delta.checkpointInterval"] == str(CHECKPOINT_INTERVAL)
+    assert len(Lake(lake).sql("SELECT * FROM imu")) == 1
 
 
 def test_lake_commands_refuse_what_is_not_a_lake(tmp_path: Path) -> None:
