@@ -46,7 +46,11 @@ def evaluate(kind: str, seed: int, dynamic: bool, workdir: Path) -> dict[str, An
 
 def run(out: Path) -> list[dict[str, Any]]:
     kinds = os.environ.get("ASTRA_BENCH_KINDS", ",".join(KINDS)).split(",")
-    dynamics = {"0": (False,), "1": (False, True), "only": (True,)}[os.environ.get("ASTRA_BENCH_DYNAMIC", "1")]
+    modes = {"0": (False,), "1": (False, True), "only": (True,)}
+    mode = os.environ.get("ASTRA_BENCH_DYNAMIC", "1")
+    if mode not in modes:
+        raise SystemExit(f"ASTRA_BENCH_DYNAMIC must be one of {', '.join(modes)}, not {mode!r}")
+    dynamics = modes[mode]
     chosen = os.environ.get("ASTRA_BENCH_SEEDS")
     rows = []
     for dynamic in dynamics:
