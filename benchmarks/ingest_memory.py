@@ -21,7 +21,7 @@ from datasets.mcap_reader import SalvagingReader
 from sim.world import generate_world, write_world
 
 SIZES_MB = (100, 500, 2000)
-NAIVE_UP_TO_MB = 500  # the naive script holds a whole file's decoded rows: more would swap this machine
+NAIVE_UP_TO_MB = 2000  # the naive script holds a whole file's decoded rows: 4.8 GB at 2 GB, within 24 GB
 SECONDS = 12  # about 100 MB at the default cameras
 
 
