@@ -22,6 +22,7 @@ from benchmarks import (
     record_rates,
     relocalization,
     simulator,
+    tracking,
 )
 
 BENCHMARKS = {
@@ -36,6 +37,7 @@ BENCHMARKS = {
     "goals": goals.run,
     "relocalization": relocalization.run,
     "local_planner": local_planner.run,
+    "tracking": tracking.run,
     "odometry_drift": odometry_drift.run,
     "missions": missions.run,
 }
