@@ -31,6 +31,7 @@ from scipy import ndimage
 
 from models.planning import ClearanceMap, GridPlanner, resample
 from models.tracking import NO_OBSTACLES, MovingObstacles
+from models.viability import DEFAULT_VIABILITY, SurvivalMap, ViabilityConfig, survival_map
 from schemas.robot import DEFAULT_ROBOT, MOTION_LIMITS, MotionLimits
 
 Pose = tuple[float, float, float]
@@ -81,6 +82,10 @@ class DwaConfig(LocalPlannerConfig):
     weight_smoothness: float = 0.1
     weight_obstacle: float = 1.0
     weight_evade_contact: float = 10.0  # per metre inside the margin when giving way cannot keep it (evade)
+    # Past its rollout, can the robot still keep out of the obstacles' way (a doorway before the cart arrives)?
+    viability: ViabilityConfig | None = DEFAULT_VIABILITY  # None: judge rollouts by their own horizon only
+    weight_haven: float = 0.5  # per second until the robot can stand out of the obstacles' way for good
+    weight_survival: float = 2.0  # per second short of the viability horizon, when no haven is in reach
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,9 @@ class _ObstacleCheck:
     safe: np.ndarray  # (S,) keeps the margin under both predictions at every instant
     walking_gap: np.ndarray  # (S,) smallest gap if they walk on at their velocity, less the margin's growth
     standing_gap: np.ndarray  # (S,) smallest gap if they stop where they are now
+    safe_moving: np.ndarray  # (S,) keeps the margin while driving the rollout (not standing at its end after)
+    survival_s: np.ndarray  # (S,) how long the robot can keep clear after its rollout (see models.viability)
+    haven_s: np.ndarray  # (S,) how soon after it the robot can be out of their way for good; inf: not in time
 
 
 class LocalPlanner(abc.ABC):
@@ -211,6 +219,8 @@ class DwaPlanner(LocalPlanner):
         self._guide_arc = np.empty(0)
         self._guide_target = np.full(2, np.inf)
         self._guide_age = 0
+        self._survival_inputs: tuple[ClearanceMap, MovingObstacles, float] | None = None
+        self._survival: SurvivalMap | None = None
 
     def reset(self) -> None:
         self._guide = np.empty((0, 2))
@@ -245,13 +255,16 @@ class DwaPlanner(LocalPlanner):
         driven = _scaled(commands, speed_scale)
         paths = rollout(pose, velocity, driven, c.limits, c.dt, self._steps)
         min_clear, admissible = self._static_check(xy, paths, clearance)
-        check = self._obstacle_check(xy, paths, obstacles)
+        check = self._obstacle_check(xy, paths, obstacles, clearance)
         intrusion, safe = check.intrusion, check.safe
         if not (admissible & safe).any():
             if not safe.all():
                 return self.evade(pose, velocity, clearance, obstacles, remaining, speed_scale)
             return self.stop(pose, "blocked", clearance, remaining)
         admissible &= safe
+        if not (admissible & self._lasting(check)).any():  # every way on ends where a cart will catch the robot
+            return self.evade(pose, velocity, clearance, obstacles, remaining, speed_scale)
+        admissible &= self._lasting(check)
 
         ends = paths[:, -1]
         s_end, off_path = self._project(ends[:, :2], guide, arc, s0[0])
@@ -290,17 +303,28 @@ class DwaPlanner(LocalPlanner):
         min_clear, admissible = self._static_check(xy, paths, clearance)
         if not admissible.any():
             return self.stop(pose, "blocked", clearance, remaining_m)
-        check = self._obstacle_check(xy, paths, obstacles)
+        check = self._obstacle_check(xy, paths, obstacles, clearance)
         cost = (
             c.weight_obstacle * check.intrusion
             + 0.1 * c.weight_clearance * self._closeness(min_clear)
             + 0.1 * c.weight_smoothness * self._change(driven, velocity)
         )
-        if (admissible & check.safe).any():  # a way that keeps the margin beats one that is clearer on average
-            admissible &= check.safe
+        # A way that keeps the margin and then lets the robot stay clear beats one that is clearer on average;
+        # staying clear later beats standing clear at the rollout's end (in a corridor, where the cart will come).
+        lasting = self._lasting(check)
+        tiers = (check.safe & lasting, check.safe_moving & lasting, check.safe) if c.viability else (check.safe,)
+        for keeps in tiers:
+            if (admissible & keeps).any():
+                admissible &= keeps
+                break
         else:  # none: come least close
             closest = np.minimum(check.walking_gap, check.standing_gap)
             cost += c.weight_evade_contact * np.clip(c.obstacle_margin - closest, 0.0, None)
+        if c.viability is not None:
+            if (admissible & lasting).any():  # the sooner out of the way for good, the better
+                cost += c.weight_haven * np.where(lasting, check.haven_s, 0.0)
+            else:  # then stay clear the longest
+                cost += c.weight_survival * np.clip(c.viability.horizon_s - check.survival_s, 0.0, None)
         return self._choose(paths, self._evasions, cost, admissible, min_clear, "yield", remaining_m, self._guide)
 
     def _choose(
@@ -343,7 +367,9 @@ class DwaPlanner(LocalPlanner):
         # Already inside the margin (pushed, or the map changed): allow whatever does not get closer still.
         return min_clear, min_clear >= min(c.robot_radius + c.margin, here - 1e-3)
 
-    def _obstacle_check(self, xy: np.ndarray, paths: np.ndarray, obstacles: MovingObstacles) -> _ObstacleCheck:
+    def _obstacle_check(
+        self, xy: np.ndarray, paths: np.ndarray, obstacles: MovingObstacles, clearance: ClearanceMap
+    ) -> _ObstacleCheck:
         """How each rollout fares against the moving obstacles' two predictions (see :class:`_ObstacleCheck`).
 
         Each obstacle is predicted twice: walking on at its velocity, and stopped where it is now, because people
@@ -353,8 +379,8 @@ class DwaPlanner(LocalPlanner):
         """
         c = self.config
         if not len(obstacles):
-            far = np.full(len(paths), np.inf)
-            return _ObstacleCheck(np.zeros(len(paths)), np.ones(len(paths), dtype=bool), far, far)
+            far, ones = np.full(len(paths), np.inf), np.ones(len(paths), dtype=bool)
+            return _ObstacleCheck(np.zeros(len(paths)), ones, far, far, ones, far, np.zeros(len(paths)))
         held = np.concatenate([paths[..., :2], np.repeat(paths[:, -1:, :2], self._hold_steps, axis=1)], axis=1)
         times = c.dt * np.arange(1, held.shape[1] + 1)
         walking = obstacles.at(times)  # (N, T, 2)
@@ -362,14 +388,43 @@ class DwaPlanner(LocalPlanner):
         predicted, radius = np.concatenate([walking, stopped]), np.tile(obstacles.radius, 2)
         gaps = np.linalg.norm(held[:, None] - predicted[None], axis=-1) - radius[None, :, None] - c.robot_radius
         n = len(obstacles)
-        walking_gap = (gaps[:, :n] - c.obstacle_margin_growth * times).min(axis=(1, 2))
+        walking_gaps = gaps[:, :n] - c.obstacle_margin_growth * times
+        walking_gap = walking_gaps.min(axis=(1, 2))
         standing_gap = gaps[:, n:].min(axis=(1, 2))
         now = float((np.hypot(*(obstacles.position - xy).T) - obstacles.radius).min()) - c.robot_radius
         limit = min(c.obstacle_margin, now - 1e-3)
+        k = paths.shape[1]
+        moving_gap = np.minimum(walking_gaps[..., :k].min(axis=(1, 2)), gaps[:, n:, :k].min(axis=(1, 2)))
         span = c.obstacle_preferred_gap - c.obstacle_margin
         nearest = gaps.min(axis=1)  # (S, T): to the nearest obstacle at each instant
         intrusion = np.clip((c.obstacle_preferred_gap - nearest) / span, 0.0, None).mean(axis=1)
-        return _ObstacleCheck(intrusion, np.minimum(walking_gap, standing_gap) >= limit, walking_gap, standing_gap)
+        if c.viability is None:
+            survival, haven = np.full(len(paths), np.inf), np.zeros(len(paths))
+        else:
+            survival, haven = self._survival_map(clearance, obstacles, k * c.dt).at(paths[:, -1, :2])
+        return _ObstacleCheck(
+            intrusion,
+            np.minimum(walking_gap, standing_gap) >= limit,
+            walking_gap,
+            standing_gap,
+            moving_gap >= limit,
+            survival,
+            haven,
+        )
+
+    def _survival_map(self, clearance: ClearanceMap, obstacles: MovingObstacles, start_s: float) -> SurvivalMap:
+        """The survival map of this cycle: computed once when `plan` hands over to `evade`."""
+        inputs = self._survival_inputs
+        if inputs is None or inputs[0] is not clearance or inputs[1] is not obstacles or inputs[2] != start_s:
+            c = self.config
+            assert c.viability is not None
+            self._survival = survival_map(clearance, obstacles, c.robot_radius, start_s, c.viability)
+            self._survival_inputs = (clearance, obstacles, start_s)
+        return self._survival
+
+    def _lasting(self, check: _ObstacleCheck) -> np.ndarray:
+        """Rollouts after which the robot can reach a haven in time."""
+        return np.isfinite(check.haven_s)
 
     def _closeness(self, min_clear: np.ndarray) -> np.ndarray:
         """0 at the preferred clearance or beyond, 1 at radius + margin."""
