@@ -22,9 +22,11 @@ from datasets.lake_tables import (
     EpisodeFiles,
     LakeError,
     commit_episodes,
+    commit_files,
     committed_episodes,
     compact,
     migrate,
+    partition_values,
     vacuum,
     write_partition,
 )
@@ -302,3 +304,31 @@ def test_lake_commands_refuse_what_is_not_a_lake(tmp_path: Path) -> None:
     negative = _astra("lake", "vacuum", "--lake", str(tmp_path), "--retention-hours", "-1")
     assert negative.returncode == 2 and "retention hours must be 0 or more" in negative.stderr
     assert "--retention-hours" in _astra("lake", "vacuum", "--help").stdout
+
+
+def test_a_writer_that_loses_a_race_commits_only_what_the_winner_did_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two ingests of overlapping logs commit at the same moment: the one that loses reads the table again, drops
+    the episodes the winner committed (and their files) and commits the rest, each episode's rows once."""
+    lake, staged = tmp_path / "lake", tmp_path / "staged"
+    write_partition(lake, "imu", "ep-0", {"t_ns": [0], "topic": ["/imu"]})  # the table exists for both writers
+    partition = partition_values("office-0", T0)
+    real_commit = DeltaTable.create_write_transaction
+    raced = []
+
+    def racing_writer_first(self: DeltaTable, *args: object, **kwargs: object) -> object:
+        if not raced:  # a second writer commits ep-1 between this writer's look at the table and its commit
+            raced.append(True)
+            commit_files(lake, "imu", {"ep-1": ([_staged(tmp_path / "racer", "imu", "ep-1", 5)], partition)})
+        return real_commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaTable, "create_write_transaction", racing_writer_first)
+    files = {e: ([_staged(staged, "imu", e, 3)], partition) for e in ("ep-1", "ep-2")}
+    version = commit_files(lake, "imu", files)
+    assert raced and version == DeltaTable(lake / "imu").version() == 3  # created, ep-0, the racer, the loser
+    rows = Lake(lake).sql("SELECT episode_id, count(*) FROM imu GROUP BY 1 ORDER BY 1").rows()
+    assert rows == [("ep-0", 1), ("ep-1", 5), ("ep-2", 3)]  # ep-1 as the winner wrote it, once
+    assert len(DeltaTable(lake / "imu").file_uris()) == 3
+    on_disk = [p for p in (lake / "imu").rglob("*.parquet") if "_delta_log" not in p.parts]
+    assert len(on_disk) == 3, "the loser's copy of ep-1 is deleted, not left beside the table"
