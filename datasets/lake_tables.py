@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ COMMIT_ATTEMPTS = 20
 # that grows with its table (delta-rs lists `_delta_log` and rebuilds the table's list of live files for it): one
 # commit per episode made every episode pay it, where a batch pays it once and grows the log this many times slower.
 COMMIT_BATCH_EPISODES = 64
+COMMIT_THREADS = 4  # a batch's tables are committed this many at a time
 # Compaction: ingest compacts a table by itself once this many of its files are under the target size.
 AUTO_COMPACT_SMALL_FILES = 64
 COMPACT_TARGET_BYTES = 128 << 20
@@ -183,14 +185,15 @@ def commit_episodes(lake: Path, episodes: Sequence[EpisodeFiles]) -> dict[str, i
     table -> version."""
     rows = [e.episode.to_pylist()[0] for e in episodes]
     partitions = {e.episode_id: partition_values(r["site"], r["start_ns"]) for e, r in zip(episodes, rows, strict=True)}
-    versions = {
-        table: commit_files(
-            lake,
-            table,
-            {e.episode_id: (e.files[table], partitions[e.episode_id]) for e in episodes if table in e.files},
-        )
-        for table in sorted({t for e in episodes for t in e.files})
-    }
+    tables = sorted({t for e in episodes for t in e.files})
+
+    def commit_table(table: str) -> int:
+        files = {e.episode_id: (e.files[table], partitions[e.episode_id]) for e in episodes if table in e.files}
+        return commit_files(lake, table, files)
+
+    # The tables are independent, and delta-rs does its work without the GIL: commit them side by side.
+    with ThreadPoolExecutor(max_workers=min(len(tables), COMMIT_THREADS) or 1) as pool:
+        versions = dict(zip(tables, pool.map(commit_table, tables), strict=True))
     staged = {}
     for e, row in zip(episodes, rows, strict=True):
         row |= {EPISODE_ID: e.episode_id, TABLE_VERSIONS.name: [(t, versions[t]) for t in sorted(e.files)]}

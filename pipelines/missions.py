@@ -224,13 +224,28 @@ class _MissionRun:
             gaps = np.hypot(*(tracks.position - self.local.odometry.pose()[:2]).T) - tracks.radius
             seen_gap = round(float(gaps.min()) - self.runner.robot.radius, 3)
         plan = self.local.last_plan
-        return {
+        contact = {
             "t_s": round((collision.t_ns - self.start_ns) * 1e-9, 2),
             "hit": collision.detail,
             "robot_v": round(self.sim.velocity()[0], 3),
             "planner": plan.status if plan is not None else None,
             "seen_gap_m": seen_gap,
         }
+        # The agent hit, in the robot's frame from the truth, and how long since it last turned: a cart that turns
+        # back at the end of its beat is another case than one the robot drove into.
+        truth = self.sim.obstacles()
+        agent = collision.detail.removeprefix("agent_")
+        if agent in truth.ids:
+            i = truth.ids.index(agent)
+            x, y, yaw = self.sim.pose()
+            c, s = math.cos(yaw), math.sin(yaw)
+            dx, dy, vx, vy = truth.x[i] - x, truth.y[i] - y, truth.vx[i], truth.vy[i]
+            contact |= {
+                "agent_at": [round(c * dx + s * dy, 2), round(-s * dx + c * dy, 2)],
+                "agent_v": [round(c * vx + s * vy, 2), round(-s * vx + c * vy, 2)],
+                "agent_turned_s_ago": round(self.sim.agents_since_turn()[agent], 2),
+            }
+        return contact
 
     def _send(self, outputs: list[Output]) -> None:
         """Deliver outputs of global, local and actuation to their consumers."""

@@ -123,6 +123,12 @@ class _Crowd:
         positions = self.starts[seg] + self.directions[seg] * (arc - self.begins[seg])[:, None]
         return positions, self.directions[seg] * self.speed[:, None], seg
 
+    def since_turn(self) -> np.ndarray:
+        """Seconds since each agent passed its last waypoint (turned a corner, or turned back)."""
+        arc = self.base + self.s % self.length
+        seg = np.minimum(np.searchsorted(self.begins, arc, side="right") - 1, self.last_segment)
+        return (arc - self.begins[seg]) / self.speed
+
     def step(self, data: mujoco.MjData, dt: float) -> None:
         """Advance every agent by dt and move its mocap body (height stays as modelled)."""
         self.s += self.speed * dt
@@ -258,6 +264,12 @@ class Simulator:
     def obstacles(self) -> DynamicObstacles:
         """Privileged truth about the dynamic agents."""
         return self._obstacles(self.t_ns)
+
+    def agents_since_turn(self) -> dict[str, float]:
+        """Privileged, for evaluation: seconds since each agent last turned, by id."""
+        if not self._crowd:
+            return {}
+        return {a.id: float(t) for a, t in zip(self.world.agents, self._crowd.since_turn(), strict=True)}
 
     def render(self, camera: str) -> tuple[np.ndarray, np.ndarray]:
         """RGB (H, W, 3) uint8 and metric depth along the optical axis (H, W) float32 of one camera, noise-free."""

@@ -252,6 +252,7 @@ def test_people_walk_their_loops(hospital_world: Path) -> None:
         assert (last.vx[i], last.vy[i]) == pytest.approx(tuple(heading * agent.speed))
         body = sim.data.mocap_pos[sim.model.body(f"agent_{agent.id}").mocapid[0]]
         assert body[:2] == pytest.approx((last.x[i], last.y[i]))
+    assert sim.agents_since_turn() == pytest.approx({a.id: 0.5 for a in agents}, abs=0.011)  # none turned yet
     sim.close()
 
 
