@@ -412,10 +412,17 @@ def cmd_eval_mission(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
 
-    config = MissionConfig(time_limit_s=args.time_limit)
+    config = MissionConfig(time_limit_s=args.time_limit, blind_agents=args.blind_agents)
     outcomes = run_missions(world_dir, topo_map, alignment, args.missions, args.seed, config, report)
     bar.close()
-    _emit({"kind": world.kind, "seed": world.seed, "dynamic": bool(world.agents), **summarize(outcomes)})
+    dynamic = bool(world.agents)
+    summary = {
+        "kind": world.kind,
+        "seed": world.seed,
+        "dynamic": dynamic,
+        "blind_agents": dynamic and args.blind_agents,
+    }
+    _emit(summary | summarize(outcomes))
     return EXIT_OK
 
 
@@ -755,6 +762,12 @@ def build_parser() -> argparse.ArgumentParser:
     eval_mission.add_argument("--kind", help="office | warehouse | home | hospital")
     eval_mission.add_argument("--seed", type=int, default=500, help="building and mission seed (default 500)")
     eval_mission.add_argument("--dynamic", action="store_true", help="people and carts walk the building")
+    eval_mission.add_argument(
+        "--blind-agents",
+        action="store_true",
+        help="people and carts walk into the robot when it is in their way (the stress test); by default they stop "
+        "short of it, as people do",
+    )
     eval_mission.add_argument("--missions", type=int, default=5, help="missions to run (default 5)")
     eval_mission.add_argument("--tour-seconds", type=float, help="mapping tour length (default by kind, 90-150 s)")
     eval_mission.add_argument("--time-limit", type=float, default=180.0, help="per mission, simulated s (default 180)")

@@ -5,7 +5,9 @@ For each kind (office, warehouse, home, hospital) and each seed of MISSION_SEEDS
 .prepare_building, cached under the workdir), then MISSIONS missions run in-process (`astra eval mission` does the
 same for one building). Set ASTRA_BENCH_KINDS, or ASTRA_BENCH_DYNAMIC=0 (static only) or =only (people and carts
 only), to run a subset, ASTRA_BENCH_SEEDS (comma separated) for other buildings and ASTRA_BENCH_MISSIONS for more
-missions in each: a building's first missions are the same whatever their number.
+missions in each: a building's first missions are the same whatever their number. With people and carts, each
+building runs twice: people who stop short of a robot in their way, and blind ones who walk into it (the stress
+test); ASTRA_BENCH_AGENTS=sighted or =blind runs one of them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from scipy.stats import chi2
 
 from datasets.map_store import read_map
 from datasets.navigation import planar_world_from_map
-from pipelines.missions import prepare_building, run_missions, summarize
+from pipelines.missions import MissionConfig, prepare_building, run_missions, summarize
 
 KINDS = ("office", "warehouse", "home", "hospital")
 # Unseen buildings start at 500; 500-503 have since been tuned on. With people and carts, twice the seeds: a target
@@ -34,14 +36,24 @@ def building_dir(workdir: Path, kind: str, seed: int, dynamic: bool = False) -> 
     return workdir / f"{kind}-{seed}{'-dynamic' * dynamic}"
 
 
-def evaluate(kind: str, seed: int, dynamic: bool, workdir: Path) -> dict[str, Any]:
+def evaluate(kind: str, seed: int, dynamic: bool, workdir: Path, blind_agents: bool = False) -> dict[str, Any]:
     started = time.perf_counter()
     building = prepare_building(kind, seed, dynamic, building_dir(workdir, kind, seed, dynamic), progress=False)
     topo = read_map(building.map_dir)
     prepared_s = time.perf_counter() - started
-    outcomes = run_missions(building.world_dir, topo, planar_world_from_map(topo, building.lake), MISSIONS, seed)
+    alignment = planar_world_from_map(topo, building.lake)
+    outcomes = run_missions(
+        building.world_dir, topo, alignment, MISSIONS, seed, MissionConfig(blind_agents=blind_agents)
+    )
     summary = summarize(outcomes)
-    return {"kind": kind, "seed": seed, "dynamic": dynamic, "prepare_s": prepared_s, **summary}
+    return {
+        "kind": kind,
+        "seed": seed,
+        "dynamic": dynamic,
+        "blind_agents": blind_agents and dynamic,
+        "prepare_s": prepared_s,
+        **summary,
+    }
 
 
 def run(out: Path) -> list[dict[str, Any]]:
@@ -50,17 +62,23 @@ def run(out: Path) -> list[dict[str, Any]]:
     mode = os.environ.get("ASTRA_BENCH_DYNAMIC", "1")
     if mode not in modes:
         raise SystemExit(f"ASTRA_BENCH_DYNAMIC must be one of {', '.join(modes)}, not {mode!r}")
-    dynamics = modes[mode]
+    sights = {"sighted": False, "blind": True}
+    agents = os.environ.get("ASTRA_BENCH_AGENTS", "sighted,blind").split(",")
+    if unknown := set(agents) - set(sights):
+        raise SystemExit(f"ASTRA_BENCH_AGENTS must list {' and/or '.join(sights)}, not {', '.join(sorted(unknown))}")
+    settings = [(dynamic, sights[a]) for dynamic in modes[mode] for a in (agents if dynamic else agents[:1])]
     chosen = os.environ.get("ASTRA_BENCH_SEEDS")
     rows = []
-    for dynamic in dynamics:
+    for dynamic, blind in settings:
+        setting = []
         for kind in kinds:
             for seed in [int(s) for s in chosen.split(",")] if chosen else MISSION_SEEDS[dynamic]:
-                row = evaluate(kind, seed, dynamic, out)
+                row = evaluate(kind, seed, dynamic, out, blind)
                 brief = {k: v for k, v in row.items() if k != "per_mission"}
                 print(json.dumps(brief), flush=True)
-                rows.append(row)
-        print(json.dumps(totals([row for row in rows if row["dynamic"] == dynamic])), flush=True)
+                setting.append(row)
+        print(json.dumps(totals(setting)), flush=True)
+        rows += setting
     return rows
 
 
@@ -71,6 +89,7 @@ def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     n, collisions = len(per_mission), sum(m["collisions"] for m in per_mission)
     return {
         "dynamic": bool(rows and rows[0]["dynamic"]),
+        "blind_agents": bool(rows and rows[0]["blind_agents"]),
         "missions": n,
         "successes": sum(m["success"] for m in per_mission),
         "collisions": collisions,

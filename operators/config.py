@@ -151,6 +151,12 @@ def sim_tf() -> bool:
     return _flag("ASTRA_SIM_TF", True)
 
 
+def blind_agents() -> bool:
+    """ASTRA_BLIND_AGENTS: whether simulated people and carts walk into a robot in their way ("1", the stress test)
+    or stop short of it ("0", the default)."""
+    return _flag("ASTRA_BLIND_AGENTS", False)
+
+
 def viz_map() -> bool:
     """ASTRA_VIZ_MAP: whether the viz node draws ASTRA_MAP's graph ("1" in dataflow.yml) or not ("0")."""
     return _flag("ASTRA_VIZ_MAP", False)

@@ -42,9 +42,15 @@ class _SimulatedRobot:
     """The simulator, stepped TICK_S at a time."""
 
     def __init__(self, start_ns: int) -> None:
-        from sim.simulator import Simulator
+        from sim.simulator import SIGHTED, Simulator
 
-        self.sim = Simulator(config.world_dir(), config.robot_config(), seed=config.episode_seed(), start_ns=start_ns)
+        self.sim = Simulator(
+            config.world_dir(),
+            config.robot_config(),
+            seed=config.episode_seed(),
+            start_ns=start_ns,
+            agent_sight=None if config.blind_agents() else SIGHTED,
+        )
         if (start := config.start_pose()) is not None:
             self.sim.place(*start)
         self.site = self.sim.world.site

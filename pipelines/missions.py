@@ -43,7 +43,7 @@ from schemas.robot import DEFAULT_ROBOT, RobotConfig
 from schemas.topics import BY_OUTPUT
 from schemas.world import World
 from sim.missions import Mission
-from sim.simulator import Simulator
+from sim.simulator import SIGHTED, Simulator
 
 Output = tuple[str, object]
 TICK_S = 0.01  # as the sensor node steps the simulator
@@ -54,6 +54,7 @@ MOVING_MPS = 0.05  # a collision at a lower speed is the robot being walked into
 class MissionConfig:
     time_limit_s: float = 180.0
     actuation_hz: float = BY_OUTPUT["cmd_vel"].rate_hz
+    blind_agents: bool = False  # people and carts walk into a robot in their way too: the stress test
 
 
 @dataclass
@@ -139,7 +140,8 @@ class _MissionRun:
         self.runner = runner
         self.mission = mission
         self.on_message = on_message
-        self.sim = Simulator(runner.world_dir, runner.robot, seed=seed)
+        sight = None if runner.config.blind_agents else SIGHTED
+        self.sim = Simulator(runner.world_dir, runner.robot, seed=seed, agent_sight=sight)
         self.sim.place(*mission.start)
         self.start_ns = self.sim.t_ns
         self.global_nav = runner._navigator()

@@ -92,15 +92,32 @@ class _Schedule:
         return True
 
 
+@dataclasses.dataclass(frozen=True)
+class AgentSight:
+    """How people, and the people pushing carts, react to the robot: they stop while it stands in their way just
+    ahead of them, and walk on once it has left. They never step aside, and what is beside or behind them they do
+    not see: a robot that drives into someone's side or back still hits them. Blind agents (`Simulator`'s
+    `agent_sight=None`) walk into a robot in their way too: the stress test."""
+
+    stop_gap_m: float = 0.5  # edge to edge, along their way
+    lateral_margin_m: float = 0.1  # beyond both radii, across their way
+
+
+SIGHTED = AgentSight()
+
+
 class _Crowd:
     """Mocap agents, each walking its closed polyline at constant speed; vectorised over agents.
 
     All loops are laid end to end on one arc-length axis, so one searchsorted finds every agent's segment.
     """
 
-    def __init__(self, agents: tuple[Agent, ...], model: mujoco.MjModel):
+    def __init__(self, agents: tuple[Agent, ...], model: mujoco.MjModel, sight: AgentSight | None, robot_radius: float):
         self.mocap_ids = np.array([model.body(f"agent_{a.id}").mocapid[0] for a in agents], dtype=int)
         self.speed = np.array([a.speed for a in agents])
+        self.radius = np.array([a.radius for a in agents])
+        self.sight, self.robot_radius = sight, robot_radius
+        self.walking = np.ones(len(agents), dtype=bool)
         self.s = np.zeros(len(agents))
         loops = [np.asarray(a.waypoints + a.waypoints[:1], dtype=float) for a in agents]
         deltas = [np.diff(loop, axis=0) for loop in loops]
@@ -116,22 +133,34 @@ class _Crowd:
         headings = np.arctan2(self.directions[:, 1], self.directions[:, 0])
         self.quats = Rotation.from_euler("z", headings[:, None]).as_quat(scalar_first=True)
 
+    def _segments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each agent's position on the shared arc-length axis, and its segment index."""
+        arc = self.base + self.s % self.length
+        return arc, np.minimum(np.searchsorted(self.begins, arc, side="right") - 1, self.last_segment)
+
     def state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Positions (n, 2), velocities (n, 2) and segment indices (n,) of every agent."""
-        arc = self.base + self.s % self.length
-        seg = np.minimum(np.searchsorted(self.begins, arc, side="right") - 1, self.last_segment)
+        arc, seg = self._segments()
         positions = self.starts[seg] + self.directions[seg] * (arc - self.begins[seg])[:, None]
-        return positions, self.directions[seg] * self.speed[:, None], seg
+        return positions, self.directions[seg] * (self.speed * self.walking)[:, None], seg
 
     def since_turn(self) -> np.ndarray:
-        """Seconds since each agent passed its last waypoint (turned a corner, or turned back)."""
-        arc = self.base + self.s % self.length
-        seg = np.minimum(np.searchsorted(self.begins, arc, side="right") - 1, self.last_segment)
+        """Seconds of walking since each agent passed its last waypoint (turned a corner, or turned back)."""
+        arc, seg = self._segments()
         return (arc - self.begins[seg]) / self.speed
 
-    def step(self, data: mujoco.MjData, dt: float) -> None:
-        """Advance every agent by dt and move its mocap body (height stays as modelled)."""
-        self.s += self.speed * dt
+    def step(self, data: mujoco.MjData, dt: float, robot_xy: np.ndarray) -> None:
+        """Advance every agent that walks by dt and move its mocap body (height stays as modelled)."""
+        if self.sight is not None:
+            positions, _, seg = self.state()
+            heading = self.directions[seg]
+            offset = np.asarray(robot_xy) - positions
+            along = (offset * heading).sum(axis=1)
+            across = np.abs(offset[:, 0] * heading[:, 1] - offset[:, 1] * heading[:, 0])
+            reach = self.radius + self.robot_radius
+            in_way = (along > 0) & (across < reach + self.sight.lateral_margin_m)
+            self.walking = ~(in_way & (along - reach < self.sight.stop_gap_m))
+        self.s += self.speed * self.walking * dt
         positions, _, seg = self.state()
         data.mocap_pos[self.mocap_ids, :2] = positions
         data.mocap_quat[self.mocap_ids] = self.quats[seg]
@@ -140,7 +169,14 @@ class _Crowd:
 class Simulator:
     """A robot in a generated world: physics, sensors with noise, and their messages."""
 
-    def __init__(self, world_dir: Path, config: RobotConfig = DEFAULT_ROBOT, seed: int = 0, start_ns: int = 0):
+    def __init__(
+        self,
+        world_dir: Path,
+        config: RobotConfig = DEFAULT_ROBOT,
+        seed: int = 0,
+        start_ns: int = 0,
+        agent_sight: AgentSight | None = SIGHTED,
+    ):
         world_dir = Path(world_dir)
         self.world = World.load(world_dir)
         self.config = config
@@ -164,9 +200,8 @@ class Simulator:
         self._robot_body = self.model.body(BODY).id
         self._timestep_ns = round(config.timestep * 1e9)
         self._steps = 0
-        self._crowd = _Crowd(self.world.agents, self.model) if self.world.agents else None
-        if self._crowd:
-            self._crowd.step(self.data, 0.0)
+        agents = self.world.agents
+        self._crowd = _Crowd(agents, self.model, agent_sight, config.radius) if agents else None
 
         self._cmd = (0.0, 0.0)
         errors = self.sensor_errors
@@ -258,6 +293,8 @@ class Simulator:
         """Teleport the robot to rest at a map pose; wheel odometry does not see the jump."""
         self.data.qpos[self._qpos] = (x, y, yaw)
         self.data.qvel[self._qvel] = 0.0
+        if self._crowd:  # the agents stand where they are, and see the robot where it now is
+            self._crowd.step(self.data, 0.0, np.array([x, y]))
         mujoco.mj_forward(self.model, self.data)
         self._last_pose = self.pose()
 
@@ -321,7 +358,7 @@ class Simulator:
         self.data.ctrl[self._ctrl] = (v * math.cos(yaw), v * math.sin(yaw), w)
         speed = math.hypot(*self.data.qvel[self._qvel[:2]])
         if self._crowd:
-            self._crowd.step(self.data, self.config.timestep)
+            self._crowd.step(self.data, self.config.timestep, self.data.qpos[self._qpos[:2]])
         mujoco.mj_step(self.model, self.data)
         self._steps += 1
         self._accumulate_wheels()

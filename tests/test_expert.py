@@ -163,7 +163,7 @@ def _simulated_tour(
     world = generate_world(kind, seed=0, dynamic=dynamic)
     write_world(world, out_dir)
     # Driving needs no pictures: without cameras the simulator never renders.
-    sim = Simulator(out_dir, RobotConfig(cameras=()), seed=0)
+    sim = Simulator(out_dir, RobotConfig(cameras=()), seed=0, agent_sight=None)  # blind agents: the hard case
     expert = ExpertDriver(world)
     poses = []
     try:

@@ -21,9 +21,9 @@ from models.planning import occupancy_grid
 from schemas.messages import CompressedImage, Twist, from_arrow, to_arrow
 from schemas.robot import RobotConfig, SensorNoise
 from schemas.topics import BY_OUTPUT, camera_frame
-from schemas.world import Room, World
+from schemas.world import Agent, Room, World
 from sim.robot import BODY
-from sim.simulator import Simulator
+from sim.simulator import SIGHTED, AgentSight, Simulator
 
 SMALL = RobotConfig(camera_width=64, camera_height=48)
 BODY_Z = 0.2  # a height inside the robot shell
@@ -256,17 +256,42 @@ def test_people_walk_their_loops(hospital_world: Path) -> None:
     sim.close()
 
 
-def test_a_person_walking_into_the_robot_is_a_collision(hospital_world: Path) -> None:
-    sim = Simulator(hospital_world, SMALL)
+def _in_a_persons_way(world_dir: Path, sight: AgentSight | None) -> tuple[Simulator, Agent, np.ndarray]:
+    """The robot placed 1.2 m along the longest first leg of an agent's walk, across it; the leg's heading."""
+    sim = Simulator(world_dir, SMALL, agent_sight=sight)
     agent = max(sim.world.agents, key=lambda a: math.dist(*a.waypoints[:2]))
     start, towards = np.array(agent.waypoints[0]), np.array(agent.waypoints[1])
     heading = (towards - start) / np.linalg.norm(towards - start)
     x, y = start + heading * 1.2
     sim.place(x, y, math.atan2(heading[1], heading[0]) + math.pi / 2)
+    return sim, agent, heading
+
+
+def test_a_blind_person_walking_into_the_robot_is_a_collision(hospital_world: Path) -> None:
+    sim, agent, heading = _in_a_persons_way(hospital_world, None)
+    x, y, _ = sim.pose()
     events = _drive(sim, 2.0)["events"]
     assert [e.detail for e in events] == [f"agent_{agent.id}"]
     px, py, _ = sim.pose()
     assert (px - x) * heading[0] + (py - y) * heading[1] > 0.1, "the person shoves the robot along"
+    sim.close()
+
+
+def test_a_person_who_sees_the_robot_in_their_way_stops_short_and_walks_on_once_it_has_left(
+    hospital_world: Path,
+) -> None:
+    sim, agent, heading = _in_a_persons_way(hospital_world, SIGHTED)
+    index = sim.world.agents.index(agent)
+    stopped = _drive(sim, 4.0)
+    assert not stopped["events"]
+    last = stopped["obstacles"][-1]
+    gap = math.dist((last.x[index], last.y[index]), sim.pose()[:2]) - agent.radius - SMALL.radius
+    assert SIGHTED.stop_gap_m - 0.05 < gap <= SIGHTED.stop_gap_m
+    assert (last.vx[index], last.vy[index]) == (0.0, 0.0)
+    behind = np.array(agent.waypoints[0]) - 0.6 * heading  # where they came from: they do not look back
+    sim.place(*behind, sim.pose()[2])
+    walking = _drive(sim, 0.5)["obstacles"][-1]
+    assert math.hypot(walking.vx[index], walking.vy[index]) == pytest.approx(agent.speed)
     sim.close()
 
 

@@ -228,8 +228,9 @@ def corridor_with_a_walker(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _wait_in_the_corridor(world_dir: Path, params: LocalParams, seconds: float = 8.0) -> Simulator:
-    """The robot waits with no route (as while localizing), its local core and safety layer running."""
-    sim = Simulator(world_dir)
+    """The robot waits with no route (as while localizing), its local core and safety layer running; the walker is
+    blind to it, the hardest case."""
+    sim = Simulator(world_dir, agent_sight=None)
     local, governor = LocalNavigator(params=params), SafetyGovernor()
     cmd = None
     for tick in range(round(seconds / 0.01)):
