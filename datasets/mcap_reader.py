@@ -97,6 +97,17 @@ def chunk_records(chunk: Chunk) -> list[Message | Schema | Channel]:
     return records
 
 
+class _StreamReader(StreamReader):
+    """The library's reader, stepping over message indexes unparsed: files are read whole, in file order, so the
+    index records are never needed, and the library reads their entries one field at a time (two reads per
+    message of the file)."""
+
+    def _read_record(self, opcode: int, length: int) -> McapRecord | None:
+        if opcode == Opcode.MESSAGE_INDEX:
+            return None  # the caller reads past the record's `length` bytes
+        return super()._read_record(opcode, length)
+
+
 def _add_to_summary(summary: Summary, record: McapRecord) -> None:
     if isinstance(record, Schema):
         summary.schemas[record.id] = record
@@ -142,7 +153,7 @@ class SalvagingReader:
     def _data_section(self) -> Generator[Content, None, int | None]:
         """Read from the start; returns the offset of the record where the framing broke, if it did."""
         self._file.seek(0)
-        stream = StreamReader(self._file, emit_chunks=True, validate_crcs=True, record_size_limit=self._size)
+        stream = _StreamReader(self._file, emit_chunks=True, validate_crcs=True, record_size_limit=self._size)
         offset = 0
         try:
             for record in stream.records:

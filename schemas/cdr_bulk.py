@@ -125,6 +125,26 @@ _TYPES: dict[str, _TypeSpec] = {
             ("static", None),
         ),
     ),
+    # Images: `since_previous_ns` is left empty, as the per-message path leaves it (ingest fills it in as frames
+    # stream by); the pixels are sliced out of the payloads, one copy into the column.
+    "sensor_msgs/msg/Image": _TypeSpec(
+        None,
+        (
+            *_STAMP_FRAME,
+            ("null", None),
+            ("null", None),
+            ("str", "encoding"),
+            ("i32", "width"),
+            ("i32", "height"),
+            ("bool", "is_bigendian"),
+            ("i32", "step"),
+            ("bytes", "data"),
+        ),
+    ),
+    "sensor_msgs/msg/CompressedImage": _TypeSpec(
+        None,
+        (*_STAMP_FRAME, ("null", None), ("str", "format"), *[("null", None)] * 5, ("bytes", "data")),
+    ),
     "sensor_msgs/msg/CameraInfo": _TypeSpec(
         None,
         (
@@ -229,7 +249,7 @@ def _want(schema_name: str, fields: tuple[_Field, ...]) -> dict[str, str]:
         if top.prim is not None or top.array is None:
             raise _Misfit
     for kind, path in spec.columns:
-        if kind == "static":
+        if kind in ("static", "null"):
             continue
         if kind == "stamp":
             for part in ("sec", "nanosec"):
@@ -242,13 +262,17 @@ def _want(schema_name: str, fields: tuple[_Field, ...]) -> dict[str, str]:
         ok = {
             "f64": f.prim in _FLOATS and f.array is None,
             "i32": f.prim in _SMALL_INTS and f.array is None,
+            "bool": f.prim in _SMALL_INTS and f.array is None,
             "str": f.prim == _STRING and f.array is None,
             "f64s": f.prim in _FLOATS and f.array is not None,
             "strs": f.prim == _STRING and f.array is not None,
+            "bytes": f.prim == "uint8" and f.array is not None,  # mcap_ros2 reads uint8[] as bytes
         }[kind]
         if not ok:
             raise _Misfit
-        want[path] = {"f64": "num", "i32": "num", "str": "str", "f64s": "nums", "strs": "strs"}[kind]
+        want[path] = {"f64": "num", "i32": "num", "bool": "num", "str": "str", "f64s": "nums", "strs": "strs"}.get(
+            kind, kind
+        )
     return want
 
 
@@ -380,7 +404,11 @@ class _Reader:
         end = pos + counts * size
         if (end > c.limit).any():
             raise _Misfit
-        if want:
+        if want == "bytes":  # where each message's bytes lie: sliced out whole when the column is built
+            if rows is not None:
+                raise _Misfit
+            self.values[path] = [(c.base + pos, counts)]
+        elif want:
             if rows is not None:
                 raise _Misfit
             offsets = np.zeros(len(counts) + 1, np.int64)
@@ -446,6 +474,16 @@ class _Reader:
             for rows, s, k in chunks:
                 start[rows], size[rows] = s, k
         return self.strings(start, size)
+
+    def binary_column(self, path: str) -> pa.Array:
+        [(start, size)] = self.values[path]
+        offsets = np.zeros(len(size) + 1, np.int64)
+        np.cumsum(size, out=offsets[1:])
+        whole = memoryview(self.bytes)
+        data = b"".join(whole[a:b] for a, b in zip(start.tolist(), (start + size).tolist(), strict=True))
+        return pa.LargeBinaryArray.from_buffers(
+            pa.large_binary(), len(size), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+        )
 
     def strings(self, start: np.ndarray, size: np.ndarray) -> pa.Array:
         offsets = np.zeros(len(size) + 1, np.int64)
@@ -550,6 +588,12 @@ def _assemble(reader: _Reader, table: str, spec: _TypeSpec, topic: str, times: n
             if n and (values.max() > _INT32_MAX or values.min() < -_INT32_MAX - 1):  # table_from_rows would raise
                 raise _Misfit
             columns.append(pa.array(values.astype(np.int32)))
+        elif kind == "bool":
+            columns.append(pa.array(reader.number_column(path, n) != 0))
+        elif kind == "null":
+            columns.append(pa.nulls(n, field.type))
+        elif kind == "bytes":
+            columns.append(reader.binary_column(path))
         elif kind == "str":
             columns.append(reader.string_column(path, n))
         elif kind == "f64s":

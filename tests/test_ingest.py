@@ -330,6 +330,8 @@ def test_bulk_decoding_gives_the_rows_of_per_message_decoding(inputs: Inputs) ->
         "geometry_msgs/msg/Twist": STEPS,
         "tf2_msgs/msg/TFMessage": STEPS + 1,
         "sensor_msgs/msg/CameraInfo": STEPS // 5,
+        "sensor_msgs/msg/CompressedImage": STEPS // 5,
+        "sensor_msgs/msg/Image": STEPS // 5,
     }
     assert not per_message.bulk_decoded
 
