@@ -26,10 +26,8 @@ from typing import Any, BinaryIO, Protocol
 import lz4.frame
 import zstandard
 from mcap.records import Channel, Message, Metadata, Schema
-from ruamel.yaml import YAML
 
 from datasets.mcap_reader import Content, Damage, SalvagingReader
-from datasets.rosbag_reader import Ros1BagReader, Rosbag2SqliteReader
 
 ROSBAG2_METADATA = "metadata.yaml"
 # Name endings of the files read, longest first: a compressed one is read as what it decompresses to.
@@ -80,6 +78,8 @@ class Rosbag2Layout:
 
 
 def rosbag2_layout(directory: Path) -> Rosbag2Layout:
+    from ruamel.yaml import YAML  # here: an ingest of MCAP files alone need not import it (0.05 s)
+
     try:
         info = YAML(typ="safe").load((directory / ROSBAG2_METADATA).read_text())["rosbag2_bagfile_information"]
         names = [Path(p).name for p in info["relative_file_paths"]]
@@ -186,9 +186,14 @@ def _open_file(path: Path, stack: contextlib.ExitStack) -> LogReader:
         if damage is not None:
             reader.damage.append(damage)
         return reader
+    # The bag readers import `rosbags` (0.1 s): here, so that an ingest of MCAP files alone does not.
     if suffix == ".db3":
+        from datasets.rosbag_reader import Rosbag2SqliteReader
+
         return Rosbag2SqliteReader(path)
     if suffix in (".bag", ".bag.active"):
+        from datasets.rosbag_reader import Ros1BagReader
+
         return Ros1BagReader(path)
     return SalvagingReader(stack.enter_context(open(path, "rb")))
 
