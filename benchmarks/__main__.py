@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from benchmarks import (
+    giving_way,
     goals,
     ingest,
     ingest_memory,
@@ -38,6 +39,7 @@ BENCHMARKS = {
     "relocalization": relocalization.run,
     "local_planner": local_planner.run,
     "tracking": tracking.run,
+    "giving_way": giving_way.run,
     "odometry_drift": odometry_drift.run,
     "missions": missions.run,
 }

@@ -10,6 +10,8 @@ import numpy as np
 from models.local_planner import LocalPlan, LocalPlanner
 from models.planning import ClearanceMap, occupancy_grid, resample
 from models.recovery import RecoveryCommand, RecoveryManager
+from models.tracking import MovingObstacles
+from schemas.robot import MotionLimits
 from schemas.world import Box, GridSpec, Room, Wall, World
 from sim.textures import wall_material
 
@@ -114,13 +116,71 @@ def drive(
         if plan.status == "arrived" or (recovery is not None and recovery.blocked):
             break
         for _ in range(substeps):
-            vel[0] += np.clip(command[0] - vel[0], -limits.max_accel * dt, limits.max_accel * dt)
-            vel[1] += np.clip(command[1] - vel[1], -limits.max_yaw_accel * dt, limits.max_yaw_accel * dt)
-            pose[2] += vel[1] * dt
-            pose[:2] += vel[0] * dt * np.array([math.cos(pose[2]), math.sin(pose[2])])
+            _unicycle_step(pose, vel, command, limits, dt)
             poses.append(pose.copy())
             velocities.append(vel.copy())
     return Drive(np.array(poses), np.array(velocities), plans, overrides, np.array(commands).reshape(-1, 2))
+
+
+def _unicycle_step(
+    pose: np.ndarray, vel: np.ndarray, command: tuple[float, float], limits: MotionLimits, dt: float
+) -> None:
+    """Ramp the velocity toward the command at the acceleration limits, then move the pose, both in place."""
+    vel[0] += np.clip(command[0] - vel[0], -limits.max_accel * dt, limits.max_accel * dt)
+    vel[1] += np.clip(command[1] - vel[1], -limits.max_yaw_accel * dt, limits.max_yaw_accel * dt)
+    pose[2] += vel[1] * dt
+    pose[:2] += vel[0] * dt * np.array([math.cos(pose[2]), math.sin(pose[2])])
+
+
+CORRIDOR_WIDTH = 2.2  # a cart on the centre line leaves no room beside it
+DOORWAY = (5.0, 6.0)  # x span of the doorway in the corridor's upper wall
+
+
+def corridor_with_doorway() -> tuple[np.ndarray, GridSpec]:
+    """Occupancy at 5 cm of a 20 m corridor along x (y from 0 to CORRIDOR_WIDTH) with one doorway into a
+    5 x 4 m room above it."""
+    spec = GridSpec(0.05, (-2.0, -4.0), (240, 400))
+    x, y = spec.cell_to_world(np.stack(np.indices(spec.shape), axis=-1)).transpose(2, 0, 1)
+    top = CORRIDOR_WIDTH
+    room = (y > top) & (y < top + 4) & (x > DOORWAY[0] - 2) & (x < DOORWAY[1] + 2)
+    doorway = (y >= top) & (y <= top + 0.2) & (x > DOORWAY[0]) & (x < DOORWAY[1])
+    free = ((y > 0) & (y < top)) | (room & ((y > top + 0.2) | doorway))
+    return ~free, spec
+
+
+@dataclass(frozen=True)
+class GivingWay:
+    """How a give-way run went: the smallest gap, edge to edge, and the robot's last pose."""
+
+    gap: float
+    pose: np.ndarray
+
+
+def give_way(
+    planner: LocalPlanner,
+    occupied: np.ndarray,
+    spec: GridSpec,
+    start: tuple[float, float, float],
+    obstacle: tuple[np.ndarray, np.ndarray, float],
+    seconds: float,
+    speed: float = 0.0,
+    robot_radius: float = 0.25,
+) -> GivingWay:
+    """Closed loop of `planner.evade` (no route) against one obstacle walking at constant velocity, known exactly:
+    `obstacle` is its position, velocity and radius. The planner runs at 10 Hz on the local ESDF of the true grid,
+    the unicycle at 100 Hz at the acceleration limits; the robot starts at `speed` m/s."""
+    limits = planner.config.limits
+    pose, vel = np.array(start, dtype=float), np.array([speed, 0.0])
+    position, velocity, radius = np.array(obstacle[0], dtype=float), np.asarray(obstacle[1], dtype=float), obstacle[2]
+    gaps = []
+    for _ in range(round(seconds * 10)):
+        tracks = MovingObstacles(position[None].copy(), velocity[None], np.array([radius]))
+        plan = planner.evade(tuple(pose), tuple(vel), local_clearance(occupied, spec, pose[:2]), tracks, 0.0)
+        for _ in range(10):
+            _unicycle_step(pose, vel, (plan.v, plan.w), limits, 0.01)
+            position += velocity * 0.01
+            gaps.append(float(np.hypot(*(pose[:2] - position))) - radius - robot_radius)
+    return GivingWay(min(gaps), pose)
 
 
 def route_through(*points: tuple[float, float], spacing: float = 2.0) -> np.ndarray:
