@@ -23,6 +23,7 @@ pipeline is the same on the DirectRunner and on Dask.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import logging
@@ -650,14 +651,20 @@ def _staging_processes(count: int) -> Iterator[None]:
     if count < 2:
         yield
         return
+    # As the gc docs advise before a fork: what exists now is never collected, so the children's collections do not
+    # copy the pages they share with this process (and neither does the collection at exit, 0.2 s with Beam loaded).
+    gc.freeze()
     pool = multiprocessing.get_context("fork").Pool(count)
     _forked_stagers = pool
     try:
         yield
-        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    else:
+        pool.close()  # the workers exit by themselves: a signal would wake whatever handlers a library installed
     finally:
         _forked_stagers = None
-        pool.terminate()
         pool.join()
 
 
