@@ -17,7 +17,10 @@ is a collision: people here do not avoid the robot).
 Rollouts that come closer than the margin are rejected; when none is left, :meth:`DwaPlanner.evade` gives way,
 backing up included, whether or not there is a route, and keeps the margin whenever some way does. Rollouts are
 driven at the speed the safety layer will leave of each command (it slows the robot near people): a way out that
-needs full speed is none. The learned planner will implement the same base class.
+needs full speed is none. Past the rollouts' end, a survival map (:mod:`models.viability`) says whether the robot
+can still reach a haven, a place out of every track's way for good, before the tracks arrive: rollouts that end
+where none is in reach are given up, and giving way prefers the soonest haven. The learned planner will implement
+the same base class.
 """
 
 from __future__ import annotations
