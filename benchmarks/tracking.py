@@ -52,14 +52,7 @@ def _pass(world_dir: Path, motion: tuple[float, float], config: TrackerConfig) -
         for tick in range(round(SECONDS / 0.01)):
             cmd = Twist(sim.t_ns, (motion[0], 0.0, 0.0), (0.0, 0.0, motion[1])) if any(motion) else None
             for output_id, msg in sim.advance(cmd):
-                if output_id == "imu":
-                    local.on_imu(msg)
-                elif output_id == "wheels":
-                    local.on_wheels(msg)
-                elif output_id.startswith("camera_info_"):
-                    local.on_camera_info(msg)
-                elif output_id.startswith("depth_"):
-                    local.on_depth(msg)
+                local.on_sensor(output_id, msg)
             if tick % 10 or local.odometry.t_ns is None:
                 continue
             truth, (x, y, yaw) = sim.obstacles(), sim.pose()

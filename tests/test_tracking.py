@@ -235,16 +235,9 @@ def _wait_in_the_corridor(world_dir: Path, params: LocalParams, seconds: float =
     cmd = None
     for tick in range(round(seconds / 0.01)):
         for output_id, msg in sim.advance(cmd):
-            if output_id == "imu":
-                local.on_imu(msg)
-            elif output_id == "wheels":
-                local.on_wheels(msg)
-            elif output_id.startswith("camera_info_"):
-                local.on_camera_info(msg)
-            elif output_id.startswith("depth_"):
-                for out_id, out in local.on_depth(msg):
-                    if out_id == "moving_obstacles":
-                        governor.set_people(out)
+            for out_id, out in local.on_sensor(output_id, msg):
+                if out_id == "moving_obstacles":
+                    governor.set_people(out)
         for out_id, out in local.plan(sim.t_ns) if tick % 10 == 0 else []:
             if out_id == "local_cmd":
                 governor.on_command(out, sim.t_ns)

@@ -129,6 +129,18 @@ class LocalNavigator:
             outputs.append(("local_costmap", self._grid(msg.t_ns)))
         return outputs
 
+    def on_sensor(self, output_id: str, msg: object) -> list[Output]:
+        """Route one sensor message by its output id (imu, wheels, camera_info_*, depth_*); others are not local's."""
+        if output_id == "imu":
+            self.on_imu(msg)
+        elif output_id == "wheels":
+            return self.on_wheels(msg)
+        elif output_id.startswith("camera_info_"):
+            self.on_camera_info(msg)
+        elif output_id.startswith("depth_"):
+            return self.on_depth(msg)
+        return []
+
     def on_subgoals(self, msg: Path) -> None:
         self._subgoals = np.column_stack([msg.x, msg.y]) if msg.x else None
         self._explore = None
