@@ -49,8 +49,8 @@ from models.landmarks import LandmarkExtractor, LandmarkObservations, NodeView
 from models.mapping.graph import GraphConfig, GraphNodes, build_edges
 from models.mapping.keyframes import KeyframeConfig, rig_frame_times, select_keyframes
 from models.mapping.sfm import Keyframe, MappedKeyframe, RigCamera, SfmConfig, align_rigid, build_map
-from pipelines.ingest import run_pipeline
 from pipelines.progress import marker_progress
+from pipelines.runner import run_pipeline
 from schemas.map import conform_table
 from schemas.robot import DEFAULT_ROBOT
 from schemas.topics import GROUND_TRUTH_TOPIC, ODOMETRY_TOPIC

@@ -9,8 +9,6 @@ import io
 import math
 import struct
 from collections import defaultdict
-from collections.abc import Callable
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +17,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from mcap.records import Message, Schema
-from mcap.well_known import MessageEncoding, SchemaEncoding
+from mcap.well_known import MessageEncoding
 from mcap_ros2._cdr import CdrWriter, EncapsulationKind
 from mcap_ros2._dynamic import TimeDefinition, _for_each_msgdef, _write_complex_type
-from mcap_ros2.decoder import DecoderFactory
 
 from datasets.mcap_reader import SalvagingReader
 from datasets.recording import EpisodeWriter
+from pipelines.staging import ros2_decoder
 from schemas import messages as m
 from schemas.cdr_bulk import SUPPORTED, decode_table
 from schemas.episode import EpisodeMetadata
@@ -64,16 +62,9 @@ IMU = "sensor_msgs/msg/Imu"
 # --- the per-message path, as ingest runs it ---------------------------------------------------------
 
 
-@cache
-def _decoder(name: str, definition: bytes) -> Callable[[bytes], Any]:
-    """As `pipelines.ingest._ros2_decoder` (not imported: it would import Beam)."""
-    schema = Schema(id=0, name=name, encoding=SchemaEncoding.ROS2, data=definition)
-    return DecoderFactory().decoder_for(MessageEncoding.CDR, schema)
-
-
 def slow_table(name: str, definition: bytes, topic: str, log_times: Any, payloads: list[bytes]) -> pa.Table:
     """Raises where ingest would not give this channel one typed table (a payload that does not decode)."""
-    decode, convert = _decoder(name, definition), CONVERTERS[name]
+    decode, convert = ros2_decoder(name, definition), CONVERTERS[name]
     rows = [row for t, p in zip(log_times, payloads, strict=True) for row in convert(int(t), topic, decode(p))]
     return table_from_rows(ROS2_TABLES[name], rows)
 

@@ -35,7 +35,15 @@ from datasets.lake_tables import commit_files, vacuum
 from datasets.log_files import list_logs
 from datasets.mcap_reader import SalvagingReader, chunk_records
 from datasets.recording import EpisodeWriter, summarize
-from pipelines.ingest import BatchBounds, EpisodeStream, identify_source, ingest, read_episode
+from pipelines.ingest import ingest
+from pipelines.staging import (
+    BatchBounds,
+    EpisodeStream,
+    StagingRun,
+    identify_source,
+    read_episode,
+    staging_processes,
+)
 from schemas import messages as m
 from schemas.episode import EpisodeMetadata
 from schemas.lake import QUARANTINE_DIR, ROS2_TABLES, STAGING_DIR, TABLES
@@ -618,6 +626,28 @@ def test_ingesting_again_adds_nothing(lake: Path, inputs: Inputs) -> None:
         for p in (inputs.good, *inputs.bad.values())
     }
     assert _lake_files(lake) == before
+
+
+def test_staging_processes_report_a_log_they_cannot_read_and_go_on_with_the_others(
+    tmp_path: Path, inputs: Inputs
+) -> None:
+    """Identification runs ahead of staging by two logs a process: a log that fails must still queue the next."""
+    gone = [str(tmp_path / f"gone-{i}.mcap") for i in range(3)]
+    run = StagingRun(str(tmp_path / "lake"), str(tmp_path / "staging"))
+    with staging_processes(1, [*gone, str(inputs.good)], run) as processes:
+        for path in gone:
+            with pytest.raises(FileNotFoundError):
+                processes.staged(path)
+        staged = processes.staged(str(inputs.good))
+    assert staged.source == identify_source(str(inputs.good))
+    assert staged.rows == {table: t.num_rows for table, t in read_episode(staged.source).items()}
+
+
+def test_ingest_loads_beam_only_once_its_staging_processes_are_forked() -> None:
+    """What makes the processes start on the first logs while Beam loads: neither ingest nor staging imports it."""
+    code = "import sys, pipelines.ingest, pipelines.staging; print('apache_beam' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "False"
 
 
 def one_file(lake: Path, table: str) -> str:

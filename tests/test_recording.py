@@ -22,7 +22,7 @@ from mcap_ros2.decoder import DecoderFactory
 
 from datasets.recording import EpisodeWriter, summarize
 from datasets.tours import record_tour
-from pipelines.ingest import identify_source, read_episode
+from pipelines.staging import identify_source, read_episode
 from schemas.episode import EPISODE_METADATA_NAME, WORLD_ATTACHMENT_NAME, EpisodeMetadata
 from schemas.robot import RobotConfig
 from schemas.ros2_rows import stamp_ns

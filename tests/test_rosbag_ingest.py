@@ -19,7 +19,8 @@ import pytest
 
 from datasets.log_files import list_logs
 from datasets.rosbag_reader import ROS1_MAGIC
-from pipelines.ingest import identify_source, ingest, read_episode
+from pipelines.ingest import ingest
+from pipelines.staging import identify_source, read_episode
 from schemas.lake import QUARANTINE_DIR, ROS2_TABLES
 from tests.log_formats import compress_whole, split_rosbag2, storage_file, to_ros1_bag, to_rosbag2
 from tests.test_ingest import BAG_COUNTS, ROS2_BAGS, connect, episode, needs_bags, one, record_episode
