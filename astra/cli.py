@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -282,6 +283,17 @@ def cmd_map_build(args: argparse.Namespace) -> int:
     except ValueError as exc:  # no episodes of the site, no lake, bad key, no world.json (LakeError, MapError)
         raise UsageError(str(exc)) from exc
     _emit(summary.to_dict())
+    return EXIT_OK
+
+
+def cmd_dataset_global(args: argparse.Namespace) -> int:
+    from pipelines.global_dataset import build_global_dataset
+
+    try:
+        summary = build_global_dataset(args.lake, args.out, sites=args.site or None)
+    except ValueError as exc:  # no tours in the lake, no lake, an output folder that exists (LakeError)
+        raise UsageError(str(exc)) from exc
+    _emit(asdict(summary))
     return EXIT_OK
 
 
@@ -713,6 +725,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--extractor", default="annotated", help="landmark extractor (default annotated)")
     build.set_defaults(func=cmd_map_build)
+
+    dataset = commands.add_parser("dataset", help="build training sets from the lake")
+    dataset_commands = dataset.add_subparsers(dest="dataset_command", required=True, metavar="DATASET_COMMAND")
+    global_set = dataset_commands.add_parser(
+        "global",
+        parents=[common],
+        help="Astra-Global's training set: labelled frames of the tours of simulated buildings (Apache Beam)",
+        description="Pick instants along the true trajectory of every tour of a simulated building in the lake, and "
+        "write each camera's picture there with its true pose and the landmarks the simulator's segmentation shows "
+        "(schemas/global_dataset.py). Prints one JSON line: sites, episodes, frames, landmarks, the lake version.",
+    )
+    global_set.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="lake folder (default data/lake)")
+    global_set.add_argument("--out", type=Path, required=True, help="dataset folder to create (must not exist)")
+    global_set.add_argument(
+        "--site", action="append", help="only this site (repeatable; default: every simulated site in the lake)"
+    )
+    global_set.set_defaults(func=cmd_dataset_global)
 
     navigate = commands.add_parser(
         "navigate",

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import polars as pl
 import pycolmap
 
 from datasets.lake import Lake
-from models.mapping.keyframes import Trajectory
+from models.mapping.keyframes import Trajectory, rig_frame_times
 from models.mapping.sfm import RigCamera
 from schemas.episode import WORLD_ATTACHMENT_NAME
 from schemas.topics import BASE_FRAME, BY_OUTPUT, CAMERAS, MAP_FRAME, ODOM_FRAME, camera_frame
@@ -53,6 +54,36 @@ def read_rig(lake: Lake, episode_id: str) -> tuple[RigCamera, ...]:
             RigCamera(camera, info[frame]["width"], info[frame]["height"], tuple(info[frame]["k"]), base_from_camera)
         )
     return tuple(rig)
+
+
+def rig_frames(lake: Lake, episode_id: str, rig: Sequence[RigCamera]) -> np.ndarray:
+    """The instants, sorted, at which every camera of the rig took a picture in the episode."""
+    topics = [image_topic(c.name) for c in rig]
+    stamps = (
+        lake.table("images")
+        .filter((pl.col("episode_id") == episode_id) & pl.col("topic").is_in(topics))
+        .select("topic", "t_ns")
+        .collect()
+    )
+    return np.sort(rig_frame_times({t: stamps.filter(pl.col("topic") == t)["t_ns"].to_numpy() for t in topics}))
+
+
+def read_pictures(
+    lake: Lake, episode_id: str, rig: Sequence[RigCamera], t_ns: Sequence[int]
+) -> dict[tuple[str, int], bytes]:
+    """(camera, t_ns) -> the JPEG bytes of each rig camera's picture at each of the instants `t_ns`."""
+    cameras = {image_topic(c.name): c.name for c in rig}
+    pictures = (
+        lake.table("images")
+        .filter(
+            (pl.col("episode_id") == episode_id)
+            & pl.col("topic").is_in(list(cameras))
+            & pl.col("t_ns").is_in([int(t) for t in t_ns])
+        )
+        .select("topic", "t_ns", "data")
+        .collect()
+    )
+    return {(cameras[row["topic"]], row["t_ns"]): row["data"] for row in pictures.iter_rows(named=True)}
 
 
 def read_trajectory(lake: Lake, episode_id: str, topic: str) -> Trajectory:

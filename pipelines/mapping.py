@@ -39,15 +39,17 @@ from datasets.map_store import write_map
 from datasets.site_log import (
     image_topic,
     read_map_from_odom,
+    read_pictures,
     read_rig,
     read_trajectory,
     recorded_world,
+    rig_frames,
     site_episodes,
 )
 from models.descriptors import DESCRIPTORS
 from models.landmarks import LandmarkExtractor, LandmarkObservations, NodeView
 from models.mapping.graph import GraphConfig, GraphNodes, build_edges
-from models.mapping.keyframes import KeyframeConfig, rig_frame_times, select_keyframes
+from models.mapping.keyframes import KeyframeConfig, select_keyframes
 from models.mapping.sfm import Keyframe, MappedKeyframe, RigCamera, SfmConfig, align_rigid, build_map
 from pipelines.progress import marker_progress
 from pipelines.runner import run_pipeline
@@ -117,15 +119,10 @@ def episode_keyframes(
 ) -> EpisodeKeyframes:
     """Select an episode's keyframes from wheel odometry and read only their pictures."""
     rig = read_rig(lake, episode_id)
-    topics = {image_topic(c.name): c.name for c in rig}
-    images = lake.table("images").filter((pl.col("episode_id") == episode_id) & pl.col("topic").is_in(list(topics)))
-    stamps = images.select("topic", "t_ns").collect()
-    frames = rig_frame_times({t: stamps.filter(pl.col("topic") == t)["t_ns"].to_numpy() for t in topics})
-    frames = np.sort(frames)
+    frames = rig_frames(lake, episode_id, rig)
     odometry = read_trajectory(lake, episode_id, ODOMETRY_TOPIC)
     chosen = frames[select_keyframes(frames, odometry, config)]
-    pictures = images.filter(pl.col("t_ns").is_in(chosen.tolist())).select("topic", "t_ns", "data").collect()
-    jpeg = {(topics[row["topic"]], row["t_ns"]): row["data"] for row in pictures.iter_rows(named=True)}
+    jpeg = read_pictures(lake, episode_id, rig, chosen.tolist())
     poses = odometry.at(chosen).poses()
     keyframes = tuple(
         Keyframe(episode_id, int(t), pose, {c.name: jpeg[c.name, t] for c in rig})

@@ -1,0 +1,90 @@
+"""Astra-Global's training set (`astra dataset global`): tours in the lake into labelled frames with true poses."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from scipy.spatial.transform import Rotation
+
+from datasets.lake import Lake
+from models.mapping.keyframes import KeyframeConfig
+from pipelines.global_dataset import GlobalDatasetConfig, build_global_dataset
+from schemas.global_dataset import FRAMES, FRAMES_DIR, LANDMARKS, LANDMARKS_FILE, GlobalDatasetManifest
+from schemas.robot import DEFAULT_ROBOT
+from schemas.topics import CAMERAS
+from sim.world import generate_world
+from tests.conftest import TOUR_SEEDS
+
+SPARSE = GlobalDatasetConfig(frames=KeyframeConfig(min_distance=2.0, min_rotation_deg=60.0, max_interval_s=30.0))
+
+
+@pytest.fixture(scope="module")
+def dataset(tour_lake: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("global") / "office"
+    summary = build_global_dataset(tour_lake, out, config=SPARSE, progress=False)
+    assert (summary.sites, summary.episodes) == (1, len(TOUR_SEEDS))
+    return out
+
+
+def test_every_tour_becomes_frames_of_every_camera_with_the_manifest_naming_its_lake(
+    dataset: Path, tour_lake: Path
+) -> None:
+    manifest = GlobalDatasetManifest.read(dataset)
+    frames = pads.dataset(dataset / FRAMES_DIR).to_table()
+    assert frames.schema.equals(FRAMES)
+    assert manifest.lake_version == Lake(tour_lake).version
+    assert sorted(manifest.episodes) == sorted(Lake(tour_lake).sql("SELECT episode_id FROM episodes")["episode_id"])
+    assert manifest.sites["office-0"]["frames"] == frames.num_rows == manifest.counts["frames"]
+    instants = frames.group_by(["episode_id", "t_ns"]).aggregate([("camera", "count_distinct")])
+    assert instants["camera_count_distinct"].to_pylist() == [len(CAMERAS)] * instants.num_rows
+    picture = Image.open(io.BytesIO(frames["jpeg"][0].as_py()))
+    assert picture.size == (frames["width"][0].as_py(), frames["height"][0].as_py())
+
+
+def test_sightings_name_the_buildings_landmarks_and_lie_where_the_true_pose_projects_them(dataset: Path) -> None:
+    frames = pads.dataset(dataset / FRAMES_DIR).to_table().to_pylist()
+    landmarks = pq.read_table(dataset / LANDMARKS_FILE)
+    assert landmarks.schema.equals(LANDMARKS)
+    assert landmarks.num_rows == len(generate_world("office", 0).landmarks)
+    where = {row["landmark_id"]: np.array([row[f"position_{n}"] for n in "xyz"]) for row in landmarks.to_pylist()}
+    checked = 0
+    for frame in frames:
+        world_from_camera = Rotation.from_quat([frame[f"camera_q{n}"] for n in "xyz" + "w"])
+        camera = np.array([frame[f"camera_{n}"] for n in "xyz"])
+        assert np.hypot(*(camera[:2] - [frame["base_x"], frame["base_y"]])) < DEFAULT_ROBOT.radius
+        k = np.reshape(frame["k"], (3, 3))
+        for seen in frame["sightings"]:
+            assert 0 <= seen["box_x0"] < seen["box_x1"] <= frame["width"]
+            assert 0 <= seen["box_y0"] < seen["box_y1"] <= frame["height"]
+            if seen["visible_fraction"] < 0.9:
+                continue  # a part in view: its box need not hold the centre
+            in_camera = world_from_camera.inv().apply(where[seen["landmark_id"]] - camera)
+            assert in_camera[2] > 0, "a landmark seen behind the camera"
+            u, v = (k @ in_camera)[:2] / in_camera[2]
+            assert seen["box_x0"] - 1 <= u <= seen["box_x1"] and seen["box_y0"] - 1 <= v <= seen["box_y1"]
+            checked += 1
+    assert checked >= 10
+
+
+def test_astra_dataset_global_refuses_a_folder_that_exists_and_a_lake_without_tours(
+    dataset: Path, tour_lake: Path, tmp_path: Path
+) -> None:
+    astra = Path(sys.executable).parent / "astra"
+    taken = subprocess.run(
+        [astra, "dataset", "global", "--lake", str(tour_lake), "--out", str(dataset)], capture_output=True, text=True
+    )
+    assert taken.returncode == 2 and "exists already" in taken.stderr and "Traceback" not in taken.stderr
+    wrong = subprocess.run(
+        [astra, "dataset", "global", "--lake", str(tour_lake), "--out", str(tmp_path / "x"), "--site", "nowhere"],
+        capture_output=True,
+        text=True,
+    )
+    assert wrong.returncode == 2 and "no tours" in wrong.stderr and not (tmp_path / "x").exists()
