@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -62,6 +62,53 @@ def cmd_sim_world(args: argparse.Namespace) -> int:
             "rooms": len(world.rooms),
             "landmarks": len(world.landmarks),
             "agents": len(world.agents),
+        }
+    )
+    return EXIT_OK
+
+
+def _seed_list(text: str) -> list[int]:
+    """ "600-603,610" -> [600, 601, 602, 603, 610]."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            low, _, high = part.partition("-")
+            seeds.extend(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds are numbers and ranges such as 600-603,610, not {text!r}") from None
+    return seeds
+
+
+def cmd_sim_tours(args: argparse.Namespace) -> int:
+    from datasets.tours import Building, record_building_tours
+    from schemas.robot import DEFAULT_ROBOT
+    from schemas.topics import DEPTH_OUTPUTS
+    from schemas.world import WORLD_KINDS
+
+    kinds = args.kinds.split(",")
+    if unknown := [k for k in kinds if k not in WORLD_KINDS]:
+        raise UsageError(f"unknown kinds {unknown}; choose from {', '.join(WORLD_KINDS)}")
+    if min(args.camera_width, args.camera_height, args.tours) < 1 or args.seconds <= 0:
+        raise UsageError("camera sizes and --tours must be at least 1, and --seconds positive")
+    config = replace(DEFAULT_ROBOT, camera_width=args.camera_width, camera_height=args.camera_height)
+    buildings = [Building(kind, seed) for kind in kinds for seed in args.seeds]
+    started = time.perf_counter()
+    paths = record_building_tours(
+        buildings,
+        args.out,
+        tours=args.tours,
+        seconds=args.seconds,
+        config=config,
+        leave_out=frozenset() if args.depth else DEPTH_OUTPUTS,
+        workers=args.workers,
+    )
+    _emit(
+        {
+            "out": str(args.out),
+            "buildings": len(buildings),
+            "tours": len(paths),
+            "bytes": sum(p.stat().st_size for p in paths),
+            "seconds": round(time.perf_counter() - started, 1),
         }
     )
     return EXIT_OK
@@ -576,6 +623,24 @@ def build_parser() -> argparse.ArgumentParser:
     world.add_argument("--out", type=Path, required=True, help="output folder")
     world.add_argument("--dynamic", action="store_true", help="add people and carts that walk fixed loops")
     world.set_defaults(func=cmd_sim_world)
+    tours = sim_commands.add_parser(
+        "tours",
+        parents=[common],
+        help="record expert tours of many generated buildings in-process, as fast as the simulator runs",
+        description="Generate buildings of the given kinds and seeds and record TOURS expert tours of each "
+        "(expert seeds 0, 1, ...) to OUT/<site>/tour-<seed>.mcap, without the dataflow: the training data of the "
+        "learned models. Tours already recorded are kept; buildings go to OUT/worlds/<site>.",
+    )
+    tours.add_argument("--kinds", default="office,warehouse,home,hospital", help="comma-separated (default: all)")
+    tours.add_argument("--seeds", type=_seed_list, required=True, help="building seeds, e.g. 600-611,700")
+    tours.add_argument("--tours", type=int, default=2, help="tours per building (default 2)")
+    tours.add_argument("--seconds", type=float, default=60.0, help="simulated seconds per tour (default 60)")
+    tours.add_argument("--camera-width", type=int, default=160, help="camera width in pixels (default 160)")
+    tours.add_argument("--camera-height", type=int, default=120, help="camera height in pixels (default 120)")
+    tours.add_argument("--depth", action="store_true", help="also record the depth images (4x the bytes)")
+    tours.add_argument("--workers", type=int, help="processes (default: one per core)")
+    tours.add_argument("--out", type=Path, required=True, help="output folder")
+    tours.set_defaults(func=cmd_sim_tours)
 
     record = commands.add_parser(
         "record",

@@ -6,7 +6,15 @@ command topics.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+
+from tqdm import tqdm
 
 from datasets.recording import EpisodeWriter
 from schemas.episode import SOFTWARE_VERSION, EpisodeMetadata
@@ -15,12 +23,19 @@ from schemas.world import World
 from sim.expert import ExpertDriver
 from sim.simulator import Simulator
 from sim.tour import drive_tour
+from sim.world import generate_world, write_world
 
 
 def record_tour(
-    world_dir: Path, path: Path, seconds: float, config: RobotConfig = DEFAULT_ROBOT, seed: int = 0
+    world_dir: Path,
+    path: Path,
+    seconds: float,
+    config: RobotConfig = DEFAULT_ROBOT,
+    seed: int = 0,
+    leave_out: frozenset[str] = frozenset(),
 ) -> Path:
-    """Drive the expert through the world for `seconds` of sim time and record it to MCAP at `path`."""
+    """Drive the expert through the world for `seconds` of sim time and record it to MCAP at `path`, but for the
+    outputs named in `leave_out` (depth images are most of a recording's bytes)."""
     world_json = (world_dir / "world.json").read_bytes()
     world = World.from_json(world_json.decode())
     sim = Simulator(world_dir, config, seed=seed)
@@ -32,8 +47,66 @@ def record_tour(
     writer = EpisodeWriter(path, metadata, world_json)
     try:
         for output_id, message in drive_tour(sim, expert, seconds):
-            writer.write(output_id, message)
+            if output_id not in leave_out:
+                writer.write(output_id, message)
     finally:
         writer.close()
         sim.close()
     return path
+
+
+@dataclass(frozen=True)
+class Building:
+    """A generated building to tour: its kind and seed (`sim.world.generate_world`)."""
+
+    kind: str
+    seed: int
+
+    @property
+    def site(self) -> str:
+        return f"{self.kind}-{self.seed}"
+
+
+def _tour_job(job: tuple[Path, Path, float, RobotConfig, int, frozenset[str]]) -> Path:
+    world_dir, path, seconds, config, seed, leave_out = job
+    partial = path.with_name(f".{path.name}.part")  # a tour cut short is never taken for a recorded one
+    record_tour(world_dir, partial, seconds, config, seed, leave_out)
+    return partial.rename(path)
+
+
+def record_building_tours(
+    buildings: Sequence[Building],
+    out: Path,
+    tours: int = 2,
+    seconds: float = 60.0,
+    config: RobotConfig = DEFAULT_ROBOT,
+    leave_out: frozenset[str] = frozenset(),
+    workers: int | None = None,
+    progress: bool = True,
+) -> list[Path]:
+    """`tours` expert tours of each building (expert seeds 0, 1, ...), recorded in-process to
+    `out/<site>/tour-<seed>.mcap` without the outputs in `leave_out`, the buildings written to `out/worlds/<site>`;
+    tours already recorded are kept.
+
+    Tours run in `workers` processes (default one per core): each tour is one simulator, and MuJoCo renders on
+    one core.
+    """
+    out = Path(out)
+    paths, jobs = [], []
+    for building in buildings:
+        world_dir = out / "worlds" / building.site
+        if not (world_dir / "world.json").is_file():
+            write_world(generate_world(building.kind, building.seed), world_dir)
+        for seed in range(tours):
+            path = out / building.site / f"tour-{seed}.mcap"
+            paths.append(path)
+            if not path.is_file():
+                jobs.append((world_dir, path, seconds, config, seed, leave_out))
+    context = multiprocessing.get_context("fork")  # the parent has rendered nothing, so no GL state is copied
+    with (
+        ProcessPoolExecutor(workers or os.cpu_count(), mp_context=context) as pool,
+        tqdm(total=len(jobs), unit="tour", desc="tours", file=sys.stderr, disable=not progress) as bar,
+    ):
+        for _ in pool.map(_tour_job, jobs):
+            bar.update()
+    return paths

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 CAMERAS = ("front", "rear_left", "rear_right")
+DEPTH_OUTPUTS = frozenset(f"depth_{camera}" for camera in CAMERAS)  # most of a recording's bytes
 # Camera yaw in base_link, rad: front plus two rear-facing cameras at +-120 degrees.
 CAMERA_YAWS = {"front": 0.0, "rear_left": 2.0943951023931953, "rear_right": -2.0943951023931953}
 

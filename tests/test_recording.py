@@ -196,3 +196,21 @@ def test_killed_recorder_leaves_finished_chunks_readable(tmp_path: Path) -> None
         except EndOfFile:  # no summary or footer: the writer never closed
             pass
     assert log_times == [T0 + i * 10_000_000 for i in range(KILLED_AFTER)]
+
+
+def test_astra_sim_tours_records_each_building_without_depth_and_keeps_tours_already_recorded(tmp_path: Path) -> None:
+    astra = Path(sys.executable).parent / "astra"
+    argv = [astra, "sim", "tours", "--kinds", "home", "--seeds", "3", "--tours", "2", "--seconds", "1"]
+    argv += ["--camera-width", "32", "--camera-height", "24", "--out", str(tmp_path)]
+    first = subprocess.run(argv, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert json.loads(first.stdout.splitlines()[-1])["tours"] == 2
+    tours = sorted(tmp_path.glob("*/tour-*.mcap"))
+    assert [p.relative_to(tmp_path).as_posix() for p in tours] == ["home-3/tour-0.mcap", "home-3/tour-1.mcap"]
+    with open(tours[0], "rb") as f:
+        topics = {c.topic for c in make_reader(f).get_summary().channels.values()}
+    assert topics >= {BY_OUTPUT[f"image_{c}"].ros_topic for c in CAMERAS}
+    assert not topics & {BY_OUTPUT[f"depth_{c}"].ros_topic for c in CAMERAS}
+    recorded = [p.stat().st_mtime_ns for p in tours]
+    again = subprocess.run(argv, capture_output=True, text=True)
+    assert again.returncode == 0 and [p.stat().st_mtime_ns for p in tours] == recorded
