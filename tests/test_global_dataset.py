@@ -14,12 +14,13 @@ import pytest
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
+from datasets.global_frames import read_frames
 from datasets.lake import Lake
 from models.mapping.keyframes import KeyframeConfig
 from pipelines.global_dataset import GlobalDatasetConfig, build_global_dataset
 from schemas.global_dataset import FRAMES, FRAMES_DIR, LANDMARKS, LANDMARKS_FILE, GlobalDatasetManifest
 from schemas.robot import DEFAULT_ROBOT
-from schemas.topics import CAMERAS
+from schemas.topics import CAMERA_YAWS, CAMERAS
 from sim.world import generate_world
 from tests.conftest import TOUR_SEEDS
 
@@ -88,3 +89,15 @@ def test_astra_dataset_global_refuses_a_folder_that_exists_and_a_lake_without_to
         text=True,
     )
     assert wrong.returncode == 2 and "no tours" in wrong.stderr and not (tmp_path / "x").exists()
+
+
+def test_frames_read_shrunk_with_their_boxes_and_the_headings_of_their_cameras(dataset: Path) -> None:
+    frames = read_frames(dataset, (40, 30))
+    assert frames.images.shape == (len(frames), 30, 40, 3) and frames.images.std() > 10
+    turned = frames.camera_yaw - frames.base_pose[:, 2] - [CAMERA_YAWS[c] for c in frames.camera]
+    assert np.abs(np.angle(np.exp(1j * turned))).max() < 1e-6
+    boxes = [seen for frame in frames.sightings for seen in frame]
+    assert boxes and all(0 <= b["box_x0"] < b["box_x1"] <= 40 and 0 <= b["box_y0"] < b["box_y1"] <= 30 for b in boxes)
+    front = frames.subset(frames.camera == "front")
+    assert len(front) * len(CAMERAS) == len(frames) and set(front.camera) == {"front"}
+    assert len(read_frames(dataset, (40, 30), world_seeds=[1])) == 0
