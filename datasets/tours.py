@@ -67,11 +67,19 @@ class Building:
         return f"{self.kind}-{self.seed}"
 
 
-def _tour_job(job: tuple[Path, Path, float, RobotConfig, int, frozenset[str]]) -> Path:
-    world_dir, path, seconds, config, seed, leave_out = job
-    partial = path.with_name(f".{path.name}.part")  # a tour cut short is never taken for a recorded one
-    record_tour(world_dir, partial, seconds, config, seed, leave_out)
-    return partial.rename(path)
+def _tour_building(job: tuple[Building, Path, int, float, RobotConfig, frozenset[str]]) -> list[Path]:
+    """Write one building, unless written, and record its tours that are not recorded yet."""
+    building, out, tours, seconds, config, leave_out = job
+    world_dir = out / "worlds" / building.site
+    if not (world_dir / "world.json").is_file():
+        write_world(generate_world(building.kind, building.seed), world_dir)
+    paths = [out / building.site / f"tour-{seed}.mcap" for seed in range(tours)]
+    for seed, path in enumerate(paths):
+        if not path.is_file():
+            partial = path.with_name(f".{path.name}.part")  # a tour cut short is never taken for a recorded one
+            record_tour(world_dir, partial, seconds, config, seed, leave_out)
+            partial.rename(path)
+    return paths
 
 
 def record_building_tours(
@@ -86,27 +94,19 @@ def record_building_tours(
 ) -> list[Path]:
     """`tours` expert tours of each building (expert seeds 0, 1, ...), recorded in-process to
     `out/<site>/tour-<seed>.mcap` without the outputs in `leave_out`, the buildings written to `out/worlds/<site>`;
-    tours already recorded are kept.
+    what is there already is kept.
 
-    Tours run in `workers` processes (default one per core): each tour is one simulator, and MuJoCo renders on
-    one core.
+    Buildings are spread over `workers` processes (default one per core): writing a building's textures and
+    rendering its tours each run on one core.
     """
-    out = Path(out)
-    paths, jobs = [], []
-    for building in buildings:
-        world_dir = out / "worlds" / building.site
-        if not (world_dir / "world.json").is_file():
-            write_world(generate_world(building.kind, building.seed), world_dir)
-        for seed in range(tours):
-            path = out / building.site / f"tour-{seed}.mcap"
-            paths.append(path)
-            if not path.is_file():
-                jobs.append((world_dir, path, seconds, config, seed, leave_out))
+    jobs = [(building, Path(out), tours, seconds, config, leave_out) for building in buildings]
     context = multiprocessing.get_context("fork")  # the parent has rendered nothing, so no GL state is copied
+    paths: list[Path] = []
     with (
         ProcessPoolExecutor(workers or os.cpu_count(), mp_context=context) as pool,
-        tqdm(total=len(jobs), unit="tour", desc="tours", file=sys.stderr, disable=not progress) as bar,
+        tqdm(total=len(jobs), unit="building", desc="tours", file=sys.stderr, disable=not progress) as bar,
     ):
-        for _ in pool.map(_tour_job, jobs):
+        for recorded in pool.map(_tour_building, jobs):
+            paths += recorded
             bar.update()
     return paths

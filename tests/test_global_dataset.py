@@ -79,16 +79,12 @@ def test_astra_dataset_global_refuses_a_folder_that_exists_and_a_lake_without_to
     dataset: Path, tour_lake: Path, tmp_path: Path
 ) -> None:
     astra = Path(sys.executable).parent / "astra"
-    taken = subprocess.run(
-        [astra, "dataset", "global", "--lake", str(tour_lake), "--out", str(dataset)], capture_output=True, text=True
-    )
+    argv = [astra, "dataset", "global", "--lake", str(tour_lake), "--out", str(dataset)]
+    taken = subprocess.run(argv, capture_output=True, text=True)
     assert taken.returncode == 2 and "exists already" in taken.stderr and "Traceback" not in taken.stderr
-    wrong = subprocess.run(
-        [astra, "dataset", "global", "--lake", str(tour_lake), "--out", str(tmp_path / "x"), "--site", "nowhere"],
-        capture_output=True,
-        text=True,
-    )
-    assert wrong.returncode == 2 and "no tours" in wrong.stderr and not (tmp_path / "x").exists()
+    with pytest.raises(ValueError, match="no tours of simulated buildings of sites nowhere"):
+        build_global_dataset(tour_lake, tmp_path / "x", sites=["nowhere"], progress=False)
+    assert not (tmp_path / "x").exists()
 
 
 def test_frames_read_shrunk_with_their_boxes_and_the_headings_of_their_cameras(dataset: Path) -> None:
