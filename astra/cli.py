@@ -485,6 +485,43 @@ def cmd_eval_mission(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_eval_localization(args: argparse.Namespace) -> int:
+    from datasets.map_eval import source_lake
+    from pipelines.localization_eval import evaluate_localization, query_instants, record_query_tour
+    from pipelines.missions import TOUR_SECONDS, StaleBuildingError, prepare_building
+    from schemas.world import WORLD_KINDS
+
+    if args.queries < 1:
+        raise UsageError("--queries must be >= 1")
+    if (args.world is None) != (args.map is None):
+        raise UsageError("--world and --map go together")
+    if args.world is None:
+        if args.kind not in WORLD_KINDS:
+            raise UsageError(f"give --kind (one of {', '.join(WORLD_KINDS)}) and --seed, or --world and --map")
+        work = args.work or Path("data/eval") / f"{args.kind}-{args.seed}"
+        try:
+            building = prepare_building(args.kind, args.seed, False, work, args.tour_seconds)
+        except StaleBuildingError as exc:
+            raise UsageError(str(exc)) from exc
+        world_dir, map_dir = building.world_dir, building.map_dir
+    else:
+        world_dir, map_dir = args.world, args.map
+        work = args.work or Path("data/eval") / f"localization-{Path(map_dir).name}"
+    world, topo_map = _navigation_inputs(world_dir, map_dir)
+    seconds = args.query_seconds or TOUR_SECONDS[world.kind]
+    query_lake, query_episode = record_query_tour(world_dir, work, world.seed, seconds)
+    queries = query_instants(query_lake, query_episode, args.queries)
+    try:
+        result = evaluate_localization(topo_map, source_lake(topo_map, args.lake), queries)
+    except ValueError as exc:  # the map's lake is gone or holds no truth (LakeError)
+        raise UsageError(str(exc)) from exc
+    if not args.json:
+        for name, figures in result["variants"].items():
+            print(f"{name:10} " + " ".join(f"{k}={v}" for k, v in figures.items()), file=sys.stderr)
+    _emit({"kind": world.kind, "seed": world.seed, **result})
+    return EXIT_OK
+
+
 def cmd_viz_map(args: argparse.Namespace) -> int:
     import rerun as rr
 
@@ -871,6 +908,28 @@ def build_parser() -> argparse.ArgumentParser:
     eval_mission.add_argument("--work", type=Path, help="where the building goes (default data/eval/KIND-SEED)")
     eval_mission.add_argument("--json", action="store_true", help="only the JSON line (no per-mission lines)")
     eval_mission.set_defaults(func=cmd_eval_mission)
+
+    eval_localization = eval_targets.add_parser(
+        "localization",
+        parents=[common],
+        help="global localization on one building: every variant on the same queries of another tour",
+        description="Generate a building (--kind/--seed), record an expert mapping tour and build its map (as "
+        "`astra eval mission` does, sharing its folder), record a query tour on another route, and localize at "
+        "query instants 1 m apart with no prior, with every variant. Or reuse a built --world/--map. The last "
+        "stdout line is JSON: queries, and per variant the recall within 0.25 m/2 deg, 0.5 m/5 deg, 1 m/5 deg and "
+        "5 m/10 deg, coarse recall within 10 m, and latency p50/p99.",
+    )
+    eval_localization.add_argument("--kind", help="office | warehouse | home | hospital")
+    eval_localization.add_argument("--seed", type=int, default=500, help="building seed (default 500)")
+    eval_localization.add_argument("--queries", type=int, default=40, help="query instants (default 40)")
+    eval_localization.add_argument("--tour-seconds", type=float, help="mapping tour length (default by kind)")
+    eval_localization.add_argument("--query-seconds", type=float, help="query tour length (default by kind)")
+    eval_localization.add_argument("--world", type=Path, help="reuse this world (with --map)")
+    eval_localization.add_argument("--map", type=Path, help="reuse this map (with --world)")
+    eval_localization.add_argument("--lake", type=Path, help="the map's lake, for the truth (default: the map's)")
+    eval_localization.add_argument("--work", type=Path, help="where the building goes (default data/eval/KIND-SEED)")
+    eval_localization.add_argument("--json", action="store_true", help="only the JSON line")
+    eval_localization.set_defaults(func=cmd_eval_localization)
 
     viz = commands.add_parser("viz", help="show recorded runs and maps in Rerun")
     viz_targets = viz.add_subparsers(dest="viz_target", required=True, metavar="TARGET")

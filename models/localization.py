@@ -131,13 +131,12 @@ class Localizer:
         positions = np.column_stack([registered[f"position_{a}"] for a in "xyz"]).reshape(-1, 3)
         orientations = np.column_stack([registered[f"orientation_{a}"] for a in "xyzw"]).reshape(-1, 4)
         # base_link of each keyframe, from any of its nodes and that camera's mount.
-        self.keyframe_positions = np.zeros((len(self.keyframe_nodes), 3))
-        for keyframe, row in enumerate(self.keyframe_nodes):
+        self.keyframe_poses: list[pycolmap.Rigid3d] = []
+        for row in self.keyframe_nodes:
             camera = int(np.flatnonzero(row >= 0)[0])
             map_from_camera = pycolmap.Rigid3d(pycolmap.Rotation3d(orientations[row[camera]]), positions[row[camera]])
-            self.keyframe_positions[keyframe] = (
-                map_from_camera * self.rig[camera].base_from_camera.inverse()
-            ).translation
+            self.keyframe_poses.append(map_from_camera * self.rig[camera].base_from_camera.inverse())
+        self.keyframe_positions = np.array([p.translation for p in self.keyframe_poses]).reshape(-1, 3)
 
         node_index = {n: i for i, n in enumerate(self.node_ids)}
         feature_nodes = np.array([node_index.get(n, -1) for n in node_features["node_id"].to_pylist()], np.int64)
@@ -219,9 +218,31 @@ class Localizer:
             True, map_from_base, best.covariance, float(support * distinct), best.inliers, candidates
         )
 
+    def retrieved_pose(self, images: Mapping[str, np.ndarray]) -> pycolmap.Rigid3d | None:
+        """What retrieval alone says (the VPR baseline): the best keyframe's pose, turned by the camera alignment
+        that matched it, so that the query's camera faces where the keyframe's matched camera faced."""
+        cameras = [i for i, c in enumerate(self.rig) if c.name in images]
+        if not cameras or not len(self.keyframe_nodes):
+            return None
+        query = self.describe.describe([np.ascontiguousarray(images[self.rig[i].name]) for i in cameras])
+        similarity = self._similarity(query, cameras)
+        keyframe = int(np.argmax(similarity.max(axis=1)))
+        order = list(self.heading_order)
+        query_camera = order[0]
+        map_camera = order[int(np.argmax(similarity[keyframe]))]  # where the query's first camera lines up
+        turn = self.rig[map_camera].base_from_camera * self.rig[query_camera].base_from_camera.inverse()
+        return self.keyframe_poses[keyframe] * pycolmap.Rigid3d(turn.rotation, np.zeros(3))
+
     def _retrieve(self, query: np.ndarray, cameras: list[int], allowed: np.ndarray) -> np.ndarray:
         """Indices of the best `retrieval_k` allowed keyframes, best first, by the rig's summed similarity at the
         best cyclic alignment of cameras."""
+        score = np.where(allowed, self._similarity(query, cameras).max(axis=1), -np.inf)
+        count = min(self.config.retrieval_k, int(allowed.sum()))
+        return np.argsort(-score, kind="stable")[:count]
+
+    def _similarity(self, query: np.ndarray, cameras: list[int]) -> np.ndarray:
+        """(keyframes, shifts): the rig's summed similarity to each keyframe with the query's cameras shifted by
+        each cyclic step of the heading order."""
         similarity = np.zeros((len(self.keyframe_nodes), len(self.rig)))
         order = list(self.heading_order)
         for shift in range(len(self.rig)):
@@ -232,9 +253,7 @@ class Localizer:
                 nodes = self.keyframe_nodes[:, map_camera]
                 total += np.where(nodes >= 0, self.node_descriptors[nodes] @ row, 0.0)
             similarity[:, shift] = total
-        score = np.where(allowed, similarity.max(axis=1), -np.inf)
-        count = min(self.config.retrieval_k, int(allowed.sum()))
-        return np.argsort(-score, kind="stable")[:count]
+        return similarity
 
     def _places(self, retrieved: np.ndarray, allowed: np.ndarray) -> list[np.ndarray]:
         """Places around the best retrieved keyframes that lie apart, best first; each lists the `place_keyframes`

@@ -136,7 +136,15 @@ def all_topic_messages() -> list[tuple[str, object]]:
 # --dist loadgroup would read such groups off markers, but on pytest 9.2 it silently ignores them
 # (pytest-dev/pytest-xdist#1386).
 ONE_WORKER_MODULES = frozenset(
-    f"tests/{name}.py" for name in ("test_dora_deploy", "test_mapping", "test_navigation", "test_navigation_graph")
+    f"tests/{name}.py"
+    for name in (
+        "test_dora_deploy",
+        "test_global_dataset",
+        "test_localization_eval",
+        "test_mapping",
+        "test_navigation",
+        "test_navigation_graph",
+    )
 )
 MODULE_SECONDS = "astra/module_seconds"  # in .pytest_cache: how long each module took when it last ran
 _module_seconds: Counter[str] = Counter()

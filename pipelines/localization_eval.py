@@ -1,0 +1,177 @@
+"""`astra eval localization`: global localization from camera pictures alone, every variant on the same queries.
+
+The protocol on one building: generate it, record an expert mapping tour and build its map
+(`pipelines.missions.prepare_building`, shared with the mission protocol), record a query tour on another route
+(expert seed + QUERY_SEED_OFFSET), and pick query instants along it at least QUERY_SPACING_M apart. No variant gets
+a prior: the robot's start is unknown. Fixes are judged in the building's frame after aligning the map with its
+truth (`datasets.map_eval.world_from_map`).
+
+Variants (`VARIANTS`, each a plugin over the built map):
+- `vpr`: retrieval alone, the best keyframe's pose turned by its camera alignment (the paper's MixVPR row);
+- `classical`: the navigation stack's localizer: retrieval, then SIFT matching and rig PnP on the best places.
+
+Figures per variant: recall within (0.25 m, 2°), (0.5 m, 5°), (1 m, 5°) and (5 m, 10°), coarse recall within
+10 m whatever the heading, and latency p50 / p99.
+"""
+
+from __future__ import annotations
+
+import abc
+import io
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pycolmap
+from PIL import Image
+
+from datasets.lake import Lake
+from datasets.map_eval import world_from_map
+from datasets.map_store import TopoMap
+from datasets.site_log import read_pictures, read_rig, read_trajectory, rig_frames
+from models.localization import Localizer, LocalizerConfig
+from models.mapping.evaluation import pose_error
+from models.mapping.keyframes import KeyframeConfig, select_keyframes
+from models.mapping.sfm import RigCamera
+from schemas.topics import GROUND_TRUTH_TOPIC
+
+QUERY_SEED_OFFSET = 1  # the query tour's expert seed, past the mapping tour's
+QUERY_SPACING_M = 1.0
+RECALLS = {
+    "recall_0.25m_2deg": (0.25, 2.0),
+    "recall_0.5m_5deg": (0.5, 5.0),
+    "recall_1m_5deg": (1.0, 5.0),
+    "recall_5m_10deg": (5.0, 10.0),
+}
+COARSE_M = 10.0
+
+
+@dataclass(frozen=True)
+class Query:
+    """The rig's pictures at one instant of a query tour, and the truth of base_link in the building."""
+
+    episode_id: str
+    t_ns: int
+    images: Mapping[str, np.ndarray]  # camera -> RGB (H, W, 3) uint8
+    world_from_base: pycolmap.Rigid3d
+
+
+class LocalizationVariant(abc.ABC):
+    """A way to localize the rig in a built map from its pictures alone; subclasses register in VARIANTS."""
+
+    @abc.abstractmethod
+    def localize(self, images: Mapping[str, np.ndarray]) -> pycolmap.Rigid3d | None:
+        """map_from_base, or None where it gives no answer."""
+
+
+class ClassicalVariant(LocalizationVariant):
+    def __init__(self, localizer: Localizer) -> None:
+        self.localizer = localizer
+
+    def localize(self, images: Mapping[str, np.ndarray]) -> pycolmap.Rigid3d | None:
+        fix = self.localizer.localize(images)
+        return fix.map_from_base if fix.success else None
+
+
+class RetrievalVariant(LocalizationVariant):
+    def __init__(self, localizer: Localizer) -> None:
+        self.localizer = localizer
+
+    def localize(self, images: Mapping[str, np.ndarray]) -> pycolmap.Rigid3d | None:
+        return self.localizer.retrieved_pose(images)
+
+
+VARIANTS: dict[str, Callable[[Localizer], LocalizationVariant]] = {
+    "vpr": RetrievalVariant,
+    "classical": ClassicalVariant,
+}
+
+
+def map_localizer(topo: TopoMap, rig: Sequence[RigCamera]) -> Localizer:
+    """The navigation stack's localizer over a built map, with the descriptor the map was built with."""
+    return Localizer(topo.nodes, topo.node_features, rig, LocalizerConfig(topo.manifest.build["descriptor"]))
+
+
+def query_instants(lake: Lake, episode_id: str, count: int, spacing_m: float = QUERY_SPACING_M) -> list[Query]:
+    """Up to `count` instants of a tour at least `spacing_m` apart (evenly over the tour), with the rig's pictures."""
+    rig = read_rig(lake, episode_id)
+    frames = rig_frames(lake, episode_id, rig)
+    truth = read_trajectory(lake, episode_id, GROUND_TRUTH_TOPIC)
+    spaced = frames[select_keyframes(frames, truth, KeyframeConfig(spacing_m, 360.0, max_interval_s=3600.0))]
+    chosen = spaced[np.unique(np.linspace(0, len(spaced) - 1, min(count, len(spaced))).round().astype(int))]
+    pictures = read_pictures(lake, episode_id, rig, chosen.tolist())
+    poses = truth.at(chosen).poses()
+    return [
+        Query(
+            episode_id,
+            int(t),
+            {c.name: np.asarray(Image.open(io.BytesIO(pictures[c.name, int(t)])).convert("RGB")) for c in rig},
+            pose,
+        )
+        for t, pose in zip(chosen, poses, strict=True)
+    ]
+
+
+def evaluate_variant(
+    variant: LocalizationVariant, queries: Sequence[Query], world_from_map_: pycolmap.Rigid3d
+) -> dict[str, Any]:
+    """The recalls, coarse recall and latency of one variant on the queries."""
+    errors, seconds = [], []
+    for query in queries:
+        started = time.perf_counter()
+        map_from_base = variant.localize(query.images)
+        seconds.append(time.perf_counter() - started)
+        found = map_from_base is not None
+        errors.append(pose_error(world_from_map_ * map_from_base, query.world_from_base) if found else (np.inf, np.inf))
+    error = np.array(errors, float).reshape(-1, 2)
+    milliseconds = 1000 * np.array(seconds)
+    figures: dict[str, Any] = {
+        name: round(float(np.mean((error[:, 0] <= metres) & (error[:, 1] <= degrees))), 3)
+        for name, (metres, degrees) in RECALLS.items()
+    }
+    figures["coarse_10m"] = round(float(np.mean(error[:, 0] <= COARSE_M)), 3)
+    figures["answered"] = round(float(np.mean(np.isfinite(error[:, 0]))), 3)
+    figures["latency_p50_ms"] = round(float(np.percentile(milliseconds, 50)), 1)
+    figures["latency_p99_ms"] = round(float(np.percentile(milliseconds, 99)), 1)
+    return figures
+
+
+def evaluate_localization(
+    topo: TopoMap, map_lake: Lake, queries: Sequence[Query], variants: Sequence[str] = tuple(VARIANTS)
+) -> dict[str, Any]:
+    """Every variant on the same queries: {"queries": N, "variants": {name: figures}}."""
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown localization variants {unknown}; choose from {', '.join(VARIANTS)}")
+    map_episode = sorted(set(topo.nodes["episode_id"].to_pylist()))[0]
+    localizer = map_localizer(topo, read_rig(map_lake, map_episode))
+    alignment = world_from_map(topo, map_lake)
+    return {
+        "queries": len(queries),
+        "variants": {name: evaluate_variant(VARIANTS[name](localizer), queries, alignment) for name in variants},
+    }
+
+
+def record_query_tour(
+    world_dir: Path, work_dir: Path, seed: int, seconds: float, progress: bool = True
+) -> tuple[Lake, str]:
+    """A query tour of the building on another route than the mapping tour's, ingested into its own lake under
+    `work_dir` (both skipped where they exist): the lake and the tour's episode id."""
+    from datasets.tours import record_tour
+    from pipelines.ingest import ingest
+    from schemas.topics import DEPTH_OUTPUTS
+
+    tour, lake = work_dir / "logs" / "query-tour.mcap", work_dir / "query_lake"
+    if not tour.is_file():
+        tour.parent.mkdir(parents=True, exist_ok=True)
+        partial = tour.with_name(f".{tour.name}.part")
+        record_tour(world_dir, partial, seconds, seed=seed + QUERY_SEED_OFFSET, leave_out=DEPTH_OUTPUTS)
+        partial.rename(tour)
+    if not (lake / "episodes").is_dir():
+        ingest([tour], lake, progress=progress)
+    source = Lake(lake)
+    [episode_id] = source.sql("SELECT episode_id FROM episodes")["episode_id"].to_list()
+    return source, episode_id
