@@ -5,13 +5,16 @@ similarity of two pictures is a dot product and higher means likelier the same p
 picks one by name from `DESCRIPTORS`.
 
 `TinyImageDescriptor` is a placeholder baseline, deterministic and untrained (Torralba's "tiny images"
-with their gradients); learned VPR models will replace it behind the same interface.
+with their gradients). `VprDescriptor` serves the learned VPR model of models/vpr.py.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
+import io
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -57,9 +60,36 @@ class TinyImageDescriptor(GlobalDescriptor):
         return _unit(np.concatenate([_unit(part.ravel()) for part in parts]))
 
 
+class VprDescriptor(GlobalDescriptor):
+    """The learned VPR model (models/vpr.py) of a checkpoint folder, by default the committed one."""
+
+    DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "vpr"
+
+    def __init__(self, checkpoint: str | Path = DEFAULT_WEIGHTS, batch_size: int = 64) -> None:
+        # torch loads only when a VPR descriptor is asked for: the tiny-image users never pay for it.
+        from models.vpr import VprModel
+
+        checkpoint = Path(checkpoint)
+        if not (checkpoint / "model.safetensors").is_file():
+            raise FileNotFoundError(
+                f"no VPR checkpoint at {checkpoint} (config.json + model.safetensors): train one with "
+                "models.vpr.train_vpr(...).save(dir) and pass its folder, or commit the default to models/weights/vpr"
+            )
+        with contextlib.redirect_stdout(io.StringIO()):  # huggingface_hub prints "Loading weights ..." on stdout
+            self.model = VprModel.from_pretrained(checkpoint, strict=True)
+        self.batch_size = batch_size
+
+    @property
+    def dim(self) -> int:
+        return self.model.dim
+
+    def describe(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        return self.model.describe(images, self.batch_size)
+
+
 def _unit(vector: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(vector)
     return vector / norm if norm > 0 else vector
 
 
-DESCRIPTORS: dict[str, type[GlobalDescriptor]] = {"tiny_image": TinyImageDescriptor}
+DESCRIPTORS: dict[str, type[GlobalDescriptor]] = {"tiny_image": TinyImageDescriptor, "vpr": VprDescriptor}
