@@ -344,6 +344,22 @@ def cmd_dataset_global(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_train_global(args: argparse.Namespace) -> int:
+    from models.vpr import VprTrainConfig
+    from pipelines.train_global import HeldOut, train_vpr_model
+    from schemas.global_dataset import GlobalDatasetError
+
+    if args.steps is not None and args.steps < 1:
+        raise UsageError("--steps must be at least 1")
+    config = VprTrainConfig() if args.steps is None else VprTrainConfig(steps=args.steps)
+    try:
+        summary = train_vpr_model(args.dataset, args.out / "vpr", HeldOut(tuple(args.holdout_seeds)), config)
+    except (GlobalDatasetError, ValueError) as exc:  # not a dataset, or held-out seeds that leave nothing
+        raise UsageError(str(exc)) from exc
+    _emit({"vpr": summary})
+    return EXIT_OK
+
+
 def cmd_eval_map(args: argparse.Namespace) -> int:
     from datasets.map_eval import evaluate_map_dir
     from datasets.map_store import key_from_env
@@ -844,6 +860,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--site", action="append", help="only this site (repeatable; default: every simulated site in the lake)"
     )
     global_set.set_defaults(func=cmd_dataset_global)
+
+    train = commands.add_parser("train", help="train the learned models")
+    train_commands = train.add_subparsers(dest="train_command", required=True, metavar="TRAIN_COMMAND")
+    train_global = train_commands.add_parser(
+        "global",
+        parents=[common],
+        help="train Astra-Global's models on a training set from `astra dataset global`",
+        description="Train Astra-Global's models (so far: the VPR descriptor) on the buildings of a training set "
+        "whose seeds are not held out, score them on the held-out ones, and write each checkpoint with a model "
+        "card (data, steps, figures) to OUT/<model>. Prints one JSON line with each model's summary.",
+    )
+    train_global.add_argument("--dataset", type=Path, required=True, help="folder from `astra dataset global`")
+    train_global.add_argument(
+        "--out", type=Path, default=Path("models/weights"), help="checkpoint folder (default models/weights)"
+    )
+    train_global.add_argument(
+        "--holdout-seeds",
+        type=_seed_list,
+        default=_seed_list("700-709"),
+        help="building seeds kept for the evaluation (default 700-709)",
+    )
+    train_global.add_argument("--steps", type=int, help="training steps of the VPR descriptor (default 2000)")
+    train_global.set_defaults(func=cmd_train_global)
 
     navigate = commands.add_parser(
         "navigate",

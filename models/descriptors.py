@@ -15,6 +15,7 @@ import contextlib
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -65,7 +66,12 @@ class VprDescriptor(GlobalDescriptor):
 
     DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "vpr"
 
-    def __init__(self, checkpoint: str | Path = DEFAULT_WEIGHTS, batch_size: int = 64) -> None:
+    def __init__(self, checkpoint: str | Path = DEFAULT_WEIGHTS, batch_size: int = 64, model: Any = None) -> None:
+        """The checkpoint's model, or `model` (a VprModel in memory, as training scores it before saving)."""
+        self.batch_size = batch_size
+        if model is not None:
+            self.model = model
+            return
         # torch loads only when a VPR descriptor is asked for: the tiny-image users never pay for it.
         from models.vpr import VprModel
 
@@ -77,7 +83,6 @@ class VprDescriptor(GlobalDescriptor):
             )
         with contextlib.redirect_stdout(io.StringIO()):  # huggingface_hub prints "Loading weights ..." on stdout
             self.model = VprModel.from_pretrained(checkpoint, strict=True)
-        self.batch_size = batch_size
 
     @property
     def dim(self) -> int:

@@ -228,7 +228,8 @@ def _write_dataset(
     table = pa.concat_tables(sorted(landmarks, key=lambda t: t["site"][0].as_py()))
     pq.write_table(table, Path(folder, LANDMARKS_FILE))
     sites: dict[str, dict[str, Any]] = {}
-    for tour, rows in sorted(written, key=lambda w: (w[0].site, w[0].episode_id)):
+    order = {episode: i for i, episode in enumerate(manifest["episodes"])}  # by site, then by start
+    for tour, rows in sorted(written, key=lambda w: order[w[0].episode_id]):
         site = sites.setdefault(
             tour.site, {"kind": tour.kind, "world_seed": tour.world_seed, "episodes": [], "frames": 0}
         )

@@ -16,8 +16,10 @@ from scipy.spatial.transform import Rotation
 
 from datasets.global_frames import read_frames
 from datasets.lake import Lake
+from models.descriptors import TinyImageDescriptor
 from models.mapping.keyframes import KeyframeConfig
 from pipelines.global_dataset import GlobalDatasetConfig, build_global_dataset
+from pipelines.train_global import retrieval_by_building
 from schemas.global_dataset import FRAMES, FRAMES_DIR, LANDMARKS, LANDMARKS_FILE, GlobalDatasetManifest
 from schemas.robot import DEFAULT_ROBOT
 from schemas.topics import CAMERA_YAWS, CAMERAS
@@ -97,3 +99,18 @@ def test_frames_read_shrunk_with_their_boxes_and_the_headings_of_their_cameras(d
     front = frames.subset(frames.camera == "front")
     assert len(front) * len(CAMERAS) == len(frames) and set(front.camera) == {"front"}
     assert len(read_frames(dataset, (40, 30), world_seeds=[1])) == 0
+
+
+def test_retrieval_scores_each_buildings_later_tours_against_its_first(dataset: Path) -> None:
+    frames = read_frames(dataset, (80, 60))
+    first = {site["episodes"][0] for site in GlobalDatasetManifest.read(dataset).sites.values()}
+    assert len(first) == 1 and first < set(frames.episode_id)
+    recall = retrieval_by_building(TinyImageDescriptor(), frames, first)
+    assert 0.0 < recall["recall@1"] <= recall["recall@5"] < 1.0
+
+
+def test_astra_train_global_refuses_held_out_seeds_that_leave_nothing_to_train(dataset: Path, tmp_path: Path) -> None:
+    astra = Path(sys.executable).parent / "astra"
+    argv = [astra, "train", "global", "--dataset", str(dataset), "--out", str(tmp_path), "--holdout-seeds", "0"]
+    refused = subprocess.run(argv, capture_output=True, text=True)
+    assert refused.returncode == 2 and "leave 0 frames to train" in refused.stderr and not any(tmp_path.iterdir())
