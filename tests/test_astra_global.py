@@ -22,7 +22,7 @@ COLORS = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 180, 60), "
 SHAPES = [(color, form) for color in COLORS for form in ("square", "bar")]
 GRAPH = ((0, 1), (2, 3), (4, 5))  # node j holds landmarks 2j and 2j+1 of the map list
 GRAMMAR = AnswerGrammar(max_landmarks=8, max_nodes=4, pose_range_m=2.0, pose_step_m=0.25, yaw_step_deg=30.0)
-TINY = ModelSize(hidden_size=64, layers=2, heads=2, kv_heads=1, vision_size=32, vision_layers=1, vision_heads=2)
+TINY = ModelSize(hidden_size=96, layers=2, heads=2, kv_heads=1, vision_size=32, vision_layers=1, vision_heads=2)
 
 
 @pytest.fixture(autouse=True)
@@ -90,17 +90,15 @@ def quantised(answer: Answer) -> Answer:
 def mean_reward(model: AstraGlobal, examples: list[Example], samples: int) -> float:
     torch.manual_seed(1234)
     batch = [e for e in examples for _ in range(samples)]
-    completions = model.generate([e.query for e in batch], 24, temperature=1.0)
+    completions = model.generate([e.query for e in batch], 12, temperature=1.0)
     return float(np.mean([score(model.parse(c), e.answer).total for c, e in zip(completions, batch, strict=True)]))
 
 
 def test_answers_round_trip_through_their_tokens() -> None:
     answer = Answer((3, 0, 7), (2,), Pose(1, dx=0.75, dy=-1.25, dyaw=math.radians(-60)))
     tokens = GRAMMAR.encode(answer)
-    assert tokens == [LANDMARKS, "<L3>", "<L0>", "<L7>", NODES, "<N2>", POSE, "<N1>", "<dx+3>", "<dy-5>"] + [
-        "<dyaw-2>",
-        END,
-    ]
+    coarse = [LANDMARKS, "<L3>", "<L0>", "<L7>", NODES, "<N2>"]
+    assert tokens == [*coarse, POSE, "<N1>", "<dx+3>", "<dy-5>", "<dyaw-2>", END]
     parsed = GRAMMAR.parse([*tokens, "<pad>", "<L1>"])  # whatever follows the end is not the answer
     assert parsed.landmarks == answer.landmarks and parsed.nodes == answer.nodes
     assert parsed.pose.dx == pytest.approx(0.75) and parsed.pose.dyaw == pytest.approx(math.radians(-60))
@@ -143,13 +141,15 @@ def test_rewards_of_hand_made_answers() -> None:
     assert partial.pose == pytest.approx(math.exp(-(0.5 + math.radians(10))))
     weighted = score(truth, truth, RewardConfig(pose_lambda=2.0, weight_distance=3.0, recall=0.5))
     assert weighted.total == 3.5
-    assert score(Answer((1, 5, 7), (0, 2), Pose(0, 1.3, 0.4, 0.0)), truth, RewardConfig(pose_lambda=2.0, weight_distance=3.0)).pose == (
-        pytest.approx(math.exp(-2 * 3 * 0.5))
-    )
+    assert score(
+        Answer((1, 5, 7), (0, 2), Pose(0, 1.3, 0.4, 0.0)), truth, RewardConfig(pose_lambda=2.0, weight_distance=3.0)
+    ).pose == (pytest.approx(math.exp(-2 * 3 * 0.5)))
     assert score(Answer((1,), (0,), Pose(3, 1.0, 0.0, 0.0)), truth).pose == 0.0  # another node's frame
     assert score(Answer((1,), (0,)), truth).pose == 0.0  # no pose given
     assert score(Answer((), ()), Answer((), ())).total == 3.0  # nothing to see, nothing said: right
-    heading = score(Answer((), (), Pose(0, 1.0, 0.0, math.radians(179))), Answer((), (), Pose(0, 1.0, 0.0, -math.radians(179))))
+    heading = score(
+        Answer((), (), Pose(0, 1.0, 0.0, math.radians(179))), Answer((), (), Pose(0, 1.0, 0.0, -math.radians(179)))
+    )
     assert heading.pose == pytest.approx(math.exp(-math.radians(2)))  # across ±180°
 
 
@@ -159,7 +159,7 @@ def test_tokenizer_keeps_grammar_tokens_whole_and_learns_words() -> None:
     prompt = prompt_text(example.query, [4, 4, 4])
     tokens = model.tokenizer.convert_ids_to_tokens(model.tokenizer(prompt, add_special_tokens=False)["input_ids"])
     assert tokens.count("<|image_pad|>") == 12 and "<graph>" in tokens and tokens[-2:] == ["<localize>", "<answer>"]
-    assert [t for t in tokens if t.startswith("<L")] == ["<L0>", "<L1>", "<L2>", "<L3>", "<L4>", "<L5>", *"<L0> <L1> <L2> <L3> <L4> <L5>".split()]
+    assert [t for t in tokens if t.startswith("<L")] == [f"<L{i}>" for i in range(6)] * 2  # the list, the graph
     assert "▁square" in tokens or "▁bar" in tokens  # whole words of the corpus, not letters
     assert model.tokenizer.unk_token not in tokens
     every = [*GRAMMAR.tokens(), END]
@@ -171,7 +171,7 @@ def test_sft_loss_falls_and_a_small_batch_is_overfit() -> None:
     model = tiny_model()
     examples = localization_examples(6, seed=1) + goal_examples(2, seed=2)
     before = model.answer([e.query for e in examples])
-    losses = train_sft(model, examples, SFTConfig(steps=60, batch_size=8, learning_rate=3e-3, warmup_steps=5))
+    losses = train_sft(model, examples, SFTConfig(steps=70, batch_size=8, learning_rate=5e-3, warmup_steps=5))
     assert losses[-1] < 0.2 * losses[0]
     assert model.answer([e.query for e in examples]) == [quantised(e.answer) for e in examples]
     assert before != [quantised(e.answer) for e in examples]
@@ -188,14 +188,21 @@ def test_the_scoring_pass_sees_what_generation_saw() -> None:
     torch.manual_seed(0)
     inputs = model.inputs(queries)
     out = model.model.generate(
-        **inputs, max_new_tokens=6, min_new_tokens=6, do_sample=True, output_logits=True, return_dict_in_generate=True
+        **inputs,
+        max_new_tokens=6,
+        min_new_tokens=6,
+        do_sample=True,
+        suppress_tokens=model.unsayable,
+        output_logits=True,
+        return_dict_in_generate=True,
     )
     completions = out.sequences[:, inputs["input_ids"].shape[1] :].tolist()
     forward = model.inputs(queries, completions)
     logits = model.model(**{k: v for k, v in forward.items() if k != "labels"}).logits[:, -7:-1]
     assert torch.allclose(logits, torch.stack(out.logits, 1), atol=1e-4)
     logps, mask = answer_logps(model, forward, temperature=1.0)
-    assert mask.all() and torch.isfinite(logps).all()
+    sampled = torch.log_softmax(model.answer_logits(logits), -1).gather(-1, torch.tensor(completions)[..., None])
+    assert mask.all() and torch.allclose(logps, sampled[..., 0]) and torch.isfinite(logps).all()
 
 
 def test_group_advantages_and_the_clipped_loss_follow_trl() -> None:
@@ -217,20 +224,21 @@ def test_group_advantages_and_the_clipped_loss_follow_trl() -> None:
     assert logps.grad[0, :2].abs().max() == 0.0 and logps.grad[1, 0] != 0.0
     assert clipped.item() == pytest.approx(2 / 3)
     _, kl, _ = grpo_loss(logps, logps.detach(), logps.detach() - 0.1, advantage, mask, 0.2, 0.04)
-    assert kl.item() == pytest.approx(math.exp(-0.1) + 0.1 - 1)
+    assert kl.item() == pytest.approx(math.exp(-0.1) + 0.1 - 1, rel=1e-4)
 
 
 def test_grpo_raises_the_mean_reward() -> None:
     model = tiny_model(seed=1)
     examples = localization_examples(8, seed=5, with_pose=False)
     # A short SFT leaves a model that half knows the format and the ids: room for the rewards to teach it.
-    train_sft(model, examples, SFTConfig(steps=45, batch_size=8, learning_rate=3e-3, warmup_steps=5))
+    train_sft(model, examples, SFTConfig(steps=30, batch_size=8, learning_rate=3e-3, warmup_steps=5))
     start = mean_reward(model, examples, samples=4)
-    config = GRPOConfig(steps=15, queries_per_step=4, group_size=8, learning_rate=3e-3, max_new_tokens=24)
+    config = GRPOConfig(steps=10, queries_per_step=4, group_size=8, learning_rate=3e-3, max_new_tokens=12)
     history = train_grpo(model, examples, config)
     after = mean_reward(model, examples, samples=4)
+    # Seeds 0-3 measured: from 0.17-0.51 to 0.95-1.39 (of 3).
     assert after > start + 0.3, (start, after)
-    assert np.mean([h.reward for h in history[-5:]]) > np.mean([h.reward for h in history[:5]])
+    assert np.mean([h.reward for h in history[-3:]]) > np.mean([h.reward for h in history[:3]])
     assert all(h.kl >= 0.0 for h in history)
 
 

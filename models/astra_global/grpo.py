@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -49,7 +49,7 @@ class GRPOConfig:
     temperature: float = 1.0
     max_new_tokens: int = 48
     max_grad_norm: float = 1.0
-    rewards: RewardConfig = RewardConfig()
+    rewards: RewardConfig = field(default_factory=RewardConfig)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -122,9 +122,7 @@ def train_grpo(
     model). Seeds torch's global generator (sampling uses it)."""
     torch.manual_seed(config.seed)
     if reference is None:
-        reference = AstraGlobal(
-            copy.deepcopy(policy.model), policy.tokenizer, policy.image_processor, policy.grammar
-        )
+        reference = AstraGlobal(copy.deepcopy(policy.model), policy.tokenizer, policy.image_processor, policy.grammar)
     reference.model.eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(policy.model.parameters(), lr=config.learning_rate, weight_decay=0.0)
     generator = torch.Generator().manual_seed(config.seed)

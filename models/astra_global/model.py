@@ -232,4 +232,3 @@ class AstraGlobal:
             Qwen2VLImageProcessorPil.from_pretrained(folder, local_files_only=True),
             AnswerGrammar(**json.loads((folder / GRAMMAR_FILE).read_text())),
         )
-

@@ -42,9 +42,7 @@ def train_sft(
 ) -> list[float]:
     """Train in place for config.steps batches of examples (shuffled epochs); the loss of every step."""
     generator = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.AdamW(
-        model.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
+    optimizer = torch.optim.AdamW(model.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
     model.model.train()
     losses, order = [], []

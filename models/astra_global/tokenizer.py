@@ -1,9 +1,9 @@
 """Astra-Global's tokenizer, trained here with `tokenizers` on the words of the maps and instructions it will read.
 
-Byte-pair encoding over lower-cased words (split at spaces with Metaspace, so decoding gives the spaces back), with every
-token of the prompt and answer grammars (prompts.PROMPT_TOKENS, AnswerGrammar.tokens) as a special token: a landmark
-id, a pose bin or an image pad is always one token and never merges with text. It is wrapped as a transformers
-PreTrainedTokenizerFast, so it saves and loads with the model's checkpoint folder.
+Byte-pair encoding over lower-cased words (split at spaces by Metaspace, so decoding gives the spaces back), with
+every token of the prompt and answer grammars (prompts.PROMPT_TOKENS, AnswerGrammar.tokens) as a special token: a
+landmark id, a pose bin or an image pad is always one token and never merges with text. It is wrapped as a
+transformers PreTrainedTokenizerFast, so it saves and loads with the model's checkpoint folder.
 """
 
 from __future__ import annotations
