@@ -178,15 +178,28 @@ def test_sft_loss_falls_and_a_small_batch_is_overfit() -> None:
     assert sft_loss(model, examples).item() < losses[0]
 
 
-def test_the_scoring_pass_sees_what_generation_saw() -> None:
-    """GRPO scores sampled answers with one forward pass; its logits must be those generation sampled from, for
-    picture queries and text-only goals of different lengths (left padding) in one batch."""
+def _goals_of_two_lengths() -> list[Query]:
+    goals = [e.query for e in goal_examples(2, 5)]
+    return [goals[0], Query(goals[1].landmarks[:3], nodes=GRAPH[:1], instruction="go to the blue square please")]
+
+
+@pytest.mark.parametrize(
+    "queries",
+    [
+        pytest.param(lambda: [e.query for e in localization_examples(2, 4)] + _goals_of_two_lengths(), id="mixed"),
+        pytest.param(_goals_of_two_lengths, id="text-only"),
+    ],
+)
+def test_the_scoring_pass_sees_what_generation_saw(queries) -> None:
+    """GRPO scores sampled answers with one forward pass; its logits must be those generation sampled from (cached,
+    with Qwen2-VL's multimodal positions), and its log-probabilities those of the answer vocabulary it sampled in,
+    with prompts of different lengths (left padding), with pictures and without."""
     model = tiny_model()
     train_sft(model, localization_examples(6, 3), SFTConfig(steps=10, batch_size=6, learning_rate=3e-3, warmup_steps=2))
-    queries = [e.query for e in localization_examples(2, 4) + goal_examples(2, 5)]
-    queries[3] = Query(queries[3].landmarks[:3], nodes=GRAPH[:1], instruction="go to the blue square please")
+    queries = queries()
     torch.manual_seed(0)
     inputs = model.inputs(queries)
+    assert not inputs["attention_mask"].all()  # some padding
     out = model.model.generate(
         **inputs,
         max_new_tokens=6,

@@ -170,11 +170,6 @@ class AstraGlobal:
         }
         if completions is not None:
             batch["labels"] = labels
-            # The positions generate() gives the prompt (Qwen2-VL's rope index over the unpadded tokens): left to
-            # itself, a forward pass over a text-only batch would count the padding too and score other positions.
-            batch["position_ids"] = self.model.model.get_rope_index(
-                input_ids, batch["mm_token_type_ids"], vision.get("image_grid_thw"), attention_mask=attention_mask
-            )[0]
         return {key: value.to(self.device) for key, value in batch.items()}
 
     @torch.no_grad()
