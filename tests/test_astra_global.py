@@ -203,19 +203,23 @@ def test_the_scoring_pass_sees_what_generation_saw(queries) -> None:
     out = model.model.generate(
         **inputs,
         max_new_tokens=6,
-        min_new_tokens=6,
-        do_sample=True,
-        suppress_tokens=model.unsayable,
+        **model.generation_settings(temperature=0.7),
         output_logits=True,
+        output_scores=True,
         return_dict_in_generate=True,
     )
-    completions = out.sequences[:, inputs["input_ids"].shape[1] :].tolist()
+    end = model.tokenizer.eos_token_id
+    rows = out.sequences[:, inputs["input_ids"].shape[1] :].tolist()
+    completions = [row[: row.index(end) + 1] if end in row else row for row in rows]
     forward = model.inputs(queries, completions)
-    logits = model.model(**{k: v for k, v in forward.items() if k != "labels"}).logits[:, -7:-1]
-    assert torch.allclose(logits, torch.stack(out.logits, 1), atol=1e-4)
-    logps, mask = answer_logps(model, forward, temperature=1.0)
-    sampled = torch.log_softmax(model.answer_logits(logits), -1).gather(-1, torch.tensor(completions)[..., None])
-    assert mask.all() and torch.allclose(logps, sampled[..., 0]) and torch.isfinite(logps).all()
+    logits = model.model(**{k: v for k, v in forward.items() if k != "labels"}).logits
+    logps, mask = answer_logps(model, forward, temperature=0.7)
+    generated_logits, scores = torch.stack(out.logits, 1), torch.log_softmax(torch.stack(out.scores, 1), -1)
+    for row, completion in enumerate(completions):
+        n = len(completion)  # answers end at the right edge of the batch
+        assert torch.allclose(logits[row, -n - 1 : -1], generated_logits[row, :n], atol=1e-4)
+        sampled = scores[row, :n].gather(-1, torch.tensor(completion)[:, None])[:, 0]
+        assert torch.allclose(logps[row, -n:], sampled, atol=1e-4) and mask[row, -n:].all() and not mask[row, :-n].any()
 
 
 def test_group_advantages_and_the_clipped_loss_follow_trl() -> None:

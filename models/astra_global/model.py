@@ -105,7 +105,9 @@ class AstraGlobal:
         self.grammar = grammar
 
     @classmethod
-    def create(cls, tokenizer: PreTrainedTokenizerFast, grammar: AnswerGrammar, size: ModelSize = ModelSize()):
+    def create(
+        cls, tokenizer: PreTrainedTokenizerFast, grammar: AnswerGrammar, size: ModelSize = ModelSize()
+    ) -> AstraGlobal:
         """A freshly initialised model (seed torch first for a reproducible one)."""
         model = Qwen2VLForConditionalGeneration(qwen2_vl_config(tokenizer, size))
         for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
@@ -172,22 +174,22 @@ class AstraGlobal:
             batch["labels"] = labels
         return {key: value.to(self.device) for key, value in batch.items()}
 
+    def generation_settings(self, temperature: float | None = None) -> dict:
+        """generate()'s keyword arguments to transformers' generate: greedy, or sampling at `temperature` from the
+        whole softmax over the answer vocabulary (top-k and nucleus off: transformers would default to top-50)."""
+        sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+        return {"suppress_tokens": self.unsayable, **(sampling if temperature is not None else {"do_sample": False})}
+
     @torch.no_grad()
     def generate(
         self, queries: Sequence[Query], max_new_tokens: int = 64, temperature: float | None = None
     ) -> list[list[int]]:
         """One answer per query as token ids, up to and including END (all of them if END never came): greedy, or
-        sampled at `temperature` from the softmax over the answer vocabulary (seed torch for reproducible samples)."""
+        sampled at `temperature` (generation_settings; seed torch for reproducible samples)."""
         inputs = self.inputs(queries)
         training = self.model.training
         self.model.eval()
-        sampling = {"do_sample": True, "temperature": temperature, "top_k": None, "top_p": None}
-        out = self.model.generate(
-            **inputs,
-            max_new_tokens=max_new_tokens,
-            suppress_tokens=self.unsayable,
-            **(sampling if temperature is not None else {"do_sample": False}),
-        )
+        out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, **self.generation_settings(temperature))
         self.model.train(training)
         end = self.tokenizer.eos_token_id
         completions = []
