@@ -8,9 +8,11 @@ library ships it. Qwen2VLProcessor is not: it needs torchvision for its video ha
 `AstraGlobal.inputs` assembles the same inputs (prompt text with pads, pixel patches from the library's PIL image
 processor, `mm_token_type_ids`) itself.
 
-Measured on the 2-core machine (batch 8, 313-token prompts, one AdamW step): the default size (4.5 M parameters, 0.95 M of them vision) trains at about 4,400 tokens/s; a text-only
-Qwen2 decoder of the same size is no faster, so the vision tower and M-RoPE cost nothing that would favour splicing
-a hand-written ViT into a plain decoder.
+Measured on the shared 2-core machine at the default size (4.65 M parameters, 0.95 M of them vision), one SFT step
+of 8 queries ran at 4,400 tokens/s (313-token prompts, two threads, light load) down to 1,100 tokens/s (3 pictures at
+160x120, a 40-landmark 30-node map: 397 tokens; one thread, load 6-7, where two threads took ten times longer). A
+text-only Qwen2 decoder of the same size trained no faster, so the library's vision tower and M-RoPE cost nothing that
+would favour splicing a hand-written ViT into a plain decoder.
 """
 
 from __future__ import annotations
