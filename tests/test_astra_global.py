@@ -253,7 +253,8 @@ def test_grpo_raises_the_mean_reward() -> None:
     config = GRPOConfig(steps=10, queries_per_step=4, group_size=8, learning_rate=3e-3, max_new_tokens=12)
     history = train_grpo(model, examples, config)
     after = mean_reward(model, examples, samples=4)
-    # Seeds 0-3 measured: from 0.17-0.51 to 0.95-1.39 (of 3).
+    # Seeds 0-4 measured: from 0.17-0.51 to 0.95-1.39 (of 3), mostly by format and node IoU: in ten steps recall may
+    # fall (answers with fewer landmarks parse more often); content gains need longer runs than a test has.
     assert after > start + 0.3, (start, after)
     assert np.mean([h.reward for h in history[-3:]]) > np.mean([h.reward for h in history[:3]])
     assert all(h.kl >= 0.0 for h in history)
