@@ -292,8 +292,11 @@ def _staged(element: Any, stage: str, progress_dir: str, step: Callable[..., Any
     return result
 
 
-def _select_keyframes(episode_id: str, progress_dir: str, lake: Lake, config: KeyframeConfig) -> EpisodeKeyframes:
-    return _staged(episode_id, f"SelectKeyframes-{episode_id}", progress_dir, episode_keyframes, lake, config)
+def _select_keyframes(
+    episode_id: str, progress_dir: str, lake: Lake, config: KeyframeConfig, descriptor: str
+) -> EpisodeKeyframes:
+    stage = f"SelectKeyframes-{episode_id}"
+    return _staged(episode_id, stage, progress_dir, episode_keyframes, lake, config, descriptor)
 
 
 def _write_json(value: Any, path: str) -> None:
@@ -314,12 +317,12 @@ class ReadSiteEpisodes(beam.PTransform):
 class SelectKeyframes(beam.PTransform):
     """Episode id -> EpisodeKeyframes, one episode per element so that episodes spread over workers."""
 
-    def __init__(self, lake: Lake, config: KeyframeConfig, progress_dir: Path) -> None:
+    def __init__(self, lake: Lake, config: KeyframeConfig, progress_dir: Path, descriptor: str = DESCRIPTOR) -> None:
         super().__init__()
-        self.lake, self.config, self.progress_dir = lake, config, str(progress_dir)
+        self.lake, self.config, self.progress_dir, self.descriptor = lake, config, str(progress_dir), descriptor
 
     def expand(self, episodes: beam.PCollection[str]) -> beam.PCollection[EpisodeKeyframes]:
-        return episodes | beam.Map(_select_keyframes, self.progress_dir, self.lake, self.config)
+        return episodes | beam.Map(_select_keyframes, self.progress_dir, self.lake, self.config, self.descriptor)
 
 
 class BuildReconstruction(beam.PTransform):
@@ -474,6 +477,7 @@ def build_site_map(
     extractor: str = "annotated",
     world_dir: Path | None = None,
     progress: bool = True,
+    descriptor: str = DESCRIPTOR,
     keyframe_config: KeyframeConfig = DEFAULT_KEYFRAMES,
     sfm_config: SfmConfig = DEFAULT_SFM,
     graph_config: GraphConfig = DEFAULT_GRAPH,
@@ -486,6 +490,8 @@ def build_site_map(
     started = time.perf_counter()
     if extractor not in EXTRACTORS:
         raise ValueError(f"unknown landmark extractor {extractor!r}; choose one of {', '.join(EXTRACTORS)}")
+    if descriptor not in DESCRIPTORS:
+        raise ValueError(f"unknown global descriptor {descriptor!r}; choose one of {', '.join(DESCRIPTORS)}")
     out = Path(out).resolve()
     source = Lake(lake)  # one version of the lake, read throughout and named in the manifest
     episode_ids = site_episodes(source, site)
@@ -497,7 +503,7 @@ def build_site_map(
         "lake_version": source.version,
         "episodes": episode_ids,
         "extractor": extractor,
-        "descriptor": DESCRIPTOR,
+        "descriptor": descriptor,
         "keyframes": asdict(keyframe_config),
         "sfm": asdict(sfm_config),
         "graph": asdict(graph_config),
@@ -515,7 +521,7 @@ def build_site_map(
             keyframes = (
                 pipeline
                 | "ReadSiteEpisodes" >> ReadSiteEpisodes(episode_ids)
-                | "SelectKeyframes" >> SelectKeyframes(source, keyframe_config, progress_dir)
+                | "SelectKeyframes" >> SelectKeyframes(source, keyframe_config, progress_dir, descriptor)
             )
             sites = keyframes | "BuildReconstruction" >> BuildReconstruction(work, sfm_config, progress_dir)
             graphs = sites | "BuildGraph" >> BuildGraph(graph_config, progress_dir)
