@@ -326,7 +326,7 @@ def cmd_map_build(args: argparse.Namespace) -> int:
             key=key_from_env(),
             extractor=args.extractor,
             world_dir=args.world,
-            descriptor=args.descriptor,
+            **({"descriptor": args.descriptor} if args.descriptor else {}),
         )
     except ValueError as exc:  # no episodes of the site, no lake, bad key, no world.json (LakeError, MapError)
         raise UsageError(str(exc)) from exc
@@ -843,9 +843,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="world folder for the annotated landmark extractor (default: the attached world.json)",
     )
     build.add_argument("--extractor", default="annotated", help="landmark extractor (default annotated)")
-    build.add_argument(
-        "--descriptor", default="tiny_image", help="global image descriptor of the nodes: tiny_image (default) or vpr"
-    )
+    build.add_argument("--descriptor", help="global image descriptor of the nodes: tiny_image (the default) or vpr")
     build.set_defaults(func=cmd_map_build)
 
     dataset = commands.add_parser("dataset", help="build training sets from the lake")
