@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,50 @@ from models.landmarks import LandmarkExtractor, LandmarkObservations, NodeView, 
 from models.mapping.sfm import align_rigid
 from models.text_encoder import TextEncoder
 from schemas.robot import DEFAULT_ROBOT, RobotConfig, camera_mount
-from schemas.world import Box, World
+from schemas.world import Box, Landmark, World
 from sim.simulator import Simulator
 
 _GEOM_NAME = re.compile(r"lm_(.+?)(?:_end\d+)?")  # a landmark's geom, or an end frame of a rack
 _CORNER_SIGNS = np.array(list(itertools.product((-1.0, 1.0), repeat=3)))
 # Corners i and j share an edge when their signs differ on exactly one axis.
 _EDGES = [(i, j) for i, j in itertools.combinations(range(8), 2) if np.sum(_CORNER_SIGNS[i] != _CORNER_SIGNS[j]) == 1]
+
+
+@dataclass(frozen=True)
+class LandmarkBox:
+    """A landmark seen in a segmentation render: its box (half-open, models.landmarks) and visible pixels."""
+
+    landmark: Landmark
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1
+    pixels: int
+
+
+def geom_owners(model: mujoco.MjModel, landmarks: Sequence[Landmark]) -> np.ndarray:
+    """Index into `landmarks` of each geom's landmark, -1 for other geoms, and a trailing -1."""
+    index = {lm.id: i for i, lm in enumerate(landmarks)}
+    owners = np.full(model.ngeom + 1, -1)  # the extra entry is what background pixels (geom -1) pick
+    for geom in range(model.ngeom):
+        match = _GEOM_NAME.fullmatch(model.geom(geom).name)
+        if match and match[1] in index:
+            owners[geom] = index[match[1]]
+    return owners
+
+
+def landmark_boxes(
+    geoms: np.ndarray, owners: np.ndarray, landmarks: Sequence[Landmark], min_pixels: int
+) -> list[LandmarkBox]:
+    """The landmarks with at least `min_pixels` in a segmentation render (geom ids, Simulator.segmentation).
+
+    `owners` maps geoms to indices into `landmarks` (geom_owners); a box spans all of its landmark's pixels.
+    """
+    labels = owners[geoms]
+    counts = np.bincount(labels[labels >= 0], minlength=len(landmarks))
+    boxes = []
+    for i in np.flatnonzero(counts >= min_pixels):
+        ys, xs = np.nonzero(labels == i)
+        box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        boxes.append(LandmarkBox(landmarks[i], box, int(counts[i])))
+    return boxes
 
 
 class AnnotatedLandmarkExtractor(LandmarkExtractor):
@@ -61,7 +99,7 @@ class AnnotatedLandmarkExtractor(LandmarkExtractor):
     def extract(self, views: Sequence[NodeView]) -> LandmarkObservations:
         sim = Simulator(self.world_dir, self.config)
         try:
-            owners = self._geom_owners(sim.model)
+            owners = geom_owners(sim.model, self.world.landmarks)
             sightings = [row for view in views for row in self._sightings(sim, owners, view)]
         finally:
             sim.close()
@@ -89,38 +127,27 @@ class AnnotatedLandmarkExtractor(LandmarkExtractor):
         ]
         return LandmarkObservations(landmark_table("landmarks", rows), landmark_table("node_landmarks", sightings))
 
-    def _geom_owners(self, model: mujoco.MjModel) -> np.ndarray:
-        """Index into world.landmarks of each geom's landmark, -1 for other geoms, and a trailing -1."""
-        index = {lm.id: i for i, lm in enumerate(self.world.landmarks)}
-        owners = np.full(model.ngeom + 1, -1)  # the extra entry is what background pixels (geom -1) pick
-        for geom in range(model.ngeom):
-            match = _GEOM_NAME.fullmatch(model.geom(geom).name)
-            if match and match[1] in index:
-                owners[geom] = index[match[1]]
-        return owners
-
     def _sightings(self, sim: Simulator, owners: np.ndarray, view: NodeView) -> list[dict[str, Any]]:
         size = (self.config.camera_height, self.config.camera_width)
         if view.image is not None and view.image.shape[:2] != size:
             raise ValueError(f"node {view.node_id}: image is {view.image.shape[:2]}, the extractor renders {size}")
         sim.place(*_true_pose(view))
-        labels = owners[sim.segmentation(view.camera)]
-        counts = np.bincount(labels[labels >= 0], minlength=len(self.world.landmarks))
+        seen = landmark_boxes(sim.segmentation(view.camera), owners, self.world.landmarks, self.min_pixels)
         camera_from_world = self._camera_from_world(view)
         k = np.reshape(sim.camera_info(view.camera).k, (3, 3))
         rows = []
-        for i in np.flatnonzero(counts >= self.min_pixels):
-            ys, xs = np.nonzero(labels == i)
-            area = _silhouette_area(self.world.landmarks[i].box, camera_from_world, k, self.config.depth_near)
+        for sighting in seen:
+            area = _silhouette_area(sighting.landmark.box, camera_from_world, k, self.config.depth_near)
+            x0, y0, x1, y1 = sighting.box
             rows.append(
                 {
                     "node_id": view.node_id,
-                    "landmark_id": self.world.landmarks[i].id,
-                    "box_x0": xs.min(),
-                    "box_y0": ys.min(),
-                    "box_x1": xs.max() + 1,
-                    "box_y1": ys.max() + 1,
-                    "visible_fraction": min(counts[i] / area, 1.0),
+                    "landmark_id": sighting.landmark.id,
+                    "box_x0": x0,
+                    "box_y0": y0,
+                    "box_x1": x1,
+                    "box_y1": y1,
+                    "visible_fraction": min(sighting.pixels / area, 1.0),
                 }
             )
         return rows
