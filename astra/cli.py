@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
@@ -346,19 +346,36 @@ def cmd_dataset_global(args: argparse.Namespace) -> int:
 
 
 def cmd_train_global(args: argparse.Namespace) -> int:
+    from models.landmark_detector import TrainConfig
     from models.vpr import VprTrainConfig
-    from pipelines.train_global import HeldOut, train_vpr_model
+    from pipelines.train_global import HeldOut, train_detector_model, train_vpr_model
     from schemas.global_dataset import GlobalDatasetError
 
-    if args.steps is not None and args.steps < 1:
-        raise UsageError("--steps must be at least 1")
-    config = VprTrainConfig() if args.steps is None else VprTrainConfig(steps=args.steps)
+    models = args.models.split(",")
+    if unknown := sorted(set(models) - {"vpr", "detector"}):
+        raise UsageError(f"unknown models {unknown}; choose from vpr, detector")
+    if any(value is not None and value <= 0 for value in (args.vpr_steps, args.detector_epochs)):
+        raise UsageError("--vpr-steps and --detector-epochs must be positive")
+    held_out = HeldOut(tuple(args.holdout_seeds))
+    trainers = {
+        "vpr": lambda: train_vpr_model(
+            args.dataset, args.out / "vpr", held_out, VprTrainConfig(**_given(steps=args.vpr_steps))
+        ),
+        "detector": lambda: train_detector_model(
+            args.dataset, args.out / "landmark_detector", held_out, TrainConfig(**_given(epochs=args.detector_epochs))
+        ),
+    }
     try:
-        summary = train_vpr_model(args.dataset, args.out / "vpr", HeldOut(tuple(args.holdout_seeds)), config)
+        summaries = {name: trainers[name]() for name in models}
     except (GlobalDatasetError, ValueError) as exc:  # not a dataset, or held-out seeds that leave nothing
         raise UsageError(str(exc)) from exc
-    _emit({"vpr": summary})
+    _emit(summaries)
     return EXIT_OK
+
+
+def _given(**settings: Any) -> dict[str, Any]:
+    """The settings given on the command line: the others keep their defaults."""
+    return {name: value for name, value in settings.items() if value is not None}
 
 
 def cmd_eval_map(args: argparse.Namespace) -> int:
@@ -869,7 +886,8 @@ def build_parser() -> argparse.ArgumentParser:
         "global",
         parents=[common],
         help="train Astra-Global's models on a training set from `astra dataset global`",
-        description="Train Astra-Global's models (so far: the VPR descriptor) on the buildings of a training set "
+        description="Train Astra-Global's models (so far: the VPR descriptor and the landmark detector) on the "
+        "buildings of a training set "
         "whose seeds are not held out, score them on the held-out ones, and write each checkpoint with a model "
         "card (data, steps, figures) to OUT/<model>. Prints one JSON line with each model's summary.",
     )
@@ -883,7 +901,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=_seed_list("700-709"),
         help="building seeds kept for the evaluation (default 700-709)",
     )
-    train_global.add_argument("--steps", type=int, help="training steps of the VPR descriptor (default 2000)")
+    train_global.add_argument("--models", default="vpr,detector", help="which to train (default vpr,detector)")
+    train_global.add_argument("--vpr-steps", type=int, help="training steps of the VPR descriptor (default 2000)")
+    train_global.add_argument(
+        "--detector-epochs", type=float, help="passes of the landmark detector over the frames (default 3)"
+    )
     train_global.set_defaults(func=cmd_train_global)
 
     navigate = commands.add_parser(
