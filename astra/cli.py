@@ -463,34 +463,40 @@ def cmd_navigate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _evaluated_building(args: argparse.Namespace, dynamic: bool) -> tuple[Path, Path, Path]:
+    """The world and map an evaluation runs on, and its work folder: built from --kind/--seed under --work (default
+    data/eval/KIND-SEED), or the --world/--map given (work folder data/eval/<map folder name>)."""
+    from pipelines.missions import StaleBuildingError, prepare_building
+    from schemas.world import WORLD_KINDS
+
+    if (args.world is None) != (args.map is None):
+        raise UsageError("--world and --map go together")
+    if args.world is not None:
+        return args.world, args.map, args.work or Path("data/eval") / Path(args.map).name
+    if args.kind not in WORLD_KINDS:
+        raise UsageError(f"give --kind (one of {', '.join(WORLD_KINDS)}) and --seed, or --world and --map")
+    work = args.work or Path("data/eval") / f"{args.kind}-{args.seed}{'-dynamic' if dynamic else ''}"
+    try:
+        building = prepare_building(args.kind, args.seed, dynamic, work, args.tour_seconds)
+    except StaleBuildingError as exc:
+        raise UsageError(str(exc)) from exc
+    return building.world_dir, building.map_dir, work
+
+
 def cmd_eval_mission(args: argparse.Namespace) -> int:
     from datasets.navigation import planar_world_from_map
     from pipelines.missions import (
         MissionConfig,
         MissionOutcome,
-        StaleBuildingError,
-        prepare_building,
         run_missions,
         summarize,
     )
-    from schemas.world import WORLD_KINDS
     from sim.missions import Mission
 
     if args.missions < 1:
         raise UsageError("--missions must be >= 1")
-    if (args.world is None) != (args.map is None):
-        raise UsageError("--world and --map go together")
-    if args.world is None:
-        if args.kind not in WORLD_KINDS:
-            raise UsageError(f"give --kind (one of {', '.join(WORLD_KINDS)}) and --seed, or --world and --map")
-        work = args.work or Path("data/eval") / f"{args.kind}-{args.seed}{'-dynamic' if args.dynamic else ''}"
-        try:
-            building = prepare_building(args.kind, args.seed, args.dynamic, work, args.tour_seconds)
-        except StaleBuildingError as exc:
-            raise UsageError(str(exc)) from exc
-        world_dir, map_dir, lake = building.world_dir, building.map_dir, building.lake
-    else:
-        world_dir, map_dir, lake = args.world, args.map, args.lake
+    world_dir, map_dir, work = _evaluated_building(args, args.dynamic)
+    lake = args.lake if args.world else work / "lake"
     world, topo_map = _navigation_inputs(world_dir, map_dir)
     alignment = planar_world_from_map(topo_map, lake)
     bar = tqdm(total=args.missions, desc="missions", unit="mission", file=sys.stderr)
@@ -522,25 +528,11 @@ def cmd_eval_mission(args: argparse.Namespace) -> int:
 def cmd_eval_localization(args: argparse.Namespace) -> int:
     from datasets.map_eval import source_lake
     from pipelines.localization_eval import evaluate_localization, query_instants, record_query_tour
-    from pipelines.missions import TOUR_SECONDS, StaleBuildingError, prepare_building
-    from schemas.world import WORLD_KINDS
+    from pipelines.missions import TOUR_SECONDS
 
     if args.queries < 1:
         raise UsageError("--queries must be >= 1")
-    if (args.world is None) != (args.map is None):
-        raise UsageError("--world and --map go together")
-    if args.world is None:
-        if args.kind not in WORLD_KINDS:
-            raise UsageError(f"give --kind (one of {', '.join(WORLD_KINDS)}) and --seed, or --world and --map")
-        work = args.work or Path("data/eval") / f"{args.kind}-{args.seed}"
-        try:
-            building = prepare_building(args.kind, args.seed, False, work, args.tour_seconds)
-        except StaleBuildingError as exc:
-            raise UsageError(str(exc)) from exc
-        world_dir, map_dir = building.world_dir, building.map_dir
-    else:
-        world_dir, map_dir = args.world, args.map
-        work = args.work or Path("data/eval") / f"localization-{Path(map_dir).name}"
+    world_dir, map_dir, work = _evaluated_building(args, dynamic=False)
     world, topo_map = _navigation_inputs(world_dir, map_dir)
     seconds = args.query_seconds or TOUR_SECONDS[world.kind]
     query_lake, query_episode = record_query_tour(world_dir, work, world.seed, seconds)

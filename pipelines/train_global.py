@@ -36,6 +36,16 @@ class HeldOut:
         return frames.subset(~held), frames.subset(held)
 
 
+def _split(dataset: Path, held_out: HeldOut, progress: bool) -> tuple[GlobalDatasetManifest, FrameSet, FrameSet]:
+    """The dataset's manifest, and its frames to train on and to test on; ValueError where either is empty."""
+    manifest = GlobalDatasetManifest.read(dataset)
+    train, held = held_out.split(read_frames(dataset, FRAME_SIZE, progress=progress))
+    if not len(train) or not len(held):
+        counts = f"{len(train)} frames to train and {len(held)} to test"
+        raise ValueError(f"held-out seeds {list(held_out.seeds)} leave {counts}")
+    return manifest, train, held
+
+
 def camera_poses(frames: FrameSet) -> CameraPoses:
     """The frames' cameras, grouped by building."""
     return CameraPoses.of(frames.camera_xy, frames.camera_yaw, np.unique(frames.site, return_inverse=True)[1])
@@ -66,12 +76,7 @@ def train_vpr_model(
 ) -> dict[str, Any]:
     """Train the VPR descriptor on the dataset's other buildings, score it and the tiny-image descriptor on the held-out
     ones, and save the checkpoint with its model card to `out`; returns the figures."""
-    manifest = GlobalDatasetManifest.read(dataset)
-    frames = read_frames(dataset, FRAME_SIZE, progress=progress)
-    train, held = held_out.split(frames)
-    if not len(train) or not len(held):
-        counts = f"{len(train)} frames to train and {len(held)} to test"
-        raise ValueError(f"held-out seeds {list(held_out.seeds)} leave {counts}")
+    manifest, train, held = _split(dataset, held_out, progress)
     training = train_vpr(train.images, camera_poses(train), config or VprTrainConfig(), VprConfig(), progress)
     first_tours = {site["episodes"][0] for site in manifest.sites.values()}
     figures = {
@@ -111,12 +116,7 @@ def train_detector_model(
 ) -> dict[str, Any]:
     """Train the landmark detector on the dataset's other buildings, score it against annotation on the held-out ones,
     and save the checkpoint with its model card to `out`; returns the figures."""
-    manifest = GlobalDatasetManifest.read(dataset)
-    frames = read_frames(dataset, FRAME_SIZE, progress=progress)
-    train, held = held_out.split(frames)
-    if not len(train) or not len(held):
-        counts = f"{len(train)} frames to train and {len(held)} to test"
-        raise ValueError(f"held-out seeds {list(held_out.seeds)} leave {counts}")
+    manifest, train, held = _split(dataset, held_out, progress)
     landmarks = read_landmarks(dataset)
     config = config or TrainConfig()
     model, losses = train_detector(train.images, labelled_boxes(train, landmarks), training=config, progress=progress)
