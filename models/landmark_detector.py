@@ -147,10 +147,19 @@ class LandmarkDetector(nn.Module, PyTorchModelHubMixin):
         return self.reader(_crops(images, image_index, boxes, self.config.crop_size, self.config.crop_margin))
 
     @torch.no_grad()
-    def detect(self, images: np.ndarray | Sequence[np.ndarray]) -> list[list[Detection]]:
-        """The landmarks in each RGB (H, W, 3) uint8 image, best first."""
+    def detect(self, images: np.ndarray | Sequence[np.ndarray], batch_size: int = 64) -> list[list[Detection]]:
+        """The landmarks in each RGB (H, W, 3) uint8 image, best first; `batch_size` images at a time, so that
+        memory does not grow with the number of images."""
         self.eval()
-        batch = _to_tensor(np.stack(images))
+        with torch.inference_mode():
+            return [
+                found
+                for start in range(0, len(images), batch_size)
+                for found in self._detect(np.stack(images[start : start + batch_size]))
+            ]
+
+    def _detect(self, images: np.ndarray) -> list[list[Detection]]:
+        batch = _to_tensor(images)
         out = self(batch)
         c = self.config
         height, width = batch.shape[2:]
