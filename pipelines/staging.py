@@ -607,8 +607,8 @@ class StagedLog:
 def _stage_identified(source: Source, run: StagingRun) -> StagedLog:
     root = run.root(source.path)
     rows = stage_file(source, root, run.bounds)
-    if run.progress_dir is not None:
-        write_atomically(Path(run.progress_dir, source.episode_id), str(source.size))
+    if run.progress_dir is not None:  # one marker per input log: logs with the same bytes are staged apart
+        write_atomically(Path(run.progress_dir, Path(root).name), str(source.size))
     return StagedLog(source, root, rows)
 
 

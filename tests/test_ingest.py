@@ -643,6 +643,21 @@ def test_staging_processes_report_a_log_they_cannot_read_and_go_on_with_the_othe
     assert staged.rows == {table: t.num_rows for table, t in read_episode(staged.source).items()}
 
 
+def test_logs_with_the_same_bytes_are_staged_apart_each_with_its_marker(tmp_path: Path, inputs: Inputs) -> None:
+    """Two processes staging copies of one log once raced for one marker, named by the episode: a copy's rename
+    found its temporary file gone."""
+    copies = [tmp_path / f"copy-{i}.mcap" for i in range(2)]
+    for copy in copies:
+        copy.write_bytes(inputs.good.read_bytes())
+    run = StagingRun(str(tmp_path / "lake"), str(tmp_path / "staging"), progress_dir=str(tmp_path / "progress"))
+    (tmp_path / "progress").mkdir()
+    with staging_processes(2, [str(c) for c in copies], run) as processes:
+        staged = [processes.staged(str(c)) for c in copies]
+    assert staged[0].source.episode_id == staged[1].source.episode_id and staged[0].root != staged[1].root
+    markers = sorted((tmp_path / "progress").iterdir())
+    assert [int(m.read_text()) for m in markers] == [inputs.good.stat().st_size] * 2
+
+
 def test_ingest_loads_beam_only_once_its_staging_processes_are_forked() -> None:
     """What makes the processes start on the first logs while Beam loads: neither ingest nor staging imports it."""
     code = "import sys, pipelines.ingest, pipelines.staging; print('apache_beam' in sys.modules)"
