@@ -348,15 +348,28 @@ def cmd_dataset_global(args: argparse.Namespace) -> int:
 def cmd_train_global(args: argparse.Namespace) -> int:
     from models.landmark_detector import TrainConfig
     from models.vpr import VprTrainConfig
-    from pipelines.train_global import HeldOut, train_detector_model, train_vpr_model
+    from pipelines.train_global import (
+        AstraTrainConfig,
+        HeldOut,
+        train_astra_model,
+        train_detector_model,
+        train_vpr_model,
+    )
     from schemas.global_dataset import GlobalDatasetError
 
     models = args.models.split(",")
-    if unknown := sorted(set(models) - {"vpr", "detector"}):
-        raise UsageError(f"unknown models {unknown}; choose from vpr, detector")
-    if any(value is not None and value <= 0 for value in (args.vpr_steps, args.detector_epochs)):
-        raise UsageError("--vpr-steps and --detector-epochs must be positive")
+    if unknown := sorted(set(models) - {"vpr", "detector", "astra"}):
+        raise UsageError(f"unknown models {unknown}; choose from vpr, detector, astra")
+    steps = (args.vpr_steps, args.detector_epochs, args.sft_steps, args.grpo_steps)
+    if any(value is not None and value <= 0 for value in steps):
+        raise UsageError("--vpr-steps, --detector-epochs, --sft-steps and --grpo-steps must be positive")
     held_out = HeldOut(tuple(args.holdout_seeds))
+    astra = AstraTrainConfig()
+    astra = replace(
+        astra,
+        sft=replace(astra.sft, **_given(steps=args.sft_steps)),
+        grpo=replace(astra.grpo, **_given(steps=args.grpo_steps)),
+    )
     trainers = {
         "vpr": lambda: train_vpr_model(
             args.dataset, args.out / "vpr", held_out, VprTrainConfig(**_given(steps=args.vpr_steps))
@@ -364,6 +377,7 @@ def cmd_train_global(args: argparse.Namespace) -> int:
         "detector": lambda: train_detector_model(
             args.dataset, args.out / "landmark_detector", held_out, TrainConfig(**_given(epochs=args.detector_epochs))
         ),
+        "astra": lambda: train_astra_model(args.dataset, args.out / "astra_global", held_out, astra),
     }
     try:
         summaries = {name: trainers[name]() for name in models}
@@ -527,18 +541,23 @@ def cmd_eval_mission(args: argparse.Namespace) -> int:
 
 def cmd_eval_localization(args: argparse.Namespace) -> int:
     from datasets.map_eval import source_lake
-    from pipelines.localization_eval import evaluate_localization, query_instants, record_query_tour
+    from models.astra_global.model import ASTRA_CHECKPOINTS
+    from pipelines.localization_eval import VARIANTS, evaluate_localization, query_instants, record_query_tour
     from pipelines.missions import TOUR_SECONDS
 
     if args.queries < 1:
         raise UsageError("--queries must be >= 1")
+    variants = args.variants.split(",") if args.variants else list(VARIANTS)
+    if unknown := sorted(set(variants) - set(VARIANTS)):
+        raise UsageError(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    checkpoints = {name: args.weights / path.name for name, path in ASTRA_CHECKPOINTS.items()} if args.weights else None
     world_dir, map_dir, work = _evaluated_building(args, dynamic=False)
     world, topo_map = _navigation_inputs(world_dir, map_dir)
     seconds = args.query_seconds or TOUR_SECONDS[world.kind]
     query_lake, query_episode = record_query_tour(world_dir, work, world.seed, seconds)
     queries = query_instants(query_lake, query_episode, args.queries)
     try:
-        result = evaluate_localization(topo_map, source_lake(topo_map, args.lake), queries)
+        result = evaluate_localization(topo_map, source_lake(topo_map, args.lake), queries, variants, checkpoints)
     except ValueError as exc:  # the map's lake is gone or holds no truth (LakeError)
         raise UsageError(str(exc)) from exc
     if not args.json:
@@ -878,8 +897,8 @@ def build_parser() -> argparse.ArgumentParser:
         "global",
         parents=[common],
         help="train Astra-Global's models on a training set from `astra dataset global`",
-        description="Train Astra-Global's models (so far: the VPR descriptor and the landmark detector) on the "
-        "buildings of a training set "
+        description="Train Astra-Global's models (the VPR descriptor, the landmark detector, and Astra-Global itself: "
+        "SFT then GRPO, both checkpoints kept as astra_global_sft and astra_global) on the buildings of a training set "
         "whose seeds are not held out, score them on the held-out ones, and write each checkpoint with a model "
         "card (data, steps, figures) to OUT/<model>. Prints one JSON line with each model's summary.",
     )
@@ -898,6 +917,8 @@ def build_parser() -> argparse.ArgumentParser:
     train_global.add_argument(
         "--detector-epochs", type=float, help="passes of the landmark detector over the frames (default 3)"
     )
+    train_global.add_argument("--sft-steps", type=int, help="Astra-Global's SFT steps of 8 examples (default 1000)")
+    train_global.add_argument("--grpo-steps", type=int, help="Astra-Global's GRPO steps (default 30)")
     train_global.set_defaults(func=cmd_train_global)
 
     navigate = commands.add_parser(
@@ -983,6 +1004,10 @@ def build_parser() -> argparse.ArgumentParser:
     eval_localization.add_argument("--map", type=Path, help="reuse this map (with --world)")
     eval_localization.add_argument("--lake", type=Path, help="the map's lake, for the truth (default: the map's)")
     eval_localization.add_argument("--work", type=Path, help="where the building goes (default data/eval/KIND-SEED)")
+    eval_localization.add_argument("--variants", help="comma-separated variants (default: all)")
+    eval_localization.add_argument(
+        "--weights", type=Path, help="folder with astra_global and astra_global_sft (default models/weights)"
+    )
     eval_localization.add_argument("--json", action="store_true", help="only the JSON line")
     eval_localization.set_defaults(func=cmd_eval_localization)
 

@@ -127,6 +127,7 @@ class Localizer:
                 keyframe_nodes.append([-1] * len(self.rig))
             keyframe_nodes[keyframe][camera_index[camera]] = node
         self.keyframe_nodes = np.array(keyframe_nodes, np.int64).reshape(-1, len(self.rig))
+        self.keyframe_instants: list[tuple[str, int]] = list(keyframe_of)  # (episode_id, t_ns) of each keyframe
         self.node_descriptors = np.array(registered["descriptor"], np.float32).reshape(len(self.node_ids), -1)
         positions = np.column_stack([registered[f"position_{a}"] for a in "xyz"]).reshape(-1, 3)
         orientations = np.column_stack([registered[f"orientation_{a}"] for a in "xyzw"]).reshape(-1, 4)
@@ -158,12 +159,15 @@ class Localizer:
         images: Mapping[str, np.ndarray],
         prior: pycolmap.Rigid3d | None = None,
         prior_sigma_m: float | None = None,
+        candidates: Sequence[int] | None = None,
     ) -> LocalizationFix:
         """Localize the rig from RGB (H, W, 3) uint8 pictures by camera name.
 
         `prior` (map_from_base, from odometry and the last fix) narrows the search to keyframes within
         `prior_radius_m`, or three `prior_sigma_m` where more, of it, and the answer to poses within three
         `prior_sigma_m` (`prior_radius_m` where no sigma is given). Without one, the whole map competes.
+        `candidates` (indices into `keyframe_poses`, best first) take the place of retrieval: another coarse stage,
+        such as Astra-Global's, chose where to look.
         """
         cameras = [i for i, c in enumerate(self.rig) if c.name in images]
         if not cameras:
@@ -173,7 +177,10 @@ class Localizer:
         radius = max(self.config.prior_radius_m, 3 * (prior_sigma_m or 0.0))
         if prior is not None:
             allowed = np.linalg.norm(self.keyframe_positions[:, :2] - prior.translation[:2], axis=1) <= radius
-        retrieved = self._retrieve(self.describe.describe(pictures), cameras, allowed)
+        if candidates is None:
+            retrieved = self._retrieve(self.describe.describe(pictures), cameras, allowed)
+        else:
+            retrieved = np.array([k for k in candidates if allowed[k]], np.int64)
         candidates = tuple(self.node_ids[n] for k in retrieved for n in self.keyframe_nodes[k] if n >= 0)
         if not len(retrieved):
             return _failure(candidates, "no registered map keyframe within reach of the prior")

@@ -8,7 +8,9 @@ truth (`datasets.map_eval.world_from_map`).
 
 Variants (`VARIANTS`, each a plugin over the built map):
 - `vpr`: retrieval alone, the best keyframe's pose turned by its camera alignment (the paper's MixVPR row);
-- `classical`: the navigation stack's localizer: retrieval, then SIFT matching and rig PnP on the best places.
+- `classical`: the navigation stack's localizer: retrieval, then SIFT matching and rig PnP on the best places;
+- `astra_sft`, `astra_grpo`: Astra-Global end to end (models.astra_global.localizer), after SFT and after GRPO;
+- `hybrid`: Astra-Global's coarse stage (SFT + GRPO), then the classical stage's matching and PnP on its candidates.
 
 Figures per variant: recall within (0.25 m, 2°), (0.5 m, 5°), (1 m, 5°) and (5 m, 10°), coarse recall within
 10 m whatever the heading, and latency p50 / p99.
@@ -17,6 +19,7 @@ Figures per variant: recall within (0.25 m, 2°), (0.5 m, 5°), (1 m, 5°) and (
 from __future__ import annotations
 
 import abc
+import functools
 import io
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -32,10 +35,11 @@ from datasets.lake import Lake
 from datasets.map_eval import world_from_map
 from datasets.map_store import TopoMap
 from datasets.site_log import read_pictures, read_rig, read_trajectory, rig_frames
+from models.astra_global.localizer import AstraFix, AstraLocalizer, landmark_map
+from models.astra_global.model import ASTRA_CHECKPOINTS, AstraGlobal
 from models.localization import Localizer, LocalizerConfig
 from models.mapping.evaluation import pose_error
 from models.mapping.keyframes import KeyframeConfig, select_keyframes
-from models.mapping.sfm import RigCamera
 from schemas.topics import GROUND_TRUTH_TOPIC
 
 QUERY_SEED_OFFSET = 1  # the query tour's expert seed, past the mapping tour's
@@ -59,40 +63,108 @@ class Query:
     world_from_base: pycolmap.Rigid3d
 
 
+@dataclass(frozen=True)
+class VariantAnswer:
+    """map_from_base (None: no answer), and where the variant's coarse stage put the robot, if it has its own."""
+
+    pose: pycolmap.Rigid3d | None
+    coarse: pycolmap.Rigid3d | None = None
+
+
 class LocalizationVariant(abc.ABC):
     """A way to localize the rig in a built map from its pictures alone; subclasses register in VARIANTS."""
 
     @abc.abstractmethod
-    def localize(self, images: Mapping[str, np.ndarray]) -> pycolmap.Rigid3d | None:
-        """map_from_base, or None where it gives no answer."""
+    def localize(self, images: Mapping[str, np.ndarray]) -> VariantAnswer:
+        """Where the rig is, from one picture per camera."""
+
+
+class EvaluatedMap:
+    """A built map and what the variants need of it, each made once: the classical localizer, the keyframes'
+    pictures (read from the map's lake) and Astra-Global over it per checkpoint."""
+
+    def __init__(self, topo: TopoMap, lake: Lake, checkpoints: Mapping[str, Path] | None = None) -> None:
+        self.topo, self.lake = topo, lake
+        self.checkpoints = {**ASTRA_CHECKPOINTS, **(checkpoints or {})}
+        map_episode = sorted(set(topo.nodes["episode_id"].to_pylist()))[0]
+        self.rig = read_rig(lake, map_episode)
+        config = LocalizerConfig(topo.manifest.build["descriptor"])
+        self.localizer = Localizer(topo.nodes, topo.node_features, self.rig, config)
+        self._astra: dict[str, AstraLocalizer] = {}
+
+    @functools.cached_property
+    def keyframe_pictures(self) -> list[list[np.ndarray]]:
+        """Each of the localizer's keyframes' pictures, one per rig camera."""
+        instants = self.localizer.keyframe_instants
+        jpegs: dict[tuple[str, str, int], bytes] = {}
+        for episode in sorted({e for e, _ in instants}):
+            times = [t for e, t in instants if e == episode]
+            found = read_pictures(self.lake, episode, self.rig, times)
+            jpegs |= {(episode, camera, t): data for (camera, t), data in found.items()}
+        return [[_decode(jpegs[episode, c.name, t]) for c in self.rig] for episode, t in instants]
+
+    def astra(self, checkpoint: str) -> AstraLocalizer:
+        """Astra-Global from the named checkpoint (ASTRA_CHECKPOINTS) over this map, loaded once."""
+        if checkpoint not in self._astra:
+            model = AstraGlobal.from_pretrained(self.checkpoints[checkpoint])
+            landmarks = landmark_map(
+                self.localizer, self.topo.landmarks, self.topo.node_landmarks, self.keyframe_pictures
+            )
+            self._astra[checkpoint] = AstraLocalizer(model, landmarks, self.localizer)
+        return self._astra[checkpoint]
 
 
 class ClassicalVariant(LocalizationVariant):
-    def __init__(self, localizer: Localizer) -> None:
-        self.localizer = localizer
+    def __init__(self, evaluated: EvaluatedMap) -> None:
+        self.localizer = evaluated.localizer
 
-    def localize(self, images: Mapping[str, np.ndarray]) -> pycolmap.Rigid3d | None:
+    def localize(self, images: Mapping[str, np.ndarray]) -> VariantAnswer:
         fix = self.localizer.localize(images)
-        return fix.map_from_base if fix.success else None
+        return VariantAnswer(fix.map_from_base if fix.success else None)
 
 
 class RetrievalVariant(LocalizationVariant):
-    def __init__(self, localizer: Localizer) -> None:
-        self.localizer = localizer
+    def __init__(self, evaluated: EvaluatedMap) -> None:
+        self.localizer = evaluated.localizer
 
-    def localize(self, images: Mapping[str, np.ndarray]) -> pycolmap.Rigid3d | None:
-        return self.localizer.retrieved_pose(images)
+    def localize(self, images: Mapping[str, np.ndarray]) -> VariantAnswer:
+        return VariantAnswer(self.localizer.retrieved_pose(images))
 
 
-VARIANTS: dict[str, Callable[[Localizer], LocalizationVariant]] = {
+class AstraVariant(LocalizationVariant):
+    """Astra-Global end to end: its coarse stage, the co-visibility filter, its fine stage."""
+
+    checkpoint = "grpo"
+
+    def __init__(self, evaluated: EvaluatedMap) -> None:
+        self.astra = evaluated.astra(self.checkpoint)
+
+    def localize(self, images: Mapping[str, np.ndarray]) -> VariantAnswer:
+        return self._answer(self.astra.localize(images))
+
+    def _answer(self, fix: AstraFix) -> VariantAnswer:
+        coarse = self.astra.localizer.keyframe_poses[fix.candidates[0]] if fix.candidates else None
+        return VariantAnswer(fix.map_from_base, coarse)
+
+
+class AstraSftVariant(AstraVariant):
+    checkpoint = "sft"
+
+
+class HybridVariant(AstraVariant):
+    """Astra-Global's coarse stage (the SFT + GRPO checkpoint), then the classical fine stage on its candidates."""
+
+    def localize(self, images: Mapping[str, np.ndarray]) -> VariantAnswer:
+        return self._answer(self.astra.localize_hybrid(images))
+
+
+VARIANTS: dict[str, Callable[[EvaluatedMap], LocalizationVariant]] = {
     "vpr": RetrievalVariant,
     "classical": ClassicalVariant,
+    "astra_sft": AstraSftVariant,
+    "astra_grpo": AstraVariant,
+    "hybrid": HybridVariant,
 }
-
-
-def map_localizer(topo: TopoMap, rig: Sequence[RigCamera]) -> Localizer:
-    """The navigation stack's localizer over a built map, with the descriptor the map was built with."""
-    return Localizer(topo.nodes, topo.node_features, rig, LocalizerConfig(topo.manifest.build["descriptor"]))
 
 
 def query_instants(lake: Lake, episode_id: str, count: int, spacing_m: float = QUERY_SPACING_M) -> list[Query]:
@@ -118,41 +190,54 @@ def query_instants(lake: Lake, episode_id: str, count: int, spacing_m: float = Q
 def evaluate_variant(
     variant: LocalizationVariant, queries: Sequence[Query], world_from_map_: pycolmap.Rigid3d
 ) -> dict[str, Any]:
-    """The recalls, coarse recall and latency of one variant on the queries."""
-    errors, seconds = [], []
+    """The recalls, coarse recall and latency of one variant on the queries. Coarse recall judges the variant's coarse
+    stage where it reports one (Astra-Global's best candidate keyframe), else its answer."""
+    errors, coarse, seconds = [], [], []
+
+    def error(map_from_base: pycolmap.Rigid3d | None, truth: pycolmap.Rigid3d) -> tuple[float, float]:
+        return (np.inf, np.inf) if map_from_base is None else pose_error(world_from_map_ * map_from_base, truth)
+
     for query in queries:
         started = time.perf_counter()
-        map_from_base = variant.localize(query.images)
+        answer = variant.localize(query.images)
         seconds.append(time.perf_counter() - started)
-        found = map_from_base is not None
-        errors.append(pose_error(world_from_map_ * map_from_base, query.world_from_base) if found else (np.inf, np.inf))
-    error = np.array(errors, float).reshape(-1, 2)
+        errors.append(error(answer.pose, query.world_from_base))
+        coarse.append(error(answer.coarse, query.world_from_base)[0] if answer.coarse is not None else errors[-1][0])
+    errors = np.array(errors, float).reshape(-1, 2)
     milliseconds = 1000 * np.array(seconds)
     figures: dict[str, Any] = {
-        name: round(float(np.mean((error[:, 0] <= metres) & (error[:, 1] <= degrees))), 3)
+        name: round(float(np.mean((errors[:, 0] <= metres) & (errors[:, 1] <= degrees))), 3)
         for name, (metres, degrees) in RECALLS.items()
     }
-    figures["coarse_10m"] = round(float(np.mean(error[:, 0] <= COARSE_M)), 3)
-    figures["answered"] = round(float(np.mean(np.isfinite(error[:, 0]))), 3)
+    figures["coarse_10m"] = round(float(np.mean(np.array(coarse) <= COARSE_M)), 3)
+    figures["answered"] = round(float(np.mean(np.isfinite(errors[:, 0]))), 3)
     figures["latency_p50_ms"] = round(float(np.percentile(milliseconds, 50)), 1)
     figures["latency_p99_ms"] = round(float(np.percentile(milliseconds, 99)), 1)
     return figures
 
 
 def evaluate_localization(
-    topo: TopoMap, map_lake: Lake, queries: Sequence[Query], variants: Sequence[str] = tuple(VARIANTS)
+    topo: TopoMap,
+    map_lake: Lake,
+    queries: Sequence[Query],
+    variants: Sequence[str] = tuple(VARIANTS),
+    checkpoints: Mapping[str, Path] | None = None,
 ) -> dict[str, Any]:
-    """Every variant on the same queries: {"queries": N, "variants": {name: figures}}."""
+    """Every variant on the same queries: {"queries": N, "variants": {name: figures}}. `checkpoints` replaces
+    Astra-Global's committed ones by name ("sft", "grpo")."""
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown localization variants {unknown}; choose from {', '.join(VARIANTS)}")
-    map_episode = sorted(set(topo.nodes["episode_id"].to_pylist()))[0]
-    localizer = map_localizer(topo, read_rig(map_lake, map_episode))
+    evaluated = EvaluatedMap(topo, map_lake, checkpoints)
     alignment = world_from_map(topo, map_lake)
     return {
         "queries": len(queries),
-        "variants": {name: evaluate_variant(VARIANTS[name](localizer), queries, alignment) for name in variants},
+        "variants": {name: evaluate_variant(VARIANTS[name](evaluated), queries, alignment) for name in variants},
     }
+
+
+def _decode(jpeg: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
 
 
 def record_query_tour(

@@ -5,22 +5,41 @@ buildings held out, each checkpoint written with a model card naming its data an
                retrieval on held-out buildings: each building's first tour is the database, its later tours the queries
     detector   the learned landmark detector (models.landmark_detector), trained on the segmentation's boxes and
                scored against them on held-out buildings: precision, recall, attributes, sign text
+    astra      Astra-Global (models.astra_global): SFT on coarse and fine localization examples, then GRPO on the
+               coarse stage; both checkpoints are kept (astra_global_sft, astra_global), for the ablation
+
+Astra-Global's examples pair the tours of one building: one tour is the map (its instants the keyframes, the
+landmarks its frames see the map's list, at their true poses), each instant of the other tour a query: the landmarks
+it sees (coarse) and its pose relative to a keyframe the co-visibility filter would offer (fine). A map built by
+`astra map build` holds the same things a few centimetres off (its ATE), so the truth stands in for it here.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
 from datasets.global_frames import FrameSet, read_frames, read_landmarks
+from models.astra_global.answers import Answer, AnswerGrammar
+from models.astra_global.grpo import GRPOConfig, train_grpo
+from models.astra_global.maps import LandmarkMap, MapKeyframe, coarse_answer
+from models.astra_global.model import AstraGlobal, ModelSize
+from models.astra_global.prompts import Example, Query, describe_landmark
+from models.astra_global.sft import SFTConfig, train_sft
+from models.astra_global.tokenizer import train_tokenizer
 from models.descriptors import GlobalDescriptor, TinyImageDescriptor, VprDescriptor
 from models.landmark_detector import LabelledBox, TrainConfig, evaluate_detections, train_detector
 from models.vpr import CameraPoses, VprConfig, VprTrainConfig, retrieval_recall, train_vpr
 from schemas.global_dataset import GlobalDatasetManifest
+from schemas.topics import CAMERAS
 
 FRAME_SIZE = (160, 120)  # as the tours record them; each model shrinks further
 
@@ -137,3 +156,247 @@ def train_detector_model(
     lines = "\n".join(f"- {key}: {value}" for key, value in summary.items())
     card.write_text(f"{card.read_text()}\n## Training\n\n{lines}\n")
     return {**summary, "out": str(out)}
+
+
+ASTRA_FRAME_SIZE = (128, 96)  # what Astra-Global's vision tower reads: 48 tokens per picture after merging
+FINE_REACH_M = 4.0  # fine examples' reference keyframes lie this close: the pose bins reach as far
+
+
+@dataclass(frozen=True)
+class AstraExamples:
+    """One building's map (one tour) and the examples its other tour's instants make."""
+
+    site: str
+    map_episode: str
+    query_episode: str
+    landmark_ids: list[str]  # the map list's landmarks, in its order
+    landmark_map: LandmarkMap
+    query_t_ns: list[int]  # the query tour's instants, one coarse example each
+    query_poses: list[tuple[float, float, float]]  # base_link at each, in the building's frame
+    coarse: list[Example]
+    fine: list[Example]
+    fine_queries: list[tuple[int, int]]  # each fine example's query instant and reference keyframe
+
+
+def landmark_descriptions(landmarks: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """(site, landmark id) -> the landmark's line in the prompt's map list."""
+    return {
+        (lm["site"], lm["landmark_id"]): describe_landmark(lm["category"], lm["color"], lm["material"], lm["text"])
+        for lm in landmarks
+    }
+
+
+def _instants(frames: FrameSet, episode: str) -> list[np.ndarray]:
+    """The frame indices of each instant of an episode, cameras in the rig's order (schemas.topics.CAMERAS)."""
+    here = np.flatnonzero(frames.episode_id == episode)
+    instants = []
+    for t in np.unique(frames.t_ns[here]):
+        at = here[frames.t_ns[here] == t]
+        by_camera = {str(frames.camera[i]): i for i in at}
+        if set(by_camera) == set(CAMERAS):
+            instants.append(np.array([by_camera[c] for c in CAMERAS]))
+    return instants
+
+
+def astra_examples(
+    frames: FrameSet, descriptions: dict[tuple[str, str], str], map_episode: str, query_episode: str, seed: int = 0
+) -> AstraExamples:
+    """The map of `map_episode` and the coarse and fine examples of `query_episode`'s instants (one building's).
+
+    The map's list is in random order (seeded), so that the model learns landmarks by what they look like rather
+    than by where they tend to stand in the list. A fine example's reference is a random one of the first three
+    co-visible keyframes within FINE_REACH_M, as the filter would offer it; an instant with none has no fine example.
+    """
+    rng = np.random.default_rng(seed)
+    site = str(frames.site[np.flatnonzero(frames.episode_id == map_episode)[0]])
+    map_instants = _instants(frames, map_episode)
+    seen_ids = sorted({s["landmark_id"] for rows in map_instants for i in rows for s in frames.sightings[i]})
+    listed = [seen_ids[i] for i in rng.permutation(len(seen_ids))]
+    position = {landmark: i for i, landmark in enumerate(listed)}
+
+    def seen(rows: np.ndarray) -> tuple[int, ...]:
+        ids = {s["landmark_id"] for i in rows for s in frames.sightings[i]}
+        return tuple(sorted(position[x] for x in ids if x in position))
+
+    keyframes = [
+        MapKeyframe(tuple(frames.base_pose[rows[0]]), seen(rows), [frames.images[i] for i in rows])
+        for rows in map_instants
+    ]
+    landmark_map = LandmarkMap([descriptions[site, x] for x in listed], keyframes)
+    positions = np.array([k.pose[:2] for k in keyframes])
+    examples = AstraExamples(site, map_episode, query_episode, listed, landmark_map, [], [], [], [], [])
+    for rows in _instants(frames, query_episode):
+        images, landmarks, pose = [frames.images[i] for i in rows], seen(rows), tuple(frames.base_pose[rows[0]])
+        examples.query_t_ns.append(int(frames.t_ns[rows[0]]))
+        examples.query_poses.append(pose)
+        examples.coarse.append(Example(landmark_map.coarse_query(images), coarse_answer(landmarks)))
+        near = np.linalg.norm(positions - pose[:2], axis=1) <= FINE_REACH_M
+        offered = [k for k in landmark_map.covisible(landmarks) if near[k]][:3]
+        if offered:
+            reference = int(rng.choice(offered))
+            answer = landmark_map.fine_answer(landmarks, reference, pose)
+            examples.fine.append(Example(landmark_map.fine_query(images, reference), answer))
+            examples.fine_queries.append((len(examples.coarse) - 1, reference))
+    return examples
+
+
+def building_examples(frames: FrameSet, landmarks: list[dict[str, Any]], seed: int = 0) -> list[AstraExamples]:
+    """Every ordered pair of tours of each building: the first as the map and the second as queries, and back."""
+    descriptions = landmark_descriptions(landmarks)
+    examples = []
+    for site in np.unique(frames.site):
+        episodes = list(dict.fromkeys(frames.episode_id[frames.site == site]))
+        for map_episode, query_episode in itertools.permutations(episodes, 2):
+            examples.append(astra_examples(frames, descriptions, map_episode, query_episode, seed + len(examples)))
+    return examples
+
+
+@dataclass(frozen=True)
+class AstraFigures:
+    """Held-out figures of an Astra-Global checkpoint on the examples of buildings it never saw."""
+
+    landmark_recall: float  # of the truly seen landmarks, the share the coarse answer names
+    landmark_precision: float
+    coarse_parsed: float  # share of coarse answers that parse
+    coarse_10m: float  # the best co-visible keyframe within 10 m of the truth
+    fine_parsed: float
+    fine_1m_5deg: float  # fine pose (against its true reference) within 1 m and 5°
+    fine_median_m: float | None  # None where most fine answers gave no pose
+    fine_median_deg: float | None
+
+
+def evaluate_astra(model: AstraGlobal, buildings: Sequence[AstraExamples], per_building: int) -> AstraFigures:
+    """The model's coarse and fine answers on up to `per_building` queries of each building, against the truth."""
+    recall, precision, parsed, near = [], [], [], []
+    fine_parsed, errors = [], []
+    for building in buildings:
+        pick = np.unique(np.linspace(0, len(building.coarse) - 1, per_building).round().astype(int))
+        answers = _answer(model, [building.coarse[i].query for i in pick])
+        for i, answer in zip(pick, answers, strict=True):
+            truth = set(building.coarse[i].answer.landmarks)
+            parsed.append(answer is not None)
+            named = set(answer.landmarks) if answer else set()
+            recall.append(len(truth & named) / len(truth) if truth else float(not named))
+            precision.append(len(truth & named) / len(named) if named else float(not truth))
+            candidates = building.landmark_map.covisible(sorted(named))
+            best = building.landmark_map.keyframes[candidates[0]].pose if len(candidates) else None
+            near.append(best is not None and math.dist(best[:2], building.query_poses[i][:2]) <= 10.0)
+        fine_pick = np.unique(np.linspace(0, len(building.fine) - 1, per_building).round().astype(int))
+        fine_pick = fine_pick[: len(building.fine)]
+        for example, answer in zip(
+            [building.fine[i] for i in fine_pick],
+            _answer(model, [building.fine[i].query for i in fine_pick]),
+            strict=True,
+        ):
+            fine_parsed.append(answer is not None and answer.pose is not None)
+            if fine_parsed[-1]:
+                truth = example.answer.pose
+                errors.append(
+                    (
+                        math.hypot(answer.pose.dx - truth.dx, answer.pose.dy - truth.dy),
+                        abs(math.degrees(math.remainder(answer.pose.dyaw - truth.dyaw, math.tau))),
+                    )
+                )
+            else:
+                errors.append((math.inf, math.inf))
+    error = np.array(errors).reshape(-1, 2)
+    return AstraFigures(
+        landmark_recall=round(float(np.mean(recall)), 3),
+        landmark_precision=round(float(np.mean(precision)), 3),
+        coarse_parsed=round(float(np.mean(parsed)), 3),
+        coarse_10m=round(float(np.mean(near)), 3),
+        fine_parsed=round(float(np.mean(fine_parsed)), 3),
+        fine_1m_5deg=round(float(np.mean((error[:, 0] <= 1.0) & (error[:, 1] <= 5.0))), 3),
+        fine_median_m=_finite(round(float(np.median(error[:, 0])), 2)),
+        fine_median_deg=_finite(round(float(np.median(error[:, 1])), 1)),
+    )
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _answer(model: AstraGlobal, queries: Sequence[Query], batch_size: int = 16) -> list[Answer | None]:
+    return [
+        a for start in range(0, len(queries), batch_size) for a in model.answer(queries[start : start + batch_size])
+    ]
+
+
+@dataclass(frozen=True)
+class AstraTrainConfig:
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(steps=30))
+    # Four layers, not six: two checkpoints (SFT and GRPO, for the ablation) must fit the 20 MB of committed weights.
+    size: ModelSize = field(default_factory=lambda: ModelSize(layers=4, max_image_pixels=math.prod(ASTRA_FRAME_SIZE)))
+    # Yaw in 5° bins: 10° bins would round a true heading up to 5° off, the whole of the 1 m / 5° tolerance.
+    grammar: AnswerGrammar = field(default_factory=lambda: AnswerGrammar(yaw_step_deg=5.0))
+    eval_queries_per_building: int = 12
+    seed: int = 0
+
+
+def train_astra_model(
+    dataset: Path, out: Path, held_out: HeldOut, config: AstraTrainConfig = AstraTrainConfig(), progress: bool = True
+) -> dict[str, Any]:
+    """SFT on the training buildings' coarse and fine examples, then GRPO on their coarse ones; each checkpoint is
+    scored on the held-out buildings and saved with its card: `out`_sft and `out`. Returns the figures."""
+    manifest = GlobalDatasetManifest.read(dataset)
+    frames = read_frames(dataset, ASTRA_FRAME_SIZE, progress=progress)
+    held = np.isin(frames.world_seed, held_out.seeds)
+    if held.all() or not held.any():
+        raise ValueError(
+            f"held-out seeds {list(held_out.seeds)} leave {int((~held).sum())} frames to train and "
+            f"{int(held.sum())} to test"
+        )
+    landmarks = read_landmarks(dataset)
+    train = building_examples(frames.subset(~held), landmarks, config.seed)
+    test = building_examples(frames.subset(held), landmarks, config.seed)
+    coarse = [e for b in train for e in b.coarse]
+    fine = [e for b in train for e in b.fine]
+    torch.manual_seed(config.seed)
+    texts = sorted(landmark_descriptions(landmarks).values())
+    model = AstraGlobal.create(train_tokenizer(texts, config.grammar), config.grammar, config.size)
+    data = {
+        "dataset": f"{dataset} (lake {manifest.lake} version {manifest.lake_version})",
+        "trained on": f"{len(coarse)} coarse and {len(fine)} fine examples from {len(train)} tour pairs of "
+        f"{len({b.site for b in train})} buildings",
+        "held out": f"seeds {list(held_out.seeds)}: {len({b.site for b in test})} buildings, "
+        f"{config.eval_queries_per_building} queries per tour pair",
+        "parameters": sum(p.numel() for p in model.model.parameters()),
+    }
+    with tqdm(total=config.sft.steps, desc="Astra-Global SFT", disable=not progress) as bar:
+        losses = train_sft(model, [*coarse, *fine], config.sft, on_step=lambda step, loss: _tick(bar, loss=loss))
+    sft_figures = evaluate_astra(model, test, config.eval_queries_per_building)
+    sft_card = {**data, "SFT": asdict(config.sft), "final SFT loss": _tail_mean(losses)}
+    save_astra(model, Path(f"{out}_sft"), {**sft_card, "held-out figures": asdict(sft_figures)})
+    reference = AstraGlobal.from_pretrained(Path(f"{out}_sft"))
+    with tqdm(total=config.grpo.steps, desc="Astra-Global GRPO", disable=not progress) as bar:
+        history = train_grpo(
+            model, coarse, config.grpo, reference, on_step=lambda step, s: _tick(bar, reward=s.reward, kl=s.kl)
+        )
+    grpo_figures = evaluate_astra(model, test, config.eval_queries_per_building)
+    grpo_card = {
+        **sft_card,
+        "GRPO (coarse examples)": asdict(config.grpo),
+        "GRPO mean reward, first and last tenth of steps": [
+            _tail_mean([h.reward for h in history[: max(1, len(history) // 10)]]),
+            _tail_mean([h.reward for h in history]),
+        ],
+    }
+    save_astra(model, out, {**grpo_card, "held-out figures": asdict(grpo_figures)})
+    return {"sft": asdict(sft_figures), "grpo": asdict(grpo_figures), **data, "out": str(out)}
+
+
+def save_astra(model: AstraGlobal, out: Path, card: dict[str, Any]) -> None:
+    """The checkpoint and its model card (README.md)."""
+    model.save_pretrained(out)
+    lines = "\n".join(f"- {key}: {value}" for key, value in card.items())
+    (Path(out) / "README.md").write_text(f"# Astra-Global\n\n{AstraGlobal.__doc__}\n\n## Training\n\n{lines}\n")
+
+
+def _tick(bar: tqdm, **figures: float) -> None:
+    bar.set_postfix({k: f"{v:.3f}" for k, v in figures.items()}, refresh=False)
+    bar.update()
+
+
+def _tail_mean(values: Sequence[float]) -> float:
+    return round(float(np.mean(values[-max(1, len(values) // 10) :])), 4)

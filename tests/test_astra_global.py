@@ -12,6 +12,7 @@ import torch
 
 from models.astra_global.answers import END, LANDMARKS, NODES, POSE, Answer, AnswerGrammar, Pose
 from models.astra_global.grpo import GRPOConfig, answer_logps, group_advantages, grpo_loss, train_grpo
+from models.astra_global.maps import REFERENCE_NODE, LandmarkMap, MapKeyframe, relative_pose
 from models.astra_global.model import AstraGlobal, ModelSize
 from models.astra_global.prompts import Example, Query, prompt_text
 from models.astra_global.rewards import RewardConfig, score
@@ -280,3 +281,28 @@ def test_save_and_load_give_the_same_answers(tmp_path) -> None:
     assert all(torch.equal(inputs[k], loaded.inputs(queries)[k]) for k in inputs)
     with pytest.raises(FileNotFoundError):
         AstraGlobal.from_pretrained(tmp_path / "missing")
+
+
+def test_a_pose_relative_to_a_keyframe_comes_back_to_where_it_was() -> None:
+    landmark_map = LandmarkMap(["a"], [MapKeyframe((1.0, 1.0, math.radians(90)), (0,))])
+    # The keyframe faces north: 2 m north of it is 2 m ahead, 1 m west of that is 1 m to its left.
+    pose = (0.0, 3.0, math.radians(-170))
+    dx, dy, dyaw = relative_pose(landmark_map.keyframes[0].pose, pose)
+    assert (dx, dy, math.degrees(dyaw)) == pytest.approx((2.0, 1.0, 100.0))
+    assert landmark_map.absolute_pose(0, Pose(0, dx, dy, dyaw)) == pytest.approx(pose)
+
+
+def test_the_covisibility_filter_ranks_keyframes_by_the_landmarks_they_share_then_by_the_others_they_see() -> None:
+    keyframes = [MapKeyframe((0.0, 0.0, 0.0), seen) for seen in [(0, 1, 2, 3), (1, 2), (4,), (1, 2, 5), (2,)]]
+    landmark_map = LandmarkMap([str(i) for i in range(6)], keyframes)
+    assert landmark_map.covisible([1, 2]).tolist() == [1, 3, 0, 4]
+    assert landmark_map.covisible([]).tolist() == []
+    fine = landmark_map.fine_answer([2, 5, 4], 3, (1.0, 0.0, 0.0))
+    # Renumbered in the reference's own list (1, 2, 5): landmark 4 is not in it.
+    assert (
+        fine.landmarks == (1, 2)
+        and fine.nodes == (REFERENCE_NODE,)
+        and fine.pose == Pose(REFERENCE_NODE, 1.0, 0.0, 0.0)
+    )
+    query = landmark_map.fine_query([np.zeros((8, 8, 3), np.uint8)], 3)
+    assert list(query.landmarks) == ["1", "2", "5"] and query.reference_node == REFERENCE_NODE

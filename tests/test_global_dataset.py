@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import itertools
+import math
 import subprocess
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +17,12 @@ import pytest
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from datasets.global_frames import read_frames
+from datasets.global_frames import read_frames, read_landmarks
 from datasets.lake import Lake
 from models.descriptors import TinyImageDescriptor
 from models.mapping.keyframes import KeyframeConfig
 from pipelines.global_dataset import GlobalDatasetConfig, build_global_dataset
-from pipelines.train_global import retrieval_by_building
+from pipelines.train_global import FINE_REACH_M, building_examples, retrieval_by_building
 from schemas.global_dataset import FRAMES, FRAMES_DIR, LANDMARKS, LANDMARKS_FILE, GlobalDatasetManifest
 from schemas.robot import DEFAULT_ROBOT
 from schemas.topics import CAMERA_YAWS, CAMERAS
@@ -114,3 +117,30 @@ def test_astra_train_global_refuses_held_out_seeds_that_leave_nothing_to_train(d
     argv = [astra, "train", "global", "--dataset", str(dataset), "--out", str(tmp_path), "--holdout-seeds", "0"]
     refused = subprocess.run(argv, capture_output=True, text=True)
     assert refused.returncode == 2 and "leave 0 frames to train" in refused.stderr and not any(tmp_path.iterdir())
+
+
+def test_astra_examples_pair_the_tours_with_the_truth_of_what_each_instant_sees_and_where_it_stands(
+    dataset: Path,
+) -> None:
+    frames = read_frames(dataset, (64, 48))
+    buildings = building_examples(frames, read_landmarks(dataset))
+    episodes = set(frames.episode_id)
+    assert sorted((b.map_episode, b.query_episode) for b in buildings) == sorted(itertools.permutations(episodes, 2))
+    rows = pads.dataset(dataset / FRAMES_DIR).to_table(columns=["episode_id", "t_ns", "base_x", "base_y", "sightings"])
+    seen_at, where = defaultdict(set), {}
+    for row in rows.to_pylist():
+        seen_at[row["episode_id"], row["t_ns"]] |= {s["landmark_id"] for s in row["sightings"]}
+        where[row["episode_id"], row["t_ns"]] = (row["base_x"], row["base_y"])
+    for b in buildings:
+        mapped = set().union(*(ids for (episode, _), ids in seen_at.items() if episode == b.map_episode))
+        assert sorted(b.landmark_ids) == sorted(mapped) and len(b.landmark_map.landmarks) == len(mapped)
+        assert len(b.coarse) == len(b.query_t_ns) == len({t for e, t in seen_at if e == b.query_episode})
+        for t, pose, example in zip(b.query_t_ns, b.query_poses, b.coarse, strict=True):
+            named = {b.landmark_ids[i] for i in example.answer.landmarks}
+            assert named == seen_at[b.query_episode, t] & mapped and pose[:2] == where[b.query_episode, t]
+        assert len(b.fine) > len(b.coarse) / 2
+        for (query, keyframe), example in zip(b.fine_queries, b.fine, strict=True):
+            pose = example.answer.pose
+            assert math.hypot(pose.dx, pose.dy) <= FINE_REACH_M and example.answer.landmarks
+            assert b.landmark_map.absolute_pose(keyframe, pose) == pytest.approx(b.query_poses[query])
+            assert len(example.query.landmarks) == len(b.landmark_map.keyframes[keyframe].landmarks)

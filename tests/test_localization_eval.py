@@ -11,10 +11,13 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from datasets.lake import Lake
+from datasets.map_eval import world_from_map
 from datasets.map_store import read_map
 from pipelines.localization_eval import (
+    EvaluatedMap,
     LocalizationVariant,
     Query,
+    VariantAnswer,
     evaluate_localization,
     evaluate_variant,
     query_instants,
@@ -30,8 +33,8 @@ class _Offset(LocalizationVariant):
     def __init__(self, answers: dict[int, pycolmap.Rigid3d | None]) -> None:
         self.answers = answers
 
-    def localize(self, images: Mapping[str, np.ndarray]) -> pycolmap.Rigid3d | None:
-        return self.answers[id(images)]
+    def localize(self, images: Mapping[str, np.ndarray]) -> VariantAnswer:
+        return VariantAnswer(self.answers[id(images)])
 
 
 def _moved(pose: pycolmap.Rigid3d, metres: float, degrees: float) -> pycolmap.Rigid3d:
@@ -69,8 +72,29 @@ def test_the_classical_localizer_finds_the_tours_instants_and_retrieval_alone_co
     assert len(queries) == 6 and all(set(q.images) == set(CAMERAS) for q in queries)
     spacing = np.diff([q.t_ns for q in queries])
     assert (spacing > 0).all()
-    result = evaluate_localization(topo, lake, queries)
+    result = evaluate_localization(topo, lake, queries, ("vpr", "classical"))
     assert result["queries"] == 6 and set(result["variants"]) == {"vpr", "classical"}
     classical, vpr = result["variants"]["classical"], result["variants"]["vpr"]
     assert classical["recall_0.25m_2deg"] >= 0.8
     assert vpr["coarse_10m"] >= 0.8 and vpr["recall_0.25m_2deg"] <= classical["recall_0.25m_2deg"]
+
+
+def test_candidates_from_another_coarse_stage_take_the_place_of_retrieval(office: tuple) -> None:
+    topo, lake = office
+    episode = sorted(set(topo.nodes["episode_id"].to_pylist()))[-1]
+    evaluated = EvaluatedMap(topo, lake)
+    localizer, map_from_world = evaluated.localizer, world_from_map(topo, lake).inverse()
+
+    def nodes(keyframes: np.ndarray) -> tuple[str, ...]:
+        return tuple(localizer.node_ids[n] for k in keyframes for n in localizer.keyframe_nodes[k] if n >= 0)
+
+    found = 0
+    for query in query_instants(lake, episode, 4):
+        truth = map_from_world * query.world_from_base
+        distance = np.linalg.norm(localizer.keyframe_positions[:, :2] - truth.translation[:2], axis=1)
+        near, far = np.argsort(distance)[:2], np.argsort(distance)[-2:]
+        fix = localizer.localize(query.images, candidates=near)
+        assert fix.candidates == nodes(near)
+        found += fix.success and np.linalg.norm(fix.map_from_base.translation - truth.translation) < 0.25
+        assert localizer.localize(query.images, candidates=far).candidates == nodes(far)
+    assert found >= 3

@@ -31,6 +31,9 @@ from models.astra_global.answers import END, Answer, AnswerGrammar
 from models.astra_global.prompts import IMAGE_END, IMAGE_PAD, IMAGE_START, VIDEO_PAD, Query, prompt_text
 
 GRAMMAR_FILE = "grammar.json"
+_WEIGHTS = Path(__file__).parents[1] / "weights"
+# The committed checkpoints (`astra train global --models astra`): after SFT, and after SFT then GRPO.
+ASTRA_CHECKPOINTS = {"sft": _WEIGHTS / "astra_global_sft", "grpo": _WEIGHTS / "astra_global"}
 IGNORE = -100  # the label of tokens that are not scored (transformers' convention)
 
 
@@ -212,9 +215,12 @@ class AstraGlobal:
         return [self.parse(completion) for completion in self.generate(queries, max_new_tokens)]
 
     def save_pretrained(self, folder: Path | str) -> None:
-        """Model, tokenizer, image processor and grammar into one folder (the transformers layout plus grammar.json)."""
+        """Model (bfloat16 weights), tokenizer, image processor and grammar into one folder (the transformers layout
+        plus grammar.json)."""
         folder = Path(folder)
-        self.model.save_pretrained(folder)
+        # Weights in bfloat16, half the bytes of the committed defaults; from_pretrained trains and runs in float32.
+        half = {name: value.to(torch.bfloat16) for name, value in self.model.state_dict().items()}
+        self.model.save_pretrained(folder, state_dict=half)
         self.tokenizer.save_pretrained(folder)
         self.image_processor.save_pretrained(folder)
         (folder / GRAMMAR_FILE).write_text(json.dumps(asdict(self.grammar), indent=1))
@@ -226,7 +232,7 @@ class AstraGlobal:
         if not (folder / GRAMMAR_FILE).is_file():
             raise FileNotFoundError(f"{folder} holds no Astra-Global checkpoint: it has no {GRAMMAR_FILE}")
         return cls(
-            Qwen2VLForConditionalGeneration.from_pretrained(folder, local_files_only=True),
+            Qwen2VLForConditionalGeneration.from_pretrained(folder, local_files_only=True, dtype=torch.float32),
             PreTrainedTokenizerFast.from_pretrained(folder, local_files_only=True),
             Qwen2VLImageProcessorPil.from_pretrained(folder, local_files_only=True),
             AnswerGrammar(**json.loads((folder / GRAMMAR_FILE).read_text())),
