@@ -387,6 +387,24 @@ def cmd_train_global(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_global_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--global",
+        dest="global_localization",
+        help="how `global` localizes: classical, astra or hybrid (default: ASTRA_GLOBAL, else classical)",
+    )
+
+
+def _global_localization(args: argparse.Namespace) -> str:
+    """--global, else ASTRA_GLOBAL, else classical; UsageError for anything else."""
+    from operators.config import ConfigError, global_localization
+
+    try:
+        return global_localization(args.global_localization)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def _given(**settings: Any) -> dict[str, Any]:
     """The settings given on the command line: the others keep their defaults."""
     return {name: value for name, value in settings.items() if value is not None}
@@ -446,6 +464,7 @@ def cmd_navigate(args: argparse.Namespace) -> int:
     world, topo_map = _navigation_inputs(args.world, args.map)
     if args.seconds <= 0:
         raise UsageError("--seconds must be > 0")
+    localization = _global_localization(args)
     resolver = GoalResolver(topo_map.nodes, topo_map.landmarks, topo_map.node_landmarks, TextEncoder.from_pretrained())
     result = resolver.resolve(args.goal)
     if result.goal is None:
@@ -461,6 +480,7 @@ def cmd_navigate(args: argparse.Namespace) -> int:
         "ASTRA_GOAL": args.goal,
         "ASTRA_SECONDS": str(args.seconds),
         "ASTRA_SEED": str(args.seed),
+        "ASTRA_GLOBAL": localization,
         "ASTRA_MCAP": str(mcap),
         "ASTRA_RRD": str(rrd),
         **({"ASTRA_START": args.start} if args.start else {}),
@@ -525,7 +545,9 @@ def cmd_eval_mission(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
 
-    config = MissionConfig(time_limit_s=args.time_limit, blind_agents=args.blind_agents)
+    config = MissionConfig(
+        time_limit_s=args.time_limit, blind_agents=args.blind_agents, localization=_global_localization(args)
+    )
     outcomes = run_missions(world_dir, topo_map, alignment, args.missions, args.seed, config, report)
     bar.close()
     dynamic = bool(world.agents)
@@ -534,6 +556,7 @@ def cmd_eval_mission(args: argparse.Namespace) -> int:
         "seed": world.seed,
         "dynamic": dynamic,
         "blind_agents": dynamic and args.blind_agents,
+        "global": config.localization,
     }
     _emit(summary | summarize(outcomes))
     return EXIT_OK
@@ -935,6 +958,7 @@ def build_parser() -> argparse.ArgumentParser:
     navigate.add_argument("--seconds", type=float, default=180.0, help="time limit, simulated s (default 180)")
     navigate.add_argument("--start", help="start pose x,y,yaw in the world frame (default: the dock)")
     navigate.add_argument("--seed", type=int, default=0, help="sensor noise seed (default 0)")
+    _add_global_argument(navigate)
     navigate.add_argument("--rrd", type=Path, help="Rerun recording path (default: next to the MCAP)")
     navigate.add_argument("--out", type=Path, default=Path("data/logs"), help="MCAP folder (default data/logs)")
     navigate.add_argument(
@@ -982,6 +1006,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_mission.add_argument("--map", type=Path, help="reuse this map (with --world)")
     eval_mission.add_argument("--lake", type=Path, help="the map's lake, for the truth (default: the map's)")
     eval_mission.add_argument("--work", type=Path, help="where the building goes (default data/eval/KIND-SEED)")
+    _add_global_argument(eval_mission)
     eval_mission.add_argument("--json", action="store_true", help="only the JSON line (no per-mission lines)")
     eval_mission.set_defaults(func=cmd_eval_mission)
 

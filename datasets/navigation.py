@@ -7,9 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from datasets.lake import LakeError
+import numpy as np
+
+from datasets.lake import Lake, LakeError
 from datasets.map_eval import source_lake, world_from_map
 from datasets.map_store import TopoMap, key_from_env, read_map
+from datasets.site_log import decode_jpeg, read_pictures
+from models.astra_global.localizer import FINE_STAGES, AstraLocalizer, AstraLocalizerConfig, landmark_map
+from models.astra_global.model import ASTRA_CHECKPOINTS, AstraGlobal
 from models.goals import GoalResolver
 from models.localization import Localizer, LocalizerConfig
 from models.mapping.sfm import rig_cameras
@@ -20,6 +25,8 @@ from models.text_encoder import TextEncoder
 from schemas.map import MapError
 from schemas.robot import DEFAULT_ROBOT, RobotConfig
 from schemas.world import World
+
+LOCALIZATION = ("classical", *FINE_STAGES)  # how the global node localizes: ASTRA_GLOBAL
 
 
 def read_navigation_map(map_dir: Path) -> TopoMap:
@@ -38,13 +45,35 @@ def check_world_matches(topo_map: TopoMap, world: World) -> None:
 
 
 def global_navigator(
-    topo_map: TopoMap, robot: RobotConfig = DEFAULT_ROBOT, params: GlobalParams | None = None
+    topo_map: TopoMap,
+    robot: RobotConfig = DEFAULT_ROBOT,
+    params: GlobalParams | None = None,
+    localization: str = "classical",
 ) -> GlobalNavigator:
-    """A navigator over `topo_map` for a robot of `robot`'s rig, with the bundled text encoder."""
+    """A navigator over `topo_map` for a robot of `robot`'s rig, with the bundled text encoder, localizing by one of
+    LOCALIZATION: the classical localizer, or Astra-Global's coarse stage with its own fine stage ("astra", which
+    reads the keyframes' pictures from the map's lake) or the classical one ("hybrid", from the map alone)."""
+    if localization not in LOCALIZATION:
+        raise ValueError(f"unknown localization {localization!r}; choose one of {', '.join(LOCALIZATION)}")
     config = LocalizerConfig(descriptor=topo_map.manifest.build.get("descriptor", LocalizerConfig.descriptor))
     localizer = Localizer(topo_map.nodes, topo_map.node_features, rig_cameras(robot), config)
     resolver = GoalResolver(topo_map.nodes, topo_map.landmarks, topo_map.node_landmarks, TextEncoder.from_pretrained())
+    if localization != "classical":
+        pictures = keyframe_pictures(source_lake(topo_map), localizer) if localization == "astra" else None
+        landmarks = landmark_map(localizer, topo_map.landmarks, topo_map.node_landmarks, pictures)
+        model = AstraGlobal.from_pretrained(ASTRA_CHECKPOINTS["grpo"])
+        localizer = AstraLocalizer(model, landmarks, localizer, AstraLocalizerConfig(fine=localization))
     return GlobalNavigator(localizer, resolver, topo_map.nodes, topo_map.edges, params or GlobalParams())
+
+
+def keyframe_pictures(lake: Lake, localizer: Localizer) -> list[list[np.ndarray]]:
+    """The pictures of each of the localizer's keyframes, one per rig camera, from the lake the map was built from."""
+    instants = localizer.keyframe_instants
+    jpegs: dict[tuple[str, str, int], bytes] = {}
+    for episode in sorted({e for e, _ in instants}):
+        found = read_pictures(lake, episode, localizer.rig, [t for e, t in instants if e == episode])
+        jpegs |= {(episode, camera, t): data for (camera, t), data in found.items()}
+    return [[decode_jpeg(jpegs[episode, c.name, t]) for c in localizer.rig] for episode, t in instants]
 
 
 def planar_world_from_map(topo_map: TopoMap, lake: Path | str | None = None) -> Pose2:

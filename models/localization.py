@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -79,6 +80,17 @@ class LocalizationFix:
     inliers: int
     candidates: tuple[str, ...]  # node ids of the retrieved keyframes
     reason: str = ""
+
+
+class RigLocalizer(Protocol):
+    """What navigation localizes with: Localizer, or another coarse stage in front of it (models.astra_global)."""
+
+    def localize(
+        self,
+        images: Mapping[str, np.ndarray],
+        prior: pycolmap.Rigid3d | None = None,
+        prior_sigma_m: float | None = None,
+    ) -> LocalizationFix: ...
 
 
 @dataclass(frozen=True)
@@ -171,7 +183,7 @@ class Localizer:
         """
         cameras = [i for i, c in enumerate(self.rig) if c.name in images]
         if not cameras:
-            return _failure((), f"no picture from any of the rig's cameras {[c.name for c in self.rig]}")
+            return failed_fix((), f"no picture from any of the rig's cameras {[c.name for c in self.rig]}")
         pictures = [np.ascontiguousarray(images[self.rig[i].name]) for i in cameras]
         allowed = np.ones(len(self.keyframe_nodes), bool)
         radius = max(self.config.prior_radius_m, 3 * (prior_sigma_m or 0.0))
@@ -183,7 +195,7 @@ class Localizer:
             retrieved = np.array([k for k in candidates if allowed[k]], np.int64)
         candidates = tuple(self.node_ids[n] for k in retrieved for n in self.keyframe_nodes[k] if n >= 0)
         if not len(retrieved):
-            return _failure(candidates, "no registered map keyframe within reach of the prior")
+            return failed_fix(candidates, "no registered map keyframe within reach of the prior")
 
         keypoints, descriptors, camera_of = self._features(pictures, cameras)
         places = self._places(retrieved, allowed)
@@ -205,13 +217,13 @@ class Localizer:
                 if np.linalg.norm(f.rig_from_world.inverse().translation[:2] - prior.translation[:2]) <= reach
             ]
         if not fixes:
-            return _failure(
+            return failed_fix(
                 candidates, "no place gave a pose from the matched features" + " near the prior" * (prior is not None)
             )
         fixes.sort(key=lambda f: -f.inliers)
         best = fixes[0]
         if best.inliers < self.config.min_inliers:
-            return _failure(candidates, f"{best.inliers} inliers, fewer than {self.config.min_inliers}", best.inliers)
+            return failed_fix(candidates, f"{best.inliers} inliers, fewer than {self.config.min_inliers}", best.inliers)
         map_from_base = best.rig_from_world.inverse()
         rivals = [
             f.inliers
@@ -422,5 +434,6 @@ def _map_covariance(rig_from_world: pycolmap.Rigid3d, colmap_covariance: np.ndar
     return jacobian @ colmap_covariance @ jacobian.T
 
 
-def _failure(candidates: tuple[str, ...], reason: str, inliers: int = 0) -> LocalizationFix:
+def failed_fix(candidates: tuple[str, ...], reason: str, inliers: int = 0) -> LocalizationFix:
+    """A fix that found nothing: anywhere, any way round, with why."""
     return LocalizationFix(False, None, _UNKNOWN_COVARIANCE.copy(), 0.0, inliers, candidates, reason)

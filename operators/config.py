@@ -174,6 +174,17 @@ def map_dir() -> Path:
     return env_path("ASTRA_MAP", "data/maps/office-0")
 
 
+def global_localization(given: str | None = None) -> str:
+    """ASTRA_GLOBAL (or `given`, which overrides it): how `global` localizes: classical, astra (Astra-Global end to
+    end) or hybrid (its coarse stage, then the classical fine stage)."""
+    from datasets.navigation import LOCALIZATION
+
+    value = given or os.environ.get("ASTRA_GLOBAL") or "classical"
+    if value not in LOCALIZATION:
+        raise ConfigError(f"ASTRA_GLOBAL must be one of {', '.join(LOCALIZATION)}, got {value!r}")
+    return value
+
+
 def relocalize_s() -> float:
     """ASTRA_RELOCALIZE_S: seconds of robot time between periodic relocalizations (1-5 s)."""
     value = _number("ASTRA_RELOCALIZE_S", 3.0, positive=True)

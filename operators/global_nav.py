@@ -6,7 +6,7 @@ Inputs: `mission_goal` (MissionGoal), `local_odom` (fused odometry, which also g
 
 Relocalization runs on a worker thread, every ASTRA_RELOCALIZE_S of robot time and whenever local or
 actuation asks; the loop keeps translating messages meanwhile, so local never waits for it. ASTRA_MAP names
-the map (ASTRA_MAP_KEY opens an encrypted one).
+the map (ASTRA_MAP_KEY opens an encrypted one); ASTRA_GLOBAL chooses the localizer (classical, astra, hybrid).
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ def main(node: Node | None = None) -> None:
     torch.set_num_threads(1)
     robot = config.robot_config()
     navigator = global_navigator(
-        read_navigation_map(config.map_dir()), robot, GlobalParams(relocalize_s=config.relocalize_s())
+        read_navigation_map(config.map_dir()),
+        robot,
+        GlobalParams(relocalize_s=config.relocalize_s()),
+        config.global_localization(),
     )
     images: dict[str, CompressedImage] = {}
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relocalize")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import abc
 import functools
-import io
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,13 +28,13 @@ from typing import Any
 
 import numpy as np
 import pycolmap
-from PIL import Image
 
 from datasets.lake import Lake
 from datasets.map_eval import world_from_map
 from datasets.map_store import TopoMap
-from datasets.site_log import read_pictures, read_rig, read_trajectory, rig_frames
-from models.astra_global.localizer import AstraFix, AstraLocalizer, landmark_map
+from datasets.navigation import keyframe_pictures
+from datasets.site_log import decode_jpeg, read_pictures, read_rig, read_trajectory, rig_frames
+from models.astra_global.localizer import AstraLocalizer, AstraLocalizerConfig, landmark_map
 from models.astra_global.model import ASTRA_CHECKPOINTS, AstraGlobal
 from models.localization import Localizer, LocalizerConfig
 from models.mapping.evaluation import pose_error
@@ -90,28 +89,29 @@ class EvaluatedMap:
         self.rig = read_rig(lake, map_episode)
         config = LocalizerConfig(topo.manifest.build["descriptor"])
         self.localizer = Localizer(topo.nodes, topo.node_features, self.rig, config)
-        self._astra: dict[str, AstraLocalizer] = {}
+        self._models: dict[str, AstraGlobal] = {}
+        self._astra: dict[tuple[str, str], AstraLocalizer] = {}
 
     @functools.cached_property
     def keyframe_pictures(self) -> list[list[np.ndarray]]:
-        """Each of the localizer's keyframes' pictures, one per rig camera."""
-        instants = self.localizer.keyframe_instants
-        jpegs: dict[tuple[str, str, int], bytes] = {}
-        for episode in sorted({e for e, _ in instants}):
-            times = [t for e, t in instants if e == episode]
-            found = read_pictures(self.lake, episode, self.rig, times)
-            jpegs |= {(episode, camera, t): data for (camera, t), data in found.items()}
-        return [[_decode(jpegs[episode, c.name, t]) for c in self.rig] for episode, t in instants]
+        return keyframe_pictures(self.lake, self.localizer)
 
-    def astra(self, checkpoint: str) -> AstraLocalizer:
-        """Astra-Global from the named checkpoint (ASTRA_CHECKPOINTS) over this map, loaded once."""
-        if checkpoint not in self._astra:
-            model = AstraGlobal.from_pretrained(self.checkpoints[checkpoint])
-            landmarks = landmark_map(
-                self.localizer, self.topo.landmarks, self.topo.node_landmarks, self.keyframe_pictures
-            )
-            self._astra[checkpoint] = AstraLocalizer(model, landmarks, self.localizer)
-        return self._astra[checkpoint]
+    def astra(self, checkpoint: str, fine: str) -> AstraLocalizer:
+        """Astra-Global from the named checkpoint (ASTRA_CHECKPOINTS) over this map, with that fine stage."""
+        if (checkpoint, fine) not in self._astra:
+            if checkpoint not in self._models:
+                self._models[checkpoint] = AstraGlobal.from_pretrained(self.checkpoints[checkpoint])
+            pictures = self.keyframe_pictures if fine == "astra" else None
+            landmarks = landmark_map(self.localizer, self.topo.landmarks, self.topo.node_landmarks, pictures)
+            config = AstraLocalizerConfig(fine=fine)
+            self._astra[checkpoint, fine] = AstraLocalizer(self._models[checkpoint], landmarks, self.localizer, config)
+        return self._astra[checkpoint, fine]
+
+    @functools.cached_property
+    def keyframe_of_node(self) -> dict[str, int]:
+        return {
+            self.localizer.node_ids[n]: k for k, row in enumerate(self.localizer.keyframe_nodes) for n in row if n >= 0
+        }
 
 
 class ClassicalVariant(LocalizationVariant):
@@ -132,19 +132,20 @@ class RetrievalVariant(LocalizationVariant):
 
 
 class AstraVariant(LocalizationVariant):
-    """Astra-Global end to end: its coarse stage, the co-visibility filter, its fine stage."""
+    """Astra-Global's coarse stage and the co-visibility filter, then a fine stage; its coarse answer is the best
+    candidate keyframe's pose."""
 
-    checkpoint = "grpo"
+    checkpoint, fine = "grpo", "astra"
 
     def __init__(self, evaluated: EvaluatedMap) -> None:
-        self.astra = evaluated.astra(self.checkpoint)
+        self.evaluated = evaluated
+        self.astra = evaluated.astra(self.checkpoint, self.fine)
 
     def localize(self, images: Mapping[str, np.ndarray]) -> VariantAnswer:
-        return self._answer(self.astra.localize(images))
-
-    def _answer(self, fix: AstraFix) -> VariantAnswer:
-        coarse = self.astra.localizer.keyframe_poses[fix.candidates[0]] if fix.candidates else None
-        return VariantAnswer(fix.map_from_base, coarse)
+        fix = self.astra.localize(images)
+        best = self.evaluated.keyframe_of_node[fix.candidates[0]] if fix.candidates else None
+        coarse = self.evaluated.localizer.keyframe_poses[best] if best is not None else None
+        return VariantAnswer(fix.map_from_base if fix.success else None, coarse)
 
 
 class AstraSftVariant(AstraVariant):
@@ -152,10 +153,9 @@ class AstraSftVariant(AstraVariant):
 
 
 class HybridVariant(AstraVariant):
-    """Astra-Global's coarse stage (the SFT + GRPO checkpoint), then the classical fine stage on its candidates."""
+    """Astra-Global's coarse stage (SFT + GRPO), then the classical stage's matching and PnP on its candidates."""
 
-    def localize(self, images: Mapping[str, np.ndarray]) -> VariantAnswer:
-        return self._answer(self.astra.localize_hybrid(images))
+    fine = "hybrid"
 
 
 VARIANTS: dict[str, Callable[[EvaluatedMap], LocalizationVariant]] = {
@@ -180,7 +180,7 @@ def query_instants(lake: Lake, episode_id: str, count: int, spacing_m: float = Q
         Query(
             episode_id,
             int(t),
-            {c.name: np.asarray(Image.open(io.BytesIO(pictures[c.name, int(t)])).convert("RGB")) for c in rig},
+            {c.name: decode_jpeg(pictures[c.name, int(t)]) for c in rig},
             pose,
         )
         for t, pose in zip(chosen, poses, strict=True)
@@ -234,10 +234,6 @@ def evaluate_localization(
         "queries": len(queries),
         "variants": {name: evaluate_variant(VARIANTS[name](evaluated), queries, alignment) for name in variants},
     }
-
-
-def _decode(jpeg: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
 
 
 def record_query_tour(

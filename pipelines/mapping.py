@@ -31,12 +31,12 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pycolmap
-from PIL import Image
 from scipy.spatial.transform import Rotation
 
 from datasets.lake import Lake
 from datasets.map_store import write_map
 from datasets.site_log import (
+    decode_jpeg,
     image_topic,
     read_map_from_odom,
     read_pictures,
@@ -106,12 +106,6 @@ class MapGraph:
     nodes: pa.Table
     edges: pa.Table
     views: tuple[NodeView, ...]
-
-
-def decode_jpeg(data: bytes) -> np.ndarray:
-    """RGB (H, W, 3) uint8 of a JPEG."""
-    with Image.open(pa.BufferReader(data)) as image:
-        return np.asarray(image.convert("RGB"))
 
 
 def episode_keyframes(

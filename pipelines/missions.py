@@ -22,7 +22,7 @@ import numpy as np
 from datasets.map_store import TopoMap
 from datasets.navigation import global_navigator
 from models.goals import GoalResolver
-from models.localization import Localizer
+from models.localization import RigLocalizer
 from models.navigation import se2
 from models.navigation.global_navigator import GlobalNavigator, GlobalParams
 from models.navigation.local_navigator import LocalNavigator
@@ -55,6 +55,7 @@ class MissionConfig:
     time_limit_s: float = 180.0
     actuation_hz: float = BY_OUTPUT["cmd_vel"].rate_hz
     blind_agents: bool = False  # people and carts walk into a robot in their way too: the stress test
+    localization: str = "classical"  # how `global` localizes (datasets.navigation.LOCALIZATION): ASTRA_GLOBAL
 
 
 @dataclass
@@ -110,8 +111,8 @@ class MissionRunner:
         self.robot = robot
         self.config = config
         self.params = params or GlobalParams()
-        prototype = global_navigator(topo_map, robot, self.params)
-        self._localizer: Localizer = prototype.localizer
+        prototype = global_navigator(topo_map, robot, self.params, config.localization)
+        self._localizer: RigLocalizer = prototype.localizer
         self._resolver: GoalResolver = prototype.resolver
         self._clearance = ClearanceMap.from_occupancy(occupancy_grid(self.world), self.world.grid)
 

@@ -13,13 +13,14 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from datasets.map_store import read_map, write_map
+from datasets.site_log import decode_jpeg
 from models.descriptors import TinyImageDescriptor
 from models.localization import Localizer
 from models.mapping.evaluation import alignment, keyframe_poses, pose_error
 from models.mapping.graph import GraphConfig
 from models.mapping.sfm import RigCamera, rig_cameras
 from models.planning import ClearanceMap, occupancy_grid
-from pipelines.mapping import DEFAULT_SFM, EpisodeKeyframes, decode_jpeg, map_graph, reconstruct
+from pipelines.mapping import DEFAULT_SFM, EpisodeKeyframes, map_graph, reconstruct
 from schemas.map import TABLES, generate_key, parse_key
 from schemas.robot import DEFAULT_ROBOT
 from schemas.world import World

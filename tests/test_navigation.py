@@ -182,7 +182,7 @@ def test_the_lake_answers_sql_about_the_mission(navigated: tuple[dict, Path], tm
     assert row["n"] > 0  # map -> odom on /tf comes from localization
 
 
-@pytest.mark.parametrize("problem", ["unknown goal", "no key", "wrong world", "no map"])
+@pytest.mark.parametrize("problem", ["unknown goal", "no key", "wrong world", "no map", "unknown localization"])
 def test_bad_input_is_a_usage_error(
     problem: str, office_world: Path, office_map: tuple[Path, str, object], tmp_path: Path
 ) -> None:
@@ -199,10 +199,17 @@ def test_bad_input_is_a_usage_error(
         write_world(generate_world("home", 1), world)
     elif problem == "no map":
         map_dir = tmp_path / "nothing"
-    proc = _astra("navigate", "--world", str(world), "--map", str(map_dir), "--goal", goal, key=key)
+    localization = ["--global", "learned"] if problem == "unknown localization" else []
+    proc = _astra("navigate", "--world", str(world), "--map", str(map_dir), "--goal", goal, *localization, key=key)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and not proc.stdout
-    expected = {"unknown goal": "goal_not_found", "no key": "key", "wrong world": "site", "no map": "no map"}[problem]
+    expected = {
+        "unknown goal": "goal_not_found",
+        "no key": "key",
+        "wrong world": "site",
+        "no map": "no map",
+        "unknown localization": "classical, astra, hybrid",
+    }[problem]
     assert expected in proc.stderr
     if problem == "unknown goal":
         assert proc.stderr.count("(0.") + proc.stderr.count("(-0.") == 3  # the three closest, with their scores

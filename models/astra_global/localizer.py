@@ -1,11 +1,12 @@
-"""Astra-Global over a built map: its learned coarse stage, then its own fine stage or the geometric one (hybrid).
+"""Astra-Global over a built map, behind the classical localizer's interface (`localize` -> LocalizationFix):
 
     coarse  the model names the map landmarks the query's pictures show; the co-visibility filter ranks keyframes
     astra   the model's fine answer against the best candidate: the pose relative to that keyframe
     hybrid  the candidates handed to the classical localizer in place of its retrieval: SIFT matches and rig PnP
             (models.localization), so the learned stage picks where to look and geometry says where exactly
 
-A query with no parseable coarse answer, or one naming landmarks no keyframe sees, gets no fix.
+The hybrid needs nothing of the map beyond what the classical localizer reads; the astra fine stage also needs the
+keyframes' pictures. A query with no parseable coarse answer, or one naming landmarks no keyframe sees, gets no fix.
 """
 
 from __future__ import annotations
@@ -21,17 +22,35 @@ from scipy.spatial.transform import Rotation
 from models.astra_global.maps import LandmarkMap, MapKeyframe
 from models.astra_global.model import AstraGlobal
 from models.astra_global.prompts import describe_landmark
-from models.localization import Localizer
+from models.localization import LocalizationFix, Localizer, failed_fix
 
-HYBRID_CANDIDATES = 12  # keyframes handed to the geometric stage, as many as its own retrieval brings
+FINE_STAGES = ("astra", "hybrid")
+
+
+@dataclass(frozen=True)
+class AstraLocalizerConfig:
+    fine: str = "hybrid"  # one of FINE_STAGES
+    hybrid_candidates: int = 12  # keyframes handed to the geometric stage, as many as its own retrieval brings
+    # What an astra fine answer claims: its pose bins are 0.25 m and 5°, and held out it is rarely that close.
+    sigma_m: float = 0.5
+    sigma_deg: float = 10.0
+    confidence: float = 0.5  # the model gives no calibrated confidence; this lets navigation take its fixes
+    prior_radius_m: float = 3.0  # with a prior, candidates and answers farther than this (or 3 sigmas) are ruled out
+
+    def __post_init__(self) -> None:
+        if self.fine not in FINE_STAGES:
+            raise ValueError(f"unknown fine stage {self.fine!r}; choose one of {', '.join(FINE_STAGES)}")
 
 
 def landmark_map(
-    localizer: Localizer, landmarks: pa.Table, node_landmarks: pa.Table, pictures: Sequence[Sequence[np.ndarray]]
+    localizer: Localizer,
+    landmarks: pa.Table,
+    node_landmarks: pa.Table,
+    pictures: Sequence[Sequence[np.ndarray]] | None = None,
 ) -> LandmarkMap:
     """The map as the model reads it, keyframe for keyframe as `localizer` holds them: each keyframe's planar base
-    pose, the landmarks its nodes see (map tables `landmarks`, `node_landmarks`) and its pictures (`pictures[k]`,
-    one per rig camera)."""
+    pose, the landmarks its nodes see (map tables `landmarks`, `node_landmarks`) and, for the astra fine stage, its
+    pictures (`pictures[k]`, one per rig camera)."""
     rows = landmarks.to_pylist()
     position = {row["landmark_id"]: i for i, row in enumerate(rows)}
     seen_by_node: dict[str, set[int]] = {}
@@ -40,57 +59,70 @@ def landmark_map(
     ):
         seen_by_node.setdefault(node, set()).add(position[landmark])
     keyframes = []
-    for nodes, pose, images in zip(localizer.keyframe_nodes, localizer.keyframe_poses, pictures, strict=True):
+    for k, (nodes, pose) in enumerate(zip(localizer.keyframe_nodes, localizer.keyframe_poses, strict=True)):
         seen = set().union(*(seen_by_node.get(localizer.node_ids[n], set()) for n in nodes if n >= 0))
         yaw = Rotation.from_quat(pose.rotation.quat).as_euler("zyx")[0]
+        images = pictures[k] if pictures is not None else ()
         keyframes.append(MapKeyframe((*pose.translation[:2], yaw), tuple(sorted(seen)), images))
     descriptions = [describe_landmark(r["category"], r["color"], r["material"], r["text"]) for r in rows]
     return LandmarkMap(descriptions, keyframes)
 
 
-@dataclass(frozen=True)
-class AstraFix:
-    """What one query got: the landmarks named, the candidate keyframes, and the pose (None where none)."""
-
-    landmarks: tuple[int, ...]
-    candidates: tuple[int, ...]
-    map_from_base: pycolmap.Rigid3d | None
-
-
 class AstraLocalizer:
-    """Astra-Global's localization in one map; `localizer` (the same map's classical localizer) serves the hybrid
-    fine stage and the keyframes' heights."""
+    """Astra-Global's localization in one map. `localizer` is the same map's classical localizer: it serves the
+    hybrid fine stage, and its keyframes are the ones `landmarks` lists."""
 
-    def __init__(self, model: AstraGlobal, landmarks: LandmarkMap, localizer: Localizer) -> None:
-        self.model, self.map, self.localizer = model, landmarks, localizer
+    def __init__(
+        self,
+        model: AstraGlobal,
+        landmarks: LandmarkMap,
+        localizer: Localizer,
+        config: AstraLocalizerConfig = AstraLocalizerConfig(),
+    ) -> None:
+        if config.fine == "astra" and not all(k.images for k in landmarks.keyframes):
+            raise ValueError("the astra fine stage needs every keyframe's pictures")
+        self.model, self.map, self.localizer, self.config = model, landmarks, localizer, config
 
-    def coarse(self, images: Mapping[str, np.ndarray]) -> tuple[tuple[int, ...], np.ndarray]:
-        """The landmarks the model names and the keyframes the co-visibility filter ranks from them, best first."""
+    def coarse(self, images: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The keyframes the co-visibility filter ranks from the landmarks the model names, best first."""
         [answer] = self.model.answer([self.map.coarse_query(self._pictures(images))])
-        named = answer.landmarks if answer is not None else ()
-        return named, self.map.covisible(named)
+        return self.map.covisible(answer.landmarks if answer is not None else ())
 
-    def localize(self, images: Mapping[str, np.ndarray]) -> AstraFix:
-        """Coarse, then the model's fine answer against the best candidate."""
-        named, candidates = self.coarse(images)
+    def localize(
+        self,
+        images: Mapping[str, np.ndarray],
+        prior: pycolmap.Rigid3d | None = None,
+        prior_sigma_m: float | None = None,
+    ) -> LocalizationFix:
+        """As Localizer.localize: the coarse stage, then the configured fine stage; `candidates` lists the nodes of
+        the coarse stage's keyframes, best first."""
+        candidates = self.coarse(images)
+        reach = max(self.config.prior_radius_m, 3 * (prior_sigma_m or 0.0))
+        if prior is not None:
+            near = np.linalg.norm(self.localizer.keyframe_positions[candidates, :2] - prior.translation[:2], axis=1)
+            candidates = candidates[near <= reach]
+        nodes = tuple(
+            self.localizer.node_ids[n] for k in candidates for n in self.localizer.keyframe_nodes[k] if n >= 0
+        )
         if not len(candidates):
-            return AstraFix(named, (), None)
+            return failed_fix(
+                nodes, "the model named no landmark a keyframe" + " near the prior" * bool(prior) + " sees"
+            )
+        if self.config.fine == "hybrid":
+            chosen = candidates[: self.config.hybrid_candidates]
+            return self.localizer.localize(images, prior, prior_sigma_m, candidates=chosen)
         best = int(candidates[0])
         [answer] = self.model.answer([self.map.fine_query(self._pictures(images), best)])
-        pose = None
-        if answer is not None and answer.pose is not None:
-            x, y, yaw = self.map.absolute_pose(best, answer.pose)
-            z = self.localizer.keyframe_poses[best].translation[2]
-            pose = pycolmap.Rigid3d(pycolmap.Rotation3d(Rotation.from_euler("z", yaw).as_quat()), np.array([x, y, z]))
-        return AstraFix(named, tuple(int(k) for k in candidates), pose)
-
-    def localize_hybrid(self, images: Mapping[str, np.ndarray]) -> AstraFix:
-        """Coarse, then SIFT matching and rig PnP on the candidates' places."""
-        named, candidates = self.coarse(images)
-        if not len(candidates):
-            return AstraFix(named, (), None)
-        fix = self.localizer.localize(images, candidates=candidates[:HYBRID_CANDIDATES])
-        return AstraFix(named, tuple(int(k) for k in candidates), fix.map_from_base if fix.success else None)
+        if answer is None or answer.pose is None:
+            return failed_fix(nodes, "the model's fine answer gave no pose")
+        x, y, yaw = self.map.absolute_pose(best, answer.pose)
+        if prior is not None and np.hypot(x - prior.translation[0], y - prior.translation[1]) > reach:
+            return failed_fix(nodes, "the model's pose is not near the prior")
+        z = self.localizer.keyframe_poses[best].translation[2]
+        pose = pycolmap.Rigid3d(pycolmap.Rotation3d(Rotation.from_euler("z", yaw).as_quat()), np.array([x, y, z]))
+        sigma_rad = np.radians(self.config.sigma_deg)
+        covariance = np.diag([self.config.sigma_m**2] * 3 + [sigma_rad**2] * 3)
+        return LocalizationFix(True, pose, covariance, self.config.confidence, 0, nodes)
 
     def _pictures(self, images: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         return [images[camera.name] for camera in self.localizer.rig]

@@ -27,7 +27,7 @@ import pycolmap
 from PIL import Image
 
 from models.goals import GoalCandidate, GoalResolver
-from models.localization import LocalizationFix, Localizer
+from models.localization import LocalizationFix, RigLocalizer
 from models.navigation import se2
 from models.navigation.se2 import Pose2
 from models.routing import SUBGOAL_SPACING_M, NoRouteError, RouteGraph, base_poses
@@ -83,7 +83,7 @@ class GlobalNavigator:
 
     def __init__(
         self,
-        localizer: Localizer,
+        localizer: RigLocalizer,
         resolver: GoalResolver,
         nodes: pa.Table,
         edges: pa.Table,
