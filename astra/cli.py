@@ -568,8 +568,8 @@ def cmd_eval_localization(args: argparse.Namespace) -> int:
     from pipelines.localization_eval import VARIANTS, evaluate_localization, query_instants, record_query_tour
     from pipelines.missions import TOUR_SECONDS
 
-    if args.queries < 1:
-        raise UsageError("--queries must be >= 1")
+    if args.queries < 1 or args.goals < 0:
+        raise UsageError("--queries must be >= 1 and --goals >= 0")
     variants = args.variants.split(",") if args.variants else list(VARIANTS)
     if unknown := sorted(set(variants) - set(VARIANTS)):
         raise UsageError(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
@@ -580,7 +580,8 @@ def cmd_eval_localization(args: argparse.Namespace) -> int:
     query_lake, query_episode = record_query_tour(world_dir, work, world.seed, seconds)
     queries = query_instants(query_lake, query_episode, args.queries)
     try:
-        result = evaluate_localization(topo_map, source_lake(topo_map, args.lake), queries, variants, checkpoints)
+        map_lake = source_lake(topo_map, args.lake)
+        result = evaluate_localization(topo_map, map_lake, queries, variants, checkpoints, world, args.goals)
     except ValueError as exc:  # the map's lake is gone or holds no truth (LakeError)
         raise UsageError(str(exc)) from exc
     if not args.json:
@@ -1030,6 +1031,9 @@ def build_parser() -> argparse.ArgumentParser:
     eval_localization.add_argument("--lake", type=Path, help="the map's lake, for the truth (default: the map's)")
     eval_localization.add_argument("--work", type=Path, help="where the building goes (default data/eval/KIND-SEED)")
     eval_localization.add_argument("--variants", help="comma-separated variants (default: all)")
+    eval_localization.add_argument(
+        "--goals", type=int, default=40, help="text goals to resolve for goal_accuracy (default 40; 0: none)"
+    )
     eval_localization.add_argument(
         "--weights", type=Path, help="folder with astra_global and astra_global_sft (default models/weights)"
     )

@@ -32,14 +32,17 @@ import pycolmap
 from datasets.lake import Lake
 from datasets.map_eval import world_from_map
 from datasets.map_store import TopoMap
-from datasets.navigation import keyframe_pictures
+from datasets.navigation import keyframe_pictures, planar_world_from_map
 from datasets.site_log import decode_jpeg, read_pictures, read_rig, read_trajectory, rig_frames
 from models.astra_global.localizer import AstraLocalizer, AstraLocalizerConfig, landmark_map
+from models.astra_global.maps import leads_to_room
 from models.astra_global.model import ASTRA_CHECKPOINTS, AstraGlobal
 from models.localization import Localizer, LocalizerConfig
 from models.mapping.evaluation import pose_error
 from models.mapping.keyframes import KeyframeConfig, select_keyframes
 from schemas.topics import GROUND_TRUTH_TOPIC
+from schemas.world import World
+from sim.missions import sample_missions
 
 QUERY_SEED_OFFSET = 1  # the query tour's expert seed, past the mapping tour's
 QUERY_SPACING_M = 1.0
@@ -158,6 +161,9 @@ class HybridVariant(AstraVariant):
     fine = "hybrid"
 
 
+ASTRA_VARIANT_CHECKPOINTS = {"astra_sft": "sft", "astra_grpo": "grpo"}  # the variants that are one checkpoint each
+ASTRA_NAMES = {checkpoint: name for name, checkpoint in ASTRA_VARIANT_CHECKPOINTS.items()}
+GOAL_INSTRUCTIONS = 40
 VARIANTS: dict[str, Callable[[EvaluatedMap], LocalizationVariant]] = {
     "vpr": RetrievalVariant,
     "classical": ClassicalVariant,
@@ -222,18 +228,52 @@ def evaluate_localization(
     queries: Sequence[Query],
     variants: Sequence[str] = tuple(VARIANTS),
     checkpoints: Mapping[str, Path] | None = None,
+    world: World | None = None,
+    goals: int = GOAL_INSTRUCTIONS,
 ) -> dict[str, Any]:
-    """Every variant on the same queries: {"queries": N, "variants": {name: figures}}. `checkpoints` replaces
-    Astra-Global's committed ones by name ("sft", "grpo")."""
+    """Every variant on the same queries: {"queries": N, "variants": {name: figures}}, and with the `world`,
+    "goal_accuracy" of `goals` instructions (evaluate_goals). `checkpoints` replaces Astra-Global's committed ones by
+    name ("sft", "grpo")."""
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown localization variants {unknown}; choose from {', '.join(VARIANTS)}")
     evaluated = EvaluatedMap(topo, map_lake, checkpoints)
     alignment = world_from_map(topo, map_lake)
-    return {
+    result = {
         "queries": len(queries),
         "variants": {name: evaluate_variant(VARIANTS[name](evaluated), queries, alignment) for name in variants},
     }
+    if world is not None and goals:
+        learned = [checkpoint for name, checkpoint in ASTRA_VARIANT_CHECKPOINTS.items() if name in variants]
+        result["goal_accuracy"] = evaluate_goals(evaluated, world, goals, learned)
+    return result
+
+
+def evaluate_goals(evaluated: EvaluatedMap, world: World, count: int, checkpoints: Sequence[str]) -> dict[str, Any]:
+    """Text goals resolved on the map: `count` instructions of the mission benchmark (sim.missions, among the rooms
+    the map covers), each right where the goal it resolves to lies in the room the instruction names. `classical` is
+    the navigation stack's resolver (text embeddings); each Astra-Global checkpoint answers a goal query, and its
+    first landmark counts (models.astra_global.maps.leads_to_room)."""
+    from models.goals import GoalResolver
+    from models.text_encoder import TextEncoder
+    from pipelines.missions import mapped_rooms
+
+    topo = evaluated.topo
+    rooms = mapped_rooms(world, topo, planar_world_from_map(topo, evaluated.lake.path))
+    missions = sample_missions(world, count, world.seed, rooms=rooms)
+    resolver = GoalResolver(topo.nodes, topo.landmarks, topo.node_landmarks, TextEncoder.from_pretrained())
+    goals = [resolver.resolve(m.instruction).goal for m in missions]
+    right = {"classical": [g is not None and g.room == m.goal_room for g, m in zip(goals, missions, strict=True)]}
+    rows = topo.landmarks.to_pylist()
+    for checkpoint in checkpoints:
+        astra = evaluated.astra(checkpoint, "hybrid")
+        answers = astra.model.answer([astra.map.goal_query(m.instruction) for m in missions])
+        firsts = [rows[a.landmarks[0]] if a is not None and a.landmarks else None for a in answers]
+        right[ASTRA_NAMES[checkpoint]] = [
+            first is not None and leads_to_room(first["room"], first["text"], m.goal_room)
+            for first, m in zip(firsts, missions, strict=True)
+        ]
+    return {"instructions": len(missions)} | {name: round(float(np.mean(hits)), 3) for name, hits in right.items()}
 
 
 def record_query_tour(

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from datasets.global_frames import FrameSet, read_frames, read_landmarks
 from models.astra_global.answers import Answer, AnswerGrammar
 from models.astra_global.grpo import GRPOConfig, train_grpo
-from models.astra_global.maps import LandmarkMap, MapKeyframe, coarse_answer
+from models.astra_global.maps import LandmarkMap, MapKeyframe, coarse_answer, leads_to_room
 from models.astra_global.model import AstraGlobal, ModelSize
 from models.astra_global.prompts import Example, Query, describe_landmark
 from models.astra_global.sft import SFTConfig, train_sft
@@ -40,6 +40,8 @@ from models.landmark_detector import LabelledBox, TrainConfig, evaluate_detectio
 from models.vpr import CameraPoses, VprConfig, VprTrainConfig, retrieval_recall, train_vpr
 from schemas.global_dataset import GlobalDatasetManifest
 from schemas.topics import CAMERAS
+from sim.missions import Mission, sample_missions
+from sim.world import generate_world
 
 FRAME_SIZE = (160, 120)  # as the tours record them; each model shrinks further
 
@@ -160,6 +162,7 @@ def train_detector_model(
 
 ASTRA_FRAME_SIZE = (128, 96)  # what Astra-Global's vision tower reads: 48 tokens per picture after merging
 FINE_REACH_M = 4.0  # fine examples' reference keyframes lie this close: the pose bins reach as far
+GOALS_PER_MAP = 20  # instructions per map: a tenth of the examples, as the goal task is text only and small
 
 
 @dataclass(frozen=True)
@@ -169,21 +172,24 @@ class AstraExamples:
     site: str
     map_episode: str
     query_episode: str
-    landmark_ids: list[str]  # the map list's landmarks, in its order
+    landmark_rows: list[dict[str, Any]]  # the map list's landmarks (schemas.global_dataset LANDMARKS), in its order
     landmark_map: LandmarkMap
     query_t_ns: list[int]  # the query tour's instants, one coarse example each
     query_poses: list[tuple[float, float, float]]  # base_link at each, in the building's frame
     coarse: list[Example]
     fine: list[Example]
     fine_queries: list[tuple[int, int]]  # each fine example's query instant and reference keyframe
+    goals: list[Example]  # instructions (sim.missions) against the map's list, the goal's landmarks the answer
+    goal_rooms: list[str]  # the room each instruction names
+
+    @property
+    def landmark_ids(self) -> list[str]:
+        return [row["landmark_id"] for row in self.landmark_rows]
 
 
-def landmark_descriptions(landmarks: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
-    """(site, landmark id) -> the landmark's line in the prompt's map list."""
-    return {
-        (lm["site"], lm["landmark_id"]): describe_landmark(lm["category"], lm["color"], lm["material"], lm["text"])
-        for lm in landmarks
-    }
+def landmark_description(row: dict[str, Any]) -> str:
+    """A landmark's line in the prompt's map list."""
+    return describe_landmark(row["category"], row["color"], row["material"], row["text"])
 
 
 def _instants(frames: FrameSet, episode: str) -> list[np.ndarray]:
@@ -199,9 +205,15 @@ def _instants(frames: FrameSet, episode: str) -> list[np.ndarray]:
 
 
 def astra_examples(
-    frames: FrameSet, descriptions: dict[tuple[str, str], str], map_episode: str, query_episode: str, seed: int = 0
+    frames: FrameSet,
+    landmarks: dict[tuple[str, str], dict[str, Any]],
+    map_episode: str,
+    query_episode: str,
+    seed: int = 0,
+    goals: int = GOALS_PER_MAP,
 ) -> AstraExamples:
-    """The map of `map_episode` and the coarse and fine examples of `query_episode`'s instants (one building's).
+    """The map of `map_episode` and the coarse and fine examples of `query_episode`'s instants (one building's), and
+    `goals` instructions against that map. `landmarks`: every LANDMARKS row by (site, landmark id).
 
     The map's list is in random order (seeded), so that the model learns landmarks by what they look like rather
     than by where they tend to stand in the list. A fine example's reference is a random one of the first three
@@ -222,9 +234,11 @@ def astra_examples(
         MapKeyframe(tuple(frames.base_pose[rows[0]]), seen(rows), [frames.images[i] for i in rows])
         for rows in map_instants
     ]
-    landmark_map = LandmarkMap([descriptions[site, x] for x in listed], keyframes)
+    listed_rows = [landmarks[site, x] for x in listed]
+    descriptions = [landmark_description(r) for r in listed_rows]
+    landmark_map = LandmarkMap(descriptions, keyframes, [r["room"] for r in listed_rows])
     positions = np.array([k.pose[:2] for k in keyframes])
-    examples = AstraExamples(site, map_episode, query_episode, listed, landmark_map, [], [], [], [], [])
+    examples = AstraExamples(site, map_episode, query_episode, listed_rows, landmark_map, [], [], [], [], [], [], [])
     for rows in _instants(frames, query_episode):
         images, landmarks, pose = [frames.images[i] for i in rows], seen(rows), tuple(frames.base_pose[rows[0]])
         examples.query_t_ns.append(int(frames.t_ns[rows[0]]))
@@ -237,17 +251,36 @@ def astra_examples(
             answer = landmark_map.fine_answer(landmarks, reference, pose)
             examples.fine.append(Example(landmark_map.fine_query(images, reference), answer))
             examples.fine_queries.append((len(examples.coarse) - 1, reference))
+    here = np.flatnonzero(frames.site == site)[0]
+    world = generate_world(str(frames.kind[here]), int(frames.world_seed[here]))
+    for mission in sample_missions(world, goals, seed):
+        goal = goal_landmarks(listed_rows, mission)
+        if goal:
+            examples.goals.append(Example(landmark_map.goal_query(mission.instruction), Answer(goal, ())))
+            examples.goal_rooms.append(mission.goal_room)
     return examples
+
+
+def goal_landmarks(rows: Sequence[dict[str, Any]], mission: Mission) -> tuple[int, ...]:
+    """Positions in the map's list of what an instruction names: the landmark a landmark goal names and those of its
+    category in its room; for a room goal, the room's landmarks and the signs that read its name."""
+    if mission.family.startswith("landmark"):
+        [target] = [r for r in rows if r["landmark_id"] == mission.target_id] or [None]
+        if target is None:
+            return ()
+        same = [i for i, r in enumerate(rows) if r["room"] == target["room"] and r["category"] == target["category"]]
+        return tuple(same)
+    return tuple(i for i, r in enumerate(rows) if leads_to_room(r["room"], r["text"], mission.goal_room))
 
 
 def building_examples(frames: FrameSet, landmarks: list[dict[str, Any]], seed: int = 0) -> list[AstraExamples]:
     """Every ordered pair of tours of each building: the first as the map and the second as queries, and back."""
-    descriptions = landmark_descriptions(landmarks)
+    by_id = {(row["site"], row["landmark_id"]): row for row in landmarks}
     examples = []
     for site in np.unique(frames.site):
         episodes = list(dict.fromkeys(frames.episode_id[frames.site == site]))
         for map_episode, query_episode in itertools.permutations(episodes, 2):
-            examples.append(astra_examples(frames, descriptions, map_episode, query_episode, seed + len(examples)))
+            examples.append(astra_examples(frames, by_id, map_episode, query_episode, seed + len(examples)))
     return examples
 
 
@@ -263,12 +296,13 @@ class AstraFigures:
     fine_1m_5deg: float  # fine pose (against its true reference) within 1 m and 5°
     fine_median_m: float | None  # None where most fine answers gave no pose
     fine_median_deg: float | None
+    goal_accuracy: float  # the first landmark named for an instruction gets the robot to the room it names
 
 
 def evaluate_astra(model: AstraGlobal, buildings: Sequence[AstraExamples], per_building: int) -> AstraFigures:
     """The model's coarse and fine answers on up to `per_building` queries of each building, against the truth."""
     recall, precision, parsed, near = [], [], [], []
-    fine_parsed, errors = [], []
+    fine_parsed, errors, reached = [], [], []
     for building in buildings:
         pick = np.unique(np.linspace(0, len(building.coarse) - 1, per_building).round().astype(int))
         answers = _answer(model, [building.coarse[i].query for i in pick])
@@ -299,6 +333,12 @@ def evaluate_astra(model: AstraGlobal, buildings: Sequence[AstraExamples], per_b
                 )
             else:
                 errors.append((math.inf, math.inf))
+        goal_pick = np.unique(np.linspace(0, len(building.goals) - 1, per_building).round().astype(int))
+        goal_pick = goal_pick[: len(building.goals)]
+        for i, answer in zip(goal_pick, _answer(model, [building.goals[i].query for i in goal_pick]), strict=True):
+            named = answer.landmarks if answer is not None else ()
+            row = building.landmark_rows[named[0]] if named else None
+            reached.append(row is not None and leads_to_room(row["room"], row["text"], building.goal_rooms[i]))
     error = np.array(errors).reshape(-1, 2)
     return AstraFigures(
         landmark_recall=round(float(np.mean(recall)), 3),
@@ -309,6 +349,7 @@ def evaluate_astra(model: AstraGlobal, buildings: Sequence[AstraExamples], per_b
         fine_1m_5deg=round(float(np.mean((error[:, 0] <= 1.0) & (error[:, 1] <= 5.0))), 3),
         fine_median_m=_finite(round(float(np.median(error[:, 0])), 2)),
         fine_median_deg=_finite(round(float(np.median(error[:, 1])), 1)),
+        goal_accuracy=round(float(np.mean(reached)), 3),
     )
 
 
@@ -352,19 +393,20 @@ def train_astra_model(
     test = building_examples(frames.subset(held), landmarks, config.seed)
     coarse = [e for b in train for e in b.coarse]
     fine = [e for b in train for e in b.fine]
+    goals = [e for b in train for e in b.goals]
     torch.manual_seed(config.seed)
-    texts = sorted(landmark_descriptions(landmarks).values())
+    texts = [line for e in goals for line in [*e.query.landmarks, e.query.instruction]]
     model = AstraGlobal.create(train_tokenizer(texts, config.grammar), config.grammar, config.size)
     data = {
         "dataset": f"{dataset} (lake {manifest.lake} version {manifest.lake_version})",
-        "trained on": f"{len(coarse)} coarse and {len(fine)} fine examples from {len(train)} tour pairs of "
-        f"{len({b.site for b in train})} buildings",
+        "trained on": f"{len(coarse)} coarse, {len(fine)} fine and {len(goals)} goal examples from {len(train)} tour "
+        f"pairs of {len({b.site for b in train})} buildings",
         "held out": f"seeds {list(held_out.seeds)}: {len({b.site for b in test})} buildings, "
         f"{config.eval_queries_per_building} queries per tour pair",
         "parameters": sum(p.numel() for p in model.model.parameters()),
     }
     with tqdm(total=config.sft.steps, desc="Astra-Global SFT", disable=not progress) as bar:
-        losses = train_sft(model, [*coarse, *fine], config.sft, on_step=lambda step, loss: _tick(bar, loss=loss))
+        losses = train_sft(model, [*coarse, *fine, *goals], config.sft, on_step=lambda _, loss: _tick(bar, loss=loss))
     sft_figures = evaluate_astra(model, test, config.eval_queries_per_building)
     sft_card = {**data, "SFT": asdict(config.sft), "final SFT loss": _tail_mean(losses)}
     save_astra(model, Path(f"{out}_sft"), {**sft_card, "held-out figures": asdict(sft_figures)})

@@ -19,10 +19,11 @@ from scipy.spatial.transform import Rotation
 
 from datasets.global_frames import read_frames, read_landmarks
 from datasets.lake import Lake
+from models.astra_global.maps import leads_to_room
 from models.descriptors import TinyImageDescriptor
 from models.mapping.keyframes import KeyframeConfig
 from pipelines.global_dataset import GlobalDatasetConfig, build_global_dataset
-from pipelines.train_global import FINE_REACH_M, building_examples, retrieval_by_building
+from pipelines.train_global import FINE_REACH_M, GOALS_PER_MAP, building_examples, retrieval_by_building
 from schemas.global_dataset import FRAMES, FRAMES_DIR, LANDMARKS, LANDMARKS_FILE, GlobalDatasetManifest
 from schemas.robot import DEFAULT_ROBOT
 from schemas.topics import CAMERA_YAWS, CAMERAS
@@ -144,3 +145,10 @@ def test_astra_examples_pair_the_tours_with_the_truth_of_what_each_instant_sees_
             assert math.hypot(pose.dx, pose.dy) <= FINE_REACH_M and example.answer.landmarks
             assert b.landmark_map.absolute_pose(keyframe, pose) == pytest.approx(b.query_poses[query])
             assert len(example.query.landmarks) == len(b.landmark_map.keyframes[keyframe].landmarks)
+        assert len(b.goals) >= GOALS_PER_MAP / 2 and len(b.goal_rooms) == len(b.goals)
+        for example, room in zip(b.goals, b.goal_rooms, strict=True):
+            rows = [b.landmark_rows[i] for i in example.answer.landmarks]
+            assert example.query.instruction and rows and example.answer.nodes == ()
+            assert all(leads_to_room(r["room"], r["text"], room) for r in rows)
+            listed = [example.query.landmarks[i] for i in example.answer.landmarks]
+            assert all(line.endswith(f" in {r['room']}") for line, r in zip(listed, rows, strict=True))

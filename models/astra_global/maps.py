@@ -36,13 +36,22 @@ class MapKeyframe:
 
 @dataclass(frozen=True)
 class LandmarkMap:
-    """The map's landmark list (one description per landmark, prompts.describe_landmark) and its keyframes."""
+    """The map's landmark list (one description per landmark, prompts.describe_landmark), the room each lies in
+    where the map knows it ("" where not), and its keyframes."""
 
     landmarks: Sequence[str]
     keyframes: Sequence[MapKeyframe]
+    rooms: Sequence[str] = ()
 
     def coarse_query(self, images: Sequence[np.ndarray]) -> Query:
         return Query(landmarks=self.landmarks, images=images)
+
+    def goal_query(self, instruction: str) -> Query:
+        """An instruction against the landmark list, each with its room: goals name rooms ("the sofa in the Lounge"),
+        which pictures need not show but an instruction must be matched against."""
+        rooms = self.rooms or [""] * len(self.landmarks)
+        listed = [f"{d} in {room}" if room else d for d, room in zip(self.landmarks, rooms, strict=True)]
+        return Query(landmarks=listed, instruction=instruction)
 
     def fine_query(self, images: Sequence[np.ndarray], keyframe: int) -> Query:
         """The query against one keyframe: its landmarks listed (renumbered from 0) and its pictures as reference."""
@@ -78,6 +87,12 @@ class LandmarkMap:
         x, y, yaw = self.keyframes[keyframe].pose
         c, s = math.cos(yaw), math.sin(yaw)
         return x + c * pose.dx - s * pose.dy, y + s * pose.dx + c * pose.dy, math.remainder(yaw + pose.dyaw, math.tau)
+
+
+def leads_to_room(room: str, text: str, goal_room: str) -> bool:
+    """A landmark (in `room`, reading `text`) named as a goal gets the robot to `goal_room`: it lies there, or it is
+    a sign reading the room's name."""
+    return goal_room in (room, text)
 
 
 def coarse_answer(seen: Sequence[int]) -> Answer:
