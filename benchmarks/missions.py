@@ -7,7 +7,8 @@ same for one building). Set ASTRA_BENCH_KINDS, or ASTRA_BENCH_DYNAMIC=0 (static 
 only), to run a subset, ASTRA_BENCH_SEEDS (comma separated) for other buildings and ASTRA_BENCH_MISSIONS for more
 missions in each: a building's first missions are the same whatever their number. With people and carts, each
 building runs twice: people who stop short of a robot in their way, and blind ones who walk into it (the stress
-test); ASTRA_BENCH_AGENTS=sighted or =blind runs one of them.
+test); ASTRA_BENCH_AGENTS=sighted or =blind runs one of them. ASTRA_GLOBAL chooses how `global` localizes, as it
+does for the dataflow.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from scipy.stats import chi2
 
 from datasets.map_store import read_map
 from datasets.navigation import planar_world_from_map
+from operators.config import global_localization
 from pipelines.missions import MissionConfig, prepare_building, run_missions, summarize
 
 KINDS = ("office", "warehouse", "home", "hospital")
@@ -42,15 +44,16 @@ def evaluate(kind: str, seed: int, dynamic: bool, workdir: Path, blind_agents: b
     topo = read_map(building.map_dir)
     prepared_s = time.perf_counter() - started
     alignment = planar_world_from_map(topo, building.lake)
-    outcomes = run_missions(
-        building.world_dir, topo, alignment, MISSIONS, seed, MissionConfig(blind_agents=blind_agents)
-    )
+    localization = global_localization()
+    config = MissionConfig(blind_agents=blind_agents, localization=localization)
+    outcomes = run_missions(building.world_dir, topo, alignment, MISSIONS, seed, config)
     summary = summarize(outcomes)
     return {
         "kind": kind,
         "seed": seed,
         "dynamic": dynamic,
         "blind_agents": blind_agents and dynamic,
+        "global": localization,
         "prepare_s": prepared_s,
         **summary,
     }
