@@ -1,0 +1,145 @@
+"""The learned landmark extractor: detections placed by the map's points, grouped across nodes, and a map built from
+a recording that carries no world."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from deltalake import DeltaTable
+
+from datasets.lake import Lake
+from datasets.map_store import read_map
+from datasets.site_log import recorded_world, site_episodes
+from datasets.tours import record_tour
+from models.landmark_detector import Detection
+from models.landmark_extraction import (
+    DEFAULT_CHECKPOINT,
+    ExtractionConfig,
+    LandmarkFunctions,
+    PlacedDetection,
+    group_detections,
+    place_detections,
+)
+from models.landmarks import NodeGeometry, NodeView
+from pipelines.ingest import ingest
+from pipelines.mapping import build_site_map
+from schemas.episode import WORLD_ATTACHMENT_NAME
+from schemas.map import KEY_ENV
+from schemas.topics import DEPTH_OUTPUTS
+
+K = np.array([[100.0, 0.0, 50.0], [0.0, 100.0, 40.0], [0.0, 0.0, 1.0]])
+
+
+def _detection(category: str, box: tuple[int, int, int, int] = (0, 0, 10, 10), **labels: object) -> Detection:
+    attributes = {"color": "red", "material": "fabric", "text": "", "score": 0.8} | labels
+    return Detection(box, category, **attributes)
+
+
+def test_a_detection_lies_at_the_median_of_the_points_in_its_box_else_on_its_ray_at_the_typical_depth() -> None:
+    # The camera stands at x = 1 m looking along map x: optical (x, y, z) is map (z, -x, -y) + (1, 0, 0).
+    map_from_camera = np.eye(4)
+    map_from_camera[:3, :3] = [[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]
+    map_from_camera[:3, 3] = [1.0, 0.0, 0.0]
+    # Keypoints in COLMAP's pixels: pixel 20 spans [20, 21), so x = 30.0 lies outside the box [20, 30).
+    keypoints = np.array([[20.0, 10.0], [25.5, 12.5], [29.9, 14.0], [30.0, 12.0], [60.0, 60.0]])
+    points = np.array([[4.0, 0.2, 0.1], [5.0, 0.3, 0.2], [4.5, 0.9, 0.3], [9.0, 9.0, 9.0], [7.0, 0.0, 0.0]])
+    view = NodeView("front/n", "front", (0.0, 0.0, 0.0), geometry=NodeGeometry(map_from_camera, K, keypoints, points))
+    sofa_with_points = _detection("sofa", (20, 10, 30, 15))
+    sofa_in_the_dark = _detection("sofa", (45, 35, 56, 46))  # centre pixel (50, 40) in K's: the principal point
+    plant_in_the_dark = _detection("plant", (45, 35, 56, 46))
+
+    placed = place_detections([view], [[sofa_with_points, sofa_in_the_dark, plant_in_the_dark]], default_depth_m=2.5)
+
+    assert [p.by_points for p in placed] == [True, False, False]
+    np.testing.assert_allclose(placed[0].position, [4.5, 0.3, 0.2])
+    # The sofa's typical depth is that of the sofa placed by points (3.5 m in front of the camera) ...
+    np.testing.assert_allclose(placed[1].position, [1.0 + 3.5, 0.0, 0.0])
+    # ... and a category placed by no points takes the median depth over all that were.
+    np.testing.assert_allclose(placed[2].position, [1.0 + 3.5, 0.0, 0.0])
+    alone = place_detections([view], [[plant_in_the_dark]], default_depth_m=2.5)
+    np.testing.assert_allclose(alone[0].position, [1.0 + 2.5, 0.0, 0.0])
+
+
+def _placed(node: str, detection: Detection, x: float, y: float = 0.0) -> PlacedDetection:
+    return PlacedDetection(node, detection, np.array([x, y, 0.5]), True)
+
+
+def test_sightings_of_one_landmark_from_several_nodes_make_one_group() -> None:
+    sofa, blue_sofa = _detection("sofa"), _detection("sofa", color="blue")
+    placed = [
+        _placed("n1", sofa, 2.0),
+        _placed("n2", sofa, 2.3),  # the same sofa from the next node
+        _placed("n3", sofa, 2.1, 0.2),  # and from a third
+        _placed("n2", blue_sofa, 2.2),  # another colour is another sofa
+        _placed("n1", sofa, 2.6),  # a second sofa beside the first: one picture never shows a landmark twice
+        _placed("n3", sofa, 6.0),  # far away: another sofa
+        _placed("n1", _detection("room sign", text="Radiology"), 0.0, 3.0),
+        _placed("n2", _detection("room sign", text="Radiolgy"), 0.2, 3.0),  # misread, still the same sign
+        _placed("n3", _detection("room sign", text="Kitchen"), 0.4, 3.0),  # another sign beside it
+        _placed("n4", _detection("room sign"), 0.1, 3.0),  # unread: joins the nearest sign it may
+    ]
+
+    groups = group_detections(placed, ("room sign",), ExtractionConfig(merge_radius_m=1.0))
+
+    assert groups == [[0, 1, 2], [3], [4], [5], [6, 7, 9], [8]]
+
+
+def test_functions_are_learned_by_category_where_the_training_set_agrees_else_by_text() -> None:
+    rows = [
+        {"category": "sofa", "text": "", "function": "a place to rest"},
+        {"category": "sofa", "text": "", "function": "a place to rest"},
+        {"category": "room sign", "text": "Kitchen", "function": "marks the entrance to Kitchen: cooking"},
+        {"category": "room sign", "text": "Lobby", "function": "marks the entrance to Lobby: waiting"},
+    ]
+    functions = LandmarkFunctions.learn(rows)
+
+    assert functions.function("sofa", "") == "a place to rest"
+    assert functions.function("room sign", "Lobby") == "marks the entrance to Lobby: waiting"
+    assert functions.function("room sign", "Lobb") == ""
+    # The committed table was learned from the detector's training buildings: every category but the signs.
+    committed = LandmarkFunctions.load(DEFAULT_CHECKPOINT)
+    assert committed.function("fire extinguisher", "") == "for putting out fires"
+    assert "room sign" not in committed.by_category and committed.by_text
+
+
+@pytest.fixture(scope="module")
+def lake_without_world(office_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short tour of the office as a real robot logs it: no ground truth, no world.json."""
+    root = tmp_path_factory.mktemp("robot_log")
+    record_tour(office_world, root / "logs" / "tour.mcap", 5.0, leave_out=DEPTH_OUTPUTS | {"ground_truth"})
+    ingest([root / "logs"], root / "lake", progress=False)
+    DeltaTable(root / "lake" / "attachments").delete(f"name = '{WORLD_ATTACHMENT_NAME}'")
+    return root / "lake"
+
+
+def test_a_map_builds_from_a_recording_alone(lake_without_world: Path, tmp_path: Path) -> None:
+    lake = Lake(lake_without_world)
+    with pytest.raises(ValueError, match=WORLD_ATTACHMENT_NAME):
+        recorded_world(lake, site_episodes(lake, "office-0"))
+    with pytest.raises(ValueError, match=WORLD_ATTACHMENT_NAME):
+        build_site_map(lake_without_world, "office-0", tmp_path / "annotated", extractor="annotated", progress=False)
+
+    out = tmp_path / "map"
+    astra = Path(sys.executable).parent / "astra"
+    env = {k: v for k, v in os.environ.items() if k != KEY_ENV}
+    argv = [astra, "map", "build", "--site", "office-0", "--lake", str(lake_without_world), "--out", str(out)]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    topo = read_map(out)
+    assert topo.manifest.build["extractor"] == "detector" and summary["landmarks"] == topo.landmarks.num_rows > 0
+    report = summary["landmark_extraction"]
+    assert report["nodes"] == summary["nodes"] and report["detections"] == topo.node_landmarks.num_rows
+    assert 0 <= report["placed_on_ray"] <= report["detections"]
+    landmarks = topo.landmarks.to_pylist()
+    assert all(row["landmark_id"].startswith("det-") and row["room"] == "" for row in landmarks)
+    assert all(row["function"] for row in landmarks if row["category"] not in ("room sign", "aisle sign"))
+    scores = topo.node_landmarks["visible_fraction"].to_numpy()
+    assert ((scores > 0) & (scores <= 1)).all()
