@@ -36,6 +36,7 @@ class NodeGeometry:
     k: np.ndarray  # (3, 3) intrinsics as in sensor_msgs/CameraInfo: pixel centres at integers
     keypoints: np.ndarray  # (n, 2) pixels in COLMAP's convention (node_features): pixel i spans [i, i + 1)
     points: np.ndarray  # (n, 3) the 3D point in map each keypoint observes
+    point_ids: np.ndarray  # (n,) that point's id in the reconstruction
 
 
 @dataclass(frozen=True)

@@ -268,7 +268,8 @@ def node_geometry(
     site: SiteReconstruction, node_ids: Sequence[str], cameras: Sequence[str], poses: Sequence[pycolmap.Rigid3d]
 ) -> list[NodeGeometry]:
     """Each node's camera (pose in map, intrinsics) and the keypoints of its picture that observe a 3D point."""
-    features = pl.from_arrow(site.node_features.select(["node_id", "x", "y", "point_x", "point_y", "point_z"]))
+    columns = ["node_id", "x", "y", "point3D_id", "point_x", "point_y", "point_z"]
+    features = pl.from_arrow(site.node_features.select(columns))
     by_node = {key[0]: rows for key, rows in features.partition_by("node_id", as_dict=True).items()}
     empty = features.clear()
     k = {c.name: np.reshape(c.k, (3, 3)) for c in site.rig}
@@ -281,6 +282,7 @@ def node_geometry(
                 k=k[camera],
                 keypoints=seen.select("x", "y").to_numpy().astype(np.float64),
                 points=seen.select("point_x", "point_y", "point_z").to_numpy().astype(np.float64),
+                point_ids=seen["point3D_id"].to_numpy(),
             )
         )
     return geometry
