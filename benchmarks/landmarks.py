@@ -32,7 +32,7 @@ from pipelines.mapping import (
 )
 from pipelines.missions import prepare_building
 
-BUILDINGS = (("office", 700), ("warehouse", 700))
+BUILDINGS = tuple((kind, 700) for kind in ("office", "warehouse", "home", "hospital"))
 EVAL_DIR = Path("data/eval")
 
 

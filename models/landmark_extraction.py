@@ -317,14 +317,13 @@ class DetectedLandmarkExtractor(LandmarkExtractor):
         seconds = time.perf_counter() - started
         placements = Counter(p.placement for p in placed)
         report = {
-            "extractor": "detector",
             "nodes": len(views),
             "detections": len(placed),
             "placed_by": {how: placements[how] for how in PLACEMENTS},
             "sightings": sum(map(len, groups)),  # detections kept: of landmarks seen in `min_sightings` pictures
             "landmarks": len(landmarks),
             "seconds": round(seconds, 3),
-            "seconds_per_node": round(seconds / len(views), 5) if views else math.nan,
+            "seconds_per_node": round(seconds / len(views), 5) if views else None,
         }
         return LandmarkObservations(
             landmark_table("landmarks", rows), landmark_table("node_landmarks", sightings), report

@@ -9,7 +9,7 @@ Extractors are plugins in the manner of hloc: map building (pipelines.mapping) p
 what it declares it needs. `models.landmark_extraction.DetectedLandmarkExtractor` finds landmarks in the nodes'
 pictures alone and places them with the map's own geometry, as on a real robot; the annotated one,
 `sim.annotations.AnnotatedLandmarkExtractor`, is privileged: it reads the world's semantic annotation and the
-simulator's ground truth, and stays for evaluation.
+simulator's ground truth, and stays for evaluation and for text goals, which need the rooms it names.
 
 Boxes are half-open pixel index ranges, so `image[y0:y1, x0:x1]` crops the landmark; in the
 coordinates of the camera's K (pixel centres at integers) its edges lie at x0 - 0.5 and x1 - 0.5.

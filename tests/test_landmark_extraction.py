@@ -23,6 +23,7 @@ from datasets.tours import record_tour
 from models.landmark_detector import Detection
 from models.landmark_extraction import (
     DEFAULT_CHECKPOINT,
+    DetectedLandmark,
     DetectedLandmarkExtractor,
     ExtractionConfig,
     LandmarkFunctions,
@@ -30,7 +31,7 @@ from models.landmark_extraction import (
     group_detections,
     place_detections,
 )
-from models.landmarks import NodeGeometry, NodeView
+from models.landmarks import NodeGeometry, NodeView, describe
 from pipelines.ingest import ingest
 from pipelines.mapping import build_site_map, decode_jpeg
 from schemas.episode import WORLD_ATTACHMENT_NAME
@@ -119,6 +120,14 @@ def test_functions_are_learned_by_category_where_the_training_set_agrees_else_by
     committed = LandmarkFunctions.load(DEFAULT_CHECKPOINT)
     assert committed.function("fire extinguisher", "") == "for putting out fires"
     assert "room sign" not in committed.by_category and committed.by_text
+
+
+def test_a_description_leaves_out_what_is_unknown() -> None:
+    sofa = DetectedLandmark("det-0000", "sofa", "", "red", "fabric", "a place to rest", np.zeros(3))
+    assert describe(sofa, "") == "red fabric sofa, a place to rest"
+    assert describe(sofa, "Lounge") == "red fabric sofa, a place to rest, in the Lounge"
+    sign = DetectedLandmark("det-0001", "room sign", "Leceon", "dark gray", "metal", "", np.zeros(3))
+    assert describe(sign, "") == 'dark gray metal room sign reading "Leceon"'
 
 
 @pytest.fixture(scope="module")
