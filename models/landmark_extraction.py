@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from models.landmark_detector import Detection, LandmarkDetector, box_iou, edit_distance
+from models.landmark_detector import Box, Detection, LandmarkDetector, box_iou, edit_distance
 from models.landmarks import LandmarkExtractor, LandmarkObservations, NodeGeometry, NodeView, describe, landmark_table
 from models.text_encoder import TextEncoder
 
@@ -121,14 +121,14 @@ class DetectedLandmark:
     position: np.ndarray  # (3,) in map
 
 
-def in_box(geometry: NodeGeometry, box: tuple[int, int, int, int]) -> np.ndarray:
+def in_box(geometry: NodeGeometry, box: Box) -> np.ndarray:
     """(n,) bool: which of the node's keypoints fall inside the half-open pixel box."""
     x, y = geometry.keypoints[:, 0], geometry.keypoints[:, 1]
     x0, y0, x1, y1 = box
     return (x >= x0) & (x < x1) & (y >= y0) & (y < y1)
 
 
-def ray_point(geometry: NodeGeometry, box: tuple[int, int, int, int], depth_m: float) -> np.ndarray:
+def ray_point(geometry: NodeGeometry, box: Box, depth_m: float) -> np.ndarray:
     """The point in map on the ray through the box's centre, `depth_m` in front of the camera."""
     x0, y0, x1, y1 = box
     pixel = np.array([(x0 + x1) / 2 - 0.5, (y0 + y1) / 2 - 0.5, 1.0])  # in K's pixels, centres at integers
@@ -142,7 +142,7 @@ def camera_depth(geometry: NodeGeometry, position: np.ndarray) -> float:
     return float((rotation.T @ (position - translation))[2])
 
 
-def widened(box: tuple[int, int, int, int], margin: float) -> tuple[int, int, int, int]:
+def widened(box: Box, margin: float) -> Box:
     """The box grown on each side by `margin` times its width (height), to whole pixels."""
     x0, y0, x1, y1 = box
     dx, dy = math.ceil(margin * (x1 - x0)), math.ceil(margin * (y1 - y0))
