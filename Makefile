@@ -26,12 +26,14 @@ $(VENV)/.installed: pyproject.toml
 # The main job end to end: a building, its mapping tour, the lake, the map, then a mission to a text goal
 # from a start the robot is not told. Everything but the world goes to data/demo/, made afresh each time;
 # the mission's JSON line is printed last.
+# The map's landmarks come from the annotation (--extractor annotated): the goal names a room, and the learned
+# detector, the default, cannot tell rooms.
 demo: venv
 	rm -rf data/demo
 	$(BIN)/astra sim world --kind office --seed 0 --out $(DEMO_WORLD)
 	$(BIN)/astra record --world $(DEMO_WORLD) --episodes 1 --seconds $(DEMO_SECONDS) --out data/demo/logs --rrd data/demo/tour.rrd
 	$(BIN)/astra ingest data/demo/logs --lake data/demo/lake
-	$(BIN)/astra map build --site office-0 --lake data/demo/lake --out data/demo/map
+	$(BIN)/astra map build --site office-0 --lake data/demo/lake --out data/demo/map --extractor annotated
 	$(BIN)/astra navigate --world $(DEMO_WORLD) --map data/demo/map --goal "$(DEMO_GOAL)" --start $(DEMO_START) \
 		--out data/demo/logs --rrd data/demo.rrd > data/demo/mission.json
 	$(BIN)/rerun rrd verify data/demo.rrd

@@ -324,8 +324,8 @@ def cmd_map_build(args: argparse.Namespace) -> int:
             args.site,
             args.out or DEFAULT_MAPS / args.site,
             key=key_from_env(),
-            extractor=args.extractor,
             world_dir=args.world,
+            **({"extractor": args.extractor} if args.extractor else {}),
             **({"descriptor": args.descriptor} if args.descriptor else {}),
         )
     except ValueError as exc:  # no episodes of the site, no lake, bad key, no world.json (LakeError, MapError)
@@ -894,7 +894,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="world folder for the annotated landmark extractor (default: the attached world.json)",
     )
-    build.add_argument("--extractor", default="annotated", help="landmark extractor (default annotated)")
+    build.add_argument(
+        "--extractor",
+        help="landmark extractor: detector (learned, from the pictures alone; the default) or annotated (the "
+        "simulator's annotation, which needs the world; for evaluation)",
+    )
     build.add_argument("--descriptor", help="global image descriptor of the nodes: tiny_image (the default) or vpr")
     build.set_defaults(func=cmd_map_build)
 

@@ -60,7 +60,7 @@ def _map(site: str, maps: Path, workdir: Path) -> TopoMap:
     try:
         return read_map(workdir / site)
     except MapError:
-        build_site_map(LAKE, site, workdir / site, world_dir=WORLDS / site, progress=False)
+        build_site_map(LAKE, site, workdir / site, progress=False)
         return read_map(workdir / site)
 
 

@@ -2,7 +2,8 @@
 
 The lake defaults to the one the map was built from, at the version it read, as its manifest records.
 `world_from_map` aligns a map with the simulator's world, for judging poses found in the map (such as
-relocalization fixes).
+relocalization fixes). `evaluate_landmarks` scores one map's landmarks against another's of the same tour (a
+detector-built map against the annotated one).
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pycolmap
 
 from datasets.lake import Lake, LakeError
 from datasets.map_store import TopoMap, read_map
 from datasets.site_log import read_rig, read_trajectory, recorded_world
-from models.mapping.evaluation import alignment, evaluate_map, keyframe_poses
+from models.mapping.evaluation import alignment, evaluate_map, keyframe_poses, match_landmarks
 from schemas.topics import GROUND_TRUTH_TOPIC
 
 
@@ -53,3 +55,28 @@ def world_from_map(topo: TopoMap, lake: Lake) -> pycolmap.Rigid3d:
     stamps, poses = keyframe_poses(topo.nodes, read_rig(lake, episode_ids[0])[0])
     truth = {e: read_trajectory(lake, e, GROUND_TRUTH_TOPIC) for e in episode_ids}
     return alignment(poses, [truth[e].at(np.array([t])).poses()[0] for e, t in stamps])
+
+
+def evaluate_landmarks(
+    map_dir: Path | str,
+    reference_dir: Path | str,
+    lake: Path | str | None = None,
+    key: bytes | None = None,
+    radius_m: float = 1.0,
+) -> dict[str, Any]:
+    """`match_landmarks` of the map at `map_dir` against the map at `reference_dir` (built from the same tour, such as
+    with the annotated extractor), each moved into the simulator's world by its own alignment with the truth in
+    `lake` (default: the map's source lake), so that where two builds' `map` frames differ does not count."""
+    topo, reference = read_map(map_dir, key), read_map(reference_dir, key)
+    source = source_lake(topo, lake)
+    return match_landmarks(_landmarks_in_world(topo, source), _landmarks_in_world(reference, source), radius_m=radius_m)
+
+
+def _landmarks_in_world(topo: TopoMap, lake: Lake) -> pa.Table:
+    landmarks = topo.landmarks
+    xyz = np.column_stack([landmarks[f"position_{a}"].to_numpy() for a in "xyz"]).reshape(-1, 3)
+    moved = world_from_map(topo, lake) * xyz if len(xyz) else xyz
+    for i, axis in enumerate("xyz"):
+        column = f"position_{axis}"
+        landmarks = landmarks.set_column(landmarks.schema.get_field_index(column), column, pa.array(moved[:, i]))
+    return landmarks

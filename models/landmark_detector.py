@@ -283,7 +283,7 @@ def evaluate_detections(
         material_accuracy=float(np.mean([d.material == t.material for d, t in matches])) if matches else math.nan,
         text_exact_match=float(np.mean([read == true for read, true in texts])) if texts else math.nan,
         text_character_error=(
-            sum(_edit_distance(read, true) for read, true in texts) / sum(len(true) for _, true in texts)
+            sum(edit_distance(read, true) for read, true in texts) / sum(len(true) for _, true in texts)
             if texts
             else math.nan
         ),
@@ -302,7 +302,7 @@ def box_iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _edit_distance(a: str, b: str) -> int:
+def edit_distance(a: str, b: str) -> int:
     """Levenshtein distance: the fewest insertions, deletions and substitutions that turn a into b."""
     row = list(range(len(b) + 1))
     for i, ca in enumerate(a, 1):

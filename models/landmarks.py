@@ -5,10 +5,11 @@ An extractor looks at map nodes (one camera's picture at a keyframe) and returns
 sighting with the landmark's box in the node's image. Sightings are many-to-many, and two nodes that
 see one landmark are co-visible.
 
-Extractors are plugins in the manner of hloc: map building (pipelines.mapping) picks one by name. The
-only one so far, `sim.annotations.AnnotatedLandmarkExtractor`, is privileged: it reads the world's
-semantic annotation and the simulator's ground truth, standing in for the annotated semantic map until
-a learned extractor finds landmarks in the pictures alone.
+Extractors are plugins in the manner of hloc: map building (pipelines.mapping) picks one by name and gives it
+what it declares it needs. `models.landmark_extraction.DetectedLandmarkExtractor` finds landmarks in the nodes'
+pictures alone and places them with the map's own geometry, as on a real robot; the annotated one,
+`sim.annotations.AnnotatedLandmarkExtractor`, is privileged: it reads the world's semantic annotation and the
+simulator's ground truth, and stays for evaluation and for text goals, which need the rooms it names.
 
 Boxes are half-open pixel index ranges, so `image[y0:y1, x0:x1]` crops the landmark; in the
 coordinates of the camera's K (pixel centres at integers) its edges lie at x0 - 0.5 and x1 - 0.5.
@@ -18,14 +19,24 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import pyarrow as pa
 
 from schemas.map import TABLES, conform_table
-from schemas.world import Landmark
+
+
+@dataclass(frozen=True)
+class NodeGeometry:
+    """Where a node's camera stood in `map`, and the reconstruction's points its picture sees."""
+
+    map_from_camera: np.ndarray  # (4, 4) the optical frame's pose in map
+    k: np.ndarray  # (3, 3) intrinsics as in sensor_msgs/CameraInfo: pixel centres at integers
+    keypoints: np.ndarray  # (n, 2) pixels in COLMAP's convention (node_features): pixel i spans [i, i + 1)
+    points: np.ndarray  # (n, 3) the 3D point in map each keypoint observes
+    point_ids: np.ndarray  # (n,) that point's id in the reconstruction
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,7 @@ class NodeView:
     # The simulator's truth of base_link in its world, where the log records it: only privileged extractors use
     # it, since `map` (the first tour's odometry frame) is off the world by that tour's drift.
     world_pose: tuple[float, float, float] | None = None
+    geometry: NodeGeometry | None = None  # None for a node without a camera pose
 
 
 @dataclass(frozen=True)
@@ -47,20 +59,41 @@ class LandmarkObservations:
 
     landmarks: pa.Table
     node_landmarks: pa.Table
+    report: dict[str, Any] = field(default_factory=dict)  # how the extraction went, for the map's manifest
 
 
 class LandmarkExtractor(abc.ABC):
-    """Finds the landmarks that map nodes see; subclasses register in EXTRACTORS."""
+    """Finds the landmarks that map nodes see; subclasses register in EXTRACTORS (pipelines.mapping).
+
+    Map building constructs a privileged extractor (`needs_world`) from the simulator's world folder and the robot
+    config that renders at the nodes' resolution, any other with no arguments; it fills NodeView.image for those that
+    need pictures.
+    """
+
+    needs_world: ClassVar[bool] = False
+    needs_pictures: ClassVar[bool] = False
 
     @abc.abstractmethod
     def extract(self, views: Sequence[NodeView]) -> LandmarkObservations:
         """Every landmark seen from `views`, and each sighting with its box."""
 
 
-def describe(landmark: Landmark, room: str) -> str:
-    """What a landmark's text embedding encodes, e.g. "red fabric sofa, a place to rest, in the Reception"."""
+class Described(Protocol):
+    """What `describe` reads of a landmark: schemas.world.Landmark, or a detected one."""
+
+    category: str
+    text: str
+    color: str
+    material: str
+    function: str
+
+
+def describe(landmark: Described, room: str) -> str:
+    """What a landmark's text embedding encodes, e.g. "red fabric sofa, a place to rest, in the Reception"; an
+    unknown function or room ("") is left out rather than named empty."""
     reading = f' reading "{landmark.text}"' if landmark.text else ""
-    return f"{landmark.color} {landmark.material} {landmark.category}{reading}, {landmark.function}, in the {room}"
+    named = f"{landmark.color} {landmark.material} {landmark.category}{reading}"
+    return ", ".join(filter(None, (named, landmark.function, f"in the {room}" if room else "")))
 
 
 def landmark_table(name: str, rows: list[dict[str, Any]]) -> pa.Table:

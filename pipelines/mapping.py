@@ -4,14 +4,16 @@
     SelectKeyframes      episode -> EpisodeKeyframes: keyframes with their JPEGs, rig and global descriptors
     BuildReconstruction  all keyframes of the site -> one pycolmap reconstruction and `node_features` (a global step)
     BuildGraph           reconstruction -> the tables `nodes` and `edges` (models.mapping.graph)
-    ExtractLandmarks     nodes -> `landmarks` and `node_landmarks` (a plugin of models.landmarks, by name: EXTRACTORS)
+    ExtractLandmarks     nodes -> `landmarks` and `node_landmarks` (a plugin of models.landmarks, by name: EXTRACTORS;
+                         the learned detector by default, which reads the nodes' pictures again from the lake)
     WriteMap             everything -> the map on disk, encrypted where a key is given
 
 The map frame is `map`: the reconstruction comes out in the earliest episode's odom frame and is moved
 by the map -> odom that episode recorded on /tf when it began.
 
 Pictures are decoded only inside SelectKeyframes, where descriptors are computed, so what crosses the
-one shuffle (into the global reconstruction) is JPEG bytes; after it, pictures travel no further.
+one shuffle (into the global reconstruction) is JPEG bytes; after it, pictures travel no further: an extractor
+that needs them reads its nodes' pictures from the lake.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ from datasets.site_log import (
     site_episodes,
 )
 from models.descriptors import DESCRIPTORS
-from models.landmarks import LandmarkExtractor, LandmarkObservations, NodeView
+from models.landmark_extraction import DetectedLandmarkExtractor
+from models.landmarks import LandmarkExtractor, LandmarkObservations, NodeGeometry, NodeView
 from models.mapping.graph import GraphConfig, GraphNodes, build_edges
 from models.mapping.keyframes import KeyframeConfig, select_keyframes
 from models.mapping.sfm import Keyframe, MappedKeyframe, RigCamera, SfmConfig, align_rigid, build_map
@@ -62,7 +65,11 @@ from sim.world import write_world
 DESCRIPTOR = "tiny_image"
 GLOBAL_STAGES = ("BuildReconstruction", "BuildGraph", "ExtractLandmarks", "WriteMap")
 DEFAULT_KEYFRAMES, DEFAULT_SFM, DEFAULT_GRAPH = KeyframeConfig(), SfmConfig(), GraphConfig()
-EXTRACTORS: dict[str, type[LandmarkExtractor]] = {"annotated": AnnotatedLandmarkExtractor}
+EXTRACTORS: dict[str, type[LandmarkExtractor]] = {
+    "detector": DetectedLandmarkExtractor,
+    "annotated": AnnotatedLandmarkExtractor,  # privileged: needs the simulator's world; for evaluation
+}
+EXTRACTOR = "detector"
 NODE_COLUMNS = ("node_id", "episode_id", "t_ns", "camera", "image_topic", "registered", "placed_by_odometry")
 _MIN_ALIGNED = 3  # registered keyframes an episode needs before its odometry is aligned to the map
 
@@ -243,19 +250,70 @@ def map_graph(site: SiteReconstruction, config: GraphConfig) -> MapGraph:
         config,
     )
     yaws = [Rotation.from_quat(p.rotation.quat).as_euler("zyx")[0] for p in column("base")]
+    geometry = node_geometry(site, column("node_id"), column("camera"), column("pose"))
     views = tuple(
-        NodeView(n, c, (float(b[0]), float(b[1]), float(yaw)))
-        for n, c, b, yaw in zip(column("node_id"), column("camera"), base, yaws, strict=True)
+        NodeView(n, c, (float(b[0]), float(b[1]), float(yaw)), geometry=g)
+        for n, c, b, yaw, g in zip(column("node_id"), column("camera"), base, yaws, geometry, strict=True)
     )
     return MapGraph(nodes, edges, views)
 
 
+def node_geometry(
+    site: SiteReconstruction, node_ids: Sequence[str], cameras: Sequence[str], poses: Sequence[pycolmap.Rigid3d]
+) -> list[NodeGeometry]:
+    """Each node's camera (pose in map, intrinsics) and the keypoints of its picture that observe a 3D point."""
+    columns = ["node_id", "x", "y", "point3D_id", "point_x", "point_y", "point_z"]
+    features = pl.from_arrow(site.node_features.select(columns))
+    by_node = {key[0]: rows for key, rows in features.partition_by("node_id", as_dict=True).items()}
+    empty = features.clear()
+    k = {c.name: np.reshape(c.k, (3, 3)) for c in site.rig}
+    geometry = []
+    for node_id, camera, pose in zip(node_ids, cameras, poses, strict=True):
+        seen = by_node.get(node_id, empty)
+        geometry.append(
+            NodeGeometry(
+                map_from_camera=np.vstack([pose.matrix(), [0.0, 0.0, 0.0, 1.0]]),
+                k=k[camera],
+                keypoints=seen.select("x", "y").to_numpy().astype(np.float64),
+                points=seen.select("point_x", "point_y", "point_z").to_numpy().astype(np.float64),
+                point_ids=seen["point3D_id"].to_numpy(),
+            )
+        )
+    return geometry
+
+
 def extract_landmarks(
-    graph: MapGraph, extractor: str, world_dir: str, site: SiteReconstruction, lake: Lake
+    graph: MapGraph, extractor: str, world_dir: str | None, site: SiteReconstruction, lake: Lake
 ) -> LandmarkObservations:
-    """The landmarks the nodes see, by the named extractor rendering at the resolution of the site's rig."""
-    config = replace(DEFAULT_ROBOT, camera_width=site.rig[0].width, camera_height=site.rig[0].height)
-    return EXTRACTORS[extractor](world_dir, config=config).extract(with_true_poses(graph, lake))
+    """The landmarks the nodes see, by the named extractor, given what it needs: a privileged one the world (rendering
+    at the resolution of the site's rig) and the nodes' true poses, one that needs pictures the nodes' pictures."""
+    started = time.perf_counter()
+    kind = EXTRACTORS[extractor]
+    views = list(graph.views)
+    if kind.needs_world:
+        config = replace(DEFAULT_ROBOT, camera_width=site.rig[0].width, camera_height=site.rig[0].height)
+        chosen = kind(world_dir, config=config)
+        views = with_true_poses(graph, lake)
+    else:
+        chosen = kind()
+    if kind.needs_pictures:
+        views = with_pictures(views, graph, site.rig, lake)
+    found = chosen.extract(views)
+    return replace(found, report={**found.report, "stage_seconds": round(time.perf_counter() - started, 3)})
+
+
+def with_pictures(views: Sequence[NodeView], graph: MapGraph, rig: Sequence[RigCamera], lake: Lake) -> list[NodeView]:
+    """The views (of the graph's nodes, in order) with their node's picture: RGB at the recorded resolution."""
+    episodes, stamps = graph.nodes["episode_id"].to_pylist(), graph.nodes["t_ns"].to_pylist()
+    jpeg = {}
+    for episode_id in sorted(set(episodes)):
+        times = sorted({t for e, t in zip(episodes, stamps, strict=True) if e == episode_id})
+        pictures = read_pictures(lake, episode_id, rig, times)
+        jpeg |= {(episode_id, camera, t): data for (camera, t), data in pictures.items()}
+    return [
+        replace(view, image=decode_jpeg(jpeg[episode_id, view.camera, t_ns]))
+        for view, episode_id, t_ns in zip(views, episodes, stamps, strict=True)
+    ]
 
 
 def with_true_poses(graph: MapGraph, lake: Lake) -> list[NodeView]:
@@ -348,9 +406,10 @@ class BuildGraph(beam.PTransform):
 class ExtractLandmarks(beam.PTransform):
     """(MapGraph, SiteReconstruction) -> LandmarkObservations."""
 
-    def __init__(self, extractor: str, world_dir: Path, lake: Lake, progress_dir: Path) -> None:
+    def __init__(self, extractor: str, world_dir: Path | None, lake: Lake, progress_dir: Path) -> None:
         super().__init__()
-        self.extractor, self.world_dir, self.progress_dir = extractor, str(world_dir), str(progress_dir)
+        self.extractor, self.progress_dir = extractor, str(progress_dir)
+        self.world_dir = None if world_dir is None else str(world_dir)
         self.lake = lake
 
     def expand(
@@ -385,7 +444,11 @@ def write_site_map(
         "node_landmarks": landmarks.node_landmarks,
         "node_features": site.node_features,
     }
-    info = {**build_info, "sfm_seconds": {k: round(v, 3) for k, v in site.seconds.items()}}
+    info = {
+        **build_info,
+        "sfm_seconds": {k: round(v, 3) for k, v in site.seconds.items()},
+        "landmark_extraction": landmarks.report,
+    }
     write_map(out, tables, site.sfm_dir, info, key)
     return {
         "keyframes": len(site.mapped),
@@ -394,6 +457,7 @@ def write_site_map(
         "nodes": graph.nodes.num_rows,
         "edges": dict(sorted(Counter(graph.edges["kind"].to_pylist()).items())),
         "landmarks": landmarks.landmarks.num_rows,
+        "landmark_extraction": landmarks.report,
     }
 
 
@@ -447,6 +511,7 @@ class MapSummary:
     nodes: int
     edges: dict[str, int]  # by kind
     landmarks: int
+    landmark_extraction: dict[str, Any]  # the extractor's report: for the detector, detections placed on a ray
     encrypted: bool
     lake_version: int | None  # the version of the lake the map was built from, also in its manifest
     seconds: float
@@ -468,7 +533,7 @@ def build_site_map(
     site: str,
     out: Path,
     key: bytes | None = None,
-    extractor: str = "annotated",
+    extractor: str = EXTRACTOR,
     world_dir: Path | None = None,
     progress: bool = True,
     descriptor: str = DESCRIPTOR,
@@ -478,8 +543,9 @@ def build_site_map(
 ) -> MapSummary:
     """Build the map of `site` from its episodes in the lake and write it to `out`, encrypted under `key` if given.
 
-    The annotated landmark extractor needs the building: `world_dir`, or else the `world.json` the
-    recorder attached to the episodes. Raises ValueError where the site has no usable episodes.
+    The learned landmark extractor (the default) needs nothing but the recording. The annotated one needs the
+    building: `world_dir`, or else the `world.json` the recorder attached to the episodes. Raises ValueError where
+    the site has no usable episodes.
     """
     started = time.perf_counter()
     if extractor not in EXTRACTORS:
@@ -507,7 +573,7 @@ def build_site_map(
         work = Path(tmp)
         progress_dir, summary_path = work / "progress", work / "summary.json"
         progress_dir.mkdir()
-        if world_dir is None:
+        if EXTRACTORS[extractor].needs_world and world_dir is None:
             world_dir = work / "world"
             write_world(recorded_world(source, episode_ids), world_dir)
 

@@ -444,7 +444,8 @@ def prepare_building(
     if not (lake / "episodes").is_dir():
         ingest([tour], lake, progress=progress)
     if not (map_dir / "manifest.json").is_file():
-        build_site_map(lake, world.site, map_dir, progress=progress)
+        # Missions score text goals against the rooms the annotation names; the detector cannot tell rooms.
+        build_site_map(lake, world.site, map_dir, extractor="annotated", progress=progress)
     return Building(world_dir, map_dir, lake)
 
 

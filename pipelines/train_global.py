@@ -37,6 +37,7 @@ from models.astra_global.sft import SFTConfig, train_sft
 from models.astra_global.tokenizer import train_tokenizer
 from models.descriptors import GlobalDescriptor, TinyImageDescriptor, VprDescriptor
 from models.landmark_detector import LabelledBox, TrainConfig, evaluate_detections, train_detector
+from models.landmark_extraction import LandmarkFunctions
 from models.vpr import CameraPoses, VprConfig, VprTrainConfig, retrieval_recall, train_vpr
 from schemas.global_dataset import GlobalDatasetManifest
 from schemas.topics import CAMERAS
@@ -154,6 +155,7 @@ def train_detector_model(
         },
     }
     model.save_pretrained(str(out))
+    LandmarkFunctions.learn(lm for lm in landmarks if lm["site"] in set(train.site)).save(out)
     card = Path(out) / "README.md"
     lines = "\n".join(f"- {key}: {value}" for key, value in summary.items())
     card.write_text(f"{card.read_text()}\n## Training\n\n{lines}\n")

@@ -103,8 +103,9 @@ TABLES: dict[str, pa.Schema] = {
             pa.field("metadata", pa.map_(_str, _str)),
         ]
     ),
-    # L. `text`: what a sign reads, "" for objects; `room`: the room's name as its sign reads; `embedding`:
-    # the text encoder's unit vector of the landmark's description.
+    # L. `text`: what a sign reads, "" for objects; `room`: the room's name as its sign reads, "" where the
+    # extractor cannot tell (the learned one); `embedding`: the text encoder's unit vector of the landmark's
+    # description (models.landmarks.describe).
     "landmarks": pa.schema(
         [
             _required("landmark_id", _str),
@@ -118,7 +119,8 @@ TABLES: dict[str, pa.Schema] = {
             _required("embedding", pa.list_(pa.float32())),
         ]
     ),
-    # Many-to-many: the landmark's box in the node's image, in pixels, and the fraction of it in view.
+    # Many-to-many: the landmark's box in the node's image, in pixels, and `visible_fraction`: the fraction of it in
+    # view (the annotated extractor), or how sure the learned detector is of it (its score, 0..1).
     "node_landmarks": pa.schema(
         [
             _required("node_id", _str),

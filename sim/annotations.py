@@ -83,6 +83,8 @@ class AnnotatedLandmarkExtractor(LandmarkExtractor):
     `config` must render at the resolution of the nodes' images, since boxes are in their pixels.
     """
 
+    needs_world = True
+
     def __init__(
         self,
         world_dir: Path | str,

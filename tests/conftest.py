@@ -242,7 +242,19 @@ def office_map(tour_lake: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
     out = tmp_path_factory.mktemp("maps") / "office-0"
     astra = Path(sys.executable).parent / "astra"
     env = {k: v for k, v in os.environ.items() if k != KEY_ENV} | {KEY_ENV: key}
-    argv = ["map", "build", "--site", "office-0", "--lake", str(tour_lake), "--out", str(out)]
+    # Annotated: the navigation and goal tests resolve goals by the rooms the annotation names.
+    argv = [
+        "map",
+        "build",
+        "--site",
+        "office-0",
+        "--lake",
+        str(tour_lake),
+        "--out",
+        str(out),
+        "--extractor",
+        "annotated",
+    ]
     proc = subprocess.run([astra, *argv], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # Only the progress bar reaches the user: no COLMAP log lines (glog: "I1129 15:02:52 ...") nor Beam warnings.

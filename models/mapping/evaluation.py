@@ -106,3 +106,42 @@ def evaluate_map(
         "edges": edges.num_rows,
         "edges_by_kind": dict(sorted(Counter(edges["kind"].to_pylist()).items())),
     }
+
+
+def match_landmarks(found: pa.Table, reference: pa.Table, radius_m: float = 1.0) -> dict[str, Any]:
+    """Landmark rows (schemas.map) against reference rows, positions in one frame: such as a detector-built map's
+    against the annotated extractor's landmarks of the same tour.
+
+    A found landmark matches a reference one of its category and colour within `radius_m`, nearest pairs first, each
+    row matched once. Precision is over the found rows, recall over the reference rows; the position error is over
+    the matches.
+    """
+
+    def rows(table: pa.Table) -> tuple[list[tuple[str, str]], np.ndarray]:
+        keys = list(zip(table["category"].to_pylist(), table["color"].to_pylist(), strict=True))
+        xyz = np.column_stack([table[f"position_{a}"].to_numpy() for a in "xyz"]).reshape(-1, 3)
+        return keys, xyz
+
+    found_keys, found_xyz = rows(found)
+    reference_keys, reference_xyz = rows(reference)
+    distances = np.linalg.norm(found_xyz[:, None, :] - reference_xyz[None, :, :], axis=2)
+    pairs = sorted(
+        (distances[i, j], i, j)
+        for i, j in zip(*np.nonzero(distances <= radius_m), strict=True)
+        if found_keys[i] == reference_keys[j]
+    )
+    free_found, free_reference, errors = set(range(len(found_keys))), set(range(len(reference_keys))), []
+    for distance, i, j in pairs:
+        if i in free_found and j in free_reference:
+            free_found.remove(i)
+            free_reference.remove(j)
+            errors.append(float(distance))
+    return {
+        "found": len(found_keys),
+        "reference": len(reference_keys),
+        "matched": len(errors),
+        "precision": len(errors) / len(found_keys) if found_keys else None,
+        "recall": len(errors) / len(reference_keys) if reference_keys else None,
+        "position_error_median_m": float(np.median(errors)) if errors else None,
+        "position_error_p90_m": float(np.percentile(errors, 90)) if errors else None,
+    }
