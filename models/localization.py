@@ -178,8 +178,9 @@ class Localizer:
         `prior` (map_from_base, from odometry and the last fix) narrows the search to keyframes within
         `prior_radius_m`, or three `prior_sigma_m` where more, of it, and the answer to poses within three
         `prior_sigma_m` (`prior_radius_m` where no sigma is given). Without one, the whole map competes.
-        `candidates` (indices into `keyframe_poses`, best first) take the place of retrieval: another coarse stage,
-        such as Astra-Global's, chose where to look.
+        `candidates` (indices into `keyframe_poses`) are the only keyframes that may compete, as a prior's
+        neighbourhood is: another coarse stage, such as Astra-Global's, chose where to look, and retrieval ranks
+        them.
         """
         cameras = [i for i, c in enumerate(self.rig) if c.name in images]
         if not cameras:
@@ -189,10 +190,11 @@ class Localizer:
         radius = max(self.config.prior_radius_m, 3 * (prior_sigma_m or 0.0))
         if prior is not None:
             allowed = np.linalg.norm(self.keyframe_positions[:, :2] - prior.translation[:2], axis=1) <= radius
-        if candidates is None:
-            retrieved = self._retrieve(self.describe.describe(pictures), cameras, allowed)
-        else:
-            retrieved = np.array([k for k in candidates if allowed[k]], np.int64)
+        if candidates is not None:
+            chosen = np.zeros(len(allowed), bool)
+            chosen[np.asarray(candidates, np.int64)] = True
+            allowed &= chosen
+        retrieved = self._retrieve(self.describe.describe(pictures), cameras, allowed)
         candidates = tuple(self.node_ids[n] for k in retrieved for n in self.keyframe_nodes[k] if n >= 0)
         if not len(retrieved):
             return failed_fix(candidates, "no registered map keyframe within reach of the prior")

@@ -13,6 +13,8 @@ from scipy.spatial.transform import Rotation
 from datasets.lake import Lake
 from datasets.map_eval import world_from_map
 from datasets.map_store import read_map
+from datasets.navigation import global_navigator
+from models.astra_global.localizer import AstraLocalizer
 from pipelines.localization_eval import (
     EvaluatedMap,
     LocalizationVariant,
@@ -79,7 +81,7 @@ def test_the_classical_localizer_finds_the_tours_instants_and_retrieval_alone_co
     assert vpr["coarse_10m"] >= 0.8 and vpr["recall_0.25m_2deg"] <= classical["recall_0.25m_2deg"]
 
 
-def test_candidates_from_another_coarse_stage_take_the_place_of_retrieval(office: tuple) -> None:
+def test_candidates_from_another_coarse_stage_are_all_that_retrieval_ranks(office: tuple) -> None:
     topo, lake = office
     episode = sorted(set(topo.nodes["episode_id"].to_pylist()))[-1]
     evaluated = EvaluatedMap(topo, lake)
@@ -94,7 +96,30 @@ def test_candidates_from_another_coarse_stage_take_the_place_of_retrieval(office
         distance = np.linalg.norm(localizer.keyframe_positions[:, :2] - truth.translation[:2], axis=1)
         near, far = np.argsort(distance)[:2], np.argsort(distance)[-2:]
         fix = localizer.localize(query.images, candidates=near)
-        assert fix.candidates == nodes(near)
+        assert set(fix.candidates) == set(nodes(near))
         found += fix.success and np.linalg.norm(fix.map_from_base.translation - truth.translation) < 0.25
-        assert localizer.localize(query.images, candidates=far).candidates == nodes(far)
+        assert set(localizer.localize(query.images, candidates=far).candidates) == set(nodes(far))
     assert found >= 3
+
+
+@pytest.mark.parametrize("localization", ["hybrid", "astra"])
+def test_the_global_node_localizes_through_astra_global_on_a_building_it_never_saw(
+    office: tuple, localization: str
+) -> None:
+    """The committed Astra-Global (trained on seeds 600-609) serves the global node on the office of seed 0: its coarse
+    stage names landmarks whose keyframes the hybrid's geometry turns into centimetre fixes, and its own fine stage
+    into fixes as near as the pose bins and the model allow."""
+    topo, lake = office
+    navigator = global_navigator(topo, localization=localization)
+    assert isinstance(navigator.localizer, AstraLocalizer)
+    map_from_world = world_from_map(topo, lake).inverse()
+    episode = sorted(set(topo.nodes["episode_id"].to_pylist()))[-1]
+    errors = []
+    for query in query_instants(lake, episode, 4):
+        fix = navigator.localizer.localize(query.images)
+        truth = (map_from_world * query.world_from_base).translation
+        errors.append(np.linalg.norm(fix.map_from_base.translation - truth) if fix.success else np.inf)
+    if localization == "hybrid":
+        assert sum(e < 0.25 for e in errors) >= 3, errors
+    else:
+        assert sum(e < 10.0 for e in errors) >= 3, errors

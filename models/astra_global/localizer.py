@@ -2,8 +2,8 @@
 
     coarse  the model names the map landmarks the query's pictures show; the co-visibility filter ranks keyframes
     astra   the model's fine answer against the best candidate: the pose relative to that keyframe
-    hybrid  the candidates handed to the classical localizer in place of its retrieval: SIFT matches and rig PnP
-            (models.localization), so the learned stage picks where to look and geometry says where exactly
+    hybrid  the classical localizer (retrieval, SIFT matches, rig PnP: models.localization) inside the region around
+            the best candidates, so the learned stage picks where to look and geometry says where exactly
 
 The hybrid needs nothing of the map beyond what the classical localizer reads; the astra fine stage also needs the
 keyframes' pictures. A query with no parseable coarse answer, or one naming landmarks no keyframe sees, gets no fix.
@@ -30,7 +30,10 @@ FINE_STAGES = ("astra", "hybrid")
 @dataclass(frozen=True)
 class AstraLocalizerConfig:
     fine: str = "hybrid"  # one of FINE_STAGES
-    hybrid_candidates: int = 12  # keyframes handed to the geometric stage, as many as its own retrieval brings
+    # The hybrid's region: keyframes this close to the best co-visible ones. The classical stage retrieves and
+    # matches inside it, so look-alike places elsewhere never compete.
+    hybrid_candidates: int = 5
+    hybrid_radius_m: float = 10.0
     # What an astra fine answer claims: its pose bins are 0.25 m and 5°, and held out it is rarely that close.
     sigma_m: float = 0.5
     sigma_deg: float = 10.0
@@ -109,8 +112,7 @@ class AstraLocalizer:
                 nodes, "the model named no landmark a keyframe" + " near the prior" * bool(prior) + " sees"
             )
         if self.config.fine == "hybrid":
-            chosen = candidates[: self.config.hybrid_candidates]
-            return self.localizer.localize(images, prior, prior_sigma_m, candidates=chosen)
+            return self.localizer.localize(images, prior, prior_sigma_m, candidates=self._region(candidates))
         best = int(candidates[0])
         [answer] = self.model.answer([self.map.fine_query(self._pictures(images), best)])
         if answer is None or answer.pose is None:
@@ -123,6 +125,13 @@ class AstraLocalizer:
         sigma_rad = np.radians(self.config.sigma_deg)
         covariance = np.diag([self.config.sigma_m**2] * 3 + [sigma_rad**2] * 3)
         return LocalizationFix(True, pose, covariance, self.config.confidence, 0, nodes)
+
+    def _region(self, candidates: np.ndarray) -> np.ndarray:
+        """The keyframes within hybrid_radius_m of the best `hybrid_candidates` co-visible ones."""
+        positions = self.localizer.keyframe_positions[:, :2]
+        best = positions[candidates[: self.config.hybrid_candidates]]
+        distance = np.linalg.norm(positions[:, None] - best[None], axis=2).min(axis=1)
+        return np.flatnonzero(distance <= self.config.hybrid_radius_m)
 
     def _pictures(self, images: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         return [images[camera.name] for camera in self.localizer.rig]
