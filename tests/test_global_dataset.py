@@ -145,7 +145,8 @@ def test_astra_examples_pair_the_tours_with_the_truth_of_what_each_instant_sees_
             assert math.hypot(pose.dx, pose.dy) <= FINE_REACH_M and example.answer.landmarks
             assert b.landmark_map.absolute_pose(keyframe, pose) == pytest.approx(b.query_poses[query])
             assert len(example.query.landmarks) == len(b.landmark_map.keyframes[keyframe].landmarks)
-        assert len(b.goals) >= GOALS_PER_MAP / 2 and len(b.goal_rooms) == len(b.goals)
+        # 30 s tours see a few rooms: instructions naming the others have no goal on the map and are left out.
+        assert 0 < len(b.goals) <= GOALS_PER_MAP and len(b.goal_rooms) == len(b.goals)
         for example, room in zip(b.goals, b.goal_rooms, strict=True):
             rows = [b.landmark_rows[i] for i in example.answer.landmarks]
             assert example.query.instruction and rows and example.answer.nodes == ()
