@@ -564,7 +564,7 @@ def cmd_eval_mission(args: argparse.Namespace) -> int:
 
 def cmd_eval_localization(args: argparse.Namespace) -> int:
     from datasets.map_eval import source_lake
-    from models.astra_global.model import ASTRA_CHECKPOINTS
+    from models.astra_global.model import COMMITTED_CHECKPOINTS
     from pipelines.localization_eval import VARIANTS, evaluate_localization, query_instants, record_query_tour
     from pipelines.missions import TOUR_SECONDS
 
@@ -573,7 +573,9 @@ def cmd_eval_localization(args: argparse.Namespace) -> int:
     variants = args.variants.split(",") if args.variants else list(VARIANTS)
     if unknown := sorted(set(variants) - set(VARIANTS)):
         raise UsageError(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
-    checkpoints = {name: args.weights / path.name for name, path in ASTRA_CHECKPOINTS.items()} if args.weights else None
+    checkpoints = None
+    if args.weights:
+        checkpoints = {name: args.weights / path.name for name, path in COMMITTED_CHECKPOINTS.items()}
     world_dir, map_dir, work = _evaluated_building(args, dynamic=False)
     world, topo_map = _navigation_inputs(world_dir, map_dir)
     seconds = args.query_seconds or TOUR_SECONDS[world.kind]

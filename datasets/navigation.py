@@ -14,7 +14,7 @@ from datasets.map_eval import source_lake, world_from_map
 from datasets.map_store import TopoMap, key_from_env, read_map
 from datasets.site_log import decode_jpeg, read_pictures
 from models.astra_global.localizer import FINE_STAGES, AstraLocalizer, AstraLocalizerConfig, landmark_map
-from models.astra_global.model import ASTRA_CHECKPOINTS, AstraGlobal
+from models.astra_global.model import COMMITTED_CHECKPOINTS, AstraGlobal
 from models.goals import GoalResolver
 from models.localization import Localizer, LocalizerConfig
 from models.mapping.sfm import rig_cameras
@@ -61,7 +61,7 @@ def global_navigator(
     if localization != "classical":
         pictures = keyframe_pictures(source_lake(topo_map), localizer) if localization == "astra" else None
         landmarks = landmark_map(localizer, topo_map.landmarks, topo_map.node_landmarks, pictures)
-        model = AstraGlobal.from_pretrained(ASTRA_CHECKPOINTS["grpo"])
+        model = AstraGlobal.from_pretrained(COMMITTED_CHECKPOINTS["grpo"])
         localizer = AstraLocalizer(model, landmarks, localizer, AstraLocalizerConfig(fine=localization))
     return GlobalNavigator(localizer, resolver, topo_map.nodes, topo_map.edges, params or GlobalParams())
 

@@ -36,7 +36,7 @@ from datasets.navigation import keyframe_pictures, planar_world_from_map
 from datasets.site_log import decode_jpeg, read_pictures, read_rig, read_trajectory, rig_frames
 from models.astra_global.localizer import AstraLocalizer, AstraLocalizerConfig, landmark_map
 from models.astra_global.maps import leads_to_room
-from models.astra_global.model import ASTRA_CHECKPOINTS, AstraGlobal
+from models.astra_global.model import COMMITTED_CHECKPOINTS, AstraGlobal
 from models.localization import Localizer, LocalizerConfig
 from models.mapping.evaluation import pose_error
 from models.mapping.keyframes import KeyframeConfig, select_keyframes
@@ -87,7 +87,7 @@ class EvaluatedMap:
 
     def __init__(self, topo: TopoMap, lake: Lake, checkpoints: Mapping[str, Path] | None = None) -> None:
         self.topo, self.lake = topo, lake
-        self.checkpoints = {**ASTRA_CHECKPOINTS, **(checkpoints or {})}
+        self.checkpoints = {**COMMITTED_CHECKPOINTS, **(checkpoints or {})}
         map_episode = sorted(set(topo.nodes["episode_id"].to_pylist()))[0]
         self.rig = read_rig(lake, map_episode)
         config = LocalizerConfig(topo.manifest.build["descriptor"])
@@ -100,7 +100,7 @@ class EvaluatedMap:
         return keyframe_pictures(self.lake, self.localizer)
 
     def astra(self, checkpoint: str, fine: str) -> AstraLocalizer:
-        """Astra-Global from the named checkpoint (ASTRA_CHECKPOINTS) over this map, with that fine stage."""
+        """Astra-Global from the named checkpoint (COMMITTED_CHECKPOINTS) over this map, with that fine stage."""
         if (checkpoint, fine) not in self._astra:
             if checkpoint not in self._models:
                 self._models[checkpoint] = AstraGlobal.from_pretrained(self.checkpoints[checkpoint])
@@ -161,8 +161,8 @@ class HybridVariant(AstraVariant):
     fine = "hybrid"
 
 
-ASTRA_VARIANT_CHECKPOINTS = {"astra_sft": "sft", "astra_grpo": "grpo"}  # the variants that are one checkpoint each
-ASTRA_NAMES = {checkpoint: name for name, checkpoint in ASTRA_VARIANT_CHECKPOINTS.items()}
+CHECKPOINT_OF_VARIANT = {"astra_sft": "sft", "astra_grpo": "grpo"}  # the variants that are one checkpoint each
+VARIANT_OF_CHECKPOINT = {checkpoint: name for name, checkpoint in CHECKPOINT_OF_VARIANT.items()}
 GOAL_INSTRUCTIONS = 40
 VARIANTS: dict[str, Callable[[EvaluatedMap], LocalizationVariant]] = {
     "vpr": RetrievalVariant,
@@ -244,7 +244,7 @@ def evaluate_localization(
         "variants": {name: evaluate_variant(VARIANTS[name](evaluated), queries, alignment) for name in variants},
     }
     if world is not None and goals:
-        learned = [checkpoint for name, checkpoint in ASTRA_VARIANT_CHECKPOINTS.items() if name in variants]
+        learned = [checkpoint for name, checkpoint in CHECKPOINT_OF_VARIANT.items() if name in variants]
         result["goal_accuracy"] = evaluate_goals(evaluated, world, goals, learned)
     return result
 
@@ -269,7 +269,7 @@ def evaluate_goals(evaluated: EvaluatedMap, world: World, count: int, checkpoint
         astra = evaluated.astra(checkpoint, "hybrid")
         answers = astra.model.answer([astra.map.goal_query(m.instruction) for m in missions])
         firsts = [rows[a.landmarks[0]] if a is not None and a.landmarks else None for a in answers]
-        right[ASTRA_NAMES[checkpoint]] = [
+        right[VARIANT_OF_CHECKPOINT[checkpoint]] = [
             first is not None and leads_to_room(first["room"], first["text"], m.goal_room)
             for first, m in zip(firsts, missions, strict=True)
         ]

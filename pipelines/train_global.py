@@ -162,7 +162,7 @@ def train_detector_model(
     return {**summary, "out": str(out)}
 
 
-ASTRA_FRAME_SIZE = (128, 96)  # what Astra-Global's vision tower reads: 48 tokens per picture after merging
+MODEL_FRAME_SIZE = (128, 96)  # what Astra-Global's vision tower reads: 48 tokens per picture after merging
 FINE_REACH_M = 4.0  # fine examples' reference keyframes lie this close: the pose bins reach as far
 GOALS_PER_MAP = 20  # instructions per map: a tenth of the examples, as the goal task is text only and small
 
@@ -370,7 +370,7 @@ class AstraTrainConfig:
     sft: SFTConfig = field(default_factory=SFTConfig)
     grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(steps=30))
     # Four layers, not six: two checkpoints (SFT and GRPO, for the ablation) must fit the 20 MB of committed weights.
-    size: ModelSize = field(default_factory=lambda: ModelSize(layers=4, max_image_pixels=math.prod(ASTRA_FRAME_SIZE)))
+    size: ModelSize = field(default_factory=lambda: ModelSize(layers=4, max_image_pixels=math.prod(MODEL_FRAME_SIZE)))
     # Yaw in 5° bins: 10° bins would round a true heading up to 5° off, the whole of the 1 m / 5° tolerance.
     grammar: AnswerGrammar = field(default_factory=lambda: AnswerGrammar(yaw_step_deg=5.0))
     eval_queries_per_building: int = 12
@@ -383,7 +383,7 @@ def train_astra_model(
     """SFT on the training buildings' coarse and fine examples, then GRPO on their coarse ones; each checkpoint is
     scored on the held-out buildings and saved with its card: `out`_sft and `out`. Returns the figures."""
     manifest = GlobalDatasetManifest.read(dataset)
-    frames = read_frames(dataset, ASTRA_FRAME_SIZE, progress=progress)
+    frames = read_frames(dataset, MODEL_FRAME_SIZE, progress=progress)
     held = np.isin(frames.world_seed, held_out.seeds)
     if held.all() or not held.any():
         raise ValueError(

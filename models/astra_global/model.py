@@ -33,7 +33,7 @@ from models.astra_global.prompts import IMAGE_END, IMAGE_PAD, IMAGE_START, VIDEO
 GRAMMAR_FILE = "grammar.json"
 _WEIGHTS = Path(__file__).parents[1] / "weights"
 # The committed checkpoints (`astra train global --models astra`): after SFT, and after SFT then GRPO.
-ASTRA_CHECKPOINTS = {"sft": _WEIGHTS / "astra_global_sft", "grpo": _WEIGHTS / "astra_global"}
+COMMITTED_CHECKPOINTS = {"sft": _WEIGHTS / "astra_global_sft", "grpo": _WEIGHTS / "astra_global"}
 IGNORE = -100  # the label of tokens that are not scored (transformers' convention)
 
 
