@@ -422,7 +422,7 @@ def train_astra_model(
         **sft_card,
         "GRPO (coarse examples)": asdict(config.grpo),
         "GRPO mean reward, first and last tenth of steps": [
-            _tail_mean([h.reward for h in history[: max(1, len(history) // 10)]]),
+            round(float(np.mean([h.reward for h in history[: max(1, len(history) // 10)]])), 4),
             _tail_mean([h.reward for h in history]),
         ],
     }
