@@ -97,8 +97,9 @@ class AstraLocalizer:
         prior: pycolmap.Rigid3d | None = None,
         prior_sigma_m: float | None = None,
     ) -> LocalizationFix:
-        """As Localizer.localize: the coarse stage, then the configured fine stage; `candidates` lists the nodes of
-        the coarse stage's keyframes, best first."""
+        """As Localizer.localize: the coarse stage, then the configured fine stage. The fix's `candidates` are the
+        nodes of the coarse stage's keyframes, best first (astra), or of those retrieval ranked in its region
+        (hybrid)."""
         candidates = self.coarse(images)
         reach = max(self.config.prior_radius_m, 3 * (prior_sigma_m or 0.0))
         if prior is not None:
