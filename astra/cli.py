@@ -565,11 +565,11 @@ def cmd_eval_mission(args: argparse.Namespace) -> int:
 def cmd_eval_localization(args: argparse.Namespace) -> int:
     from datasets.map_eval import source_lake
     from models.astra_global.model import COMMITTED_CHECKPOINTS
-    from pipelines.localization_eval import VARIANTS, evaluate_localization, query_instants, record_query_tour
+    from pipelines.localization_eval import VARIANTS, evaluate_localization, protocol_queries, record_query_tour
     from pipelines.missions import TOUR_SECONDS
 
-    if args.queries < 1 or args.goals < 0:
-        raise UsageError("--queries must be >= 1 and --goals >= 0")
+    if args.queries < 1 or args.goals < 0 or args.outside < 0:
+        raise UsageError("--queries must be >= 1, and --goals and --outside >= 0")
     variants = args.variants.split(",") if args.variants else list(VARIANTS)
     if unknown := sorted(set(variants) - set(VARIANTS)):
         raise UsageError(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
@@ -580,16 +580,18 @@ def cmd_eval_localization(args: argparse.Namespace) -> int:
     world, topo_map = _navigation_inputs(world_dir, map_dir)
     seconds = args.query_seconds or TOUR_SECONDS[world.kind]
     query_lake, query_episode = record_query_tour(world_dir, work, world.seed, seconds)
-    queries = query_instants(query_lake, query_episode, args.queries)
     try:
         map_lake = source_lake(topo_map, args.lake)
-        result = evaluate_localization(topo_map, map_lake, queries, variants, checkpoints, world, args.goals)
+        queries = protocol_queries(query_lake, query_episode, topo_map, map_lake, args.queries, args.outside)
+        result = evaluate_localization(
+            topo_map, map_lake, queries.covered, variants, checkpoints, world, args.goals, queries.outside
+        )
     except ValueError as exc:  # the map's lake is gone or holds no truth (LakeError)
         raise UsageError(str(exc)) from exc
     if not args.json:
         for name, figures in result["variants"].items():
             print(f"{name:10} " + " ".join(f"{k}={v}" for k, v in figures.items()), file=sys.stderr)
-    _emit({"kind": world.kind, "seed": world.seed, **result})
+    _emit({"kind": world.kind, "seed": world.seed, "coverage": queries.coverage, **result})
     return EXIT_OK
 
 
@@ -901,7 +903,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="landmark extractor: detector (learned, from the pictures alone; the default) or annotated (the "
         "simulator's annotation, which needs the world; for evaluation)",
     )
-    build.add_argument("--descriptor", help="global image descriptor of the nodes: tiny_image (the default) or vpr")
+    build.add_argument(
+        "--descriptor", help="global image descriptor of the nodes: vpr (the learned one; the default) or tiny_image"
+    )
     build.set_defaults(func=cmd_map_build)
 
     dataset = commands.add_parser("dataset", help="build training sets from the lake")
@@ -1023,13 +1027,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="global localization on one building: every variant on the same queries of another tour",
         description="Generate a building (--kind/--seed), record an expert mapping tour and build its map (as "
         "`astra eval mission` does, sharing its folder), record a query tour on another route, and localize at "
-        "query instants 1 m apart with no prior, with every variant. Or reuse a built --world/--map. The last "
-        "stdout line is JSON: queries, and per variant the recall within 0.25 m/2 deg, 0.5 m/5 deg, 1 m/5 deg and "
-        "5 m/10 deg, coarse recall within 10 m, and latency p50/p99.",
+        "query instants 0.5 m apart with no prior, with every variant. Or reuse a built --world/--map. Queries are "
+        "those the map covers (a mapping keyframe within 1 m, facing within 45 deg); on the uncovered ones only "
+        "wrong answers count. The last stdout line is JSON: queries, coverage (the covered share of the tour), "
+        "and per variant the recall within 0.25 m/2 deg, 0.5 m/5 deg, 1 m/5 deg and 5 m/10 deg, coarse recall "
+        "within 10 m, latency p50/p99, and outside_wrong.",
     )
     eval_localization.add_argument("--kind", help="office | warehouse | home | hospital")
     eval_localization.add_argument("--seed", type=int, default=500, help="building seed (default 500)")
-    eval_localization.add_argument("--queries", type=int, default=40, help="query instants (default 40)")
+    eval_localization.add_argument("--queries", type=int, default=40, help="covered query instants (default 40)")
+    eval_localization.add_argument(
+        "--outside", type=int, default=50, help="uncovered query instants, for outside_wrong (default 50; 0: none)"
+    )
     eval_localization.add_argument("--tour-seconds", type=float, help="mapping tour length (default by kind)")
     eval_localization.add_argument("--query-seconds", type=float, help="query tour length (default by kind)")
     eval_localization.add_argument("--world", type=Path, help="reuse this world (with --map)")

@@ -18,7 +18,7 @@ from typing import Any
 
 from datasets.lake import Lake
 from datasets.map_store import read_map
-from pipelines.localization_eval import VARIANTS, evaluate_localization, query_instants, record_query_tour
+from pipelines.localization_eval import VARIANTS, evaluate_localization, protocol_queries, record_query_tour
 from pipelines.missions import prepare_building
 from schemas.world import World
 
@@ -33,12 +33,14 @@ def evaluate(kind: str, seed: int, variants: list[str]) -> dict[str, Any]:
     work = BUILDINGS / f"{kind}-{seed}"
     building = prepare_building(kind, seed, False, work, progress=False)
     query_lake, episode = record_query_tour(building.world_dir, work, seed, QUERY_SECONDS, progress=False)
-    queries = query_instants(query_lake, episode, QUERIES)
+    topo, lake = read_map(building.map_dir), Lake(building.lake)
+    queries = protocol_queries(query_lake, episode, topo, lake, QUERIES)
     prepared_s = time.perf_counter() - started
     world = World.load(building.world_dir)
-    topo, lake = read_map(building.map_dir), Lake(building.lake)
-    result = evaluate_localization(topo, lake, queries, variants, world=world, goals=GOALS)
-    return {"kind": kind, "seed": seed, "prepare_s": round(prepared_s, 1), **result}
+    result = evaluate_localization(
+        topo, lake, queries.covered, variants, world=world, goals=GOALS, outside=queries.outside
+    )
+    return {"kind": kind, "seed": seed, "prepare_s": round(prepared_s, 1), "coverage": queries.coverage, **result}
 
 
 def run(_: Path) -> list[dict[str, Any]]:

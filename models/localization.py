@@ -80,6 +80,7 @@ class LocalizationFix:
     inliers: int
     candidates: tuple[str, ...]  # node ids of the retrieved keyframes
     reason: str = ""
+    fallback: bool = False  # a coarse stage in front found nothing, so the whole map or prior reach was searched
 
 
 class RigLocalizer(Protocol):

@@ -176,7 +176,8 @@ class VprModel(nn.Module, PyTorchModelHubMixin, model_card_template=MODEL_CARD, 
         for image in images:
             if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
                 raise ValueError(f"expected an RGB (H, W, 3) uint8 image, got {image.dtype} {image.shape}")
-            picture = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+            # A float copy: torch warns on read-only arrays, which decoded pictures may be.
+            picture = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)[None]
             if picture.shape[2:] != size:
                 picture = F.interpolate(picture, size, mode="bilinear", antialias=True, align_corners=False)
             shrunk.append(picture.round_().clamp_(0, 255).to(torch.uint8))

@@ -6,14 +6,21 @@ The protocol on one building: generate it, record an expert mapping tour and bui
 a prior: the robot's start is unknown. Fixes are judged in the building's frame after aligning the map with its
 truth (`datasets.map_eval.world_from_map`).
 
+The query tour goes where the mapping tour never went, or never faced (a third of the instants, in 300 s tours),
+and no map-based localizer can place a view its map lacks. So the queries are split by the map's coverage
+(`MapCoverage`: a mapping keyframe within COVERAGE_M facing within COVERAGE_DEG, by the truth): recalls are
+judged on covered queries, as the Astra paper's queries lie in its mapped area, and on uncovered ones only a wrong
+answer counts (`outside_wrong`), since a confident fix in an unmapped place misleads navigation.
+
 Variants (`VARIANTS`, each a plugin over the built map):
 - `vpr`: retrieval alone, the best keyframe's pose turned by its camera alignment (the paper's MixVPR row);
 - `classical`: the navigation stack's localizer: retrieval, then SIFT matching and rig PnP on the best places;
 - `astra_sft`, `astra_grpo`: Astra-Global end to end (models.astra_global.localizer), after SFT and after GRPO;
-- `hybrid`: Astra-Global's coarse stage (SFT + GRPO), then the classical stage's matching and PnP on its candidates.
+- `hybrid`: Astra-Global's coarse stage (SFT + GRPO), then the classical stage's matching and PnP on its candidates,
+  falling back to the whole map where they give no fix (`fallback_rate` says how often).
 
 Figures per variant: recall within (0.25 m, 2°), (0.5 m, 5°), (1 m, 5°) and (5 m, 10°), coarse recall within
-10 m whatever the heading, and latency p50 / p99.
+10 m whatever the heading, latency p50 / p99, and `outside_wrong`.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from schemas.world import World
 from sim.missions import sample_missions
 
 QUERY_SEED_OFFSET = 1  # the query tour's expert seed, past the mapping tour's
-QUERY_SPACING_M = 1.0
+QUERY_SPACING_M = 0.5  # 300 s query tours then give over 100 covered instants in every kind
 RECALLS = {
     "recall_0.25m_2deg": (0.25, 2.0),
     "recall_0.5m_5deg": (0.5, 5.0),
@@ -53,6 +60,9 @@ RECALLS = {
     "recall_5m_10deg": (5.0, 10.0),
 }
 COARSE_M = 10.0
+COVERAGE_M, COVERAGE_DEG = 1.0, 45.0  # a query is covered where a map keyframe stood this near, facing this near
+OUTSIDE_QUERIES = 50
+WRONG_BEYOND = (1.0, 5.0)  # an answer off by more than this is wrong (the issue's bar)
 
 
 @dataclass(frozen=True)
@@ -67,10 +77,12 @@ class Query:
 
 @dataclass(frozen=True)
 class VariantAnswer:
-    """map_from_base (None: no answer), and where the variant's coarse stage put the robot, if it has its own."""
+    """map_from_base (None: no answer), where the variant's coarse stage put the robot if it has its own, and whether
+    it fell back past that stage (None: it has no fallback)."""
 
     pose: pycolmap.Rigid3d | None
     coarse: pycolmap.Rigid3d | None = None
+    fallback: bool | None = None
 
 
 class LocalizationVariant(abc.ABC):
@@ -148,7 +160,8 @@ class AstraVariant(LocalizationVariant):
         fix = self.astra.localize(images)
         best = self.evaluated.keyframe_of_node[fix.candidates[0]] if fix.candidates else None
         coarse = self.evaluated.localizer.keyframe_poses[best] if best is not None else None
-        return VariantAnswer(fix.map_from_base if fix.success else None, coarse)
+        fallback = fix.fallback if self.astra.config.fine == "hybrid" else None
+        return VariantAnswer(fix.map_from_base if fix.success else None, coarse, fallback)
 
 
 class AstraSftVariant(AstraVariant):
@@ -173,32 +186,107 @@ VARIANTS: dict[str, Callable[[EvaluatedMap], LocalizationVariant]] = {
 }
 
 
-def query_instants(lake: Lake, episode_id: str, count: int, spacing_m: float = QUERY_SPACING_M) -> list[Query]:
-    """Up to `count` instants of a tour at least `spacing_m` apart (evenly over the tour), with the rig's pictures."""
-    rig = read_rig(lake, episode_id)
-    frames = rig_frames(lake, episode_id, rig)
+def spaced_instants(lake: Lake, episode_id: str, spacing_m: float = QUERY_SPACING_M) -> np.ndarray:
+    """The rig's frame instants along a tour at least `spacing_m` apart."""
+    frames = rig_frames(lake, episode_id, read_rig(lake, episode_id))
     truth = read_trajectory(lake, episode_id, GROUND_TRUTH_TOPIC)
-    spaced = frames[select_keyframes(frames, truth, KeyframeConfig(spacing_m, 360.0, max_interval_s=3600.0))]
-    chosen = spaced[np.unique(np.linspace(0, len(spaced) - 1, min(count, len(spaced))).round().astype(int))]
+    return frames[select_keyframes(frames, truth, KeyframeConfig(spacing_m, 360.0, max_interval_s=3600.0))]
+
+
+def queries_at(lake: Lake, episode_id: str, instants: np.ndarray, count: int) -> list[Query]:
+    """Up to `count` of a tour's `instants`, evenly over them, with the rig's pictures and the truth."""
+    if not len(instants) or count < 1:
+        return []
+    rig = read_rig(lake, episode_id)
+    chosen = instants[np.unique(np.linspace(0, len(instants) - 1, min(count, len(instants))).round().astype(int))]
     pictures = read_pictures(lake, episode_id, rig, chosen.tolist())
-    poses = truth.at(chosen).poses()
+    poses = read_trajectory(lake, episode_id, GROUND_TRUTH_TOPIC).at(chosen).poses()
     return [
-        Query(
-            episode_id,
-            int(t),
-            {c.name: decode_jpeg(pictures[c.name, int(t)]) for c in rig},
-            pose,
-        )
+        Query(episode_id, int(t), {c.name: decode_jpeg(pictures[c.name, int(t)]) for c in rig}, pose)
         for t, pose in zip(chosen, poses, strict=True)
     ]
 
 
+def query_instants(lake: Lake, episode_id: str, count: int, spacing_m: float = QUERY_SPACING_M) -> list[Query]:
+    """Up to `count` instants of a tour at least `spacing_m` apart, evenly over the tour, with the rig's pictures."""
+    return queries_at(lake, episode_id, spaced_instants(lake, episode_id, spacing_m), count)
+
+
+@dataclass(frozen=True)
+class MapCoverage:
+    """Where the mapping tour stood and faced at the map's keyframes (registered or not): (N, 3) x, y, yaw in the
+    building, from the truth.
+
+    A place is covered where a keyframe stood within `radius_m` facing within `heading_deg`: no map-based localizer
+    can place a view the map never saw, so recall is judged on covered queries, and outside them only wrong answers
+    count (a confident fix in an unmapped place is the harm there).
+    """
+
+    keyframes: np.ndarray
+    radius_m: float = COVERAGE_M
+    heading_deg: float = COVERAGE_DEG
+
+    @classmethod
+    def of_map(cls, topo: TopoMap, lake: Lake) -> MapCoverage:
+        """The coverage of a built map, with the truth from the lake it was built from."""
+        instants = sorted(set(zip(topo.nodes["episode_id"].to_pylist(), topo.nodes["t_ns"].to_pylist(), strict=True)))
+        poses = []
+        for episode_id in sorted({e for e, _ in instants}):
+            times = np.array([t for e, t in instants if e == episode_id], np.int64)
+            poses += read_trajectory(lake, episode_id, GROUND_TRUTH_TOPIC).at(times).poses()
+        return cls(_planar(poses))
+
+    def covers(self, poses: Sequence[pycolmap.Rigid3d]) -> np.ndarray:
+        """Per world_from_base pose: is it covered?"""
+        if not len(poses) or not len(self.keyframes):
+            return np.zeros(len(poses), bool)
+        query = _planar(poses)
+        distance = np.linalg.norm(query[:, None, :2] - self.keyframes[None, :, :2], axis=2)
+        turn = np.abs((query[:, None, 2] - self.keyframes[None, :, 2] + np.pi) % (2 * np.pi) - np.pi)
+        return ((distance <= self.radius_m) & (turn <= np.radians(self.heading_deg))).any(axis=1)
+
+
+def _planar(poses: Sequence[pycolmap.Rigid3d]) -> np.ndarray:
+    """(N, 3) x, y, yaw."""
+    rotations = np.array([p.rotation.matrix() for p in poses]).reshape(-1, 3, 3)
+    positions = np.array([p.translation for p in poses]).reshape(-1, 3)
+    return np.column_stack([positions[:, :2], np.arctan2(rotations[:, 1, 0], rotations[:, 0, 0])])
+
+
+@dataclass(frozen=True)
+class ProtocolQueries:
+    """A query tour's instants split by the map's coverage, and the covered share of all of them."""
+
+    covered: list[Query]
+    outside: list[Query]
+    coverage: float
+
+
+def protocol_queries(
+    query_lake: Lake, episode_id: str, topo: TopoMap, map_lake: Lake, count: int, outside: int = OUTSIDE_QUERIES
+) -> ProtocolQueries:
+    """Up to `count` covered instants of the query tour and up to `outside` uncovered ones (MapCoverage)."""
+    instants = spaced_instants(query_lake, episode_id)
+    truth = read_trajectory(query_lake, episode_id, GROUND_TRUTH_TOPIC).at(instants).poses()
+    covered = MapCoverage.of_map(topo, map_lake).covers(truth)
+    return ProtocolQueries(
+        queries_at(query_lake, episode_id, instants[covered], count),
+        queries_at(query_lake, episode_id, instants[~covered], outside),
+        round(float(covered.mean()), 3) if len(covered) else 0.0,
+    )
+
+
 def evaluate_variant(
-    variant: LocalizationVariant, queries: Sequence[Query], world_from_map_: pycolmap.Rigid3d
+    variant: LocalizationVariant,
+    queries: Sequence[Query],
+    world_from_map_: pycolmap.Rigid3d,
+    outside: Sequence[Query] = (),
 ) -> dict[str, Any]:
-    """The recalls, coarse recall and latency of one variant on the queries. Coarse recall judges the variant's coarse
-    stage where it reports one (Astra-Global's best candidate keyframe), else its answer."""
-    errors, coarse, seconds = [], [], []
+    """The recalls, coarse recall and latency of one variant on the (covered) queries; with `outside` queries, the share
+    of them it answers wrongly (beyond 1 m/5°: a fix where it should have said nothing, or said it right). Coarse recall
+    judges the variant's coarse stage where it reports one (Astra-Global's best candidate keyframe), else its answer.
+    A variant with a fallback reports how often it fell back."""
+    errors, coarse, seconds, fallbacks = [], [], [], []
 
     def error(map_from_base: pycolmap.Rigid3d | None, truth: pycolmap.Rigid3d) -> tuple[float, float]:
         return (np.inf, np.inf) if map_from_base is None else pose_error(world_from_map_ * map_from_base, truth)
@@ -209,6 +297,7 @@ def evaluate_variant(
         seconds.append(time.perf_counter() - started)
         errors.append(error(answer.pose, query.world_from_base))
         coarse.append(error(answer.coarse, query.world_from_base)[0] if answer.coarse is not None else errors[-1][0])
+        fallbacks.append(answer.fallback)
     errors = np.array(errors, float).reshape(-1, 2)
     milliseconds = 1000 * np.array(seconds)
     figures: dict[str, Any] = {
@@ -219,6 +308,14 @@ def evaluate_variant(
     figures["answered"] = round(float(np.mean(np.isfinite(errors[:, 0]))), 3)
     figures["latency_p50_ms"] = round(float(np.percentile(milliseconds, 50)), 1)
     figures["latency_p99_ms"] = round(float(np.percentile(milliseconds, 99)), 1)
+    if any(f is not None for f in fallbacks):
+        figures["fallback_rate"] = round(float(np.mean([bool(f) for f in fallbacks])), 3)
+    if outside:
+        wrong = [
+            np.isfinite(metres) and not (metres <= WRONG_BEYOND[0] and degrees <= WRONG_BEYOND[1])
+            for metres, degrees in (error(variant.localize(q.images).pose, q.world_from_base) for q in outside)
+        ]
+        figures["outside_wrong"] = round(float(np.mean(wrong)), 3)
     return figures
 
 
@@ -230,8 +327,10 @@ def evaluate_localization(
     checkpoints: Mapping[str, Path] | None = None,
     world: World | None = None,
     goals: int = GOAL_INSTRUCTIONS,
+    outside: Sequence[Query] = (),
 ) -> dict[str, Any]:
-    """Every variant on the same queries: {"queries": N, "variants": {name: figures}}, and with the `world`,
+    """Every variant on the same queries: {"queries": N, "variants": {name: figures}}; with `outside` queries (where
+    the map does not reach, MapCoverage), "outside_queries" and each variant's "outside_wrong"; with the `world`,
     "goal_accuracy" of `goals` instructions (evaluate_goals). `checkpoints` replaces Astra-Global's committed ones by
     name ("sft", "grpo")."""
     unknown = [v for v in variants if v not in VARIANTS]
@@ -239,9 +338,11 @@ def evaluate_localization(
         raise ValueError(f"unknown localization variants {unknown}; choose from {', '.join(VARIANTS)}")
     evaluated = EvaluatedMap(topo, map_lake, checkpoints)
     alignment = world_from_map(topo, map_lake)
-    result = {
-        "queries": len(queries),
-        "variants": {name: evaluate_variant(VARIANTS[name](evaluated), queries, alignment) for name in variants},
+    result: dict[str, Any] = {"queries": len(queries)}
+    if outside:
+        result["outside_queries"] = len(outside)
+    result["variants"] = {
+        name: evaluate_variant(VARIANTS[name](evaluated), queries, alignment, outside) for name in variants
     }
     if world is not None and goals:
         learned = [checkpoint for name, checkpoint in CHECKPOINT_OF_VARIANT.items() if name in variants]

@@ -62,7 +62,7 @@ from schemas.topics import GROUND_TRUTH_TOPIC, ODOMETRY_TOPIC
 from sim.annotations import AnnotatedLandmarkExtractor
 from sim.world import write_world
 
-DESCRIPTOR = "tiny_image"
+DESCRIPTOR = "vpr"
 GLOBAL_STAGES = ("BuildReconstruction", "BuildGraph", "ExtractLandmarks", "WriteMap")
 DEFAULT_KEYFRAMES, DEFAULT_SFM, DEFAULT_GRAPH = KeyframeConfig(), SfmConfig(), GraphConfig()
 EXTRACTORS: dict[str, type[LandmarkExtractor]] = {

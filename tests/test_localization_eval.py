@@ -14,14 +14,16 @@ from datasets.lake import Lake
 from datasets.map_eval import world_from_map
 from datasets.map_store import read_map
 from datasets.navigation import global_navigator
-from models.astra_global.localizer import AstraLocalizer
+from models.astra_global.localizer import AstraLocalizer, AstraLocalizerConfig, landmark_map
 from pipelines.localization_eval import (
     EvaluatedMap,
     LocalizationVariant,
+    MapCoverage,
     Query,
     VariantAnswer,
     evaluate_localization,
     evaluate_variant,
+    protocol_queries,
     query_instants,
 )
 from pipelines.mapping import MapSummary
@@ -59,6 +61,20 @@ def test_recalls_count_the_answers_within_each_bound_and_a_missing_answer_as_wro
     assert figures["recall_5m_10deg"] == round(4 / 6, 3)
     assert figures["coarse_10m"] == round(5 / 6, 3) and figures["answered"] == round(5 / 6, 3)
     assert 0 <= figures["latency_p50_ms"] <= figures["latency_p99_ms"]
+    assert "outside_wrong" not in figures and "fallback_rate" not in figures
+
+
+def test_outside_the_map_only_a_wrong_answer_counts() -> None:
+    truth = pycolmap.Rigid3d(pycolmap.Rotation3d(), [1.0, 2.0, 0.0])
+    offsets = [None, (0.5, 2.0), (3.0, 0.0), (0.1, 30.0)]  # silent, right, wrong place, wrong heading
+    outside = [Query("e", i, {"front": np.zeros((2, 2, 3), np.uint8)}, truth) for i in range(len(offsets))]
+    covered = [Query("e", 9, {"front": np.zeros((2, 2, 3), np.uint8)}, truth)]
+    answers = {
+        id(q.images): None if offset is None else _moved(truth, *offset)
+        for q, offset in zip(outside + covered, [*offsets, (0.0, 0.0)], strict=True)
+    }
+    figures = evaluate_variant(_Offset(answers), covered, pycolmap.Rigid3d(), outside)
+    assert figures["recall_0.25m_2deg"] == 1.0 and figures["outside_wrong"] == 0.5
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +95,29 @@ def test_the_classical_localizer_finds_the_tours_instants_and_retrieval_alone_co
     classical, vpr = result["variants"]["classical"], result["variants"]["vpr"]
     assert classical["recall_0.25m_2deg"] >= 0.8
     assert vpr["coarse_10m"] >= 0.8 and vpr["recall_0.25m_2deg"] <= classical["recall_0.25m_2deg"]
+
+
+def test_a_place_is_covered_where_a_mapping_keyframe_stood_near_facing_the_same_way() -> None:
+    def pose(x: float, y: float, yaw_deg: float) -> pycolmap.Rigid3d:
+        return pycolmap.Rigid3d(
+            pycolmap.Rotation3d(Rotation.from_euler("z", yaw_deg, degrees=True).as_quat()), [x, y, 0]
+        )
+
+    coverage = MapCoverage(np.array([[0.0, 0.0, np.radians(170.0)], [5.0, 0.0, 0.0]]))
+    places = [pose(0.6, 0.7, -160.0), pose(0.0, 0.0, 120.0), pose(1.0, 0.5, 170.0), pose(5.0, 0.9, 44.0)]
+    assert coverage.covers(places).tolist() == [True, False, False, True]
+
+
+def test_a_query_tour_splits_into_covered_and_outside_instants(office: tuple) -> None:
+    topo, lake = office
+    coverage = MapCoverage.of_map(topo, lake)
+    instants = set(zip(topo.nodes["episode_id"].to_pylist(), topo.nodes["t_ns"].to_pylist(), strict=True))
+    assert len(coverage.keyframes) == len(instants)
+    episode = sorted(set(topo.nodes["episode_id"].to_pylist()))[-1]
+    split = protocol_queries(lake, episode, topo, lake, count=5, outside=5)
+    assert len(split.covered) == 5 and split.coverage > 0.9  # the tour that made the map covers itself
+    assert coverage.covers([q.world_from_base for q in split.covered]).all()
+    assert not coverage.covers([q.world_from_base for q in split.outside]).any()
 
 
 def test_candidates_from_another_coarse_stage_are_all_that_retrieval_ranks(office: tuple) -> None:
@@ -123,3 +162,20 @@ def test_the_global_node_localizes_through_astra_global_on_a_building_it_never_s
         assert sum(e < 0.25 for e in errors) >= 3, errors
     else:
         assert sum(e < 10.0 for e in errors) >= 3, errors
+
+
+def test_the_hybrid_falls_back_to_the_whole_map_where_its_region_holds_no_fix(office: tuple) -> None:
+    """A map whose keyframes see none of the landmarks the model names leaves the hybrid no region: with the fallback it
+    localizes as the classical localizer does and says so, without it there is no fix."""
+    topo, lake = office
+    evaluated = EvaluatedMap(topo, lake)
+    blind = landmark_map(evaluated.localizer, topo.landmarks, topo.node_landmarks.slice(0, 0))
+    model = evaluated.astra("grpo", "hybrid").model
+    map_from_world = world_from_map(topo, lake).inverse()
+    episode = sorted(set(topo.nodes["episode_id"].to_pylist()))[-1]
+    [query] = query_instants(lake, episode, 1)
+    truth = (map_from_world * query.world_from_base).translation
+    fix = AstraLocalizer(model, blind, evaluated.localizer).localize(query.images)
+    assert fix.success and fix.fallback and np.linalg.norm(fix.map_from_base.translation - truth) < 0.25
+    strict = AstraLocalizer(model, blind, evaluated.localizer, AstraLocalizerConfig(hybrid_fallback=False))
+    assert not strict.localize(query.images).success

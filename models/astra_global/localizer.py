@@ -3,7 +3,8 @@
     coarse  the model names the map landmarks the query's pictures show; the co-visibility filter ranks keyframes
     astra   the model's fine answer against the best candidate: the pose relative to that keyframe
     hybrid  the classical localizer (retrieval, SIFT matches, rig PnP: models.localization) inside the region around
-            the best candidates, so the learned stage picks where to look and geometry says where exactly
+            the best candidates, so the learned stage picks where to look and geometry says where exactly; where the
+            region gives no fix, the classical localizer over the whole map (the fix says `fallback`)
 
 The hybrid needs nothing of the map beyond what the classical localizer reads; the astra fine stage also needs the
 keyframes' pictures. A query with no parseable coarse answer, or one naming landmarks no keyframe sees, gets no fix.
@@ -11,6 +12,7 @@ keyframes' pictures. A query with no parseable coarse answer, or one naming land
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -34,6 +36,9 @@ class AstraLocalizerConfig:
     # matches inside it, so look-alike places elsewhere never compete.
     hybrid_candidates: int = 5
     hybrid_radius_m: float = 10.0
+    # A learned region that holds no fix is the model's miss (it names a third of the landmarks a query shows), not
+    # proof that the robot is nowhere: the hybrid then searches as the classical localizer does, and says so.
+    hybrid_fallback: bool = True
     # What an astra fine answer claims: its pose bins are 0.25 m and 5°, and held out it is rarely that close.
     sigma_m: float = 0.5
     sigma_deg: float = 10.0
@@ -99,7 +104,7 @@ class AstraLocalizer:
     ) -> LocalizationFix:
         """As Localizer.localize: the coarse stage, then the configured fine stage. The fix's `candidates` are the
         nodes of the coarse stage's keyframes, best first (astra), or of those retrieval ranked in its region
-        (hybrid)."""
+        (hybrid), or in the whole map where the hybrid fell back."""
         candidates = self.coarse(images)
         reach = max(self.config.prior_radius_m, 3 * (prior_sigma_m or 0.0))
         if prior is not None:
@@ -108,12 +113,17 @@ class AstraLocalizer:
         nodes = tuple(
             self.localizer.node_ids[n] for k in candidates for n in self.localizer.keyframe_nodes[k] if n >= 0
         )
+        if self.config.fine == "hybrid":
+            if len(candidates):
+                fix = self.localizer.localize(images, prior, prior_sigma_m, candidates=self._region(candidates))
+                if fix.success or not self.config.hybrid_fallback:
+                    return fix
+            if self.config.hybrid_fallback:
+                return dataclasses.replace(self.localizer.localize(images, prior, prior_sigma_m), fallback=True)
         if not len(candidates):
             return failed_fix(
                 nodes, "the model named no landmark a keyframe" + " near the prior" * bool(prior) + " sees"
             )
-        if self.config.fine == "hybrid":
-            return self.localizer.localize(images, prior, prior_sigma_m, candidates=self._region(candidates))
         best = int(candidates[0])
         [answer] = self.model.answer([self.map.fine_query(self._pictures(images), best)])
         if answer is None or answer.pose is None:
