@@ -53,7 +53,7 @@ from models.landmark_extraction import DetectedLandmarkExtractor
 from models.landmarks import LandmarkExtractor, LandmarkObservations, NodeGeometry, NodeView
 from models.mapping.graph import GraphConfig, GraphNodes, build_edges
 from models.mapping.keyframes import KeyframeConfig, select_keyframes
-from models.mapping.sfm import Keyframe, MappedKeyframe, RigCamera, SfmConfig, align_rigid, build_map
+from models.mapping.sfm import Keyframe, MappedKeyframe, RigCamera, SfmConfig, align_rigid, build_map, odometry_seams
 from pipelines.progress import marker_progress
 from pipelines.runner import run_pipeline
 from schemas.map import conform_table
@@ -444,16 +444,21 @@ def write_site_map(
         "node_landmarks": landmarks.node_landmarks,
         "node_features": site.node_features,
     }
+    keyframes = [k for e in site.episodes for k in e.keyframes]
+    seams = odometry_seams(keyframes, site.mapped, SfmConfig(**build_info.get("sfm", {})))
     info = {
         **build_info,
         "sfm_seconds": {k: round(v, 3) for k, v in site.seconds.items()},
         "landmark_extraction": landmarks.report,
+        # Where the map disagrees with odometry between neighbouring keyframes: the first keyframe of each pair.
+        "odometry_seams": [{"episode_id": keyframes[k].episode_id, "t_ns": keyframes[k].t_ns} for k in seams],
     }
     write_map(out, tables, site.sfm_dir, info, key)
     return {
         "keyframes": len(site.mapped),
         "registered": sum(m.registered for m in site.mapped),
         "placed_by_odometry": sum(m.placed_by_odometry for m in site.mapped),
+        "odometry_seams": len(seams),
         "nodes": graph.nodes.num_rows,
         "edges": dict(sorted(Counter(graph.edges["kind"].to_pylist()).items())),
         "landmarks": landmarks.landmarks.num_rows,
@@ -508,6 +513,7 @@ class MapSummary:
     keyframes: int
     registered: int
     placed_by_odometry: int  # of the registered keyframes, those posed from wheel odometry (schemas.map nodes)
+    odometry_seams: int  # neighbouring keyframes the map puts apart other than odometry does (sfm.odometry_seams)
     nodes: int
     edges: dict[str, int]  # by kind
     landmarks: int

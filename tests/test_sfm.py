@@ -13,7 +13,17 @@ from scipy.spatial.transform import Rotation
 
 from models.mapping.evaluation import trajectory_errors
 from models.mapping.keyframes import KeyframeConfig, Trajectory, rig_frame_times, select_keyframes
-from models.mapping.sfm import Keyframe, RigCamera, SfmConfig, _Odometry, align_rigid, build_map, image_pairs
+from models.mapping.sfm import (
+    Keyframe,
+    MappedKeyframe,
+    RigCamera,
+    SfmConfig,
+    _Odometry,
+    align_rigid,
+    build_map,
+    image_pairs,
+    odometry_seams,
+)
 from schemas.robot import RobotConfig, camera_mount
 from schemas.topics import BY_OUTPUT, CAMERAS
 from schemas.world import World
@@ -158,6 +168,30 @@ def test_pairs_grow_linearly_with_visits_to_a_place() -> None:
     assert max(gaps) < 0.01
 
 
+def test_a_seam_is_where_neighbouring_keyframes_sit_apart_other_than_odometry_says() -> None:
+    def pose(x: float, y: float, yaw: float) -> pycolmap.Rigid3d:
+        return pycolmap.Rigid3d(pycolmap.Rotation3d(Rotation.from_euler("z", yaw).as_quat()), [x, y, 0.0])
+
+    # A drive along a curve; keyframe 8 starts another episode. The map is the same path turned and moved, its
+    # heading drifting a little, with keyframe 2 not registered.
+    odom = [pose(0.5 * i, 0.1 * i**1.5, 0.05 * i) for i in range(10)]
+    keyframes = [Keyframe("a" if i < 8 else "b", i, p, {}) for i, p in enumerate(odom)]
+    in_map = [pose(3.0, -1.0, 0.7) * p * pose(0.0, 0.0, 0.002 * i) for i, p in enumerate(odom)]
+
+    def seams(shift_m: float) -> list[int]:
+        """The seams with keyframes 4-7 moved `shift_m` sideways in the map."""
+        moved = [pose(0.0, shift_m, 0.0) * p if 4 <= i < 8 else p for i, p in enumerate(in_map)]
+        mapped = [
+            MappedKeyframe(k.episode_id, k.t_ns, None if i == 2 else p, {})
+            for i, (k, p) in enumerate(zip(keyframes, moved, strict=True))
+        ]
+        return odometry_seams(keyframes, mapped)
+
+    assert seams(0.0) == []
+    assert seams(0.1) == []  # within odometry's own error between neighbours
+    assert seams(2.0) == [3]  # a look-alike aisle over; 7-8 changes episode, 1-2 and 2-3 lack a pose
+
+
 def test_rigid_alignment_recovers_a_known_motion_of_coplanar_points() -> None:
     rng = np.random.default_rng(0)
     source = np.column_stack([rng.uniform(-10, 10, (50, 2)), np.full(50, 0.45)])  # a ground robot's cameras
@@ -248,6 +282,7 @@ def test_a_40_s_office_tour_maps_metric_and_level_past_washed_out_pictures(offic
     assert len(registered) >= 0.95 * (len(keyframes) - len(blank))
     # Registered from the images: odometry only seeds the start and stands in for look-alike registrations.
     assert sfm_map.counts["placed_by_odometry"] <= 0.10 * len(registered)
+    assert odometry_seams(keyframes, sfm_map.keyframes) == []  # one map, its parts joined where odometry says
     assert ate <= 0.10  # rigid alignment only: the map must be metric
     # Median 1.2 deg (ATE 0.05 m); without the blanks 0.12 deg (0.013 m). The stretches either side of the blanks
     # share no points, so they are joined at the heading wheel odometry drove across them, and each is off by half.

@@ -755,6 +755,28 @@ def _align_to_odometry(
     reconstruction.transform(pycolmap.Sim3d(scale, map_from_model.rotation, map_from_model.translation))
 
 
+def odometry_seams(
+    keyframes: Sequence[Keyframe], mapped: Sequence[MappedKeyframe], config: SfmConfig = SfmConfig()
+) -> list[int]:
+    """Indices k where keyframes k and k + 1, of one episode and both registered, lie apart in the map other than
+    odometry says: by more than `max_odometry_deviation` plus `odometry_drift` per metre driven between them.
+
+    Odometry barely drifts between neighbours, so a seam is two parts of the map joined wrong (a look-alike place
+    pulled one of them over), found without any ground truth: what a robot's own log can tell about its map.
+    """
+    seams = []
+    for k, ((k1, m1), (k2, m2)) in enumerate(itertools.pairwise(zip(keyframes, mapped, strict=True))):
+        if not (m1.registered and m2.registered) or k1.episode_id != k2.episode_id:
+            continue
+        # Each in the first keyframe's own frame, as _Odometry.contradicts compares them: headings drift apart.
+        driven = (k1.odom_from_base.inverse() * k2.odom_from_base).translation
+        moved = (m1.map_from_base.inverse() * m2.map_from_base).translation
+        deviation = np.linalg.norm(moved - driven)
+        if deviation > config.max_odometry_deviation + config.odometry_drift * np.linalg.norm(driven):
+            seams.append(k)
+    return seams
+
+
 def align_rigid(source: np.ndarray, target: np.ndarray) -> pycolmap.Rigid3d:
     """The rotation and translation (no scale) taking points (N, 3) `source` closest to `target`: Umeyama/Kabsch.
 
