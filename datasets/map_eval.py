@@ -33,7 +33,8 @@ def source_lake(topo: TopoMap, lake: Path | str | None = None) -> Lake:
 
 
 def evaluate_map_dir(map_dir: Path | str, lake: Path | str | None = None, key: bytes | None = None) -> dict[str, Any]:
-    """`evaluate_map` of the map at `map_dir`, with the truth read from `lake` (default: the map's source lake)."""
+    """`evaluate_map` of the map at `map_dir`, with the truth read from `lake` (default: the map's source lake), and
+    the odometry seams its build found."""
     topo = read_map(map_dir, key)
     source = source_lake(topo, lake)
     episode_ids = sorted(pl.from_arrow(topo.nodes)["episode_id"].unique().to_list())
@@ -46,7 +47,14 @@ def evaluate_map_dir(map_dir: Path | str, lake: Path | str | None = None, key: b
         truth,
         recorded_world(source, episode_ids),
     )
-    return {"lake": str(source.path), "lake_version": source.version, **metrics}
+    # What the build found against odometry alone (pipelines.mapping); maps built before it was counted say None.
+    seams = topo.manifest.build.get("odometry_seams")
+    return {
+        "lake": str(source.path),
+        "lake_version": source.version,
+        **metrics,
+        "odometry_seams": None if seams is None else len(seams),
+    }
 
 
 def world_from_map(topo: TopoMap, lake: Lake) -> pycolmap.Rigid3d:

@@ -146,6 +146,7 @@ def test_eval_map_meets_the_bars(office_map: tuple[Path, str, MapSummary], tour_
     # odometry poses and replaces look-alike registrations, and no more than that.
     assert metrics["placed_by_odometry"] == summary.placed_by_odometry
     assert metrics["placed_by_odometry_rate"] <= MAX_PLACED_BY_ODOMETRY
+    assert metrics["odometry_seams"] == summary.odometry_seams == 0
     assert metrics["ate_rmse_m"] <= MAX_ATE_M
     assert metrics["rotation_median_deg"] <= 1.0
     assert metrics["landmarks"] == summary.landmarks
