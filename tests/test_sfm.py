@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,12 @@ from models.mapping.sfm import (
     MappedKeyframe,
     RigCamera,
     SfmConfig,
+    _extract_features,
+    _mapped,
+    _Mapper,
+    _match,
     _Odometry,
+    _write_images,
     align_rigid,
     build_map,
     image_pairs,
@@ -260,9 +266,16 @@ def _washed_out(keyframe: Keyframe) -> Keyframe:
     return Keyframe(keyframe.episode_id, keyframe.t_ns, keyframe.odom_from_base, images)
 
 
+@pytest.fixture(scope="module")
+def office_tour(office_world: Path) -> tuple[list[Keyframe], list[RigCamera], Trajectory]:
+    return _office_tour(office_world, seconds=40.0)
+
+
 @pytest.mark.timeout(300)
-def test_a_40_s_office_tour_maps_metric_and_level_past_washed_out_pictures(office_world: Path, tmp_path: Path) -> None:
-    keyframes, rig, truth = _office_tour(office_world, seconds=40.0)
+def test_a_40_s_office_tour_maps_metric_and_level_past_washed_out_pictures(
+    office_tour: tuple[list[Keyframe], list[RigCamera], Trajectory], tmp_path: Path
+) -> None:
+    keyframes, rig, truth = office_tour
     assert len(keyframes) > 40
     # Mid-tour, more keyframes in a row than each is matched with go blank: registration can only carry on by
     # putting the next ones where odometry says until they triangulate among themselves.
@@ -291,3 +304,30 @@ def test_a_40_s_office_tour_maps_metric_and_level_past_washed_out_pictures(offic
     assert np.abs(heights).max() < 0.05  # z up, floor at z = 0, as in the odom frame
     sfm_map.write(tmp_path / "sparse")
     assert pycolmap.Reconstruction(tmp_path / "sparse").num_reg_frames() == len(registered)
+
+
+@pytest.mark.timeout(120)
+def test_a_keyframe_odometry_contradicts_is_dropped_even_where_refinement_pulls_it_later(
+    office_tour: tuple[list[Keyframe], list[RigCamera], Trajectory], tmp_path: Path
+) -> None:
+    keyframes, rig, _ = office_tour
+    keyframes = keyframes[:24]
+    config = SfmConfig(num_threads=1)
+    database = tmp_path / "database.db"
+    (tmp_path / "images").mkdir()
+    _write_images(keyframes, rig, tmp_path / "images")
+    _extract_features(database, tmp_path / "images", keyframes, rig, config)
+    _match(database, tmp_path / "pairs.txt", keyframes, rig, _Odometry(keyframes, rig, config), config)
+    # Matched with the true odometry, mapped with two samples 1 m off: the pictures register both keyframes where
+    # they are, odometry contradicts that, and they are put where odometry says; refinement then pulls them back
+    # onto their tracks. Kept there, each would be a seam.
+    glitched = {12, 18}
+    odometry = [
+        replace(k, odom_from_base=_pose(0.0, 1.0, 0.0) * k.odom_from_base) if i in glitched else k
+        for i, k in enumerate(keyframes)
+    ]
+    mapper = _Mapper(database, rig, _Odometry(odometry, rig, config), config)
+    mapped = _mapped(odometry, rig, mapper.run(), mapper.placed)
+
+    assert {i for i, k in enumerate(mapped) if not k.registered} == glitched
+    assert odometry_seams(odometry, mapped) == []

@@ -610,10 +610,14 @@ class _Mapper:
                 # Better structure may let frames register that failed so far.
                 self._refine_globally()
                 stalled = True
-        # COLMAP never filters frames that were registered before mapping began: the seed.
-        for keyframe in self._map_from_base():
-            if not self._observes_enough(keyframe):
+        # COLMAP never filters frames that were registered before mapping began: the seed. And refinement can pull
+        # a keyframe off odometry after it was kept (an odometry glitch, a look-alike's tracks): it is dropped rather
+        # than left as a seam.
+        map_from_base = self._map_from_base()
+        for keyframe in map_from_base:
+            if not self._observes_enough(keyframe) or self.odometry.contradicts(keyframe, map_from_base):
                 self.mapper.observation_manager.deregister_frame(self.reference_images[keyframe].frame_id)
+                self.placed.discard(keyframe)
         self.mapper.end_reconstruction(False)
         return self.reconstruction
 
@@ -684,9 +688,10 @@ class _Mapper:
             self.triangulation,
             image.image_id,
         )
-        if self._observes_enough(keyframe):
+        if self._observes_enough(keyframe) and not self.odometry.contradicts(keyframe, self._map_from_base()):
             return True
         self.mapper.observation_manager.deregister_frame(image.frame_id)
+        self.placed.discard(keyframe)
         return False
 
     def _observes_enough(self, keyframe: int) -> bool:
