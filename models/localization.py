@@ -12,11 +12,15 @@ Coarse to fine, as hloc does it:
    with Lowe's ratio test against the nearest feature of *another* 3D point, so that a point seen from
    several nodes does not count as its own rival.
 4. Pose. Per place, all cameras' 2D-3D matches jointly in COLMAP's generalized absolute pose (LO-RANSAC
-   and refinement) on the rig; the place with the most inliers wins.
+   and refinement) on the rig. The place whose pose best explains every camera wins: its evidence is the sum
+   over cameras of log(1 + inliers). A camera looking down a warehouse aisle finds hundreds of inliers on the
+   racks of any aisle, and the hundredth match on a repeated texture says little that the first did not; the
+   other cameras, seeing what tells the aisles apart, then decide.
 
 Aliasing is the main enemy (textures repeat every 2 m, warehouse aisles look alike), so the confidence
 is honest about it: it grows with the winner's inliers and shrinks to nothing as a place far from the
-winner explains the query with `max_rival_ratio` of its inliers or more.
+winner explains the query with `max_rival_ratio` of its inliers or more (so a winner on evidence that a look-alike
+beats on inliers gets none).
 
 Frames: `map_from_base` is the pose of base_link in `map`; COLMAP's rig is base_link, so its
 `rig_from_world` is the inverse. The covariance is of (x, y, z, rx, ry, rz): position and a small
@@ -97,8 +101,17 @@ class RigLocalizer(Protocol):
 @dataclass(frozen=True)
 class _PlaceFix:
     rig_from_world: pycolmap.Rigid3d
-    inliers: int
+    camera_inliers: np.ndarray  # per rig camera
     covariance: np.ndarray
+
+    @property
+    def inliers(self) -> int:
+        return int(self.camera_inliers.sum())
+
+    @property
+    def evidence(self) -> float:
+        """How well the pose explains every camera: matches in one camera count with diminishing returns."""
+        return float(np.log1p(self.camera_inliers).sum())
 
 
 class Localizer:
@@ -223,7 +236,7 @@ class Localizer:
             return failed_fix(
                 candidates, "no place gave a pose from the matched features" + " near the prior" * (prior is not None)
             )
-        fixes.sort(key=lambda f: -f.inliers)
+        fixes.sort(key=lambda f: -f.evidence)
         best = fixes[0]
         if best.inliers < self.config.min_inliers:
             return failed_fix(candidates, f"{best.inliers} inliers, fewer than {self.config.min_inliers}", best.inliers)
@@ -373,7 +386,8 @@ class Localizer:
         pixel_variance = float(residuals @ residuals) / max(2 * inliers.sum() - _POSE_DOF, 1)
         covariance = _map_covariance(rig_from_world, np.asarray(answer["covariance"])) * pixel_variance
         covariance += np.diag([self.config.map_sigma_m**2] * 3 + [np.radians(self.config.map_sigma_deg) ** 2] * 3)
-        return _PlaceFix(rig_from_world, int(inliers.sum()), covariance)
+        camera_inliers = np.bincount(camera_of[query][inliers], minlength=len(self.rig))
+        return _PlaceFix(rig_from_world, camera_inliers, covariance)
 
     def _reprojection_errors(
         self, rig_from_world: pycolmap.Rigid3d, points2d: np.ndarray, points3d: np.ndarray, cameras: np.ndarray

@@ -15,7 +15,7 @@ from scipy.spatial.transform import Rotation
 from datasets.map_store import read_map, write_map
 from datasets.site_log import decode_jpeg
 from models.descriptors import TinyImageDescriptor
-from models.localization import Localizer
+from models.localization import Localizer, _PlaceFix
 from models.mapping.evaluation import alignment, keyframe_poses, pose_error
 from models.mapping.graph import GraphConfig
 from models.mapping.sfm import RigCamera, rig_cameras
@@ -184,3 +184,13 @@ def test_node_features_survive_an_encrypted_round_trip(small_map: SmallMap, tmp_
     assert descriptor not in stored and b"PAR1" not in stored
     features = read_map(tmp_path / "map", key).node_features
     assert features.num_rows > 1000 and features.equals(small_map.tables["node_features"])
+
+
+def test_the_place_that_explains_every_camera_outranks_one_that_explains_two_by_more_matches() -> None:
+    # Inliers per camera (front, rear left, rear right) of two places tried for one query of the tuning warehouse
+    # (warehouse-42, 38.7 s into its query tour): the rear cameras looked along racks that every aisle repeats.
+    look_alike = _PlaceFix(pycolmap.Rigid3d(), np.array([4, 164, 179]), np.eye(6))
+    truth = _PlaceFix(pycolmap.Rigid3d(), np.array([115, 32, 59]), np.eye(6))
+
+    assert look_alike.inliers > truth.inliers
+    assert truth.evidence > look_alike.evidence
