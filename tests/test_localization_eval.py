@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pycolmap
 import pytest
 from scipy.spatial.transform import Rotation
@@ -179,3 +180,40 @@ def test_the_hybrid_falls_back_to_the_whole_map_where_its_region_holds_no_fix(of
     assert fix.success and fix.fallback and np.linalg.norm(fix.map_from_base.translation - truth) < 0.25
     strict = AstraLocalizer(model, blind, evaluated.localizer, AstraLocalizerConfig(hybrid_fallback=False))
     assert not strict.localize(query.images).success
+
+
+def test_an_unsure_region_fix_meets_the_whole_maps_and_the_surer_one_stands(office: tuple) -> None:
+    """Every landmark seen only from one keyframe a metre or more from the query, so that the learned region holds
+    a part of the place at best. A region fix less sure than `hybrid_trust` (here any: in this small office every fix
+    is over 0.97 sure) is checked against the whole map's, and the surer one stands."""
+    topo, lake = office
+    evaluated = EvaluatedMap(topo, lake)
+    localizer = evaluated.localizer
+    map_from_world = world_from_map(topo, lake).inverse()
+    episode = sorted(set(topo.nodes["episode_id"].to_pylist()))[-1]
+    [query] = query_instants(lake, episode, 1)
+    truth = (map_from_world * query.world_from_base).translation
+    whole = localizer.localize(query.images)
+    config = AstraLocalizerConfig(hybrid_radius_m=0.75, hybrid_trust=1.0)
+    distance = np.linalg.norm(localizer.keyframe_positions[:, :2] - truth[:2], axis=1)
+    for keyframe in np.flatnonzero(distance > 1.0)[np.argsort(distance[distance > 1.0])]:
+        region = np.flatnonzero(
+            np.linalg.norm(localizer.keyframe_positions[:, :2] - localizer.keyframe_positions[keyframe, :2], axis=1)
+            <= config.hybrid_radius_m
+        )
+        unsure = localizer.localize(query.images, candidates=region)
+        if unsure.success and unsure.confidence < whole.confidence:
+            break
+    else:
+        raise AssertionError("no region of the office map gives a fix less sure than the whole map's")
+    nodes = [localizer.node_ids[n] for n in localizer.keyframe_nodes[keyframe] if n >= 0]
+    seen_from_one = pa.table(
+        {"node_id": [nodes[0]] * topo.landmarks.num_rows, "landmark_id": topo.landmarks["landmark_id"].to_pylist()}
+    )
+    one_place = landmark_map(localizer, topo.landmarks, seen_from_one)
+    model = evaluated.astra("grpo", "hybrid").model
+
+    fix = AstraLocalizer(model, one_place, localizer, config).localize(query.images)
+
+    assert fix.success and fix.fallback and fix.confidence == whole.confidence
+    assert np.linalg.norm(fix.map_from_base.translation - truth) < 0.25

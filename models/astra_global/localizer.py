@@ -4,7 +4,8 @@
     astra   the model's fine answer against the best candidate: the pose relative to that keyframe
     hybrid  the classical localizer (retrieval, SIFT matches, rig PnP: models.localization) inside the region around
             the best candidates, so the learned stage picks where to look and geometry says where exactly; where the
-            region gives no fix, the classical localizer over the whole map (the fix says `fallback`)
+            region gives no fix, or one less sure than `hybrid_trust`, the classical localizer over the whole map
+            too, and the surer fix wins (the fix says `fallback` where it is the whole map's)
 
 The hybrid needs nothing of the map beyond what the classical localizer reads; the astra fine stage also needs the
 keyframes' pictures. A query with no parseable coarse answer, or one naming landmarks no keyframe sees, gets no fix.
@@ -39,6 +40,9 @@ class AstraLocalizerConfig:
     # A learned region that holds no fix is the model's miss (it names a third of the landmarks a query shows), not
     # proof that the robot is nowhere: the hybrid then searches as the classical localizer does, and says so.
     hybrid_fallback: bool = True
+    # A region fix this sure stands. Below it, a look-alike place inside the region may have won where the true place
+    # lies outside it (warehouse aisles), so the whole map is searched too.
+    hybrid_trust: float = 0.5
     # What an astra fine answer claims: its pose bins are 0.25 m and 5°, and held out it is rarely that close.
     sigma_m: float = 0.5
     sigma_deg: float = 10.0
@@ -114,12 +118,16 @@ class AstraLocalizer:
             self.localizer.node_ids[n] for k in candidates for n in self.localizer.keyframe_nodes[k] if n >= 0
         )
         if self.config.fine == "hybrid":
+            fix = None
             if len(candidates):
                 fix = self.localizer.localize(images, prior, prior_sigma_m, candidates=self._region(candidates))
-                if fix.success or not self.config.hybrid_fallback:
+                if not self.config.hybrid_fallback or (fix.success and fix.confidence >= self.config.hybrid_trust):
                     return fix
             if self.config.hybrid_fallback:
-                return dataclasses.replace(self.localizer.localize(images, prior, prior_sigma_m), fallback=True)
+                whole = self.localizer.localize(images, prior, prior_sigma_m)
+                if fix is None or not fix.success or (whole.success and whole.confidence > fix.confidence):
+                    return dataclasses.replace(whole, fallback=True)
+                return fix
         if not len(candidates):
             return failed_fix(
                 nodes, "the model named no landmark a keyframe" + " near the prior" * bool(prior) + " sees"
