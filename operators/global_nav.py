@@ -73,7 +73,7 @@ def main(node: Node | None = None) -> None:
             stamps = {msg.t_ns for msg in images.values()}
             if len(images) == len(robot.cameras) and len(stamps) == 1:
                 t_ns = stamps.pop()
-                job = (pool.submit(navigator.localization_job(t_ns), dict(images)), t_ns, trigger)
+                job = (pool.submit(navigator.localization_job(t_ns, trigger), dict(images)), t_ns, trigger)
                 navigator.started_relocalization(now_ns)
     pool.shutdown(wait=False, cancel_futures=True)
 

@@ -297,7 +297,7 @@ class _MissionRun:
         if len(self.images) < len(self.runner.robot.cameras) or len(stamps) != 1:
             return
         t_img = stamps.pop()
-        job = self.global_nav.localization_job(t_img)
+        job = self.global_nav.localization_job(t_img, trigger)
         started = time.perf_counter()
         fix = job(dict(self.images))
         seconds = time.perf_counter() - started

@@ -236,7 +236,7 @@ class LocalizationResult:
     inliers: int
     candidates: tuple[str, ...]  # map nodes retrieved
     latency_s: float  # from the images' stamp to the result
-    trigger: str  # "initial" | "periodic" | "request"
+    trigger: str  # "initial" | "confirm" | "periodic" | "recheck" (the whole map) | "request"
     reason: str  # why it failed; "" on success
 
 

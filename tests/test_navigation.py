@@ -109,6 +109,16 @@ def _fix(x: float, y: float, success: bool = True) -> LocalizationFix:
     return LocalizationFix(success, pose if success else None, covariance, 0.9 * success, 100 * success, ())
 
 
+def _along_x(step: int) -> Odometry:
+    """Odometry of driving straight along x at 1 m/s in odom, at 10 Hz."""
+    return Odometry(step * 100_000_000, "odom", "base_link", (0.1 * step, 0.0, 0.0), (0, 0, 0, 1), (1, 0, 0), (0,) * 3)
+
+
+def _drive_along_x(navigator, seconds: float) -> None:
+    for step in range(int(seconds * 10) + 1):
+        navigator.on_local_odom(_along_x(step))
+
+
 @pytest.mark.parametrize("misses", [GlobalParams.max_prior_misses, 1000])
 def test_a_confirmed_estimate_that_finds_nothing_near_it_searches_the_whole_map_again(
     office_map: tuple[Path, str, object], misses: int
@@ -118,11 +128,7 @@ def test_a_confirmed_estimate_that_finds_nothing_near_it_searches_the_whole_map_
     the robot stays locked on the look-alike."""
     map_dir, key, _ = office_map
     navigator = global_navigator(read_map(map_dir, parse_key(key)), params=GlobalParams(max_prior_misses=misses))
-    for step in range(40):  # driving straight along x at 1 m/s in odom
-        t = step * 100_000_000
-        navigator.on_local_odom(
-            Odometry(t, "odom", "base_link", (0.1 * step, 0.0, 0.0), (0, 0, 0, 1), (1, 0, 0), (0,) * 3)
-        )
+    _drive_along_x(navigator, 3.9)
     navigator.on_fix(_fix(5.0, 2.0), 0, "initial", 0.1)
     navigator.on_fix(_fix(7.0, 2.0), 2_000_000_000, "confirm", 0.1)  # 2 m further on: the second agrees
     assert navigator.confirmed
@@ -130,6 +136,51 @@ def test_a_confirmed_estimate_that_finds_nothing_near_it_searches_the_whole_map_
         navigator.on_fix(_fix(0.0, 0.0, success=False), 3_000_000_000 + k, "periodic", 0.1)
     assert navigator.confirmed == (misses == 1000)
     assert (navigator.due_relocalization(3_900_000_000) == "request") == (misses != 1000)
+
+
+@pytest.mark.parametrize("recheck_every", [GlobalParams.recheck_every, 0])
+def test_a_look_alike_that_confirmed_itself_gives_way_once_two_whole_map_rechecks_agree_elsewhere(
+    office_map: tuple[Path, str, object], recheck_every: int
+) -> None:
+    """The robot starts in the aisle beside the one it thinks, 9.6 m off in y, where every fix near the estimate
+    keeps finding the look-alike. A recheck without the prior finds the true place; the estimate moves there once
+    a second, 1.5 m on, agrees. With rechecks off the robot stays on the look-alike."""
+    map_dir, key, _ = office_map
+    navigator = global_navigator(read_map(map_dir, parse_key(key)), params=GlobalParams(recheck_every=recheck_every))
+    fired = []
+    for step in range(141):  # 14 s, relocalizing whenever due; map x is odom x + 5, the truth at y = 11.6
+        navigator.on_local_odom(odometry := _along_x(step))
+        if trigger := navigator.due_relocalization(odometry.t_ns):
+            navigator.started_relocalization(odometry.t_ns)
+            place = _fix(odometry.position[0] + 5.0, 11.6 if trigger == "recheck" else 2.0)
+            navigator.on_fix(place, odometry.t_ns, trigger, 0.1)
+            fired.append(trigger)
+    assert fired[:4] == ["initial", "confirm", "periodic", "periodic"]
+    x, y, _ = navigator.map_pose_at(14_000_000_000)
+    assert navigator.confirmed and x == pytest.approx(19.0, abs=0.01)
+    if recheck_every:
+        assert fired[4:6] == ["recheck", "recheck"]  # the second 1.5 m after the first
+        assert y == pytest.approx(11.6, abs=0.01)
+    else:
+        assert "recheck" not in fired and y == pytest.approx(2.0, abs=0.01)
+
+
+def test_a_lone_recheck_elsewhere_leaves_the_estimate_until_another_agrees(
+    office_map: tuple[Path, str, object],
+) -> None:
+    """One whole-map fix far from a confirmed estimate may be a look-alike itself: it moves nothing, and the next
+    recheck, agreeing with the estimate, dismisses it."""
+    map_dir, key, _ = office_map
+    navigator = global_navigator(read_map(map_dir, parse_key(key)))
+    _drive_along_x(navigator, 14.0)
+    navigator.on_fix(_fix(5.0, 2.0), 0, "initial", 0.1)
+    navigator.on_fix(_fix(7.0, 2.0), 2_000_000_000, "confirm", 0.1)
+    outputs = navigator.on_fix(_fix(10.0, 11.6), 5_000_000_000, "recheck", 0.1)
+    assert [output_id for output_id, _ in outputs] == ["localization"]
+    assert navigator.map_pose_at(5_000_000_000)[:2] == pytest.approx((10.0, 2.0))
+    navigator.on_fix(_fix(12.0, 2.0), 7_000_000_000, "recheck", 0.1)  # agrees with the estimate
+    navigator.on_fix(_fix(13.0, 11.6), 8_000_000_000, "recheck", 0.1)  # would have agreed with the dismissed one
+    assert navigator.map_pose_at(8_000_000_000)[:2] == pytest.approx((13.0, 2.0))
 
 
 @pytest.fixture(scope="module")

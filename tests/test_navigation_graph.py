@@ -1,5 +1,6 @@
 """dataflow.yml run the other ways a robot runs it: `dora up` + `dora start --attach`, split over two machines
-(dataflows/split.yml: global on `server`, the rest on `robot`), and fed by a recording (ASTRA_SENSOR=replay).
+(dataflows/split.yml's graph, rooted at this checkout: global on `server`, the rest on `robot`), and fed by a
+recording (ASTRA_SENSOR=replay).
 
 Each run is short: it checks the graph starts, localizes and records, not that a mission completes (that is
 tests/test_navigation.py).
@@ -13,13 +14,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 
 from schemas.map import KEY_ENV
 from schemas.topics import BY_OUTPUT
 from tests.dora_cluster import DORA, dora_cluster, dora_up
-from tests.split_graph import DATAFLOW, ROBOT, SERVER, SPLIT_DATAFLOW
+from tests.split_graph import DATAFLOW, ROBOT, ROOT, SERVER, split_dataflow
 
 pytestmark = pytest.mark.dora_daemons
 
@@ -79,8 +81,11 @@ def test_dora_up_then_start_attach_runs_the_stack(
 def test_split_graph_runs_global_on_the_server(
     office_world: Path, office_map: tuple[Path, str, object], tmp_path: Path
 ) -> None:
+    # Not dataflows/split.yml itself: its working_dirs name the checkout it was generated in, which may be another.
+    graph = tmp_path / "split.yml"
+    graph.write_text(yaml.safe_dump(split_dataflow(yaml.safe_load(DATAFLOW.read_text()), ROOT, ROOT)))
     with dora_cluster((SERVER, ROBOT), tmp_path) as cluster:
-        cluster.run_graph(SPLIT_DATAFLOW, _env(office_world, office_map, tmp_path), timeout_s=240)
+        cluster.run_graph(graph, _env(office_world, office_map, tmp_path), timeout_s=240)
     counts = _counts(tmp_path / "run.mcap")
     # dora 1.1 may drop messages between daemons (dora-rs/dora#3439): global's outputs must arrive, not all of them.
     assert counts.get(BY_OUTPUT["localization"].ros_topic, 0) + counts.get(BY_OUTPUT["mission_status"].ros_topic, 0)

@@ -63,6 +63,9 @@ class GlobalParams:
     # Fixes in a row that find nothing near a confirmed estimate: it is wrong (a look-alike aisle confirmed itself),
     # so the next fix searches the whole map, and must be confirmed again.
     max_prior_misses: int = 2
+    # Every this many periodic fixes of a confirmed estimate, one searches the whole map (0: never). A look-alike
+    # that confirmed itself keeps winning near itself; only a search without the prior sees the true place win.
+    recheck_every: int = 3
     subgoal_spacing_m: float = SUBGOAL_SPACING_M  # evenly spaced, 1.5-3 m apart
     odom_history_s: float = 30.0  # how far back a fix's stamp may lie
     resend_shift_m: float = 0.05  # re-send subgoals when a fix moves them more than this
@@ -105,6 +108,8 @@ class GlobalNavigator:
         self._pending_trigger: str | None = "initial"
         self.confirmed = False  # a second fix agreed with the first: fixes may use the estimate as their prior
         self._prior_misses = 0  # fixes in a row that found nothing near the confirmed estimate
+        self._periodic_fixes = 0  # periodic fixes with the prior since the last whole-map recheck
+        self._challenger: Pose2 | None = None  # map -> odom of a recheck that disagreed with the estimate
         self._last_accepted_ns: int | None = None
         self._sent_subgoals: np.ndarray | None = None
 
@@ -154,22 +159,25 @@ class GlobalNavigator:
     # Relocalization: chosen here, computed by the caller off the loop, applied here.
 
     def due_relocalization(self, now_ns: int) -> str | None:
-        """The trigger of a relocalization to start now ("initial", "request", "periodic"), or None."""
+        """The trigger of a relocalization to start now ("initial", "request", "confirm", "periodic", "recheck"),
+        or None."""
         since_s = math.inf if self._last_fix_ns is None else (now_ns - self._last_fix_ns) * 1e-9
-        if self._pending_trigger == "confirm":
+        if self._pending_trigger in ("confirm", "recheck"):
             # From far enough along for the view to differ, or after a while if the robot stands still.
             moved = self._travelled_since(self._last_fix_ns) >= self.params.confirm_after_m
-            return "confirm" if moved or since_s >= self.params.relocalize_s else None
+            return self._pending_trigger if moved or since_s >= self.params.relocalize_s else None
         if self._pending_trigger is not None and since_s >= self.params.retry_s:
             return self._pending_trigger
         if since_s >= self.params.relocalize_s:
-            return "periodic"
+            every = self.params.recheck_every
+            return "recheck" if self.confirmed and every and self._periodic_fixes >= every - 1 else "periodic"
         return None
 
-    def localization_job(self, t_ns: int) -> Callable[[Mapping[str, CompressedImage]], LocalizationFix]:
-        """Localizing the cameras' images (by camera name) stamped `t_ns`, with the current estimate as prior:
-        slow (hundreds of ms) and independent of this object's later state, so callers may run it on a thread."""
-        prior = self.map_pose_at(t_ns) if self.confirmed else None
+    def localization_job(self, t_ns: int, trigger: str) -> Callable[[Mapping[str, CompressedImage]], LocalizationFix]:
+        """Localizing the cameras' images (by camera name) stamped `t_ns` for `trigger`, with the confirmed estimate
+        as prior but on a recheck: slow (hundreds of ms) and independent of this object's later state, so callers
+        may run it on a thread."""
+        prior = self.map_pose_at(t_ns) if self.confirmed and trigger != "recheck" else None
         prior_pose, sigma = None, None
         if prior is not None:
             x, y, yaw = prior
@@ -193,10 +201,13 @@ class GlobalNavigator:
         outputs: list[Output] = [("localization", self._result(fix, t_ns, trigger, latency_s))]
         odom_pose = self._odom_at(t_ns)
         accepted = fix.success and fix.confidence >= self.params.min_confidence and odom_pose is not None
+        recheck = trigger == "recheck" and self.confirmed
+        self._periodic_fixes = 0 if recheck else self._periodic_fixes + (trigger == "periodic")
         if not accepted:
             if self.map_from_odom is None:
                 self._pending_trigger = "initial"  # keep trying until the first fix
-            if self.confirmed and not fix.success:
+            self._challenger = None  # a challenger must be agreed with by the very next recheck
+            if self.confirmed and not fix.success and not recheck:
                 self._prior_misses += 1
                 if self._prior_misses >= self.params.max_prior_misses:
                     self.confirmed, self._prior_misses = False, 0
@@ -204,10 +215,19 @@ class GlobalNavigator:
             return outputs
         self._prior_misses = 0
         map_pose = _planar(fix)
+        predicted = self.map_pose_at(t_ns)
+        if recheck and not _agree(predicted, map_pose, self.params):
+            # The whole map found a surer place than any near the estimate. One such fix may be a look-alike of its
+            # own: the estimate stands until a second recheck, from elsewhere, agrees with this one through odometry.
+            challenger, self._challenger = self._challenger, se2.compose(map_pose, se2.inverse(odom_pose))
+            if challenger is None or not _agree(se2.compose(challenger, odom_pose), map_pose, self.params):
+                self._pending_trigger = "recheck"
+                return outputs
+        self._challenger = None
+        jumped = predicted is not None and not _agree(predicted, map_pose, self.params)
         if not self.confirmed:
             # Look-alike places fool a single fix: the first is tentative until a later one, from elsewhere and
             # without a prior, agrees with it through odometry. The robot may drive on the tentative one meanwhile.
-            predicted = self.map_pose_at(t_ns)
             self.confirmed = predicted is not None and _agree(predicted, map_pose, self.params)
             self._pending_trigger = None if self.confirmed else "confirm"
         outputs.append(("localization_pose", self._pose_message(fix, t_ns)))
@@ -221,6 +241,8 @@ class GlobalNavigator:
             mission.state = "navigating"
             outputs += self._reroute(now_ns)
             outputs.append(("mission_status", self._status(now_ns)))
+        elif jumped and mission is not None and mission.state in ("navigating", "recovering"):
+            outputs += self._reroute(now_ns)  # the route from where the robot was thought to be may not pass here
         else:
             outputs += self._send_subgoals(now_ns)
         return outputs
