@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from schemas.messages import DynamicObstacles, Twist
+from schemas.messages import DynamicObstacles, LocalizationResult, Twist
 from schemas.robot import MotionLimits
 
 
@@ -120,12 +120,14 @@ class SafetyGovernor:
         """The moving obstacles the robot perceives, in base_link."""
         self._people_m = {side: nearest_obstacle_m(self.limits, obstacles, side) for side in (1.0, -1.0)}
 
-    def on_localization(self, success: bool, confidence: float, t_ns: int) -> None:
+    def on_localization(self, fix: LocalizationResult) -> None:
         """A relocalization result; fallbacks apply only once the robot has had a good fix."""
-        good = success and confidence >= self.limits.min_confidence
+        good = fix.success and fix.confidence >= self.limits.min_confidence
+        if fix.trigger == "recheck" and not good:
+            return  # the whole map has look-alikes the estimate's neighbourhood lacks: unsure there says nothing here
         self._last_fix_good = good
         if good:
-            self._last_good_fix_ns = t_ns
+            self._last_good_fix_ns = fix.t_ns
 
     def _localization_state(self, now_ns: int) -> str | None:
         """None, "localization_fallback" (slow) or "localization_lost" (stop)."""

@@ -38,7 +38,7 @@ def main(node: Node | None = None) -> None:
         elif isinstance(msg, DynamicObstacles):
             governor.set_people(msg)
         elif isinstance(msg, LocalizationResult):
-            governor.on_localization(msg.success, msg.confidence, msg.t_ns)
+            governor.on_localization(msg)
         elif isinstance(msg, Twist) and now_ns is not None:
             governor.on_command(msg, now_ns)
         elif isinstance(msg, Clock):

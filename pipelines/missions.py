@@ -264,7 +264,7 @@ class _MissionRun:
             elif output_id == "moving_obstacles":
                 self.governor.set_people(msg)
             elif output_id == "localization":
-                self.governor.on_localization(msg.success, msg.confidence, msg.t_ns)
+                self.governor.on_localization(msg)
                 self._score_fix(msg)
             elif output_id == "nav_events":
                 self.recoveries += msg.kind == "recovery"

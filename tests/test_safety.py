@@ -323,23 +323,33 @@ def test_doubtful_localization_slows_the_robot_then_stops_it_until_a_good_fix() 
     governor = SafetyGovernor(LIMITS)
     now, out = _hold(governor, 0, 2.0)
     assert out.linear[0] == pytest.approx(LIMITS.max_speed)  # never localized yet: not a fallback
-    governor.on_localization(True, 0.9, now)
+    governor.on_localization(_fix(now, 0.9))
     now, out = _hold(governor, now, 2.0)
     assert out.linear[0] == pytest.approx(LIMITS.max_speed) and not governor.slowing_reasons
-    governor.on_localization(True, LIMITS.min_confidence / 2, now)  # a fix below the threshold
+    governor.on_localization(_fix(now, LIMITS.min_confidence / 2))  # a fix below the threshold
     now, out = _hold(governor, now, 2.0)
     assert out.linear[0] == pytest.approx(LIMITS.max_speed * LIMITS.fallback_scale)
     assert governor.slowing_reasons == {"localization_fallback"}
     now, out = _hold(governor, now, LIMITS.localization_lost_s)
     assert out.linear[0] == 0.0 and governor.stopping_reason == "localization_lost"
-    governor.on_localization(True, 0.9, now)
+    governor.on_localization(_fix(now, 0.9))
     _, out = _hold(governor, now, 2.0)
     assert out.linear[0] == pytest.approx(LIMITS.max_speed) and governor.stopping_reason is None
 
 
+def test_an_unsure_whole_map_recheck_does_not_slow_the_robot() -> None:
+    """Look-alike aisles leave a search of the whole map unsure where the fixes near the estimate are sure: an unsure
+    recheck says nothing of the estimate, and the same fix near it would slow the robot (test above)."""
+    governor = SafetyGovernor(LIMITS)
+    governor.on_localization(_fix(0, 0.9))
+    governor.on_localization(_fix(0, LIMITS.min_confidence / 2, trigger="recheck"))
+    _, out = _hold(governor, 0, 2.0)
+    assert out.linear[0] == pytest.approx(LIMITS.max_speed) and not governor.slowing_reasons
+
+
 def test_no_fix_for_too_long_is_a_fallback() -> None:
     governor = SafetyGovernor(LIMITS)
-    governor.on_localization(True, 0.9, 0)
+    governor.on_localization(_fix(0, 0.9))
     now, out = _hold(governor, 0, LIMITS.localization_stale_s - 0.5)
     assert out.linear[0] == pytest.approx(LIMITS.max_speed)
     _, out = _hold(governor, now, 1.0)
@@ -370,8 +380,8 @@ def test_actuation_node_slows_near_perceived_people_and_reports_fallbacks() -> N
     assert kinds == ["people_slowdown", "localization_fallback"]
 
 
-def _fix(t_ns: int, confidence: float) -> LocalizationResult:
+def _fix(t_ns: int, confidence: float, trigger: str = "periodic") -> LocalizationResult:
     cov = tuple(0.01 * (i == j) for i in range(6) for j in range(6))
     return LocalizationResult(
-        t_ns, "map", True, (0.0, 0.0, 0.0), (0, 0, 0, 1.0), cov, confidence, 100, (), 0.3, "periodic", ""
+        t_ns, "map", True, (0.0, 0.0, 0.0), (0, 0, 0, 1.0), cov, confidence, 100, (), 0.3, trigger, ""
     )
