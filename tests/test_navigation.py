@@ -23,6 +23,7 @@ from models.localization import LocalizationFix
 from models.navigation import se2
 from models.navigation.global_navigator import GlobalParams
 from models.navigation.scoring import relocalization_summary
+from models.routing import base_poses
 from pipelines.ingest import ingest
 from pipelines.missions import MissionRunner, mapped_rooms
 from schemas.map import KEY_ENV, generate_key, parse_key
@@ -181,6 +182,27 @@ def test_a_lone_recheck_elsewhere_leaves_the_estimate_until_another_agrees(
     navigator.on_fix(_fix(12.0, 2.0), 7_000_000_000, "recheck", 0.1)  # agrees with the estimate
     navigator.on_fix(_fix(13.0, 11.6), 8_000_000_000, "recheck", 0.1)  # would have agreed with the dismissed one
     assert navigator.map_pose_at(8_000_000_000)[:2] == pytest.approx((13.0, 2.0))
+
+
+def test_a_fix_that_moves_the_estimate_far_plans_the_route_again(office_map: tuple[Path, str, object]) -> None:
+    """The route was planned from where the robot was thought to be: after a fix puts it metres away, that route's
+    subgoals would first lead it back there."""
+    map_dir, key, _ = office_map
+    topo = read_map(map_dir, parse_key(key))
+    navigator = global_navigator(topo)
+    _drive_along_x(navigator, 3.9)
+    navigator.on_mission_goal(MissionGoal(0, "m", "take me to the reception"))
+    poses = base_poses(topo.nodes)[:, :2]
+    start = poses[0]
+    far = poses[np.argmax(np.hypot(*(poses - start).T))]
+
+    def sent(x: float, y: float, t_ns: int, trigger: str) -> list[str]:
+        return [output_id for output_id, _ in navigator.on_fix(_fix(x, y), t_ns, trigger, 0.1)]
+
+    assert "route" in sent(*start, 0, "initial")
+    assert "route" not in sent(start[0] + 0.3, start[1], 300_000_000, "periodic")  # where odometry says
+    assert "route" in sent(*far, 2_000_000_000, "confirm")
+    assert navigator.mission_state == "navigating"
 
 
 @pytest.fixture(scope="module")
