@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from schemas.messages import DynamicObstacles, LocalizationResult, Twist
+from schemas.messages import RECHECK, DynamicObstacles, LocalizationResult, Twist
 from schemas.robot import MotionLimits
 
 
@@ -123,7 +123,7 @@ class SafetyGovernor:
     def on_localization(self, fix: LocalizationResult) -> None:
         """A relocalization result; fallbacks apply only once the robot has had a good fix."""
         good = fix.success and fix.confidence >= self.limits.min_confidence
-        if fix.trigger == "recheck" and not good:
+        if fix.trigger == RECHECK and not good:
             return  # the whole map has look-alikes the estimate's neighbourhood lacks: unsure there says nothing here
         self._last_fix_good = good
         if good:

@@ -222,6 +222,9 @@ class MissionStatus:
     detail: str
 
 
+RECHECK = "recheck"  # the LocalizationResult.trigger of a confirmed estimate's search of the whole map
+
+
 @dataclass(frozen=True)
 class LocalizationResult:
     """One relocalization from camera images (astra_msgs/LocalizationResult): base_link in `frame_id` (map)."""
@@ -236,7 +239,7 @@ class LocalizationResult:
     inliers: int
     candidates: tuple[str, ...]  # map nodes retrieved
     latency_s: float  # from the images' stamp to the result
-    trigger: str  # "initial" | "confirm" | "periodic" | "recheck" (the whole map) | "request"
+    trigger: str  # "initial" | "confirm" | "periodic" | RECHECK | "request"
     reason: str  # why it failed; "" on success
 
 

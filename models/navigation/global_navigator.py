@@ -32,6 +32,7 @@ from models.navigation import se2
 from models.navigation.se2 import Pose2
 from models.routing import SUBGOAL_SPACING_M, NoRouteError, RouteGraph, base_poses
 from schemas.messages import (
+    RECHECK,
     CompressedImage,
     Event,
     LocalizationResult,
@@ -162,7 +163,7 @@ class GlobalNavigator:
         """The trigger of a relocalization to start now ("initial", "request", "confirm", "periodic", "recheck"),
         or None."""
         since_s = math.inf if self._last_fix_ns is None else (now_ns - self._last_fix_ns) * 1e-9
-        if self._pending_trigger in ("confirm", "recheck"):
+        if self._pending_trigger in ("confirm", RECHECK):
             # From far enough along for the view to differ, or after a while if the robot stands still.
             moved = self._travelled_since(self._last_fix_ns) >= self.params.confirm_after_m
             return self._pending_trigger if moved or since_s >= self.params.relocalize_s else None
@@ -170,14 +171,14 @@ class GlobalNavigator:
             return self._pending_trigger
         if since_s >= self.params.relocalize_s:
             every = self.params.recheck_every
-            return "recheck" if self.confirmed and every and self._periodic_fixes >= every - 1 else "periodic"
+            return RECHECK if self.confirmed and every and self._periodic_fixes >= every - 1 else "periodic"
         return None
 
     def localization_job(self, t_ns: int, trigger: str) -> Callable[[Mapping[str, CompressedImage]], LocalizationFix]:
         """Localizing the cameras' images (by camera name) stamped `t_ns` for `trigger`, with the confirmed estimate
         as prior but on a recheck: slow (hundreds of ms) and independent of this object's later state, so callers
         may run it on a thread."""
-        prior = self.map_pose_at(t_ns) if self.confirmed and trigger != "recheck" else None
+        prior = self.map_pose_at(t_ns) if self.confirmed and trigger != RECHECK else None
         prior_pose, sigma = None, None
         if prior is not None:
             x, y, yaw = prior
@@ -201,7 +202,7 @@ class GlobalNavigator:
         outputs: list[Output] = [("localization", self._result(fix, t_ns, trigger, latency_s))]
         odom_pose = self._odom_at(t_ns)
         accepted = fix.success and fix.confidence >= self.params.min_confidence and odom_pose is not None
-        recheck = trigger == "recheck" and self.confirmed
+        recheck = trigger == RECHECK and self.confirmed
         self._periodic_fixes = 0 if recheck else self._periodic_fixes + (trigger == "periodic")
         if not accepted:
             if self.map_from_odom is None:
@@ -221,7 +222,7 @@ class GlobalNavigator:
             # own: the estimate stands until a second recheck, from elsewhere, agrees with this one through odometry.
             challenger, self._challenger = self._challenger, se2.compose(map_pose, se2.inverse(odom_pose))
             if challenger is None or not _agree(se2.compose(challenger, odom_pose), map_pose, self.params):
-                self._pending_trigger = "recheck"
+                self._pending_trigger = RECHECK
                 return outputs
         self._challenger = None
         jumped = predicted is not None and not _agree(predicted, map_pose, self.params)
