@@ -15,11 +15,15 @@ Coarse to fine, as hloc does it:
    and refinement) on the rig. The place whose pose best explains every camera wins: its evidence is the sum
    over cameras of log(1 + inliers). A camera looking down a warehouse aisle finds hundreds of inliers on the
    racks of any aisle, and the hundredth match on a repeated texture says little that the first did not; the
-   other cameras, seeing what tells the aisles apart, then decide.
+   other cameras, seeing what tells the aisles apart, then decide. What the pose leaves unexplained counts
+   against it: each camera adds the log of the share it matched of the place's map points that the pose puts in
+   its view. A look-alike aisle matches the repeated racks and misses the posters and cartons that its own view
+   holds; the true place, mapped from a keyframe further off, matches fewer points but a larger share of those it
+   should see.
 
 Aliasing is the main enemy (textures repeat every 2 m, warehouse aisles look alike), so the confidence
 is honest about it: it grows with the winner's inliers and shrinks to nothing as a place far from the
-winner explains the query with `max_rival_ratio` of its inliers or more (so a winner on evidence that a look-alike
+winner explains the query with `max_rival_ratio` of its inliers or more (so a winner on its score that a look-alike
 beats on inliers gets none).
 
 Frames: `map_from_base` is the pose of base_link in `map`; COLMAP's rig is base_link, so its
@@ -64,6 +68,7 @@ class LocalizerConfig:
     ransac_max_trials: int = 2000
     min_inliers: int = 20  # fewer inliers is no fix
     inlier_scale: int = 40  # inliers beyond `min_inliers` that make a fix about two-thirds sure
+    visible_depth_m: tuple[float, float] = (0.1, 20.0)  # map points this far ahead of a camera are ones it should see
     ambiguity_distance_m: float = 1.0  # poses farther apart than this are different answers
     max_rival_ratio: float = 0.75  # a different answer with this share of the best one's inliers leaves no confidence
     # The map's own error, which the fit cannot see: the mapping benchmark's ATE is a few centimetres.
@@ -102,6 +107,7 @@ class RigLocalizer(Protocol):
 class _PlaceFix:
     rig_from_world: pycolmap.Rigid3d
     camera_inliers: np.ndarray  # per rig camera
+    camera_visible: np.ndarray  # per rig camera: the place's map points that the pose puts in its view
     covariance: np.ndarray
 
     @property
@@ -112,6 +118,13 @@ class _PlaceFix:
     def evidence(self) -> float:
         """How well the pose explains every camera: matches in one camera count with diminishing returns."""
         return float(np.log1p(self.camera_inliers).sum())
+
+    @property
+    def score(self) -> float:
+        """Evidence, less what the pose fails to explain: each camera's log share of the map points in its view
+        that it matched. A look-alike aisle matches the racks every aisle repeats, and misses the posters and
+        cartons its view should also hold."""
+        return self.evidence + float(np.log((1 + self.camera_inliers) / (1 + self.camera_visible)).sum())
 
 
 class Localizer:
@@ -236,7 +249,7 @@ class Localizer:
             return failed_fix(
                 candidates, "no place gave a pose from the matched features" + " near the prior" * (prior is not None)
             )
-        fixes.sort(key=lambda f: -f.evidence)
+        fixes.sort(key=lambda f: -f.score)
         best = fixes[0]
         if best.inliers < self.config.min_inliers:
             return failed_fix(candidates, f"{best.inliers} inliers, fewer than {self.config.min_inliers}", best.inliers)
@@ -387,7 +400,24 @@ class Localizer:
         covariance = _map_covariance(rig_from_world, np.asarray(answer["covariance"])) * pixel_variance
         covariance += np.diag([self.config.map_sigma_m**2] * 3 + [np.radians(self.config.map_sigma_deg) ** 2] * 3)
         camera_inliers = np.bincount(camera_of[query][inliers], minlength=len(self.rig))
-        return _PlaceFix(rig_from_world, camera_inliers, covariance)
+        return _PlaceFix(rig_from_world, camera_inliers, self._visible(rig_from_world, self.points[points]), covariance)
+
+    def _visible(self, rig_from_world: pycolmap.Rigid3d, points3d: np.ndarray) -> np.ndarray:
+        """How many of `points3d` (N, 3) each rig camera would see from `rig_from_world`: ahead of it within
+        `visible_depth_m`, and inside its picture. Occlusion is not modelled: a place's points were all seen from
+        near it."""
+        near, far = self.config.visible_depth_m
+        homogeneous = np.column_stack([points3d, np.ones(len(points3d))])
+        visible = np.zeros(len(self.rig), np.int64)
+        for camera, (camera_model, cam_from_rig) in enumerate(zip(self.cameras, self.cams_from_rig, strict=True)):
+            in_camera = ((cam_from_rig * rig_from_world).matrix() @ homogeneous.T).T
+            in_camera = in_camera[(in_camera[:, 2] > near) & (in_camera[:, 2] < far)]
+            xy = camera_model.img_from_cam(in_camera)
+            inside = (
+                (xy[:, 0] >= 0) & (xy[:, 0] < camera_model.width) & (xy[:, 1] >= 0) & (xy[:, 1] < camera_model.height)
+            )
+            visible[camera] = int(inside.sum())
+        return visible
 
     def _reprojection_errors(
         self, rig_from_world: pycolmap.Rigid3d, points2d: np.ndarray, points3d: np.ndarray, cameras: np.ndarray
