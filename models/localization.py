@@ -17,9 +17,9 @@ Coarse to fine, as hloc does it:
    racks of any aisle, and the hundredth match on a repeated texture says little that the first did not; the
    other cameras, seeing what tells the aisles apart, then decide. What the pose leaves unexplained counts
    against it: each camera adds the log of the share it matched of the place's map points that the pose puts in
-   its view. A look-alike aisle matches the repeated racks and misses the posters and cartons that its own view
-   holds; the true place, mapped from a keyframe further off, matches fewer points but a larger share of those it
-   should see.
+   its view, weighted by `view_share_weight`. A look-alike aisle matches the repeated racks and misses the posters
+   and cartons that its own view holds; the true place, mapped from a keyframe further off, matches fewer points
+   but a larger share of those it should see.
 
 Aliasing is the main enemy (textures repeat every 2 m, warehouse aisles look alike), so the confidence
 is honest about it: it grows with the winner's inliers and shrinks to nothing as a place far from the
@@ -69,6 +69,8 @@ class LocalizerConfig:
     min_inliers: int = 20  # fewer inliers is no fix
     inlier_scale: int = 40  # inliers beyond `min_inliers` that make a fix about two-thirds sure
     visible_depth_m: tuple[float, float] = (0.1, 20.0)  # map points this far ahead of a camera are ones it should see
+    # How much the share of its view that a pose explains counts beside evidence (_PlaceFix.score): 0 ignores it.
+    view_share_weight: float = 2.0
     ambiguity_distance_m: float = 1.0  # poses farther apart than this are different answers
     max_rival_ratio: float = 0.75  # a different answer with this share of the best one's inliers leaves no confidence
     # The map's own error, which the fit cannot see: the mapping benchmark's ATE is a few centimetres.
@@ -120,11 +122,14 @@ class _PlaceFix:
         return float(np.log1p(self.camera_inliers).sum())
 
     @property
-    def score(self) -> float:
-        """Evidence, less what the pose fails to explain: each camera's log share of the map points in its view
-        that it matched. A look-alike aisle matches the racks every aisle repeats, and misses the posters and
-        cartons its view should also hold."""
-        return self.evidence + float(np.log((1 + self.camera_inliers) / (1 + self.camera_visible)).sum())
+    def view_share(self) -> float:
+        """What the pose leaves unexplained, as the sum over cameras of the log share of the place's map points in
+        the camera's view that it matched (0 at best). A look-alike aisle matches the racks every aisle repeats, and
+        misses the posters and cartons its view should also hold."""
+        return float(np.log((1 + self.camera_inliers) / (1 + self.camera_visible)).sum())
+
+    def score(self, view_share_weight: float) -> float:
+        return self.evidence + view_share_weight * self.view_share
 
 
 class Localizer:
@@ -249,7 +254,7 @@ class Localizer:
             return failed_fix(
                 candidates, "no place gave a pose from the matched features" + " near the prior" * (prior is not None)
             )
-        fixes.sort(key=lambda f: -f.score)
+        fixes.sort(key=lambda f: -f.score(self.config.view_share_weight))
         best = fixes[0]
         if best.inliers < self.config.min_inliers:
             return failed_fix(candidates, f"{best.inliers} inliers, fewer than {self.config.min_inliers}", best.inliers)
