@@ -92,6 +92,8 @@ class LocalizationFix:
     candidates: tuple[str, ...]  # node ids of the retrieved keyframes
     reason: str = ""
     fallback: bool = False  # a coarse stage in front found nothing, so the whole map or prior reach was searched
+    # The winning place's score (_PlaceFix.score): fixes from different searches of one map compare on it.
+    score: float = -np.inf
 
 
 class RigLocalizer(Protocol):
@@ -268,7 +270,13 @@ class Localizer:
         support = 1.0 - np.exp(-(best.inliers - self.config.min_inliers) / self.config.inlier_scale)
         distinct = max(1.0 - max(rivals, default=0) / best.inliers / self.config.max_rival_ratio, 0.0)
         return LocalizationFix(
-            True, map_from_base, best.covariance, float(support * distinct), best.inliers, candidates
+            True,
+            map_from_base,
+            best.covariance,
+            float(support * distinct),
+            best.inliers,
+            candidates,
+            score=best.score(self.config.view_share_weight),
         )
 
     def retrieved_pose(self, images: Mapping[str, np.ndarray]) -> pycolmap.Rigid3d | None:

@@ -182,10 +182,10 @@ def test_the_hybrid_falls_back_to_the_whole_map_where_its_region_holds_no_fix(of
     assert not strict.localize(query.images).success
 
 
-def test_an_unsure_region_fix_meets_the_whole_maps_and_the_surer_one_stands(office: tuple) -> None:
+def test_an_unsure_region_fix_meets_the_whole_maps_and_the_better_scored_one_stands(office: tuple) -> None:
     """Every landmark seen only from one keyframe a metre or more from the query, so that the learned region holds
     a part of the place at best. A region fix less sure than `hybrid_trust` (here any: in this small office every fix
-    is over 0.97 sure) is checked against the whole map's, and the surer one stands."""
+    is over 0.97 sure) is checked against the whole map's, and the one whose place scores better stands."""
     topo, lake = office
     evaluated = EvaluatedMap(topo, lake)
     localizer = evaluated.localizer
@@ -202,10 +202,10 @@ def test_an_unsure_region_fix_meets_the_whole_maps_and_the_surer_one_stands(offi
             <= config.hybrid_radius_m
         )
         unsure = localizer.localize(query.images, candidates=region)
-        if unsure.success and unsure.confidence < whole.confidence:
+        if unsure.success and unsure.score < whole.score:
             break
     else:
-        raise AssertionError("no region of the office map gives a fix less sure than the whole map's")
+        raise AssertionError("no region of the office map gives a fix that scores below the whole map's")
     nodes = [localizer.node_ids[n] for n in localizer.keyframe_nodes[keyframe] if n >= 0]
     seen_from_one = pa.table(
         {"node_id": [nodes[0]] * topo.landmarks.num_rows, "landmark_id": topo.landmarks["landmark_id"].to_pylist()}
@@ -215,5 +215,5 @@ def test_an_unsure_region_fix_meets_the_whole_maps_and_the_surer_one_stands(offi
 
     fix = AstraLocalizer(model, one_place, localizer, config).localize(query.images)
 
-    assert fix.success and fix.fallback and fix.confidence == whole.confidence
+    assert fix.success and fix.fallback and fix.score == whole.score
     assert np.linalg.norm(fix.map_from_base.translation - truth) < 0.25

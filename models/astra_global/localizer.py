@@ -5,7 +5,8 @@
     hybrid  the classical localizer (retrieval, SIFT matches, rig PnP: models.localization) inside the region around
             the best candidates, so the learned stage picks where to look and geometry says where exactly; where the
             region gives no fix, or one less sure than `hybrid_trust`, the classical localizer over the whole map
-            too, and the surer fix wins (the fix says `fallback` where it is the whole map's)
+            too, and the fix whose place scores better wins, as places do inside one search (the fix says
+            `fallback` where it is the whole map's)
 
 The hybrid needs nothing of the map beyond what the classical localizer reads; the astra fine stage also needs the
 keyframes' pictures. A query with no parseable coarse answer, or one naming landmarks no keyframe sees, gets no fix.
@@ -125,7 +126,7 @@ class AstraLocalizer:
                     return fix
             if self.config.hybrid_fallback:
                 whole = self.localizer.localize(images, prior, prior_sigma_m)
-                if fix is None or not fix.success or (whole.success and whole.confidence > fix.confidence):
+                if fix is None or not fix.success or (whole.success and whole.score > fix.score):
                     return dataclasses.replace(whole, fallback=True)
                 return fix
         if not len(candidates):
