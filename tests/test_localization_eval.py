@@ -15,7 +15,8 @@ from datasets.lake import Lake
 from datasets.map_eval import world_from_map
 from datasets.map_store import read_map
 from datasets.navigation import global_navigator
-from models.astra_global.localizer import AstraLocalizer, AstraLocalizerConfig, landmark_map
+from models.astra_global.localizer import AstraLocalizer, AstraLocalizerConfig, better_fix, landmark_map
+from models.localization import LocalizationFix
 from pipelines.localization_eval import (
     EvaluatedMap,
     LocalizationVariant,
@@ -217,3 +218,18 @@ def test_an_unsure_region_fix_meets_the_whole_maps_and_the_better_scored_one_sta
 
     assert fix.success and fix.fallback and fix.score == whole.score
     assert np.linalg.norm(fix.map_from_base.translation - truth) < 0.25
+
+
+def test_the_hybrid_keeps_the_fix_whose_place_scores_better_not_the_surer_one() -> None:
+    # A look-alike in the learned region, sure on inliers, against the whole map's true place, which a rival with
+    # more inliers leaves no confidence but which explains its view better.
+    def fix(x: float, confidence: float, score: float) -> LocalizationFix:
+        pose = pycolmap.Rigid3d(pycolmap.Rotation3d(), np.array([x, 0.0, 0.0]))
+        return LocalizationFix(True, pose, np.eye(6), confidence, 300, (), score=score)
+
+    look_alike, true_place = fix(9.6, 0.4, 1.96), fix(0.0, 0.0, 4.87)
+
+    chosen = better_fix(look_alike, true_place)
+    assert chosen.fallback and chosen.map_from_base.translation[0] == 0.0
+    assert better_fix(true_place, look_alike) is true_place
+    assert better_fix(None, look_alike).fallback

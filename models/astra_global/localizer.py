@@ -125,10 +125,7 @@ class AstraLocalizer:
                 if not self.config.hybrid_fallback or (fix.success and fix.confidence >= self.config.hybrid_trust):
                     return fix
             if self.config.hybrid_fallback:
-                whole = self.localizer.localize(images, prior, prior_sigma_m)
-                if fix is None or not fix.success or (whole.success and whole.score > fix.score):
-                    return dataclasses.replace(whole, fallback=True)
-                return fix
+                return better_fix(fix, self.localizer.localize(images, prior, prior_sigma_m))
         if not len(candidates):
             return failed_fix(
                 nodes, "the model named no landmark a keyframe" + " near the prior" * bool(prior) + " sees"
@@ -155,3 +152,12 @@ class AstraLocalizer:
 
     def _pictures(self, images: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         return [images[camera.name] for camera in self.localizer.rig]
+
+
+def better_fix(region: LocalizationFix | None, whole: LocalizationFix) -> LocalizationFix:
+    """The hybrid's answer where the learned region's fix (None: no region) was checked against the whole map's:
+    the fix whose place scores better (LocalizationFix.score), as places compete inside one search. Confidence
+    would not do: it is low for a place that explains its view better than a look-alike with more inliers."""
+    if region is None or not region.success or (whole.success and whole.score > region.score):
+        return dataclasses.replace(whole, fallback=True)
+    return region
