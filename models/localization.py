@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -96,12 +97,41 @@ class LocalizationFix:
     score: float = -np.inf
 
 
+class DescribedQuery:
+    """A query's pictures and what the localizer reads of them, computed on first use and kept: the rig's global
+    descriptors, and its SIFT keypoints, unit descriptors and camera of each."""
+
+    def __init__(self, localizer: Localizer, images: Mapping[str, np.ndarray], extract_now: bool = False) -> None:
+        self.localizer = localizer
+        self.cameras = [i for i, c in enumerate(localizer.rig) if c.name in images]
+        self.pictures = [np.ascontiguousarray(images[localizer.rig[i].name]) for i in self.cameras]
+        self._extracting = None
+        if extract_now and self.cameras:
+            self._extracting = ThreadPoolExecutor(1).submit(localizer._features, self.pictures, self.cameras)
+
+    @cached_property
+    def global_descriptors(self) -> np.ndarray:
+        return self.localizer.describe.describe(self.pictures)
+
+    @cached_property
+    def features(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._extracting is not None:
+            return self._extracting.result()
+        return self.localizer._features(self.pictures, self.cameras)
+
+
 class RigLocalizer(Protocol):
     """What navigation localizes with: Localizer, or another coarse stage in front of it (models.astra_global)."""
 
+    def describe_query(self, images: Mapping[str, np.ndarray], extract_now: bool = False) -> DescribedQuery:
+        """The query's pictures, to be described once however many searches of it `localize` makes. With
+        `extract_now`, SIFT extraction starts at once in the background, so that another stage (Astra-Global's
+        model) can work meanwhile on the other core."""
+        return DescribedQuery(self, images, extract_now)
+
     def localize(
         self,
-        images: Mapping[str, np.ndarray],
+        images: Mapping[str, np.ndarray] | DescribedQuery,
         prior: pycolmap.Rigid3d | None = None,
         prior_sigma_m: float | None = None,
     ) -> LocalizationFix: ...
@@ -200,14 +230,21 @@ class Localizer:
         positions = np.column_stack([node_features[f"point_{a}"].to_numpy() for a in "xyz"])[order]
         self.points = positions[by_point[first]].astype(np.float64)
 
+    def describe_query(self, images: Mapping[str, np.ndarray], extract_now: bool = False) -> DescribedQuery:
+        """The query's pictures, to be described once however many searches of it `localize` makes. With
+        `extract_now`, SIFT extraction starts at once in the background, so that another stage (Astra-Global's
+        model) can work meanwhile on the other core."""
+        return DescribedQuery(self, images, extract_now)
+
     def localize(
         self,
-        images: Mapping[str, np.ndarray],
+        images: Mapping[str, np.ndarray] | DescribedQuery,
         prior: pycolmap.Rigid3d | None = None,
         prior_sigma_m: float | None = None,
         candidates: Sequence[int] | None = None,
     ) -> LocalizationFix:
-        """Localize the rig from RGB (H, W, 3) uint8 pictures by camera name.
+        """Localize the rig from RGB (H, W, 3) uint8 pictures by camera name, or from a query `describe_query` made
+        (a second search of it reuses its descriptors and features).
 
         `prior` (map_from_base, from odometry and the last fix) narrows the search to keyframes within
         `prior_radius_m`, or three `prior_sigma_m` where more, of it, and the answer to poses within three
@@ -216,10 +253,9 @@ class Localizer:
         neighbourhood is: another coarse stage, such as Astra-Global's, chose where to look, and retrieval ranks
         them.
         """
-        cameras = [i for i, c in enumerate(self.rig) if c.name in images]
-        if not cameras:
+        query = images if isinstance(images, DescribedQuery) else self.describe_query(images)
+        if not query.cameras:
             return failed_fix((), f"no picture from any of the rig's cameras {[c.name for c in self.rig]}")
-        pictures = [np.ascontiguousarray(images[self.rig[i].name]) for i in cameras]
         allowed = np.ones(len(self.keyframe_nodes), bool)
         radius = max(self.config.prior_radius_m, 3 * (prior_sigma_m or 0.0))
         if prior is not None:
@@ -228,12 +264,12 @@ class Localizer:
             chosen = np.zeros(len(allowed), bool)
             chosen[np.asarray(candidates, np.int64)] = True
             allowed &= chosen
-        retrieved = self._retrieve(self.describe.describe(pictures), cameras, allowed)
+        retrieved = self._retrieve(query.global_descriptors, query.cameras, allowed)
         candidates = tuple(self.node_ids[n] for k in retrieved for n in self.keyframe_nodes[k] if n >= 0)
         if not len(retrieved):
             return failed_fix(candidates, "no registered map keyframe within reach of the prior")
 
-        keypoints, descriptors, camera_of = self._features(pictures, cameras)
+        keypoints, descriptors, camera_of = query.features
         places = self._places(retrieved, allowed)
         points = [self._place_points(place) for place in places]
         # One product for all places at once.

@@ -207,6 +207,10 @@ def test_an_unsure_region_fix_meets_the_whole_maps_and_the_better_scored_one_sta
             break
     else:
         raise AssertionError("no region of the office map gives a fix that scores below the whole map's")
+    # The hybrid describes its query once, in the background, for both searches: they must find what each would alone.
+    described = localizer.describe_query(query.images, extract_now=True)
+    assert localizer.localize(described, candidates=region).score == unsure.score
+    assert localizer.localize(described).score == whole.score
     nodes = [localizer.node_ids[n] for n in localizer.keyframe_nodes[keyframe] if n >= 0]
     seen_from_one = pa.table(
         {"node_id": [nodes[0]] * topo.landmarks.num_rows, "landmark_id": topo.landmarks["landmark_id"].to_pylist()}

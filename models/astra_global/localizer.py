@@ -110,6 +110,8 @@ class AstraLocalizer:
         """As Localizer.localize: the coarse stage, then the configured fine stage. The fix's `candidates` are the
         nodes of the coarse stage's keyframes, best first (astra), or of those retrieval ranked in its region
         (hybrid), or in the whole map where the hybrid fell back."""
+        # The hybrid's features are extracted while the model answers.
+        query = self.localizer.describe_query(images, extract_now=True) if self.config.fine == "hybrid" else None
         candidates = self.coarse(images)
         reach = max(self.config.prior_radius_m, 3 * (prior_sigma_m or 0.0))
         if prior is not None:
@@ -121,11 +123,11 @@ class AstraLocalizer:
         if self.config.fine == "hybrid":
             fix = None
             if len(candidates):
-                fix = self.localizer.localize(images, prior, prior_sigma_m, candidates=self._region(candidates))
+                fix = self.localizer.localize(query, prior, prior_sigma_m, candidates=self._region(candidates))
                 if not self.config.hybrid_fallback or (fix.success and fix.confidence >= self.config.hybrid_trust):
                     return fix
             if self.config.hybrid_fallback:
-                return better_fix(fix, self.localizer.localize(images, prior, prior_sigma_m))
+                return better_fix(fix, self.localizer.localize(query, prior, prior_sigma_m))
         if not len(candidates):
             return failed_fix(
                 nodes, "the model named no landmark a keyframe" + " near the prior" * bool(prior) + " sees"
