@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -351,6 +352,7 @@ def cmd_train_global(args: argparse.Namespace) -> int:
     from pipelines.train_global import (
         AstraTrainConfig,
         HeldOut,
+        run_trainings,
         train_astra_model,
         train_detector_model,
         train_vpr_model,
@@ -370,17 +372,24 @@ def cmd_train_global(args: argparse.Namespace) -> int:
         sft=replace(astra.sft, **_given(steps=args.sft_steps)),
         grpo=replace(astra.grpo, **_given(steps=args.grpo_steps)),
     )
-    trainers = {
-        "vpr": lambda: train_vpr_model(
-            args.dataset, args.out / "vpr", held_out, VprTrainConfig(**_given(steps=args.vpr_steps))
+    if args.jobs is not None and args.jobs <= 0:
+        raise UsageError("--jobs must be positive")
+    trainers = {  # the longest first: with two processes, the other two run one after the other beside it
+        "astra": partial(train_astra_model, args.dataset, args.out / "astra_global", held_out, astra),
+        "detector": partial(
+            train_detector_model,
+            args.dataset,
+            args.out / "landmark_detector",
+            held_out,
+            TrainConfig(**_given(epochs=args.detector_epochs)),
         ),
-        "detector": lambda: train_detector_model(
-            args.dataset, args.out / "landmark_detector", held_out, TrainConfig(**_given(epochs=args.detector_epochs))
+        "vpr": partial(
+            train_vpr_model, args.dataset, args.out / "vpr", held_out, VprTrainConfig(**_given(steps=args.vpr_steps))
         ),
-        "astra": lambda: train_astra_model(args.dataset, args.out / "astra_global", held_out, astra),
     }
+    jobs = args.jobs or min(len(set(models)), os.cpu_count() or 1)
     try:
-        summaries = {name: trainers[name]() for name in models}
+        summaries = run_trainings({name: trainers[name] for name in trainers if name in models}, jobs)
     except (GlobalDatasetError, ValueError) as exc:  # not a dataset, or held-out seeds that leave nothing
         raise UsageError(str(exc)) from exc
     _emit(summaries)
@@ -953,6 +962,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train_global.add_argument("--sft-steps", type=int, help="Astra-Global's SFT steps of 8 examples (default 1000)")
     train_global.add_argument("--grpo-steps", type=int, help="Astra-Global's GRPO steps (default 30)")
+    train_global.add_argument(
+        "--jobs",
+        type=int,
+        help="models trained side by side, each in its own process with its share of the cores (default: one per "
+        "core, at most one per model)",
+    )
     train_global.set_defaults(func=cmd_train_global)
 
     navigate = commands.add_parser(

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+import multiprocessing
+import os
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -444,3 +447,26 @@ def _tick(bar: tqdm, **figures: float) -> None:
 
 def _tail_mean(values: Sequence[float]) -> float:
     return round(float(np.mean(values[-max(1, len(values) // 10) :])), 4)
+
+
+def run_trainings(trainings: Mapping[str, Callable[[], dict[str, Any]]], processes: int) -> dict[str, dict[str, Any]]:
+    """Each training's summary, by name. With more than one process, the trainings run side by side in fresh
+    processes, in the order given (the longest first, so that the short ones share the other cores), each with its
+    share of the cores as torch threads and its own progress bar line. Trainings must pickle (functools.partial of
+    this module's functions)."""
+    if processes <= 1 or len(trainings) <= 1:
+        return {name: train() for name, train in trainings.items()}
+    threads = max(1, (os.cpu_count() or 1) // processes)
+    spawn = multiprocessing.get_context("spawn")  # a forked torch can hang in its thread pools
+    with ProcessPoolExecutor(processes, mp_context=spawn) as pool:
+        futures = {
+            name: pool.submit(_train_in_worker, train, threads, min(i, processes - 1))
+            for i, (name, train) in enumerate(trainings.items())
+        }
+        return {name: future.result() for name, future in futures.items()}
+
+
+def _train_in_worker(train: Callable[[], dict[str, Any]], threads: int, bar_line: int) -> dict[str, Any]:
+    torch.set_num_threads(threads)
+    os.environ["TQDM_POSITION"] = str(bar_line)  # tqdm reads TQDM_* settings from the environment
+    return train()

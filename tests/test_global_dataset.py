@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import math
+import os
 import subprocess
 import sys
 from collections import defaultdict
@@ -23,7 +24,13 @@ from models.astra_global.maps import leads_to_room
 from models.descriptors import TinyImageDescriptor
 from models.mapping.keyframes import KeyframeConfig
 from pipelines.global_dataset import GlobalDatasetConfig, build_global_dataset
-from pipelines.train_global import FINE_REACH_M, GOALS_PER_MAP, building_examples, retrieval_by_building
+from pipelines.train_global import (
+    FINE_REACH_M,
+    GOALS_PER_MAP,
+    building_examples,
+    retrieval_by_building,
+    run_trainings,
+)
 from schemas.global_dataset import FRAMES, FRAMES_DIR, LANDMARKS, LANDMARKS_FILE, GlobalDatasetManifest
 from schemas.robot import DEFAULT_ROBOT
 from schemas.topics import CAMERA_YAWS, CAMERAS
@@ -118,6 +125,24 @@ def test_astra_train_global_refuses_held_out_seeds_that_leave_nothing_to_train(d
     argv = [astra, "train", "global", "--dataset", str(dataset), "--out", str(tmp_path), "--holdout-seeds", "0"]
     refused = subprocess.run(argv, capture_output=True, text=True)
     assert refused.returncode == 2 and "leave 0 frames to train" in refused.stderr and not any(tmp_path.iterdir())
+
+
+def _where_it_ran() -> dict[str, object]:
+    """A stand-in training's summary: the process, torch threads and progress bar line it ran with."""
+    import torch
+
+    return {"pid": os.getpid(), "threads": torch.get_num_threads(), "bar_line": os.environ.get("TQDM_POSITION")}
+
+
+def test_trainings_side_by_side_run_in_their_own_processes_each_with_its_share_of_the_cores() -> None:
+    trainings = {"astra": _where_it_ran, "detector": _where_it_ran, "vpr": _where_it_ran}
+    apart = run_trainings(trainings, processes=2)
+    assert list(apart) == list(trainings)
+    assert all(summary["pid"] != os.getpid() for summary in apart.values())
+    assert {summary["threads"] for summary in apart.values()} == {max(1, (os.cpu_count() or 1) // 2)}
+    # The first (longest) keeps the first line; the others share the second, one after the other.
+    assert [summary["bar_line"] for summary in apart.values()] == ["0", "1", "1"]
+    assert {summary["pid"] for summary in run_trainings(trainings, processes=1).values()} == {os.getpid()}
 
 
 def test_astra_examples_pair_the_tours_with_the_truth_of_what_each_instant_sees_and_where_it_stands(
