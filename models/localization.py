@@ -107,7 +107,9 @@ class DescribedQuery:
         self.pictures = [np.ascontiguousarray(images[localizer.rig[i].name]) for i in self.cameras]
         self._extracting = None
         if extract_now and self.cameras:
-            self._extracting = ThreadPoolExecutor(1).submit(localizer._features, self.pictures, self.cameras)
+            pool = ThreadPoolExecutor(1)
+            self._extracting = pool.submit(localizer._features, self.pictures, self.cameras)
+            pool.shutdown(wait=False)  # the extraction runs on; the thread ends with it
 
     @cached_property
     def global_descriptors(self) -> np.ndarray:
@@ -123,15 +125,9 @@ class DescribedQuery:
 class RigLocalizer(Protocol):
     """What navigation localizes with: Localizer, or another coarse stage in front of it (models.astra_global)."""
 
-    def describe_query(self, images: Mapping[str, np.ndarray], extract_now: bool = False) -> DescribedQuery:
-        """The query's pictures, to be described once however many searches of it `localize` makes. With
-        `extract_now`, SIFT extraction starts at once in the background, so that another stage (Astra-Global's
-        model) can work meanwhile on the other core."""
-        return DescribedQuery(self, images, extract_now)
-
     def localize(
         self,
-        images: Mapping[str, np.ndarray] | DescribedQuery,
+        images: Mapping[str, np.ndarray],
         prior: pycolmap.Rigid3d | None = None,
         prior_sigma_m: float | None = None,
     ) -> LocalizationFix: ...
