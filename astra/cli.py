@@ -362,13 +362,14 @@ def cmd_train_global(args: argparse.Namespace) -> int:
     models = args.models.split(",")
     if unknown := sorted(set(models) - {"vpr", "detector", "astra"}):
         raise UsageError(f"unknown models {unknown}; choose from vpr, detector, astra")
-    steps = (args.vpr_steps, args.detector_epochs, args.sft_steps, args.grpo_steps)
+    steps = (args.vpr_steps, args.detector_epochs, args.goal_steps, args.sft_steps, args.grpo_steps)
     if any(value is not None and value <= 0 for value in steps):
-        raise UsageError("--vpr-steps, --detector-epochs, --sft-steps and --grpo-steps must be positive")
+        raise UsageError("--vpr-steps, --detector-epochs, --goal-steps, --sft-steps and --grpo-steps must be positive")
     held_out = HeldOut(tuple(args.holdout_seeds))
     astra = AstraTrainConfig()
     astra = replace(
         astra,
+        goal_sft=replace(astra.goal_sft, **_given(steps=args.goal_steps)),
         sft=replace(astra.sft, **_given(steps=args.sft_steps)),
         grpo=replace(astra.grpo, **_given(steps=args.grpo_steps)),
     )
@@ -960,7 +961,14 @@ def build_parser() -> argparse.ArgumentParser:
     train_global.add_argument(
         "--detector-epochs", type=float, help="passes of the landmark detector over the frames (default 3)"
     )
-    train_global.add_argument("--sft-steps", type=int, help="Astra-Global's SFT steps of 8 examples (default 1000)")
+    train_global.add_argument(
+        "--goal-steps", type=int, help="Astra-Global's first SFT steps, on 16 text goals each (default 2000)"
+    )
+    train_global.add_argument(
+        "--sft-steps",
+        type=int,
+        help="Astra-Global's SFT steps, each on 8 examples with pictures or 16 text goals (default 3200)",
+    )
     train_global.add_argument("--grpo-steps", type=int, help="Astra-Global's GRPO steps (default 30)")
     train_global.add_argument(
         "--jobs",

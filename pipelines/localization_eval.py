@@ -41,6 +41,7 @@ from datasets.map_eval import world_from_map
 from datasets.map_store import TopoMap
 from datasets.navigation import keyframe_pictures, planar_world_from_map
 from datasets.site_log import decode_jpeg, read_pictures, read_rig, read_trajectory, rig_frames
+from models.astra_global.goals import find_goals
 from models.astra_global.localizer import AstraLocalizer, AstraLocalizerConfig, landmark_map
 from models.astra_global.maps import leads_to_room
 from models.astra_global.model import COMMITTED_CHECKPOINTS, AstraGlobal
@@ -353,8 +354,8 @@ def evaluate_localization(
 def evaluate_goals(evaluated: EvaluatedMap, world: World, count: int, checkpoints: Sequence[str]) -> dict[str, Any]:
     """Text goals resolved on the map: `count` instructions of the mission benchmark (sim.missions, among the rooms
     the map covers), each right where the goal it resolves to lies in the room the instruction names. `classical` is
-    the navigation stack's resolver (text embeddings); each Astra-Global checkpoint answers a goal query, and its
-    first landmark counts (models.astra_global.maps.leads_to_room)."""
+    the navigation stack's resolver (text embeddings); each Astra-Global checkpoint judges the map's landmarks, and the
+    one it is surest of counts (models.astra_global.goals, models.astra_global.maps.leads_to_room)."""
     from models.goals import GoalResolver
     from models.text_encoder import TextEncoder
     from pipelines.missions import mapped_rooms
@@ -368,8 +369,8 @@ def evaluate_goals(evaluated: EvaluatedMap, world: World, count: int, checkpoint
     rows = topo.landmarks.to_pylist()
     for checkpoint in checkpoints:
         astra = evaluated.astra(checkpoint, "hybrid")
-        answers = astra.model.answer([astra.map.goal_query(m.instruction) for m in missions])
-        firsts = [rows[a.landmarks[0]] if a is not None and a.landmarks else None for a in answers]
+        found = [find_goals(astra.model, astra.map, m.instruction) for m in missions]
+        firsts = [rows[goals[0]] if goals else None for goals in found]
         right[VARIANT_OF_CHECKPOINT[checkpoint]] = [
             first is not None and leads_to_room(first["room"], first["text"], m.goal_room)
             for first, m in zip(firsts, missions, strict=True)

@@ -4,6 +4,7 @@ The answer names the shapes in view, the node they belong to and a pose read off
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -11,12 +12,13 @@ import pytest
 import torch
 
 from models.astra_global.answers import END, LANDMARKS, NODES, POSE, Answer, AnswerGrammar, Pose
+from models.astra_global.goals import find_goals, goal_log_odds
 from models.astra_global.grpo import GRPOConfig, answer_logps, group_advantages, grpo_loss, train_grpo
-from models.astra_global.maps import REFERENCE_NODE, LandmarkMap, MapKeyframe, relative_pose
+from models.astra_global.maps import REFERENCE_NODE, LandmarkMap, MapKeyframe, goal_answer, relative_pose
 from models.astra_global.model import AstraGlobal, ModelSize
 from models.astra_global.prompts import Example, Query, prompt_text
 from models.astra_global.rewards import RewardConfig, score
-from models.astra_global.sft import SFTConfig, sft_loss, train_sft
+from models.astra_global.sft import SFTConfig, sft_batches, sft_loss, train_sft
 from models.astra_global.tokenizer import train_tokenizer
 
 COLORS = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 180, 60), "yellow": (230, 210, 30)}
@@ -66,15 +68,24 @@ def localization_examples(n: int, seed: int, with_pose: bool = True) -> list[Exa
     return examples
 
 
-def goal_examples(n: int, seed: int) -> list[Example]:
-    """Text only: 'go to the red bar' -> the red bar's id and its node."""
+def goal_map(seed: int) -> tuple[LandmarkMap, int]:
+    """A map list of 6 of the 8 shapes in random order, and which one an instruction names."""
     rng = np.random.default_rng(seed)
+    shapes = [SHAPES[i] for i in rng.choice(len(SHAPES), 6, replace=False)]
+    return LandmarkMap([f"{c} {f}" for c, f in shapes], []), int(rng.integers(6))
+
+
+def instruction(landmark_map: LandmarkMap, goal: int) -> str:
+    return f"go to the {landmark_map.landmarks[goal]}"
+
+
+def goal_examples(n: int, seed: int) -> list[Example]:
+    """Text only: 'go to the red bar' against each shape of a map: yes for the red bar, no for the others."""
     examples = []
-    for _ in range(n):
-        shapes = [SHAPES[i] for i in rng.choice(len(SHAPES), 6, replace=False)]
-        goal = int(rng.integers(6))
-        query = Query([f"{c} {f}" for c, f in shapes], nodes=GRAPH, instruction="go to the {} {}".format(*shapes[goal]))
-        examples.append(Example(query, Answer((goal,), (goal // 2,))))
+    for k in range(n):
+        landmark_map, goal = goal_map(seed + 1000 * k)
+        queries = landmark_map.goal_queries(instruction(landmark_map, goal))
+        examples += [Example(query, goal_answer(i == goal)) for i, query in enumerate(queries)]
     return examples
 
 
@@ -170,18 +181,48 @@ def test_tokenizer_keeps_grammar_tokens_whole_and_learns_words() -> None:
 
 def test_sft_loss_falls_and_a_small_batch_is_overfit() -> None:
     model = tiny_model()
-    examples = localization_examples(6, seed=1) + goal_examples(2, seed=2)
+    examples = localization_examples(6, seed=1) + goal_examples(1, seed=2)
     before = model.answer([e.query for e in examples])
-    losses = train_sft(model, examples, SFTConfig(steps=70, batch_size=8, learning_rate=5e-3, warmup_steps=5))
+    losses = train_sft(model, examples, SFTConfig(steps=200, batch_size=8, learning_rate=5e-3, warmup_steps=5))
     assert losses[-1] < 0.2 * losses[0]
     assert model.answer([e.query for e in examples]) == [quantised(e.answer) for e in examples]
     assert before != [quantised(e.answer) for e in examples]
     assert sft_loss(model, examples).item() < losses[0]
 
 
+def test_sft_batches_are_all_pictures_or_all_text_and_both_kinds_keep_pace() -> None:
+    examples = localization_examples(12, seed=1) + goal_examples(4, seed=2)  # 12 with pictures, 24 text only
+    config = SFTConfig(batch_size=4, text_batch_size=8, seed=3)
+    batches = list(itertools.islice(sft_batches(examples, config), 600))
+    kinds = [{bool(examples[i].query.images) for i in batch} for batch in batches]
+    assert all(len(kind) == 1 for kind in kinds)
+    assert all(len(b) == (4 if kind == {True} else 8) for b, kind in zip(batches, kinds, strict=True))
+    # Three batches per epoch of each kind, so half the batches are text; every example is drawn alike.
+    assert 0.4 < np.mean([kind == {False} for kind in kinds]) < 0.6
+    drawn = np.bincount([i for batch in batches for i in batch], minlength=len(examples))
+    assert drawn.min() >= 0.8 * drawn.max()
+    assert list(itertools.islice(sft_batches(examples, config), 600)) == batches
+
+
+def test_a_model_that_learned_to_judge_goals_finds_the_landmark_an_instruction_names() -> None:
+    model = tiny_model()
+    maps = [goal_map(seed) for seed in range(8)]
+    examples = [e for seed in range(8) for e in goal_examples(1, seed)]
+    found = [find_goals(model, landmark_map, instruction(landmark_map, goal)) for landmark_map, goal in maps]
+    assert found != [[goal] for _, goal in maps]
+    # Matching words of two texts is learnt after a plateau, which at 2e-3 this model never leaves.
+    train_sft(model, examples, SFTConfig(steps=1000, learning_rate=5e-4, warmup_steps=5))
+    found = [find_goals(model, landmark_map, instruction(landmark_map, goal)) for landmark_map, goal in maps]
+    assert found == [[goal] for _, goal in maps]
+    # The log-odds are the greedy answer's: positive where the model names the landmark, negative where it names none.
+    queries = [e.query for e in examples]
+    odds = goal_log_odds(model, queries, batch_size=5)
+    assert model.answer(queries) == [goal_answer(o > 0) for o in odds]
+
+
 def _goals_of_two_lengths() -> list[Query]:
-    goals = [e.query for e in goal_examples(2, 5)]
-    return [goals[0], Query(goals[1].landmarks[:3], nodes=GRAPH[:1], instruction="go to the blue square please")]
+    goal = goal_examples(1, 5)[0].query
+    return [goal, Query(goal.landmarks, instruction=f"{goal.instruction} please, the one by the door")]
 
 
 @pytest.mark.parametrize(

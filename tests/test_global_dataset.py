@@ -20,14 +20,16 @@ from scipy.spatial.transform import Rotation
 
 from datasets.global_frames import read_frames, read_landmarks
 from datasets.lake import Lake
-from models.astra_global.maps import leads_to_room
+from models.astra_global.maps import goal_answer, leads_to_room
 from models.descriptors import TinyImageDescriptor
 from models.mapping.keyframes import KeyframeConfig
 from pipelines.global_dataset import GlobalDatasetConfig, build_global_dataset
 from pipelines.train_global import (
     FINE_REACH_M,
+    GOAL_NEGATIVES,
     GOALS_PER_MAP,
     building_examples,
+    goal_examples,
     retrieval_by_building,
     run_trainings,
 )
@@ -171,10 +173,25 @@ def test_astra_examples_pair_the_tours_with_the_truth_of_what_each_instant_sees_
             assert b.landmark_map.absolute_pose(keyframe, pose) == pytest.approx(b.query_poses[query])
             assert len(example.query.landmarks) == len(b.landmark_map.keyframes[keyframe].landmarks)
         # 30 s tours see a few rooms: instructions naming the others have no goal on the map and are left out.
-        assert 0 < len(b.goals) <= GOALS_PER_MAP and len(b.goal_rooms) == len(b.goals)
-        for example, room in zip(b.goals, b.goal_rooms, strict=True):
-            rows = [b.landmark_rows[i] for i in example.answer.landmarks]
-            assert example.query.instruction and rows and example.answer.nodes == ()
-            assert all(leads_to_room(r["room"], r["text"], room) for r in rows)
-            listed = [example.query.landmarks[i] for i in example.answer.landmarks]
-            assert all(line.endswith(f" in {r['room']}") for line, r in zip(listed, rows, strict=True))
+        assert 0 < len(b.goals) <= GOALS_PER_MAP
+        lines = [query.landmarks[0] for query in b.landmark_map.goal_queries("any")]
+        assert all(line.endswith(f" in {row['room']}") for line, row in zip(lines, b.landmark_rows, strict=True))
+        examples = iter(goal_examples(b, seed=0))
+        for goal in b.goals:
+            rows = [b.landmark_rows[i] for i in goal.landmarks]
+            assert rows and all(leads_to_room(r["room"], r["text"], goal.room) for r in rows)
+            # Every goal landmark judged yes, then GOAL_NEGATIVES others per goal judged no, half of them alike.
+            others = len(lines) - len(rows)
+            judged = list(itertools.islice(examples, len(rows) + min(others, GOAL_NEGATIVES * len(rows))))
+            assert all(e.query.instruction == goal.instruction and len(e.query.landmarks) == 1 for e in judged)
+            assert [e.answer for e in judged] == [goal_answer(True)] * len(rows) + [goal_answer(False)] * (
+                len(judged) - len(rows)
+            )
+            assert sorted(e.query.landmarks[0] for e in judged[: len(rows)]) == sorted(lines[i] for i in goal.landmarks)
+            no = [lines.index(e.query.landmarks[0]) for e in judged[len(rows) :]]
+            assert not set(no) & set(goal.landmarks)
+            traits = {(key, r[key]) for r in rows for key in ("room", "category", "text") if r[key]}
+            alike = {i for i, r in enumerate(b.landmark_rows) if any(r[key] == value for key, value in traits)}
+            alike -= set(goal.landmarks)
+            assert sum(i in alike for i in no) >= min(GOAL_NEGATIVES * len(rows) // 2, len(alike))
+        assert next(examples, None) is None

@@ -46,12 +46,16 @@ class LandmarkMap:
     def coarse_query(self, images: Sequence[np.ndarray]) -> Query:
         return Query(landmarks=self.landmarks, images=images)
 
-    def goal_query(self, instruction: str) -> Query:
-        """An instruction against the landmark list, each with its room: goals name rooms ("the sofa in the Lounge"),
-        which pictures need not show but an instruction must be matched against."""
+    def goal_queries(self, instruction: str) -> list[Query]:
+        """The instruction against each landmark of the list alone, with its room (goals name rooms: "the sofa in
+        the Lounge"); the model judges each (goal_answer). One landmark per query, not the whole list: a model this
+        small, trained from scratch, learns to judge one pair, but stays at chance pointing into a list of 40
+        (README, session 20)."""
         rooms = self.rooms or [""] * len(self.landmarks)
-        listed = [f"{d} in {room}" if room else d for d, room in zip(self.landmarks, rooms, strict=True)]
-        return Query(landmarks=listed, instruction=instruction)
+        return [
+            Query(landmarks=[f"{d} in {room}" if room else d], instruction=instruction)
+            for d, room in zip(self.landmarks, rooms, strict=True)
+        ]
 
     def fine_query(self, images: Sequence[np.ndarray], keyframe: int) -> Query:
         """The query against one keyframe: its landmarks listed (renumbered from 0) and its pictures as reference."""
@@ -93,6 +97,11 @@ def leads_to_room(room: str, text: str, goal_room: str) -> bool:
     """A landmark (in `room`, reading `text`) named as a goal gets the robot to `goal_room`: it lies there, or it is
     a sign reading the room's name."""
     return goal_room in (room, text)
+
+
+def goal_answer(is_goal: bool) -> Answer:
+    """The answer to a goal query (LandmarkMap.goal_queries): its one landmark if it is a goal, else none."""
+    return Answer((0,) if is_goal else (), ())
 
 
 def coarse_answer(seen: Sequence[int]) -> Answer:
