@@ -4,7 +4,8 @@ and an instruction) written as one prompt of tokens.
     <s> [images] <map> <L0> red metal fire extinguisher <L1> white sign radiology ...
         [<graph> <N0> <L1> <L4> <N1> <L0> ...] [<reference> <N5> [reference images]]
         <localize> <answer>                          (localization: the answer is models.astra_global.answers')
-        <goal> take me to where visitors check in <answer>                (a text goal: landmarks and nodes only)
+    <s> <map> <L0> white wood reception desk in Reception <goal> take me to where visitors check in <answer>
+                                          (a text goal, one landmark judged: the answer names it, or no landmark)
 
 Each image is `<|vision_start|>` + one `<|image_pad|>` per merged patch + `<|vision_end|>`, as Qwen2-VL expects; the
 model splices its vision encoder's output over the pads. `<Lk>` and `<Nk>` are positions in this prompt, so a map
