@@ -21,7 +21,7 @@ import math
 import multiprocessing
 import os
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -485,6 +485,7 @@ def save_astra(model: AstraGlobal, out: Path, card: dict[str, Any]) -> None:
 def _tick(bar: tqdm, **figures: float) -> None:
     bar.set_postfix({k: f"{v:.3f}" for k, v in figures.items()}, refresh=False)
     bar.update()
+    claim_idle_cores()
 
 
 def _tail_mean(values: Sequence[float]) -> float:
@@ -494,21 +495,42 @@ def _tail_mean(values: Sequence[float]) -> float:
 def run_trainings(trainings: Mapping[str, Callable[[], dict[str, Any]]], processes: int) -> dict[str, dict[str, Any]]:
     """Each training's summary, by name. With more than one process, the trainings run side by side in fresh
     processes, in the order given (the longest first, so that the short ones share the other cores), each with its
-    share of the cores as torch threads and its own progress bar line. Trainings must pickle (functools.partial of
-    this module's functions)."""
+    share of the cores as torch threads and its own progress bar line; once the others are done, the first takes
+    every core. Trainings must pickle (functools.partial of this module's functions)."""
     if processes <= 1 or len(trainings) <= 1:
         return {name: train() for name, train in trainings.items()}
     threads = max(1, (os.cpu_count() or 1) // processes)
     spawn = multiprocessing.get_context("spawn")  # a forked torch can hang in its thread pools
-    with ProcessPoolExecutor(processes, mp_context=spawn) as pool:
+    with spawn.Manager() as manager, ProcessPoolExecutor(processes, mp_context=spawn) as pool:
+        alone = manager.Event()
         futures = {
-            name: pool.submit(_train_in_worker, train, threads, min(i, processes - 1))
+            name: pool.submit(_train_in_worker, train, threads, min(i, processes - 1), alone if i == 0 else None)
             for i, (name, train) in enumerate(trainings.items())
         }
+        wait(list(futures.values())[1:])
+        alone.set()
         return {name: future.result() for name, future in futures.items()}
 
 
-def _train_in_worker(train: Callable[[], dict[str, Any]], threads: int, bar_line: int) -> dict[str, Any]:
+# Set in the worker of a run's first training: once it is set, the other trainings are done and their cores idle.
+_others_done: Any = None
+
+
+def _train_in_worker(
+    train: Callable[[], dict[str, Any]], threads: int, bar_line: int, others_done: Any = None
+) -> dict[str, Any]:
+    global _others_done
+    _others_done = others_done
     torch.set_num_threads(threads)
     os.environ["TQDM_POSITION"] = str(bar_line)  # tqdm reads TQDM_* settings from the environment
     return train()
+
+
+def claim_idle_cores() -> None:
+    """Between training steps, in the training's own thread (torch's thread count is per thread under OpenMP): every
+    core once the run's other trainings are done. The Astra-Global SFT would otherwise go on with one thread for
+    three quarters of the run while the other core idles."""
+    global _others_done
+    if _others_done is not None and _others_done.is_set():
+        torch.set_num_threads(os.cpu_count() or 1)
+        _others_done = None

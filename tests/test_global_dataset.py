@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from pipelines.train_global import (
     GOAL_NEGATIVES,
     GOALS_PER_MAP,
     building_examples,
+    claim_idle_cores,
     goal_examples,
     retrieval_by_building,
     run_trainings,
@@ -134,6 +136,23 @@ def _where_it_ran() -> dict[str, object]:
     import torch
 
     return {"pid": os.getpid(), "threads": torch.get_num_threads(), "bar_line": os.environ.get("TQDM_POSITION")}
+
+
+def _steps_until_alone() -> dict[str, object]:
+    """A stand-in first training: steps (claim_idle_cores between them, as trainings do) until it holds more threads
+    than it began with, or 60 s have passed; the threads it began and ended with."""
+    import torch
+
+    began, deadline = torch.get_num_threads(), time.monotonic() + 60
+    while torch.get_num_threads() == began and time.monotonic() < deadline:
+        time.sleep(0.05)
+        claim_idle_cores()
+    return {"began": began, "ended": torch.get_num_threads()}
+
+
+def test_the_first_training_takes_every_core_once_the_others_are_done() -> None:
+    apart = run_trainings({"astra": _steps_until_alone, "detector": _where_it_ran, "vpr": _where_it_ran}, processes=2)
+    assert apart["astra"] == {"began": max(1, (os.cpu_count() or 1) // 2), "ended": os.cpu_count()}
 
 
 def test_trainings_side_by_side_run_in_their_own_processes_each_with_its_share_of_the_cores() -> None:
