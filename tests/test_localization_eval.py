@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -186,7 +187,8 @@ def test_the_hybrid_falls_back_to_the_whole_map_where_its_region_holds_no_fix(of
 def test_an_unsure_region_fix_meets_the_whole_maps_and_the_better_scored_one_stands(office: tuple) -> None:
     """Every landmark seen only from one keyframe a metre or more from the query, so that the learned region holds
     a part of the place at best. A region fix less sure than `hybrid_trust` (here any: in this small office every fix
-    is over 0.97 sure) is checked against the whole map's, and the one whose place scores better stands."""
+    is over 0.97 sure), or scoring below `hybrid_trust_score`, is checked against the whole map's, and the one whose
+    place scores better stands; a region fix that meets both stands alone."""
     topo, lake = office
     evaluated = EvaluatedMap(topo, lake)
     localizer = evaluated.localizer
@@ -195,7 +197,7 @@ def test_an_unsure_region_fix_meets_the_whole_maps_and_the_better_scored_one_sta
     [query] = query_instants(lake, episode, 1)
     truth = (map_from_world * query.world_from_base).translation
     whole = localizer.localize(query.images)
-    config = AstraLocalizerConfig(hybrid_radius_m=0.75, hybrid_trust=1.0)
+    config = AstraLocalizerConfig(hybrid_radius_m=0.75)
     distance = np.linalg.norm(localizer.keyframe_positions[:, :2] - truth[:2], axis=1)
     for keyframe in np.flatnonzero(distance > 1.0)[np.argsort(distance[distance > 1.0])]:
         region = np.flatnonzero(
@@ -218,10 +220,16 @@ def test_an_unsure_region_fix_meets_the_whole_maps_and_the_better_scored_one_sta
     one_place = landmark_map(localizer, topo.landmarks, seen_from_one)
     model = evaluated.astra("grpo", "hybrid").model
 
-    fix = AstraLocalizer(model, one_place, localizer, config).localize(query.images)
+    unsure_of_it = replace(config, hybrid_trust=1.0)
+    finds_it_unexplained = replace(config, hybrid_trust=0.0, hybrid_trust_score=unsure.score + 1.0)
+    trusts_it = replace(config, hybrid_trust=0.0, hybrid_trust_score=-np.inf)
 
-    assert fix.success and fix.fallback and fix.score == whole.score
-    assert np.linalg.norm(fix.map_from_base.translation - truth) < 0.25
+    for checked in (unsure_of_it, finds_it_unexplained):
+        fix = AstraLocalizer(model, one_place, localizer, checked).localize(query.images)
+        assert fix.success and fix.fallback and fix.score == whole.score
+        assert np.linalg.norm(fix.map_from_base.translation - truth) < 0.25
+    fix = AstraLocalizer(model, one_place, localizer, trusts_it).localize(query.images)
+    assert not fix.fallback and fix.score == unsure.score
 
 
 def test_the_hybrid_keeps_the_fix_whose_place_scores_better_not_the_surer_one() -> None:

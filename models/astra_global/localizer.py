@@ -4,9 +4,9 @@
     astra   the model's fine answer against the best candidate: the pose relative to that keyframe
     hybrid  the classical localizer (retrieval, SIFT matches, rig PnP: models.localization) inside the region around
             the best candidates, so the learned stage picks where to look and geometry says where exactly; where the
-            region gives no fix, or one less sure than `hybrid_trust`, the classical localizer over the whole map
-            too, and the fix whose place scores better wins, as places do inside one search (the fix says
-            `fallback` where it is the whole map's)
+            region gives no fix, one less sure than `hybrid_trust` or one scoring below `hybrid_trust_score`, the
+            classical localizer over the whole map too, and the fix whose place scores better wins, as places do
+            inside one search (the fix says `fallback` where it is the whole map's)
 
 The hybrid needs nothing of the map beyond what the classical localizer reads; the astra fine stage also needs the
 keyframes' pictures. A query with no parseable coarse answer, or one naming landmarks no keyframe sees, gets no fix.
@@ -44,6 +44,10 @@ class AstraLocalizerConfig:
     # A region fix this sure stands. Below it, a look-alike place inside the region may have won where the true place
     # lies outside it (warehouse aisles), so the whole map is searched too.
     hybrid_trust: float = 0.5
+    # ... and it explains its view (LocalizationFix.score: evidence less what the pose leaves unseen). A look-alike
+    # aisle alone in the region wins it surely, yet leaves the posters and cartons of its view unmatched: in
+    # warehouse-700, 10 of 13 wrong region fixes scored below 0 and a third of the right ones did (README, session 21).
+    hybrid_trust_score: float = 0.0
     # What an astra fine answer claims: its pose bins are 0.25 m and 5°, and held out it is rarely that close.
     sigma_m: float = 0.5
     sigma_deg: float = 10.0
@@ -124,7 +128,7 @@ class AstraLocalizer:
             fix = None
             if len(candidates):
                 fix = self.localizer.localize(query, prior, prior_sigma_m, candidates=self._region(candidates))
-                if not self.config.hybrid_fallback or (fix.success and fix.confidence >= self.config.hybrid_trust):
+                if not self.config.hybrid_fallback or self._trusted(fix):
                     return fix
             if self.config.hybrid_fallback:
                 return better_fix(fix, self.localizer.localize(query, prior, prior_sigma_m))
@@ -144,6 +148,11 @@ class AstraLocalizer:
         sigma_rad = np.radians(self.config.sigma_deg)
         covariance = np.diag([self.config.sigma_m**2] * 3 + [sigma_rad**2] * 3)
         return LocalizationFix(True, pose, covariance, self.config.confidence, 0, nodes)
+
+    def _trusted(self, fix: LocalizationFix) -> bool:
+        """Whether a region fix stands without the whole map's search."""
+        sure = fix.confidence >= self.config.hybrid_trust
+        return fix.success and sure and fix.score >= self.config.hybrid_trust_score
 
     def _region(self, candidates: np.ndarray) -> np.ndarray:
         """The keyframes within hybrid_radius_m of the best `hybrid_candidates` co-visible ones."""
