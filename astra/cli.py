@@ -962,7 +962,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--detector-epochs", type=float, help="passes of the landmark detector over the frames (default 3)"
     )
     train_global.add_argument(
-        "--goal-steps", type=int, help="Astra-Global's first SFT steps, on 16 text goals each (default 8000)"
+        "--goal-steps", type=int, help="Astra-Global's first SFT steps, on 16 text goals each (default 2000)"
     )
     train_global.add_argument(
         "--sft-steps",
