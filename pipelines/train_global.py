@@ -503,13 +503,13 @@ def run_trainings(trainings: Mapping[str, Callable[[], dict[str, Any]]], process
     threads = max(1, (os.cpu_count() or 1) // processes)
     spawn = multiprocessing.get_context("spawn")  # a forked torch can hang in its thread pools
     with spawn.Manager() as manager, ProcessPoolExecutor(processes, mp_context=spawn) as pool:
-        alone = manager.Event()
+        others_done = manager.Event()
         futures = {
-            name: pool.submit(_train_in_worker, train, threads, min(i, processes - 1), alone if i == 0 else None)
+            name: pool.submit(_train_in_worker, train, threads, min(i, processes - 1), others_done if i == 0 else None)
             for i, (name, train) in enumerate(trainings.items())
         }
         wait(list(futures.values())[1:])
-        alone.set()
+        others_done.set()
         return {name: future.result() for name, future in futures.items()}
 
 
