@@ -962,12 +962,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--detector-epochs", type=float, help="passes of the landmark detector over the frames (default 3)"
     )
     train_global.add_argument(
-        "--goal-steps", type=int, help="Astra-Global's first SFT steps, on 16 text goals each (default 2000)"
+        "--goal-steps", type=int, help="Astra-Global's first SFT steps, on 16 text goals each (default 500)"
     )
     train_global.add_argument(
         "--sft-steps",
         type=int,
-        help="Astra-Global's SFT steps, each on 8 examples with pictures or 16 text goals (default 3200)",
+        help="Astra-Global's SFT steps, each on 8 examples with pictures or 16 text goals (default 2400)",
     )
     train_global.add_argument("--grpo-steps", type=int, help="Astra-Global's GRPO steps (default 30)")
     train_global.add_argument(

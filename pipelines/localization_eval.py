@@ -354,8 +354,8 @@ def evaluate_localization(
 def evaluate_goals(evaluated: EvaluatedMap, world: World, count: int, checkpoints: Sequence[str]) -> dict[str, Any]:
     """Text goals resolved on the map: `count` instructions of the mission benchmark (sim.missions, among the rooms
     the map covers), each right where the goal it resolves to lies in the room the instruction names. `classical` is
-    the navigation stack's resolver (text embeddings); each Astra-Global checkpoint judges the map's landmarks, and the
-    one it is surest of counts (models.astra_global.goals, models.astra_global.maps.leads_to_room)."""
+    the navigation stack's resolver (text embeddings); each Astra-Global checkpoint names a place of the map, and its
+    first landmark counts (models.astra_global.goals, models.astra_global.maps.leads_to_room)."""
     from models.goals import GoalResolver
     from models.text_encoder import TextEncoder
     from pipelines.missions import mapped_rooms

@@ -47,6 +47,7 @@ class _Goal:
     target_id: str
     text: str  # the template's fillings; one is drawn per mission
     template_kind: str  # "room" | "task" | "landmark"
+    category: str = ""  # the furniture's category, for the landmark families
 
 
 def _task_rooms(world: World) -> dict[str, set[str]]:
@@ -77,21 +78,46 @@ def _goals(world: World) -> list[_Goal]:
         if landmark.kind != "object" or (landmark.category, room.id) in seen:
             continue
         seen.add((landmark.category, room.id))
-        goals.append(_Goal(room, "landmark", landmark.id, landmark.category, "landmark"))
+        goals.append(_Goal(room, "landmark", landmark.id, landmark.category, "landmark", landmark.category))
         goals += [
-            _Goal(room, "landmark_task", landmark.id, task, "task")
+            _Goal(room, "landmark_task", landmark.id, task, "task", landmark.category)
             for task in ITEM_TASKS.get(landmark.category, ())
             if task_rooms[task] == {room.id}
         ]
     return goals
 
 
-def _instruction(goal: _Goal, rng: np.random.Generator) -> str:
+def _phrasings(goal: _Goal) -> list[str]:
+    """The goal in every phrasing of its template kind."""
     if goal.template_kind == "room":
-        return str(rng.choice(ROOM_PHRASINGS)).format(room=goal.text)
+        return [phrasing.format(room=goal.text) for phrasing in ROOM_PHRASINGS]
     if goal.template_kind == "task":
-        return str(rng.choice(TASK_PHRASINGS)).format(task=goal.text)
-    return str(rng.choice(LANDMARK_PHRASINGS)).format(landmark=goal.text, room=goal.room.name)
+        return [phrasing.format(task=goal.text) for phrasing in TASK_PHRASINGS]
+    return [phrasing.format(landmark=goal.text, room=goal.room.name) for phrasing in LANDMARK_PHRASINGS]
+
+
+def _instruction(goal: _Goal, rng: np.random.Generator) -> str:
+    return str(rng.choice(_phrasings(goal)))
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """An instruction the missions may give in a world, and what it names."""
+
+    text: str
+    family: str  # one of FAMILIES
+    goal_room: str  # name of the room it names
+    category: str  # the named furniture's category for the landmark families, else ""
+
+
+def every_instruction(world: World) -> list[Instruction]:
+    """Every instruction a mission may give in `world` (each well-posed goal in each phrasing), in a fixed order:
+    what a model that turns instructions into goals learns from."""
+    return [
+        Instruction(text, goal.family, goal.room.name, goal.category)
+        for goal in _goals(world)
+        for text in _phrasings(goal)
+    ]
 
 
 def _free_start(

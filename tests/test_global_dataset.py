@@ -21,14 +21,12 @@ from scipy.spatial.transform import Rotation
 
 from datasets.global_frames import read_frames, read_landmarks
 from datasets.lake import Lake
-from models.astra_global.maps import goal_answer, leads_to_room
+from models.astra_global.maps import leads_to_room
 from models.descriptors import TinyImageDescriptor
 from models.mapping.keyframes import KeyframeConfig
 from pipelines.global_dataset import GlobalDatasetConfig, build_global_dataset
 from pipelines.train_global import (
     FINE_REACH_M,
-    GOAL_NEGATIVES,
-    GOALS_PER_MAP,
     building_examples,
     claim_idle_cores,
     goal_examples,
@@ -38,6 +36,7 @@ from pipelines.train_global import (
 from schemas.global_dataset import FRAMES, FRAMES_DIR, LANDMARKS, LANDMARKS_FILE, GlobalDatasetManifest
 from schemas.robot import DEFAULT_ROBOT
 from schemas.topics import CAMERA_YAWS, CAMERAS
+from sim.missions import every_instruction
 from sim.world import generate_world
 from tests.conftest import TOUR_SEEDS
 
@@ -192,26 +191,18 @@ def test_astra_examples_pair_the_tours_with_the_truth_of_what_each_instant_sees_
             assert math.hypot(pose.dx, pose.dy) <= FINE_REACH_M and example.answer.landmarks
             assert b.landmark_map.absolute_pose(keyframe, pose) == pytest.approx(b.query_poses[query])
             assert len(example.query.landmarks) == len(b.landmark_map.keyframes[keyframe].landmarks)
-        # 30 s tours see a few rooms: instructions naming the others have no goal on the map and are left out.
-        assert 0 < len(b.goals) <= GOALS_PER_MAP
-        lines = [query.landmarks[0] for query in b.landmark_map.goal_queries("any")]
-        assert all(line.endswith(f" in {row['room']}") for line, row in zip(lines, b.landmark_rows, strict=True))
-        examples = iter(goal_examples(b, seed=0))
-        for goal in b.goals:
-            rows = [b.landmark_rows[i] for i in goal.landmarks]
-            assert rows and all(leads_to_room(r["room"], r["text"], goal.room) for r in rows)
-            # Every goal landmark judged yes, then GOAL_NEGATIVES others per goal judged no, half of them alike.
-            others = len(lines) - len(rows)
-            judged = list(itertools.islice(examples, len(rows) + min(others, GOAL_NEGATIVES * len(rows))))
-            assert all(e.query.instruction == goal.instruction and len(e.query.landmarks) == 1 for e in judged)
-            assert [e.answer for e in judged] == [goal_answer(True)] * len(rows) + [goal_answer(False)] * (
-                len(judged) - len(rows)
-            )
-            assert sorted(e.query.landmarks[0] for e in judged[: len(rows)]) == sorted(lines[i] for i in goal.landmarks)
-            no = [lines.index(e.query.landmarks[0]) for e in judged[len(rows) :]]
-            assert not set(no) & set(goal.landmarks)
-            traits = {(key, r[key]) for r in rows for key in ("room", "category", "text") if r[key]}
-            alike = {i for i, r in enumerate(b.landmark_rows) if any(r[key] == value for key, value in traits)}
-            alike -= set(goal.landmarks)
-            assert sum(i in alike for i in no) >= min(GOAL_NEGATIVES * len(rows) // 2, len(alike))
-        assert next(examples, None) is None
+        # Every instruction of the building, with the place it names in the model's words.
+        instructions = every_instruction(generate_world("office", 0))
+        assert [g.instruction for g in b.goals] == [i.text for i in instructions]
+        places = b.landmark_map.goal_places()
+        for goal, family in zip(b.goals, [i.family for i in instructions], strict=True):
+            assert goal.place == goal.room.lower() if family.startswith("room") else goal.place != goal.room.lower()
+            assert (" in " in goal.place) == (family == "landmark")
+            # Where the map saw the place, every landmark there leads to the room the instruction names.
+            rows = [b.landmark_rows[i] for i in places.get(goal.place, [])]
+            assert all(leads_to_room(r["room"], r["text"], goal.room) for r in rows)
+        assert sum(g.place in places for g in b.goals) > len(b.goals) / 4
+    # Once per building, however many tour pairs it has: the answer does not depend on the map.
+    examples = goal_examples(buildings)
+    assert [(e.query.instruction, e.answer) for e in examples] == [(g.instruction, g.place) for g in buildings[0].goals]
+    assert all(not e.query.landmarks and not e.query.images for e in examples)

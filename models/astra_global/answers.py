@@ -12,8 +12,7 @@ An answer is one line of grammar tokens, every one a single token of the tokeniz
   `<dy±j>` are i·step metres (clamped to ±range), `<dyaw±k>` is k·yaw_step, wrapped into [-180°, 180°);
 - `</s>`, the end of the answer (the tokenizer's eos).
 
-A goal answer (an instruction judged against one landmark, maps.goal_answer) is the same without the pose: the
-landmark if it is a goal, else no landmark, and no node.
+A text goal's answer is not in this grammar: it is the place the instruction names, in words (maps.goal_place).
 Anything else (a segment out of order, a repeated id, a word, a missing end, a half pose) parses to None, which the
 format reward scores 0.
 """

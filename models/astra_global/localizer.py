@@ -83,7 +83,13 @@ def landmark_map(
         images = pictures[k] if pictures is not None else ()
         keyframes.append(MapKeyframe((*pose.translation[:2], yaw), tuple(sorted(seen)), images))
     descriptions = [describe_landmark(r["category"], r["color"], r["material"], r["text"]) for r in rows]
-    return LandmarkMap(descriptions, keyframes, [r["room"] for r in rows])
+    return LandmarkMap(
+        descriptions,
+        keyframes,
+        [r["room"] for r in rows],
+        [r["category"] for r in rows],
+        [r["text"] for r in rows],
+    )
 
 
 class AstraLocalizer:

@@ -41,21 +41,31 @@ class LandmarkMap:
 
     landmarks: Sequence[str]
     keyframes: Sequence[MapKeyframe]
-    rooms: Sequence[str] = ()
+    rooms: Sequence[str] = ()  # per landmark, "" where the map does not know it
+    categories: Sequence[str] = ()  # per landmark: what the text goals name
+    texts: Sequence[str] = ()  # per landmark, what it reads ("" for most): a sign reading a room's name leads there
 
     def coarse_query(self, images: Sequence[np.ndarray]) -> Query:
         return Query(landmarks=self.landmarks, images=images)
 
-    def goal_queries(self, instruction: str) -> list[Query]:
-        """The instruction against each landmark of the list alone, with its room (goals name rooms: "the sofa in
-        the Lounge"); the model judges each (goal_answer). One landmark per query, not the whole list: a model this
-        small, trained from scratch, learns to judge one pair, but stays at chance pointing into a list of 40
-        (README, session 20)."""
-        rooms = self.rooms or [""] * len(self.landmarks)
-        return [
-            Query(landmarks=[f"{d} in {room}" if room else d], instruction=instruction)
-            for d, room in zip(self.landmarks, rooms, strict=True)
-        ]
+    def goal_places(self) -> dict[str, list[int]]:
+        """Every place of this map that a text goal can name, in the words the model writes (goal_place), with the
+        positions of its landmarks in the list: each category, each room (its landmarks, then the signs that read its
+        name), and each category in each room; where the map holds none of that category in that room, the room's
+        landmarks (the robot goes to the room it was asked for)."""
+        places: dict[str, list[int]] = {}
+        rooms = self.rooms or [""] * len(self.categories)
+        for i, (category, room) in enumerate(zip(self.categories, rooms, strict=True)):
+            for place in (goal_place(room, category), goal_place(room, category, in_room=True), goal_place(room)):
+                if place:
+                    places.setdefault(place, []).append(i)
+        for i, text in enumerate(self.texts):
+            if text:
+                places.setdefault(goal_place(text), []).append(i)
+        for category in set(self.categories):
+            for room in {room for room in rooms if room}:
+                places.setdefault(goal_place(room, category, in_room=True), places[goal_place(room)])
+        return places
 
     def fine_query(self, images: Sequence[np.ndarray], keyframe: int) -> Query:
         """The query against one keyframe: its landmarks listed (renumbered from 0) and its pictures as reference."""
@@ -99,9 +109,12 @@ def leads_to_room(room: str, text: str, goal_room: str) -> bool:
     return goal_room in (room, text)
 
 
-def goal_answer(is_goal: bool) -> Answer:
-    """The answer to a goal query (LandmarkMap.goal_queries): its one landmark if it is a goal, else none."""
-    return Answer((0,) if is_goal else (), ())
+def goal_place(goal_room: str, category: str = "", in_room: bool = False) -> str:
+    """What a text goal names, in the model's words (lower case, single spaces): a room ("take me to the Kitchen"), a
+    category of furniture ("I want a glass of water": any water cooler, all in one room), or a category in a room
+    ("the sofa in the Lounge"); "" where a room is asked for but unknown."""
+    words = category if category and not in_room else f"{category} in {goal_room}" if category else goal_room
+    return "" if in_room and not goal_room else " ".join(words.lower().split())
 
 
 def coarse_answer(seen: Sequence[int]) -> Answer:

@@ -206,8 +206,11 @@ class AstraGlobal:
         """The answer these token ids spell, or None if malformed."""
         return self.grammar.parse(self.tokenizer.convert_ids_to_tokens(list(completion)))
 
-    def answer_ids(self, answer: Answer) -> list[int]:
-        """The token ids of an answer (its teacher-forcing target)."""
+    def answer_ids(self, answer: Answer | str) -> list[int]:
+        """The token ids of an answer (its teacher-forcing target): a localization answer in the grammar's tokens, or
+        a text goal's place in words, each followed by END."""
+        if isinstance(answer, str):
+            return [*self.tokenizer(answer, add_special_tokens=False)["input_ids"], self.tokenizer.eos_token_id]
         return self.tokenizer.convert_tokens_to_ids(self.grammar.encode(answer))
 
     def answer(self, queries: Sequence[Query], max_new_tokens: int = 64) -> list[Answer | None]:

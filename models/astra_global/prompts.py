@@ -4,8 +4,8 @@ and an instruction) written as one prompt of tokens.
     <s> [images] <map> <L0> red metal fire extinguisher <L1> white sign radiology ...
         [<graph> <N0> <L1> <L4> <N1> <L0> ...] [<reference> <N5> [reference images]]
         <localize> <answer>                          (localization: the answer is models.astra_global.answers')
-    <s> <map> <L0> white wood reception desk in Reception <goal> take me to where visitors check in <answer>
-                                          (a text goal, one landmark judged: the answer names it, or no landmark)
+    <s> <goal> where can I check in as a visitor? <answer>
+                               (a text goal: the answer is the place it names, in words: "reception desk")
 
 Each image is `<|vision_start|>` + one `<|image_pad|>` per merged patch + `<|vision_end|>`, as Qwen2-VL expects; the
 model splices its vision encoder's output over the pads. `<Lk>` and `<Nk>` are positions in this prompt, so a map
@@ -32,7 +32,7 @@ PROMPT_TOKENS = (BOS, MAP, GRAPH, REFERENCE, LOCALIZE, GOAL, ANSWER, IMAGE_START
 class Query:
     """One question to the model. Images are RGB (H, W, 3) uint8, one per camera; the landmark list holds one short
     description per landmark (describe_landmark); `nodes` lists each graph node's landmarks as positions in that list.
-    With an instruction it is a goal query, else a localization query."""
+    With an instruction it is a goal query (goal_query), else a localization query."""
 
     landmarks: Sequence[str]
     images: Sequence[np.ndarray] = ()
@@ -56,7 +56,14 @@ class Example:
     """A query with its true answer: a training example, and the truth the rewards score against."""
 
     query: Query
-    answer: Answer
+    answer: Answer | str  # a text goal's answer is its place in words (maps.goal_place)
+
+
+def goal_query(instruction: str) -> Query:
+    """A text goal's query: the instruction alone. The map enters through the answers scored, its places
+    (models.astra_global.goals): a model this small, trained from scratch, neither pointed into a listed map nor
+    judged its landmarks one by one well enough (README, sessions 19-22)."""
+    return Query(landmarks=(), instruction=instruction)
 
 
 def describe_landmark(category: str, color: str = "", material: str = "", text: str = "", function: str = "") -> str:
@@ -71,8 +78,9 @@ def prompt_text(query: Query, image_tokens: Sequence[int]) -> str:
     if len(image_tokens) != len(query.all_images):
         raise ValueError(f"{len(query.all_images)} images but {len(image_tokens)} image token counts")
     images = [IMAGE_START + IMAGE_PAD * n + IMAGE_END for n in image_tokens]
-    parts = [BOS, *images[: len(query.images)], MAP]
-    parts += [f"{landmark_token(i)} {text}" for i, text in enumerate(query.landmarks)]
+    parts = [BOS, *images[: len(query.images)]]
+    if query.landmarks:
+        parts += [MAP, *(f"{landmark_token(i)} {text}" for i, text in enumerate(query.landmarks))]
     if query.nodes:
         parts.append(GRAPH)
         parts += [node_token(j) + "".join(map(landmark_token, seen)) for j, seen in enumerate(query.nodes)]
