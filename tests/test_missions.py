@@ -12,8 +12,8 @@ import pytest
 from models.planning import ClearanceMap, occupancy_grid
 from schemas.world import World
 from sim import missions as missions_module
-from sim.missions import FAMILIES, START_AGENT_GAP_M, START_CLEARANCE_M, Mission, sample_missions
-from sim.vocabulary import ITEM_TASKS, ROOM_TASKS
+from sim.missions import FAMILIES, START_AGENT_GAP_M, START_CLEARANCE_M, Mission, every_instruction, sample_missions
+from sim.vocabulary import ITEM_TASKS, ROOM_PHRASINGS, ROOM_TASKS
 from sim.world import generate_world, write_world
 
 
@@ -109,3 +109,13 @@ def test_eval_refuses_a_cached_building_the_simulator_now_draws_differently(tmp_
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "draws differently" in proc.stderr and "Traceback" not in proc.stderr
     assert not (work / "logs").exists()  # refused before the tour
+
+
+def test_every_instruction_holds_each_mission_with_what_it_names(world: World, missions: list[Mission]) -> None:
+    named = {(i.text, i.family, i.goal_room, i.category) for i in every_instruction(world)}
+    category = {landmark.id: landmark.category for landmark in world.landmarks}
+    for m in missions:
+        asked = category[m.target_id] if m.family.startswith("landmark") else ""
+        assert (m.instruction, m.family, m.goal_room, asked) in named
+    # Each goal in every phrasing of its kind: every room in each room phrasing.
+    assert sum(i.family == "room" for i in every_instruction(world)) == len(world.rooms) * len(ROOM_PHRASINGS)
