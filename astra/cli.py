@@ -92,7 +92,7 @@ def cmd_sim_tours(args: argparse.Namespace) -> int:
     if min(args.camera_width, args.camera_height, args.tours) < 1 or args.seconds <= 0:
         raise UsageError("camera sizes and --tours must be at least 1, and --seconds positive")
     config = replace(DEFAULT_ROBOT, camera_width=args.camera_width, camera_height=args.camera_height)
-    buildings = [Building(kind, seed) for kind in kinds for seed in args.seeds]
+    buildings = [Building(kind, seed, args.dynamic) for kind in kinds for seed in args.seeds]
     started = time.perf_counter()
     paths = record_building_tours(
         buildings,
@@ -341,6 +341,26 @@ def cmd_dataset_global(args: argparse.Namespace) -> int:
     try:
         summary = build_global_dataset(args.lake, args.out, sites=args.site or None)
     except ValueError as exc:  # no tours in the lake, no lake, an output folder that exists (LakeError)
+        raise UsageError(str(exc)) from exc
+    _emit(asdict(summary))
+    return EXIT_OK
+
+
+def cmd_dataset_local(args: argparse.Namespace) -> int:
+    from pipelines.local_dataset import build_local_dataset
+
+    if args.runner != "dask" and (args.dask_address or args.workers):
+        raise UsageError("--dask-address and --workers need --runner dask")
+    try:
+        summary = build_local_dataset(
+            args.lake,
+            args.out,
+            sites=args.site or None,
+            runner=args.runner,
+            dask_address=args.dask_address,
+            workers=args.workers,
+        )
+    except ValueError as exc:  # no tours (or none with depth) in the lake, no lake, an output folder that exists
         raise UsageError(str(exc)) from exc
     _emit(asdict(summary))
     return EXIT_OK
@@ -758,6 +778,11 @@ def build_parser() -> argparse.ArgumentParser:
     tours.add_argument("--camera-width", type=int, default=160, help="camera width in pixels (default 160)")
     tours.add_argument("--camera-height", type=int, default=120, help="camera height in pixels (default 120)")
     tours.add_argument("--depth", action="store_true", help="also record the depth images (4x the bytes)")
+    tours.add_argument(
+        "--dynamic",
+        action="store_true",
+        help="people and carts walk the buildings (folders OUT/<site>-dynamic): the out-of-distribution case",
+    )
     tours.add_argument("--workers", type=int, help="processes (default: one per core)")
     tours.add_argument("--out", type=Path, required=True, help="output folder")
     tours.set_defaults(func=cmd_sim_tours)
@@ -934,6 +959,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--site", action="append", help="only this site (repeatable; default: every simulated site in the lake)"
     )
     global_set.set_defaults(func=cmd_dataset_global)
+    local_set = dataset_commands.add_parser(
+        "local",
+        parents=[common],
+        help="Astra-Local's training set: frames and windows of the tours of simulated buildings (Apache Beam)",
+        description="Replay the robot's own wheel + IMU filter and depth costmap over every tour of a simulated "
+        "building in the lake (record them with `astra sim tours --depth`, and --dynamic for people and carts), and "
+        "write a frame every 0.5 s (pictures, depth, IMU and wheel samples, filter and true poses) and a window at "
+        "each frame: the costmap crops of the last 4 frames, velocities, the subgoal, the expert's next 2 s, and the "
+        "true occupancy and ESDF now and 1 s ahead (schemas/local_dataset.py). Prints one JSON line: sites, "
+        "episodes, frames, windows, the lake version.",
+    )
+    local_set.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="lake folder (default data/lake)")
+    local_set.add_argument("--out", type=Path, required=True, help="dataset folder to create (must not exist)")
+    local_set.add_argument(
+        "--site", action="append", help="only this site (repeatable; default: every simulated site in the lake)"
+    )
+    local_set.add_argument(
+        "--runner",
+        choices=("direct", "dask"),
+        default="direct",
+        help="Beam runner (default direct: one episode at a time; dask spreads episodes over processes)",
+    )
+    local_set.add_argument("--dask-address", help="scheduler address of an existing Dask cluster (with --runner dask)")
+    local_set.add_argument("--workers", type=int, help="local Dask workers when no address is given (--runner dask)")
+    local_set.set_defaults(func=cmd_dataset_local)
 
     train = commands.add_parser("train", help="train the learned models")
     train_commands = train.add_subparsers(dest="train_command", required=True, metavar="TRAIN_COMMAND")

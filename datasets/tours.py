@@ -57,23 +57,29 @@ def record_tour(
 
 @dataclass(frozen=True)
 class Building:
-    """A generated building to tour: its kind and seed (`sim.world.generate_world`)."""
+    """A building to tour (`sim.world.generate_world`): its kind and seed, with or without people and carts."""
 
     kind: str
     seed: int
+    dynamic: bool = False
 
     @property
     def site(self) -> str:
         return f"{self.kind}-{self.seed}"
 
+    @property
+    def folder(self) -> str:
+        """Its folder name: the same building with people and carts is another world."""
+        return f"{self.site}-dynamic" if self.dynamic else self.site
+
 
 def _tour_building(job: tuple[Building, Path, int, float, RobotConfig, frozenset[str]]) -> list[Path]:
     """Write one building, unless written, and record its tours that are not recorded yet."""
     building, out, tours, seconds, config, leave_out = job
-    world_dir = out / "worlds" / building.site
+    world_dir = out / "worlds" / building.folder
     if not (world_dir / "world.json").is_file():
-        write_world(generate_world(building.kind, building.seed), world_dir)
-    paths = [out / building.site / f"tour-{seed}.mcap" for seed in range(tours)]
+        write_world(generate_world(building.kind, building.seed, building.dynamic), world_dir)
+    paths = [out / building.folder / f"tour-{seed}.mcap" for seed in range(tours)]
     for seed, path in enumerate(paths):
         if not path.is_file():
             partial = path.with_name(f".{path.name}.part")  # a tour cut short is never taken for a recorded one
@@ -93,8 +99,8 @@ def record_building_tours(
     progress: bool = True,
 ) -> list[Path]:
     """`tours` expert tours of each building (expert seeds 0, 1, ...), recorded in-process to
-    `out/<site>/tour-<seed>.mcap` without the outputs in `leave_out`, the buildings written to `out/worlds/<site>`;
-    what is there already is kept.
+    `out/<folder>/tour-<seed>.mcap` without the outputs in `leave_out`, the buildings written to
+    `out/worlds/<folder>` (`Building.folder`); what is there already is kept.
 
     Buildings are spread over `workers` processes (default one per core): writing a building's textures and
     rendering its tours each run on one core.

@@ -1,0 +1,80 @@
+"""Astra-Local's training set (schemas.local_dataset) as a torch Dataset of windows, held in memory.
+
+Each item is the planner's batch contract, float32 tensors in the ego frame (F frames, G cells, K waypoints):
+
+- `occupancy` [F, G, G]: the robot's costmap at each frame, 1 occupied, 0 free, 0.5 unknown
+- `velocity` [F, 2], `motion` [F, 3], `goal` [2]
+- `trajectory` [K, 3]: the expert's future poses
+- `esdf` [2, G, G] (m) and `true_occupancy` [2, G, G]: the truth now and `esdf_ahead_s` later
+
+Windows are chosen by site, by whether people and carts walked (`dynamic`), or by a polars expression on the
+windows' columns, so that whole buildings can be held out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+from torch.utils.data import Dataset
+
+from models.astra_local.crops import codes_to_input
+from schemas.local_dataset import WINDOWS_DIR, LocalDatasetManifest
+
+_ARRAYS = ("occupancy", "true_occupancy", "esdf")
+_LISTS = ("velocity", "motion", "trajectory")
+
+
+class LocalWindows(Dataset):
+    """The windows of a local training set folder, optionally only those of `sites` or matching `where`."""
+
+    def __init__(self, folder: Path, sites: Sequence[str] | None = None, where: pl.Expr | None = None) -> None:
+        self.folder = Path(folder)
+        self.manifest = LocalDatasetManifest.read(self.folder)
+        self.geometry = self.manifest.local_geometry
+        episodes = [
+            e
+            for site, info in sorted(self.manifest.sites.items())
+            for e in info["episodes"]
+            if sites is None or site in sites
+        ]
+        frames = [pl.read_parquet(self.folder / WINDOWS_DIR / f"{e}.parquet") for e in episodes]
+        windows = pl.concat(frames) if frames else pl.DataFrame()
+        if where is not None and not windows.is_empty():
+            windows = windows.filter(where)
+        self.index = windows.select("site", "kind", "world_seed", "dynamic", "episode_id", "t_ns", "expert_v")
+        g = self.geometry
+        shapes = {
+            "occupancy": (g.frames, g.grid, g.grid),
+            "true_occupancy": (2, g.grid, g.grid),
+            "esdf": (2, g.grid, g.grid),
+        }
+        dtypes = {"occupancy": np.uint8, "true_occupancy": np.uint8, "esdf": "<f2"}
+        self._arrays = {
+            name: np.stack([np.frombuffer(b, dtypes[name]).reshape(shapes[name]) for b in windows[name]])
+            if len(windows)
+            else np.zeros((0, *shapes[name]), dtypes[name])
+            for name in _ARRAYS
+        }
+        widths = {"velocity": (g.frames, 2), "motion": (g.frames, 3), "trajectory": (g.waypoints, 3)}
+        self._lists = {
+            name: np.asarray(windows[name].to_list(), np.float32).reshape(-1, *widths[name]) for name in _LISTS
+        }
+        self._goal = windows.select("goal_x", "goal_y").to_numpy().astype(np.float32).reshape(-1, 2)
+
+    def __len__(self) -> int:
+        return len(self._goal)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {
+            "occupancy": torch.from_numpy(codes_to_input(self._arrays["occupancy"][index])),
+            "velocity": torch.from_numpy(self._lists["velocity"][index]),
+            "motion": torch.from_numpy(self._lists["motion"][index]),
+            "goal": torch.from_numpy(self._goal[index]),
+            "trajectory": torch.from_numpy(self._lists["trajectory"][index]),
+            "esdf": torch.from_numpy(self._arrays["esdf"][index].astype(np.float32)),
+            "true_occupancy": torch.from_numpy(self._arrays["true_occupancy"][index].astype(np.float32)),
+        }
