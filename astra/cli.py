@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from schemas.world import World
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+LOCAL_WEIGHTS = Path("models/weights/astra_local")  # Astra-Local's trained planners, one folder per variant
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
 
@@ -363,6 +364,62 @@ def cmd_dataset_local(args: argparse.Namespace) -> int:
     except ValueError as exc:  # no tours (or none with depth) in the lake, no lake, an output folder that exists
         raise UsageError(str(exc)) from exc
     _emit(asdict(summary))
+    return EXIT_OK
+
+
+def cmd_train_local(args: argparse.Namespace) -> int:
+    from pipelines.train_local import LocalTrainConfig, train_local
+    from schemas.local_dataset import LocalDatasetError
+
+    if args.steps < 1:
+        raise UsageError("--steps must be >= 1")
+    config = LocalTrainConfig(steps=args.steps, micro_batches=args.micro_batches)
+    variants = args.planners.split(",") if args.planners != "all" else None
+    try:
+        kwargs = {"variants": variants} if variants else {}
+        summary = train_local(args.dataset, args.out, config=config, holdout_seeds=args.holdout_seeds, **kwargs)
+    except (ValueError, LocalDatasetError) as exc:  # not a dataset, an unknown planner, an empty split
+        raise UsageError(str(exc)) from exc
+    _emit(summary)
+    return EXIT_OK
+
+
+def cmd_eval_planning(args: argparse.Namespace) -> int:
+    from models.astra_local.variants import DEFAULT_PLANNER, PLANNER_VARIANTS
+    from pipelines.planning_eval import PlannerSpec, PlanningConfig, evaluate_planners
+    from sim.world import generate_world, write_world
+
+    if args.world is None:
+        if args.kind is None:
+            raise UsageError("give --kind (with --seed), or --world")
+        world_dir = args.work / f"{args.kind}-{args.seed}{'-dynamic' if args.dynamic else ''}"
+        if not (world_dir / "world.json").is_file():
+            write_world(generate_world(args.kind, args.seed, args.dynamic), world_dir)
+    elif not (args.world / "world.json").is_file():
+        raise UsageError(f"{args.world} holds no world.json")
+    else:
+        world_dir = args.world
+    trained = [name for name in PLANNER_VARIANTS if (args.weights / name / "config.json").is_file()]
+    names = args.planners.split(",") if args.planners else ["classical", *trained, "astra"]
+    specs = {}
+    for name in names:
+        checkpoint = args.weights / (DEFAULT_PLANNER if name == "astra" else name)
+        if name == "classical":
+            specs[name] = PlannerSpec()
+        elif name not in ("astra", *PLANNER_VARIANTS):
+            raise UsageError(f"unknown planner {name!r}; choose from classical, astra, {', '.join(PLANNER_VARIANTS)}")
+        elif not (checkpoint / "config.json").is_file():
+            raise UsageError(f"no trained {checkpoint.name} under {args.weights}: run `astra train local` first")
+        else:
+            specs[name] = PlannerSpec(checkpoint, fallback=name == "astra")
+    if args.episodes < 1:
+        raise UsageError("--episodes must be >= 1")
+    config = PlanningConfig(episodes=args.episodes, seed=args.seed, time_limit_s=args.time_limit)
+    try:
+        summary = evaluate_planners(world_dir, specs, config, workers=args.workers)
+    except ValueError as exc:  # a building too small for the episodes asked for
+        raise UsageError(str(exc)) from exc
+    _emit({"kind": summary.pop("site").rsplit("-", 1)[0], "seed": args.seed} | summary)
     return EXIT_OK
 
 
@@ -1027,6 +1084,30 @@ def build_parser() -> argparse.ArgumentParser:
         "core, at most one per model)",
     )
     train_global.set_defaults(func=cmd_train_global)
+    train_local = train_commands.add_parser(
+        "local",
+        parents=[common],
+        help="Astra-Local's planners: the flow-matching planner, its ablations and the baselines",
+        description="Train every planner (models/astra_local/variants.py) on the windows of `astra dataset local` "
+        "but those of the held-out building seeds, score each on the held-out windows (ADE, FDE, and the share of "
+        "sampled plans that pass within the robot's radius of a true obstacle, static and with people apart), and "
+        "write each to OUT/<planner>/ with its model card. Runs in one process or under `torchrun --nproc_per_node "
+        "N $(which astra) train local ...` (DistributedDataParallel on gloo). Prints one JSON line.",
+    )
+    train_local.add_argument("--dataset", type=Path, required=True, help="an `astra dataset local` folder")
+    train_local.add_argument("--out", type=Path, default=LOCAL_WEIGHTS, help=f"(default {LOCAL_WEIGHTS})")
+    train_local.add_argument("--planners", default="all", help="comma-separated variants, or all (default)")
+    train_local.add_argument("--steps", type=int, default=1500, help="optimizer steps per planner (default 1500)")
+    train_local.add_argument(
+        "--micro-batches", type=int, default=1, help="parts each process splits its share of a batch into (default 1)"
+    )
+    train_local.add_argument(
+        "--holdout-seeds",
+        type=_seed_list,
+        default=list(range(800, 900)),
+        help="building seeds never trained on, scored on (default 800-899)",
+    )
+    train_local.set_defaults(func=cmd_train_local)
 
     navigate = commands.add_parser(
         "navigate",
@@ -1093,6 +1174,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_global_argument(eval_mission)
     eval_mission.add_argument("--json", action="store_true", help="only the JSON line (no per-mission lines)")
     eval_mission.set_defaults(func=cmd_eval_mission)
+
+    eval_planning = eval_targets.add_parser(
+        "planning",
+        parents=[common],
+        help="local planners closed-loop in one building, every planner on the same episodes",
+        description="Generate a building (--kind/--seed, --dynamic for people and carts: the out-of-distribution "
+        "case) or reuse --world, pick start-goal pairs 6-12 m apart, give `local` the true shortest route and drive "
+        "each with every planner: the classical one, each trained variant under --weights, and `astra` (the default "
+        "variant with the classical planner as its fallback). The last stdout line is JSON: per planner "
+        "collision_rate, progress, success_rate, mean_speed, score, latency_p50_ms, latency_p99_ms, handover_rate.",
+    )
+    eval_planning.add_argument("--kind", help="office | warehouse | home | hospital")
+    eval_planning.add_argument("--seed", type=int, default=500, help="building and episode seed (default 500)")
+    eval_planning.add_argument("--dynamic", action="store_true", help="people and carts walk the building")
+    eval_planning.add_argument("--world", type=Path, help="reuse this world instead of generating one")
+    eval_planning.add_argument("--episodes", type=int, default=6, help="episodes per planner (default 6)")
+    eval_planning.add_argument("--time-limit", type=float, default=45.0, help="per episode, simulated s (default 45)")
+    eval_planning.add_argument("--planners", help="comma-separated (default: classical, every trained one, astra)")
+    eval_planning.add_argument(
+        "--weights", type=Path, default=LOCAL_WEIGHTS, help=f"trained planners (default {LOCAL_WEIGHTS})"
+    )
+    eval_planning.add_argument("--workers", type=int, help="processes (default: one per core)")
+    eval_planning.add_argument(
+        "--work", type=Path, default=Path("data/eval/planning"), help="where generated buildings go"
+    )
+    eval_planning.add_argument("--json", action="store_true", help="only the JSON line")
+    eval_planning.set_defaults(func=cmd_eval_planning)
 
     eval_localization = eval_targets.add_parser(
         "localization",

@@ -69,12 +69,16 @@ class LocalWindows(Dataset):
         return len(self._goal)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {name: value[0] for name, value in self.batch(np.array([index])).items()}
+
+    def batch(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        """The windows at `indices`, stacked: the contract's fields with a leading batch dimension."""
         return {
-            "occupancy": torch.from_numpy(codes_to_input(self._arrays["occupancy"][index])),
-            "velocity": torch.from_numpy(self._lists["velocity"][index]),
-            "motion": torch.from_numpy(self._lists["motion"][index]),
-            "goal": torch.from_numpy(self._goal[index]),
-            "trajectory": torch.from_numpy(self._lists["trajectory"][index]),
-            "esdf": torch.from_numpy(self._arrays["esdf"][index].astype(np.float32)),
-            "true_occupancy": torch.from_numpy(self._arrays["true_occupancy"][index].astype(np.float32)),
+            "occupancy": torch.from_numpy(codes_to_input(self._arrays["occupancy"][indices])),
+            "velocity": torch.from_numpy(self._lists["velocity"][indices]),
+            "motion": torch.from_numpy(self._lists["motion"][indices]),
+            "goal": torch.from_numpy(self._goal[indices]),
+            "trajectory": torch.from_numpy(self._lists["trajectory"][indices]),
+            "esdf": torch.from_numpy(self._arrays["esdf"][indices].astype(np.float32)),
+            "true_occupancy": torch.from_numpy(self._arrays["true_occupancy"][indices].astype(np.float32)),
         }

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -51,6 +51,12 @@ class CostmapConfig:
     quiet_s: float = 2.0  # and no hit for this long: a surface seen edge-on flickers between free and hit
     min_moving_cells: int = 3  # smaller clusters of moving cells are noise
     settle_s: float = 0.3  # a static cell occupied this long keeps its neighbours from counting as moving
+
+
+def matched_costmap(config: CostmapConfig, robot: RobotConfig) -> CostmapConfig:
+    """`config` for cameras of `robot`'s width, casting as many rays as it does at the nominal width: tours and
+    evaluations render smaller pictures than the robot's cameras take."""
+    return replace(config, stride=max(1, round(config.stride * robot.camera_width / DEFAULT_ROBOT.camera_width)))
 
 
 def back_project(

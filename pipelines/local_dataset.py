@@ -21,7 +21,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from PIL import Image
 from datasets.lake import Lake
 from datasets.site_log import recorded_world
 from models.astra_local.crops import costmap_codes, true_crops
-from models.costmap import CostmapConfig, LocalCostmap
+from models.costmap import CostmapConfig, LocalCostmap, matched_costmap
 from models.navigation import se2
 from models.odometry import WheelImuOdometry
 from models.planning import ClearanceMap, occupancy_grid
@@ -158,7 +158,8 @@ def _replay(lake: Lake, episode_id: str, config: LocalDatasetConfig) -> tuple[li
     frame_stamps = set(first[::step].tolist())
 
     odometry = WheelImuOdometry(DEFAULT_ROBOT)
-    costmap = LocalCostmap(config.costmap, DEFAULT_ROBOT)
+    recorded = replace(DEFAULT_ROBOT, camera_width=next(iter(infos.values())).width)
+    costmap = LocalCostmap(matched_costmap(config.costmap, recorded), DEFAULT_ROBOT)
     events = sorted(
         [(t, 0, i) for i, t in enumerate(imu["t_ns"])]
         + [(t, 1, i) for i, t in enumerate(wheels["t_ns"])]
@@ -218,6 +219,8 @@ def _camera_infos(lake: Lake, episode_id: str) -> dict[str, CameraInfo]:
 
 def _agents(lake: Lake, episode_id: str) -> tuple[np.ndarray, list[np.ndarray]]:
     """Stamps and, at each, the (N, 3) x, y, radius of every person and cart, from the simulator's truth."""
+    if "obstacles" not in lake.tables():  # a lake of static buildings only
+        return np.zeros(0, np.int64), []
     rows = _rows(lake, "obstacles", episode_id, [BY_OUTPUT["obstacles"].ros_topic], ["x", "y", "radius"])
     discs = [np.column_stack([r["x"], r["y"], r["radius"]]).reshape(-1, 3) for r in rows.rows(named=True)]
     return rows["t_ns"].to_numpy(), discs
