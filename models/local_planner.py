@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from models.costmap import LocalCostmap
 from models.planning import ClearanceMap, GridPlanner, resample
 from models.tracking import NO_OBSTACLES, MovingObstacles
 from models.viability import DEFAULT_VIABILITY, SurvivalMap, ViabilityConfig, survival_map
@@ -105,6 +106,7 @@ class LocalPlan:
     guide: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))  # (N, 2) the path the plan follows
     candidate_costs: np.ndarray = field(default_factory=lambda: np.empty(0))  # (S,) inf where rejected
     chosen: int = -1  # index of the chosen rollout among the candidates; -1 when none was
+    handover: str = ""  # why a learned planner handed this cycle to its classical fallback; "" when it did not
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,9 @@ class LocalPlanner(abc.ABC):
     @abc.abstractmethod
     def reset(self) -> None:
         """Forget whatever was cached between calls (after a recovery or a new route)."""
+
+    def observe(self, t_ns: int, pose: Pose, velocity: Velocity, costmap: LocalCostmap) -> None:  # noqa: B027
+        """See the costmap as it stands after each set of depth images; planners that learn from history keep it."""
 
     def arrived(self, pose: Pose, route: np.ndarray, final: bool) -> bool:
         """Within the goal tolerance of the route's end, when that end is the goal."""
@@ -329,6 +334,24 @@ class DwaPlanner(LocalPlanner):
             else:  # then stay clear the longest
                 cost += c.weight_survival * np.clip(c.viability.horizon_s - check.survival_s, 0.0, None)
         return self._choose(paths, self._evasions, cost, admissible, min_clear, "yield", remaining_m, self._guide)
+
+    def vet(
+        self,
+        pose: Pose,
+        velocity: Velocity,
+        commands: np.ndarray,
+        clearance: ClearanceMap,
+        obstacles: MovingObstacles = NO_OBSTACLES,
+        speed_scale: SpeedScale = FULL_SPEED,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rollouts (S, K, 3) of another planner's (S, 2) commands, and whether each passes the checks this planner
+        puts its own through: the static margin, both predictions of the moving obstacles, and a haven in reach."""
+        c = self.config
+        xy = np.asarray(pose[:2], dtype=float)
+        paths = rollout(pose, velocity, _scaled(np.asarray(commands, float), speed_scale), c.limits, c.dt, self._steps)
+        _, admissible = self._static_check(xy, paths, clearance)
+        check = self._obstacle_check(xy, paths, obstacles, clearance)
+        return paths, admissible & check.safe & self._lasting(check)
 
     def _choose(
         self,

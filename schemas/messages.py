@@ -274,6 +274,7 @@ EVENT_KINDS = (
     "localization_lost",
     "people_slowdown",
     "loop_stats",
+    "handover",  # the learned local planner handed control to the classical one; detail: why
 )
 MISSION_STATES = ("accepted", "localizing", "navigating", "recovering", "succeeded", "goal_not_found", "failed")
 MISSION_FINAL_STATES = frozenset({"succeeded", "goal_not_found", "failed"})

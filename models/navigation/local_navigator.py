@@ -119,6 +119,7 @@ class LocalNavigator:
             return []
         depths, self._depths = list(self._depths.values()), {}
         self.costmap.update(msg.t_ns, self.odometry.pose(), depths)
+        self.planner.observe(msg.t_ns, self.odometry.pose(), self.odometry.velocity(), self.costmap)
         # Only the cells hit in this frame: where the bodies are now, not where they were.
         clusters = self.costmap.moving_clusters(max_age_s=1e-3)
         centres, radii = cluster_discs(clusters, self.costmap.config.resolution)
@@ -183,8 +184,10 @@ class LocalNavigator:
                 self._drop_passed(pose)
                 route = self._subgoals
             plan = self.planner.plan(pose, velocity, route, True, clearance, obstacles, speed_scale)
-        self.last_plan = plan
         outputs: list[Output] = []
+        if plan.handover and (self.last_plan is None or plan.handover != self.last_plan.handover):
+            outputs.append(("nav_events", Event(now_ns, "handover", "local", plan.handover, 0.0)))
+        self.last_plan = plan
         v, w = plan.v, plan.w
         if idle or plan.status == "yield":
             self.recovery.hold(now_ns, plan.remaining_m)  # giving way is no lack of progress

@@ -1,0 +1,225 @@
+"""Astra-Local's planner on the robot: the learned model behind the `LocalPlanner` interface, the classical planner
+beside it as its fallback.
+
+Each depth update, :meth:`AstraPlanner.observe` keeps the costmap as it stands; each cycle, the model sees the last F
+of those frames `frame_period_s` apart, cropped around the robot as the training set crops them
+(`models.astra_local.crops`), with the velocities and motions between them and the subgoal `goal_ahead_m` along the
+route. It samples several trajectories; the one nearest their mean is driven as the arc to one of its waypoints.
+
+The classical planner takes the cycle (a hand-over, counted by reason) when:
+- `warming_up`: there is not yet F frames' history;
+- `unsure`: the samples disagree, their end points spread wider than `unsure_spread_m`;
+- `unsafe`: the command fails the checks the classical planner puts its own rollouts through (the static margin,
+  the moving obstacles' predictions, a haven in reach).
+Giving way (`evade`) is always the classical planner's. With `fallback=False` the model drives alone, for
+evaluating it, and the hand-overs it would have made are still counted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter, deque
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from models.astra_local.crops import codes_to_input, costmap_codes
+from models.astra_local.planner import LocalPlannerModel
+from models.costmap import LocalCostmap
+from models.local_planner import (
+    FULL_SPEED,
+    DwaPlanner,
+    LocalPlan,
+    LocalPlanner,
+    LocalPlannerConfig,
+    Pose,
+    SpeedScale,
+    Velocity,
+)
+from models.navigation import se2
+from models.planning import ClearanceMap, resample
+from models.tracking import NO_OBSTACLES, MovingObstacles
+from schemas.local_dataset import LOCAL_GEOMETRY, LocalGeometry
+from schemas.world import GridSpec
+
+HANDOVER_REASONS = ("warming_up", "unsure", "unsafe")
+
+
+@dataclass(frozen=True)
+class AstraPlannerConfig(LocalPlannerConfig):
+    samples: int = 8
+    unsure_spread_m: float = 0.6  # sampled end points farther than this from their mean: the model is unsure
+    track_waypoint: int = 2  # the command drives the arc to this waypoint (1-based: 2 is 0.5 s ahead)
+    fallback: bool = True  # False: the model drives alone, and hand-overs are only counted
+    seed: int = 0  # of the sampling noise, so that runs repeat
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    t_ns: int
+    pose: Pose
+    velocity: Velocity
+    cells: np.ndarray
+    spec: GridSpec
+
+
+class AstraPlanner(LocalPlanner):
+    """The learned planner, with `fallback` (a DWA planner) for the cycles it hands over."""
+
+    def __init__(
+        self,
+        model: LocalPlannerModel,
+        config: AstraPlannerConfig = AstraPlannerConfig(),
+        geometry: LocalGeometry = LOCAL_GEOMETRY,
+        fallback: DwaPlanner | None = None,
+    ) -> None:
+        super().__init__(config)
+        self.config: AstraPlannerConfig = config
+        self.model = model.eval()
+        self.geometry = geometry
+        self.fallback = fallback or DwaPlanner()
+        self.handovers: Counter[str] = Counter()
+        self.cycles = 0
+        self._frames: deque[_Snapshot] = deque()
+        self._generator = torch.Generator().manual_seed(config.seed)
+
+    def observe(self, t_ns: int, pose: Pose, velocity: Velocity, costmap: LocalCostmap) -> None:
+        cells, spec = costmap.occupancy()
+        self._frames.append(_Snapshot(t_ns, pose, velocity, cells, spec))
+        keep_ns = (self.geometry.frames - 1) * self.geometry.frame_period_s * 1e9 + 1e9
+        while t_ns - self._frames[0].t_ns > keep_ns:
+            self._frames.popleft()
+
+    def reset(self) -> None:
+        self.fallback.reset()
+
+    def evade(
+        self,
+        pose: Pose,
+        velocity: Velocity,
+        clearance: ClearanceMap,
+        obstacles: MovingObstacles,
+        remaining_m: float,
+        speed_scale: SpeedScale = FULL_SPEED,
+    ) -> LocalPlan:
+        return self.fallback.evade(pose, velocity, clearance, obstacles, remaining_m, speed_scale)
+
+    def plan(
+        self,
+        pose: Pose,
+        velocity: Velocity,
+        route: np.ndarray,
+        final: bool,
+        clearance: ClearanceMap,
+        obstacles: MovingObstacles = NO_OBSTACLES,
+        speed_scale: SpeedScale = FULL_SPEED,
+    ) -> LocalPlan:
+        c, g = self.config, self.geometry
+        route = np.asarray(route, dtype=float).reshape(-1, 2)
+        path, arc, s0 = _along(route, np.asarray(pose[:2], dtype=float))
+        remaining = float(arc[-1] - s0)
+        if self.arrived(pose, route, final):
+            return self.stop(pose, "arrived", clearance, remaining)
+        self.cycles += 1
+        frames = self._history()
+        if frames is None:
+            return self._hand_over("warming_up", pose, velocity, route, final, clearance, obstacles, speed_scale)
+
+        goal_odom = _point_at(path, arc, s0 + g.goal_ahead_m)
+        batch = self._batch(frames, pose, goal_odom)
+        with torch.no_grad():
+            ego = self.model.sample(batch, c.samples, generator=self._generator)[0].numpy()  # (S, K, 3)
+        ends = ego[:, -1, :2]
+        spread = float(np.hypot(*(ends - ends.mean(axis=0)).T).max())
+        chosen = int(np.argmin(np.hypot(*(ego[:, :, :2] - ego[:, :, :2].mean(axis=0)).transpose(2, 0, 1)).sum(1)))
+        command = self._command(ego[chosen], remaining if final else math.inf)
+        paths, safe = self.fallback.vet(pose, velocity, command[None], clearance, obstacles, speed_scale)
+        reason = "unsure" if spread > c.unsure_spread_m else "" if safe[0] else "unsafe"
+        if reason and c.fallback:
+            return self._hand_over(reason, pose, velocity, route, final, clearance, obstacles, speed_scale)
+        if reason:
+            self.handovers[reason] += 1
+        odom = np.stack([np.column_stack([se2.apply(pose, t[:, :2]), t[:, 2] + pose[2]]) for t in ego])
+        min_clear = float(clearance.at(paths[0, :, :2]).min())
+        return LocalPlan(
+            float(command[0]),
+            float(command[1]),
+            paths[0],
+            odom[:, :, :2],
+            "ok",
+            min_clear,
+            remaining,
+            path,
+            np.zeros(len(odom)),
+            chosen,
+        )
+
+    def _hand_over(
+        self,
+        reason: str,
+        pose: Pose,
+        velocity: Velocity,
+        route: np.ndarray,
+        final: bool,
+        clearance: ClearanceMap,
+        obstacles: MovingObstacles,
+        speed_scale: SpeedScale,
+    ) -> LocalPlan:
+        self.handovers[reason] += 1
+        plan = self.fallback.plan(pose, velocity, route, final, clearance, obstacles, speed_scale)
+        return replace(plan, handover=reason)
+
+    def _history(self) -> list[_Snapshot] | None:
+        """The newest frame and those `frame_period_s` apart before it, oldest first; None without enough history."""
+        g = self.geometry
+        if not self._frames:
+            return None
+        newest = self._frames[-1].t_ns
+        stamps = np.array([f.t_ns for f in self._frames])
+        wanted = newest - np.round(np.arange(g.frames - 1, -1, -1) * g.frame_period_s * 1e9).astype(np.int64)
+        if wanted[0] < stamps[0] - 0.5 * g.frame_period_s * 1e9 and self.config.fallback:
+            return None
+        return [self._frames[int(np.argmin(np.abs(stamps - t)))] for t in wanted]
+
+    def _batch(self, frames: list[_Snapshot], pose: Pose, goal_odom: np.ndarray) -> dict[str, torch.Tensor]:
+        g = self.geometry
+        codes = np.stack([costmap_codes(f.cells, f.spec, pose, g) for f in frames])
+        motion = [(0.0, 0.0, 0.0)] + [se2.compose(se2.inverse(a.pose), b.pose) for a, b in itertools.pairwise(frames)]
+        goal = se2.apply(se2.inverse(pose), goal_odom[None])[0]
+        return {
+            "occupancy": torch.from_numpy(codes_to_input(codes))[None],
+            "velocity": torch.tensor([[f.velocity for f in frames]], dtype=torch.float32),
+            "motion": torch.tensor([motion], dtype=torch.float32),
+            "goal": torch.tensor(goal[None], dtype=torch.float32),
+        }
+
+    def _command(self, trajectory: np.ndarray, remaining: float) -> np.ndarray:
+        """(v, w) of the arc from the robot through the tracked waypoint, within the robot's limits."""
+        c, limits = self.config, self.config.limits
+        k = min(c.track_waypoint, len(trajectory))
+        dx, dy = trajectory[k - 1, :2]
+        seconds = k * self.geometry.waypoint_period_s
+        chord = math.hypot(dx, dy)
+        if dx <= 0.0 or chord < 1e-3:  # behind or on the spot: turn toward it
+            turn = trajectory[k - 1, 2] if chord < 1e-3 else math.atan2(dy, dx)
+            return np.array([0.0, float(np.clip(turn / seconds, -limits.max_yaw_rate, limits.max_yaw_rate))])
+        curvature = 2 * dy / chord**2
+        angle = 2 * math.atan2(dy, dx)  # the heading change along the arc
+        length = chord if abs(curvature) < 1e-6 else angle / curvature
+        cap = math.sqrt(2 * c.goal_decel * max(remaining - c.goal_tolerance / 2, 0.0))
+        v = float(np.clip(length / seconds, 0.0, min(limits.max_speed, max(cap, 0.1))))
+        return np.array([v, float(np.clip(v * curvature, -limits.max_yaw_rate, limits.max_yaw_rate))])
+
+
+def _along(route: np.ndarray, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """The route as a dense path from the robot's side (P, 2), its arc length, and the robot's place on it."""
+    path = resample(np.vstack([xy, route]) if len(route) == 1 else route, 0.1)
+    arc = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(path, axis=0).T))])
+    nearest = int(np.argmin(np.hypot(*(path - xy).T)))
+    return path, arc, float(arc[nearest])
+
+
+def _point_at(path: np.ndarray, arc: np.ndarray, s: float) -> np.ndarray:
+    return np.array([np.interp(s, arc, path[:, 0]), np.interp(s, arc, path[:, 1])])

@@ -1,0 +1,249 @@
+"""`astra eval planning`: local planners closed-loop in a generated building, every planner on the same episodes.
+
+An episode is a start and a goal `min_m`..`max_m` apart along the building's free space. `local` gets the true
+shortest route as subgoals in `odom` (global's part, given, so that only local planning is measured) and runs as in
+the navigation graph: the wheel + IMU filter, the depth costmap, the tracker, the planner under test and the
+recoveries, with actuation's safety governor between it and the simulator (`pipelines.missions` wires the full
+graph the same way). People and carts walk in buildings made with `dynamic`: the out-of-distribution case.
+
+Per planner, over its episodes:
+- `collision_rate`: the share of episodes with a collision while the robot moved (being walked into standing still
+  is not the planner's);
+- `progress`: how much of the true shortest path to the goal was covered, 0..1, averaged;
+- `success_rate`: episodes ended within the goal tolerance (plus 0.2 m) without a collision;
+- `mean_speed`: path driven over the episode's time (m/s);
+- `score`: progress counted only in episodes without a collision, averaged (a collision scores 0);
+- `latency_p50_ms`, `latency_p99_ms`: the planner's wall time per cycle, on this machine;
+- `handover_rate`: the share of cycles a learned planner handed to (or, alone, would have handed to) the classical.
+
+Cameras render at 160 x 120 here, for speed; the costmap casts as many rays as the robot's own cameras give it.
+Episodes run in parallel processes, one per core by default.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from models.astra_local.planner import LocalPlannerModel
+from models.astra_local.serving import AstraPlanner, AstraPlannerConfig
+from models.costmap import CostmapConfig, matched_costmap
+from models.local_planner import DwaPlanner, LocalPlanner
+from models.navigation import se2
+from models.navigation.local_navigator import LocalNavigator
+from models.planning import ClearanceMap, GridPlanner, occupancy_grid, path_length
+from models.safety import SafetyGovernor
+from pipelines.missions import MOVING_MPS, TICK_S
+from schemas.messages import Path as PathMsg
+from schemas.robot import DEFAULT_ROBOT, RobotConfig
+from schemas.topics import BY_OUTPUT, ODOM_FRAME
+from schemas.world import World
+from sim.simulator import SIGHTED, Simulator
+
+EVAL_ROBOT = replace(DEFAULT_ROBOT, camera_width=160, camera_height=120)
+SUCCESS_SLACK_M = 0.2
+
+
+@dataclass(frozen=True)
+class PlanningConfig:
+    episodes: int = 6
+    min_m: float = 6.0  # true shortest path from start to goal
+    max_m: float = 12.0
+    time_limit_s: float = 45.0
+    subgoal_spacing_m: float = 1.0
+    start_clearance_m: float = 0.6  # starts and goals this far from walls and furniture
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PlanningEpisode:
+    start: tuple[float, float, float]
+    goal: tuple[float, float]
+    route: np.ndarray  # (P, 2) in the world, start to goal
+    shortest_m: float
+
+
+@dataclass
+class EpisodeResult:
+    planner: str
+    episode: int
+    collided: bool
+    success: bool
+    progress: float
+    time_s: float
+    path_m: float
+    plan_ms: list[float]
+    cycles: int
+    handovers: int
+
+
+def sample_episodes(world: World, config: PlanningConfig) -> list[PlanningEpisode]:
+    """`config.episodes` start-goal pairs in free space, their true shortest paths `min_m`..`max_m` long."""
+    clearance = ClearanceMap.from_occupancy(occupancy_grid(world), world.grid)
+    planner = GridPlanner(clearance, DEFAULT_ROBOT.radius + 0.05)
+    free = world.grid.cell_to_world(np.argwhere(clearance.distance >= config.start_clearance_m))
+    rng = np.random.default_rng(config.seed)
+    episodes: list[PlanningEpisode] = []
+    for _ in range(200 * config.episodes):
+        if len(episodes) == config.episodes:
+            break
+        start, goal = free[rng.integers(len(free), size=2)]
+        route = planner.plan(start, goal)
+        if route is None or not config.min_m <= path_length(route) <= config.max_m:
+            continue
+        heading = math.atan2(*(route[min(5, len(route) - 1)] - start)[::-1])
+        yaw = heading + rng.uniform(-math.pi / 2, math.pi / 2)
+        episodes.append(
+            PlanningEpisode((float(start[0]), float(start[1]), yaw), tuple(goal), route, path_length(route))
+        )
+    if len(episodes) < config.episodes:
+        raise ValueError(
+            f"the building has fewer than {config.episodes} start-goal pairs {config.min_m}-{config.max_m} m apart"
+        )
+    return episodes
+
+
+def run_episode(
+    world_dir: Path,
+    episode: PlanningEpisode,
+    planner: LocalPlanner,
+    config: PlanningConfig,
+    robot: RobotConfig = EVAL_ROBOT,
+    seed: int = 0,
+) -> tuple[bool, bool, float, float, float, list[float]]:
+    """Drive one episode with `planner`: (collided, success, progress, time s, path m, plan ms per cycle)."""
+    sim = Simulator(world_dir, robot, seed=seed, agent_sight=SIGHTED)
+    try:
+        sim.place(*episode.start)
+        local = LocalNavigator(robot, planner=planner, costmap=matched_costmap(CostmapConfig(), robot))
+        governor = SafetyGovernor()
+        route = se2.apply(se2.inverse(episode.start), _spaced(episode.route, config.subgoal_spacing_m))
+        start_ns = sim.t_ns
+        local.on_subgoals(PathMsg(start_ns, ODOM_FRAME, tuple(route[:, 0]), tuple(route[:, 1]), (0.0,) * len(route)))
+        plan_period, actuation_period = int(1e9 / local.params.plan_hz), int(1e9 / BY_OUTPUT["cmd_vel"].rate_hz)
+        next_plan = next_actuation = start_ns
+        cmd, collided, arrived, path_m = None, False, False, 0.0
+        last_xy = sim.pose()[:2]
+        while sim.t_ns - start_ns < config.time_limit_s * 1e9 and not arrived:
+            for output_id, msg in sim.advance(cmd, TICK_S):
+                if output_id == "events" and msg.kind == "collision":
+                    collided |= msg.value > MOVING_MPS
+                else:
+                    for out_id, out in local.on_sensor(output_id, msg):
+                        if out_id == "moving_obstacles":
+                            governor.set_people(out)
+            cmd = None
+            now = sim.t_ns
+            x, y, _ = sim.pose()
+            path_m += math.hypot(x - last_xy[0], y - last_xy[1])
+            last_xy = (x, y)
+            if now >= next_plan:
+                next_plan += plan_period
+                for out_id, out in local.plan(now):
+                    if out_id == "local_cmd":
+                        governor.on_command(out, now)
+                    arrived |= out_id == "nav_events" and out.kind == "goal_reached"
+            if now >= next_actuation:
+                next_actuation += actuation_period
+                cmd = governor.step(now)
+        seconds = (sim.t_ns - start_ns) * 1e-9
+        final = np.asarray(sim.pose()[:2])
+    finally:
+        sim.close()
+    left = _remaining_m(world_dir, final, np.asarray(episode.goal))
+    progress = float(np.clip(1.0 - left / episode.shortest_m, 0.0, 1.0))
+    near = math.hypot(*(final - episode.goal)) <= planner.config.goal_tolerance + SUCCESS_SLACK_M
+    return collided, near and not collided, progress, seconds, path_m, [s * 1e3 for s in local.plan_seconds]
+
+
+def _spaced(route: np.ndarray, spacing: float) -> np.ndarray:
+    """Route points every `spacing` metres, the goal last."""
+    arc = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(route, axis=0).T))])
+    s = np.append(np.arange(spacing, arc[-1], spacing), arc[-1])
+    return np.column_stack([np.interp(s, arc, route[:, 0]), np.interp(s, arc, route[:, 1])])
+
+
+def _remaining_m(world_dir: Path, xy: np.ndarray, goal: np.ndarray) -> float:
+    world = World.load(world_dir)
+    clearance = ClearanceMap.from_occupancy(occupancy_grid(world), world.grid)
+    path = GridPlanner(clearance, DEFAULT_ROBOT.radius).plan(xy, goal)
+    return path_length(path) if path is not None else float(np.hypot(*(goal - xy)))
+
+
+@dataclass(frozen=True)
+class PlannerSpec:
+    """A planner to evaluate: the classical one, or a learned checkpoint, alone or with its classical fallback."""
+
+    checkpoint: Path | None = None  # None: the classical planner
+    fallback: bool = False
+
+    def build(self) -> LocalPlanner:
+        if self.checkpoint is None:
+            return DwaPlanner()
+        model = LocalPlannerModel.from_pretrained(self.checkpoint)
+        return AstraPlanner(model, AstraPlannerConfig(fallback=self.fallback), model.config.geometry)
+
+
+def _job(args: tuple[str, PlannerSpec, int, PlanningEpisode, Path, PlanningConfig]) -> EpisodeResult:
+    import torch
+
+    torch.set_num_threads(1)  # one episode per core
+    name, spec, index, episode, world_dir, config = args
+    planner = spec.build()
+    collided, success, progress, seconds, path_m, plan_ms = run_episode(world_dir, episode, planner, config, seed=index)
+    cycles = planner.cycles if isinstance(planner, AstraPlanner) else len(plan_ms)
+    handovers = sum(planner.handovers.values()) if isinstance(planner, AstraPlanner) else 0
+    return EpisodeResult(name, index, collided, success, progress, seconds, path_m, plan_ms, cycles, handovers)
+
+
+def evaluate_planners(
+    world_dir: Path,
+    planners: dict[str, PlannerSpec],
+    config: PlanningConfig = PlanningConfig(),
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Every planner on the same episodes of the building at `world_dir`: the `astra eval planning` JSON."""
+    world = World.load(world_dir)
+    episodes = sample_episodes(world, config)
+    jobs = [(name, spec, i, ep, Path(world_dir), config) for name, spec in planners.items()
+            for i, ep in enumerate(episodes)]  # fmt: skip
+    results: list[EpisodeResult] = []
+    context = multiprocessing.get_context("fork")
+    with (
+        ProcessPoolExecutor(workers or os.cpu_count(), mp_context=context) as pool,
+        tqdm(total=len(jobs), unit="episode", desc="eval planning", file=sys.stderr, disable=not progress) as bar,
+    ):
+        for result in pool.map(_job, jobs):
+            results.append(result)
+            bar.update()
+    return {
+        "site": world.site,
+        "dynamic": bool(world.agents),
+        "episodes": len(episodes),
+        "planners": {name: summarize([r for r in results if r.planner == name]) for name in planners},
+    }
+
+
+def summarize(results: list[EpisodeResult]) -> dict[str, float]:
+    ms = np.concatenate([r.plan_ms for r in results]) if results else np.zeros(0)
+    cycles = sum(r.cycles for r in results)
+    return {
+        "collision_rate": round(float(np.mean([r.collided for r in results])), 3),
+        "progress": round(float(np.mean([r.progress for r in results])), 3),
+        "success_rate": round(float(np.mean([r.success for r in results])), 3),
+        "mean_speed": round(sum(r.path_m for r in results) / max(sum(r.time_s for r in results), 1e-9), 3),
+        "score": round(float(np.mean([r.progress * (not r.collided) for r in results])), 3),
+        "latency_p50_ms": round(float(np.percentile(ms, 50)), 2) if len(ms) else 0.0,
+        "latency_p99_ms": round(float(np.percentile(ms, 99)), 2) if len(ms) else 0.0,
+        "handover_rate": round(sum(r.handovers for r in results) / max(cycles, 1), 3),
+    }

@@ -1,0 +1,151 @@
+"""Astra-Local's planner on the robot: the model behind the LocalPlanner interface, its hand-overs to the classical
+planner, and `astra eval planning` running every planner on the same episodes."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.astra_local.planner import LocalPlannerModel, PlannerConfig
+from models.astra_local.serving import HANDOVER_REASONS, AstraPlanner, AstraPlannerConfig
+from models.costmap import LocalCostmap
+from models.local_planner import DwaPlanner
+from models.navigation.local_navigator import LocalNavigator
+from models.planning import ClearanceMap
+from schemas.local_dataset import LOCAL_GEOMETRY
+from schemas.messages import Path as PathMsg
+from schemas.topics import ODOM_FRAME
+from schemas.world import GridSpec
+
+TINY = PlannerConfig(kind="fm", d_model=32, layers=1, heads=2, contrastive_weight=0.0)
+ROUTE = np.array([[2.0, 0.0], [4.0, 0.0], [6.0, 0.0]])
+
+
+def _open_floor(wall_x: float | None = None) -> ClearanceMap:
+    """An 8 m square around the origin, free but for a wall across the way at `wall_x`."""
+    spec = GridSpec(0.05, (-4.0, -4.0), (160, 160))
+    occupied = np.zeros(spec.shape, bool)
+    if wall_x is not None:
+        occupied[:, int((wall_x + 4.0) / 0.05)] = True
+    return ClearanceMap.from_occupancy(occupied, spec)
+
+
+def _observed(planner: AstraPlanner, seconds: float) -> None:
+    costmap = LocalCostmap()
+    for k in range(round(seconds * 10)):
+        planner.observe(k * 100_000_000, (0.0, 0.0, 0.0), (0.0, 0.0), costmap)
+
+
+def _learned(path_ahead_m: float) -> LocalPlannerModel:
+    """A tiny model taught one answer: drive straight ahead, `path_ahead_m` over the horizon."""
+    torch.manual_seed(0)
+    model = LocalPlannerModel(TINY)
+    g = LOCAL_GEOMETRY
+    t = torch.arange(1, g.waypoints + 1) / g.waypoints
+    batch = {
+        "occupancy": torch.full((8, g.frames, g.grid, g.grid), 0.5),
+        "velocity": torch.zeros(8, g.frames, 2),
+        "motion": torch.zeros(8, g.frames, 3),
+        "goal": torch.tensor([[g.goal_ahead_m, 0.0]]).repeat(8, 1),
+        "trajectory": torch.stack([t * path_ahead_m, 0 * t, 0 * t], dim=-1).repeat(8, 1, 1),
+        "esdf": torch.full((8, 2, g.grid, g.grid), 3.0),
+    }
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss, _ = model.loss(batch, torch.Generator().manual_seed(0))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def straight() -> LocalPlannerModel:
+    return _learned(2.0)
+
+
+def test_the_classical_planner_drives_until_there_is_history_then_the_model_does(straight: LocalPlannerModel) -> None:
+    planner = AstraPlanner(straight)
+    clearance = _open_floor()
+    _observed(planner, 0.5)
+    warming = planner.plan((0.0, 0.0, 0.0), (0.0, 0.0), ROUTE, True, clearance)
+    classical = DwaPlanner().plan((0.0, 0.0, 0.0), (0.0, 0.0), ROUTE, True, clearance)
+    assert warming.handover == "warming_up" and (warming.v, warming.w) == (classical.v, classical.w)
+    _observed(planner, 2.0)
+    plan = planner.plan((0.0, 0.0, 0.0), (0.0, 0.0), ROUTE, True, clearance)
+    assert plan.handover == "" and plan.status == "ok"
+    # The model's answer, 1 m/s straight ahead (2 m over the 2 s horizon), as the arc to its second waypoint.
+    assert plan.v == pytest.approx(1.0, abs=0.15) and abs(plan.w) < 0.2
+    assert plan.candidates.shape == (AstraPlannerConfig().samples, LOCAL_GEOMETRY.waypoints, 2)
+    assert planner.handovers == {"warming_up": 1} and planner.cycles == 2
+
+
+def test_a_command_into_a_wall_goes_to_the_classical_planner_and_alone_is_only_counted(
+    straight: LocalPlannerModel,
+) -> None:
+    clearance = _open_floor(wall_x=0.6)
+    for fallback in (True, False):
+        planner = AstraPlanner(straight, AstraPlannerConfig(fallback=fallback))
+        _observed(planner, 2.0)
+        plan = planner.plan((0.0, 0.0, 0.0), (0.0, 0.0), ROUTE, True, clearance)
+        assert planner.handovers == {"unsafe": 1}
+        if fallback:  # the classical planner's plan, which keeps out of the wall
+            assert plan.handover == "unsafe" and plan.v < 0.5
+        else:  # the model's own command, straight on
+            assert plan.handover == "" and plan.v > 0.8
+    assert set(planner.handovers) <= set(HANDOVER_REASONS)
+
+
+def test_the_local_node_logs_each_hand_over_once_as_it_begins(straight: LocalPlannerModel) -> None:
+    navigator = LocalNavigator(planner=AstraPlanner(straight))
+    navigator.odometry._t_ns = 0  # a pose at the origin, as after the first wheel sample
+    navigator.on_subgoals(PathMsg(0, ODOM_FRAME, (2.0, 4.0), (0.0, 0.0), (0.0, 0.0)))
+    events = [out.detail for k in range(3) for name, out in navigator.plan(k * 100_000_000) if name == "nav_events"]
+    assert events == ["warming_up"]
+
+
+def test_eval_planning_runs_every_planner_on_the_same_episodes(
+    straight: LocalPlannerModel, office_world: Path, tmp_path: Path
+) -> None:
+    straight.save_pretrained(tmp_path / "weights" / "fm_esdf")
+    astra = Path(sys.executable).parent / "astra"
+    argv = [
+        "eval",
+        "planning",
+        "--world",
+        str(office_world),
+        "--episodes",
+        "1",
+        "--time-limit",
+        "8",
+        "--weights",
+        str(tmp_path / "weights"),
+        "--json",
+        "--workers",
+        "2",
+    ]
+    proc = subprocess.run([astra, *argv], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["episodes"] == 1 and list(summary["planners"]) == ["classical", "fm_esdf", "astra"]
+    for name, figures in summary["planners"].items():
+        assert set(figures) >= {
+            "collision_rate",
+            "progress",
+            "mean_speed",
+            "score",
+            "latency_p50_ms",
+            "latency_p99_ms",
+            "handover_rate",
+        }, name
+        assert figures["latency_p99_ms"] >= figures["latency_p50_ms"] > 0
+    assert summary["planners"]["classical"]["progress"] > 0.2
+    assert summary["planners"]["classical"]["handover_rate"] == 0
+    assert math.isfinite(summary["planners"]["astra"]["handover_rate"])
