@@ -492,6 +492,25 @@ def _global_localization(args: argparse.Namespace) -> str:
         raise UsageError(str(exc)) from exc
 
 
+def _add_local_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--local",
+        dest="local_planner",
+        help="what `local` plans with: classical, or astra (Astra-Local's learned planner with the classical one as "
+        "its fallback) (default: ASTRA_LOCAL, else classical)",
+    )
+
+
+def _local_planner(args: argparse.Namespace) -> str:
+    """--local, else ASTRA_LOCAL, else classical; UsageError for anything else."""
+    from operators.config import ConfigError, local_planner
+
+    try:
+        return local_planner(args.local_planner)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def _given(**settings: Any) -> dict[str, Any]:
     """The settings given on the command line: the others keep their defaults."""
     return {name: value for name, value in settings.items() if value is not None}
@@ -552,6 +571,7 @@ def cmd_navigate(args: argparse.Namespace) -> int:
     if args.seconds <= 0:
         raise UsageError("--seconds must be > 0")
     localization = _global_localization(args)
+    planner = _local_planner(args)
     resolver = GoalResolver(topo_map.nodes, topo_map.landmarks, topo_map.node_landmarks, TextEncoder.from_pretrained())
     result = resolver.resolve(args.goal)
     if result.goal is None:
@@ -568,6 +588,7 @@ def cmd_navigate(args: argparse.Namespace) -> int:
         "ASTRA_SECONDS": str(args.seconds),
         "ASTRA_SEED": str(args.seed),
         "ASTRA_GLOBAL": localization,
+        "ASTRA_LOCAL": planner,
         "ASTRA_MCAP": str(mcap),
         "ASTRA_RRD": str(rrd),
         **({"ASTRA_START": args.start} if args.start else {}),
@@ -633,7 +654,10 @@ def cmd_eval_mission(args: argparse.Namespace) -> int:
             )
 
     config = MissionConfig(
-        time_limit_s=args.time_limit, blind_agents=args.blind_agents, localization=_global_localization(args)
+        time_limit_s=args.time_limit,
+        blind_agents=args.blind_agents,
+        localization=_global_localization(args),
+        planner=_local_planner(args),
     )
     outcomes = run_missions(world_dir, topo_map, alignment, args.missions, args.seed, config, report)
     bar.close()
@@ -644,6 +668,7 @@ def cmd_eval_mission(args: argparse.Namespace) -> int:
         "dynamic": dynamic,
         "blind_agents": dynamic and args.blind_agents,
         "global": config.localization,
+        "local": config.planner,
     }
     _emit(summary | summarize(outcomes))
     return EXIT_OK
@@ -1124,6 +1149,7 @@ def build_parser() -> argparse.ArgumentParser:
     navigate.add_argument("--start", help="start pose x,y,yaw in the world frame (default: the dock)")
     navigate.add_argument("--seed", type=int, default=0, help="sensor noise seed (default 0)")
     _add_global_argument(navigate)
+    _add_local_argument(navigate)
     navigate.add_argument("--rrd", type=Path, help="Rerun recording path (default: next to the MCAP)")
     navigate.add_argument("--out", type=Path, default=Path("data/logs"), help="MCAP folder (default data/logs)")
     navigate.add_argument(
@@ -1172,6 +1198,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_mission.add_argument("--lake", type=Path, help="the map's lake, for the truth (default: the map's)")
     eval_mission.add_argument("--work", type=Path, help="where the building goes (default data/eval/KIND-SEED)")
     _add_global_argument(eval_mission)
+    _add_local_argument(eval_mission)
     eval_mission.add_argument("--json", action="store_true", help="only the JSON line (no per-mission lines)")
     eval_mission.set_defaults(func=cmd_eval_mission)
 

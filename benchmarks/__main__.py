@@ -22,6 +22,7 @@ from benchmarks import (
     mapping,
     missions,
     odometry_drift,
+    planning,
     record_rates,
     relocalization,
     simulator,
@@ -46,6 +47,7 @@ BENCHMARKS = {
     "giving_way": giving_way.run,
     "odometry_drift": odometry_drift.run,
     "missions": missions.run,
+    "planning": planning.run,
 }
 OUT = Path("data/bench")
 

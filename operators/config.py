@@ -185,6 +185,17 @@ def global_localization(given: str | None = None) -> str:
     return value
 
 
+def local_planner(given: str | None = None) -> str:
+    """ASTRA_LOCAL (or `given`, which overrides it): what `local` plans with: classical (the DWA) or astra
+    (Astra-Local's learned planner, with the classical one as its fallback)."""
+    from models.astra_local.serving import LOCAL_PLANNERS
+
+    value = given or os.environ.get("ASTRA_LOCAL") or "classical"
+    if value not in LOCAL_PLANNERS:
+        raise ConfigError(f"ASTRA_LOCAL must be one of {', '.join(LOCAL_PLANNERS)}, got {value!r}")
+    return value
+
+
 def relocalize_s() -> float:
     """ASTRA_RELOCALIZE_S: seconds of robot time between periodic relocalizations (1-5 s)."""
     value = _number("ASTRA_RELOCALIZE_S", 3.0, positive=True)

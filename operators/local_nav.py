@@ -1,4 +1,5 @@
-"""dora node `local`: fused odometry, the local costmap from depth, and the classical planner (models/navigation).
+"""dora node `local`: fused odometry, the local costmap from depth, and the planner (models/navigation): the classical
+one, or with ASTRA_LOCAL=astra Astra-Local's learned one with the classical one as its fallback.
 
 Inputs: `imu`, `wheels`, the three `depth_*` and `camera_info_*`, `subgoals` (the route ahead in odom, from
 global), `mission_status` (while global is still localizing, local drives to new viewpoints) and `clock`
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from dora import Node
 
+from models.astra_local.serving import local_planner
 from models.navigation.local_navigator import LocalNavigator
 from operators import config
 from operators.episode_stream import sensor_lifetime_messages
@@ -32,7 +34,7 @@ STATS_EVERY_NS = 5_000_000_000
 
 def main(node: Node | None = None) -> None:
     node = node or Node()
-    navigator = LocalNavigator(config.robot_config())
+    navigator = LocalNavigator(config.robot_config(), planner=local_planner(config.local_planner()))
     period_ns = int(1e9 / navigator.params.plan_hz)
     next_plan_ns: int | None = None
     last_stats_ns: int | None = None

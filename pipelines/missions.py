@@ -21,6 +21,7 @@ import numpy as np
 
 from datasets.map_store import TopoMap
 from datasets.navigation import global_navigator
+from models.astra_local.serving import local_planner
 from models.goals import GoalResolver
 from models.localization import RigLocalizer
 from models.navigation import se2
@@ -56,6 +57,7 @@ class MissionConfig:
     actuation_hz: float = BY_OUTPUT["cmd_vel"].rate_hz
     blind_agents: bool = False  # people and carts walk into a robot in their way too: the stress test
     localization: str = "classical"  # how `global` localizes (datasets.navigation.LOCALIZATION): ASTRA_GLOBAL
+    planner: str = "classical"  # what `local` plans with (models.astra_local.serving.LOCAL_PLANNERS): ASTRA_LOCAL
 
 
 @dataclass
@@ -146,7 +148,7 @@ class _MissionRun:
         self.sim.place(*mission.start)
         self.start_ns = self.sim.t_ns
         self.global_nav = runner._navigator()
-        self.local = LocalNavigator(runner.robot)
+        self.local = LocalNavigator(runner.robot, planner=local_planner(runner.config.planner))
         self.governor = SafetyGovernor()
         self.images: dict[str, CompressedImage] = {}
         self.pending_fix: tuple[int, Any, int, str, float] | None = None  # deliver at, fix, stamp, trigger, s

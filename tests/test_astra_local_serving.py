@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from models.astra_local.planner import LocalPlannerModel, PlannerConfig
-from models.astra_local.serving import HANDOVER_REASONS, AstraPlanner, AstraPlannerConfig
+from models.astra_local.serving import HANDOVER_REASONS, AstraPlanner, AstraPlannerConfig, local_planner
 from models.costmap import LocalCostmap
 from models.local_planner import DwaPlanner
 from models.navigation.local_navigator import LocalNavigator
@@ -149,3 +149,18 @@ def test_eval_planning_runs_every_planner_on_the_same_episodes(
     assert summary["planners"]["classical"]["progress"] > 0.2
     assert summary["planners"]["classical"]["handover_rate"] == 0
     assert math.isfinite(summary["planners"]["astra"]["handover_rate"])
+
+
+def test_astra_local_chooses_the_committed_planner_and_refuses_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    from operators import config
+
+    assert type(local_planner("classical")) is DwaPlanner
+    planner = local_planner("astra")
+    assert isinstance(planner, AstraPlanner) and planner.config.fallback
+    assert planner.model.config.kind == "fm" and planner.model.config.esdf_weight > 0
+    with pytest.raises(ValueError, match="unknown local planner"):
+        local_planner("fast")
+    monkeypatch.setenv("ASTRA_LOCAL", "fast")
+    with pytest.raises(config.ConfigError, match="ASTRA_LOCAL"):
+        config.local_planner()
+    assert config.local_planner("astra") == "astra"

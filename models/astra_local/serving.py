@@ -21,6 +21,7 @@ import itertools
 import math
 from collections import Counter, deque
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -45,6 +46,9 @@ from schemas.local_dataset import LOCAL_GEOMETRY, LocalGeometry
 from schemas.world import GridSpec
 
 HANDOVER_REASONS = ("warming_up", "unsure", "unsafe")
+LOCAL_PLANNERS = ("classical", "astra")  # what `local` plans with: ASTRA_LOCAL
+DEFAULT_WEIGHTS = Path(__file__).parents[1] / "weights" / "astra_local"  # one trained planner per folder
+DEFAULT_VARIANT = "fm_esdf"
 
 
 @dataclass(frozen=True)
@@ -223,3 +227,13 @@ def _along(route: np.ndarray, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, f
 
 def _point_at(path: np.ndarray, arc: np.ndarray, s: float) -> np.ndarray:
     return np.array([np.interp(s, arc, path[:, 0]), np.interp(s, arc, path[:, 1])])
+
+
+def local_planner(mode: str = "classical", checkpoint: Path = DEFAULT_WEIGHTS / DEFAULT_VARIANT) -> LocalPlanner:
+    """The planner `local` runs: the classical DWA, or Astra-Local's (the committed default) with it as fallback."""
+    if mode not in LOCAL_PLANNERS:
+        raise ValueError(f"unknown local planner {mode!r}; choose one of {', '.join(LOCAL_PLANNERS)}")
+    if mode == "classical":
+        return DwaPlanner()
+    model = LocalPlannerModel.from_pretrained(checkpoint)
+    return AstraPlanner(model, geometry=model.config.geometry)

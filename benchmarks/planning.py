@@ -1,0 +1,63 @@
+"""Local planners closed-loop on buildings never trained on: `astra eval planning` over the four kinds, static (in
+distribution) and with people and carts (out of distribution), every planner on the same episodes.
+
+ASTRA_BENCH_KINDS (comma separated), ASTRA_BENCH_SEEDS, ASTRA_BENCH_EPISODES (per building, default 6) and
+ASTRA_BENCH_PLANNERS (default: classical, every committed variant, astra) choose a subset. Figures are pooled over
+the buildings of each case, episodes weighted equally.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.astra_local.serving import DEFAULT_VARIANT, DEFAULT_WEIGHTS
+from models.astra_local.variants import PLANNER_VARIANTS
+from pipelines.planning_eval import PlannerSpec, PlanningConfig, evaluate_planners
+from sim.world import generate_world, write_world
+
+KINDS = tuple(os.environ.get("ASTRA_BENCH_KINDS", "office,warehouse,home,hospital").split(","))
+SEEDS = tuple(int(s) for s in os.environ.get("ASTRA_BENCH_SEEDS", "900").split(","))
+EPISODES = int(os.environ.get("ASTRA_BENCH_EPISODES", "6"))
+
+
+def planners() -> dict[str, PlannerSpec]:
+    trained = [name for name in PLANNER_VARIANTS if (DEFAULT_WEIGHTS / name / "config.json").is_file()]
+    names = os.environ.get("ASTRA_BENCH_PLANNERS", ",".join(["classical", *trained, "astra"])).split(",")
+    return {
+        name: PlannerSpec()
+        if name == "classical"
+        else PlannerSpec(DEFAULT_WEIGHTS / (DEFAULT_VARIANT if name == "astra" else name), fallback=name == "astra")
+        for name in names
+    }
+
+
+def run(workdir: Path) -> dict[str, Any]:
+    specs = planners()
+    result: dict[str, Any] = {}
+    for case, dynamic in (("in_distribution", False), ("out_of_distribution", True)):
+        runs = []
+        for kind in KINDS:
+            for seed in SEEDS:
+                world_dir = workdir / f"{kind}-{seed}{'-dynamic' * dynamic}"
+                if not (world_dir / "world.json").is_file():
+                    write_world(generate_world(kind, seed, dynamic), world_dir)
+                config = PlanningConfig(episodes=EPISODES, seed=seed)
+                runs.append(evaluate_planners(world_dir, specs, config))
+        pooled = {name: _pooled([r["planners"][name] for r in runs]) for name in specs}
+        result[case] = {"buildings": len(runs), "episodes": sum(r["episodes"] for r in runs), "planners": pooled}
+        print(f"{case}: {len(runs)} buildings, {result[case]['episodes']} episodes per planner")
+        for name, figures in pooled.items():
+            print(f"  {name:24} " + " ".join(f"{k} {v}" for k, v in figures.items()))
+    return result
+
+
+def _pooled(per_building: list[dict[str, float]]) -> dict[str, float]:
+    """The buildings' figures averaged (each building has the same number of episodes); latency p99 is the worst."""
+    keys = per_building[0].keys()
+    pooled = {k: round(float(np.mean([b[k] for b in per_building])), 3) for k in keys}
+    pooled["latency_p99_ms"] = max(b["latency_p99_ms"] for b in per_building)
+    return pooled
