@@ -1,10 +1,11 @@
 """`astra eval planning`: local planners closed-loop in a generated building, every planner on the same episodes.
 
-An episode is a start and a goal `min_m`..`max_m` apart along the building's free space. `local` gets the true
-shortest route as subgoals in `odom` (global's part, given, so that only local planning is measured) and runs as in
-the navigation graph: the wheel + IMU filter, the depth costmap, the tracker, the planner under test and the
-recoveries, with actuation's safety governor between it and the simulator (`pipelines.missions` wires the full
-graph the same way). People and carts walk in buildings made with `dynamic`: the out-of-distribution case.
+An episode is a start and a goal `min_m`..`max_m` apart along the building's free space. `local` gets the route the
+expert would drive (A* at its clearance, as the map graph's routes follow its tours) as subgoals in `odom` (global's
+part, given, so that only local planning is measured) and runs as in the navigation graph: the wheel + IMU filter,
+the depth costmap, the tracker, the planner under test and the recoveries, with actuation's safety governor between
+it and the simulator (`pipelines.missions` wires the full graph the same way). People and carts walk in buildings
+made with `dynamic`: the out-of-distribution case.
 
 Per planner, over its episodes:
 - `collision_rate`: the share of episodes with a collision while the robot moved (being walked into standing still
@@ -47,6 +48,7 @@ from schemas.messages import Path as PathMsg
 from schemas.robot import DEFAULT_ROBOT, RobotConfig
 from schemas.topics import BY_OUTPUT, ODOM_FRAME
 from schemas.world import World
+from sim.expert import ExpertConfig
 from sim.simulator import SIGHTED, Simulator
 
 EVAL_ROBOT = replace(DEFAULT_ROBOT, camera_width=160, camera_height=120)
@@ -89,7 +91,8 @@ class EpisodeResult:
 def sample_episodes(world: World, config: PlanningConfig) -> list[PlanningEpisode]:
     """`config.episodes` start-goal pairs in free space, their true shortest paths `min_m`..`max_m` long."""
     clearance = ClearanceMap.from_occupancy(occupancy_grid(world), world.grid)
-    planner = GridPlanner(clearance, DEFAULT_ROBOT.radius + 0.05)
+    expert = ExpertConfig()  # routes as the expert drives them: global's follow the expert's mapping tours
+    planner = GridPlanner(clearance, expert.robot_radius + expert.margin)
     free = world.grid.cell_to_world(np.argwhere(clearance.distance >= config.start_clearance_m))
     rng = np.random.default_rng(config.seed)
     episodes: list[PlanningEpisode] = []

@@ -4,7 +4,8 @@ beside it as its fallback.
 Each depth update, :meth:`AstraPlanner.observe` keeps the costmap as it stands; each cycle, the model sees the last F
 of those frames `frame_period_s` apart, cropped around the robot as the training set crops them
 (`models.astra_local.crops`), with the velocities and motions between them and the subgoal `goal_ahead_m` along the
-route. It samples several trajectories; the one nearest their mean is driven as the arc to one of its waypoints.
+route. It samples several trajectories; the one nearest their mean is followed: its speed 0.5-0.75 s ahead, and the
+arc to its first waypoint `pursuit_m` away.
 
 The classical planner takes the cycle (a hand-over, counted by reason) when:
 - `warming_up`: there is not yet F frames' history;
@@ -43,6 +44,7 @@ from models.navigation import se2
 from models.planning import ClearanceMap, resample
 from models.tracking import NO_OBSTACLES, MovingObstacles
 from schemas.local_dataset import LOCAL_GEOMETRY, LocalGeometry
+from schemas.robot import MotionLimits
 from schemas.world import GridSpec
 
 HANDOVER_REASONS = ("warming_up", "unsure", "unsafe")
@@ -55,7 +57,8 @@ DEFAULT_VARIANT = "fm_esdf"
 class AstraPlannerConfig(LocalPlannerConfig):
     samples: int = 8
     unsure_spread_m: float = 0.6  # sampled end points farther than this from their mean: the model is unsure
-    track_waypoint: int = 2  # the command drives the arc to this waypoint (1-based: 2 is 0.5 s ahead)
+    speed_waypoint: int = 3  # the command's speed: the trajectory's between this waypoint and the one before
+    pursuit_m: float = 0.6  # and its turn: the arc to the first waypoint this far away (or the last)
     fallback: bool = True  # False: the model drives alone, and hand-overs are only counted
     seed: int = 0  # of the sampling noise, so that runs repeat
 
@@ -200,21 +203,28 @@ class AstraPlanner(LocalPlanner):
         }
 
     def _command(self, trajectory: np.ndarray, remaining: float) -> np.ndarray:
-        """(v, w) of the arc from the robot through the tracked waypoint, within the robot's limits."""
+        """(v, w) that follows the trajectory: its speed at `speed_waypoint`, and the arc to its first waypoint
+        `pursuit_m` away (pure pursuit: a nearer point's direction is mostly the samples' noise)."""
         c, limits = self.config, self.config.limits
-        k = min(c.track_waypoint, len(trajectory))
-        dx, dy = trajectory[k - 1, :2]
-        seconds = k * self.geometry.waypoint_period_s
-        chord = math.hypot(dx, dy)
-        if dx <= 0.0 or chord < 1e-3:  # behind or on the spot: turn toward it
-            turn = trajectory[k - 1, 2] if chord < 1e-3 else math.atan2(dy, dx)
-            return np.array([0.0, float(np.clip(turn / seconds, -limits.max_yaw_rate, limits.max_yaw_rate))])
-        curvature = 2 * dy / chord**2
-        angle = 2 * math.atan2(dy, dx)  # the heading change along the arc
-        length = chord if abs(curvature) < 1e-6 else angle / curvature
+        period = self.geometry.waypoint_period_s
+        points = np.vstack([[0.0, 0.0], trajectory[:, :2]])
+        k = min(c.speed_waypoint, len(trajectory))
+        speed = float(np.hypot(*(points[k] - points[k - 1]))) / period
+        distance = np.hypot(points[1:, 0], points[1:, 1])
+        ahead = int(np.argmax(distance >= c.pursuit_m)) if (distance >= c.pursuit_m).any() else len(distance) - 1
+        dx, dy = points[ahead + 1]
+        if distance[ahead] < c.goal_tolerance / 2:  # the model stays: turn to its final heading
+            return np.array([0.0, float(np.clip(trajectory[-1, 2] / self.geometry.horizon_s, *_rates(limits)))])
+        if dx <= 0.0:  # behind: turn toward it first
+            return np.array([0.0, float(np.clip(math.atan2(dy, dx), *_rates(limits)))])
+        curvature = 2 * dy / distance[ahead] ** 2
         cap = math.sqrt(2 * c.goal_decel * max(remaining - c.goal_tolerance / 2, 0.0))
-        v = float(np.clip(length / seconds, 0.0, min(limits.max_speed, max(cap, 0.1))))
-        return np.array([v, float(np.clip(v * curvature, -limits.max_yaw_rate, limits.max_yaw_rate))])
+        v = float(np.clip(speed, 0.0, min(limits.max_speed, max(cap, 0.1))))
+        return np.array([v, float(np.clip(v * curvature, *_rates(limits)))])
+
+
+def _rates(limits: MotionLimits) -> tuple[float, float]:
+    return -limits.max_yaw_rate, limits.max_yaw_rate
 
 
 def _along(route: np.ndarray, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
