@@ -15,15 +15,16 @@ index ranges, as `models.landmarks` says). The three cameras of one instant shar
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from schemas.dataset_manifest import read_manifest, write_manifest
+
 GLOBAL_DATASET_VERSION = 1
-MANIFEST_FILE, FRAMES_DIR, LANDMARKS_FILE = "manifest.json", "frames", "landmarks.parquet"
+FRAMES_DIR, LANDMARKS_FILE = "frames", "landmarks.parquet"
 
 _f32, _f64, _i32, _i64, _str = pa.float32(), pa.float64(), pa.int32(), pa.int64(), pa.string()
 
@@ -92,17 +93,8 @@ class GlobalDatasetManifest:
     counts: dict[str, int] = field(default_factory=dict)  # rows per file
 
     def write(self, folder: Path) -> None:
-        (Path(folder) / MANIFEST_FILE).write_text(json.dumps(asdict(self), indent=1, sort_keys=True))
+        write_manifest(self, folder)
 
     @classmethod
     def read(cls, folder: Path) -> GlobalDatasetManifest:
-        path = Path(folder) / MANIFEST_FILE
-        if not path.is_file():
-            raise GlobalDatasetError(f"{folder} is not a global training set: it has no {MANIFEST_FILE}")
-        fields = json.loads(path.read_text())
-        if fields.get("version") != GLOBAL_DATASET_VERSION:
-            raise GlobalDatasetError(
-                f"{folder} holds a global training set of version {fields.get('version')}, this code reads "
-                f"{GLOBAL_DATASET_VERSION}: build it again with `astra dataset global`"
-            )
-        return cls(**fields)
+        return cls(**read_manifest(folder, "global", GLOBAL_DATASET_VERSION, GlobalDatasetError))

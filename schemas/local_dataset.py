@@ -22,15 +22,16 @@ the shapes given beside each column.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from schemas.dataset_manifest import read_manifest, write_manifest
+
 LOCAL_DATASET_VERSION = 1
-MANIFEST_FILE, FRAMES_DIR, WINDOWS_DIR = "manifest.json", "frames", "windows"
+FRAMES_DIR, WINDOWS_DIR = "frames", "windows"
 
 # Occupancy codes of the robot's costmap crops (`occupancy`): what the robot has seen of each cell.
 FREE, OCCUPIED, UNKNOWN = 0, 1, 2
@@ -137,7 +138,7 @@ class LocalDatasetManifest:
     counts: dict[str, int] = field(default_factory=dict)  # frames, windows
 
     def write(self, folder: Path) -> None:
-        (Path(folder) / MANIFEST_FILE).write_text(json.dumps(asdict(self), indent=1, sort_keys=True))
+        write_manifest(self, folder)
 
     @property
     def local_geometry(self) -> LocalGeometry:
@@ -145,13 +146,4 @@ class LocalDatasetManifest:
 
     @classmethod
     def read(cls, folder: Path) -> LocalDatasetManifest:
-        path = Path(folder) / MANIFEST_FILE
-        if not path.is_file():
-            raise LocalDatasetError(f"{folder} is not a local training set: it has no {MANIFEST_FILE}")
-        fields = json.loads(path.read_text())
-        if fields.get("version") != LOCAL_DATASET_VERSION:
-            raise LocalDatasetError(
-                f"{folder} holds a local training set of version {fields.get('version')}, this code reads "
-                f"{LOCAL_DATASET_VERSION}: build it again with `astra dataset local`"
-            )
-        return cls(**fields)
+        return cls(**read_manifest(folder, "local", LOCAL_DATASET_VERSION, LocalDatasetError))

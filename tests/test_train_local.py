@@ -25,6 +25,7 @@ from schemas.local_dataset import (
     OCCUPIED,
     WINDOWS,
     WINDOWS_DIR,
+    LocalDatasetError,
     LocalDatasetManifest,
 )
 
@@ -147,3 +148,11 @@ def test_the_command_refuses_unknown_planners_and_folders_without_a_dataset(data
         proc = subprocess.run([ASTRA, "train", "local", *argv, "--out", str(tmp_path / "w")], capture_output=True,
                               text=True)  # fmt: skip
         assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_set_of_another_version_is_refused_with_the_command_that_rebuilds_it(dataset: Path, tmp_path: Path) -> None:
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest | {"version": manifest["version"] - 1}))
+    with pytest.raises(LocalDatasetError, match="build it again with `astra dataset local`"):
+        LocalDatasetManifest.read(tmp_path)
+    assert LocalDatasetManifest.read(dataset).counts == manifest["counts"]
