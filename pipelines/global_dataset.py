@@ -13,11 +13,12 @@ The dataset is written into a temporary folder beside `out` and renamed into pla
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,35 @@ def tour_episodes(lake: Lake, sites: Sequence[str] | None = None) -> list[TourEp
         world = recorded_world(lake, [row["episode_id"]])
         found.append(TourEpisode(row["episode_id"], row["site"], world.kind, world.seed))
     return found
+
+
+def open_tours(lake: Path, out: Path, sites: Sequence[str] | None) -> tuple[Path, Lake, list[TourEpisode]]:
+    """The output folder (resolved), one version of the lake, and its tours of simulated buildings (of `sites`, or
+    all), for a training set; ValueError where `out` exists or the lake has no such tours."""
+    out = Path(out).resolve()
+    if out.exists():
+        raise ValueError(f"{out} exists already: give a new folder")
+    source = Lake(lake)  # one version of the lake, read throughout and named in the manifest
+    tours = tour_episodes(source, sites)
+    if not tours:
+        wanted = "" if sites is None else f" of sites {', '.join(sites)}"
+        raise ValueError(f"the lake at {source.path} has no tours of simulated buildings{wanted}")
+    return out, source, tours
+
+
+@contextlib.contextmanager
+def staged_dataset(out: Path, folders: Sequence[str]) -> Iterator[tuple[Path, Path]]:
+    """(staging folder with `folders` in it, progress-marker folder): the staging folder becomes `out` when the
+    block completes, and is removed whatever happens, so that a set cut short is never taken for a whole one."""
+    staging = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    for folder in folders:
+        (staging / folder).mkdir(parents=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="astra-dataset-") as progress_dir:
+            yield staging, Path(progress_dir)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def label_frames(tour: TourEpisode, lake: Lake, config: GlobalDatasetConfig) -> pa.Table:
@@ -267,14 +297,7 @@ def build_global_dataset(
     Raises ValueError where the lake has no such tours or `out` exists already.
     """
     started = time.perf_counter()
-    out = Path(out).resolve()
-    if out.exists():
-        raise ValueError(f"{out} exists already: give a new folder")
-    source = Lake(lake)  # one version of the lake, read throughout and named in the manifest
-    tours = tour_episodes(source, sites)
-    if not tours:
-        wanted = "" if sites is None else f" of sites {', '.join(sites)}"
-        raise ValueError(f"the lake at {source.path} has no tours of simulated buildings{wanted}")
+    out, source, tours = open_tours(lake, out, sites)
     episodes: dict[str, list[str]] = {}
     for tour in tours:
         episodes.setdefault(tour.site, []).append(tour.episode_id)
@@ -284,30 +307,24 @@ def build_global_dataset(
         "episodes": [t.episode_id for t in tours],
         "settings": asdict(config),
     }
-    staging = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    (staging / FRAMES_DIR).mkdir(parents=True)
-    try:
-        with tempfile.TemporaryDirectory(prefix="astra-dataset-") as progress_dir:
+    with staged_dataset(out, [FRAMES_DIR]) as (staging, progress_dir):
 
-            def build(pipeline: beam.Pipeline) -> None:
-                written = (
-                    pipeline
-                    | "ReadTourEpisodes" >> beam.Create(tours)
-                    | "LabelFrames" >> LabelFrames(source, config, Path(progress_dir))
-                    | "WriteFrames" >> WriteFrames(staging)
-                )
-                landmarks = (
-                    pipeline
-                    | "ReadSites" >> beam.Create(sorted(episodes))
-                    | "DescribeBuildings" >> beam.Map(_describe_site, source, episodes)
-                )
-                _ = (written, landmarks) | "WriteDataset" >> WriteDataset(staging, manifest)
+        def build(pipeline: beam.Pipeline) -> None:
+            written = (
+                pipeline
+                | "ReadTourEpisodes" >> beam.Create(tours)
+                | "LabelFrames" >> LabelFrames(source, config, progress_dir)
+                | "WriteFrames" >> WriteFrames(staging)
+            )
+            landmarks = (
+                pipeline
+                | "ReadSites" >> beam.Create(sorted(episodes))
+                | "DescribeBuildings" >> beam.Map(_describe_site, source, episodes)
+            )
+            _ = (written, landmarks) | "WriteDataset" >> WriteDataset(staging, manifest)
 
-            with marker_progress(Path(progress_dir), len(tours), "dataset global", progress):
-                run_pipeline(build)
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with marker_progress(progress_dir, len(tours), "dataset global", progress):
+            run_pipeline(build)
     written = GlobalDatasetManifest.read(out)
     return DatasetSummary(
         out=str(out),

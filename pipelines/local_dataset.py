@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import io
 import itertools
-import shutil
-import tempfile
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -39,7 +36,7 @@ from models.costmap import CostmapConfig, LocalCostmap, matched_costmap
 from models.navigation import se2
 from models.odometry import WheelImuOdometry
 from models.planning import ClearanceMap, occupancy_grid
-from pipelines.global_dataset import TourEpisode, tour_episodes
+from pipelines.global_dataset import TourEpisode, open_tours, staged_dataset
 from pipelines.progress import marker_progress
 from pipelines.runner import run_pipeline
 from schemas.local_dataset import (
@@ -442,14 +439,7 @@ def build_local_dataset(
     Raises ValueError where the lake has no such tours, a setting is wrong, or `out` exists already.
     """
     started = time.perf_counter()
-    out = Path(out).resolve()
-    if out.exists():
-        raise ValueError(f"{out} exists already: give a new folder")
-    source = Lake(lake)  # one version of the lake, read throughout and named in the manifest
-    tours = tour_episodes(source, sites)
-    if not tours:
-        wanted = "" if sites is None else f" of sites {', '.join(sites)}"
-        raise ValueError(f"the lake at {source.path} has no tours of simulated buildings{wanted}")
+    out, source, tours = open_tours(lake, out, sites)
     depth_topics = [BY_OUTPUT[f"depth_{c}"].ros_topic for c in CAMERAS]
     with_depth = set(
         source.table("images")
@@ -469,26 +459,19 @@ def build_local_dataset(
         "episodes": [t.episode_id for t in tours],
         "geometry": asdict(config.geometry),
     }
-    staging = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    (staging / FRAMES_DIR).mkdir(parents=True)
-    (staging / WINDOWS_DIR).mkdir()
-    try:
-        with tempfile.TemporaryDirectory(prefix="astra-dataset-") as progress_dir:
+    with staged_dataset(out, [FRAMES_DIR, WINDOWS_DIR]) as (staging, progress_dir):
 
-            def build(pipeline: beam.Pipeline) -> None:
-                _ = (
-                    pipeline
-                    | "ReadTourEpisodes" >> beam.Create(tours)
-                    | "CutWindows" >> CutWindows(source, config, Path(progress_dir))
-                    | "WriteEpisodes" >> WriteEpisodes(staging)
-                    | "WriteDataset" >> WriteDataset(staging, manifest)
-                )
+        def build(pipeline: beam.Pipeline) -> None:
+            _ = (
+                pipeline
+                | "ReadTourEpisodes" >> beam.Create(tours)
+                | "CutWindows" >> CutWindows(source, config, progress_dir)
+                | "WriteEpisodes" >> WriteEpisodes(staging)
+                | "WriteDataset" >> WriteDataset(staging, manifest)
+            )
 
-            with marker_progress(Path(progress_dir), len(tours), "dataset local", progress, unit="episode"):
-                run_pipeline(build, runner, dask_address, workers)
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with marker_progress(progress_dir, len(tours), "dataset local", progress, unit="episode"):
+            run_pipeline(build, runner, dask_address, workers)
     written = LocalDatasetManifest.read(out)
     return LocalDatasetSummary(
         out=str(out),
