@@ -367,18 +367,34 @@ def cmd_dataset_local(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _variants(chosen: str, known: dict) -> list[str]:
+    """`all`, `none` or a comma-separated list (checked by the trainer)."""
+    return list(known) if chosen == "all" else [] if chosen == "none" else chosen.split(",")
+
+
 def cmd_train_local(args: argparse.Namespace) -> int:
-    from pipelines.train_local import LocalTrainConfig, train_local
+    from models.astra_local.odometry import ODOMETRY_VARIANTS
+    from models.astra_local.variants import PLANNER_VARIANTS
+    from pipelines.train_local import ENCODER_TRAINING, ODOMETRY_TRAINING, LocalTrainConfig, train_local
     from schemas.local_dataset import LocalDatasetError
 
-    if args.steps < 1:
-        raise UsageError("--steps must be >= 1")
+    if min(args.steps, args.odometry_steps, args.encoder_steps) < 1:
+        raise UsageError("--steps, --odometry-steps and --encoder-steps must be >= 1")
     config = LocalTrainConfig(steps=args.steps, micro_batches=args.micro_batches)
-    variants = args.planners.split(",") if args.planners != "all" else None
+    odometry_config = replace(ODOMETRY_TRAINING, steps=args.odometry_steps, micro_batches=args.micro_batches)
+    encoder_config = replace(ENCODER_TRAINING, steps=args.encoder_steps, micro_batches=args.micro_batches)
     try:
-        kwargs = {"variants": variants} if variants else {}
-        summary = train_local(args.dataset, args.out, config=config, holdout_seeds=args.holdout_seeds, **kwargs)
-    except (ValueError, LocalDatasetError) as exc:  # not a dataset, an unknown planner, an empty split
+        summary = train_local(
+            args.dataset,
+            args.out,
+            _variants(args.planners, PLANNER_VARIANTS),
+            config,
+            args.holdout_seeds,
+            odometry=_variants(args.odometry, ODOMETRY_VARIANTS),
+            odometry_config=odometry_config,
+            encoder_config=encoder_config,
+        )
+    except (ValueError, LocalDatasetError) as exc:  # not a dataset, an unknown variant, an empty split
         raise UsageError(str(exc)) from exc
     _emit(summary)
     return EXIT_OK
@@ -420,6 +436,32 @@ def cmd_eval_planning(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a building too small for the episodes asked for
         raise UsageError(str(exc)) from exc
     _emit({"kind": summary.pop("site").rsplit("-", 1)[0], "seed": args.seed} | summary)
+    return EXIT_OK
+
+
+def cmd_eval_odometry(args: argparse.Namespace) -> int:
+    from datasets.tours import Building
+    from models.astra_local.odometry import ODOMETRY_VARIANTS
+    from pipelines.odometry_eval import OdometryEvalConfig, evaluate_odometry
+    from pipelines.train_local import ODOMETRY_DIR
+    from schemas.world import WORLD_KINDS
+
+    if args.kind not in WORLD_KINDS:
+        raise UsageError(f"unknown kind {args.kind!r}; choose from {', '.join(WORLD_KINDS)}")
+    if args.tours < 1 or args.seconds <= 0:
+        raise UsageError("--tours must be >= 1 and --seconds positive")
+    checkpoints = {name: args.weights / ODOMETRY_DIR / name for name in ODOMETRY_VARIANTS}
+    if missing := [n for n, path in checkpoints.items() if not (path / "config.json").is_file()]:
+        raise UsageError(
+            f"no trained {', '.join(missing)} under {args.weights / ODOMETRY_DIR}: run `astra train local`"
+        )
+    config = OdometryEvalConfig(tours=args.tours, seconds=args.seconds)
+    summary = evaluate_odometry(Building(args.kind, args.seed, args.dynamic), args.work, checkpoints, config)
+    if not args.json:
+        for name, figures in summary["variants"].items():
+            print(f"{name:>18}: RTE {figures['rte_pct']:.2f} %  RRE {figures['rre_deg_per_10m']:.2f} deg/10 m  "
+                  f"ATE {figures['ate_m']:.3f} m")  # fmt: skip
+    _emit({"kind": args.kind, "seed": args.seed} | summary)
     return EXIT_OK
 
 
@@ -750,6 +792,43 @@ def _recording_world(mcap: Path, world_dir: Path | None) -> World:
     if recorded is not None and recorded.site != world.site:
         raise UsageError(f"{mcap} was recorded in {recorded.site!r} but --world is {world.site!r}")
     return world
+
+
+def cmd_viz_local(args: argparse.Namespace) -> int:
+    import numpy as np
+    import polars as pl
+
+    from datasets.local_windows import LocalWindows
+    from datasets.odometry_sequences import OdometrySequences
+    from models.astra_local.planner import LocalPlannerModel
+    from schemas.local_dataset import LocalDatasetError, LocalDatasetManifest
+    from viz.local import local_recording, log_windows
+
+    try:
+        episodes = LocalDatasetManifest.read(args.dataset).episodes
+    except (ValueError, LocalDatasetError) as exc:  # not a local training set
+        raise UsageError(str(exc)) from exc
+    if args.samples < 1:
+        raise UsageError("--samples must be >= 1")
+    episode = args.episode or episodes[0]
+    if episode not in episodes:
+        raise UsageError(f"no episode {episode!r} in {args.dataset}; it holds {len(episodes)}, e.g. {episodes[0]}")
+    if args.planner is not None and not (args.planner / "config.json").is_file():
+        raise UsageError(f"{args.planner} holds no trained planner (config.json)")
+    windows = LocalWindows(args.dataset, where=pl.col("episode_id") == episode)
+    sequences = OdometrySequences(args.dataset, where=pl.col("episode_id") == episode)
+    frames = sequences.episodes[0] if sequences.episodes else None
+    bev = (
+        {}
+        if frames is None
+        else {int(t): grid.astype(np.float32) for t, grid in zip(frames.t_ns, frames.bev, strict=True)}
+    )
+    planner = LocalPlannerModel.from_pretrained(args.planner).eval() if args.planner else None
+    rec = local_recording(f"local-{episode}", args.save)
+    log_windows(rec, windows, range(len(windows)), planner, args.samples, bev)
+    rec.disconnect()
+    _emit({"episode": episode, "windows": len(windows), "rrd": str(args.save) if args.save else None})
+    return EXIT_OK
 
 
 def cmd_viz_episode(args: argparse.Namespace) -> int:
@@ -1112,17 +1191,34 @@ def build_parser() -> argparse.ArgumentParser:
     train_local = train_commands.add_parser(
         "local",
         parents=[common],
-        help="Astra-Local's planners: the flow-matching planner, its ablations and the baselines",
+        help="Astra-Local's models: the flow-matching planner, its ablations and baselines, and the odometry head",
         description="Train every planner (models/astra_local/variants.py) on the windows of `astra dataset local` "
         "but those of the held-out building seeds, score each on the held-out windows (ADE, FDE, and the share of "
         "sampled plans that pass within the robot's radius of a true obstacle, static and with people apart), and "
-        "write each to OUT/<planner>/ with its model card. Runs in one process or under `torchrun --nproc_per_node "
-        "N $(which astra) train local ...` (DistributedDataParallel on gloo). Prints one JSON line.",
+        "write each to OUT/<planner>/ with its model card. Then train the odometry head's variants on the frames "
+        "(vision, vision_imu, vision_imu_wheel), score each against the wheel + IMU filter on the held-out tours "
+        "(RTE, RRE, ATE) and write it to OUT/odometry/<variant>/. Runs in one process or under "
+        "`torchrun --nproc_per_node N $(which astra) train local ...` (DistributedDataParallel on gloo). "
+        "Prints one JSON line.",
     )
     train_local.add_argument("--dataset", type=Path, required=True, help="an `astra dataset local` folder")
     train_local.add_argument("--out", type=Path, default=LOCAL_WEIGHTS, help=f"(default {LOCAL_WEIGHTS})")
-    train_local.add_argument("--planners", default="all", help="comma-separated variants, or all (default)")
+    train_local.add_argument("--planners", default="all", help="comma-separated variants, all (default) or none")
     train_local.add_argument("--steps", type=int, default=1500, help="optimizer steps per planner (default 1500)")
+    train_local.add_argument(
+        "--odometry",
+        default="all",
+        help="odometry variants: vision, vision_imu, vision_imu_wheel, all (default) or none",
+    )
+    train_local.add_argument(
+        "--odometry-steps", type=int, default=1500, help="optimizer steps per odometry variant (default 1500)"
+    )
+    train_local.add_argument(
+        "--encoder-steps",
+        type=int,
+        default=1000,
+        help="optimizer steps of the odometry variants' shared vision encoder (default 1000)",
+    )
     train_local.add_argument(
         "--micro-batches", type=int, default=1, help="parts each process splits its share of a batch into (default 1)"
     )
@@ -1229,6 +1325,30 @@ def build_parser() -> argparse.ArgumentParser:
     eval_planning.add_argument("--json", action="store_true", help="only the JSON line")
     eval_planning.set_defaults(func=cmd_eval_planning)
 
+    eval_odometry = eval_targets.add_parser(
+        "odometry",
+        parents=[common],
+        help="the learned odometry's variants against the wheel + IMU filter, on tours of an unseen building",
+        description="Generate a building (--kind/--seed, --dynamic for people and carts), record --tours expert "
+        "tours of it with depth, ingest and cut them into frames under --work (kept for later runs), and integrate "
+        "each variant's motions over every tour: the robot's wheel + IMU filter and the odometry head with vision, "
+        "vision + IMU, and vision + IMU + wheels. The last stdout line is JSON: per variant rte_pct (per metre "
+        "over 10 m segments), rre_deg_per_10m and ate_m (after a rigid alignment), means over the tours.",
+    )
+    eval_odometry.add_argument("--kind", required=True, help="office | warehouse | home | hospital")
+    eval_odometry.add_argument("--seed", type=int, default=500, help="building seed (default 500)")
+    eval_odometry.add_argument("--dynamic", action="store_true", help="people and carts walk the building")
+    eval_odometry.add_argument("--tours", type=int, default=2, help="expert tours (default 2)")
+    eval_odometry.add_argument("--seconds", type=float, default=60.0, help="simulated seconds per tour (default 60)")
+    eval_odometry.add_argument(
+        "--weights", type=Path, default=LOCAL_WEIGHTS, help=f"trained models (default {LOCAL_WEIGHTS})"
+    )
+    eval_odometry.add_argument(
+        "--work", type=Path, default=Path("data/eval/odometry"), help="where buildings and their tours go"
+    )
+    eval_odometry.add_argument("--json", action="store_true", help="only the JSON line")
+    eval_odometry.set_defaults(func=cmd_eval_odometry)
+
     eval_localization = eval_targets.add_parser(
         "localization",
         parents=[common],
@@ -1275,6 +1395,22 @@ def build_parser() -> argparse.ArgumentParser:
     viz_map.add_argument("--route", nargs=2, metavar=("START_ROOM", "GOAL_ROOM"), help="plan and draw a route")
     viz_map.add_argument("--save", type=Path, metavar="FILE.rrd", help="write an .rrd instead of spawning a viewer")
     viz_map.set_defaults(func=cmd_viz_map)
+    viz_local = viz_targets.add_parser(
+        "local",
+        parents=[common],
+        help="Astra-Local's windows: costmap, true occupancy now and ahead, ESDF, BEV, expert and sampled plans",
+        description="Log one tour of an `astra dataset local` folder to Rerun, a window per step: the robot's "
+        "costmap, the true occupancy now and 1 s ahead, the true ESDF, the odometry head's bird's-eye view, the "
+        "expert's trajectory and subgoal, and given --planner its sampled trajectories and the one serving follows.",
+    )
+    viz_local.add_argument("dataset", type=Path, metavar="DIR", help="an `astra dataset local` folder")
+    viz_local.add_argument("--episode", help="the tour's episode id (default: the first)")
+    viz_local.add_argument(
+        "--planner", type=Path, metavar="DIR", help="a trained planner, e.g. " + str(LOCAL_WEIGHTS / "fm_esdf")
+    )
+    viz_local.add_argument("--samples", type=int, default=8, help="trajectories sampled per window (default 8)")
+    viz_local.add_argument("--save", type=Path, metavar="FILE.rrd", help="write an .rrd instead of spawning a viewer")
+    viz_local.set_defaults(func=cmd_viz_local)
     viz_episode = viz_targets.add_parser(
         "episode",
         parents=[common],

@@ -21,6 +21,7 @@ from benchmarks import (
     localization,
     mapping,
     missions,
+    odometry,
     odometry_drift,
     planning,
     record_rates,
@@ -48,6 +49,7 @@ BENCHMARKS = {
     "odometry_drift": odometry_drift.run,
     "missions": missions.run,
     "planning": planning.run,
+    "odometry": odometry.run,
 }
 OUT = Path("data/bench")
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from models.mapping.sfm import align_rigid
+from models.odometry_drift import odometry_drift
 from schemas.messages import Odometry
 from schemas.robot import DEFAULT_ROBOT
 from schemas.world import WORLD_KINDS, World
@@ -27,7 +27,6 @@ from sim.world import generate_world, write_world
 
 TOUR_S = 90.0
 SEEDS = (500, 501, 502)
-SEGMENT_M = 10.0
 
 
 def _planar(message: Odometry) -> tuple[float, float, float]:
@@ -35,35 +34,19 @@ def _planar(message: Odometry) -> tuple[float, float, float]:
     return message.position[0], message.position[1], 2 * math.atan2(qz, qw)
 
 
-def _in_frame(poses: np.ndarray, i: int, points: np.ndarray) -> np.ndarray:
-    """`points` (N, 2) in the frame of pose i."""
-    c, s = math.cos(poses[i, 2]), math.sin(poses[i, 2])
-    d = points - poses[i, :2]
-    return np.column_stack([c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1]])
-
-
-def drift(odometry: np.ndarray, truth: np.ndarray, segment_m: float = SEGMENT_M) -> dict[str, float]:
+def drift(odometry: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Drift figures of planar poses (N, 3: x, y, yaw) of wheel odometry against the truth at the same stamps."""
-    travelled = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(truth[:, :2], axis=0), axis=1))])
-    starts = np.flatnonzero(travelled <= travelled[-1] - segment_m)
-    ends = np.searchsorted(travelled, travelled[starts] + segment_m)
-    errors = [
-        np.linalg.norm(_in_frame(odometry, i, odometry[j : j + 1, :2]) - _in_frame(truth, i, truth[j : j + 1, :2]))
-        / (travelled[j] - travelled[i])
-        for i, j in zip(starts, ends, strict=True)
-    ]
+    travelled = float(np.sum(np.linalg.norm(np.diff(truth[:, :2], axis=0), axis=1)))
+    figures = odometry_drift(odometry, truth)
     # The estimate expressed in map, started at the true start pose.
     c, s = math.cos(truth[0, 2]), math.sin(truth[0, 2])
     in_map = truth[0, :2] + odometry[:, :2] @ np.array([[c, s], [-s, c]])
-    flat = np.column_stack([in_map, np.zeros(len(in_map))])
-    truth_xyz = np.column_stack([truth[:, :2], np.zeros(len(truth))])
-    aligned = align_rigid(flat, truth_xyz) * flat
     return {
-        "distance_m": float(travelled[-1]),
-        "rte_percent": 100 * float(np.mean(errors)) if errors else math.nan,
-        "rte_max_percent": 100 * float(np.max(errors)) if errors else math.nan,
-        "end_point_percent": 100 * float(np.linalg.norm(in_map[-1] - truth[-1, :2]) / travelled[-1]),
-        "ate_m": float(np.sqrt(np.mean(np.sum((aligned - truth_xyz) ** 2, axis=1)))),
+        "distance_m": travelled,
+        "rte_percent": figures["rte_pct"],
+        "rte_max_percent": figures["rte_max_pct"],
+        "end_point_percent": 100 * float(np.linalg.norm(in_map[-1] - truth[-1, :2]) / travelled),
+        "ate_m": figures["ate_m"],
     }
 
 

@@ -2,8 +2,9 @@
 distribution) and with people and carts (out of distribution), every planner on the same episodes.
 
 ASTRA_BENCH_KINDS (comma separated), ASTRA_BENCH_SEEDS, ASTRA_BENCH_EPISODES (per building, default 6) and
-ASTRA_BENCH_PLANNERS (default: classical, every committed variant, astra) choose a subset. Figures are pooled over
-the buildings of each case, episodes weighted equally.
+ASTRA_BENCH_PLANNERS (default: classical, every variant trained under ASTRA_BENCH_WEIGHTS, by default the
+committed ones, and astra) choose a subset. Figures are pooled over the buildings of each case, episodes weighted
+equally.
 """
 
 from __future__ import annotations
@@ -22,15 +23,16 @@ from sim.world import generate_world, write_world
 KINDS = tuple(os.environ.get("ASTRA_BENCH_KINDS", "office,warehouse,home,hospital").split(","))
 SEEDS = tuple(int(s) for s in os.environ.get("ASTRA_BENCH_SEEDS", "900").split(","))
 EPISODES = int(os.environ.get("ASTRA_BENCH_EPISODES", "6"))
+WEIGHTS = Path(os.environ.get("ASTRA_BENCH_WEIGHTS", DEFAULT_WEIGHTS))
 
 
 def planners() -> dict[str, PlannerSpec]:
-    trained = [name for name in PLANNER_VARIANTS if (DEFAULT_WEIGHTS / name / "config.json").is_file()]
+    trained = [name for name in PLANNER_VARIANTS if (WEIGHTS / name / "config.json").is_file()]
     names = os.environ.get("ASTRA_BENCH_PLANNERS", ",".join(["classical", *trained, "astra"])).split(",")
     return {
         name: PlannerSpec()
         if name == "classical"
-        else PlannerSpec(DEFAULT_WEIGHTS / (DEFAULT_VARIANT if name == "astra" else name), fallback=name == "astra")
+        else PlannerSpec(WEIGHTS / (DEFAULT_VARIANT if name == "astra" else name), fallback=name == "astra")
         for name in names
     }
 

@@ -6,6 +6,7 @@ command topics.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -106,13 +107,20 @@ def record_building_tours(
     rendering its tours each run on one core.
     """
     jobs = [(building, Path(out), tours, seconds, config, leave_out) for building in buildings]
-    context = multiprocessing.get_context("fork")  # the parent has rendered nothing, so no GL state is copied
+    processes = min(workers or os.cpu_count() or 1, len(jobs))
     paths: list[Path] = []
-    with (
-        ProcessPoolExecutor(workers or os.cpu_count(), mp_context=context) as pool,
-        tqdm(total=len(jobs), unit="building", desc="tours", file=sys.stderr, disable=not progress) as bar,
-    ):
-        for recorded in pool.map(_tour_building, jobs):
+    with contextlib.ExitStack() as stack:
+        bar = stack.enter_context(
+            tqdm(total=len(jobs), unit="building", desc="tours", file=sys.stderr, disable=not progress)
+        )
+        if processes > 1:
+            context = multiprocessing.get_context("fork")  # the parent has rendered nothing, so no GL state is copied
+            recordings = stack.enter_context(ProcessPoolExecutor(processes, mp_context=context)).map(
+                _tour_building, jobs
+            )
+        else:  # in this process: a child forked from one whose torch thread pools have run can hang
+            recordings = map(_tour_building, jobs)
+        for recorded in recordings:
             paths += recorded
             bar.update()
     return paths

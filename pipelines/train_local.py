@@ -17,11 +17,12 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
@@ -31,11 +32,15 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from datasets.local_windows import LocalWindows
-from models.astra_local.planner import LocalPlannerModel, PlannerConfig
+from datasets.odometry_sequences import OdometrySequences
+from models.astra_local.odometry import ODOMETRY_VARIANTS, AstraOdometry, OdometryConfig
+from models.astra_local.planner import LocalPlannerModel
 from models.astra_local.variants import PLANNER_VARIANTS
+from pipelines.odometry_eval import odometry_errors, vision_tokens
 from schemas.robot import DEFAULT_ROBOT
 
-HOLDOUT_SEEDS = tuple(range(800, 900))  # the evaluation protocol's unseen buildings (seeds >= 500)
+HOLDOUT_SEEDS = tuple(range(800, 900))
+ODOMETRY_DIR = "odometry"  # the evaluation protocol's unseen buildings (seeds >= 500)
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,12 @@ class LocalTrainConfig:
     seed: int = 0
     eval_windows: int = 400  # held-out windows scored per variant
     eval_samples: int = 4
+
+
+ODOMETRY_TRAINING = LocalTrainConfig(steps=1500, batch_size=64)  # over cached vision tokens
+ENCODER_TRAINING = LocalTrainConfig(steps=1000, batch_size=32)  # single steps of two BEV frames
+# The vision encoder trains inside a one-step head: its token alone must tell the step's motion.
+ENCODER_PRETRAINING = replace(ODOMETRY_VARIANTS["vision"], history=1)
 
 
 def _process() -> tuple[int, int]:
@@ -65,17 +76,27 @@ def _generator(*keys: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def train_planner(
-    model_config: PlannerConfig,
-    windows: LocalWindows,
+class TrainingData(Protocol):
+    def __len__(self) -> int: ...
+    def batch(self, indices: np.ndarray) -> dict[str, torch.Tensor]: ...
+
+
+class TrainedModel(Protocol):
+    def loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> tuple[torch.Tensor, dict]: ...
+
+
+def train_model(
+    build: Callable[[], torch.nn.Module],
+    data: TrainingData,
     config: LocalTrainConfig = LocalTrainConfig(),
     progress: bool = True,
-    name: str = "planner",
-) -> tuple[LocalPlannerModel, dict[str, Any]]:
-    """A planner trained on `windows`; returns it (on the CPU, in eval mode) and the run's summary."""
+    name: str = "model",
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The model `build` makes (one with a `loss(batch, generator)`), trained on `data`; returns it (on the CPU, in
+    eval mode) and the run's summary."""
     rank, processes = _process()
     torch.manual_seed(config.seed)
-    model = LocalPlannerModel(model_config)
+    model = build()
     objective = _Objective(model)
     trained = DistributedDataParallel(objective, find_unused_parameters=True) if processes > 1 else objective
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -87,14 +108,14 @@ def train_planner(
     model.train()
     bar = tqdm(range(config.steps), desc=f"train {name}", file=sys.stderr, disable=not progress or rank != 0)
     for step in bar:
-        chosen = torch.randint(len(windows), (config.batch_size,), generator=_generator(config.seed, step))
+        chosen = torch.randint(len(data), (config.batch_size,), generator=_generator(config.seed, step))
         mine = list(range(rank, parts, processes))
         step_loss = 0.0
         for n, part in enumerate(mine):
             indices = chosen.chunk(parts)[part].numpy()
             last = n == len(mine) - 1
             with trained.no_sync() if processes > 1 and not last else nullcontext():
-                loss, _ = trained(windows.batch(indices), _generator(config.seed, step, part))
+                loss, _ = trained(data.batch(indices), _generator(config.seed, step, part))
                 (loss * processes / parts).backward()
             step_loss += loss.item() / len(mine)
         optimizer.step()
@@ -107,7 +128,7 @@ def train_planner(
         "steps": config.steps,
         "batch_size": config.batch_size,
         "processes": processes,
-        "windows": len(windows),
+        "examples": len(data),
         "seconds": round(time.perf_counter() - started, 1),
         "first_loss": round(float(np.mean(losses[:20])), 4),
         "last_loss": round(float(np.mean(losses[-50:])), 4),
@@ -116,9 +137,9 @@ def train_planner(
 
 
 class _Objective(torch.nn.Module):
-    """The planner's loss as a module's forward: DistributedDataParallel all-reduces what runs through forward."""
+    """The model's loss as a module's forward: DistributedDataParallel all-reduces what runs through forward."""
 
-    def __init__(self, model: LocalPlannerModel) -> None:
+    def __init__(self, model: TrainedModel) -> None:
         super().__init__()
         self.model = model
 
@@ -166,24 +187,82 @@ def train_local(
     config: LocalTrainConfig = LocalTrainConfig(),
     holdout_seeds: Sequence[int] = HOLDOUT_SEEDS,
     progress: bool = True,
+    odometry: Sequence[str] = tuple(ODOMETRY_VARIANTS),
+    odometry_config: LocalTrainConfig = ODOMETRY_TRAINING,
+    encoder_config: LocalTrainConfig = ENCODER_TRAINING,
 ) -> dict[str, Any]:
-    """Train each variant on the dataset's buildings but the held-out seeds, score it on those, and write it to
-    OUT/<variant>/. Raises ValueError for an unknown variant or an empty split."""
+    """Train each planner variant, then each odometry variant, on the dataset's buildings but the held-out seeds,
+    score it on those, and write it to OUT/<variant>/ (odometry: OUT/odometry/<variant>/). Raises ValueError for an
+    unknown variant or an empty split.
+
+    The odometry variants share one vision encoder: trained first on single steps (the BEV frames' cost), then
+    frozen, its tokens cached, while each variant trains its transformer and IMU and wheel encoders over them."""
     if unknown := [v for v in variants if v not in PLANNER_VARIANTS]:
         raise ValueError(f"unknown planners {unknown}; choose from {', '.join(PLANNER_VARIANTS)}")
+    if unknown := [v for v in odometry if v not in ODOMETRY_VARIANTS]:
+        raise ValueError(f"unknown odometry variants {unknown}; choose from {', '.join(ODOMETRY_VARIANTS)}")
     held = pl.col("world_seed").is_in(list(holdout_seeds))
-    train, test = LocalWindows(dataset, where=~held), LocalWindows(dataset, where=held)
-    if not len(train) or not len(test):
-        raise ValueError(f"held-out seeds leave {len(train)} windows to train on and {len(test)} to test on")
     rank, _ = _process()
-    results: dict[str, Any] = {}
-    for name in variants:
-        model, summary = train_planner(PLANNER_VARIANTS[name], train, config, progress, name)
-        summary["held_out"] = evaluate_planner(model, test, config)
-        summary["data"] = {"dataset": str(dataset), "lake_version": train.manifest.lake_version,
-                           "held_out_seeds": sorted({int(s) for s in test.index["world_seed"]})}  # fmt: skip
-        if rank == 0:
-            card = "\n".join(f"- {key}: {value}" for key, value in summary.items())
-            model.save_pretrained(Path(out) / name, model_card_kwargs={"training": card})
-        results[name] = summary
-    return {"out": str(out), "config": asdict(config), "planners": results}
+    summary: dict[str, Any] = {"out": str(out)}
+    if variants:
+        train, test = LocalWindows(dataset, where=~held), LocalWindows(dataset, where=held)
+        _check_split(len(train), len(test), "windows")
+        summary |= {"config": asdict(config), "planners": {}}
+        for name in variants:
+            model, result = train_model(
+                partial(LocalPlannerModel, PLANNER_VARIANTS[name]), train, config, progress, name
+            )
+            result["held_out"] = evaluate_planner(model, test, config)
+            summary["planners"][name] = _saved(
+                model, result, train.manifest, test.index["world_seed"], Path(out) / name, rank
+            )
+    if odometry:
+        train, test = (OdometrySequences(dataset, where=w, progress=progress) for w in (~held, held))
+        _check_split(len(train), len(test), "frames")
+        summary |= {"odometry_config": asdict(odometry_config), "odometry": {}}
+        encoder, result = train_model(
+            partial(AstraOdometry, ENCODER_PRETRAINING),
+            train.with_history(1),
+            encoder_config,
+            progress,
+            "odometry vision encoder",
+        )
+        summary["odometry_encoder"] = result | {"config": asdict(encoder_config)}
+        cached = train.with_vision_tokens(vision_tokens(encoder, train))
+        for name in odometry:
+            build = partial(_with_frozen_vision, ODOMETRY_VARIANTS[name], encoder)
+            model, result = train_model(build, cached, odometry_config, progress, f"odometry {name}")
+            errors = odometry_errors(test, {name: model})
+            result["held_out"] = {
+                variant: {k: v for k, v in figures.items() if k != "tours"} for variant, figures in errors.items()
+            }
+            seeds = [e.world_seed for e in test.episodes]
+            summary["odometry"][name] = _saved(
+                model, result, train.manifest, seeds, Path(out) / ODOMETRY_DIR / name, rank
+            )
+    return summary
+
+
+def _with_frozen_vision(config: OdometryConfig, encoder: AstraOdometry) -> AstraOdometry:
+    """An odometry head of `config` with `encoder`'s trained vision encoder, frozen: its tokens are cached."""
+    model = AstraOdometry(config)
+    model.vision.load_state_dict(encoder.vision.state_dict())
+    model.vision.requires_grad_(False)
+    return model
+
+
+def _check_split(train: int, test: int, what: str) -> None:
+    if not train or not test:
+        raise ValueError(f"held-out seeds leave {train} {what} to train on and {test} to test on")
+
+
+def _saved(
+    model: Any, result: dict[str, Any], manifest: Any, held_out_seeds: Sequence[int], folder: Path, rank: int
+) -> dict[str, Any]:
+    """`result` with its data, after rank 0 wrote the model and its card to `folder`."""
+    result["data"] = {"dataset": manifest.lake, "lake_version": manifest.lake_version,
+                      "held_out_seeds": sorted({int(s) for s in held_out_seeds})}  # fmt: skip
+    if rank == 0:
+        card = "\n".join(f"- {key}: {value}" for key, value in result.items())
+        model.save_pretrained(folder, model_card_kwargs={"training": card})
+    return result

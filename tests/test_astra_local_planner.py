@@ -196,6 +196,15 @@ def test_every_field_reaches_the_plan(attention: str) -> None:
     assert torch.equal(model.sample(unused, 1), plan)
 
 
+def test_a_planner_without_history_reads_no_velocity_or_motion() -> None:
+    model = make_model(replace(TINY, kind="bc", history=False))
+    batch = conditioning(synthetic_batch(2))
+    plan = model.sample(batch, 1)
+    moved = dict(batch, velocity=torch.rand_like(batch["velocity"]), motion=torch.rand_like(batch["motion"]))
+    assert torch.equal(model.sample(moved, 1), plan)
+    assert not torch.allclose(model.sample(dict(batch, goal=batch["goal"] + 0.5), 1), plan)
+
+
 @pytest.mark.parametrize("kind", ["fm", "vae"])
 @pytest.mark.parametrize("attention", ["trajectory", "causal"])
 def test_cached_prefix_gives_the_full_pass(kind: str, attention: str) -> None:

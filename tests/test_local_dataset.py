@@ -4,6 +4,7 @@ own filter and costmap replayed and the truth beside them."""
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import subprocess
@@ -15,12 +16,20 @@ import numpy as np
 import polars as pl
 import pyarrow.dataset as pads
 import pytest
+import rerun as rr
+import torch
 from PIL import Image
 
+from astra.cli import main
 from datasets.lake import Lake
 from datasets.local_windows import LocalWindows
+from datasets.odometry_sequences import BEV_CACHE, HISTORY, OdometrySequences
 from datasets.tours import record_tour
+from models.astra_local.bev import BEV_CHANNELS, lift_frame
 from models.astra_local.crops import costmap_codes, true_crops
+from models.astra_local.odometry import ODOMETRY_VARIANTS, AstraOdometry
+from models.astra_local.planner import LocalPlannerModel
+from models.astra_local.variants import DEFAULT_PLANNER, PLANNER_VARIANTS
 from models.costmap import FREE as COSTMAP_FREE
 from models.costmap import OCCUPIED as COSTMAP_OCCUPIED
 from models.navigation import se2
@@ -40,9 +49,11 @@ from schemas.local_dataset import (
 from schemas.robot import DEFAULT_ROBOT
 from schemas.topics import DEPTH_OUTPUTS
 from schemas.world import GridSpec
+from viz.local import ego_pixels
 
 SECONDS = 14.0
 ROBOT = replace(DEFAULT_ROBOT, camera_width=160, camera_height=120)  # twice the stored pictures' size
+ASTRA = Path(sys.executable).parent / "astra"
 
 
 @pytest.fixture(scope="module")
@@ -211,9 +222,8 @@ def test_crops_put_what_lies_ahead_and_left_of_the_robot_ahead_and_left() -> Non
 def test_the_command_refuses_tours_without_depth(office_world: Path, tmp_path: Path) -> None:
     record_tour(office_world, tmp_path / "logs" / "tour.mcap", 3.0, ROBOT, leave_out=DEPTH_OUTPUTS)
     ingest([tmp_path / "logs"], tmp_path / "lake", progress=False)
-    astra = Path(sys.executable).parent / "astra"
     proc = subprocess.run(
-        [astra, "dataset", "local", "--lake", tmp_path / "lake", "--out", tmp_path / "set"],
+        [ASTRA, "dataset", "local", "--lake", tmp_path / "lake", "--out", tmp_path / "set"],
         capture_output=True,
         text=True,
         env=os.environ,
@@ -221,3 +231,155 @@ def test_the_command_refuses_tours_without_depth(office_world: Path, tmp_path: P
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "--depth" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "set").exists()
+
+
+# --- the odometry head's sequences -------------------------------------------------------------------------------
+
+
+def test_odometry_sequences_carry_each_steps_samples_and_true_motion(dataset: Path) -> None:
+    sequences = OdometrySequences(dataset)
+    frames = pl.read_parquet(dataset / FRAMES_DIR)
+    assert len(sequences) == frames.height - 2  # each tour's first frame begins no step
+    first = sequences.batch(np.array([0]))
+    assert first["valid"][0].tolist() == [False] * (HISTORY - 1) + [True]
+    assert not first["bev"][0, :-2].any() and first["bev"][0, -2:].any()  # only the tour's two frames
+    assert not first["imu"][0, :-1].any() and not first["wheels"][0, :-1].any()
+    assert first["bev"].shape[-3:] == (BEV_CHANNELS, LOCAL_GEOMETRY.grid, LOCAL_GEOMETRY.grid)
+    late = sequences.batch(np.array([len(sequences) - 1]))  # the second tour's last frame: a full history
+    assert late["valid"].all()
+    driven = turned = 0.0
+    for episode in sequences.episodes:
+        for n in range(1, len(episode)):
+            step = sequences.sequence(sequences.episodes.index(episode), n)
+            true = se2.compose(se2.inverse(tuple(episode.true[n - 1])), tuple(episode.true[n]))
+            np.testing.assert_allclose(step["motion"][-1], true, atol=1e-5)
+            # The wheels' last travel is the step's distance, and the gyro's integral its turn (nominal radius,
+            # episode's sensor errors, slip: a few per cent).
+            wheels = step["wheels"][-1, -1, :2].mean()
+            assert abs(wheels - math.hypot(*true[:2])) < 0.02 + 0.05 * abs(wheels)
+            gyro = step["imu"][-1, :, 2].mean() * LOCAL_GEOMETRY.frame_period_s
+            assert abs(gyro - true[2]) < 0.02 + 0.05 * abs(true[2])
+            driven, turned = driven + abs(wheels), turned + abs(true[2])
+    assert driven > 5.0 and turned > 0.5  # the checks above saw the robot drive and turn
+
+
+def test_lifted_frames_are_cached_beside_the_dataset_and_reused(dataset: Path) -> None:
+    sequences = OdometrySequences(dataset)
+    cached = sorted((dataset / BEV_CACHE).glob("*.npy"))
+    assert [p.stem for p in cached] == sorted(e.episode_id for e in sequences.episodes)
+    marked = np.load(cached[0])
+    marked[0, 0, 0, 0] = 0.5  # a mark only a reread cache carries
+    np.save(cached[0], marked)
+    again = OdometrySequences(dataset)
+    episode = next(e for e in again.episodes if e.episode_id == cached[0].stem)
+    assert episode.bev[0, 0, 0, 0] == np.float16(0.5)
+    cached[0].unlink()  # the next reader lifts it again
+
+
+def test_a_wall_ahead_lifts_into_the_obstacle_channel_at_its_distance() -> None:
+    g = LOCAL_GEOMETRY
+    width, height = g.image_width, g.image_height
+    focal = DEFAULT_ROBOT.focal_px * width / DEFAULT_ROBOT.camera_width
+    k = [focal, 0.0, (width - 1) / 2, 0.0, focal, (height - 1) / 2, 0.0, 0.0, 1.0]
+    mount_x = DEFAULT_ROBOT.camera_mount_radius
+    wall = np.full((height, width), 2.0 - mount_x, np.float32)  # a plane facing the front camera, 2 m ahead of base
+    nothing = np.full((height, width), np.nan, np.float32)
+    grey = np.full((height, width, 3), 128, np.uint8)
+    bev = lift_frame([wall, nothing, nothing], [grey] * 3, [k] * 3)
+    rows, cols = np.nonzero(bev[0])
+    assert set(cols.tolist()) <= {int(2.0 / g.resolution + g.grid / 2) - 1, int(2.0 / g.resolution + g.grid / 2)}
+    assert rows.min() < g.grid / 2 - 10 < g.grid / 2 + 10 < rows.max()  # wide across y, centred on the robot
+    assert np.allclose(bev[2:, rows, cols], 128 / 255, atol=1e-3)
+    assert not bev[:, :, : g.grid // 2].any()  # nothing behind the robot
+
+
+def _logged(rrd: Path) -> dict[str, dict[str, list]]:
+    """entity -> data column -> values, in the order logged."""
+    logged: dict[str, dict[str, list]] = {}
+    for chunk in rr.chunk.RrdReader(rrd).stream():
+        batch = chunk.to_record_batch()
+        for field in batch.schema:
+            if field.metadata and field.metadata.get(b"rerun:kind") == b"data":
+                logged.setdefault(chunk.entity_path, {}).setdefault(field.name, []).extend(
+                    v for v in batch.column(field.name).to_pylist() if v is not None
+                )
+    return logged
+
+
+def test_viz_local_draws_each_window_with_the_truth_and_plans_where_they_lie(dataset: Path, tmp_path: Path) -> None:
+    planner = tmp_path / "planner"
+    LocalPlannerModel(PLANNER_VARIANTS[DEFAULT_PLANNER]).save_pretrained(planner)
+    episode = LocalDatasetManifest.read(dataset).episodes[0]
+    rrd = tmp_path / "local.rrd"
+    argv = ["viz", "local", str(dataset), "--episode", episode, "--planner", str(planner), "--samples", "3"]
+    assert main([*argv, "--save", str(rrd)]) == 0
+    windows = LocalWindows(dataset, where=pl.col("episode_id") == episode)
+    logged = _logged(rrd)
+    g = LOCAL_GEOMETRY
+    for path in ("costmap", "truth/now", "truth/ahead", "overlay/expert", "overlay/samples", "overlay/chosen"):
+        assert len(next(iter(logged[f"/local/{path}"].values()))) == len(windows), path
+    assert len(logged["/local/bev"]["Image:buffer"]) == len(windows)
+    for n, (picture, expert, samples, chosen) in enumerate(
+        zip(
+            logged["/local/truth/now"]["SegmentationImage:buffer"],
+            logged["/local/overlay/expert"]["LineStrips2D:strips"],
+            logged["/local/overlay/samples"]["LineStrips2D:strips"],
+            logged["/local/overlay/chosen"]["LineStrips2D:strips"],
+            strict=True,
+        )
+    ):
+        window = windows[n]
+        image = np.asarray(picture, np.uint8).reshape(g.grid, g.grid)
+        # Every occupied cell of the truth is drawn occupied at the pixel of its centre (x right, y up).
+        rows, cols = np.nonzero(window["true_occupancy"][0].numpy())
+        centres = np.column_stack([(cols + 0.5 - g.grid / 2) * g.resolution, (rows + 0.5 - g.grid / 2) * g.resolution])
+        pixels = np.floor(ego_pixels(centres, g)).astype(int)
+        assert (image[pixels[:, 1], pixels[:, 0]] == 2).all()
+        # The expert's line is its trajectory from the robot, at the same pixels.
+        drawn = np.asarray(expert[0])
+        np.testing.assert_allclose(drawn[1:], ego_pixels(window["trajectory"][:, :2].numpy(), g), atol=1e-4)
+        assert drawn[0] == pytest.approx([g.grid / 2, g.grid / 2])
+        assert len(samples) == 3 and any(np.allclose(chosen[0], s) for s in samples)
+    ahead = logged["/local/overlay/expert"]["LineStrips2D:strips"][-1][0][-1]
+    assert ahead[0] > g.grid / 2  # the expert drives forward: to the right of the robot in the picture
+
+
+def test_train_local_trains_the_odometry_variants_and_eval_odometry_scores_them(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The odometry variants train on the office's tour over one frozen vision encoder, are scored on the hospital's
+    against the filter, and `astra eval odometry` runs them and the filter on a tour of a building of its own."""
+    weights = tmp_path / "weights"
+    argv = ["train", "local", "--dataset", str(dataset), "--out", str(weights), "--planners", "none",
+            "--odometry-steps", "3", "--encoder-steps", "3", "--holdout-seeds", "1"]  # fmt: skip
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(summary["odometry"]) == set(ODOMETRY_VARIANTS) and "planners" not in summary
+    encoder = AstraOdometry.from_pretrained(weights / "odometry" / "vision")
+    for name, result in summary["odometry"].items():
+        assert set(result["held_out"]) == {"wheel_imu_filter", name}
+        assert result["held_out"]["wheel_imu_filter"]["ate_m"] > 0 and result["data"]["held_out_seeds"] == [1]
+        model = AstraOdometry.from_pretrained(weights / "odometry" / name)
+        assert model.config == ODOMETRY_VARIANTS[name]
+        for mine, shared in zip(model.vision.parameters(), encoder.vision.parameters(), strict=True):
+            assert torch.equal(mine, shared)  # one encoder, frozen under every variant
+    work = tmp_path / "eval"
+    argv = ["eval", "odometry", "--kind", "office", "--seed", "3", "--tours", "1", "--seconds", "8",
+            "--weights", str(weights), "--work", str(work), "--json"]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (result["kind"], result["seed"], result["tours"]) == ("office", 3, 1) and result["frames"] >= 15
+    assert set(result["variants"]) == {"wheel_imu_filter", *ODOMETRY_VARIANTS}
+    for figures in result["variants"].values():
+        assert figures["ate_m"] >= 0 and figures["rte_pct"] is None  # 8 s drive no 10 m segment
+    assert (work / "office-3" / "frames" / "manifest.json").is_file()  # kept for the next run
+
+
+def test_eval_odometry_names_what_is_wrong_with_its_input(tmp_path: Path) -> None:
+    for argv, said in (
+        (["--kind", "castle"], "unknown kind"),
+        (["--kind", "office", "--tours", "0"], "--tours must be >= 1"),
+        (["--kind", "office", "--weights", str(tmp_path)], "no trained vision"),
+    ):
+        proc = subprocess.run([ASTRA, "eval", "odometry", *argv], capture_output=True, text=True)
+        assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

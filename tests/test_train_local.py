@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from scipy import ndimage
 from datasets.local_windows import LocalWindows
 from models.astra_local.planner import LocalPlannerModel
 from models.astra_local.variants import PLANNER_VARIANTS
-from pipelines.train_local import LocalTrainConfig, evaluate_planner, train_planner
+from pipelines.train_local import LocalTrainConfig, evaluate_planner, train_model
 from schemas.local_dataset import (
     FREE,
     LOCAL_GEOMETRY,
@@ -104,7 +105,7 @@ def test_a_planner_learns_the_expert_and_is_scored_on_held_out_buildings(dataset
     assert (len(train), len(test)) == (96, 48)
     config = LocalTrainConfig(steps=120, batch_size=16, learning_rate=3e-3, eval_windows=48)
     untrained = evaluate_planner(LocalPlannerModel(PLANNER_VARIANTS["bc"]), test, config)
-    model, summary = train_planner(PLANNER_VARIANTS["bc"], train, config, progress=False)
+    model, summary = train_model(partial(LocalPlannerModel, PLANNER_VARIANTS["bc"]), train, config, progress=False)
     assert summary["last_loss"] < 0.5 * summary["first_loss"]
     trained = evaluate_planner(model, test, config)
     assert trained["out_of_distribution"]["ade_m"] < 0.6 * untrained["out_of_distribution"]["ade_m"]
@@ -114,7 +115,7 @@ def test_two_processes_train_as_one_process_with_their_micro_batches(dataset: Pa
     """torchrun with 2 processes and DistributedDataParallel on gloo takes the same steps as one process that
     splits each batch in the same two parts."""
     common = ["train", "local", "--dataset", str(dataset), "--planners", "fm_esdf", "--steps", "6",
-              "--holdout-seeds", "801"]  # fmt: skip
+              "--odometry", "none", "--holdout-seeds", "801"]  # fmt: skip
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     one = subprocess.run(
         [ASTRA, *common, "--out", str(tmp_path / "one"), "--micro-batches", "2"],
@@ -143,6 +144,8 @@ def test_two_processes_train_as_one_process_with_their_micro_batches(dataset: Pa
 def test_the_command_refuses_unknown_planners_and_folders_without_a_dataset(dataset: Path, tmp_path: Path) -> None:
     for argv, said in (
         (["--dataset", str(dataset), "--planners", "nope"], "unknown planners"),
+        (["--dataset", str(dataset), "--planners", "none", "--odometry", "lidar"], "unknown odometry variants"),
+        (["--dataset", str(dataset), "--encoder-steps", "0"], "must be >= 1"),
         (["--dataset", str(tmp_path)], "not a local training set"),
     ):
         proc = subprocess.run([ASTRA, "train", "local", *argv, "--out", str(tmp_path / "w")], capture_output=True,

@@ -78,6 +78,8 @@ class PlannerConfig:
     attention: str = "trajectory"  # or "causal"
     action_queries: bool = True  # 3 tokens (x, y, yaw) of K values each; False: K tokens of 3 values
     esdf_weight: float = 0.5  # 0 disables the masked ESDF loss
+    # False: the velocities and motions are withheld (zeros), so the planner cannot copy its past motion (copycat)
+    history: bool = True
     contrastive_weight: float = 0.1  # 0 disables the contrastive dynamics loss
     kl_weight: float = 0.01  # vae, act
     d_model: int = 64
@@ -239,9 +241,10 @@ class LocalPlannerModel(
         # Centred: unknown (0.5) is 0, between free (-1) and occupied (+1).
         patches = self.stem((occupancy.reshape(-1, 1, cells, cells) - 0.5) * 2)
         patches = patches.reshape(batch_size, frames, -1, self.config.d_model)
-        state = self.state_embedding(batch["velocity"] / self.velocity_scale)[:, :, None]
+        history = float(self.config.history)
+        state = self.state_embedding(history * batch["velocity"] / self.velocity_scale)[:, :, None]
         # Motion row f is the motion into frame f, so frame f's action is row f+1 (row 0 is unused).
-        motion = self.motion_embedding(batch["motion"][:, 1:] / self.motion_scale)[:, :, None]
+        motion = self.motion_embedding(history * batch["motion"][:, 1:] / self.motion_scale)[:, :, None]
         past = torch.cat([patches[:, :-1], state[:, :-1], motion], dim=2).flatten(1, 2)
         goal = self.goal_embedding(batch["goal"] / self.config.geometry.half_extent_m)[:, None]
         return torch.cat([past, patches[:, -1], state[:, -1], goal], dim=1)

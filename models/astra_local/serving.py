@@ -140,7 +140,7 @@ class AstraPlanner(LocalPlanner):
             ego = self.model.sample(batch, c.samples, generator=self._generator)[0].numpy()  # (S, K, 3)
         ends = ego[:, -1, :2]
         spread = float(np.hypot(*(ends - ends.mean(axis=0)).T).max())
-        chosen = int(np.argmin(np.hypot(*(ego[:, :, :2] - ego[:, :, :2].mean(axis=0)).transpose(2, 0, 1)).sum(1)))
+        chosen = nearest_to_mean(ego)
         command = self._command(ego[chosen], remaining if final else math.inf)
         paths, safe = self.fallback.vet(pose, velocity, command[None], clearance, obstacles, speed_scale)
         reason = "unsure" if spread > c.unsure_spread_m else "" if safe[0] else "unsafe"
@@ -221,6 +221,13 @@ class AstraPlanner(LocalPlanner):
         cap = math.sqrt(2 * c.goal_decel * max(remaining - c.goal_tolerance / 2, 0.0))
         v = float(np.clip(speed, 0.0, min(limits.max_speed, max(cap, 0.1))))
         return np.array([v, float(np.clip(v * curvature, *_rates(limits)))])
+
+
+def nearest_to_mean(samples: np.ndarray) -> int:
+    """The index of the sampled trajectory [S, K, 3] nearest, waypoint by waypoint, to the samples' mean: a
+    trajectory the model gave, where the mean of a two-way split might run between two ways round an obstacle."""
+    offsets = samples[:, :, :2] - samples[:, :, :2].mean(axis=0)
+    return int(np.argmin(np.hypot(offsets[..., 0], offsets[..., 1]).sum(axis=1)))
 
 
 def _rates(limits: MotionLimits) -> tuple[float, float]:

@@ -24,4 +24,5 @@ PLANNER_VARIANTS: dict[str, PlannerConfig] = {
     "fm_esdf_causal": replace(MAIN, attention="causal"),
     "fm_esdf_per_waypoint": replace(MAIN, action_queries=False),
     "fm_esdf_no_contrastive": replace(MAIN, contrastive_weight=0.0),
+    "fm_esdf_no_history": replace(MAIN, history=False),
 }
