@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -211,6 +212,7 @@ class VprTraining:
     def save(self, directory: str) -> None:
         """save_pretrained, with the run's summary in the model card."""
         training = "\n".join(f"- {key}: {value}" for key, value in self.summary.items())
+        Path(directory, "README.md").unlink(missing_ok=True)  # save_pretrained keeps an old card: a stale run
         self.model.save_pretrained(directory, model_card_kwargs={"training": training})
 
 

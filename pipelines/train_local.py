@@ -213,9 +213,7 @@ def train_local(
                 partial(LocalPlannerModel, PLANNER_VARIANTS[name]), train, config, progress, name
             )
             result["held_out"] = evaluate_planner(model, test, config)
-            summary["planners"][name] = _saved(
-                model, result, train.manifest, test.index["world_seed"], Path(out) / name, rank
-            )
+            summary["planners"][name] = _saved(model, result, train, test.index["world_seed"], Path(out) / name, rank)
     if odometry:
         train, test = (OdometrySequences(dataset, where=w, progress=progress) for w in (~held, held))
         _check_split(len(train), len(test), "frames")
@@ -237,9 +235,7 @@ def train_local(
                 variant: {k: v for k, v in figures.items() if k != "tours"} for variant, figures in errors.items()
             }
             seeds = [e.world_seed for e in test.episodes]
-            summary["odometry"][name] = _saved(
-                model, result, train.manifest, seeds, Path(out) / ODOMETRY_DIR / name, rank
-            )
+            summary["odometry"][name] = _saved(model, result, train, seeds, Path(out) / ODOMETRY_DIR / name, rank)
     return summary
 
 
@@ -257,12 +253,19 @@ def _check_split(train: int, test: int, what: str) -> None:
 
 
 def _saved(
-    model: Any, result: dict[str, Any], manifest: Any, held_out_seeds: Sequence[int], folder: Path, rank: int
+    model: Any,
+    result: dict[str, Any],
+    data: LocalWindows | OdometrySequences,
+    held_out_seeds: Sequence[int],
+    folder: Path,
+    rank: int,
 ) -> dict[str, Any]:
-    """`result` with its data, after rank 0 wrote the model and its card to `folder`."""
-    result["data"] = {"dataset": manifest.lake, "lake_version": manifest.lake_version,
+    """`result` with the data it came from, after rank 0 wrote the model and its card to `folder`."""
+    manifest = data.manifest
+    result["data"] = {"dataset": str(data.folder), "lake": manifest.lake, "lake_version": manifest.lake_version,
                       "held_out_seeds": sorted({int(s) for s in held_out_seeds})}  # fmt: skip
     if rank == 0:
         card = "\n".join(f"- {key}: {value}" for key, value in result.items())
+        (folder / "README.md").unlink(missing_ok=True)  # save_pretrained keeps an old card: a stale run
         model.save_pretrained(folder, model_card_kwargs={"training": card})
     return result

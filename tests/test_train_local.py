@@ -141,6 +141,17 @@ def test_two_processes_train_as_one_process_with_their_micro_batches(dataset: Pa
     assert any(not torch.allclose(untrained[n], v) for n, v in first.state_dict().items())
 
 
+def test_a_retrained_planner_carries_its_own_runs_card(dataset: Path, tmp_path: Path) -> None:
+    for steps in ("2", "3"):
+        argv = ["train", "local", "--dataset", str(dataset), "--planners", "bc", "--odometry", "none",
+                "--steps", steps, "--holdout-seeds", "801", "--out", str(tmp_path)]  # fmt: skip
+        assert (
+            subprocess.run([ASTRA, *argv], capture_output=True, env=os.environ | {"OMP_NUM_THREADS": "1"}).returncode
+            == 0
+        )
+    assert "- steps: 3" in (tmp_path / "bc" / "README.md").read_text()
+
+
 def test_the_command_refuses_unknown_planners_and_folders_without_a_dataset(dataset: Path, tmp_path: Path) -> None:
     for argv, said in (
         (["--dataset", str(dataset), "--planners", "nope"], "unknown planners"),
