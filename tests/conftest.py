@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -192,6 +193,18 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if cache and _module_seconds and not hasattr(session.config, "workerinput"):  # xdist's controller, or no xdist
         last = {module: round(seconds, 1) for module, seconds in _module_seconds.items()}
         cache.set(MODULE_SECONDS, cache.get(MODULE_SECONDS, {}) | last)
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models train fastest on one thread: the suite runs one worker per core, and two torch threads per
+    worker fight over the cores (a small matmul measured 50x slower)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

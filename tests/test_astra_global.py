@@ -28,14 +28,7 @@ GRAMMAR = AnswerGrammar(max_landmarks=8, max_nodes=4, pose_range_m=2.0, pose_ste
 TINY = ModelSize(hidden_size=96, layers=2, heads=2, kv_heads=1, vision_size=32, vision_layers=1, vision_heads=2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The suite runs one worker per core: two torch threads per worker would fight over the cores (a small
-    # matmul measured 50x slower), so these tests use one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _picture(shapes: list[tuple[str, str, int, int]], size: int = 32) -> np.ndarray:

@@ -40,13 +40,7 @@ STEP_S = 0.3  # the time a step takes, for the IMU's and the wheels' rates
 WHEEL_BASE_M = 0.4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The suite runs one worker per core: two torch threads per worker would fight over the cores, so one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def synthetic_batch(

@@ -21,13 +21,7 @@ TINY = PlannerConfig(d_model=32, layers=2, stem_channels=(8, 16), latent_dim=8, 
 CONDITIONING = ("occupancy", "velocity", "motion", "goal")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The suite runs one worker per core: two torch threads per worker would fight over the cores, so one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def synthetic_batch(size: int, geometry: LocalGeometry = SMALL, seed: int = 0) -> dict[str, torch.Tensor]:
