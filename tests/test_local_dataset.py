@@ -356,6 +356,10 @@ def test_train_local_trains_the_odometry_variants_and_eval_odometry_scores_them(
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(summary["odometry"]) == set(ODOMETRY_VARIANTS) and "planners" not in summary
     encoder = AstraOdometry.from_pretrained(weights / "odometry" / "vision")
+    torch.manual_seed(0)  # the trainer's seed: the encoder as initialised, before its steps
+    untrained = AstraOdometry(ODOMETRY_VARIANTS["vision"])
+    trained = zip(encoder.vision.parameters(), untrained.vision.parameters(), strict=True)
+    assert any(not torch.equal(a, b) for a, b in trained)
     for name, result in summary["odometry"].items():
         assert set(result["held_out"]) == {"wheel_imu_filter", name}
         assert result["held_out"]["wheel_imu_filter"]["ate_m"] > 0 and result["data"]["held_out_seeds"] == [1]
