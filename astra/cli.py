@@ -86,6 +86,7 @@ def cmd_sim_tours(args: argparse.Namespace) -> int:
     from schemas.robot import DEFAULT_ROBOT
     from schemas.topics import DEPTH_OUTPUTS
     from schemas.world import WORLD_KINDS
+    from sim.perturbation import PerturbationConfig
 
     kinds = args.kinds.split(",")
     if unknown := [k for k in kinds if k not in WORLD_KINDS]:
@@ -103,6 +104,7 @@ def cmd_sim_tours(args: argparse.Namespace) -> int:
         config=config,
         leave_out=frozenset() if args.depth else DEPTH_OUTPUTS,
         workers=args.workers,
+        perturbation=PerturbationConfig() if args.perturb else None,
     )
     _emit(
         {
@@ -943,6 +945,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--dynamic",
         action="store_true",
         help="people and carts walk the buildings (folders OUT/<site>-dynamic): the out-of-distribution case",
+    )
+    tours.add_argument(
+        "--perturb",
+        action="store_true",
+        help="bend the expert's commands for about a second every few seconds, so that the tours show it steering "
+        "back to its path (DART; training data for Astra-Local's planners); files tour-<n>-perturbed.mcap",
     )
     tours.add_argument("--workers", type=int, help="processes (default: one per core)")
     tours.add_argument("--out", type=Path, required=True, help="output folder")

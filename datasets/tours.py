@@ -22,6 +22,7 @@ from schemas.episode import SOFTWARE_VERSION, EpisodeMetadata
 from schemas.robot import DEFAULT_ROBOT, RobotConfig
 from schemas.world import World
 from sim.expert import ExpertDriver
+from sim.perturbation import PerturbationConfig
 from sim.simulator import Simulator
 from sim.tour import drive_tour
 from sim.world import generate_world, write_world
@@ -34,9 +35,11 @@ def record_tour(
     config: RobotConfig = DEFAULT_ROBOT,
     seed: int = 0,
     leave_out: frozenset[str] = frozenset(),
+    perturbation: PerturbationConfig | None = None,
 ) -> Path:
     """Drive the expert through the world for `seconds` of sim time and record it to MCAP at `path`, but for the
-    outputs named in `leave_out` (depth images are most of a recording's bytes)."""
+    outputs named in `leave_out` (depth images are most of a recording's bytes); with `perturbation`, its commands
+    are bent now and then (sim.perturbation), each bend an `events` message."""
     world_json = (world_dir / "world.json").read_bytes()
     world = World.from_json(world_json.decode())
     sim = Simulator(world_dir, config, seed=seed)
@@ -44,7 +47,7 @@ def record_tour(
         config.robot_id, world.site, world.kind, world.seed, seed, SOFTWARE_VERSION, config.camera_width,
         config.camera_height, sim.sensor_errors.to_json(),
     )  # fmt: skip
-    expert = ExpertDriver(world, seed=seed)
+    expert = ExpertDriver(world, seed=seed, perturbation=perturbation)
     writer = EpisodeWriter(path, metadata, world_json)
     try:
         for output_id, message in drive_tour(sim, expert, seconds):
@@ -74,17 +77,25 @@ class Building:
         return f"{self.site}-dynamic" if self.dynamic else self.site
 
 
-def _tour_building(job: tuple[Building, Path, int, float, RobotConfig, frozenset[str]]) -> list[Path]:
+_Job = tuple[Building, Path, int, float, RobotConfig, frozenset[str], PerturbationConfig | None]
+
+
+def tour_name(seed: int, perturbed: bool) -> str:
+    """A tour's file name: perturbed tours of a building sit beside its plain ones."""
+    return f"tour-{seed}-perturbed.mcap" if perturbed else f"tour-{seed}.mcap"
+
+
+def _tour_building(job: _Job) -> list[Path]:
     """Write one building, unless written, and record its tours that are not recorded yet."""
-    building, out, tours, seconds, config, leave_out = job
+    building, out, tours, seconds, config, leave_out, perturbation = job
     world_dir = out / "worlds" / building.folder
     if not (world_dir / "world.json").is_file():
         write_world(generate_world(building.kind, building.seed, building.dynamic), world_dir)
-    paths = [out / building.folder / f"tour-{seed}.mcap" for seed in range(tours)]
+    paths = [out / building.folder / tour_name(seed, perturbation is not None) for seed in range(tours)]
     for seed, path in enumerate(paths):
         if not path.is_file():
             partial = path.with_name(f".{path.name}.part")  # a tour cut short is never taken for a recorded one
-            record_tour(world_dir, partial, seconds, config, seed, leave_out)
+            record_tour(world_dir, partial, seconds, config, seed, leave_out, perturbation)
             partial.rename(path)
     return paths
 
@@ -98,15 +109,17 @@ def record_building_tours(
     leave_out: frozenset[str] = frozenset(),
     workers: int | None = None,
     progress: bool = True,
+    perturbation: PerturbationConfig | None = None,
 ) -> list[Path]:
     """`tours` expert tours of each building (expert seeds 0, 1, ...), recorded in-process to
-    `out/<folder>/tour-<seed>.mcap` without the outputs in `leave_out`, the buildings written to
-    `out/worlds/<folder>` (`Building.folder`); what is there already is kept.
+    `out/<folder>/<tour_name>` without the outputs in `leave_out`, the buildings written to
+    `out/worlds/<folder>` (`Building.folder`); what is there already is kept. With `perturbation` the expert's
+    commands are bent now and then (sim.perturbation), and the files are named `tour-<seed>-perturbed.mcap`.
 
     Buildings are spread over `workers` processes (default one per core): writing a building's textures and
     rendering its tours each run on one core.
     """
-    jobs = [(building, Path(out), tours, seconds, config, leave_out) for building in buildings]
+    jobs = [(building, Path(out), tours, seconds, config, leave_out, perturbation) for building in buildings]
     processes = min(workers or os.cpu_count() or 1, len(jobs))
     paths: list[Path] = []
     with contextlib.ExitStack() as stack:

@@ -193,6 +193,18 @@ def _replay(lake: Lake, episode_id: str, config: LocalDatasetConfig) -> tuple[li
     return frames, chosen
 
 
+def _perturbed_spans(lake: Lake, episode_id: str) -> np.ndarray:
+    """(start, end) ns of the expert's perturbations in the episode (sim.perturbation): their windows' futures are
+    the perturbation, not the expert's driving."""
+    if "events" not in lake.tables():
+        return np.zeros((0, 2), np.int64)
+    rows = _rows(lake, "events", episode_id, [BY_OUTPUT["events"].ros_topic], ["kind", "value"]).filter(
+        pl.col("kind") == "perturbation"
+    )
+    starts = rows["t_ns"].to_numpy().astype(np.int64)
+    return np.column_stack([starts, starts + np.round(rows["value"].to_numpy() * 1e9).astype(np.int64)])
+
+
 def _camera_infos(lake: Lake, episode_id: str) -> dict[str, CameraInfo]:
     topics = [BY_OUTPUT[f"camera_info_{c}"].ros_topic for c in CAMERAS]
     rows = _rows(
@@ -269,6 +281,7 @@ def cut_windows(tour: TourEpisode, lake: Lake, config: LocalDatasetConfig) -> tu
     truth = _Truth.read(lake, tour.episode_id)
     agents = _agents(lake, tour.episode_id)
     infos = _camera_infos(lake, tour.episode_id)
+    perturbed = _perturbed_spans(lake, tour.episode_id)
     jpeg_topics = [BY_OUTPUT[f"image_{c}"].ros_topic for c in CAMERAS]
     jpeg = _rows(lake, "images", tour.episode_id, jpeg_topics, ["frame_id", "data"])
     imu = _rows(lake, "imu", tour.episode_id, [BY_OUTPUT["imu"].ros_topic], list(_IMU))
@@ -317,6 +330,8 @@ def cut_windows(tour: TourEpisode, lake: Lake, config: LocalDatasetConfig) -> tu
         now = frames[n]
         if now.t_ns + horizon_ns > truth.t_ns[-1]:
             break
+        if ((perturbed[:, 0] < now.t_ns + horizon_ns) & (perturbed[:, 1] > now.t_ns)).any():
+            continue  # its future is a perturbation; the windows after it, whose past it is, show the recovery
         past = frames[n - g.frames + 1 : n + 1]
         here = truth.pose(now.t_ns)
         ego = se2.inverse(here)

@@ -14,7 +14,9 @@ node fuses them) and the simulator's true pose (`world`).
 A window at frame n holds frames n-F+1 .. n, all in the robot's ego frame at frame n (x forward, y left, metres; yaw
 counter-clockwise): what the robot's own depth costmap showed at each of them, its velocities and the motions between
 them, the subgoal, and, for training only, the expert's future trajectory and the true occupancy and ESDF (walls,
-furniture, people and carts) now and `esdf_ahead_s` later. Grids are G x G cells of `resolution` metres centred on
+furniture, people and carts) now and `esdf_ahead_s` later. Tours recorded with the expert's commands perturbed
+(`astra sim tours --perturb`) have no window whose future overlaps a perturbation: the windows after one show the
+expert steering back. Grids are G x G cells of `resolution` metres centred on
 the robot; cell [i, j] has its centre at x = (j + 0.5 - G/2) * resolution, y = (i + 0.5 - G/2) * resolution (rows
 along y, columns along x, as `schemas.world.GridSpec`). Arrays are stored as raw little-endian bytes, row-major, of
 the shapes given beside each column.

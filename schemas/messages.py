@@ -275,6 +275,7 @@ EVENT_KINDS = (
     "people_slowdown",
     "loop_stats",
     "handover",  # the learned local planner handed control to the classical one; detail: why
+    "perturbation",  # the expert's commands are bent from now (sim.perturbation); detail: how, value: for how long (s)
 )
 MISSION_STATES = ("accepted", "localizing", "navigating", "recovering", "succeeded", "goal_not_found", "failed")
 MISSION_FINAL_STATES = frozenset({"succeeded", "goal_not_found", "failed"})

@@ -27,6 +27,7 @@ from models.planning import ClearanceMap, GridPlanner, distance_to_polyline, occ
 from schemas.messages import DynamicObstacles, Twist
 from schemas.robot import DEFAULT_ROBOT, MOTION_LIMITS, MotionLimits
 from schemas.world import Agent, World
+from sim.perturbation import PerturbationConfig, PerturbationSchedule
 
 
 @dataclass(frozen=True)
@@ -106,11 +107,18 @@ class ExpertDriver:
     """Tours every reachable room of a world, in a loop, and returns one velocity command per call."""
 
     def __init__(
-        self, world: World, config: ExpertConfig = ExpertConfig(), seed: int = 0, planner_pool: Executor | None = None
+        self,
+        world: World,
+        config: ExpertConfig = ExpertConfig(),
+        seed: int = 0,
+        planner_pool: Executor | None = None,
+        perturbation: PerturbationConfig | None = None,
     ) -> None:
-        """`planner_pool`: where replans run, off the command path; None plans synchronously in `command()`."""
+        """`planner_pool`: where replans run, off the command path; None plans synchronously in `command()`.
+        `perturbation`: bend the nominal commands now and then (sim.perturbation), drawn from `seed`."""
         self.world = world
         self.config = config
+        self.perturbations = None if perturbation is None else PerturbationSchedule(perturbation, seed)
         self._pool = planner_pool
         self._pending: tuple[Future, Callable[[Any, float], None]] | None = None
         self._occupied = occupancy_grid(world)
@@ -168,6 +176,9 @@ class ExpertDriver:
         self._mark_visited(xy)
         self._update_plan(t, xy, obstacles)
         v, w = self._track(pose) if len(self._path) else (0.0, 0.0)
+        bend = self.perturbations.at(t) if self.perturbations is not None and len(self._path) else None
+        if bend is not None:
+            v, w = bend.apply(v, w)
         v, w = self._avoid(pose, (v, w), obstacles)
         dv, dw = self.config.limits.max_accel * dt, self.config.limits.max_yaw_accel * dt
         v = self._velocity[0] + float(np.clip(v - self._velocity[0], -dv, dv))

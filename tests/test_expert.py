@@ -17,6 +17,7 @@ from schemas.messages import DynamicObstacles
 from schemas.robot import RobotConfig
 from schemas.world import WORLD_KINDS, Agent, Room, World
 from sim.expert import ExpertConfig, ExpertDriver, predict_agents, rollout
+from sim.perturbation import Perturbation, PerturbationConfig, PerturbationSchedule
 from sim.simulator import Simulator
 from sim.world import generate_world, write_world
 from tests.worlds import box_world, obstacle_distance, two_rooms
@@ -154,7 +155,12 @@ def test_replans_in_the_pool_while_following_the_old_path() -> None:
 
 
 def _simulated_tour(
-    kind: str, out_dir: Path, dynamic: bool, seconds: float = 300.0, dt: float = 0.05
+    kind: str,
+    out_dir: Path,
+    dynamic: bool,
+    seconds: float = 300.0,
+    dt: float = 0.05,
+    perturbation: PerturbationConfig | None = None,
 ) -> tuple[World, ExpertDriver, int, float]:
     """Drive the expert in MuJoCo at 20 Hz until it has visited every room, or for `seconds` of sim time.
 
@@ -164,7 +170,7 @@ def _simulated_tour(
     write_world(world, out_dir)
     # Driving needs no pictures: without cameras the simulator never renders.
     sim = Simulator(out_dir, RobotConfig(cameras=()), seed=0, agent_sight=None)  # blind agents: the hard case
-    expert = ExpertDriver(world)
+    expert = ExpertDriver(world, perturbation=perturbation)
     poses = []
     try:
         for _ in range(round(seconds / dt)):
@@ -194,4 +200,70 @@ def test_expert_tours_every_room_among_people_and_carts_without_collision(kind: 
     assert sorted(expert.visited_rooms) == sorted(room.id for room in world.rooms)
     assert collisions == 0
     # Stepping aside for people and carts may take the robot closer to walls, never under static_margin.
+    assert gap >= CONFIG.static_margin - world.grid.resolution / 2
+
+
+def test_perturbations_are_drawn_in_their_ranges_one_after_another_and_repeat_by_seed() -> None:
+    config = PerturbationConfig()
+    schedule = PerturbationSchedule(config, seed=4)
+    active = [schedule.at(t) for t in np.arange(0.0, 120.0, 0.05)]
+    drawn = schedule.drawn
+    assert len(drawn) >= 120.0 / (config.gap_s[1] + config.duration_s[1])
+    ends = [p.start_s + p.duration_s for p in drawn]
+    gaps = np.diff([0.0, *[p.start_s for p in drawn]]) - np.array([0.0, *[p.duration_s for p in drawn[:-1]]])
+    assert np.all((gaps >= config.gap_s[0]) & (gaps <= config.gap_s[1]))
+    assert all(config.duration_s[0] <= p.duration_s <= config.duration_s[1] for p in drawn)
+    turns = [abs(p.value) for p in drawn if p.kind == "turn"]
+    slows = [p.value for p in drawn if p.kind == "slow"]
+    assert turns and slows and all(config.yaw_rate[0] <= t <= config.yaw_rate[1] for t in turns)
+    assert all(config.slow_factor[0] <= f <= config.slow_factor[1] for f in slows)
+    # Active exactly over its span, and listed once.
+    times = np.arange(0.0, 120.0, 0.05)
+    for p, end in zip(drawn, ends, strict=True):
+        inside = (times >= p.start_s) & (times < end)
+        assert all(active[i] is p for i in np.flatnonzero(inside))
+    assert sum(a is not None for a in active) == sum(
+        ((times >= p.start_s) & (times < p.start_s + p.duration_s)).sum() for p in drawn
+    )
+    again = PerturbationSchedule(config, seed=4)
+    for t in times:
+        again.at(t)
+    assert again.drawn == drawn
+    assert Perturbation(0.0, 1.0, "turn", 0.5).apply(0.4, 0.1) == (0.4, 0.5)
+    assert Perturbation(0.0, 1.0, "slow", 0.25).apply(0.4, 0.1) == (0.1, 0.1)
+
+
+def test_a_perturbed_expert_leaves_its_path_and_comes_back() -> None:
+    rooms = [
+        Room("a", "A", "lobby", "room", (0.1, 0.1, 3.0, 4.9)),
+        Room("b", "B", "lobby", "room", (15.0, 0.1, 17.9, 4.9)),
+    ]
+    world = box_world((18, 5), [], rooms, (1.5, 2.5, 0.0))  # one 13 m drive down a hall
+    expert = ExpertDriver(world, seed=2, perturbation=PerturbationConfig(gap_s=(3.0, 4.0), slow_share=0.0))
+    pose, dt, seconds = np.array(world.spawn, dtype=float), 0.05, 40.0
+    poses, off = [], []  # off: how far the robot is from the path the expert follows
+    for k in range(round(seconds / dt)):
+        cmd = expert.command(round(k * dt * 1e9), tuple(pose))
+        off.append(distance_to_polyline(pose[:2], expert.path) if len(expert.path) else 0.0)
+        pose[2] += cmd.angular[2] * dt
+        pose[:2] += cmd.linear[0] * dt * np.array([math.cos(pose[2]), math.sin(pose[2])])
+        poses.append(pose.copy())
+    off, t = np.array(off), np.arange(len(off)) * dt
+    drawn = [p for p in expert.perturbations.drawn if p.start_s + p.duration_s + 3.0 < seconds]
+    assert len(drawn) >= 6
+    pushed = [off[(t >= p.start_s) & (t <= p.start_s + p.duration_s + 1.0)].max() for p in drawn]
+    back = [off[(t >= p.start_s + p.duration_s + 2.5) & (t <= p.start_s + p.duration_s + 3.0)].max() for p in drawn]
+    assert np.median(pushed) > 0.15
+    assert np.median(back) < 0.5 * np.median(pushed)
+    assert expert.visited_rooms == ["a", "b"]
+    gap = obstacle_distance(world, np.array(poses)[:, :2]).min() - RADIUS
+    assert gap >= CONFIG.static_margin - world.grid.resolution / 2
+
+
+def test_a_perturbed_expert_tours_every_room_without_collision(tmp_path: Path) -> None:
+    perturbation = PerturbationConfig()
+    world, expert, collisions, gap = _simulated_tour("office", tmp_path, dynamic=True, perturbation=perturbation)
+    assert len(expert.perturbations.drawn) >= 5
+    assert sorted(expert.visited_rooms) == sorted(room.id for room in world.rooms)
+    assert collisions == 0
     assert gap >= CONFIG.static_margin - world.grid.resolution / 2

@@ -49,6 +49,7 @@ from schemas.local_dataset import (
 from schemas.robot import DEFAULT_ROBOT
 from schemas.topics import DEPTH_OUTPUTS
 from schemas.world import GridSpec
+from sim.perturbation import PerturbationConfig
 from viz.local import ego_pixels
 
 SECONDS = 14.0
@@ -58,12 +59,15 @@ ASTRA = Path(sys.executable).parent / "astra"
 
 @pytest.fixture(scope="module")
 def lake(office_world: Path, hospital_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tour of the office (static) and one of the hospital with people walking, both with depth."""
+    """A tour of the office (static) and one of the hospital with people walking, both with depth, and one of the
+    office with the expert's commands perturbed every three seconds."""
     root = tmp_path_factory.mktemp("local")
     for world in (office_world, hospital_world):
         record_tour(world, root / "logs" / f"{world.name}.mcap", SECONDS, ROBOT)
+    perturbation = PerturbationConfig(gap_s=(2.5, 3.5))
+    record_tour(office_world, root / "logs" / "perturbed.mcap", SECONDS, ROBOT, seed=1, perturbation=perturbation)
     summary = ingest([root / "logs"], root / "lake", progress=False)
-    assert summary.episodes == 2 and not summary.quarantined
+    assert summary.episodes == 3 and not summary.quarantined
     return root / "lake"
 
 
@@ -71,7 +75,7 @@ def lake(office_world: Path, hospital_world: Path, tmp_path_factory: pytest.Temp
 def dataset(lake: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("local-set") / "set"
     summary = build_local_dataset(lake, out, progress=False)
-    assert (summary.sites, summary.episodes) == (2, 2)
+    assert (summary.sites, summary.episodes) == (2, 3)
     return out
 
 
@@ -91,13 +95,25 @@ def test_a_frame_every_half_second_and_a_window_at_each_with_the_manifest_naming
     assert manifest.counts == {"frames": frames.num_rows, "windows": windows.num_rows}
     assert manifest.sites["hospital-1"]["dynamic_episodes"] == manifest.sites["hospital-1"]["episodes"]
     assert manifest.sites["office-0"]["dynamic_episodes"] == []
+    events = Lake(lake).table("events").filter(pl.col("kind") == "perturbation").collect()
+    assert events["episode_id"].n_unique() == 1 and events.height >= 2
     for episode in manifest.episodes:
         stamps = np.sort(frames.filter(pads.field("episode_id") == episode)["t_ns"].to_numpy())
         assert np.allclose(np.diff(stamps), g.frame_period_s * 1e9, atol=2e6)
         assert len(stamps) >= SECONDS / g.frame_period_s - 3
         mine = windows.filter(pads.field("episode_id") == episode).to_pylist()
-        # One window at each frame with F frames before it and the expert's horizon after it.
-        assert len(mine) == len(stamps) - (g.frames - 1) - math.ceil(g.horizon_s / g.frame_period_s)
+        # One window at each frame with F frames before it and the expert's horizon after it, but where a
+        # perturbation of the expert falls in that horizon.
+        horizon_ns = max(g.horizon_s, g.esdf_ahead_s) * 1e9
+        bends = events.filter(pl.col("episode_id") == episode)
+        spans = np.column_stack([bends["t_ns"], bends["t_ns"] + bends["value"] * 1e9])
+        wanted = [
+            t
+            for t in stamps[g.frames - 1 : len(stamps) - math.ceil(g.horizon_s / g.frame_period_s)]
+            if not ((spans[:, 0] < t + horizon_ns) & (spans[:, 1] > t)).any()
+        ]
+        assert [w["t_ns"] for w in sorted(mine, key=lambda w: w["t_ns"])] == wanted
+        assert len(spans) == 0 or 0 < len(wanted) < len(stamps) - g.frames
         for window in mine:
             assert window["frame_t_ns"] == [s for s in stamps.tolist() if s <= window["t_ns"]][-g.frames :]
 
@@ -239,13 +255,13 @@ def test_the_command_refuses_tours_without_depth(office_world: Path, tmp_path: P
 def test_odometry_sequences_carry_each_steps_samples_and_true_motion(dataset: Path) -> None:
     sequences = OdometrySequences(dataset)
     frames = pl.read_parquet(dataset / FRAMES_DIR)
-    assert len(sequences) == frames.height - 2  # each tour's first frame begins no step
+    assert len(sequences) == frames.height - frames["episode_id"].n_unique()  # a tour's first frame begins no step
     first = sequences.batch(np.array([0]))
     assert first["valid"][0].tolist() == [False] * (HISTORY - 1) + [True]
     assert not first["bev"][0, :-2].any() and first["bev"][0, -2:].any()  # only the tour's two frames
     assert not first["imu"][0, :-1].any() and not first["wheels"][0, :-1].any()
     assert first["bev"].shape[-3:] == (BEV_CHANNELS, LOCAL_GEOMETRY.grid, LOCAL_GEOMETRY.grid)
-    late = sequences.batch(np.array([len(sequences) - 1]))  # the second tour's last frame: a full history
+    late = sequences.batch(np.array([len(sequences) - 1]))  # the last tour's last frame: a full history
     assert late["valid"].all()
     driven = turned = 0.0
     for episode in sequences.episodes:
