@@ -377,11 +377,17 @@ def _variants(chosen: str, known: dict) -> list[str]:
 def cmd_train_local(args: argparse.Namespace) -> int:
     from models.astra_local.odometry import ODOMETRY_VARIANTS
     from models.astra_local.variants import PLANNER_VARIANTS
-    from pipelines.train_local import ENCODER_TRAINING, ODOMETRY_TRAINING, LocalTrainConfig, train_local
+    from pipelines.train_local import (
+        ENCODER4D_TRAINING,
+        ENCODER_TRAINING,
+        ODOMETRY_TRAINING,
+        LocalTrainConfig,
+        train_local,
+    )
     from schemas.local_dataset import LocalDatasetError
 
-    if min(args.steps, args.odometry_steps, args.encoder_steps) < 1:
-        raise UsageError("--steps, --odometry-steps and --encoder-steps must be >= 1")
+    if min(args.steps, args.odometry_steps, args.encoder_steps, args.encoder4d_steps) < 1:
+        raise UsageError("--steps, --odometry-steps, --encoder-steps and --encoder4d-steps must be >= 1")
     config = LocalTrainConfig(steps=args.steps, micro_batches=args.micro_batches)
     odometry_config = replace(ODOMETRY_TRAINING, steps=args.odometry_steps, micro_batches=args.micro_batches)
     encoder_config = replace(ENCODER_TRAINING, steps=args.encoder_steps, micro_batches=args.micro_batches)
@@ -395,6 +401,8 @@ def cmd_train_local(args: argparse.Namespace) -> int:
             odometry=_variants(args.odometry, ODOMETRY_VARIANTS),
             odometry_config=odometry_config,
             encoder_config=encoder_config,
+            encoder4d=args.encoder4d,
+            encoder4d_config=replace(ENCODER4D_TRAINING, steps=args.encoder4d_steps, micro_batches=args.micro_batches),
         )
     except (ValueError, LocalDatasetError) as exc:  # not a dataset, an unknown variant, an empty split
         raise UsageError(str(exc)) from exc
@@ -1199,13 +1207,16 @@ def build_parser() -> argparse.ArgumentParser:
     train_local = train_commands.add_parser(
         "local",
         parents=[common],
-        help="Astra-Local's models: the flow-matching planner, its ablations and baselines, and the odometry head",
+        help="Astra-Local's models: the flow-matching planner, its ablations and baselines, the odometry head and the "
+        "4D encoder",
         description="Train every planner (models/astra_local/variants.py) on the windows of `astra dataset local` "
         "but those of the held-out building seeds, score each on the held-out windows (ADE, FDE, and the share of "
         "sampled plans that pass within the robot's radius of a true obstacle, static and with people apart), and "
         "write each to OUT/<planner>/ with its model card. Then train the odometry head's variants on the frames "
         "(vision, vision_imu, vision_imu_wheel), score each against the wheel + IMU filter on the held-out tours "
-        "(RTE, RRE, ATE) and write it to OUT/odometry/<variant>/. Runs in one process or under "
+        "(RTE, RRE, ATE) and write it to OUT/odometry/<variant>/. Then train the 4D encoder (Lift-Splat voxels of the "
+        "three cameras, rendered depth and colour now and 4 frames ahead), score its occupancy IoU now and 1 s ahead "
+        "on the held-out windows and write it to OUT/encoder4d/. Runs in one process or under "
         "`torchrun --nproc_per_node N $(which astra) train local ...` (DistributedDataParallel on gloo). "
         "Prints one JSON line.",
     )
@@ -1226,6 +1237,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1000,
         help="optimizer steps of the odometry variants' shared vision encoder (default 1000)",
+    )
+    train_local.add_argument(
+        "--encoder4d",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="train the 4D encoder (default; --no-encoder4d skips it)",
+    )
+    train_local.add_argument(
+        "--encoder4d-steps",
+        type=int,
+        default=1000,
+        help="optimizer steps of the 4D encoder, 8 windows each (default 1000)",
     )
     train_local.add_argument(
         "--micro-batches", type=int, default=1, help="parts each process splits its share of a batch into (default 1)"

@@ -1,10 +1,11 @@
-"""`astra train local`: Astra-Local's planners from a local training set (schemas.local_dataset).
+"""`astra train local`: Astra-Local's models from a local training set (schemas.local_dataset).
 
 Every variant of `models.astra_local.variants` trains on the windows of the buildings not held out, then is scored
 on the held-out buildings' windows: ADE and FDE of its sampled trajectories against the expert's, and the share of
 samples that pass within the robot's radius of a true obstacle (`plan_collision_rate`, the ESDF loss's target),
 apart for static buildings and those with people and carts. Each checkpoint goes to OUT/<variant>/ with its model
-card.
+card. Then the odometry head's variants (OUT/odometry/<variant>/), scored against the wheel + IMU filter, and the 4D
+encoder (OUT/encoder4d/), scored by its occupancy IoU now and 1 s ahead.
 
 Training runs in one process, or under `torchrun --nproc_per_node N` with DistributedDataParallel (gloo on CPU).
 Each step's batch is drawn from one generator on every process and split into `processes x micro_batches` parts,
@@ -31,8 +32,10 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from datasets.encoder_sequences import EncoderSequences
 from datasets.local_windows import LocalWindows
 from datasets.odometry_sequences import OdometrySequences
+from models.astra_local.encoder4d import Encoder4D, Encoder4DConfig, occupancy_ious
 from models.astra_local.odometry import ODOMETRY_VARIANTS, AstraOdometry, OdometryConfig
 from models.astra_local.planner import LocalPlannerModel
 from models.astra_local.variants import PLANNER_VARIANTS
@@ -41,6 +44,7 @@ from schemas.robot import DEFAULT_ROBOT
 
 HOLDOUT_SEEDS = tuple(range(800, 900))
 ODOMETRY_DIR = "odometry"  # the evaluation protocol's unseen buildings (seeds >= 500)
+ENCODER4D_DIR = "encoder4d"
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ ODOMETRY_TRAINING = LocalTrainConfig(steps=1500, batch_size=64)  # over cached v
 ENCODER_TRAINING = LocalTrainConfig(steps=1000, batch_size=32)  # single steps of two BEV frames
 # The vision encoder trains inside a one-step head: its token alone must tell the step's motion.
 ENCODER_PRETRAINING = replace(ODOMETRY_VARIANTS["vision"], history=1)
+# Each window renders 8 frames of 3 cameras: small batches, more steps' worth of learning rate.
+ENCODER4D_TRAINING = LocalTrainConfig(steps=1000, batch_size=8, learning_rate=2e-3)
 
 
 def _process() -> tuple[int, int]:
@@ -190,10 +196,12 @@ def train_local(
     odometry: Sequence[str] = tuple(ODOMETRY_VARIANTS),
     odometry_config: LocalTrainConfig = ODOMETRY_TRAINING,
     encoder_config: LocalTrainConfig = ENCODER_TRAINING,
+    encoder4d: bool = True,
+    encoder4d_config: LocalTrainConfig = ENCODER4D_TRAINING,
 ) -> dict[str, Any]:
-    """Train each planner variant, then each odometry variant, on the dataset's buildings but the held-out seeds,
-    score it on those, and write it to OUT/<variant>/ (odometry: OUT/odometry/<variant>/). Raises ValueError for an
-    unknown variant or an empty split.
+    """Train each planner variant, then each odometry variant, then (`encoder4d`) the 4D encoder, on the dataset's
+    buildings but the held-out seeds, score each on those, and write it to OUT/<variant>/ (odometry:
+    OUT/odometry/<variant>/, the encoder OUT/encoder4d/). Raises ValueError for an unknown variant or an empty split.
 
     The odometry variants share one vision encoder: trained first on single steps (the BEV frames' cost), then
     frozen, its tokens cached, while each variant trains its transformer and IMU and wheel encoders over them."""
@@ -236,7 +244,30 @@ def train_local(
             }
             seeds = [e.world_seed for e in test.episodes]
             summary["odometry"][name] = _saved(model, result, train, seeds, Path(out) / ODOMETRY_DIR / name, rank)
+    if encoder4d:
+        train, test = (EncoderSequences(dataset, where=w, progress=progress) for w in (~held, held))
+        _check_split(len(train), len(test), "encoder windows")
+        build = partial(Encoder4D, Encoder4DConfig())
+        model, result = train_model(build, train, encoder4d_config, progress, ENCODER4D_DIR)
+        result |= {"config": asdict(encoder4d_config), "held_out": evaluate_encoder4d(model, test)}
+        summary[ENCODER4D_DIR] = _saved(model, result, train, test.index["world_seed"], Path(out) / ENCODER4D_DIR, rank)
     return summary
+
+
+def evaluate_encoder4d(model: Encoder4D, windows: EncoderSequences, batch_size: int = 16) -> dict[str, Any]:
+    """Occupancy IoU now and 1 s ahead (all cells, and those the past frames saw) over every held-out window,
+    static buildings and those with people and carts apart."""
+    maps: list[tuple[torch.Tensor, ...]] = []
+    for start in range(0, len(windows), batch_size):
+        maps.append(model.occupancy_maps(windows.batch(np.arange(start, min(start + batch_size, len(windows))))))
+    predicted, truth, seen = (torch.cat(parts) for parts in zip(*maps, strict=True))
+    dynamic = torch.from_numpy(windows.index["dynamic"].to_numpy())
+    result = {}
+    for case, rows in (("in_distribution", ~dynamic), ("out_of_distribution", dynamic)):
+        if rows.any():
+            scores = occupancy_ious(predicted[rows], truth[rows], seen[rows])
+            result[case] = {"windows": int(rows.sum())} | {k: round(v, 3) for k, v in scores.items()}
+    return result
 
 
 def _with_frozen_vision(config: OdometryConfig, encoder: AstraOdometry) -> AstraOdometry:
@@ -255,7 +286,7 @@ def _check_split(train: int, test: int, what: str) -> None:
 def _saved(
     model: Any,
     result: dict[str, Any],
-    data: LocalWindows | OdometrySequences,
+    data: LocalWindows | OdometrySequences | EncoderSequences,
     held_out_seeds: Sequence[int],
     folder: Path,
     rank: int,

@@ -27,6 +27,7 @@ from datasets.odometry_sequences import BEV_CACHE, HISTORY, OdometrySequences
 from datasets.tours import record_tour
 from models.astra_local.bev import BEV_CHANNELS, lift_frame
 from models.astra_local.crops import costmap_codes, true_crops
+from models.astra_local.encoder4d import Encoder4D, Encoder4DConfig
 from models.astra_local.odometry import ODOMETRY_VARIANTS, AstraOdometry
 from models.astra_local.planner import LocalPlannerModel
 from models.astra_local.variants import DEFAULT_PLANNER, PLANNER_VARIANTS
@@ -360,17 +361,25 @@ def test_viz_local_draws_each_window_with_the_truth_and_plans_where_they_lie(dat
     assert ahead[0] > g.grid / 2  # the expert drives forward: to the right of the robot in the picture
 
 
-def test_train_local_trains_the_odometry_variants_and_eval_odometry_scores_them(
+def test_train_local_trains_the_odometry_variants_and_the_4d_encoder_and_eval_odometry_scores_them(
     dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    """The odometry variants train on the office's tour over one frozen vision encoder, are scored on the hospital's
-    against the filter, and `astra eval odometry` runs them and the filter on a tour of a building of its own."""
+    """The odometry variants train on the office's tours over one frozen vision encoder, are scored on the
+    hospital's against the filter, and `astra eval odometry` runs them and the filter on a tour of a building of its
+    own. The 4D encoder trains on the office's windows and is scored on the hospital's, with people."""
     weights = tmp_path / "weights"
     argv = ["train", "local", "--dataset", str(dataset), "--out", str(weights), "--planners", "none",
-            "--odometry-steps", "3", "--encoder-steps", "3", "--holdout-seeds", "1"]  # fmt: skip
+            "--odometry-steps", "3", "--encoder-steps", "3", "--encoder4d-steps", "2",
+            "--holdout-seeds", "1"]  # fmt: skip
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(summary["odometry"]) == set(ODOMETRY_VARIANTS) and "planners" not in summary
+    encoder4d = summary["encoder4d"]
+    assert encoder4d["steps"] == 2 and encoder4d["data"]["held_out_seeds"] == [1]
+    held_out = encoder4d["held_out"]["out_of_distribution"]
+    assert set(held_out) == {"windows", "iou_now", "iou_1s", "iou_now_seen", "iou_1s_seen"}
+    assert held_out["windows"] > 0 and "in_distribution" not in encoder4d["held_out"]
+    assert Encoder4D.from_pretrained(weights / "encoder4d").config == Encoder4DConfig()
     encoder = AstraOdometry.from_pretrained(weights / "odometry" / "vision")
     torch.manual_seed(0)  # the trainer's seed: the encoder as initialised, before its steps
     untrained = AstraOdometry(ODOMETRY_VARIANTS["vision"])

@@ -116,7 +116,7 @@ def test_two_processes_train_as_one_process_with_their_micro_batches(dataset: Pa
     """torchrun with 2 processes and DistributedDataParallel on gloo takes the same steps as one process that
     splits each batch in the same two parts."""
     common = ["train", "local", "--dataset", str(dataset), "--planners", "fm_esdf", "--steps", "6",
-              "--odometry", "none", "--holdout-seeds", "801"]  # fmt: skip
+              "--odometry", "none", "--no-encoder4d", "--holdout-seeds", "801"]  # fmt: skip
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     one = subprocess.run(
         [ASTRA, *common, "--out", str(tmp_path / "one"), "--micro-batches", "2"],
@@ -145,7 +145,7 @@ def test_two_processes_train_as_one_process_with_their_micro_batches(dataset: Pa
 def test_a_retrained_planner_carries_its_own_runs_card(dataset: Path, tmp_path: Path) -> None:
     for steps in ("2", "3"):
         argv = ["train", "local", "--dataset", str(dataset), "--planners", "bc", "--odometry", "none",
-                "--steps", steps, "--holdout-seeds", "801", "--out", str(tmp_path)]  # fmt: skip
+                "--no-encoder4d", "--steps", steps, "--holdout-seeds", "801", "--out", str(tmp_path)]  # fmt: skip
         assert main(argv) == 0
     assert "- steps: 3" in (tmp_path / "bc" / "README.md").read_text()
 
@@ -155,6 +155,7 @@ def test_the_command_refuses_unknown_planners_and_folders_without_a_dataset(data
         (["--dataset", str(dataset), "--planners", "nope"], "unknown planners"),
         (["--dataset", str(dataset), "--planners", "none", "--odometry", "lidar"], "unknown odometry variants"),
         (["--dataset", str(dataset), "--encoder-steps", "0"], "must be >= 1"),
+        (["--dataset", str(dataset), "--encoder4d-steps", "0"], "must be >= 1"),
         (["--dataset", str(tmp_path)], "not a local training set"),
     ):
         proc = subprocess.run([ASTRA, "train", "local", *argv, "--out", str(tmp_path / "w")], capture_output=True,
