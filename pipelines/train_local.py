@@ -15,6 +15,7 @@ So N processes take the same steps as one process with N times the micro-batches
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -35,7 +36,7 @@ from tqdm import tqdm
 from datasets.encoder_sequences import EncoderSequences
 from datasets.local_windows import LocalWindows
 from datasets.odometry_sequences import OdometrySequences
-from models.astra_local.encoder4d import Encoder4D, Encoder4DConfig, occupancy_ious
+from models.astra_local.encoder4d import Encoder4D, Encoder4DConfig, moving_ious, occupancy_ious
 from models.astra_local.odometry import ODOMETRY_VARIANTS, AstraOdometry, OdometryConfig
 from models.astra_local.planner import LocalPlannerModel
 from models.astra_local.variants import PLANNER_VARIANTS
@@ -255,8 +256,9 @@ def train_local(
 
 
 def evaluate_encoder4d(model: Encoder4D, windows: EncoderSequences, batch_size: int = 16) -> dict[str, Any]:
-    """Occupancy IoU now and 1 s ahead (all cells, and those the past frames saw) over every held-out window,
-    static buildings and those with people and carts apart."""
+    """Occupancy IoU now and 1 s ahead (all cells, those the past frames saw, and those whose truth changes within
+    the second) over every held-out window, static buildings and those with people and carts apart; None where no
+    cell counts."""
     maps: list[tuple[torch.Tensor, ...]] = []
     for start in range(0, len(windows), batch_size):
         maps.append(model.occupancy_maps(windows.batch(np.arange(start, min(start + batch_size, len(windows))))))
@@ -266,8 +268,13 @@ def evaluate_encoder4d(model: Encoder4D, windows: EncoderSequences, batch_size: 
     for case, rows in (("in_distribution", ~dynamic), ("out_of_distribution", dynamic)):
         if rows.any():
             scores = occupancy_ious(predicted[rows], truth[rows], seen[rows])
-            result[case] = {"windows": int(rows.sum())} | {k: round(v, 3) for k, v in scores.items()}
+            scores |= moving_ious(predicted[rows], truth[rows])
+            result[case] = {"windows": int(rows.sum())} | {k: _rounded(v) for k, v in scores.items()}
     return result
+
+
+def _rounded(value: float) -> float | None:
+    return None if math.isnan(value) else round(value, 3)
 
 
 def _with_frozen_vision(config: OdometryConfig, encoder: AstraOdometry) -> AstraOdometry:

@@ -25,6 +25,7 @@ from models.astra_local.encoder4d import (
     depth_centres,
     iou,
     lift_rays,
+    moving_ious,
     pixel_rays,
     render,
     seen_cells,
@@ -266,6 +267,15 @@ def test_occupancy_iou_by_hand() -> None:
     mask[0, 1] = True  # row 1: both say occupied at columns 0 and 1
     assert iou(predicted, truth, mask) == 1.0
     assert math.isnan(iou(predicted & False, truth & False))
+    # A person one cell to the right 1 s later: a 1 s map that moved them scores 1 on the two changed cells, the
+    # map of now held still 0.
+    occupancy, future = torch.zeros(1, 2, 4, 4, dtype=torch.bool), torch.zeros(1, 2, 4, 4, dtype=torch.bool)
+    occupancy[0, :, 0, 0] = True  # a wall that stays, outside the changed cells
+    occupancy[0, 0, 2, 1], occupancy[0, 1, 2, 2] = True, True
+    future[0, 0, 2, 1], future[0, 1, 2, 2] = True, True
+    assert moving_ious(future, occupancy) == {"iou_1s_moving": 1.0, "iou_1s_moving_held_still": 0.0}
+    future[0, 1] = future[0, 0]  # held still
+    assert moving_ious(future, occupancy)["iou_1s_moving"] == 0.0
 
     depth = torch.zeros(1, 1, 3, 60, 80)
     depth[0, 0, 0] = 1.0125

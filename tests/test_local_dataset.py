@@ -377,7 +377,8 @@ def test_train_local_trains_the_odometry_variants_and_the_4d_encoder_and_eval_od
     encoder4d = summary["encoder4d"]
     assert encoder4d["steps"] == 2 and encoder4d["data"]["held_out_seeds"] == [1]
     held_out = encoder4d["held_out"]["out_of_distribution"]
-    assert set(held_out) == {"windows", "iou_now", "iou_1s", "iou_now_seen", "iou_1s_seen"}
+    ious = {"iou_now", "iou_1s", "iou_now_seen", "iou_1s_seen", "iou_1s_moving", "iou_1s_moving_held_still"}
+    assert set(held_out) == {"windows", *ious}
     assert held_out["windows"] > 0 and "in_distribution" not in encoder4d["held_out"]
     assert Encoder4D.from_pretrained(weights / "encoder4d").config == Encoder4DConfig()
     encoder = AstraOdometry.from_pretrained(weights / "odometry" / "vision")

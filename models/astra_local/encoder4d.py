@@ -602,3 +602,14 @@ def occupancy_ious(predicted: torch.Tensor, truth: torch.Tensor, seen: torch.Ten
         "iou_now_seen": iou(predicted[:, 0], truth[:, 0], seen),
         "iou_1s_seen": iou(predicted[:, 1], truth[:, 1], seen),
     }
+
+
+def moving_ious(predicted: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
+    """Whether the 1 s map predicts motion: IoU on the cells whose true occupancy changes within the second alone,
+    of the 1 s map against the truth 1 s ahead, and of the map of now held still (what predicting nothing scores),
+    from predicted and true occupancy (B, 2, G, G)."""
+    changed = truth[:, 0] != truth[:, 1]
+    return {
+        "iou_1s_moving": iou(predicted[:, 1], truth[:, 1], changed),
+        "iou_1s_moving_held_still": iou(predicted[:, 0], truth[:, 1], changed),
+    }
