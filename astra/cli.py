@@ -369,6 +369,32 @@ def cmd_dataset_local(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_dataset_dagger(args: argparse.Namespace) -> int:
+    from pipelines.dagger import DaggerConfig, add_dagger_round
+    from pipelines.planning_eval import PlanningConfig
+    from schemas.local_dataset import LocalDatasetError
+
+    if not (args.planner / "config.json").is_file():
+        raise UsageError(f"{args.planner} holds no trained planner (config.json): run `astra train local` first")
+    if args.episodes < 1 or args.time_limit <= 0:
+        raise UsageError("--episodes must be >= 1 and --time-limit positive")
+    config = DaggerConfig(args.episodes, PlanningConfig(time_limit_s=args.time_limit))
+    try:
+        summary = add_dagger_round(
+            args.dataset,
+            args.planner,
+            config,
+            holdout_seeds=args.holdout_seeds,
+            sites=args.site or None,
+            work=args.work,
+            workers=args.workers,
+        )
+    except (ValueError, LocalDatasetError) as exc:  # not a dataset, nothing to drive, a building too small
+        raise UsageError(str(exc)) from exc
+    _emit(asdict(summary))
+    return EXIT_OK
+
+
 def _variants(chosen: str, known: dict) -> list[str]:
     """`all`, `none` or a comma-separated list (checked by the trainer)."""
     return list(known) if chosen == "all" else [] if chosen == "none" else chosen.split(",")
@@ -1161,6 +1187,42 @@ def build_parser() -> argparse.ArgumentParser:
     local_set.add_argument("--dask-address", help="scheduler address of an existing Dask cluster (with --runner dask)")
     local_set.add_argument("--workers", type=int, help="local Dask workers when no address is given (--runner dask)")
     local_set.set_defaults(func=cmd_dataset_local)
+    dagger = dataset_commands.add_parser(
+        "dagger",
+        parents=[common],
+        help="add to Astra-Local's training set the learned planner's own drives, labelled by the expert (DAgger)",
+        description="Drive a trained planner alone (no classical fallback) on planning episodes in each building of "
+        "a training set from `astra dataset local` whose seed is not held out, static and with people and carts as "
+        "its tours were; every 0.5 s keep what the model saw, label it with the privileged expert's next 2 s from "
+        "the robot's true state, crop the true occupancy and ESDF, and add these windows to the dataset as a new "
+        "round (its manifest names the planner). Retrain with `astra train local`. Prints one JSON line: the "
+        "round, episodes, windows, the drives' collision rate and progress, and the labels in which the expert "
+        "stood still away from the goal.",
+    )
+    dagger.add_argument("--dataset", type=Path, required=True, help="folder from `astra dataset local` (extended)")
+    dagger.add_argument(
+        "--planner",
+        type=Path,
+        default=LOCAL_WEIGHTS / "fm_esdf",
+        help=f"the trained planner to drive (default {LOCAL_WEIGHTS / 'fm_esdf'})",
+    )
+    dagger.add_argument("--episodes", type=int, default=1, help="episodes per building (default 1)")
+    dagger.add_argument("--time-limit", type=float, default=45.0, help="per episode, simulated s (default 45)")
+    dagger.add_argument("--site", action="append", help="only this site (repeatable; default every training site)")
+    dagger.add_argument(
+        "--holdout-seeds",
+        type=_seed_list,
+        default=list(range(800, 900)),
+        help="building seeds never driven, as `astra train local` holds them out (default 800-899)",
+    )
+    dagger.add_argument(
+        "--work",
+        type=Path,
+        default=Path("data/eval/dagger"),
+        help="where generated buildings go (default data/eval/dagger)",
+    )
+    dagger.add_argument("--workers", type=int, help="processes (default: one per core)")
+    dagger.set_defaults(func=cmd_dataset_dagger)
 
     train = commands.add_parser("train", help="train the learned models")
     train_commands = train.add_subparsers(dest="train_command", required=True, metavar="TRAIN_COMMAND")

@@ -7,8 +7,9 @@ Each item is the planner's batch contract, float32 tensors in the ego frame (F f
 - `trajectory` [K, 3]: the expert's future poses
 - `esdf` [2, G, G] (m) and `true_occupancy` [2, G, G]: the truth now and `esdf_ahead_s` later
 
-Windows are chosen by site, by whether people and carts walked (`dynamic`), or by a polars expression on the
-windows' columns, so that whole buildings can be held out.
+The windows of DAgger rounds (`pipelines.dagger`) are read beside the tours'. Windows are chosen by site, by
+whether people and carts walked (`dynamic`), or by a polars expression on the windows' columns, so that whole
+buildings can be held out.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class LocalWindows(Dataset):
         episodes = [
             e
             for site, info in sorted(self.manifest.sites.items())
-            for e in info["episodes"]
+            for e in info["episodes"] + info.get("dagger_episodes", [])
             if sites is None or site in sites
         ]
         frames = [pl.read_parquet(self.folder / WINDOWS_DIR / f"{e}.parquet") for e in episodes]

@@ -27,6 +27,7 @@ import math
 import multiprocessing
 import os
 import sys
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -122,8 +123,11 @@ def run_episode(
     config: PlanningConfig,
     robot: RobotConfig = EVAL_ROBOT,
     seed: int = 0,
+    observer: Callable[[Simulator, int], None] | None = None,
 ) -> tuple[bool, bool, float, float, float, list[float]]:
-    """Drive one episode with `planner`: (collided, success, progress, time s, path m, plan ms per cycle)."""
+    """Drive one episode with `planner`: (collided, success, progress, time s, path m, plan ms per cycle).
+
+    `observer(sim, t_ns)` is called after each planning cycle, to read the planner and the simulator's truth."""
     sim = Simulator(world_dir, robot, seed=seed, agent_sight=SIGHTED)
     try:
         sim.place(*episode.start)
@@ -155,6 +159,8 @@ def run_episode(
                     if out_id == "local_cmd":
                         governor.on_command(out, now)
                     arrived |= out_id == "nav_events" and out.kind == "goal_reached"
+                if observer is not None:
+                    observer(sim, now)
             if now >= next_actuation:
                 next_actuation += actuation_period
                 cmd = governor.step(now)

@@ -301,7 +301,11 @@ def _saved(
     """`result` with the data it came from, after rank 0 wrote the model and its card to `folder`."""
     manifest = data.manifest
     result["data"] = {"dataset": str(data.folder), "lake": manifest.lake, "lake_version": manifest.lake_version,
-                      "held_out_seeds": sorted({int(s) for s in held_out_seeds})}  # fmt: skip
+                      "train_items": len(data), "held_out_seeds": sorted({int(s) for s in held_out_seeds})}  # fmt: skip
+    if manifest.dagger and isinstance(data, LocalWindows):  # the planners' own drives it learned from too
+        result["data"]["dagger_rounds"] = [
+            {k: r[k] for k in ("round", "planner_digest", "windows", "collision_rate")} for r in manifest.dagger
+        ]
     if rank == 0:
         card = "\n".join(f"- {key}: {value}" for key, value in result.items())
         (folder / "README.md").unlink(missing_ok=True)  # save_pretrained keeps an old card: a stale run

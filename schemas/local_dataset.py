@@ -6,6 +6,7 @@ Layout of a dataset folder:
     manifest.json               format version, the lake and version it was read from, episodes, sites, geometry
     frames/<episode>.parquet    one row per frame instant, every `frame_period_s` of each tour (FRAMES)
     windows/<episode>.parquet   one row per window: the frames up to an instant, and what the planner learns (WINDOWS)
+                                (also the windows of DAgger rounds, `astra dataset dagger`: they have no frames)
 
 A frame holds what the robot sensed at one instant (the three cameras' pictures and depth, downsampled) and the IMU
 and wheel samples since the previous frame, with the wheel + IMU filter's pose (`odom`, as the robot's own `local`
@@ -137,7 +138,10 @@ class LocalDatasetManifest:
     sites: dict[str, dict[str, Any]]
     geometry: dict[str, Any]  # LocalGeometry's fields
     version: int = LOCAL_DATASET_VERSION
-    counts: dict[str, int] = field(default_factory=dict)  # frames, windows
+    counts: dict[str, int] = field(default_factory=dict)  # frames, windows, dagger_windows
+    # Rounds of windows from a learned planner's own drives (pipelines.dagger), oldest first: round, planner,
+    # planner_digest, episodes, windows, collision_rate. Their episodes are in sites' "dagger_episodes".
+    dagger: list[dict[str, Any]] = field(default_factory=list)
 
     def write(self, folder: Path) -> None:
         write_manifest(self, folder)

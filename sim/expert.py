@@ -14,9 +14,9 @@ fixed command rate (the dora node) never sends a late command because of a repla
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -103,6 +103,15 @@ def _along_loop(agent: Agent, xy: np.ndarray, velocity: np.ndarray, t: np.ndarra
     return np.stack([np.interp(s, arc, points[:, 0]), np.interp(s, arc, points[:, 1])], axis=-1)
 
 
+def _predicted(obstacles: DynamicObstacles | None, seconds: float, loops: dict[str, Agent]) -> DynamicObstacles | None:
+    """The agents `seconds` on, as the expert predicts them."""
+    if obstacles is None or not obstacles.ids or seconds == 0:
+        return obstacles
+    xy = predict_agents(obstacles, np.array([seconds]), loops)[0]
+    t_ns = obstacles.t_ns + round(seconds * 1e9)
+    return replace(obstacles, t_ns=t_ns, x=tuple(xy[:, 0].tolist()), y=tuple(xy[:, 1].tolist()))
+
+
 class ExpertDriver:
     """Tours every reachable room of a world, in a loop, and returns one velocity command per call."""
 
@@ -113,14 +122,15 @@ class ExpertDriver:
         seed: int = 0,
         planner_pool: Executor | None = None,
         perturbation: PerturbationConfig | None = None,
+        goals: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
         """`planner_pool`: where replans run, off the command path; None plans synchronously in `command()`.
-        `perturbation`: bend the nominal commands now and then (sim.perturbation), drawn from `seed`."""
+        `perturbation`: bend the nominal commands now and then (sim.perturbation), drawn from `seed`.
+        `goals`: drive to these points instead of a point in each room (a route's goal, to label a learner's drive)."""
         self.world = world
         self.config = config
         self.perturbations = None if perturbation is None else PerturbationSchedule(perturbation, seed)
         self._pool = planner_pool
-        self._pending: tuple[Future, Callable[[Any, float], None]] | None = None
         self._occupied = occupancy_grid(world)
         self._clearance = ClearanceMap.from_occupancy(self._occupied, world.grid)
         self._inflation = config.robot_radius + config.margin
@@ -132,15 +142,26 @@ class ExpertDriver:
             resolution=config.plan_resolution,
             avoid=near_lane,
         )
-        self._goals = self._room_goals(np.random.default_rng(seed))
+        if goals is None:
+            self._goals = self._room_goals(np.random.default_rng(seed))
+        else:
+            self._goals = {gid: np.asarray(point, dtype=float) for gid, point in goals.items()}
         self._loops = {agent.id: agent for agent in world.agents}
+        self.reset()
+        w = np.linspace(-config.limits.max_yaw_rate, config.limits.max_yaw_rate, 11)
+        v = np.union1d(np.linspace(-config.limits.max_reverse_speed, config.cruise_speed, 8), [0.0])
+        self._samples = np.stack(np.meshgrid(v, w, indexing="ij"), axis=-1).reshape(-1, 2)
+
+    def reset(self, velocity: tuple[float, float] = (0.0, 0.0)) -> None:
+        """Forget the tour so far: no rooms visited, no path, moving at `velocity` (v, w)."""
+        self._pending: tuple[Future, Callable[[Any, float], None]] | None = None
         self._visited: list[str] = []
         self._queue: list[str] = []
         self._path = np.empty((0, 2))
         self._arc = np.empty(0)
         self._curvature = np.empty(0)
         self._progress = 0.0
-        self._velocity = (0.0, 0.0)
+        self._velocity = velocity
         self._turning = False
         self._replan = False
         self._last_t: float | None = None
@@ -148,9 +169,29 @@ class ExpertDriver:
         self._goal_id: str | None = None
         self._goal_since = 0.0
         self._best_progress = (0.0, 0.0)  # (arc length, time it was reached)
-        w = np.linspace(-config.limits.max_yaw_rate, config.limits.max_yaw_rate, 11)
-        v = np.union1d(np.linspace(-config.limits.max_reverse_speed, config.cruise_speed, 8), [0.0])
-        self._samples = np.stack(np.meshgrid(v, w, indexing="ij"), axis=-1).reshape(-1, 2)
+
+    def imagine(
+        self,
+        t_ns: int,
+        pose: tuple[float, float, float],
+        velocity: tuple[float, float],
+        obstacles: DynamicObstacles | None,
+        times_s: np.ndarray,
+        dt: float = 0.05,
+    ) -> np.ndarray:
+        """The poses (T, 3) the expert would reach `times_s` after `t_ns`, starting afresh from `pose` at
+        `velocity`, on an ideal unicycle, people and carts moving as predicted: the label of a learner's state
+        (DAgger). The driver's tour starts over."""
+        self.reset(velocity)
+        x, y, yaw = pose
+        poses = [(x, y, yaw)]
+        for k in range(round(float(times_s[-1]) / dt)):
+            cmd = self.command(t_ns + round(k * dt * 1e9), (x, y, yaw), _predicted(obstacles, k * dt, self._loops))
+            v, w = cmd.linear[0], cmd.angular[2]
+            heading = yaw + 0.5 * w * dt
+            x, y, yaw = x + v * math.cos(heading) * dt, y + v * math.sin(heading) * dt, yaw + w * dt
+            poses.append((x, y, yaw))
+        return np.asarray(poses)[np.round(np.asarray(times_s) / dt).astype(int)]
 
     @property
     def visited_rooms(self) -> list[str]:
@@ -223,6 +264,8 @@ class ExpertDriver:
 
     def _order_rooms(self, xy: np.ndarray) -> list[str]:
         ids = [rid for rid, g in self._goals.items() if np.hypot(*(g - xy)) >= self.config.goal_tolerance]
+        if len(ids) <= 1:
+            return ids  # nothing to order; spares a Dijkstra over the whole grid
         costs = self._planner.distances(np.vstack([xy, *(self._goals[rid] for rid in ids)]))
         return [ids[i - 1] for i in order_tour(costs)]
 

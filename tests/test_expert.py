@@ -267,3 +267,22 @@ def test_a_perturbed_expert_tours_every_room_without_collision(tmp_path: Path) -
     assert sorted(expert.visited_rooms) == sorted(room.id for room in world.rooms)
     assert collisions == 0
     assert gap >= CONFIG.static_margin - world.grid.resolution / 2
+
+
+def test_imagined_drive_from_a_robot_facing_a_wall_turns_away_toward_the_goal_and_repeats() -> None:
+    """The DAgger label: the expert placed afresh where a learner left the robot, close to a wall and facing it."""
+    world = box_world((10, 8), [], [Room("hall", "Hall", "lobby", "room", (0.1, 0.1, 9.9, 7.9))], (1.0, 1.0, math.pi))
+    goal = (7.0, 4.0)
+    expert = ExpertDriver(world, goals={"goal": goal})
+    pose = (0.55, 4.0, math.pi)  # 0.35 m from the west wall's face, facing it, goal behind
+    times = 0.25 * np.arange(9)
+    future = expert.imagine(0, pose, (0.2, 0.0), None, times)
+    assert future.shape == (9, 3) and np.allclose(future[0], pose)
+    clearance = obstacle_distance(world, future[:, :2])
+    assert clearance.min() >= RADIUS  # it brakes before touching the wall
+    assert clearance.min() >= obstacle_distance(world, np.array([pose[:2]]))[0] - 0.05
+    heading_to_goal = math.atan2(goal[1] - future[-1, 1], goal[0] - future[-1, 0])
+    assert abs((future[-1, 2] - heading_to_goal + math.pi) % (2 * math.pi) - math.pi) < math.pi / 2  # turned round
+    assert np.allclose(expert.imagine(0, pose, (0.2, 0.0), None, times), future)  # each label starts afresh
+    near_goal = expert.imagine(0, (6.0, 4.0, 0.0), (0.0, 0.0), None, times)
+    assert near_goal[-1, 0] > 6.3  # and drives on toward it

@@ -7,6 +7,7 @@ import io
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -413,3 +414,53 @@ def test_eval_odometry_names_what_is_wrong_with_its_input(tmp_path: Path) -> Non
     ):
         proc = subprocess.run([ASTRA, "eval", "odometry", *argv], capture_output=True, text=True)
         assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_dagger_adds_the_learned_planners_own_drives_labelled_by_the_expert_and_train_reads_them(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The committed planner drives the office alone (the hospital's seed held out); each window keeps what the model
+    saw, the expert's next 2 s from where the robot truly was, and the truth around it; `astra train local` reads
+    them beside the tours'."""
+    extended = tmp_path / "set"
+    shutil.copytree(dataset, extended)
+    before = len(LocalWindows(extended))
+    planner = Path("models/weights/astra_local") / DEFAULT_PLANNER
+    argv = ["dataset", "dagger", "--dataset", str(extended), "--planner", str(planner), "--time-limit", "8",
+            "--holdout-seeds", "1", "--work", str(tmp_path / "worlds")]  # fmt: skip
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (summary["round"], summary["buildings"], summary["episodes"]) == (1, 1, 1)
+    assert summary["windows"] >= 8  # 8 s of driving, a window every 0.5 s once the model has 1.5 s of history
+    manifest = LocalDatasetManifest.read(extended)
+    assert manifest.dagger[0]["episodes"] == ["dagger1-office-0-0"] and len(manifest.dagger[0]["planner_digest"]) == 16
+    assert manifest.sites["office-0"]["dagger_episodes"] == ["dagger1-office-0-0"]
+    assert "dagger_episodes" not in manifest.sites["hospital-1"]
+    assert not (extended / FRAMES_DIR / "dagger1-office-0-0.parquet").exists()
+    windows = LocalWindows(extended, where=pl.col("episode_id") == "dagger1-office-0-0")
+    assert len(windows) == summary["windows"] and len(LocalWindows(extended)) == before + summary["windows"]
+    g = windows.geometry
+    batch = windows.batch(np.arange(len(windows)))
+    distance = batch["goal"].norm(dim=-1)  # the subgoal 3 m along the route, from wherever the robot got to
+    assert (distance <= g.goal_ahead_m + 1.0).all() and distance[-1] < distance[0]
+    # The labels are the expert's: under its speed, and clear of the truth around the robot.
+    steps = torch.diff(batch["trajectory"][:, :, :2], dim=1, prepend=torch.zeros(len(windows), 1, 2)).norm(dim=-1)
+    assert (steps <= 0.7 * g.waypoint_period_s + 0.02).all() and steps.sum() > 0.5
+    cells = ((batch["trajectory"][:, :, :2] + g.half_extent_m) / g.resolution).long().clamp(0, g.grid - 1)
+    rows = torch.arange(len(windows))[:, None]
+    assert batch["esdf"][rows, 0, cells[..., 1], cells[..., 0]].min() > DEFAULT_ROBOT.radius - 2 * g.resolution
+    # The model's input is the robot's costmap: what it marked occupied lies on the truth.
+    occupied = batch["occupancy"][:, -1] == 1.0
+    assert occupied.any() and batch["esdf"][:, 0][occupied].mean() < 0.2
+    weights = tmp_path / "weights"
+    argv = ["train", "local", "--dataset", str(extended), "--out", str(weights), "--planners", DEFAULT_PLANNER,
+            "--steps", "2", "--odometry", "none", "--no-encoder4d", "--holdout-seeds", "1"]  # fmt: skip
+    assert main(argv) == 0
+    trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["planners"][DEFAULT_PLANNER]
+    assert trained["data"]["train_items"] == before - len(LocalWindows(dataset, sites=["hospital-1"])) + len(windows)
+    assert [r["round"] for r in trained["data"]["dagger_rounds"]] == [1]
+    for args, said in ((["--holdout-seeds", "0,1"], "no building to drive"), (["--episodes", "0"], "--episodes")):
+        argv = [ASTRA, "dataset", "dagger", "--dataset", extended, "--planner", planner, *args]
+        proc = subprocess.run(argv, capture_output=True, text=True, env=os.environ)
+        assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr
+    assert len(LocalDatasetManifest.read(extended).dagger) == 1

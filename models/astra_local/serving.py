@@ -72,6 +72,26 @@ class _Snapshot:
     spec: GridSpec
 
 
+@dataclass(frozen=True)
+class PlannerObservation:
+    """What the model saw in one cycle, laid out as a training window's inputs (schemas.local_dataset WINDOWS)."""
+
+    frame_t_ns: tuple[int, ...]  # [F] the frames, oldest first
+    occupancy: np.ndarray  # uint8 [F, G, G] FREE | OCCUPIED | UNKNOWN, cropped around the robot now
+    velocity: np.ndarray  # [F, 2]
+    motion: np.ndarray  # [F, 3]
+    goal: np.ndarray  # [2] in the ego frame
+
+    def batch(self) -> dict[str, torch.Tensor]:
+        """The model's input, a batch of one."""
+        return {
+            "occupancy": torch.from_numpy(codes_to_input(self.occupancy))[None],
+            "velocity": torch.from_numpy(self.velocity)[None],
+            "motion": torch.from_numpy(self.motion)[None],
+            "goal": torch.from_numpy(self.goal)[None],
+        }
+
+
 class AstraPlanner(LocalPlanner):
     """The learned planner, with `fallback` (a DWA planner) for the cycles it hands over."""
 
@@ -90,6 +110,7 @@ class AstraPlanner(LocalPlanner):
         self.handovers: Counter[str] = Counter()
         self.cycles = 0
         self._frames: deque[_Snapshot] = deque()
+        self.last_observation: PlannerObservation | None = None  # the model's input in its latest cycle
         self._generator = torch.Generator().manual_seed(config.seed)
 
     def observe(self, t_ns: int, pose: Pose, velocity: Velocity, costmap: LocalCostmap) -> None:
@@ -135,9 +156,11 @@ class AstraPlanner(LocalPlanner):
             return self._hand_over("warming_up", pose, velocity, route, final, clearance, obstacles, speed_scale)
 
         goal_odom = _point_at(path, arc, s0 + g.goal_ahead_m)
-        batch = self._batch(frames, pose, goal_odom)
+        self.last_observation = self._observation(frames, pose, goal_odom)
         with torch.no_grad():
-            ego = self.model.sample(batch, c.samples, generator=self._generator)[0].numpy()  # (S, K, 3)
+            ego = self.model.sample(self.last_observation.batch(), c.samples, generator=self._generator)[
+                0
+            ].numpy()  # (S, K, 3)
         ends = ego[:, -1, :2]
         spread = float(np.hypot(*(ends - ends.mean(axis=0)).T).max())
         chosen = nearest_to_mean(ego)
@@ -190,17 +213,16 @@ class AstraPlanner(LocalPlanner):
             return None
         return [self._frames[int(np.argmin(np.abs(stamps - t)))] for t in wanted]
 
-    def _batch(self, frames: list[_Snapshot], pose: Pose, goal_odom: np.ndarray) -> dict[str, torch.Tensor]:
+    def _observation(self, frames: list[_Snapshot], pose: Pose, goal_odom: np.ndarray) -> PlannerObservation:
         g = self.geometry
-        codes = np.stack([costmap_codes(f.cells, f.spec, pose, g) for f in frames])
         motion = [(0.0, 0.0, 0.0)] + [se2.compose(se2.inverse(a.pose), b.pose) for a, b in itertools.pairwise(frames)]
-        goal = se2.apply(se2.inverse(pose), goal_odom[None])[0]
-        return {
-            "occupancy": torch.from_numpy(codes_to_input(codes))[None],
-            "velocity": torch.tensor([[f.velocity for f in frames]], dtype=torch.float32),
-            "motion": torch.tensor([motion], dtype=torch.float32),
-            "goal": torch.tensor(goal[None], dtype=torch.float32),
-        }
+        return PlannerObservation(
+            frame_t_ns=tuple(f.t_ns for f in frames),
+            occupancy=np.stack([costmap_codes(f.cells, f.spec, pose, g) for f in frames]),
+            velocity=np.asarray([f.velocity for f in frames], dtype=np.float32),
+            motion=np.asarray(motion, dtype=np.float32),
+            goal=se2.apply(se2.inverse(pose), goal_odom[None])[0].astype(np.float32),
+        )
 
     def _command(self, trajectory: np.ndarray, remaining: float) -> np.ndarray:
         """(v, w) that follows the trajectory: its speed at `speed_waypoint`, and the arc to its first waypoint
