@@ -98,7 +98,7 @@ class DaggerRecorder:
         self.static_clearance = ClearanceMap.from_occupancy(self.static_occupied, world.grid)
         self.pending: list[_Pending] = []
         self.discs: list[tuple[int, np.ndarray]] = []  # (t_ns, (N, 3) x, y, radius of every person and cart)
-        self.standing = 0  # labels in which the expert, away from the goal, stands still: it found no way on
+        self.standing = 0  # labels in which the expert, away from the goal, neither drives nor turns: no way on
 
     def __call__(self, sim: Simulator, t_ns: int) -> None:
         obstacles = sim.obstacles() if self.labeller.world.agents else None
@@ -113,8 +113,8 @@ class DaggerRecorder:
         pose = sim.pose()
         times = g.waypoint_period_s * np.arange(g.waypoints + 1)
         future = self.labeller.imagine(t_ns, pose, sim.velocity(), obstacles, times)
-        moved = float(np.hypot(*(future[-1, :2] - future[0, :2])))
-        self.standing += moved < 0.05 and float(np.hypot(*(self.goal - pose[:2]))) > 0.5
+        moved, turned = float(np.hypot(*(future[-1, :2] - future[0, :2]))), abs(future[-1, 2] - future[0, 2])
+        self.standing += moved < 0.05 and turned < 0.1 and float(np.hypot(*(self.goal - pose[:2]))) > 0.5
         ego = se2.inverse(pose)
         trajectory = np.array([se2.compose(ego, tuple(p)) for p in future[1:]])
         speed = float(np.hypot(*(future[1, :2] - future[0, :2]))) / g.waypoint_period_s
@@ -239,7 +239,7 @@ def add_dagger_round(
     geometry = manifest.local_geometry
     round_ = len(manifest.dagger) + 1
     jobs = []
-    for b in buildings:
+    for b in tqdm(buildings, desc="buildings and episodes", unit="building", file=sys.stderr, disable=not progress):
         world_dir = Path(work) / b.name
         if not (world_dir / "world.json").is_file():
             write_world(generate_world(b.kind, b.world_seed, b.dynamic), world_dir)
