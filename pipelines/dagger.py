@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from datasets.tours import Building
 from models.astra_local.crops import true_crops
 from models.astra_local.planner import LocalPlannerModel
 from models.astra_local.serving import AstraPlanner, AstraPlannerConfig, PlannerObservation
@@ -50,18 +51,6 @@ from sim.world import generate_world, write_world
 class DaggerConfig:
     episodes: int = 1  # per building, static and with people and carts apart
     planning: PlanningConfig = field(default_factory=lambda: PlanningConfig(time_limit_s=45.0))
-
-
-@dataclass(frozen=True)
-class Building:
-    site: str
-    kind: str
-    world_seed: int
-    dynamic: bool
-
-    @property
-    def name(self) -> str:
-        return f"{self.kind}-{self.world_seed}{'-dynamic' if self.dynamic else ''}"
 
 
 @dataclass(frozen=True)
@@ -174,7 +163,7 @@ def _drive(job: _Job) -> tuple[str, pa.Table, dict[str, Any]]:
     tags = {
         "site": b.site,
         "kind": b.kind,
-        "world_seed": b.world_seed,
+        "world_seed": b.seed,
         "dynamic": b.dynamic,
         "episode_id": job.episode_id,
     }
@@ -189,9 +178,11 @@ def training_buildings(manifest: LocalDatasetManifest, holdout_seeds: Sequence[i
     for site, info in sorted(manifest.sites.items()):
         if info["world_seed"] in holdout_seeds:
             continue
+        if Building(info["kind"], info["world_seed"]).site != site:
+            raise ValueError(f"site {site} is not a generated building (kind-seed): DAgger drives only those")
         dynamic = set(info["dynamic_episodes"])
         for flag in sorted({e in dynamic for e in info["episodes"]}):
-            buildings.append(Building(site, info["kind"], info["world_seed"], flag))
+            buildings.append(Building(info["kind"], info["world_seed"], flag))
     return buildings
 
 
@@ -240,12 +231,12 @@ def add_dagger_round(
     round_ = len(manifest.dagger) + 1
     jobs = []
     for b in tqdm(buildings, desc="buildings and episodes", unit="building", file=sys.stderr, disable=not progress):
-        world_dir = Path(work) / b.name
+        world_dir = Path(work) / b.folder
         if not (world_dir / "world.json").is_file():
-            write_world(generate_world(b.kind, b.world_seed, b.dynamic), world_dir)
-        planning = replace(config.planning, episodes=config.episodes, seed=1000 * round_ + b.world_seed)
+            write_world(generate_world(b.kind, b.seed, b.dynamic), world_dir)
+        planning = replace(config.planning, episodes=config.episodes, seed=1000 * round_ + b.seed)
         for i, episode in enumerate(sample_episodes(World.load(world_dir), planning)):
-            episode_id = f"dagger{round_}-{b.name}-{i}"
+            episode_id = f"dagger{round_}-{b.folder}-{i}"
             jobs.append(_Job(b, world_dir, episode, episode_id, Path(checkpoint), geometry, config))
     written: dict[str, tuple[Building, int]] = {}
     drives = []
