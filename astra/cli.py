@@ -437,10 +437,14 @@ def cmd_train_local(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_planning(args: argparse.Namespace) -> int:
-    from models.astra_local.variants import DEFAULT_PLANNER, PLANNER_VARIANTS
-    from pipelines.planning_eval import PlannerSpec, PlanningConfig, evaluate_planners
+    from pipelines.planning_eval import PlanningConfig, evaluate_planners, planner_specs
     from sim.world import generate_world, write_world
 
+    try:
+        names = args.planners.split(",") if args.planners else None
+        specs = planner_specs(names, args.weights, choose_safe=args.choose == "safe")
+    except ValueError as exc:  # an unknown or untrained planner
+        raise UsageError(str(exc)) from exc
     if args.world is None:
         if args.kind is None:
             raise UsageError("give --kind (with --seed), or --world")
@@ -451,19 +455,6 @@ def cmd_eval_planning(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.world} holds no world.json")
     else:
         world_dir = args.world
-    trained = [name for name in PLANNER_VARIANTS if (args.weights / name / "config.json").is_file()]
-    names = args.planners.split(",") if args.planners else ["classical", *trained, "astra"]
-    specs = {}
-    for name in names:
-        checkpoint = args.weights / (DEFAULT_PLANNER if name == "astra" else name)
-        if name == "classical":
-            specs[name] = PlannerSpec()
-        elif name not in ("astra", *PLANNER_VARIANTS):
-            raise UsageError(f"unknown planner {name!r}; choose from classical, astra, {', '.join(PLANNER_VARIANTS)}")
-        elif not (checkpoint / "config.json").is_file():
-            raise UsageError(f"no trained {checkpoint.name} under {args.weights}: run `astra train local` first")
-        else:
-            specs[name] = PlannerSpec(checkpoint, fallback=name == "astra")
     if args.episodes < 1:
         raise UsageError("--episodes must be >= 1")
     config = PlanningConfig(episodes=args.episodes, seed=args.seed, time_limit_s=args.time_limit)
@@ -1410,6 +1401,13 @@ def build_parser() -> argparse.ArgumentParser:
     eval_planning.add_argument("--planners", help="comma-separated (default: classical, every trained one, astra)")
     eval_planning.add_argument(
         "--weights", type=Path, default=LOCAL_WEIGHTS, help=f"trained planners (default {LOCAL_WEIGHTS})"
+    )
+    eval_planning.add_argument(
+        "--choose",
+        choices=("safe", "nearest"),
+        default="safe",
+        help="which of its samples a learned planner follows: the one nearest their mean that passes the classical "
+        "planner's checks (default), or the nearest whatever the checks say (the model unaided)",
     )
     eval_planning.add_argument("--workers", type=int, help="processes (default: one per core)")
     eval_planning.add_argument(

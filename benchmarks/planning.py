@@ -3,7 +3,8 @@ distribution) and with people and carts (out of distribution), every planner on 
 
 ASTRA_BENCH_KINDS (comma separated), ASTRA_BENCH_SEEDS, ASTRA_BENCH_EPISODES (per building, default 6) and
 ASTRA_BENCH_PLANNERS (default: classical, every variant trained under ASTRA_BENCH_WEIGHTS, by default the
-committed ones, and astra) choose a subset. Figures are pooled over the buildings of each case, episodes weighted
+committed ones, and astra) choose a subset; ASTRA_BENCH_CHOOSE=nearest runs the learned planners unaided by the
+classical planner's checks. Figures are pooled over the buildings of each case, episodes weighted
 equally.
 """
 
@@ -15,30 +16,20 @@ from typing import Any
 
 import numpy as np
 
-from models.astra_local.serving import DEFAULT_VARIANT, DEFAULT_WEIGHTS
-from models.astra_local.variants import PLANNER_VARIANTS
-from pipelines.planning_eval import PlannerSpec, PlanningConfig, evaluate_planners
+from models.astra_local.serving import DEFAULT_WEIGHTS
+from pipelines.planning_eval import PlanningConfig, evaluate_planners, planner_specs
 from sim.world import generate_world, write_world
 
 KINDS = tuple(os.environ.get("ASTRA_BENCH_KINDS", "office,warehouse,home,hospital").split(","))
 SEEDS = tuple(int(s) for s in os.environ.get("ASTRA_BENCH_SEEDS", "900").split(","))
 EPISODES = int(os.environ.get("ASTRA_BENCH_EPISODES", "6"))
 WEIGHTS = Path(os.environ.get("ASTRA_BENCH_WEIGHTS", DEFAULT_WEIGHTS))
-
-
-def planners() -> dict[str, PlannerSpec]:
-    trained = [name for name in PLANNER_VARIANTS if (WEIGHTS / name / "config.json").is_file()]
-    names = os.environ.get("ASTRA_BENCH_PLANNERS", ",".join(["classical", *trained, "astra"])).split(",")
-    return {
-        name: PlannerSpec()
-        if name == "classical"
-        else PlannerSpec(WEIGHTS / (DEFAULT_VARIANT if name == "astra" else name), fallback=name == "astra")
-        for name in names
-    }
+CHOOSE = os.environ.get("ASTRA_BENCH_CHOOSE", "safe")  # or nearest: `astra eval planning --choose`
 
 
 def run(workdir: Path) -> dict[str, Any]:
-    specs = planners()
+    names = os.environ["ASTRA_BENCH_PLANNERS"].split(",") if "ASTRA_BENCH_PLANNERS" in os.environ else None
+    specs = planner_specs(names, WEIGHTS, choose_safe=CHOOSE == "safe")
     result: dict[str, Any] = {}
     for case, dynamic in (("in_distribution", False), ("out_of_distribution", True)):
         runs = []

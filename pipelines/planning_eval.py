@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from models.astra_local.planner import LocalPlannerModel
 from models.astra_local.serving import AstraPlanner, AstraPlannerConfig
+from models.astra_local.variants import DEFAULT_PLANNER, PLANNER_VARIANTS
 from models.costmap import CostmapConfig, matched_costmap
 from models.local_planner import DwaPlanner, LocalPlanner
 from models.navigation import se2
@@ -194,12 +195,32 @@ class PlannerSpec:
 
     checkpoint: Path | None = None  # None: the classical planner
     fallback: bool = False
+    choose_safe: bool = True  # AstraPlannerConfig.choose_safe
 
     def build(self) -> LocalPlanner:
         if self.checkpoint is None:
             return DwaPlanner()
         model = LocalPlannerModel.from_pretrained(self.checkpoint)
-        return AstraPlanner(model, AstraPlannerConfig(fallback=self.fallback), model.config.geometry)
+        config = AstraPlannerConfig(fallback=self.fallback, choose_safe=self.choose_safe)
+        return AstraPlanner(model, config, model.config.geometry)
+
+
+def planner_specs(names: list[str] | None, weights: Path, choose_safe: bool = True) -> dict[str, PlannerSpec]:
+    """The planners called `names` (default: classical, every variant trained under `weights`, and astra): the
+    classical one, a variant alone, or `astra` (the default variant with the classical planner as its fallback)."""
+    trained = [name for name in PLANNER_VARIANTS if (weights / name / "config.json").is_file()]
+    specs = {}
+    for name in names or ["classical", *trained, "astra"]:
+        checkpoint = weights / (DEFAULT_PLANNER if name == "astra" else name)
+        if name == "classical":
+            specs[name] = PlannerSpec()
+        elif name not in ("astra", *PLANNER_VARIANTS):
+            raise ValueError(f"unknown planner {name!r}; choose from classical, astra, {', '.join(PLANNER_VARIANTS)}")
+        elif not (checkpoint / "config.json").is_file():
+            raise ValueError(f"no trained {checkpoint.name} under {weights}: run `astra train local` first")
+        else:
+            specs[name] = PlannerSpec(checkpoint, fallback=name == "astra", choose_safe=choose_safe)
+    return specs
 
 
 def _job(args: tuple[str, PlannerSpec, int, PlanningEpisode, Path, PlanningConfig]) -> EpisodeResult:

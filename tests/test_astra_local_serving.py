@@ -43,32 +43,47 @@ def _observed(planner: AstraPlanner, seconds: float) -> None:
         planner.observe(k * 100_000_000, (0.0, 0.0, 0.0), (0.0, 0.0), costmap)
 
 
-def _learned(path_ahead_m: float) -> LocalPlannerModel:
-    """A tiny model taught one answer: drive straight ahead, `path_ahead_m` over the horizon."""
+def _learned(*answers: torch.Tensor) -> LocalPlannerModel:
+    """A tiny model taught `answers` (each [K, 3]) for one and the same input, in equal shares."""
     torch.manual_seed(0)
     model = LocalPlannerModel(TINY)
     g = LOCAL_GEOMETRY
-    t = torch.arange(1, g.waypoints + 1) / g.waypoints
     batch = {
         "occupancy": torch.full((8, g.frames, g.grid, g.grid), 0.5),
         "velocity": torch.zeros(8, g.frames, 2),
         "motion": torch.zeros(8, g.frames, 3),
         "goal": torch.tensor([[g.goal_ahead_m, 0.0]]).repeat(8, 1),
-        "trajectory": torch.stack([t * path_ahead_m, 0 * t, 0 * t], dim=-1).repeat(8, 1, 1),
+        "trajectory": torch.stack(list(answers) * (8 // len(answers))),
         "esdf": torch.full((8, 2, g.grid, g.grid), 3.0),
     }
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(150):
-        loss, _ = model.loss(batch, torch.Generator().manual_seed(0))
+    for step in range(150):
+        loss, _ = model.loss(batch, torch.Generator().manual_seed(step if len(answers) > 1 else 0))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     return model.eval()
 
 
+def _progress() -> torch.Tensor:
+    """Each waypoint's share of the horizon, 1/K .. 1."""
+    return torch.arange(1, LOCAL_GEOMETRY.waypoints + 1) / LOCAL_GEOMETRY.waypoints
+
+
+def _straight(ahead_m: float) -> torch.Tensor:
+    t = _progress()
+    return torch.stack([t * ahead_m, 0 * t, 0 * t], dim=-1)
+
+
+def _left_turn(radius_m: float) -> torch.Tensor:
+    """A quarter circle to the left over the horizon."""
+    heading = _progress() * math.pi / 2
+    return torch.stack([radius_m * torch.sin(heading), radius_m * (1 - torch.cos(heading)), heading], dim=-1)
+
+
 @pytest.fixture(scope="module")
 def straight() -> LocalPlannerModel:
-    return _learned(2.0)
+    return _learned(_straight(2.0))  # 1 m/s straight ahead
 
 
 def test_the_classical_planner_drives_until_there_is_history_then_the_model_does(straight: LocalPlannerModel) -> None:
@@ -101,6 +116,23 @@ def test_a_command_into_a_wall_goes_to_the_classical_planner_and_alone_is_only_c
         else:  # the model's own command, straight on
             assert plan.handover == "" and plan.v > 0.8
     assert set(planner.handovers) <= set(HANDOVER_REASONS)
+
+
+def test_a_sample_that_passes_the_checks_is_followed_before_any_is_handed_over() -> None:
+    # Taught two answers, the model's samples spread in speed; with a wall 1 m ahead the fast ones fail the checks.
+    model = _learned(_straight(2.0), _left_turn(0.4))
+    clearance = _open_floor(wall_x=1.0)
+    plans = {}
+    for choose_safe in (True, False):
+        config = AstraPlannerConfig(fallback=False, choose_safe=choose_safe, unsure_spread_m=math.inf)
+        planner = AstraPlanner(model, config)
+        _observed(planner, 2.0)
+        plans[choose_safe] = planner.plan((0.0, 0.0, 0.0), (0.0, 0.0), ROUTE, True, clearance)
+        assert planner.handovers == ({} if choose_safe else {"unsafe": 1})
+    safe, nearest = plans[True], plans[False]
+    assert safe.chosen != nearest.chosen and safe.v < nearest.v
+    _, passes = DwaPlanner().vet((0.0, 0.0, 0.0), (0.0, 0.0), np.array([[safe.v, safe.w]]), clearance)
+    assert passes[0]
 
 
 def test_the_local_node_logs_each_hand_over_once_as_it_begins(straight: LocalPlannerModel) -> None:

@@ -8,7 +8,7 @@ at the window's frame, x to the right and y up, `G x G` cells of the training se
 - `local/esdf`: the true ESDF now (m);
 - `local/bev`: given the lifted frames, the odometry head's bird's-eye view (obstacles red, floor green);
 - `local/overlay/*`, drawn over each picture: the expert's trajectory (green), the subgoal (red), and given a
-  planner its samples (thin grey) and the one serving follows (blue, `nearest_to_mean`).
+  planner its samples (thin grey) and the one serving follows (blue, the nearest their mean).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 
 from datasets.local_windows import LocalWindows
 from models.astra_local.planner import LocalPlannerModel
-from models.astra_local.serving import nearest_to_mean
+from models.astra_local.serving import by_distance_to_mean
 from schemas.local_dataset import LocalGeometry
 from viz.episode import APPLICATION_ID, TIMELINE
 
@@ -85,7 +85,7 @@ def log_window(
     if samples is not None:
         strips = [ego_pixels(np.vstack([[0.0, 0.0], s[:, :2]]), geometry) for s in samples]
         rec.log(f"{OVERLAY}/samples", rr.LineStrips2D(strips, colors=COLORS["samples"], radii=0.2))
-        chosen = strips[nearest_to_mean(samples)]
+        chosen = strips[by_distance_to_mean(samples)[0]]
         rec.log(f"{OVERLAY}/chosen", rr.LineStrips2D([chosen], colors=COLORS["chosen"], radii=0.4))
 
 

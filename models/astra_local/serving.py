@@ -4,14 +4,16 @@ beside it as its fallback.
 Each depth update, :meth:`AstraPlanner.observe` keeps the costmap as it stands; each cycle, the model sees the last F
 of those frames `frame_period_s` apart, cropped around the robot as the training set crops them
 (`models.astra_local.crops`), with the velocities and motions between them and the subgoal `goal_ahead_m` along the
-route. It samples several trajectories; the one nearest their mean is followed: its speed 0.5-0.75 s ahead, and the
-arc to its first waypoint `pursuit_m` away.
+route. It samples several trajectories and turns each into a command: its speed 0.5-0.75 s ahead, and the arc to its
+first waypoint `pursuit_m` away. The command followed is that of the sample nearest the samples' mean among those that
+pass the classical planner's checks (`choose_safe`; without it, of the nearest sample whatever the checks say): the
+model proposes, and its own other proposals are tried before anything is handed over.
 
 The classical planner takes the cycle (a hand-over, counted by reason) when:
 - `warming_up`: there is not yet F frames' history;
 - `unsure`: the samples disagree, their end points spread wider than `unsure_spread_m`;
-- `unsafe`: the command fails the checks the classical planner puts its own rollouts through (the static margin,
-  the moving obstacles' predictions, a haven in reach).
+- `unsafe`: no sample's command passes the checks the classical planner puts its own rollouts through (the static
+  margin, the moving obstacles' predictions, a haven in reach).
 Giving way (`evade`) is always the classical planner's. With `fallback=False` the model drives alone, for
 evaluating it, and the hand-overs it would have made are still counted.
 """
@@ -60,6 +62,7 @@ class AstraPlannerConfig(LocalPlannerConfig):
     speed_waypoint: int = 3  # the command's speed: the trajectory's between this waypoint and the one before
     pursuit_m: float = 0.6  # and its turn: the arc to the first waypoint this far away (or the last)
     fallback: bool = True  # False: the model drives alone, and hand-overs are only counted
+    choose_safe: bool = True  # follow the sample nearest the mean that passes the checks; False: the nearest one
     seed: int = 0  # of the sampling noise, so that runs repeat
 
 
@@ -163,20 +166,21 @@ class AstraPlanner(LocalPlanner):
             ].numpy()  # (S, K, 3)
         ends = ego[:, -1, :2]
         spread = float(np.hypot(*(ends - ends.mean(axis=0)).T).max())
-        chosen = nearest_to_mean(ego)
-        command = self._command(ego[chosen], remaining if final else math.inf)
-        paths, safe = self.fallback.vet(pose, velocity, command[None], clearance, obstacles, speed_scale)
-        reason = "unsure" if spread > c.unsure_spread_m else "" if safe[0] else "unsafe"
+        commands = np.stack([self._command(t, remaining if final else math.inf) for t in ego])
+        paths, safe = self.fallback.vet(pose, velocity, commands, clearance, obstacles, speed_scale)
+        order = by_distance_to_mean(ego)
+        chosen = int(order[np.argmax(safe[order])]) if c.choose_safe else int(order[0])
+        reason = "unsure" if spread > c.unsure_spread_m else "" if safe[chosen] else "unsafe"
         if reason and c.fallback:
             return self._hand_over(reason, pose, velocity, route, final, clearance, obstacles, speed_scale)
         if reason:
             self.handovers[reason] += 1
         odom = np.stack([np.column_stack([se2.apply(pose, t[:, :2]), t[:, 2] + pose[2]]) for t in ego])
-        min_clear = float(clearance.at(paths[0, :, :2]).min())
+        min_clear = float(clearance.at(paths[chosen, :, :2]).min())
         return LocalPlan(
-            float(command[0]),
-            float(command[1]),
-            paths[0],
+            float(commands[chosen, 0]),
+            float(commands[chosen, 1]),
+            paths[chosen],
             odom[:, :, :2],
             "ok",
             min_clear,
@@ -245,11 +249,12 @@ class AstraPlanner(LocalPlanner):
         return np.array([v, float(np.clip(v * curvature, *_rates(limits)))])
 
 
-def nearest_to_mean(samples: np.ndarray) -> int:
-    """The index of the sampled trajectory [S, K, 3] nearest, waypoint by waypoint, to the samples' mean: a
-    trajectory the model gave, where the mean of a two-way split might run between two ways round an obstacle."""
+def by_distance_to_mean(samples: np.ndarray) -> np.ndarray:
+    """The sampled trajectories [S, K, 3] in order of their distance, waypoint by waypoint, to the samples' mean,
+    nearest first: trajectories the model gave, where the mean of a two-way split might run between two ways round
+    an obstacle."""
     offsets = samples[:, :, :2] - samples[:, :, :2].mean(axis=0)
-    return int(np.argmin(np.hypot(offsets[..., 0], offsets[..., 1]).sum(axis=1)))
+    return np.argsort(np.hypot(offsets[..., 0], offsets[..., 1]).sum(axis=1), kind="stable")
 
 
 def _rates(limits: MotionLimits) -> tuple[float, float]:
