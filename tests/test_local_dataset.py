@@ -51,6 +51,7 @@ from schemas.local_dataset import (
 from schemas.robot import DEFAULT_ROBOT
 from schemas.topics import DEPTH_OUTPUTS
 from schemas.world import GridSpec
+from sim.expert import ExpertConfig
 from sim.perturbation import PerturbationConfig
 from viz.local import ego_pixels
 
@@ -445,7 +446,10 @@ def test_dagger_adds_the_learned_planners_own_drives_labelled_by_the_expert_and_
     assert (distance <= g.goal_ahead_m + 1.0).all() and distance[-1] < distance[0]
     # The labels are the expert's: under its speed, and clear of the truth around the robot.
     steps = torch.diff(batch["trajectory"][:, :, :2], dim=1, prepend=torch.zeros(len(windows), 1, 2)).norm(dim=-1)
-    assert (steps <= 0.7 * g.waypoint_period_s + 0.02).all() and steps.sum() > 0.5
+    # The expert starts from the robot's velocity, which the planner may have driven past the expert's own speed;
+    # within the robot's limits it slows to that speed.
+    assert (steps <= DEFAULT_ROBOT.limits.max_speed * g.waypoint_period_s + 0.02).all() and steps.sum() > 0.5
+    assert (steps[:, -4:] <= ExpertConfig().cruise_speed * g.waypoint_period_s + 0.02).all()
     cells = ((batch["trajectory"][:, :, :2] + g.half_extent_m) / g.resolution).long().clamp(0, g.grid - 1)
     rows = torch.arange(len(windows))[:, None]
     assert batch["esdf"][rows, 0, cells[..., 1], cells[..., 0]].min() > DEFAULT_ROBOT.radius - 2 * g.resolution
