@@ -29,6 +29,8 @@ CHOOSE = os.environ.get("ASTRA_BENCH_CHOOSE", "safe")  # or nearest: `astra eval
 
 def run(workdir: Path) -> dict[str, Any]:
     names = os.environ["ASTRA_BENCH_PLANNERS"].split(",") if "ASTRA_BENCH_PLANNERS" in os.environ else None
+    if CHOOSE not in ("safe", "nearest"):
+        raise SystemExit(f"ASTRA_BENCH_CHOOSE must be safe or nearest, not {CHOOSE!r}")
     specs = planner_specs(names, WEIGHTS, choose_safe=CHOOSE == "safe")
     result: dict[str, Any] = {}
     for case, dynamic in (("in_distribution", False), ("out_of_distribution", True)):
