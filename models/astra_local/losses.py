@@ -41,8 +41,7 @@ def masked_esdf_loss(
     batch, waypoints, _ = waypoints_xy.shape
     if esdf.shape[1] != 2:
         raise ValueError(f"esdf must hold 2 instants, now and {geometry.esdf_ahead_s} s ahead, not {esdf.shape[1]}")
-    coords = waypoints_xy / geometry.half_extent_m
-    distances = F.grid_sample(esdf, coords[:, None], align_corners=False, padding_mode="border")[:, :, 0]  # (B, T, K)
+    distances = esdf_at(waypoints_xy, esdf, geometry)
     times = torch.arange(1, waypoints + 1, dtype=esdf.dtype, device=esdf.device) * geometry.waypoint_period_s
     esdf_times = torch.tensor([0.0, geometry.esdf_ahead_s], dtype=esdf.dtype, device=esdf.device)
     nearest = (times[:, None] - esdf_times[None]).abs().argmin(dim=1)  # argmin takes the first of ties: the earlier
@@ -50,6 +49,12 @@ def masked_esdf_loss(
     with torch.no_grad():
         off_path = polyline_distance(waypoints_xy, expert_xy) > band
     return (F.relu(safe_distance - distance) * off_path).mean()
+
+
+def esdf_at(points_xy: torch.Tensor, esdf: torch.Tensor, geometry: LocalGeometry = LOCAL_GEOMETRY) -> torch.Tensor:
+    """(B, T, N) bilinear values of the ESDF crops (B, T, G, G) at ego points (B, N, 2); off the crop the border's."""
+    coords = points_xy / geometry.half_extent_m
+    return F.grid_sample(esdf, coords[:, None], align_corners=False, padding_mode="border")[:, :, 0]
 
 
 def polyline_distance(points: torch.Tensor, vertices: torch.Tensor) -> torch.Tensor:

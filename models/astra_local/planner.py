@@ -43,6 +43,7 @@ from models.astra_local.attention import (
     independent_prefix,
     trajectory_attention_mask,
 )
+from models.astra_local.guidance import push_off_obstacles
 from models.astra_local.losses import DEFAULT_BAND, DEFAULT_SAFE_DISTANCE, info_nce_loss, masked_esdf_loss
 from schemas.local_dataset import LOCAL_GEOMETRY, LocalGeometry
 from schemas.robot import MOTION_LIMITS
@@ -355,39 +356,67 @@ class LocalPlannerModel(
 
     @torch.inference_mode()
     def sample(
-        self, batch: dict[str, torch.Tensor], samples: int, generator: torch.Generator | None = None
+        self,
+        batch: dict[str, torch.Tensor],
+        samples: int,
+        generator: torch.Generator | None = None,
+        esdf: torch.Tensor | None = None,
+        guidance_m: float = 0.0,
     ) -> torch.Tensor:
-        """(B, samples, K, 3) trajectories (x, y, yaw) in the robot's frame, from the conditioning fields alone."""
+        """(B, samples, K, 3) trajectories (x, y, yaw) in the robot's frame, from the conditioning fields alone.
+
+        With `esdf` (B, G, G), the robot's observed ESDF in metres, and `guidance_m` > 0, each refinement's clean
+        estimate is pushed off obstacles by up to `guidance_m` (models.astra_local.guidance); a planner that samples
+        in one pass (vae, act, bc) has its output pushed as many times as fm refines."""
         config = self.config
         context = self.encode(batch)
         batch_size = len(context)
         shape = (batch_size * samples, config.geometry.waypoints, 3)
+        guide = _identity
+        if esdf is not None and guidance_m > 0:
+            esdf = esdf.repeat_interleave(samples, 0)
+            scale = self.trajectory_scale
+
+            def guide(clean: torch.Tensor) -> torch.Tensor:
+                pushed = push_off_obstacles(clean * scale, esdf, config.safe_distance_m, guidance_m, config.geometry)
+                return pushed / scale
+
         if config.kind == "bc":  # deterministic: one regression, repeated
-            return (self(context) * self.trajectory_scale)[:, None].expand(-1, samples, -1, -1).clone()
-        past = [
-            (k.repeat_interleave(samples, 0), v.repeat_interleave(samples, 0))
-            for k, v in self.prefix_key_values(context)
-        ]
-        context = context.repeat_interleave(samples, 0)
-        if config.kind == "fm":
+            trajectory = self(context).repeat_interleave(samples, 0)
+        elif config.kind in NOISY_KINDS:
+            past = [
+                (k.repeat_interleave(samples, 0), v.repeat_interleave(samples, 0))
+                for k, v in self.prefix_key_values(context)
+            ]
+            context = context.repeat_interleave(samples, 0)
             trajectory = _randn(shape, generator, context)
-            for step in range(config.flow_steps):
-                time = torch.full((len(context),), step / config.flow_steps, device=context.device)
-                clean = self(context, trajectory, time, past=past)
-                # Euler: velocity (x1 - x_t) / (1 - t) for dt = 1 / steps, with 1 - t = (steps - step) / steps.
-                trajectory = trajectory + (clean - trajectory) / (config.flow_steps - step)
-        elif config.kind == "dp":
-            trajectory = _randn(shape, generator, context)
-            signals = [*self.alphas_cumprod[self.ddim_steps].tolist(), 1.0]
-            for step, signal, next_signal in zip(self.ddim_steps, signals, signals[1:], strict=False):
-                noise = self(context, trajectory, self._diffusion_time(step.expand(len(context))), past=past)
-                clean = ((trajectory - math.sqrt(1 - signal) * noise) / math.sqrt(signal)).clamp(-1, 1)
-                trajectory = math.sqrt(next_signal) * clean + math.sqrt(1 - next_signal) * noise
+            if config.kind == "fm":
+                for step in range(config.flow_steps):
+                    time = torch.full((len(context),), step / config.flow_steps, device=context.device)
+                    clean = guide(self(context, trajectory, time, past=past))
+                    # Euler: velocity (x1 - x_t) / (1 - t) for dt = 1 / steps, with 1 - t = (steps - step) / steps.
+                    trajectory = trajectory + (clean - trajectory) / (config.flow_steps - step)
+            else:
+                signals = [*self.alphas_cumprod[self.ddim_steps].tolist(), 1.0]
+                for step, signal, next_signal in zip(self.ddim_steps, signals, signals[1:], strict=False):
+                    noise = self(context, trajectory, self._diffusion_time(step.expand(len(context))), past=past)
+                    clean = ((trajectory - math.sqrt(1 - signal) * noise) / math.sqrt(signal)).clamp(-1, 1)
+                    guided = guide(clean)
+                    if guided is not clean:  # DDIM goes on with the noise the guided estimate implies
+                        clean, noise = guided, (trajectory - math.sqrt(signal) * guided) / math.sqrt(1 - signal)
+                    trajectory = math.sqrt(next_signal) * clean + math.sqrt(1 - next_signal) * noise
         else:
+            past = [
+                (k.repeat_interleave(samples, 0), v.repeat_interleave(samples, 0))
+                for k, v in self.prefix_key_values(context)
+            ]
             latent = _randn((batch_size, samples, config.latent_dim), generator, context)
             if config.kind == "act":
                 latent[:, 0] = 0  # ACT's own inference: the prior's mean
-            trajectory = self(context, latent=latent.flatten(0, 1), past=past)
+            trajectory = self(context.repeat_interleave(samples, 0), latent=latent.flatten(0, 1), past=past)
+        if config.kind not in NOISY_KINDS and guide is not _identity:
+            for _ in range(config.flow_steps):
+                trajectory = guide(trajectory)
         return (trajectory * self.trajectory_scale).reshape(batch_size, samples, *shape[1:])
 
     def _diffusion_time(self, step: torch.Tensor) -> torch.Tensor:
@@ -400,6 +429,10 @@ def _cosine_alphas_cumprod(steps: int) -> torch.Tensor:
     alpha_bar = torch.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
     betas = (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=0.999)
     return torch.cumprod(1 - betas, 0).float()
+
+
+def _identity(trajectory: torch.Tensor) -> torch.Tensor:
+    return trajectory
 
 
 def _randn(shape: tuple[int, ...], generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:

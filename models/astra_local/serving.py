@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from models.astra_local.crops import codes_to_input, costmap_codes
+from models.astra_local.guidance import observed_esdf
 from models.astra_local.planner import LocalPlannerModel
 from models.costmap import LocalCostmap
 from models.local_planner import (
@@ -63,6 +64,7 @@ class AstraPlannerConfig(LocalPlannerConfig):
     pursuit_m: float = 0.6  # and its turn: the arc to the first waypoint this far away (or the last)
     fallback: bool = True  # False: the model drives alone, and hand-overs are only counted
     choose_safe: bool = True  # follow the sample nearest the mean that passes the checks; False: the nearest one
+    guidance_m: float = 0.3  # each refinement pushes waypoints off observed obstacles this far at most; 0: off
     seed: int = 0  # of the sampling noise, so that runs repeat
 
 
@@ -160,10 +162,10 @@ class AstraPlanner(LocalPlanner):
 
         goal_odom = _point_at(path, arc, s0 + g.goal_ahead_m)
         self.last_observation = self._observation(frames, pose, goal_odom)
-        with torch.no_grad():
-            ego = self.model.sample(self.last_observation.batch(), c.samples, generator=self._generator)[
-                0
-            ].numpy()  # (S, K, 3)
+        esdf = torch.from_numpy(observed_esdf(self.last_observation.occupancy[-1], g))[None]
+        ego = self.model.sample(self.last_observation.batch(), c.samples, self._generator, esdf, c.guidance_m)[
+            0
+        ].numpy()  # (S, K, 3)
         ends = ego[:, -1, :2]
         spread = float(np.hypot(*(ends - ends.mean(axis=0)).T).max())
         commands = np.stack([self._command(t, remaining if final else math.inf) for t in ego])
