@@ -442,7 +442,8 @@ def cmd_eval_planning(args: argparse.Namespace) -> int:
 
     try:
         names = args.planners.split(",") if args.planners else None
-        specs = planner_specs(names, args.weights, choose_safe=args.choose == "safe")
+        guidance = {} if args.guidance is None else {"guidance_m": args.guidance}
+        specs = planner_specs(names, args.weights, args.choose == "safe", **guidance)
     except ValueError as exc:  # an unknown or untrained planner
         raise UsageError(str(exc)) from exc
     if args.world is None:
@@ -1408,6 +1409,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="safe",
         help="which of its samples a learned planner follows: the one nearest their mean that passes the classical "
         "planner's checks (default), or the nearest whatever the checks say (the model unaided)",
+    )
+    eval_planning.add_argument(
+        "--guidance",
+        type=float,
+        metavar="M",
+        help="each sampling refinement pushes a learned planner's waypoints off the obstacles it sees by up to M "
+        "metres; 0 turns the guidance off (default: as the `local` node serves)",
     )
     eval_planning.add_argument("--workers", type=int, help="processes (default: one per core)")
     eval_planning.add_argument(

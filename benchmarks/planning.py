@@ -4,8 +4,9 @@ distribution) and with people and carts (out of distribution), every planner on 
 ASTRA_BENCH_KINDS (comma separated), ASTRA_BENCH_SEEDS, ASTRA_BENCH_EPISODES (per building, default 6) and
 ASTRA_BENCH_PLANNERS (default: classical, every variant trained under ASTRA_BENCH_WEIGHTS, by default the
 committed ones, and astra) choose a subset; ASTRA_BENCH_CHOOSE=nearest runs the learned planners unaided by the
-classical planner's checks. Figures are pooled over the buildings of each case, episodes weighted
-equally.
+classical planner's checks, and ASTRA_BENCH_GUIDANCE (metres, 0: off) overrides how far each sampling refinement
+may push their waypoints off the obstacles they see. Figures are pooled over the buildings of each case, episodes
+weighted equally.
 """
 
 from __future__ import annotations
@@ -25,13 +26,18 @@ SEEDS = tuple(int(s) for s in os.environ.get("ASTRA_BENCH_SEEDS", "900").split("
 EPISODES = int(os.environ.get("ASTRA_BENCH_EPISODES", "6"))
 WEIGHTS = Path(os.environ.get("ASTRA_BENCH_WEIGHTS", DEFAULT_WEIGHTS))
 CHOOSE = os.environ.get("ASTRA_BENCH_CHOOSE", "safe")  # or nearest: `astra eval planning --choose`
+GUIDANCE = os.environ.get("ASTRA_BENCH_GUIDANCE")  # metres: `astra eval planning --guidance`
 
 
 def run(workdir: Path) -> dict[str, Any]:
     names = os.environ["ASTRA_BENCH_PLANNERS"].split(",") if "ASTRA_BENCH_PLANNERS" in os.environ else None
     if CHOOSE not in ("safe", "nearest"):
         raise SystemExit(f"ASTRA_BENCH_CHOOSE must be safe or nearest, not {CHOOSE!r}")
-    specs = planner_specs(names, WEIGHTS, choose_safe=CHOOSE == "safe")
+    try:
+        guidance = {} if GUIDANCE is None else {"guidance_m": float(GUIDANCE)}
+        specs = planner_specs(names, WEIGHTS, CHOOSE == "safe", **guidance)
+    except ValueError as exc:
+        raise SystemExit(f"benchmarks planning: {exc}") from exc
     result: dict[str, Any] = {}
     for case, dynamic in (("in_distribution", False), ("out_of_distribution", True)):
         runs = []

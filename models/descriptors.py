@@ -11,8 +11,6 @@ with their gradients). `VprDescriptor` serves the learned VPR model of models/vp
 from __future__ import annotations
 
 import abc
-import contextlib
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -81,8 +79,7 @@ class VprDescriptor(GlobalDescriptor):
                 f"no VPR checkpoint at {checkpoint} (config.json + model.safetensors): train one with "
                 "models.vpr.train_vpr(...).save(dir) and pass its folder, or commit the default to models/weights/vpr"
             )
-        with contextlib.redirect_stdout(io.StringIO()):  # huggingface_hub prints "Loading weights ..." on stdout
-            self.model = VprModel.from_pretrained(checkpoint, strict=True)
+        self.model = VprModel.from_pretrained(checkpoint, strict=True)
 
     @property
     def dim(self) -> int:

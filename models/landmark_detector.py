@@ -24,9 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 from tqdm import tqdm
+
+from models.hub import HubModel
 
 STRIDE = 4  # input pixels per output cell
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1, half-open
@@ -105,7 +106,7 @@ class _TextReader(nn.Module):
         return self.classify(self.sequence(columns)[0])
 
 
-class LandmarkDetector(nn.Module, PyTorchModelHubMixin):
+class LandmarkDetector(nn.Module, HubModel):
     """Landmarks in RGB images of any size (the frames' 160x120 by default): see the module docstring."""
 
     def __init__(self, config: DetectorConfig) -> None:

@@ -25,8 +25,6 @@ recall of 0.64 / 0.58 / 0.53.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import time
@@ -260,8 +258,7 @@ class DetectedLandmarkExtractor(LandmarkExtractor):
         config: ExtractionConfig = ExtractionConfig(),
         text_encoder: TextEncoder | None = None,
     ) -> None:
-        with contextlib.redirect_stdout(io.StringIO()):  # huggingface_hub prints "Loading weights ..." on stdout
-            self.detector = LandmarkDetector.from_pretrained(str(checkpoint))
+        self.detector = LandmarkDetector.from_pretrained(str(checkpoint))
         self.functions = LandmarkFunctions.load(checkpoint)
         self.config = config
         self.text_encoder = text_encoder or TextEncoder.from_pretrained()

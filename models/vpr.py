@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from huggingface_hub import PyTorchModelHubMixin
 from scipy.spatial import cKDTree
 from torch import nn
 from tqdm import tqdm
+
+from models.hub import HubModel
 
 MODEL_CARD = """---
 {{ card_data }}
@@ -147,7 +148,7 @@ def _conv(c_in: int, c_out: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
-class VprModel(nn.Module, PyTorchModelHubMixin, model_card_template=MODEL_CARD, tags=["astra", "vpr"]):
+class VprModel(nn.Module, HubModel, model_card_template=MODEL_CARD, tags=["astra", "vpr"]):
     """Pictures (B, 3, input_height, input_width), as `to_input` makes them, -> unit descriptors (B, dim)."""
 
     def __init__(self, config: VprConfig = VprConfig()) -> None:

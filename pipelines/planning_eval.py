@@ -196,18 +196,27 @@ class PlannerSpec:
     checkpoint: Path | None = None  # None: the classical planner
     fallback: bool = False
     choose_safe: bool = True  # AstraPlannerConfig.choose_safe
+    guidance_m: float = AstraPlannerConfig.guidance_m
 
     def build(self) -> LocalPlanner:
         if self.checkpoint is None:
             return DwaPlanner()
         model = LocalPlannerModel.from_pretrained(self.checkpoint)
-        config = AstraPlannerConfig(fallback=self.fallback, choose_safe=self.choose_safe)
+        config = AstraPlannerConfig(fallback=self.fallback, choose_safe=self.choose_safe, guidance_m=self.guidance_m)
         return AstraPlanner(model, config, model.config.geometry)
 
 
-def planner_specs(names: list[str] | None, weights: Path, choose_safe: bool = True) -> dict[str, PlannerSpec]:
+def planner_specs(
+    names: list[str] | None,
+    weights: Path,
+    choose_safe: bool = True,
+    guidance_m: float = AstraPlannerConfig.guidance_m,
+) -> dict[str, PlannerSpec]:
     """The planners called `names` (default: classical, every variant trained under `weights`, and astra): the
-    classical one, a variant alone, or `astra` (the default variant with the classical planner as its fallback)."""
+    classical one, a variant alone, or `astra` (the default variant with the classical planner as its fallback).
+    The learned ones choose their sample by `choose_safe` and are guided by up to `guidance_m` a refinement."""
+    if guidance_m < 0:
+        raise ValueError(f"guidance must be >= 0 m, not {guidance_m}")
     trained = [name for name in PLANNER_VARIANTS if (weights / name / "config.json").is_file()]
     specs = {}
     for name in names or ["classical", *trained, "astra"]:
@@ -219,7 +228,7 @@ def planner_specs(names: list[str] | None, weights: Path, choose_safe: bool = Tr
         elif not (checkpoint / "config.json").is_file():
             raise ValueError(f"no trained {checkpoint.name} under {weights}: run `astra train local` first")
         else:
-            specs[name] = PlannerSpec(checkpoint, fallback=name == "astra", choose_safe=choose_safe)
+            specs[name] = PlannerSpec(checkpoint, name == "astra", choose_safe, guidance_m)
     return specs
 
 

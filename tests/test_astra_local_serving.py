@@ -165,7 +165,8 @@ def test_eval_planning_runs_every_planner_on_the_same_episodes(
     ]
     proc = subprocess.run([astra, *argv], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    [line] = proc.stdout.strip().splitlines()  # --json: the JSON line alone, nothing a library printed
+    summary = json.loads(line)
     assert summary["episodes"] == 1 and list(summary["planners"]) == ["classical", "fm_esdf", "astra"]
     for name, figures in summary["planners"].items():
         assert set(figures) >= {
@@ -181,6 +182,18 @@ def test_eval_planning_runs_every_planner_on_the_same_episodes(
     assert summary["planners"]["classical"]["progress"] > 0.2
     assert summary["planners"]["classical"]["handover_rate"] == 0
     assert math.isfinite(summary["planners"]["astra"]["handover_rate"])
+
+
+def test_eval_planning_names_what_is_wrong_with_its_input(tmp_path: Path) -> None:
+    astra = Path(sys.executable).parent / "astra"
+    for argv, said in (
+        (["--planners", "fast"], "unknown planner 'fast'"),
+        (["--guidance", "-0.1"], "guidance must be >= 0"),
+        (["--weights", str(tmp_path), "--planners", "fm"], "no trained fm"),
+        (["--world", str(tmp_path)], "holds no world.json"),
+    ):
+        proc = subprocess.run([astra, "eval", "planning", *argv], capture_output=True, text=True)
+        assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
 def test_astra_local_chooses_the_committed_planner_and_refuses_others(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -53,9 +53,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from models.hub import HubModel
 from schemas.robot import DEFAULT_ROBOT, camera_mount
 from schemas.topics import CAMERAS
 
@@ -394,7 +394,7 @@ def _position_embedding(side: int, dim: int) -> torch.Tensor:
     return F.pad(torch.cat(parts, dim=1), (0, dim - 4 * quarter))
 
 
-class Encoder4D(nn.Module, PyTorchModelHubMixin, model_card_template=MODEL_CARD, tags=["astra", "encoder4d"]):
+class Encoder4D(nn.Module, HubModel, model_card_template=MODEL_CARD, tags=["astra", "encoder4d"]):
     """The 4D encoder of `config`; batches follow the module's contract."""
 
     def __init__(self, config: Encoder4DConfig = Encoder4DConfig()) -> None:

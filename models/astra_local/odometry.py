@@ -37,10 +37,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from models.astra_local.attention import MaskedTransformer
+from models.hub import HubModel
 
 MODALITIES = ("vision", "imu", "wheel")
 IMU_CHANNELS = 6  # gyro xyz, accel xyz
@@ -204,7 +204,7 @@ class SequenceEncoder(nn.Module):
         return self.project(last[-1]).unflatten(0, samples.shape[:2])
 
 
-class AstraOdometry(nn.Module, PyTorchModelHubMixin, model_card_template=MODEL_CARD, tags=["astra", "odometry"]):
+class AstraOdometry(nn.Module, HubModel, model_card_template=MODEL_CARD, tags=["astra", "odometry"]):
     """The odometry head of `config.modalities`; batches follow the module's contract."""
 
     def __init__(self, config: OdometryConfig = OdometryConfig()) -> None:

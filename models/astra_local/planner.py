@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from models.astra_local.attention import (
@@ -45,6 +44,7 @@ from models.astra_local.attention import (
 )
 from models.astra_local.guidance import push_off_obstacles
 from models.astra_local.losses import DEFAULT_BAND, DEFAULT_SAFE_DISTANCE, info_nce_loss, masked_esdf_loss
+from models.hub import HubModel
 from schemas.local_dataset import LOCAL_GEOMETRY, LocalGeometry
 from schemas.robot import MOTION_LIMITS
 
@@ -173,9 +173,7 @@ class ActPosterior(nn.Module):
         return self.head(self.transformer(tokens + self.position_embedding)[0][:, 0]).chunk(2, dim=1)
 
 
-class LocalPlannerModel(
-    nn.Module, PyTorchModelHubMixin, model_card_template=MODEL_CARD, tags=["astra", "local-planner"]
-):
+class LocalPlannerModel(nn.Module, HubModel, model_card_template=MODEL_CARD, tags=["astra", "local-planner"]):
     """The planner family of `PlannerConfig.kind` on one shared backbone; batches follow the module's contract:
     occupancy (B, F, G, G), velocity (B, F, 2), motion (B, F, 3), goal (B, 2), and for training trajectory (B, K, 3)
     and esdf (B, 2, G, G), all float32 in the robot's frame at the last frame (datasets.local_windows gives them)."""
