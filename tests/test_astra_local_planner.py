@@ -12,10 +12,10 @@ import torch
 from scipy.ndimage import distance_transform_edt
 
 from models.astra_local.attention import causal_attention_mask, independent_prefix, trajectory_attention_mask
-from models.astra_local.guidance import observed_esdf, push_off_obstacles
+from models.astra_local.guidance import push_off_obstacles
 from models.astra_local.losses import info_nce_loss, masked_esdf_loss, polyline_distance
 from models.astra_local.planner import KINDS, LocalPlannerModel, PlannerConfig
-from schemas.local_dataset import FREE, OCCUPIED, UNKNOWN, LocalGeometry
+from schemas.local_dataset import LocalGeometry
 
 SMALL = LocalGeometry(grid=32)  # 2 x 2 patches a frame: training steps of a few milliseconds
 TINY = PlannerConfig(d_model=32, layers=2, stem_channels=(8, 16), latent_dim=8, geometry=SMALL)
@@ -333,48 +333,35 @@ def test_samples_vary_as_documented(kind: str) -> None:
         assert torch.equal(first[:, 0], second[:, 0]) == (kind == "act")
 
 
-def test_observed_esdf_is_signed_to_the_obstacles_surface() -> None:
-    """A wall filling columns 20.. of a 32-cell crop (x >= 0.4 m): half a cell from its surface reads 0.05 m
-    outside and -0.05 m inside; without any obstacle, the crop's diagonal."""
-    codes = np.full((SMALL.grid, SMALL.grid), FREE, dtype=np.uint8)
-    codes[:, 20:] = OCCUPIED
-    codes[0, 0] = UNKNOWN  # counts as free
-    esdf = observed_esdf(codes, SMALL)
-    np.testing.assert_allclose(esdf[5, 17:23], [0.25, 0.15, 0.05, -0.05, -0.15, -0.25], atol=1e-6)
-    assert esdf[0, 0] == pytest.approx(1.95)
-    empty = observed_esdf(np.full_like(codes, FREE), SMALL)
-    np.testing.assert_allclose(empty, 2 * SMALL.half_extent_m * math.sqrt(2), rtol=1e-6)
+def _wall_esdf(wall_x: float, geometry: LocalGeometry = SMALL) -> torch.Tensor:
+    """(1, G, G) the clearance (m) of the crop's cell centres to a wall filling x >= wall_x, 0 inside it."""
+    centres = (torch.arange(geometry.grid) + 0.5) * geometry.resolution - geometry.half_extent_m
+    return (wall_x - centres).clamp_min(0.0).expand(geometry.grid, -1)[None].float()
 
 
 def test_push_off_obstacles_moves_near_waypoints_by_their_shortfall() -> None:
-    """Wall at x >= 0.4 m, safe distance 0.3 m: a waypoint at x = 0.3 (0.1 m short) moves back to x = 0.1; one at
-    0.5, inside the wall, moves the cap (0.25 m) back; one at x = 0 and every heading stay."""
-    codes = np.full((SMALL.grid, SMALL.grid), FREE, dtype=np.uint8)
-    codes[:, 20:] = OCCUPIED
-    esdf = torch.from_numpy(observed_esdf(codes, SMALL))[None]
-    trajectory = torch.tensor([[[0.0, 0.2, 0.1], [0.3, 0.2, 0.2], [0.5, -0.2, 0.3]]])
-    pushed = push_off_obstacles(trajectory, esdf, safe_distance=0.3, step_m=0.25, geometry=SMALL)
-    expected = torch.tensor([[[0.0, 0.2, 0.1], [0.1, 0.2, 0.2], [0.25, -0.2, 0.3]]])
+    """Wall at x >= 0.4 m, safe distance 0.3 m, at most 0.25 m a push: a waypoint at x = 0.3 (0.1 m short) moves back
+    to x = 0.1; one at 0.38 moves the cap, to 0.13; one inside the wall, where the clearance is 0 and flat, and one
+    at x = 0 stay; headings stay."""
+    trajectory = torch.tensor([[[0.0, 0.2, 0.1], [0.3, 0.2, 0.2], [0.38, -0.2, 0.3], [0.6, 0.0, 0.4]]])
+    pushed = push_off_obstacles(trajectory, _wall_esdf(0.4), safe_distance=0.3, step_m=0.25, geometry=SMALL)
+    expected = torch.tensor([[[0.0, 0.2, 0.1], [0.1, 0.2, 0.2], [0.13, -0.2, 0.3], [0.6, 0.0, 0.4]]])
     torch.testing.assert_close(pushed, expected, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_guided_samples_keep_off_a_wall(kind: str) -> None:
-    """A wall just short of an untrained planner's farthest waypoint: unguided, samples come nearer than the safe
-    distance; guided by its ESDF, every waypoint of every kind ends at least the safe distance from it (a flat wall:
-    one push lands exactly). A slow robot keeps the untrained samples on the crop, as a trained one's are: off it the
-    ESDF is the border's, and one push falls short."""
+    """A wall just beyond an untrained planner's farthest waypoint: unguided, samples come nearer than the safe
+    distance; guided by its clearance, every waypoint of every kind ends at least the safe distance from it (a flat
+    wall: one push lands exactly). A slow robot keeps the untrained samples on the crop, as a trained one's are."""
     config = replace(TINY, kind=kind, max_speed=0.5)
     model = make_model(config)
     batch = conditioning(synthetic_batch(2))
     free = model.sample(batch, 4, torch.Generator().manual_seed(0))[..., 0]
-    column = int((free.max() + 0.25 + SMALL.half_extent_m) / SMALL.resolution)  # the wall's first cell
-    wall_x = column * SMALL.resolution - SMALL.half_extent_m
-    codes = np.full((SMALL.grid, SMALL.grid), FREE, dtype=np.uint8)
-    codes[:, column:] = OCCUPIED
-    esdf = torch.from_numpy(observed_esdf(codes, SMALL))[None].expand(2, -1, -1)
+    wall_x = float(free.max()) + 0.2
+    esdf = _wall_esdf(wall_x).expand(2, -1, -1)
     guided = model.sample(batch, 4, torch.Generator().manual_seed(0), esdf, guidance_m=2.0)[..., 0]
-    assert column < SMALL.grid and (free > wall_x - config.safe_distance_m + 0.05).any()
+    assert wall_x < SMALL.half_extent_m and (free > wall_x - config.safe_distance_m + 0.05).any()
     assert (guided <= wall_x - config.safe_distance_m + 1e-4).all()
 
 

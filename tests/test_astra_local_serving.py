@@ -23,6 +23,7 @@ from schemas.local_dataset import LOCAL_GEOMETRY
 from schemas.messages import Path as PathMsg
 from schemas.topics import ODOM_FRAME
 from schemas.world import GridSpec
+from tests.depth_views import front_view
 
 TINY = PlannerConfig(kind="fm", d_model=32, layers=1, heads=2, contrastive_weight=0.0)
 ROUTE = np.array([[2.0, 0.0], [4.0, 0.0], [6.0, 0.0]])
@@ -133,6 +134,23 @@ def test_a_sample_that_passes_the_checks_is_followed_before_any_is_handed_over()
     assert safe.chosen != nearest.chosen and safe.v < nearest.v
     _, passes = DwaPlanner().vet((0.0, 0.0, 0.0), (0.0, 0.0), np.array([[safe.v, safe.w]]), clearance)
     assert passes[0]
+
+
+def test_guidance_keeps_the_plan_short_of_a_wall_the_cameras_see(straight: LocalPlannerModel) -> None:
+    """The model goes straight on at 1 m/s; the front camera sees a wall 0.9 m ahead. Unguided, a waypoint comes
+    within the safe distance of it; guided by the costmap's ESDF, none short of the wall does (to a crop cell)."""
+    wall_x = 0.9
+    costmap = LocalCostmap()
+    planners = {g: AstraPlanner(straight, AstraPlannerConfig(fallback=False, guidance_m=g)) for g in (0.0, 0.3)}
+    for k in range(20):
+        costmap.update(k * 100_000_000, (0.0, 0.0, 0.0), [front_view([(wall_x, -1.5, 1.5)])])
+        for planner in planners.values():
+            planner.observe(k * 100_000_000, (0.0, 0.0, 0.0), (0.0, 0.0), costmap)
+    near = wall_x - straight.config.safe_distance_m + LOCAL_GEOMETRY.resolution
+    for guidance, planner in planners.items():
+        x = planner.plan((0.0, 0.0, 0.0), (0.0, 0.0), ROUTE, True, costmap.clearance()).candidates[..., 0]
+        short_of_wall = x[x < wall_x]
+        assert (short_of_wall > near).any() == (guidance == 0.0), (guidance, np.round(short_of_wall, 2))
 
 
 def test_the_local_node_logs_each_hand_over_once_as_it_begins(straight: LocalPlannerModel) -> None:

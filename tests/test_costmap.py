@@ -16,6 +16,7 @@ from schemas.messages import CameraInfo, DepthImage, Twist
 from schemas.robot import DEFAULT_ROBOT, RobotConfig, camera_mount
 from schemas.topics import camera_frame
 from sim.simulator import Simulator
+from tests.depth_views import front_view
 
 # Half the pixels of the default cameras, sampled twice as densely: the rays of the default stride, rendered faster.
 ROBOT = RobotConfig(camera_width=160, camera_height=120)
@@ -79,29 +80,6 @@ def test_back_projection_of_a_wall_ahead() -> None:
     assert np.linalg.norm(ends[3, 5] - translation) == pytest.approx(10.0)
 
 
-def _front_view(panels: list[tuple[float, float, float]], blind: bool = False) -> tuple[DepthImage, CameraInfo]:
-    """What the front camera of a robot at the origin sees: the floor, and vertical panels (x, y_min, y_max) 1.7 m tall.
-
-    A `blind` camera returns NaN everywhere (REP-118 invalid).
-    """
-    width, height = 64, 48
-    f = width / 2 / math.tan(math.radians(DEFAULT_ROBOT.camera_hfov_deg) / 2)
-    cx, cy = (width - 1) / 2, (height - 1) / 2
-    (tx, ty, tz), _ = camera_mount(DEFAULT_ROBOT, "front")
-    v, u = np.mgrid[:height, :width].astype(float)
-    left, down = -(u - cx) / f, (v - cy) / f  # base_link y and -z of the ray per unit of depth (optical z = base x)
-    depth = np.where(down > 0, tz / np.maximum(down, 1e-9), np.inf)
-    for x, y_min, y_max in panels:
-        z = x - tx
-        on_panel = (y_min <= ty + left * z) & (ty + left * z <= y_max) & (tz - down * z <= 1.7) & (z < depth)
-        depth = np.where(on_panel, z, depth)
-    if blind:
-        depth[:] = np.nan
-    frame = camera_frame("front")
-    info = CameraInfo(0, frame, width, height, (f, 0, cx, 0, f, cy, 0, 0, 1), "plumb_bob", (0.0,) * 5, (), ())
-    return DepthImage(0, frame, width, height, depth.astype("<f4").tobytes()), info
-
-
 def _occupied_on(costmap: LocalCostmap, panel: tuple[float, float, float]) -> bool:
     """Whether any occupied cell lies on a panel's face (x, y_min, y_max), within a cell."""
     grid, spec = costmap.occupancy()
@@ -120,7 +98,7 @@ def test_moving_cells_decay_and_static_ones_stay() -> None:
     t_ns = 0
     for panels in views:
         t_ns += 100_000_000
-        costmap.update(t_ns, (0.0, 0.0, 0.0), [_front_view(panels)])
+        costmap.update(t_ns, (0.0, 0.0, 0.0), [front_view(panels)])
     [centre], [radius] = costmap.moving_obstacles()
     assert centre == pytest.approx((2.0, -0.7), abs=0.1)
     assert radius == pytest.approx(0.2, abs=0.05)  # the panel is 0.4 m wide
@@ -129,12 +107,12 @@ def test_moving_cells_decay_and_static_ones_stay() -> None:
     # The camera goes blind: the person is no longer where it was seen last (for the tracker) ...
     for _ in range(2):
         t_ns += 100_000_000
-        costmap.update(t_ns, (0.0, 0.0, 0.0), [_front_view([], blind=True)])
+        costmap.update(t_ns, (0.0, 0.0, 0.0), [front_view([], blind=True)])
     assert len(costmap.moving_obstacles(max_age_s=0.15)[0]) == 0 and len(costmap.moving_obstacles()[0]) == 1
     # ... and what moved fades out after decay_s, the static wall stays.
     for _ in range(10):
         t_ns += 100_000_000
-        costmap.update(t_ns, (0.0, 0.0, 0.0), [_front_view([], blind=True)])
+        costmap.update(t_ns, (0.0, 0.0, 0.0), [front_view([], blind=True)])
     assert _occupied_on(costmap, wall) and not _occupied_on(costmap, person)
     assert len(costmap.moving_obstacles()[0]) == 0 and costmap.distance_to_moving((0.0, 0.0)) == math.inf
 
@@ -148,7 +126,7 @@ def test_a_person_turning_back_stays_moving() -> None:
     def see(y_min: float | None) -> None:
         nonlocal t_ns
         t_ns += 100_000_000
-        costmap.update(t_ns, (0.0, 0.0, 0.0), [_front_view([(2.0, y_min, y_min + 0.4)] if y_min is not None else [])])
+        costmap.update(t_ns, (0.0, 0.0, 0.0), [front_view([(2.0, y_min, y_min + 0.4)] if y_min is not None else [])])
 
     for _ in range(4):  # the floor, seen free
         see(None)

@@ -41,6 +41,11 @@ def costmap_codes(cells: np.ndarray, spec: GridSpec, pose: se2.Pose2, geometry: 
     return codes
 
 
+def crop_clearance(clearance: ClearanceMap, pose: se2.Pose2, geometry: LocalGeometry) -> np.ndarray:
+    """float32 (G, G) a clearance map's ESDF (m) at the centres of the crop's cells around `pose`."""
+    return clearance.at(ego_points(pose, geometry)).astype(np.float32)
+
+
 def codes_to_input(codes: np.ndarray) -> np.ndarray:
     """float32 model input from occupancy codes: 1 occupied, 0 free, 0.5 unknown."""
     return np.choose(codes, np.array([0.0, 1.0, 0.5], dtype=np.float32)).astype(np.float32)

@@ -6,31 +6,18 @@ output) moves every waypoint closer than the safe distance to an observed obstac
 most `step_m` per refinement: the next refinement then pulls the moved trajectory back toward the model's
 distribution, so the model keeps the trajectory's shape and the push only settles where it leaves walls.
 
-The observed ESDF is signed (negative inside occupied cells) so that a waypoint inside a wall is pushed out too;
-unknown cells count as free, as the planner's own checks count them.
+The ESDF is the costmap's own, the one the classical planner's checks read, sampled at the crop's cell centres
+(`models.astra_local.crops.crop_clearance`): not one made from the model's occupancy crop, whose 0.1 m cells, each
+read at its centre, miss a one-cell surface of the 0.05 m costmap wherever no centre falls on it.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 
 from models.astra_local.losses import esdf_at
-from schemas.local_dataset import LOCAL_GEOMETRY, OCCUPIED, LocalGeometry
-
-
-def observed_esdf(codes: np.ndarray, geometry: LocalGeometry = LOCAL_GEOMETRY) -> np.ndarray:
-    """float32 (G, G) signed distance (m) to the nearest occupied cell of a crop of codes: positive in free space,
-    negative inside; with no occupied cell, the crop's diagonal everywhere."""
-    occupied = codes == OCCUPIED
-    if not occupied.any():
-        return np.full(codes.shape, 2 * geometry.half_extent_m * np.sqrt(2), dtype=np.float32)
-    # EDT measures centre to centre; the obstacle's surface lies half a cell nearer (models.planning.ClearanceMap).
-    outside = ndimage.distance_transform_edt(~occupied) - 0.5
-    inside = ndimage.distance_transform_edt(occupied) - 0.5
-    return (np.where(occupied, -inside, outside) * geometry.resolution).astype(np.float32)
+from schemas.local_dataset import LOCAL_GEOMETRY, LocalGeometry
 
 
 def push_off_obstacles(

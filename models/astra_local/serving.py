@@ -29,8 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.astra_local.crops import codes_to_input, costmap_codes
-from models.astra_local.guidance import observed_esdf
+from models.astra_local.crops import codes_to_input, costmap_codes, crop_clearance
 from models.astra_local.planner import LocalPlannerModel
 from models.costmap import LocalCostmap
 from models.local_planner import (
@@ -162,7 +161,7 @@ class AstraPlanner(LocalPlanner):
 
         goal_odom = _point_at(path, arc, s0 + g.goal_ahead_m)
         self.last_observation = self._observation(frames, pose, goal_odom)
-        esdf = torch.from_numpy(observed_esdf(self.last_observation.occupancy[-1], g))[None]
+        esdf = torch.from_numpy(crop_clearance(clearance, pose, g))[None]
         ego = self.model.sample(self.last_observation.batch(), c.samples, self._generator, esdf, c.guidance_m)[
             0
         ].numpy()  # (S, K, 3)
