@@ -153,26 +153,6 @@ def test_guidance_keeps_the_plan_short_of_a_wall_the_cameras_see(straight: Local
         assert (short_of_wall > near).any() == (guidance == 0.0), (guidance, np.round(short_of_wall, 2))
 
 
-def test_a_robot_that_gets_no_nearer_is_handed_to_the_classical_planner_until_it_does(
-    straight: LocalPlannerModel,
-) -> None:
-    """The model would drive on, but the robot stays where it is (held, as against a door frame): 6 s after the
-    model's first cycle the classical planner takes over, and the model again once the robot gets 0.5 m on."""
-    planner = AstraPlanner(straight)
-    clearance, costmap, here = _open_floor(), LocalCostmap(), (0.0, 0.0, 0.0)
-    reasons = []
-    for k in range(90):
-        planner.observe(k * 100_000_000, here, (0.0, 0.0), costmap)
-        reasons.append(planner.plan(here, (0.0, 0.0), ROUTE, True, clearance).handover)
-    model_from, stalled_from = reasons.index(""), reasons.index("stalled")
-    assert set(reasons[:model_from]) == {"warming_up"} and set(reasons[model_from:stalled_from]) == {""}
-    assert set(reasons[stalled_from:]) == {"stalled"}
-    assert (stalled_from - model_from) * 0.1 == pytest.approx(planner.config.stall_s)
-    on = (0.6, 0.0, 0.0)
-    planner.observe(90 * 100_000_000, on, (0.0, 0.0), costmap)
-    assert planner.plan(on, (0.0, 0.0), ROUTE, True, clearance).handover == ""
-
-
 def test_the_local_node_logs_each_hand_over_once_as_it_begins(straight: LocalPlannerModel) -> None:
     navigator = LocalNavigator(planner=AstraPlanner(straight))
     navigator.odometry._t_ns = 0  # a pose at the origin, as after the first wheel sample

@@ -11,8 +11,6 @@ model proposes, and its own other proposals are tried before anything is handed 
 
 The classical planner takes the cycle (a hand-over, counted by reason) when:
 - `warming_up`: there is not yet F frames' history;
-- `stalled`: the way left to the goal (to the route, then along it) shrank by under `stall_m` over the last
-  `stall_s` (the model dithers in a doorway, or waits): the classical planner drives until the robot gets on again;
 - `unsure`: the samples disagree, their end points spread wider than `unsure_spread_m`;
 - `unsafe`: no sample's command passes the checks the classical planner puts its own rollouts through (the static
   margin, the moving obstacles' predictions, a haven in reach).
@@ -51,7 +49,7 @@ from schemas.local_dataset import LOCAL_GEOMETRY, LocalGeometry
 from schemas.robot import MotionLimits
 from schemas.world import GridSpec
 
-HANDOVER_REASONS = ("warming_up", "stalled", "unsure", "unsafe")
+HANDOVER_REASONS = ("warming_up", "unsure", "unsafe")
 LOCAL_PLANNERS = ("classical", "astra")  # what `local` plans with: ASTRA_LOCAL
 DEFAULT_WEIGHTS = Path(__file__).parents[1] / "weights" / "astra_local"  # one trained planner per folder
 DEFAULT_VARIANT = "fm_esdf"
@@ -66,8 +64,6 @@ class AstraPlannerConfig(LocalPlannerConfig):
     fallback: bool = True  # False: the model drives alone, and hand-overs are only counted
     choose_safe: bool = True  # follow the sample nearest the mean that passes the checks; False: the nearest one
     guidance_m: float = 0.3  # each refinement pushes waypoints off observed obstacles this far at most; 0: off
-    stall_s: float = 6.0  # hand over while the way left to the goal shrank by under stall_m over this long
-    stall_m: float = 0.5
     seed: int = 0  # of the sampling noise, so that runs repeat
 
 
@@ -118,7 +114,6 @@ class AstraPlanner(LocalPlanner):
         self.handovers: Counter[str] = Counter()
         self.cycles = 0
         self._frames: deque[_Snapshot] = deque()
-        self._remaining: deque[tuple[int, float]] = deque()  # (t_ns, way left in m) per cycle, for `stalled`
         self.last_observation: PlannerObservation | None = None  # the model's input in its latest cycle
         self._generator = torch.Generator().manual_seed(config.seed)
 
@@ -131,7 +126,6 @@ class AstraPlanner(LocalPlanner):
 
     def reset(self) -> None:
         self.fallback.reset()
-        self._remaining.clear()
 
     def evade(
         self,
@@ -164,12 +158,6 @@ class AstraPlanner(LocalPlanner):
         frames = self._history()
         if frames is None:
             return self._hand_over("warming_up", pose, velocity, route, final, clearance, obstacles, speed_scale)
-        # Route left, counting the way to the route's nearest point: global drops the subgoals behind the robot, so
-        # the route often starts ahead of it.
-        to_go = remaining + float(np.hypot(*(path - np.asarray(pose[:2])).T).min())
-        stalled = self._stalled(frames[-1].t_ns, to_go)
-        if stalled and c.fallback:
-            return self._hand_over("stalled", pose, velocity, route, final, clearance, obstacles, speed_scale)
 
         goal_odom = _point_at(path, arc, s0 + g.goal_ahead_m)
         self.last_observation = self._observation(frames, pose, goal_odom)
@@ -183,7 +171,7 @@ class AstraPlanner(LocalPlanner):
         paths, safe = self.fallback.vet(pose, velocity, commands, clearance, obstacles, speed_scale)
         order = by_distance_to_mean(ego)
         chosen = int(order[np.argmax(safe[order])]) if c.choose_safe else int(order[0])
-        reason = "stalled" if stalled else "unsure" if spread > c.unsure_spread_m else "" if safe[chosen] else "unsafe"
+        reason = "unsure" if spread > c.unsure_spread_m else "" if safe[chosen] else "unsafe"
         if reason and c.fallback:
             return self._hand_over(reason, pose, velocity, route, final, clearance, obstacles, speed_scale)
         if reason:
@@ -217,15 +205,6 @@ class AstraPlanner(LocalPlanner):
         self.handovers[reason] += 1
         plan = self.fallback.plan(pose, velocity, route, final, clearance, obstacles, speed_scale)
         return replace(plan, handover=reason)
-
-    def _stalled(self, t_ns: int, remaining: float) -> bool:
-        """Whether the way left shrank by under `stall_m` since the newest cycle at least `stall_s` ago."""
-        c = self.config
-        self._remaining.append((t_ns, remaining))
-        while len(self._remaining) > 1 and t_ns - self._remaining[1][0] >= c.stall_s * 1e9:
-            self._remaining.popleft()
-        then_ns, then_remaining = self._remaining[0]
-        return t_ns - then_ns >= c.stall_s * 1e9 and then_remaining - remaining < c.stall_m
 
     def _history(self) -> list[_Snapshot] | None:
         """The newest frame and those `frame_period_s` apart before it, oldest first; None without enough history."""
