@@ -7,7 +7,8 @@ of those frames `frame_period_s` apart, cropped around the robot as the training
 route. It samples several trajectories and turns each into a command: its speed 0.5-0.75 s ahead, and the arc to its
 first waypoint `pursuit_m` away. The command followed is that of the sample nearest the samples' mean among those that
 pass the classical planner's checks (`choose_safe`; without it, of the nearest sample whatever the checks say): the
-model proposes, and its own other proposals are tried before anything is handed over.
+model proposes, and its own other proposals are tried before anything is handed over. With `guidance_m` > 0 the
+samples are pushed off the costmap's obstacles while they are drawn (models.astra_local.guidance).
 
 The classical planner takes the cycle (a hand-over, counted by reason) when:
 - `warming_up`: there is not yet F frames' history;
@@ -63,7 +64,7 @@ class AstraPlannerConfig(LocalPlannerConfig):
     pursuit_m: float = 0.6  # and its turn: the arc to the first waypoint this far away (or the last)
     fallback: bool = True  # False: the model drives alone, and hand-overs are only counted
     choose_safe: bool = True  # follow the sample nearest the mean that passes the checks; False: the nearest one
-    guidance_m: float = 0.3  # each refinement pushes waypoints off observed obstacles this far at most; 0: off
+    guidance_m: float = 0.0  # > 0: each refinement pushes waypoints off seen obstacles this far at most (README)
     seed: int = 0  # of the sampling noise, so that runs repeat
 
 
