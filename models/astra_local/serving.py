@@ -162,7 +162,7 @@ class AstraPlanner(LocalPlanner):
 
         goal_odom = _point_at(path, arc, s0 + g.goal_ahead_m)
         self.last_observation = self._observation(frames, pose, goal_odom)
-        esdf = torch.from_numpy(crop_clearance(clearance, pose, g))[None]
+        esdf = torch.from_numpy(crop_clearance(clearance, pose, g))[None] if c.guidance_m > 0 else None
         ego = self.model.sample(self.last_observation.batch(), c.samples, self._generator, esdf, c.guidance_m)[
             0
         ].numpy()  # (S, K, 3)
