@@ -27,15 +27,17 @@ from datasets.local_windows import LocalWindows
 from datasets.odometry_sequences import BEV_CACHE, HISTORY, OdometrySequences
 from datasets.tours import record_tour
 from models.astra_local.bev import BEV_CHANNELS, lift_frame
-from models.astra_local.crops import costmap_codes, true_crops
+from models.astra_local.crops import clearance_at_robot, costmap_codes, true_crops
 from models.astra_local.encoder4d import Encoder4D, Encoder4DConfig
 from models.astra_local.odometry import ODOMETRY_VARIANTS, AstraOdometry
 from models.astra_local.planner import LocalPlannerModel
+from models.astra_local.serving import AstraPlanner, PlannerObservation
 from models.astra_local.variants import DEFAULT_PLANNER, PLANNER_VARIANTS
 from models.costmap import FREE as COSTMAP_FREE
 from models.costmap import OCCUPIED as COSTMAP_OCCUPIED
 from models.navigation import se2
-from models.planning import ClearanceMap
+from models.planning import ClearanceMap, occupancy_grid
+from pipelines.dagger import DaggerRecorder, PendingWindow, touching
 from pipelines.ingest import ingest
 from pipelines.local_dataset import build_local_dataset
 from schemas.local_dataset import (
@@ -53,6 +55,7 @@ from schemas.topics import DEPTH_OUTPUTS
 from schemas.world import GridSpec
 from sim.expert import ExpertConfig
 from sim.perturbation import PerturbationConfig
+from sim.world import generate_world
 from viz.local import ego_pixels
 
 SECONDS = 14.0
@@ -415,6 +418,34 @@ def test_eval_odometry_names_what_is_wrong_with_its_input(tmp_path: Path) -> Non
     ):
         proc = subprocess.run([ASTRA, "eval", "odometry", *argv], capture_output=True, text=True)
         assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_touching_reads_the_clearance_where_the_robot_stands() -> None:
+    esdf = np.full((LOCAL_GEOMETRY.grid, LOCAL_GEOMETRY.grid), 2.0)
+    half = LOCAL_GEOMETRY.grid // 2
+    esdf[half - 1 : half + 1, half - 1 : half + 1] = [[0.2, 0.3], [0.2, 0.3]]  # the robot's centre is 0.25 m off
+    assert clearance_at_robot(esdf) == pytest.approx(0.25)
+    assert touching(esdf, robot_radius=0.25, contact_m=0.02) and not touching(esdf, robot_radius=0.2, contact_m=0.02)
+
+
+def test_dagger_drops_the_windows_where_the_robot_touches_an_obstacle() -> None:
+    """A robot pinned against a wall is not where the planner should learn to be: that window is dropped, the one
+    in the open kept."""
+    world = generate_world("office", 0)
+    clearance = ClearanceMap.from_occupancy(occupancy_grid(world), world.grid).distance
+    cells = [np.argwhere((clearance > lo) & (clearance < hi))[0] for lo, hi in ((0.1, 0.2), (1.0, np.inf))]
+    against_wall, in_the_open = ((*world.grid.cell_to_world(c[None])[0], 0.0) for c in cells)
+    planner = AstraPlanner(LocalPlannerModel.from_pretrained(Path("models/weights/astra_local") / DEFAULT_PLANNER))
+    recorder = DaggerRecorder(planner, world, (0.0, 0.0), LOCAL_GEOMETRY)
+    g = LOCAL_GEOMETRY
+    seen = PlannerObservation((0,) * g.frames, np.zeros((g.frames, g.grid, g.grid), np.uint8),
+                              np.zeros((g.frames, 2), np.float32), np.zeros((g.frames, 3), np.float32),
+                              np.zeros(2, np.float32))  # fmt: skip
+    for t_s, pose in ((0.0, against_wall), (0.5, in_the_open)):
+        recorder.pending.append(PendingWindow(round(t_s * 1e9), seen, pose, np.zeros((g.waypoints, 3)), 0.0))
+    recorder.discs = [(0, np.zeros((0, 3))), (round(2e9), np.zeros((0, 3)))]
+    rows = recorder.rows({})
+    assert [r["t_ns"] for r in rows] == [round(0.5e9)] and recorder.touching == 1
 
 
 def test_dagger_adds_the_learned_planners_own_drives_labelled_by_the_expert_and_train_reads_them(

@@ -46,6 +46,12 @@ def crop_clearance(clearance: ClearanceMap, pose: se2.Pose2, geometry: LocalGeom
     return clearance.at(ego_points(pose, geometry)).astype(np.float32)
 
 
+def clearance_at_robot(esdf: np.ndarray) -> float:
+    """An ESDF crop's (G, G) clearance where the robot stands: its centre, the mean of the four cells around it."""
+    half = esdf.shape[-1] // 2
+    return float(esdf[half - 1 : half + 1, half - 1 : half + 1].mean())
+
+
 def codes_to_input(codes: np.ndarray) -> np.ndarray:
     """float32 model input from occupancy codes: 1 occupied, 0 free, 0.5 unknown."""
     return np.choose(codes, np.array([0.0, 1.0, 0.5], dtype=np.float32)).astype(np.float32)
