@@ -7,8 +7,14 @@ goes (up against a wall, say) and it has not learned what to do there. DAgger (R
                  buildings, through the same local stack and safety governor as `astra eval planning`
     label        every `frame_period_s`, the model's own input is kept, and the expert, placed afresh at the robot's
                  true state, drives on an ideal unicycle for the window's horizon (`sim.expert.ExpertDriver.imagine`)
-    crop         the true occupancy and ESDF around the robot now and `esdf_ahead_s` later, as the dataset crops them
+    crop         the true occupancy and ESDF around the robot now and `esdf_ahead_s` later, as the dataset crops them;
+                 windows where the robot already touches an obstacle are dropped (below)
     write        windows/<episode>.parquet in the dataset, WINDOWS rows (no frames), and a round in its manifest
+
+A planner that collides is pinned against the wall until the episode ends, and those states (36 % of a round
+driven by a planner that collided in 70 % of its drives) are not where it should learn to be: their labels are the
+expert's way out of a state the robot should never reach. The windows before the contact, where it drove at the
+wall, are the lesson, and are kept.
 
 Retraining on the dataset (`astra train local`) then learns from the expert tours and every round. Buildings whose
 seeds are held out are never driven, so the held-out figures stay clean.
@@ -34,13 +40,14 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from datasets.tours import Building
-from models.astra_local.crops import true_crops
+from models.astra_local.crops import clearance_at_robot, true_crops
 from models.astra_local.planner import LocalPlannerModel
 from models.astra_local.serving import AstraPlanner, AstraPlannerConfig, PlannerObservation
 from models.navigation import se2
 from models.planning import ClearanceMap, occupancy_grid
 from pipelines.planning_eval import PlanningConfig, PlanningEpisode, run_episode, sample_episodes
 from schemas.local_dataset import WINDOWS, WINDOWS_DIR, LocalDatasetManifest, LocalGeometry
+from schemas.robot import DEFAULT_ROBOT
 from schemas.world import World
 from sim.expert import ExpertDriver
 from sim.simulator import Simulator
@@ -65,7 +72,7 @@ class _Job:
 
 
 @dataclass
-class _Pending:
+class PendingWindow:
     """A window whose label is known; its crops wait for the world `esdf_ahead_s` later."""
 
     t_ns: int
@@ -85,9 +92,10 @@ class DaggerRecorder:
         self.labeller = ExpertDriver(world, goals={"goal": goal})
         self.static_occupied = occupancy_grid(world)
         self.static_clearance = ClearanceMap.from_occupancy(self.static_occupied, world.grid)
-        self.pending: list[_Pending] = []
+        self.pending: list[PendingWindow] = []
         self.discs: list[tuple[int, np.ndarray]] = []  # (t_ns, (N, 3) x, y, radius of every person and cart)
         self.standing = 0  # labels in which the expert, away from the goal, neither drives nor turns: no way on
+        self.touching = 0  # windows dropped: the robot touched an obstacle (`touching`)
 
     def __call__(self, sim: Simulator, t_ns: int) -> None:
         obstacles = sim.obstacles() if self.labeller.world.agents else None
@@ -107,14 +115,15 @@ class DaggerRecorder:
         ego = se2.inverse(pose)
         trajectory = np.array([se2.compose(ego, tuple(p)) for p in future[1:]])
         speed = float(np.hypot(*(future[1, :2] - future[0, :2]))) / g.waypoint_period_s
-        self.pending.append(_Pending(t_ns, seen, pose, trajectory, speed))
+        self.pending.append(PendingWindow(t_ns, seen, pose, trajectory, speed))
 
     def rows(self, tags: dict[str, Any]) -> list[dict[str, Any]]:
-        """WINDOWS rows of every window with the world known `esdf_ahead_s` after it."""
+        """WINDOWS rows of every window with the world known `esdf_ahead_s` after it, but those `touching`."""
         g = self.geometry
         stamps = np.array([t for t, _ in self.discs])
         ahead_ns = round(g.esdf_ahead_s * 1e9)
         rows = []
+        self.touching = 0
         for window in self.pending:
             if window.t_ns + ahead_ns > stamps[-1]:
                 break
@@ -128,6 +137,9 @@ class DaggerRecorder:
                 )
                 for t in (window.t_ns, window.t_ns + ahead_ns)
             ]
+            if touching(crops[0][1]):
+                self.touching += 1
+                continue
             seen = window.observation
             rows.append(
                 tags
@@ -146,6 +158,12 @@ class DaggerRecorder:
                 }
             )
         return rows
+
+
+def touching(esdf_now: np.ndarray, robot_radius: float = DEFAULT_ROBOT.radius, contact_m: float = 0.02) -> bool:
+    """Whether the robot of a window whose true ESDF crop now is `esdf_now` (G, G) touches an obstacle: its
+    centre is within its radius (and `contact_m`, the crop's bilinear slack) of one."""
+    return clearance_at_robot(esdf_now) < robot_radius + contact_m
 
 
 def _drive(job: _Job) -> tuple[str, pa.Table, dict[str, Any]]:
@@ -169,7 +187,7 @@ def _drive(job: _Job) -> tuple[str, pa.Table, dict[str, Any]]:
     }
     table = pa.Table.from_pylist(recorder.rows(tags), schema=WINDOWS)
     drive = {"collided": collided, "success": success, "progress": progress, "seconds": seconds}
-    return job.episode_id, table, drive | {"standing": recorder.standing}
+    return job.episode_id, table, drive | {"standing": recorder.standing, "touching": recorder.touching}
 
 
 def training_buildings(manifest: LocalDatasetManifest, holdout_seeds: Sequence[int]) -> list[Building]:
@@ -206,6 +224,7 @@ class DaggerSummary:
     collision_rate: float
     progress: float
     standing_labels: int  # the expert stood still away from the goal: what the labels lean on
+    touching_dropped: int  # windows not written: the robot touched an obstacle
     seconds: float
 
 
@@ -270,6 +289,7 @@ def add_dagger_round(
         collision_rate=round(float(np.mean([d["collided"] for d in drives])), 3),
         progress=round(float(np.mean([d["progress"] for d in drives])), 3),
         standing_labels=int(sum(d["standing"] for d in drives)),
+        touching_dropped=int(sum(d["touching"] for d in drives)),
         seconds=round(time.perf_counter() - started, 1),
     )
     record = {"round": round_, "planner": str(checkpoint), "planner_digest": checkpoint_digest(checkpoint)}
