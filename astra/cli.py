@@ -414,7 +414,8 @@ def cmd_train_local(args: argparse.Namespace) -> int:
 
     if min(args.steps, args.odometry_steps, args.encoder_steps, args.encoder4d_steps) < 1:
         raise UsageError("--steps, --odometry-steps, --encoder-steps and --encoder4d-steps must be >= 1")
-    config = LocalTrainConfig(steps=args.steps, micro_batches=args.micro_batches)
+    mirror = {} if args.mirror is None else {"mirror": args.mirror}
+    config = LocalTrainConfig(steps=args.steps, micro_batches=args.micro_batches, **mirror)
     odometry_config = replace(ODOMETRY_TRAINING, steps=args.odometry_steps, micro_batches=args.micro_batches)
     encoder_config = replace(ENCODER_TRAINING, steps=args.encoder_steps, micro_batches=args.micro_batches)
     try:
@@ -1278,6 +1279,11 @@ def build_parser() -> argparse.ArgumentParser:
     train_local.add_argument("--out", type=Path, default=LOCAL_WEIGHTS, help=f"(default {LOCAL_WEIGHTS})")
     train_local.add_argument("--planners", default="all", help="comma-separated variants, all (default) or none")
     train_local.add_argument("--steps", type=int, default=1500, help="optimizer steps per planner (default 1500)")
+    train_local.add_argument(
+        "--mirror",
+        action=argparse.BooleanOptionalAction,
+        help="planners also learn every window mirrored left to right (default: pipelines/train_local.py's)",
+    )
     train_local.add_argument(
         "--odometry",
         default="all",

@@ -83,3 +83,39 @@ class LocalWindows(Dataset):
             "esdf": torch.from_numpy(self._arrays["esdf"][indices].astype(np.float32)),
             "true_occupancy": torch.from_numpy(self._arrays["true_occupancy"][indices].astype(np.float32)),
         }
+
+
+# Each field's sign under the mirror across the robot's heading (y -> -y): lateral offsets, yaws and yaw rates flip.
+_MIRROR_SIGNS = {
+    "velocity": torch.tensor([1.0, -1.0]),
+    "motion": torch.tensor([1.0, -1.0, -1.0]),
+    "goal": torch.tensor([1.0, -1.0]),
+    "trajectory": torch.tensor([1.0, -1.0, -1.0]),
+}
+_GRIDS = ("occupancy", "esdf", "true_occupancy")  # rows run along y, symmetric about the robot
+
+
+def mirrored(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The windows of `batch` mirrored across the robot's heading: the same situations with left and right swapped.
+    The robot (three cameras at 0 and +-120 degrees) and its costmap are symmetric, so each mirror is a window it
+    could have driven."""
+    flipped = {name: batch[name].flip(-2) for name in _GRIDS}
+    return batch | flipped | {name: batch[name] * sign for name, sign in _MIRROR_SIGNS.items()}
+
+
+class Mirrored:
+    """Training data of twice the windows: index i < N is window i, index N + i its mirror image (`mirrored`)."""
+
+    def __init__(self, windows: LocalWindows) -> None:
+        self.windows = windows
+
+    def __len__(self) -> int:
+        return 2 * len(self.windows)
+
+    def batch(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        n = len(self.windows)
+        batch = self.windows.batch(indices % n)
+        flip = torch.from_numpy(indices >= n)
+        other = mirrored(batch)
+        return {name: torch.where(flip.view(-1, *[1] * (value.dim() - 1)), other[name], value)
+                for name, value in batch.items()}  # fmt: skip

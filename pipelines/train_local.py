@@ -34,7 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from datasets.encoder_sequences import EncoderSequences
-from datasets.local_windows import LocalWindows
+from datasets.local_windows import LocalWindows, Mirrored
 from datasets.odometry_sequences import OdometrySequences
 from models.astra_local.encoder4d import Encoder4D, Encoder4DConfig, moving_ious, occupancy_ious
 from models.astra_local.odometry import ODOMETRY_VARIANTS, AstraOdometry, OdometryConfig
@@ -59,6 +59,7 @@ class LocalTrainConfig:
     seed: int = 0
     eval_windows: int = 400  # held-out windows scored per variant
     eval_samples: int = 4
+    mirror: bool = False  # planners also learn each window's mirror image (datasets.local_windows.Mirrored)
 
 
 ODOMETRY_TRAINING = LocalTrainConfig(steps=1500, batch_size=64)  # over cached vision tokens
@@ -219,7 +220,11 @@ def train_local(
         summary |= {"config": asdict(config), "planners": {}}
         for name in variants:
             model, result = train_model(
-                partial(LocalPlannerModel, PLANNER_VARIANTS[name]), train, config, progress, name
+                partial(LocalPlannerModel, PLANNER_VARIANTS[name]),
+                Mirrored(train) if config.mirror else train,
+                config,
+                progress,
+                name,
             )
             result["held_out"] = evaluate_planner(model, test, config)
             summary["planners"][name] = _saved(model, result, train, test.index["world_seed"], Path(out) / name, rank)

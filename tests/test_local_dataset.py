@@ -23,7 +23,7 @@ from PIL import Image
 
 from astra.cli import main
 from datasets.lake import Lake
-from datasets.local_windows import LocalWindows
+from datasets.local_windows import LocalWindows, Mirrored, mirrored
 from datasets.odometry_sequences import BEV_CACHE, HISTORY, OdometrySequences
 from datasets.tours import record_tour
 from models.astra_local.bev import BEV_CHANNELS, lift_frame
@@ -418,6 +418,48 @@ def test_eval_odometry_names_what_is_wrong_with_its_input(tmp_path: Path) -> Non
     ):
         proc = subprocess.run([ASTRA, "eval", "odometry", *argv], capture_output=True, text=True)
         assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_a_mirrored_window_is_the_same_situation_with_left_and_right_swapped() -> None:
+    """A person 0.6 m to the left, the robot turning left toward a goal on its left, mirrors into a person 0.6 m to
+    the right, the robot turning right: the truth cropped around the robot for that situation."""
+    g = LOCAL_GEOMETRY
+    spec = GridSpec(0.05, (-5.0, -5.0), (200, 200))
+    empty = np.zeros(spec.shape, bool)
+    clearance = ClearanceMap.from_occupancy(empty, spec)
+    left, right = (true_crops(empty, clearance, (0.0, 0.0, 0.0), np.array([[1.0, y, 0.3]]), g) for y in (0.6, -0.6))
+    turn = torch.tensor([[0.2 * k, 0.01 * k * k, 0.05 * k] for k in range(1, g.waypoints + 1)])
+    batch = {
+        "occupancy": torch.from_numpy(left[0].astype(np.float32)).expand(1, g.frames, g.grid, g.grid),
+        "esdf": torch.from_numpy(np.stack([left[1]] * 2).astype(np.float32))[None],
+        "true_occupancy": torch.from_numpy(np.stack([left[0]] * 2).astype(np.float32))[None],
+        "velocity": torch.tensor([[[0.5, 0.3]] * g.frames]),
+        "motion": torch.tensor([[[0.1, 0.02, 0.05]] * g.frames]),
+        "goal": torch.tensor([[2.0, 1.0]]),
+        "trajectory": turn[None],
+    }
+    mirror = mirrored(batch)
+    assert torch.equal(mirror["occupancy"][0, -1], torch.from_numpy(right[0].astype(np.float32)))
+    assert torch.allclose(mirror["esdf"][0, 0], torch.from_numpy(right[1].astype(np.float32)), atol=1e-6)
+    assert torch.allclose(mirror["velocity"][0, 0], torch.tensor([0.5, -0.3])) and mirror["goal"][0].tolist() == [
+        2.0,
+        -1.0,
+    ]
+    assert torch.allclose(mirror["motion"][0, 0], torch.tensor([0.1, -0.02, -0.05]))
+    assert torch.equal(mirror["trajectory"][0], turn * torch.tensor([1.0, -1.0, -1.0]))
+    assert torch.equal(mirrored(mirror)["esdf"], batch["esdf"])
+
+
+def test_mirrored_windows_follow_each_window_with_its_mirror_image(dataset: Path) -> None:
+    windows = LocalWindows(dataset)
+    both = Mirrored(windows)
+    n = len(windows)
+    batch = both.batch(np.array([3, n + 3]))
+    window = windows.batch(np.array([3]))
+    assert len(both) == 2 * n
+    for name, mirror in mirrored(window).items():
+        assert torch.equal(batch[name][:1], window[name]) and torch.equal(batch[name][1:], mirror), name
+    assert not torch.equal(batch["occupancy"][0], batch["occupancy"][1])
 
 
 def test_touching_reads_the_clearance_where_the_robot_stands() -> None:
