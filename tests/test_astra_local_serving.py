@@ -103,6 +103,17 @@ def test_the_classical_planner_drives_until_there_is_history_then_the_model_does
     assert planner.handovers == {"warming_up": 1} and planner.cycles == 2
 
 
+def test_the_way_left_counts_from_the_robot_not_from_the_route(straight: LocalPlannerModel) -> None:
+    """The last stretch of a route can be short (subgoals every metre, then the goal): 0.17 m here, with the robot
+    1 m before it. The speed is capped to stop at the goal from the robot's way left, 1.17 m, not 0.17 m (which
+    crept at 0.14 m/s, session 29: episodes timed out a metre from their goals)."""
+    planner = AstraPlanner(straight)
+    _observed(planner, 2.0)
+    plan = planner.plan((0.0, 0.0, 0.0), (0.0, 0.0), np.array([[1.0, 0.0], [1.17, 0.0]]), True, _open_floor())
+    assert plan.handover == "" and plan.remaining_m == pytest.approx(1.17, abs=0.01)
+    assert plan.v == pytest.approx(1.0, abs=0.15)  # the model's 1 m/s, under the cap from 1.17 m (1.01 m/s)
+
+
 def test_a_command_into_a_wall_goes_to_the_classical_planner_and_alone_is_only_counted(
     straight: LocalPlannerModel,
 ) -> None:

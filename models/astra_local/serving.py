@@ -151,8 +151,7 @@ class AstraPlanner(LocalPlanner):
     ) -> LocalPlan:
         c, g = self.config, self.geometry
         route = np.asarray(route, dtype=float).reshape(-1, 2)
-        path, arc, s0 = _along(route, np.asarray(pose[:2], dtype=float))
-        remaining = float(arc[-1] - s0)
+        path, arc, s0, remaining = _along(route, np.asarray(pose[:2], dtype=float))
         if self.arrived(pose, route, final):
             return self.stop(pose, "arrived", clearance, remaining)
         self.cycles += 1
@@ -263,12 +262,14 @@ def _rates(limits: MotionLimits) -> tuple[float, float]:
     return -limits.max_yaw_rate, limits.max_yaw_rate
 
 
-def _along(route: np.ndarray, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """The route as a dense path from the robot's side (P, 2), its arc length, and the robot's place on it."""
+def _along(route: np.ndarray, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """The route as a dense path from the robot's side (P, 2), its arc length, the robot's place on it, and the
+    distance still to go: from the robot to that place, then along the route."""
     path = resample(np.vstack([xy, route]) if len(route) == 1 else route, 0.1)
     arc = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(path, axis=0).T))])
-    nearest = int(np.argmin(np.hypot(*(path - xy).T)))
-    return path, arc, float(arc[nearest])
+    offsets = np.hypot(*(path - xy).T)
+    nearest = int(np.argmin(offsets))
+    return path, arc, float(arc[nearest]), float(offsets[nearest] + arc[-1] - arc[nearest])
 
 
 def _point_at(path: np.ndarray, arc: np.ndarray, s: float) -> np.ndarray:
