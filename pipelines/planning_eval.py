@@ -15,7 +15,8 @@ Per planner, over its episodes:
 - `mean_speed`: path driven over the episode's time (m/s);
 - `score`: progress counted only in episodes without a collision, averaged (a collision scores 0);
 - `latency_p50_ms`, `latency_p99_ms`: the planner's wall time per cycle, on this machine;
-- `handover_rate`: the share of cycles a learned planner handed to (or, alone, would have handed to) the classical.
+- `handover_rate`: the share of cycles a learned planner handed to (or, alone, would have handed to) the classical;
+  `handover_rates` splits it by reason.
 
 Cameras render at 160 x 120 here, for speed; the costmap casts as many rays as the robot's own cameras give it.
 Episodes run in parallel processes, one per core by default.
@@ -37,7 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 from models.astra_local.planner import LocalPlannerModel
-from models.astra_local.serving import AstraPlanner, AstraPlannerConfig
+from models.astra_local.serving import HANDOVER_REASONS, AstraPlanner, AstraPlannerConfig
 from models.astra_local.variants import DEFAULT_PLANNER, PLANNER_VARIANTS
 from models.costmap import CostmapConfig, matched_costmap
 from models.local_planner import DwaPlanner, LocalPlanner
@@ -87,7 +88,7 @@ class EpisodeResult:
     path_m: float
     plan_ms: list[float]
     cycles: int
-    handovers: int
+    handovers: dict[str, int]  # by reason (models.astra_local.serving.HANDOVER_REASONS)
 
 
 def sample_episodes(world: World, config: PlanningConfig) -> list[PlanningEpisode]:
@@ -240,7 +241,7 @@ def _job(args: tuple[str, PlannerSpec, int, PlanningEpisode, Path, PlanningConfi
     planner = spec.build()
     collided, success, progress, seconds, path_m, plan_ms = run_episode(world_dir, episode, planner, config, seed=index)
     cycles = planner.cycles if isinstance(planner, AstraPlanner) else len(plan_ms)
-    handovers = sum(planner.handovers.values()) if isinstance(planner, AstraPlanner) else 0
+    handovers = dict(planner.handovers) if isinstance(planner, AstraPlanner) else {}
     return EpisodeResult(name, index, collided, success, progress, seconds, path_m, plan_ms, cycles, handovers)
 
 
@@ -284,5 +285,9 @@ def summarize(results: list[EpisodeResult]) -> dict[str, float]:
         "score": round(float(np.mean([r.progress * (not r.collided) for r in results])), 3),
         "latency_p50_ms": round(float(np.percentile(ms, 50)), 2) if len(ms) else 0.0,
         "latency_p99_ms": round(float(np.percentile(ms, 99)), 2) if len(ms) else 0.0,
-        "handover_rate": round(sum(r.handovers for r in results) / max(cycles, 1), 3),
+        "handover_rate": round(sum(sum(r.handovers.values()) for r in results) / max(cycles, 1), 3),
+        "handover_rates": {
+            reason: round(sum(r.handovers.get(reason, 0) for r in results) / max(cycles, 1), 3)
+            for reason in HANDOVER_REASONS
+        },
     }

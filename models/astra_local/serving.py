@@ -14,7 +14,9 @@ The classical planner takes the cycle (a hand-over, counted by reason) when:
 - `warming_up`: there is not yet F frames' history;
 - `unsure`: the samples disagree, their end points spread wider than `unsure_spread_m`;
 - `unsafe`: no sample's command passes the checks the classical planner puts its own rollouts through (the static
-  margin, the moving obstacles' predictions, a haven in reach).
+  margin, the moving obstacles' predictions, a haven in reach);
+- `arriving`: the final goal is nearer than `arriving_m`. The model learned from tours, which pass through and never
+  stop at a goal; given one beside or behind it, it drove on past (session 29), so the classical planner docks.
 Giving way (`evade`) is always the classical planner's. With `fallback=False` the model drives alone, for
 evaluating it, and the hand-overs it would have made are still counted.
 """
@@ -50,7 +52,7 @@ from schemas.local_dataset import LOCAL_GEOMETRY, LocalGeometry
 from schemas.robot import MotionLimits
 from schemas.world import GridSpec
 
-HANDOVER_REASONS = ("warming_up", "unsure", "unsafe")
+HANDOVER_REASONS = ("warming_up", "unsure", "unsafe", "arriving")
 LOCAL_PLANNERS = ("classical", "astra")  # what `local` plans with: ASTRA_LOCAL
 DEFAULT_WEIGHTS = Path(__file__).parents[1] / "weights" / "astra_local"  # one trained planner per folder
 DEFAULT_VARIANT = "fm_esdf"
@@ -65,6 +67,7 @@ class AstraPlannerConfig(LocalPlannerConfig):
     fallback: bool = True  # False: the model drives alone, and hand-overs are only counted
     choose_safe: bool = True  # follow the sample nearest the mean that passes the checks; False: the nearest one
     guidance_m: float = 0.0  # > 0: each refinement pushes waypoints off seen obstacles this far at most (README)
+    arriving_m: float = 1.5  # the final goal nearer than this along the way left: the classical planner docks
     seed: int = 0  # of the sampling noise, so that runs repeat
 
 
@@ -159,6 +162,9 @@ class AstraPlanner(LocalPlanner):
         if frames is None:
             return self._hand_over("warming_up", pose, velocity, route, final, clearance, obstacles, speed_scale)
 
+        arriving = final and remaining < c.arriving_m
+        if arriving and c.fallback:
+            return self._hand_over("arriving", pose, velocity, route, final, clearance, obstacles, speed_scale)
         goal_odom = _point_at(path, arc, s0 + g.goal_ahead_m)
         self.last_observation = self._observation(frames, pose, goal_odom)
         esdf = torch.from_numpy(crop_clearance(clearance, pose, g))[None] if c.guidance_m > 0 else None
@@ -172,6 +178,7 @@ class AstraPlanner(LocalPlanner):
         order = by_distance_to_mean(ego)
         chosen = int(order[np.argmax(safe[order])]) if c.choose_safe else int(order[0])
         reason = "unsure" if spread > c.unsure_spread_m else "" if safe[chosen] else "unsafe"
+        reason = "arriving" if arriving else reason
         if reason and c.fallback:
             return self._hand_over(reason, pose, velocity, route, final, clearance, obstacles, speed_scale)
         if reason:
