@@ -56,9 +56,16 @@ def run(workdir: Path) -> dict[str, Any]:
     return result
 
 
-def _pooled(per_building: list[dict[str, float]]) -> dict[str, float]:
+def _pooled(per_building: list[dict[str, Any]]) -> dict[str, Any]:
     """The buildings' figures averaged (each building has the same number of episodes); latency p99 is the worst."""
-    keys = per_building[0].keys()
-    pooled = {k: round(float(np.mean([b[k] for b in per_building])), 3) for k in keys}
+    pooled = _averaged(per_building)
     pooled["latency_p99_ms"] = max(b["latency_p99_ms"] for b in per_building)
     return pooled
+
+
+def _averaged(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's mean over `parts`, figures split by reason reason by reason."""
+    return {
+        k: _averaged([p[k] for p in parts]) if isinstance(v, dict) else round(float(np.mean([p[k] for p in parts])), 3)
+        for k, v in parts[0].items()
+    }

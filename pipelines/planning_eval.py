@@ -274,7 +274,7 @@ def evaluate_planners(
     }
 
 
-def summarize(results: list[EpisodeResult]) -> dict[str, float]:
+def summarize(results: list[EpisodeResult]) -> dict[str, Any]:
     ms = np.concatenate([r.plan_ms for r in results]) if results else np.zeros(0)
     cycles = sum(r.cycles for r in results)
     return {
