@@ -104,10 +104,10 @@ def test_goal_not_found_names_three_candidates(office_map: tuple[Path, str, obje
     assert len(status.candidates) == 3 and all(status.candidates)
 
 
-def _fix(x: float, y: float, success: bool = True) -> LocalizationFix:
+def _fix(x: float, y: float, success: bool = True, confidence: float = 0.9) -> LocalizationFix:
     pose = pycolmap.Rigid3d(pycolmap.Rotation3d(np.array([0.0, 0.0, 0.0, 1.0])), np.array([x, y, 0.0]))
     covariance = np.eye(6) * 0.01
-    return LocalizationFix(success, pose if success else None, covariance, 0.9 * success, 100 * success, ())
+    return LocalizationFix(success, pose if success else None, covariance, confidence * success, 100 * success, ())
 
 
 def _along_x(step: int) -> Odometry:
@@ -164,6 +164,29 @@ def test_a_look_alike_that_confirmed_itself_gives_way_once_two_whole_map_recheck
         assert y == pytest.approx(11.6, abs=0.01)
     else:
         assert "recheck" not in fired and y == pytest.approx(2.0, abs=0.01)
+
+
+@pytest.mark.parametrize("consensus_fixes", [GlobalParams.consensus_fixes, 1000])
+def test_unsure_fixes_that_agree_from_places_apart_confirm_the_estimate(
+    office_map: tuple[Path, str, object], consensus_fixes: int
+) -> None:
+    """In aisles that look alike every fix may be unsure (a look-alike rivals it) and still right. Unsure fixes
+    0.7 m apart that agree through odometry confirm the estimate once they span 1.5 m; a sure fix at the look-alike
+    that they outvote moves nothing. With the consensus off the robot stays lost (the look-alike still outvoted)."""
+    map_dir, key, _ = office_map
+    params = GlobalParams(consensus_fixes=consensus_fixes)
+    navigator = global_navigator(read_map(map_dir, parse_key(key)), params=params)
+    _drive_along_x(navigator, 3.9)  # map x is odom x + 5
+    for t_s in (0.0, 0.0, 0.7, 1.4):  # two from one spot: one vote
+        navigator.on_fix(_fix(5.0 + t_s, 2.0, confidence=0.1), int(t_s * 1e9), "initial", 0.1)
+    assert not navigator.confirmed and navigator.map_from_odom is None  # three spots, but only 1.4 m apart
+    outputs = navigator.on_fix(_fix(6.8, 11.6), 1_800_000_000, "initial", 0.1)  # sure, but one against three
+    assert [output_id for output_id, _ in outputs] == ["localization"]
+    navigator.on_fix(_fix(7.1, 2.0, confidence=0.1), 2_100_000_000, "initial", 0.1)
+    if consensus_fixes == GlobalParams.consensus_fixes:
+        assert navigator.confirmed and navigator.map_pose_at(3_000_000_000)[:2] == pytest.approx((8.0, 2.0))
+    else:
+        assert not navigator.confirmed and navigator.map_from_odom is None
 
 
 def test_a_lone_recheck_elsewhere_leaves_the_estimate_until_another_agrees(

@@ -60,7 +60,14 @@ class GlobalParams:
     fix_sigma_m: float = 0.3  # a confirmed estimate's position uncertainty right after a fix
     odometry_drift: float = 0.05  # its growth per metre driven (wheel odometry drifts 2-5 %)
     max_prior_sigma_m: float = 1.5
-    min_confidence: float = 0.5  # fixes below this do not move map -> odom
+    min_confidence: float = 0.5  # fixes below this do not move map -> odom, unless enough of them agree
+    # Until confirmed, every fix is a vote for where odom lies in map. In aisles that look alike, each fix may be
+    # unsure (a look-alike rivals it) and still be right: `consensus_fixes` votes that agree through odometry,
+    # from places `vote_spacing_m` apart spanning `confirm_after_m`, and outnumber every rival, confirm the estimate
+    # whatever their confidence. A sure fix that rivals outvote moves nothing. Views from one spot are one vote:
+    # a robot standing still sees the same look-alike each time.
+    consensus_fixes: int = 3
+    vote_spacing_m: float = 0.5
     # Fixes in a row that find nothing near a confirmed estimate: it is wrong (a look-alike aisle confirmed itself),
     # so the next fix searches the whole map, and must be confirmed again.
     max_prior_misses: int = 2
@@ -70,6 +77,19 @@ class GlobalParams:
     subgoal_spacing_m: float = SUBGOAL_SPACING_M  # evenly spaced, 1.5-3 m apart
     odom_history_s: float = 30.0  # how far back a fix's stamp may lie
     resend_shift_m: float = 0.05  # re-send subgoals when a fix moves them more than this
+
+
+@dataclass(frozen=True)
+class _Vote:
+    """An unconfirmed fix: where it put base_link in map, and odometry's pose then."""
+
+    t_ns: int
+    map_pose: Pose2
+    odom_pose: Pose2
+
+    @property
+    def map_from_odom(self) -> Pose2:
+        return se2.compose(self.map_pose, se2.inverse(self.odom_pose))
 
 
 @dataclass
@@ -112,6 +132,7 @@ class GlobalNavigator:
         self._periodic_fixes = 0  # periodic fixes with the prior since the last whole-map recheck
         self._challenger: Pose2 | None = None  # map -> odom of a recheck that disagreed with the estimate
         self._last_accepted_ns: int | None = None
+        self._votes: list[_Vote] = []  # fixes since the estimate was last unconfirmed, oldest first
         self._sent_subgoals: np.ndarray | None = None
 
     # Inputs.
@@ -202,6 +223,12 @@ class GlobalNavigator:
         outputs: list[Output] = [("localization", self._result(fix, t_ns, trigger, latency_s))]
         odom_pose = self._odom_at(t_ns)
         accepted = fix.success and fix.confidence >= self.params.min_confidence and odom_pose is not None
+        consensus = False
+        if not self.confirmed and fix.success and odom_pose is not None:
+            support, spread, rivals = self._vote(_Vote(t_ns, _planar(fix), odom_pose))
+            consensus = support >= self.params.consensus_fixes and spread >= self.params.confirm_after_m
+            consensus = consensus and support > rivals
+            accepted = consensus or (accepted and support >= rivals)
         recheck = trigger == RECHECK and self.confirmed
         self._periodic_fixes = 0 if recheck else self._periodic_fixes + (trigger == "periodic")
         if not accepted:
@@ -229,8 +256,10 @@ class GlobalNavigator:
         if not self.confirmed:
             # Look-alike places fool a single fix: the first is tentative until a later one, from elsewhere and
             # without a prior, agrees with it through odometry. The robot may drive on the tentative one meanwhile.
-            self.confirmed = predicted is not None and _agree(predicted, map_pose, self.params)
+            self.confirmed = consensus or (predicted is not None and _agree(predicted, map_pose, self.params))
             self._pending_trigger = None if self.confirmed else "confirm"
+            if self.confirmed:
+                self._votes = []
         outputs.append(("localization_pose", self._pose_message(fix, t_ns)))
         self.map_from_odom = se2.compose(map_pose, se2.inverse(odom_pose))
         self._last_accepted_ns = t_ns
@@ -270,6 +299,29 @@ class GlobalNavigator:
             return None
         pose = self.map_pose_at(self._odom_t[-1])
         return None if pose is None else (pose[0], pose[1])
+
+    def _vote(self, vote: _Vote) -> tuple[int, float, int]:
+        """Add a fix's vote; returns its support (the votes that agree with it, one per spot), their spread (m, in
+        odom) and the most support any disagreeing vote has."""
+        horizon = vote.t_ns - int(self.params.odom_history_s * 1e9)  # odometry drifts: older votes say little
+        self._votes = [v for v in self._votes if v.t_ns >= horizon] + [vote]
+        support, spread = self._support(vote, self._votes)
+        others = [v for v in self._votes if not self._same_place(v, vote)]
+        rivals = max((self._support(v, others)[0] for v in others), default=0)
+        return support, spread, rivals
+
+    def _same_place(self, a: _Vote, b: _Vote) -> bool:
+        """Whether two votes put odom in one place in map: b's fix, against a's seen from b's odometry pose."""
+        return _agree(se2.compose(a.map_from_odom, b.odom_pose), b.map_pose, self.params)
+
+    def _support(self, vote: _Vote, votes: list[_Vote]) -> tuple[int, float]:
+        spots: list[np.ndarray] = []
+        for v in votes:
+            here = np.array(v.odom_pose[:2])
+            if self._same_place(v, vote) and all(np.hypot(*(here - s)) >= self.params.vote_spacing_m for s in spots):
+                spots.append(here)
+        spread = max((float(np.hypot(*(a - b))) for a in spots for b in spots), default=0.0)
+        return len(spots), spread
 
     def _travelled_since(self, t_ns: int | None) -> float:
         """Distance driven (odometry) since `t_ns`."""
