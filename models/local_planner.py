@@ -160,6 +160,9 @@ class LocalPlanner(abc.ABC):
     def reset(self) -> None:
         """Forget whatever was cached between calls (after a recovery or a new route)."""
 
+    def stalled(self) -> None:  # noqa: B027
+        """A recovery has just ended: the robot made no progress on this planner's plans."""
+
     def observe(self, t_ns: int, pose: Pose, velocity: Velocity, costmap: LocalCostmap) -> None:  # noqa: B027
         """See the costmap as it stands after each set of depth images; planners that learn from history keep it."""
 

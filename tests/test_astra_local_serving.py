@@ -131,6 +131,21 @@ def test_the_classical_planner_docks_at_the_final_goal(straight: LocalPlannerMod
         assert planner.handovers == {"arriving": 1}
 
 
+def test_after_a_recovery_the_classical_planner_drives_for_a_while(straight: LocalPlannerModel) -> None:
+    """A recovery means no progress on the model's plans: the classical planner drives the next `stalled_cycles`
+    cycles, then the model again; alone, those cycles are only counted."""
+    for fallback in (True, False):
+        planner = AstraPlanner(straight, AstraPlannerConfig(fallback=fallback, stalled_cycles=3))
+        _observed(planner, 2.0)
+        planner.stalled()
+        plans = [planner.plan((0.0, 0.0, 0.0), (0.0, 0.0), ROUTE, True, _open_floor()) for _ in range(4)]
+        assert [p.handover for p in plans] == ["stalled"] * 3 * fallback + [""] * (4 - 3 * fallback)
+        assert planner.handovers == {"stalled": 3}
+        if fallback:
+            classical = DwaPlanner().plan((0.0, 0.0, 0.0), (0.0, 0.0), ROUTE, True, _open_floor())
+            assert (plans[0].v, plans[0].w) == (classical.v, classical.w)
+
+
 def test_a_command_into_a_wall_goes_to_the_classical_planner_and_alone_is_only_counted(
     straight: LocalPlannerModel,
 ) -> None:

@@ -16,7 +16,10 @@ The classical planner takes the cycle (a hand-over, counted by reason) when:
 - `unsafe`: no sample's command passes the checks the classical planner puts its own rollouts through (the static
   margin, the moving obstacles' predictions, a haven in reach);
 - `arriving`: the final goal is nearer than `arriving_m`. The model learned from tours, which pass through and never
-  stop at a goal; given one beside or behind it, it drove on past (session 29), so the classical planner docks.
+  stop at a goal; given one beside or behind it, it drove on past (session 29), so the classical planner docks;
+- `stalled`: for `stalled_cycles` cycles after a recovery (the robot made no progress on the model's plans). The model
+  sees no further than its crop: where the route bends round furniture it can circle short of it, safe and stuck,
+  recovery after recovery (home-700's armchair, sessions 27-30), where the classical planner's A* guide sees the way.
 Giving way (`evade`) is always the classical planner's. With `fallback=False` the model drives alone, for
 evaluating it, and the hand-overs it would have made are still counted.
 """
@@ -52,7 +55,7 @@ from schemas.local_dataset import LOCAL_GEOMETRY, LocalGeometry
 from schemas.robot import MotionLimits
 from schemas.world import GridSpec
 
-HANDOVER_REASONS = ("warming_up", "unsure", "unsafe", "arriving")
+HANDOVER_REASONS = ("warming_up", "unsure", "unsafe", "arriving", "stalled")
 LOCAL_PLANNERS = ("classical", "astra")  # what `local` plans with: ASTRA_LOCAL
 DEFAULT_WEIGHTS = Path(__file__).parents[1] / "weights" / "astra_local"  # one trained planner per folder
 DEFAULT_VARIANT = "fm_esdf"
@@ -68,6 +71,7 @@ class AstraPlannerConfig(LocalPlannerConfig):
     choose_safe: bool = True  # follow the sample nearest the mean that passes the checks; False: the nearest one
     guidance_m: float = 0.0  # > 0: each refinement pushes waypoints off seen obstacles this far at most (README)
     arriving_m: float = 1.5  # the final goal nearer than this along the way left: the classical planner docks
+    stalled_cycles: int = 50  # after a recovery the classical planner drives this many cycles (5 s at 10 Hz)
     seed: int = 0  # of the sampling noise, so that runs repeat
 
 
@@ -120,6 +124,7 @@ class AstraPlanner(LocalPlanner):
         self._frames: deque[_Snapshot] = deque()
         self.last_observation: PlannerObservation | None = None  # the model's input in its latest cycle
         self._generator = torch.Generator().manual_seed(config.seed)
+        self._stalled_left = 0  # cycles the classical planner still drives after a recovery
 
     def observe(self, t_ns: int, pose: Pose, velocity: Velocity, costmap: LocalCostmap) -> None:
         cells, spec = costmap.occupancy()
@@ -130,6 +135,9 @@ class AstraPlanner(LocalPlanner):
 
     def reset(self) -> None:
         self.fallback.reset()
+
+    def stalled(self) -> None:
+        self._stalled_left = self.config.stalled_cycles
 
     def evade(
         self,
@@ -165,6 +173,9 @@ class AstraPlanner(LocalPlanner):
         arriving = final and remaining < c.arriving_m
         if arriving and c.fallback:
             return self._hand_over("arriving", pose, velocity, route, final, clearance, obstacles, speed_scale)
+        stalled, self._stalled_left = self._stalled_left > 0, max(self._stalled_left - 1, 0)
+        if stalled and c.fallback:
+            return self._hand_over("stalled", pose, velocity, route, final, clearance, obstacles, speed_scale)
         goal_odom = _point_at(path, arc, s0 + g.goal_ahead_m)
         self.last_observation = self._observation(frames, pose, goal_odom)
         esdf = torch.from_numpy(crop_clearance(clearance, pose, g))[None] if c.guidance_m > 0 else None
@@ -178,7 +189,7 @@ class AstraPlanner(LocalPlanner):
         order = by_distance_to_mean(ego)
         chosen = int(order[np.argmax(safe[order])]) if c.choose_safe else int(order[0])
         reason = "unsure" if spread > c.unsure_spread_m else "" if safe[chosen] else "unsafe"
-        reason = "arriving" if arriving else reason
+        reason = "arriving" if arriving else "stalled" if stalled else reason
         if reason and c.fallback:
             return self._hand_over(reason, pose, velocity, route, final, clearance, obstacles, speed_scale)
         if reason:

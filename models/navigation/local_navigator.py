@@ -210,6 +210,7 @@ class LocalNavigator:
                 v, w = recovery.v, recovery.w
                 if recovery.behaviour == "replan":
                     self.planner.reset()
+                    self.planner.stalled()
         elapsed = time.perf_counter() - started
         self.plan_seconds.append(elapsed)
         self._window.append(elapsed)
