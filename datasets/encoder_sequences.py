@@ -17,7 +17,6 @@ can be held out.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from models.astra_local.pictures import encoder_frames, picture_array
 from schemas.local_dataset import FRAMES_DIR, WINDOWS_DIR, LocalDatasetManifest, LocalGeometry
 
 PAST, FUTURE = 4, 4
@@ -46,12 +45,7 @@ _INDEX = {
 def _decoded(frames: pl.DataFrame, geometry: LocalGeometry) -> tuple[np.ndarray, np.ndarray]:
     """(rgb uint8 [N, cams, 3, H, W], depth float16 [N, cams, H, W] with NaN where invalid) of frames' rows."""
     shape = (geometry.image_height, geometry.image_width)
-    rgb = np.stack(
-        [
-            np.stack([np.asarray(Image.open(io.BytesIO(j)).convert("RGB")).transpose(2, 0, 1) for j in jpeg])
-            for jpeg in frames["jpeg"]
-        ]
-    )
+    rgb = np.stack([np.stack([picture_array(j) for j in jpeg]) for jpeg in frames["jpeg"]])
     depth = np.stack([np.stack([np.frombuffer(d, "<f2").reshape(shape) for d in row]) for row in frames["depth"]])
     return rgb, depth
 
@@ -153,13 +147,5 @@ class EncoderSequences(Dataset):
         """Frames n-past+1 .. n+future of `self.episodes[episode]`, but the window's occupancy."""
         ep = self.episodes[episode]
         frames = slice(n - self.past + 1, n + self.future + 1)
-        depth = ep.depth[frames].astype(np.float32)
-        valid = np.isfinite(depth) & (depth > 0)
-        return {
-            "rgb": ep.rgb[frames].astype(np.float32) / 255,
-            "depth": np.where(valid, depth, 0.0).astype(np.float32),
-            "depth_valid": valid,
-            "k": ep.k[n],
-            "poses": _in_ego(ep.true, n)[frames],
-            "odom_poses": _in_ego(ep.odom, n)[frames],
-        }
+        fields = encoder_frames(ep.rgb[frames], ep.depth[frames], ep.k[n], _in_ego(ep.odom, n)[frames])
+        return fields | {"poses": _in_ego(ep.true, n)[frames]}

@@ -6,6 +6,8 @@ Each item is the planner's batch contract, float32 tensors in the ego frame (F f
 - `velocity` [F, 2], `motion` [F, 3], `goal` [2]
 - `trajectory` [K, 3]: the expert's future poses
 - `esdf` [2, G, G] (m) and `true_occupancy` [2, G, G]: the truth now and `esdf_ahead_s` later
+- `voxels` [V, C], given a file of the 4D encoder's tokens (schemas.local_dataset.VOXELS): only the windows it
+  holds are read (tour windows with their past frames; DAgger windows have no frames)
 
 The windows of DAgger rounds (`pipelines.dagger`) are read beside the tours'. Windows are chosen by site, by
 whether people and carts walked (`dynamic`), or by a polars expression on the windows' columns, so that whole
@@ -23,16 +25,23 @@ import torch
 from torch.utils.data import Dataset
 
 from models.astra_local.crops import codes_to_input
-from schemas.local_dataset import WINDOWS_DIR, LocalDatasetManifest
+from schemas.local_dataset import WINDOWS_DIR, LocalDatasetManifest, voxel_shape
 
 _ARRAYS = ("occupancy", "true_occupancy", "esdf")
 _LISTS = ("velocity", "motion", "trajectory")
 
 
 class LocalWindows(Dataset):
-    """The windows of a local training set folder, optionally only those of `sites` or matching `where`."""
+    """The windows of a local training set folder, optionally only those of `sites` or matching `where`, and with
+    `voxels` (a VOXELS file) only those it holds, with their tokens."""
 
-    def __init__(self, folder: Path, sites: Sequence[str] | None = None, where: pl.Expr | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        sites: Sequence[str] | None = None,
+        where: pl.Expr | None = None,
+        voxels: Path | None = None,
+    ) -> None:
         self.folder = Path(folder)
         self.manifest = LocalDatasetManifest.read(self.folder)
         self.geometry = self.manifest.local_geometry
@@ -46,6 +55,12 @@ class LocalWindows(Dataset):
         windows = pl.concat(frames) if frames else pl.DataFrame()
         if where is not None and not windows.is_empty():
             windows = windows.filter(where)
+        self._voxels = None
+        if voxels is not None:
+            shape = voxel_shape(voxels)
+            if len(windows):
+                windows = windows.join(pl.read_parquet(voxels), on=["episode_id", "t_ns"])
+            self._voxels = np.stack([np.frombuffer(b, "<f2").reshape(shape) for b in windows["voxels"]])
         self.index = windows.select("site", "kind", "world_seed", "dynamic", "episode_id", "t_ns", "expert_v")
         g = self.geometry
         shapes = {
@@ -82,7 +97,7 @@ class LocalWindows(Dataset):
             "trajectory": torch.from_numpy(self._lists["trajectory"][indices]),
             "esdf": torch.from_numpy(self._arrays["esdf"][indices].astype(np.float32)),
             "true_occupancy": torch.from_numpy(self._arrays["true_occupancy"][indices].astype(np.float32)),
-        }
+        } | ({} if self._voxels is None else {"voxels": torch.from_numpy(self._voxels[indices].astype(np.float32))})
 
 
 # Each field's sign under the mirror across the robot's heading (y -> -y): lateral offsets, yaws and yaw rates flip.
@@ -98,7 +113,9 @@ _GRIDS = ("occupancy", "esdf", "true_occupancy")  # rows run along y, symmetric 
 def mirrored(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The windows of `batch` mirrored across the robot's heading: the same situations with left and right swapped.
     The robot (three cameras at 0 and +-120 degrees) and its costmap are symmetric, so each mirror is a window it
-    could have driven."""
+    could have driven. The 4D encoder's tokens have no mirror image (its features are learned, not symmetric)."""
+    if "voxels" in batch:
+        raise ValueError("windows with the 4D encoder's tokens cannot be mirrored")
     flipped = {name: batch[name].flip(-2) for name in _GRIDS}
     return batch | flipped | {name: batch[name] * sign for name, sign in _MIRROR_SIGNS.items()}
 

@@ -36,10 +36,26 @@ from models.costmap import LocalCostmap
 from models.planning import ClearanceMap, GridPlanner, resample
 from models.tracking import NO_OBSTACLES, MovingObstacles
 from models.viability import DEFAULT_VIABILITY, SurvivalMap, ViabilityConfig, survival_map
+from schemas.messages import CameraInfo, CompressedImage, DepthImage
 from schemas.robot import DEFAULT_ROBOT, MOTION_LIMITS, MotionLimits
 
 Pose = tuple[float, float, float]
 Velocity = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class CameraView:
+    """One camera at one instant: its picture, its depth and its intrinsics."""
+
+    picture: CompressedImage
+    depth: DepthImage
+    info: CameraInfo
+
+    def metres(self) -> np.ndarray:
+        """float32 [height, width] depth along the optical axis, NaN where invalid."""
+        return np.frombuffer(self.depth.data, dtype="<f4").reshape(self.depth.height, self.depth.width)
+
+
 SpeedScale = tuple[float, float]  # forward, backward
 FULL_SPEED: SpeedScale = (1.0, 1.0)
 
@@ -125,6 +141,8 @@ class _ObstacleCheck:
 class LocalPlanner(abc.ABC):
     """A local planner: a velocity command from pose, velocity, the route ahead, the local ESDF and moving obstacles."""
 
+    reads_cameras = False  # True: `look` wants every instant's pictures and depth
+
     def __init__(self, config: LocalPlannerConfig = LocalPlannerConfig()) -> None:
         self.config = config
 
@@ -165,6 +183,9 @@ class LocalPlanner(abc.ABC):
 
     def observe(self, t_ns: int, pose: Pose, velocity: Velocity, costmap: LocalCostmap) -> None:  # noqa: B027
         """See the costmap as it stands after each set of depth images; planners that learn from history keep it."""
+
+    def look(self, t_ns: int, cameras: list[CameraView]) -> None:  # noqa: B027
+        """See every camera's picture and depth of one instant, in CAMERAS order (only if `reads_cameras`)."""
 
     def arrived(self, pose: Pose, route: np.ndarray, final: bool) -> bool:
         """Within the goal tolerance of the route's end, when that end is the goal."""

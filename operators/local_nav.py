@@ -1,7 +1,8 @@
 """dora node `local`: fused odometry, the local costmap from depth, and the planner (models/navigation): the classical
 one, or with ASTRA_LOCAL=astra Astra-Local's learned one with the classical one as its fallback.
 
-Inputs: `imu`, `wheels`, the three `depth_*` and `camera_info_*`, `subgoals` (the route ahead in odom, from
+Inputs: `imu`, `wheels`, the three `depth_*` and `camera_info_*`, the three `image_*` (read only by a learned
+planner that attends to the 4D encoder's tokens), `subgoals` (the route ahead in odom, from
 global), `mission_status` (while global is still localizing, local drives to new viewpoints) and `clock`
 (robot time: the planner runs every 1/plan_hz of it). Outputs: `local_odom` (per wheel sample, >= 50 Hz) and
 `odom_tf`, `local_cmd` (to actuation), `plan`, `local_candidates` (the rollouts weighed), `local_costmap`,
@@ -21,6 +22,7 @@ from operators.episode_stream import sensor_lifetime_messages
 from schemas.messages import (
     CameraInfo,
     Clock,
+    CompressedImage,
     DepthImage,
     Imu,
     MissionStatus,
@@ -52,6 +54,8 @@ def main(node: Node | None = None) -> None:
             navigator.on_camera_info(msg)
         elif isinstance(msg, DepthImage):
             publish(navigator.on_depth(msg))
+        elif isinstance(msg, CompressedImage):
+            navigator.on_image(msg)
         elif isinstance(msg, Path):
             navigator.on_subgoals(msg)
         elif isinstance(msg, MissionStatus):

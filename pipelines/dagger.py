@@ -23,7 +23,6 @@ seeds are held out are never driven, so the held-out figures stay clean.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import multiprocessing
 import os
 import sys
@@ -41,8 +40,8 @@ from tqdm import tqdm
 
 from datasets.tours import Building
 from models.astra_local.crops import clearance_at_robot, true_crops
-from models.astra_local.planner import LocalPlannerModel
-from models.astra_local.serving import AstraPlanner, AstraPlannerConfig, PlannerObservation
+from models.astra_local.serving import AstraPlanner, AstraPlannerConfig, PlannerObservation, astra_planner
+from models.hub import checkpoint_digest
 from models.navigation import se2
 from models.planning import ClearanceMap, occupancy_grid
 from pipelines.planning_eval import PlanningConfig, PlanningEpisode, run_episode, sample_episodes
@@ -171,8 +170,7 @@ def _drive(job: _Job) -> tuple[str, pa.Table, dict[str, Any]]:
     import torch
 
     torch.set_num_threads(1)  # one episode per core
-    model = LocalPlannerModel.from_pretrained(job.checkpoint)
-    planner = AstraPlanner(model, AstraPlannerConfig(fallback=False), model.config.geometry)
+    planner = astra_planner(job.checkpoint, AstraPlannerConfig(fallback=False))
     recorder = DaggerRecorder(planner, World.load(job.world_dir), job.episode.goal, job.geometry)
     collided, success, progress, seconds, _, _ = run_episode(
         job.world_dir, job.episode, planner, job.config.planning, observer=recorder
@@ -202,15 +200,6 @@ def training_buildings(manifest: LocalDatasetManifest, holdout_seeds: Sequence[i
         for flag in sorted({e in dynamic for e in info["episodes"]}):
             buildings.append(Building(info["kind"], info["world_seed"], flag))
     return buildings
-
-
-def checkpoint_digest(checkpoint: Path) -> str:
-    """A short hash of a checkpoint's files, so that a round names the planner that drove it."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in Path(checkpoint).iterdir() if p.is_file()):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ The dataset is written into a temporary folder beside `out` and renamed into pla
 
 from __future__ import annotations
 
-import io
 import itertools
 import time
 from collections.abc import Sequence
@@ -27,11 +26,11 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
 
 from datasets.lake import Lake
 from datasets.site_log import recorded_world
 from models.astra_local.crops import costmap_codes, true_crops
+from models.astra_local.pictures import shrink_camera
 from models.costmap import CostmapConfig, LocalCostmap, matched_costmap
 from models.navigation import se2
 from models.odometry import WheelImuOdometry
@@ -60,7 +59,6 @@ _IMU = (
     "linear_acceleration_y",
     "linear_acceleration_z",
 )
-_JPEG_QUALITY = 90
 
 
 @dataclass(frozen=True)
@@ -248,28 +246,18 @@ def _discs_at(agents: tuple[np.ndarray, list[np.ndarray]], t_ns: int) -> np.ndar
 def _downsampled(
     depth_rows: pl.DataFrame, jpeg_rows: pl.DataFrame, infos: dict[str, CameraInfo], geometry: LocalGeometry
 ) -> dict[str, list]:
-    """One frame's pictures, depth and camera matrices at the stored size, cameras in CAMERAS order.
-
-    Both are every s-th pixel of the recording (s = recorded width / stored width), so they share one matrix."""
+    """One frame's pictures, depth and camera matrices at the stored size (models.astra_local.pictures), cameras in
+    CAMERAS order."""
     out: dict[str, list] = {"jpeg": [], "depth": [], "k": []}
     for camera in CAMERAS:
         info = infos[camera_frame(camera)]
-        scale = info.width // geometry.image_width
-        if scale < 1 or info.width != scale * geometry.image_width or info.height != scale * geometry.image_height:
-            raise ValueError(
-                f"recorded pictures of {info.width}x{info.height} do not shrink to the stored "
-                f"{geometry.image_width}x{geometry.image_height} by a whole factor"
-            )
         depth = depth_rows.filter(pl.col("frame_id") == info.frame_id).row(0, named=True)
         metres = np.frombuffer(depth["data"], dtype="<f4").reshape(depth["height"], depth["width"])
-        out["depth"].append(np.ascontiguousarray(metres[::scale, ::scale], dtype="<f2").tobytes())
         jpeg = jpeg_rows.filter(pl.col("frame_id") == info.frame_id)["data"][0]
-        rgb = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))[::scale, ::scale]
-        buffer = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(rgb)).save(buffer, format="JPEG", quality=_JPEG_QUALITY)
-        out["jpeg"].append(buffer.getvalue())
-        fx, _, cx, _, fy, cy, *_ = info.k  # pixel centres at integers: stored pixel u is recorded pixel s * u
-        out["k"].append([fx / scale, 0.0, cx / scale, 0.0, fy / scale, cy / scale, 0.0, 0.0, 1.0])
+        shrunk = shrink_camera(jpeg, metres, info, geometry)
+        out["jpeg"].append(shrunk.jpeg)
+        out["depth"].append(shrunk.depth.tobytes())
+        out["k"].append(list(shrunk.k))
     return out
 
 

@@ -218,6 +218,7 @@ class _MissionRun:
             self._send(self.local.on_depth(msg))
         elif output_id.startswith("image_"):
             self.images[output_id.removeprefix("image_")] = msg
+            self.local.on_image(msg)
 
     def _contact(self, collision: Event) -> dict[str, Any]:
         """A collision and what the stack made of the moment: its planner's status, and the gap it saw to the

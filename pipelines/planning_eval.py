@@ -37,8 +37,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from models.astra_local.planner import LocalPlannerModel
-from models.astra_local.serving import HANDOVER_REASONS, AstraPlanner, AstraPlannerConfig
+from models.astra_local.serving import HANDOVER_REASONS, AstraPlanner, AstraPlannerConfig, astra_planner
 from models.astra_local.variants import DEFAULT_PLANNER, PLANNER_VARIANTS
 from models.costmap import CostmapConfig, matched_costmap
 from models.local_planner import DwaPlanner, LocalPlanner
@@ -202,9 +201,8 @@ class PlannerSpec:
     def build(self) -> LocalPlanner:
         if self.checkpoint is None:
             return DwaPlanner()
-        model = LocalPlannerModel.from_pretrained(self.checkpoint)
         config = AstraPlannerConfig(fallback=self.fallback, choose_safe=self.choose_safe, guidance_m=self.guidance_m)
-        return AstraPlanner(model, config, model.config.geometry)
+        return astra_planner(self.checkpoint, config)
 
 
 def planner_specs(

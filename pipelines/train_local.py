@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -39,13 +40,16 @@ from datasets.odometry_sequences import OdometrySequences
 from models.astra_local.encoder4d import Encoder4D, Encoder4DConfig, moving_ious, occupancy_ious
 from models.astra_local.odometry import ODOMETRY_VARIANTS, AstraOdometry, OdometryConfig
 from models.astra_local.planner import LocalPlannerModel
+from models.astra_local.serving import DEFAULT_WEIGHTS, ENCODER_DIR
 from models.astra_local.variants import PLANNER_VARIANTS
+from models.hub import checkpoint_digest
 from pipelines.odometry_eval import odometry_errors, vision_tokens
+from schemas.local_dataset import VOXELS_DIR, write_voxels
 from schemas.robot import DEFAULT_ROBOT
 
 HOLDOUT_SEEDS = tuple(range(800, 900))
 ODOMETRY_DIR = "odometry"  # the evaluation protocol's unseen buildings (seeds >= 500)
-ENCODER4D_DIR = "encoder4d"
+VOXEL_ENCODER = DEFAULT_WEIGHTS / ENCODER_DIR  # the committed 4D encoder, whose tokens voxel planners read
 
 
 @dataclass(frozen=True)
@@ -200,12 +204,15 @@ def train_local(
     encoder_config: LocalTrainConfig = ENCODER_TRAINING,
     encoder4d: bool = True,
     encoder4d_config: LocalTrainConfig = ENCODER4D_TRAINING,
+    voxel_encoder: Path = VOXEL_ENCODER,
 ) -> dict[str, Any]:
     """Train each planner variant, then each odometry variant, then (`encoder4d`) the 4D encoder, on the dataset's
     buildings but the held-out seeds, score each on those, and write it to OUT/<variant>/ (odometry:
     OUT/odometry/<variant>/, the encoder OUT/encoder4d/). Raises ValueError for an unknown variant or an empty split.
 
-    The odometry variants share one vision encoder: trained first on single steps (the BEV frames' cost), then
+    Planners that attend to the 4D encoder's tokens learn from those of the frozen `voxel_encoder`, cached beside
+    the dataset, on the tour windows alone (DAgger windows have no frames). The odometry variants share one vision
+    encoder: trained first on single steps (the BEV frames' cost), then
     frozen, its tokens cached, while each variant trains its transformer and IMU and wheel encoders over them."""
     if unknown := [v for v in variants if v not in PLANNER_VARIANTS]:
         raise ValueError(f"unknown planners {unknown}; choose from {', '.join(PLANNER_VARIANTS)}")
@@ -215,10 +222,19 @@ def train_local(
     rank, _ = _process()
     summary: dict[str, Any] = {"out": str(out)}
     if variants:
-        train, test = LocalWindows(dataset, where=~held), LocalWindows(dataset, where=held)
-        _check_split(len(train), len(test), "windows")
+        plain = [LocalWindows(dataset, where=w) for w in (~held, held)]
+        _check_split(len(plain[0]), len(plain[1]), "windows")
+        with_voxels = None
         summary |= {"config": asdict(config), "planners": {}}
         for name in variants:
+            train, test = plain
+            if PLANNER_VARIANTS[name].voxel_tokens:
+                if with_voxels is None:
+                    tokens = cached_voxel_tokens(dataset, voxel_encoder, progress)
+                    with_voxels = [LocalWindows(dataset, where=w, voxels=tokens) for w in (~held, held)]
+                    _check_split(len(with_voxels[0]), len(with_voxels[1]), "windows with frames")
+                    summary["voxel_encoder"] = {"checkpoint": str(voxel_encoder), "tokens": str(tokens)}
+                train, test = with_voxels
             model, result = train_model(
                 partial(LocalPlannerModel, PLANNER_VARIANTS[name]),
                 Mirrored(train) if config.mirror else train,
@@ -228,6 +244,8 @@ def train_local(
             )
             result["held_out"] = evaluate_planner(model, test, config)
             summary["planners"][name] = _saved(model, result, train, test.index["world_seed"], Path(out) / name, rank)
+            if PLANNER_VARIANTS[name].voxel_tokens and rank == 0:  # serving lifts the cameras with the same encoder
+                shutil.copytree(voxel_encoder, Path(out) / name / ENCODER_DIR, dirs_exist_ok=True)
     if odometry:
         train, test = (OdometrySequences(dataset, where=w, progress=progress) for w in (~held, held))
         _check_split(len(train), len(test), "frames")
@@ -254,10 +272,28 @@ def train_local(
         train, test = (EncoderSequences(dataset, where=w, progress=progress) for w in (~held, held))
         _check_split(len(train), len(test), "encoder windows")
         build = partial(Encoder4D, Encoder4DConfig())
-        model, result = train_model(build, train, encoder4d_config, progress, ENCODER4D_DIR)
+        model, result = train_model(build, train, encoder4d_config, progress, ENCODER_DIR)
         result |= {"config": asdict(encoder4d_config), "held_out": evaluate_encoder4d(model, test)}
-        summary[ENCODER4D_DIR] = _saved(model, result, train, test.index["world_seed"], Path(out) / ENCODER4D_DIR, rank)
+        summary[ENCODER_DIR] = _saved(model, result, train, test.index["world_seed"], Path(out) / ENCODER_DIR, rank)
     return summary
+
+
+def cached_voxel_tokens(dataset: Path, encoder: Path, progress: bool = True, batch_size: int = 16) -> Path:
+    """The VOXELS file of the 4D encoder checkpoint `encoder`'s tokens of every tour window of `dataset` with its past
+    frames; computed once per checkpoint (its digest names the file)."""
+    path = Path(dataset) / VOXELS_DIR / f"{checkpoint_digest(Path(encoder))}.parquet"
+    if path.is_file():
+        return path
+    model = Encoder4D.from_pretrained(encoder).eval()
+    frames = EncoderSequences(dataset, past=model.config.past, future=0, progress=progress)
+    tokens = []
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(frames), batch_size), desc="4D encoder tokens", disable=not progress):
+            batch = frames.batch(np.arange(start, min(start + batch_size, len(frames))))
+            tokens.extend(t.numpy().astype("<f2").tobytes() for t in model.encode(batch)["tokens"])
+    table = frames.index.select("episode_id", "t_ns").with_columns(voxels=pl.Series(tokens, dtype=pl.Binary))
+    write_voxels(table.to_arrow(), (model.config.token_grid**2, model.config.bev_channels), path)
+    return path
 
 
 def evaluate_encoder4d(model: Encoder4D, windows: EncoderSequences, batch_size: int = 16) -> dict[str, Any]:

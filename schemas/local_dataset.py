@@ -7,6 +7,8 @@ Layout of a dataset folder:
     frames/<episode>.parquet    one row per frame instant, every `frame_period_s` of each tour (FRAMES)
     windows/<episode>.parquet   one row per window: the frames up to an instant, and what the planner learns (WINDOWS)
                                 (also the windows of DAgger rounds, `astra dataset dagger`: they have no frames)
+    cache/                      derived, rebuilt when absent: decoded frames (datasets.encoder_sequences) and the
+                                4D encoder's tokens per window (VOXELS)
 
 A frame holds what the robot sensed at one instant (the three cameras' pictures and depth, downsampled) and the IMU
 and wheel samples since the previous frame, with the wheel + IMU filter's pose (`odom`, as the robot's own `local`
@@ -25,11 +27,13 @@ the shapes given beside each column.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from schemas.dataset_manifest import read_manifest, write_manifest
 
@@ -121,6 +125,35 @@ WINDOWS = pa.schema(
         _required("expert_v", _f64),  # the expert's speed at the frame (m/s), to tell standing from driving
     ]
 )
+
+
+# The frozen 4D encoder's tokens of each tour window (`pipelines.train_local.cached_voxel_tokens`), for planners that
+# attend to them: one file per encoder checkpoint, VOXELS_DIR/<checkpoint digest>.parquet in the dataset folder.
+VOXELS_DIR = Path("cache", "voxels")
+VOXELS = pa.schema(
+    [
+        _required("episode_id", _str),
+        _required("t_ns", _i64),  # the window's current frame
+        _required("voxels", pa.binary()),  # float16 [V, C]: V tokens of the encoder's map, C channels each
+    ]
+)
+
+VOXEL_SHAPE_KEY = b"voxel_shape"  # the file's metadata: "V,C"
+
+
+def write_voxels(table: pa.Table, shape: tuple[int, int], path: Path) -> None:
+    """A VOXELS table of tokens of `shape` (V, C) to `path`, whole or not at all (runs read the set side by side)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    metadata = {VOXEL_SHAPE_KEY: ",".join(map(str, shape)).encode()}
+    pq.write_table(table.cast(VOXELS).replace_schema_metadata(metadata), partial)
+    partial.rename(path)
+
+
+def voxel_shape(path: Path) -> tuple[int, int]:
+    """(V, C) of the tokens of a VOXELS file."""
+    tokens, channels = pq.read_schema(path).metadata[VOXEL_SHAPE_KEY].decode().split(",")
+    return int(tokens), int(channels)
 
 
 class LocalDatasetError(ValueError):

@@ -56,7 +56,6 @@ TINY = Encoder4DConfig(
     render_samples=16,
     rays=32,
     token_grid=4,
-    token_dim=32,
 )
 
 
@@ -316,7 +315,7 @@ def test_encode_reads_the_past_frames_and_their_odometry_alone() -> None:
         out = model.encode(batch)
         assert out["bev"].shape == (2, 16, 32, 32)
         assert out["future"].shape == (2, 4, 16, 32, 32)
-        assert out["tokens"].shape == (2, 16, 32)
+        assert out["tokens"].shape == (2, 16, 16)
         assert out["occupancy"].shape == (2, 2, 32, 32)
         assert ((out["occupancy"] >= 0) & (out["occupancy"] <= 1)).all()
         changed = dict(batch)

@@ -320,6 +320,31 @@ def test_every_kind_overfits_a_small_batch(kind: str) -> None:
         assert error < 0.12 and error < mean_error / 2, (error, mean_error)
 
 
+def test_a_voxel_planner_learns_what_only_the_encoder_tokens_show() -> None:
+    """Eight windows alike but for the 4D encoder's tokens, which alone tell whether the expert turns left or right:
+    the planner that attends to them learns both turns; one without them can do no better than their average."""
+    batch = synthetic_batch(8)
+    turning = int(batch["trajectory"][:, -1, 1].abs().argmax())
+    side = torch.tensor([1.0, -1.0]).repeat(4)
+    alike = {name: batch[name][turning : turning + 1].expand_as(batch[name]) for name in CONDITIONING}
+    trajectory = batch["trajectory"][turning].expand(8, -1, -1) * torch.stack([torch.ones(8), side, side], 1)[:, None]
+    voxels = side[:, None, None] * torch.ones(8, 4, 16)
+    data = alike | {"trajectory": trajectory, "voxels": voxels}
+    errors = {}
+    for tokens in (4, 0):
+        model = make_model(replace(TINY, kind="bc", voxel_tokens=tokens, esdf_weight=0.0, contrastive_weight=0.0))
+        optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+        for _ in range(150):
+            loss, _ = model.loss(data)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        planned = model.sample({name: data[name] for name in (*CONDITIONING, "voxels")}, 1)[:, 0]
+        errors[tokens] = float((planned[..., :2] - trajectory[..., :2]).norm(dim=-1).mean())
+    turn = float(trajectory[0, :, 1].abs().mean())  # each side's distance from the average of the two
+    assert turn > 0.1 and errors[4] < turn / 5 and errors[0] > turn / 2, (errors, turn)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_samples_vary_as_documented(kind: str) -> None:
     """Draws differ from each other, but bc's (a regression, repeated) and act's first (z = 0, ACT's own answer)."""

@@ -7,22 +7,30 @@ import json
 import math
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from models.astra_local.encoder4d import Encoder4D, Encoder4DConfig
+from models.astra_local.pictures import as_batch, encoder_frames, picture_array, shrink_camera
 from models.astra_local.planner import LocalPlannerModel, PlannerConfig
 from models.astra_local.serving import HANDOVER_REASONS, AstraPlanner, AstraPlannerConfig, local_planner
 from models.costmap import LocalCostmap
-from models.local_planner import DwaPlanner
+from models.local_planner import CameraView, DwaPlanner
+from models.navigation import se2
 from models.navigation.local_navigator import LocalNavigator
 from models.planning import ClearanceMap
+from pipelines.missions import TICK_S
+from pipelines.planning_eval import EVAL_ROBOT
 from schemas.local_dataset import LOCAL_GEOMETRY
 from schemas.messages import Path as PathMsg
-from schemas.topics import ODOM_FRAME
+from schemas.messages import Twist
+from schemas.topics import CAMERAS, ODOM_FRAME
 from schemas.world import GridSpec
+from sim.simulator import Simulator
 from tests.depth_views import front_view
 
 TINY = PlannerConfig(kind="fm", d_model=32, layers=1, heads=2, contrastive_weight=0.0)
@@ -202,6 +210,49 @@ def test_the_local_node_logs_each_hand_over_once_as_it_begins(straight: LocalPla
     navigator.on_subgoals(PathMsg(0, ODOM_FRAME, (2.0, 4.0), (0.0, 0.0), (0.0, 0.0)))
     events = [out.detail for k in range(3) for name, out in navigator.plan(k * 100_000_000) if name == "nav_events"]
     assert events == ["warming_up"]
+
+
+def test_a_planner_that_reads_the_cameras_plans_from_the_encoder_tokens_of_its_frames(office_world: Path) -> None:
+    """Fed the simulator's sensors through the local node's core, a planner that attends to the 4D encoder's tokens
+    plans from the tokens of exactly the frames it saw, each camera shrunk as the training set stores it and aligned
+    by the filter's motions between them, cameras in their order; without the pictures it never plans blind."""
+    encoder = Encoder4D(Encoder4DConfig(image_channels=8, depth_bins=8, lift_bins=2, bev_channels=8, token_grid=4))
+    model = LocalPlannerModel(replace(TINY, voxel_tokens=16, voxel_channels=8))
+    for with_pictures in (True, False):
+        planner = AstraPlanner(model, AstraPlannerConfig(fallback=False), encoder=encoder)
+        navigator = LocalNavigator(EVAL_ROBOT, planner=planner)
+        sim = Simulator(office_world, EVAL_ROBOT, seed=0)
+        seen: dict[tuple[int, str], object] = {}
+        try:
+            for _ in range(round((2.2 if with_pictures else 0.6) / TICK_S)):
+                for output_id, msg in sim.advance(Twist(sim.t_ns, (0.3, 0.0, 0.0), (0.0, 0.0, 0.2)), TICK_S):
+                    if with_pictures or not output_id.startswith("image_"):
+                        navigator.on_sensor(output_id, msg)
+                    seen[(getattr(msg, "t_ns", 0), output_id)] = msg
+        finally:
+            sim.close()
+        plan = planner.plan(navigator.odometry.pose(), (0.3, 0.2), ROUTE, True, _open_floor())
+        if not with_pictures:
+            assert plan.handover == "warming_up" and planner.last_observation is None
+            continue
+        observed = planner.last_observation
+        assert plan.handover == "" and np.diff(observed.frame_t_ns).tolist() == [500_000_000] * 3
+        poses = [(0.0, 0.0, 0.0)]  # each frame in the newest's ego, from the motions between them
+        for motion in observed.motion[:0:-1]:
+            poses.insert(0, se2.compose(poses[0], se2.inverse(tuple(motion))))
+        kinds = ("image", "depth", "camera_info")
+        views = [[CameraView(*(seen[(t, f"{k}_{c}")] for k in kinds)) for c in CAMERAS] for t in observed.frame_t_ns]
+        frames = [[shrink_camera(v.picture.data, v.metres(), v.info, LOCAL_GEOMETRY) for v in vs] for vs in views]
+        fields = encoder_frames(
+            np.stack([[picture_array(c.jpeg) for c in cameras] for cameras in frames]),
+            np.stack([[c.depth for c in cameras] for cameras in frames]),
+            np.asarray([c.k for c in frames[-1]], np.float32).reshape(-1, 3, 3),
+            np.asarray(poses),
+        )
+        with torch.inference_mode():
+            expected = encoder.encode(as_batch(fields))["tokens"][0].numpy()
+        np.testing.assert_allclose(observed.voxels, expected, atol=1e-4)
+        assert np.abs(expected).max() > 0
 
 
 def test_eval_planning_runs_every_planner_on_the_same_episodes(

@@ -16,7 +16,9 @@ forward in time, self-supervised by volume rendering the cameras' depth and colo
 4. Temporal module (`TemporalPredictor`): SimVP-style, one small U-Net over the stacked aligned past maps gives at
    once the current map and those of the F future frames (0.5 s apart), all in frame n's ego.
 5. Heads on every map: a voxel field of density and colour for rendering (`render_levels` heights), obstacle
-   occupancy logits (1x1), and, on the current map, a grid of `token_grid`^2 tokens for a planner to attend to.
+   occupancy logits (1x1), and, on the current map, `token_grid`^2 tokens for a planner to attend to: the map
+   average-pooled to a token_grid x token_grid grid, C' features each. The planner embeds them with its own
+   projection (models.astra_local.planner), so the encoder can stay frozen and its tokens cached.
 
 Losses (`loss`), every term self-supervised but the occupancy:
 - depth_l1, colour_l1: `rays` random pixels per camera of frame n and of each future frame are volume-rendered
@@ -110,8 +112,7 @@ class Encoder4DConfig:
     render_top: float = 2.0  # m
     render_samples: int = 24  # points along each rendered ray, even from depth_min to where it ends
     rays: int = 32  # rendered pixels per camera, frame and window in each loss: 3,840 per batch of 8
-    token_grid: int = 8  # token_grid^2 tokens
-    token_dim: int = 64
+    token_grid: int = 8  # token_grid^2 tokens of bev_channels features
     depth_weight: float = 1.0  # per metre
     colour_weight: float = 1.0
     depth_bin_weight: float = 0.5
@@ -385,15 +386,6 @@ class TemporalPredictor(nn.Module):
         return self.out(full).unflatten(1, (self.steps, -1))
 
 
-def _position_embedding(side: int, dim: int) -> torch.Tensor:
-    """(side^2, dim) fixed 2D sine-cosine embedding of a token grid (row-major), half the channels per axis."""
-    quarter = dim // 4
-    frequencies = 1.0 / 100.0 ** (torch.arange(quarter) / max(quarter, 1))
-    rows, columns = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
-    parts = [f(axis.flatten()[:, None] * frequencies) for axis in (rows, columns) for f in (torch.sin, torch.cos)]
-    return F.pad(torch.cat(parts, dim=1), (0, dim - 4 * quarter))
-
-
 class Encoder4D(nn.Module, HubModel, model_card_template=MODEL_CARD, tags=["astra", "encoder4d"]):
     """The 4D encoder of `config`; batches follow the module's contract."""
 
@@ -406,11 +398,6 @@ class Encoder4D(nn.Module, HubModel, model_card_template=MODEL_CARD, tags=["astr
         self.temporal = TemporalPredictor(config)
         self.occupancy_head = nn.Conv2d(c, 1, 1)
         self.render_head = nn.Linear(c, FIELD_CHANNELS * config.render_levels)  # read at points: see `render`
-        # Trained by the planner that attends to the tokens; the encoder's own losses do not reach it.
-        self.token = nn.Linear(c, config.token_dim)
-        self.register_buffer(
-            "token_position", _position_embedding(config.token_grid, config.token_dim), persistent=False
-        )
 
     # --- the maps ---
 
@@ -452,11 +439,10 @@ class Encoder4D(nn.Module, HubModel, model_card_template=MODEL_CARD, tags=["astr
         return self.temporal(aligned), logits
 
     def _tokens(self, bev: torch.Tensor) -> torch.Tensor:
-        pooled = F.adaptive_avg_pool2d(bev, self.config.token_grid).flatten(2).transpose(1, 2)
-        return self.token(pooled) + self.token_position
+        return F.adaptive_avg_pool2d(bev, self.config.token_grid).flatten(2).transpose(1, 2)
 
     def encode(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """bev (B, C', G, G) the current map; future (B, F, C', G, G); tokens (B, token_grid^2, token_dim) of the
+        """bev (B, C', G, G) the current map; future (B, F, C', G, G); tokens (B, token_grid^2, C') of the
         current map, row-major over its token grid (row along y); occupancy (B, 2, G, G) probabilities now and
         1 s ahead."""
         maps, _ = self._maps(batch)

@@ -3,7 +3,9 @@
 One backbone serves every planner kind. A small CNN stem turns each of the F occupancy frames into P patch tokens
 (convs: 64 x 64 cells -> 4 x 4 patches). The token sequence has one segment per frame: for frame f < F-1 its
 patches, its state token (v, w) and its action token, the odometry motion from f to f+1; the last frame's segment
-holds its patches, its state, the goal, for the CVAE kinds a latent token, and the action tokens being predicted:
+holds its patches, with `voxel_tokens` the 4D encoder's tokens of the current frame (models.astra_local.encoder4d:
+its map of the last frames' cameras, pooled to a grid of cells, each projected here with a learned position), its
+state, the goal, for the CVAE kinds a latent token, and the action tokens being predicted:
 3 learned queries (x, y, yaw), each carrying its dimension's K values, or, the ablation, one token per waypoint.
 A pre-norm transformer runs over it under trajectory attention (models.astra_local.attention) or a causal mask.
 
@@ -82,6 +84,9 @@ class PlannerConfig:
     # False: the velocities and motions are withheld (zeros), so the planner cannot copy its past motion (copycat)
     history: bool = True
     contrastive_weight: float = 0.1  # 0 disables the contrastive dynamics loss
+    # The 4D encoder's tokens of the current frame (batch field `voxels` (B, voxel_tokens, voxel_channels)); 0: none
+    voxel_tokens: int = 0
+    voxel_channels: int = 16  # the encoder's bev_channels
     kl_weight: float = 0.01  # vae, act
     d_model: int = 64
     layers: int = 3
@@ -175,8 +180,9 @@ class ActPosterior(nn.Module):
 
 class LocalPlannerModel(nn.Module, HubModel, model_card_template=MODEL_CARD, tags=["astra", "local-planner"]):
     """The planner family of `PlannerConfig.kind` on one shared backbone; batches follow the module's contract:
-    occupancy (B, F, G, G), velocity (B, F, 2), motion (B, F, 3), goal (B, 2), and for training trajectory (B, K, 3)
-    and esdf (B, 2, G, G), all float32 in the robot's frame at the last frame (datasets.local_windows gives them)."""
+    occupancy (B, F, G, G), velocity (B, F, 2), motion (B, F, 3), goal (B, 2), with `voxel_tokens` voxels (B, V, C),
+    and for training trajectory (B, K, 3) and esdf (B, 2, G, G), all float32 in the robot's frame at the last frame
+    (datasets.local_windows gives them)."""
 
     def __init__(self, config: PlannerConfig = PlannerConfig()) -> None:
         super().__init__()
@@ -188,6 +194,7 @@ class LocalPlannerModel(nn.Module, HubModel, model_card_template=MODEL_CARD, tag
         self.state_embedding = nn.Linear(2, d)
         self.motion_embedding = nn.Linear(3, d)
         self.goal_embedding = nn.Linear(2, d)
+        self.voxel_embedding = nn.Linear(config.voxel_channels, d) if config.voxel_tokens else None
         self.latent_embedding = nn.Linear(config.latent_dim, d) if config.kind in LATENT_KINDS else None
         self.action_tokens = 3 if config.action_queries else geometry.waypoints
         action_width = geometry.waypoints if config.action_queries else 3  # the values each action token holds
@@ -197,8 +204,8 @@ class LocalPlannerModel(nn.Module, HubModel, model_card_template=MODEL_CARD, tag
         self.time_embedding = TimeEmbedding(d) if noisy else None
         self.action_readout = nn.Linear(d, action_width)
 
-        # Segment f < F-1: patches, state, motion to f+1; the last: patches, state, goal, [latent], action tokens.
-        last = patches + 2 + (self.latent_embedding is not None)
+        # Segment f < F-1: patches, state, motion to f+1; the last: patches, [voxels], state, goal, [latent], actions.
+        last = patches + config.voxel_tokens + 2 + (self.latent_embedding is not None)
         segments = [f for f in range(geometry.frames - 1) for _ in range(patches + 2)]
         segments += [geometry.frames - 1] * (last + self.action_tokens)
         self.encoded_tokens = len(segments) - self.action_tokens - (self.latent_embedding is not None)
@@ -246,7 +253,10 @@ class LocalPlannerModel(nn.Module, HubModel, model_card_template=MODEL_CARD, tag
         motion = self.motion_embedding(history * batch["motion"][:, 1:] / self.motion_scale)[:, :, None]
         past = torch.cat([patches[:, :-1], state[:, :-1], motion], dim=2).flatten(1, 2)
         goal = self.goal_embedding(batch["goal"] / self.config.geometry.half_extent_m)[:, None]
-        return torch.cat([past, patches[:, -1], state[:, -1], goal], dim=1)
+        now = [patches[:, -1]]
+        if self.voxel_embedding is not None:
+            now.append(self.voxel_embedding(batch["voxels"]))
+        return torch.cat([past, *now, state[:, -1], goal], dim=1)
 
     def forward(
         self,

@@ -8,7 +8,10 @@ route. It samples several trajectories and turns each into a command: its speed 
 first waypoint `pursuit_m` away. The command followed is that of the sample nearest the samples' mean among those that
 pass the classical planner's checks (`choose_safe`; without it, of the nearest sample whatever the checks say): the
 model proposes, and its own other proposals are tried before anything is handed over. With `guidance_m` > 0 the
-samples are pushed off the costmap's obstacles while they are drawn (models.astra_local.guidance).
+samples are pushed off the costmap's obstacles while they are drawn (models.astra_local.guidance). A planner that
+attends to the 4D encoder's tokens (`voxel_tokens`) reads the cameras too: the navigator hands over each instant's
+pictures and depth (`look`), shrunk as the training set stores them (models.astra_local.pictures), and each cycle the
+encoder its checkpoint carries (`ENCODER_DIR`) lifts the same F frames, aligned by the filter's poses.
 
 The classical planner takes the cycle (a hand-over, counted by reason) when:
 - `warming_up`: there is not yet F frames' history;
@@ -36,10 +39,13 @@ import numpy as np
 import torch
 
 from models.astra_local.crops import codes_to_input, costmap_codes, crop_clearance
+from models.astra_local.encoder4d import Encoder4D
+from models.astra_local.pictures import as_batch, encoder_frames, picture_array, shrink_camera
 from models.astra_local.planner import LocalPlannerModel
 from models.costmap import LocalCostmap
 from models.local_planner import (
     FULL_SPEED,
+    CameraView,
     DwaPlanner,
     LocalPlan,
     LocalPlanner,
@@ -59,6 +65,7 @@ HANDOVER_REASONS = ("warming_up", "unsure", "unsafe", "arriving", "stalled")
 LOCAL_PLANNERS = ("classical", "astra")  # what `local` plans with: ASTRA_LOCAL
 DEFAULT_WEIGHTS = Path(__file__).parents[1] / "weights" / "astra_local"  # one trained planner per folder
 DEFAULT_VARIANT = "fm_esdf"
+ENCODER_DIR = "encoder4d"  # inside a planner's checkpoint that reads the 4D encoder's tokens: the encoder it learned on
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,15 @@ class _Snapshot:
 
 
 @dataclass(frozen=True)
+class _Pictures:
+    """The cameras at one instant, at the stored size, in CAMERAS order."""
+
+    rgb: np.ndarray  # uint8 [cams, 3, H, W]
+    depth: np.ndarray  # float16 [cams, H, W], NaN invalid
+    k: np.ndarray  # [cams, 3, 3]
+
+
+@dataclass(frozen=True)
 class PlannerObservation:
     """What the model saw in one cycle, laid out as a training window's inputs (schemas.local_dataset WINDOWS)."""
 
@@ -93,15 +109,17 @@ class PlannerObservation:
     velocity: np.ndarray  # [F, 2]
     motion: np.ndarray  # [F, 3]
     goal: np.ndarray  # [2] in the ego frame
+    voxels: np.ndarray | None = None  # [V, C] the 4D encoder's tokens, for a planner that reads them
 
     def batch(self) -> dict[str, torch.Tensor]:
         """The model's input, a batch of one."""
-        return {
-            "occupancy": torch.from_numpy(codes_to_input(self.occupancy))[None],
-            "velocity": torch.from_numpy(self.velocity)[None],
-            "motion": torch.from_numpy(self.motion)[None],
-            "goal": torch.from_numpy(self.goal)[None],
-        }
+        fields = {
+            "occupancy": codes_to_input(self.occupancy),
+            "velocity": self.velocity,
+            "motion": self.motion,
+            "goal": self.goal,
+        } | ({} if self.voxels is None else {"voxels": self.voxels})
+        return {name: torch.from_numpy(value)[None] for name, value in fields.items()}
 
 
 class AstraPlanner(LocalPlanner):
@@ -113,10 +131,16 @@ class AstraPlanner(LocalPlanner):
         config: AstraPlannerConfig = AstraPlannerConfig(),
         geometry: LocalGeometry = LOCAL_GEOMETRY,
         fallback: DwaPlanner | None = None,
+        encoder: Encoder4D | None = None,
     ) -> None:
         super().__init__(config)
+        if bool(model.config.voxel_tokens) != (encoder is not None):
+            raise ValueError("a planner that reads the 4D encoder's tokens needs its encoder, and only it")
         self.config: AstraPlannerConfig = config
         self.model = model.eval()
+        self.encoder = encoder.eval() if encoder is not None else None
+        self.reads_cameras = encoder is not None
+        self._pictures: dict[int, _Pictures] = {}
         self.geometry = geometry
         self.fallback = fallback or DwaPlanner()
         self.handovers: Counter[str] = Counter()
@@ -132,6 +156,16 @@ class AstraPlanner(LocalPlanner):
         keep_ns = (self.geometry.frames - 1) * self.geometry.frame_period_s * 1e9 + 1e9
         while t_ns - self._frames[0].t_ns > keep_ns:
             self._frames.popleft()
+        self._pictures = {t: p for t, p in self._pictures.items() if t >= self._frames[0].t_ns}
+
+    def look(self, t_ns: int, cameras: list[CameraView]) -> None:
+        if self.reads_cameras:
+            shrunk = [shrink_camera(view.picture.data, view.metres(), view.info, self.geometry) for view in cameras]
+            self._pictures[t_ns] = _Pictures(
+                np.stack([picture_array(c.jpeg) for c in shrunk]),
+                np.stack([c.depth for c in shrunk]),
+                np.asarray([c.k for c in shrunk], np.float32).reshape(-1, 3, 3),
+            )
 
     def reset(self) -> None:
         self.fallback.reset()
@@ -225,16 +259,33 @@ class AstraPlanner(LocalPlanner):
         return replace(plan, handover=reason)
 
     def _history(self) -> list[_Snapshot] | None:
-        """The newest frame and those `frame_period_s` apart before it, oldest first; None without enough history."""
+        """The newest frame and those `frame_period_s` apart before it, oldest first; None without enough history.
+        A planner that reads the cameras sees only the frames whose pictures are in."""
         g = self.geometry
-        if not self._frames:
+        frames = [f for f in self._frames if not self.reads_cameras or f.t_ns in self._pictures]
+        if not frames:
             return None
-        newest = self._frames[-1].t_ns
-        stamps = np.array([f.t_ns for f in self._frames])
-        wanted = newest - np.round(np.arange(g.frames - 1, -1, -1) * g.frame_period_s * 1e9).astype(np.int64)
+        stamps = np.array([f.t_ns for f in frames])
+        wanted = stamps[-1] - np.round(np.arange(g.frames - 1, -1, -1) * g.frame_period_s * 1e9).astype(np.int64)
         if wanted[0] < stamps[0] - 0.5 * g.frame_period_s * 1e9 and self.config.fallback:
             return None
-        return [self._frames[int(np.argmin(np.abs(stamps - t)))] for t in wanted]
+        return [frames[int(np.argmin(np.abs(stamps - t)))] for t in wanted]
+
+    def _voxels(self, frames: list[_Snapshot]) -> np.ndarray | None:
+        """[V, C] the 4D encoder's tokens of `frames`' cameras, aligned to the newest by the filter's poses; None
+        without an encoder."""
+        if self.encoder is None:
+            return None
+        pictures = [self._pictures[f.t_ns] for f in frames]
+        current = frames[-1].pose
+        fields = encoder_frames(
+            np.stack([p.rgb for p in pictures]),
+            np.stack([p.depth for p in pictures]),
+            pictures[-1].k,
+            np.asarray([se2.compose(se2.inverse(current), f.pose) for f in frames]),
+        )
+        with torch.inference_mode():
+            return self.encoder.encode(as_batch(fields))["tokens"][0].numpy()
 
     def _observation(self, frames: list[_Snapshot], pose: Pose, goal_odom: np.ndarray) -> PlannerObservation:
         g = self.geometry
@@ -245,6 +296,7 @@ class AstraPlanner(LocalPlanner):
             velocity=np.asarray([f.velocity for f in frames], dtype=np.float32),
             motion=np.asarray(motion, dtype=np.float32),
             goal=se2.apply(se2.inverse(pose), goal_odom[None])[0].astype(np.float32),
+            voxels=self._voxels(frames),
         )
 
     def _command(self, trajectory: np.ndarray, remaining: float) -> np.ndarray:
@@ -294,11 +346,17 @@ def _point_at(path: np.ndarray, arc: np.ndarray, s: float) -> np.ndarray:
     return np.array([np.interp(s, arc, path[:, 0]), np.interp(s, arc, path[:, 1])])
 
 
+def astra_planner(checkpoint: Path, config: AstraPlannerConfig = AstraPlannerConfig()) -> AstraPlanner:
+    """The learned planner of a checkpoint folder, with the 4D encoder it carries if it reads the encoder's tokens."""
+    model = LocalPlannerModel.from_pretrained(checkpoint)
+    encoder = Encoder4D.from_pretrained(Path(checkpoint) / ENCODER_DIR) if model.config.voxel_tokens else None
+    return AstraPlanner(model, config, model.config.geometry, encoder=encoder)
+
+
 def local_planner(mode: str = "classical", checkpoint: Path = DEFAULT_WEIGHTS / DEFAULT_VARIANT) -> LocalPlanner:
     """The planner `local` runs: the classical DWA, or Astra-Local's (the committed default) with it as fallback."""
     if mode not in LOCAL_PLANNERS:
         raise ValueError(f"unknown local planner {mode!r}; choose one of {', '.join(LOCAL_PLANNERS)}")
     if mode == "classical":
         return DwaPlanner()
-    model = LocalPlannerModel.from_pretrained(checkpoint)
-    return AstraPlanner(model, geometry=model.config.geometry)
+    return astra_planner(checkpoint)

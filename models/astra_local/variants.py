@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from models.astra_local.encoder4d import Encoder4DConfig
 from models.astra_local.planner import PlannerConfig
+
+ENCODER = Encoder4DConfig()  # the committed encoder's: its tokens' count and width
 
 MAIN = PlannerConfig(kind="fm")  # flow matching, masked ESDF loss, trajectory attention, action queries, contrastive
 DEFAULT_PLANNER = "fm_esdf"
@@ -25,4 +28,6 @@ PLANNER_VARIANTS: dict[str, PlannerConfig] = {
     "fm_esdf_per_waypoint": replace(MAIN, action_queries=False),
     "fm_esdf_no_contrastive": replace(MAIN, contrastive_weight=0.0),
     "fm_esdf_no_history": replace(MAIN, history=False),
+    # The paper's conditioning in full: the 4D encoder's tokens of the cameras beside the costmap.
+    "fm_esdf_voxels": replace(MAIN, voxel_tokens=ENCODER.token_grid**2, voxel_channels=ENCODER.bev_channels),
 }

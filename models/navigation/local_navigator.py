@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.costmap import CostmapConfig, LocalCostmap, cluster_discs
-from models.local_planner import DwaPlanner, LocalPlan, LocalPlanner, SpeedScale
+from models.local_planner import CameraView, DwaPlanner, LocalPlan, LocalPlanner, SpeedScale
 from models.navigation import se2
 from models.odometry import WheelImuOdometry
 from models.recovery import RecoveryManager
@@ -26,6 +26,7 @@ from models.tracking import MovingObstacles, ObstacleTracker
 from schemas.messages import (
     CameraInfo,
     CandidatePaths,
+    CompressedImage,
     DepthImage,
     DynamicObstacles,
     Event,
@@ -40,7 +41,7 @@ from schemas.messages import (
     WheelState,
 )
 from schemas.robot import DEFAULT_ROBOT, RobotConfig
-from schemas.topics import BASE_FRAME, ODOM_FRAME, camera_frame
+from schemas.topics import BASE_FRAME, CAMERAS, ODOM_FRAME, camera_frame
 
 Output = tuple[str, object]
 
@@ -81,6 +82,8 @@ class LocalNavigator:
         self.recovery = RecoveryManager()
         self.tracker = ObstacleTracker()
         self._depths: dict[str, tuple[DepthImage, CameraInfo]] = {}
+        # For a planner that reads the cameras: per stamp, each camera's picture and depth until all are in.
+        self._views: dict[int, dict[str, dict[str, object]]] = {}
         self._infos: dict[str, CameraInfo] = {}
         self._cameras = {camera_frame(c): c for c in robot.cameras}
         self._subgoals: np.ndarray | None = None  # (P, 2) in odom, the last one the goal
@@ -115,6 +118,7 @@ class LocalNavigator:
         if info is None or msg.frame_id not in self._cameras:
             return []
         self._depths[msg.frame_id] = (msg, info)
+        self._view(msg.t_ns, msg.frame_id, depth=msg, info=info)
         if len(self._depths) < len(self._cameras) or len({d.t_ns for d, _ in self._depths.values()}) > 1:
             return []
         depths, self._depths = list(self._depths.values()), {}
@@ -130,8 +134,25 @@ class LocalNavigator:
             outputs.append(("local_costmap", self._grid(msg.t_ns)))
         return outputs
 
+    def on_image(self, msg: CompressedImage) -> None:
+        if msg.frame_id in self._cameras:
+            self._view(msg.t_ns, msg.frame_id, picture=msg)
+
+    def _view(self, t_ns: int, frame_id: str, **parts: object) -> None:
+        """Gather a camera's picture and depth of one stamp, whichever comes first, for a planner that reads the
+        cameras; once every camera's are in, hand them over, and forget older stamps still missing some."""
+        if not self.planner.reads_cameras:
+            return
+        self._views = {t: v for t, v in self._views.items() if t > t_ns - 2_000_000_000}
+        self._views.setdefault(t_ns, {}).setdefault(frame_id, {}).update(parts)
+        views = self._views[t_ns]
+        if len(views) == len(self._cameras) and all(len(v) == 3 for v in views.values()):
+            self.planner.look(t_ns, [CameraView(**views[camera_frame(c)]) for c in CAMERAS])
+            self._views = {t: v for t, v in self._views.items() if t > t_ns}
+
     def on_sensor(self, output_id: str, msg: object) -> list[Output]:
-        """Route one sensor message by its output id (imu, wheels, camera_info_*, depth_*); others are not local's."""
+        """Route one sensor message by its output id (imu, wheels, camera_info_*, depth_*, image_*); others are not
+        local's."""
         if output_id == "imu":
             self.on_imu(msg)
         elif output_id == "wheels":
@@ -140,6 +161,8 @@ class LocalNavigator:
             self.on_camera_info(msg)
         elif output_id.startswith("depth_"):
             return self.on_depth(msg)
+        elif output_id.startswith("image_"):
+            self.on_image(msg)
         return []
 
     def on_subgoals(self, msg: Path) -> None:
