@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from datasets.encoder_sequences import ENCODER_CACHE, EncoderSequences
+from datasets.local_windows import LocalWindows
 from models.astra_local.encoder4d import (
     Encoder4D,
     Encoder4DConfig,
@@ -32,8 +33,19 @@ from models.astra_local.encoder4d import (
     splat,
     warp,
 )
+from models.astra_local.serving import astra_planner
 from models.navigation import se2
-from schemas.local_dataset import FRAMES, FRAMES_DIR, LOCAL_GEOMETRY, WINDOWS, WINDOWS_DIR, LocalDatasetManifest
+from pipelines.train_local import LocalTrainConfig, cached_voxel_tokens, train_local
+from schemas.local_dataset import (
+    FRAMES,
+    FRAMES_DIR,
+    LOCAL_GEOMETRY,
+    VOXELS_DIR,
+    WINDOWS,
+    WINDOWS_DIR,
+    LocalDatasetManifest,
+    voxel_shape,
+)
 from schemas.robot import DEFAULT_ROBOT, camera_mount
 from schemas.topics import CAMERAS
 
@@ -554,3 +566,33 @@ def test_decoded_frames_are_cached_beside_the_dataset_and_reused(small_set: Path
         np.savez(out, rgb=np.full_like(rgb, 51), depth=depth)
     again = EncoderSequences(small_set).batch(np.array([0]))
     assert (again["rgb"] == 0.2).all()
+
+
+def test_a_voxel_planner_learns_on_the_frozen_encoders_cached_tokens_and_carries_the_encoder(
+    small_set: Path, tmp_path: Path
+) -> None:
+    """`astra train local`'s planner that attends to the 4D encoder's tokens: the tokens of every window with the
+    encoder's past frames are computed once per encoder checkpoint and read beside the windows, and the trained
+    planner's folder carries the encoder that serving lifts the cameras with."""
+    encoder = Encoder4D(Encoder4DConfig()).eval()
+    encoder.save_pretrained(tmp_path / "encoder")
+    config = LocalTrainConfig(steps=2, batch_size=2)
+    train_local(small_set, tmp_path / "out", ["fm_esdf_voxels"], config, (2,), False, (), encoder4d=False,
+                voxel_encoder=tmp_path / "encoder")  # fmt: skip
+    [tokens] = (small_set / VOXELS_DIR).iterdir()
+    assert voxel_shape(tokens) == (64, 16)
+    windows = LocalWindows(small_set, voxels=tokens)
+    assert windows.index.select("episode_id", "t_ns").rows() == [
+        ("aaaa", 100_000_000 + 500_000_000 * n) for n in (3, 5, 7, 8)
+    ] + [("bbbb", 2_100_000_000)]
+    frames = EncoderSequences(small_set, future=0)
+    with torch.inference_mode():
+        expected = encoder.encode(frames.batch(np.arange(len(frames))))["tokens"]
+    torch.testing.assert_close(windows.batch(np.arange(5))["voxels"], expected, atol=2e-3, rtol=2e-3)
+    modified = tokens.stat().st_mtime_ns
+    assert cached_voxel_tokens(small_set, tmp_path / "encoder", progress=False) == tokens
+    assert tokens.stat().st_mtime_ns == modified
+    planner = astra_planner(tmp_path / "out" / "fm_esdf_voxels")
+    assert planner.reads_cameras and planner.model.config.voxel_tokens == 64
+    for name, value in encoder.state_dict().items():
+        torch.testing.assert_close(planner.encoder.state_dict()[name], value)
