@@ -401,11 +401,9 @@ class Encoder4D(nn.Module, HubModel, model_card_template=MODEL_CARD, tags=["astr
 
     # --- the maps ---
 
-    def frame_maps(
-        self, batch: dict[str, torch.Tensor], frames: slice, poses: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Frames `frames` of the batch each lifted in its own ego and warped by `poses` (B, T', 3) into frame n's:
-        (maps (B, T', C', G, G), lifted probability mass (B, T', G, G), depth-bin logits (B, T', cams, D+1, h, w))."""
+    def lift(self, batch: dict[str, torch.Tensor], frames: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frames `frames` of the batch each lifted in its own ego: (maps (B, T', C' + 1, G, G), the last channel the
+        lifted probability mass; depth-bin logits (B, T', cams, D+1, h, w))."""
         config = self.config
         rgb, depth = batch["rgb"][:, frames], batch["depth"][:, frames]
         size, count, cams = rgb.shape[:3]
@@ -423,20 +421,31 @@ class Encoder4D(nn.Module, HubModel, model_card_template=MODEL_CARD, tags=["astr
             directions.repeat_interleave(count, dim=0),
             config,
         )
-        heights = config.heights
-        mass = lifted[:, -heights:].sum(dim=1, keepdim=True)
-        maps = warp(torch.cat([self.frame(lifted), mass], dim=1), poses.flatten(0, 1), config.half_extent_m)
-        return (
-            maps[:, :-1].unflatten(0, (size, count)),
-            maps[:, -1].unflatten(0, (size, count)),
-            logits.view(size, count, cams, *logits.shape[1:]),
-        )
+        mass = lifted[:, -config.heights :].sum(dim=1, keepdim=True)
+        maps = torch.cat([self.frame(lifted), mass], dim=1)
+        return maps.unflatten(0, (size, count)), logits.view(size, count, cams, *logits.shape[1:])
+
+    def frame_maps(
+        self, batch: dict[str, torch.Tensor], frames: slice, poses: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Frames `frames` of the batch each lifted in its own ego and warped by `poses` (B, T', 3) into frame n's:
+        (maps (B, T', C', G, G), lifted probability mass (B, T', G, G), depth-bin logits (B, T', cams, D+1, h, w))."""
+        lifted, logits = self.lift(batch, frames)
+        maps = self._aligned(lifted, poses)
+        return maps[:, :, :-1], maps[:, :, -1], logits
+
+    def _aligned(self, lifted: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
+        """`lift`'s maps (B, T', C' + 1, G, G) warped by `poses` (B, T', 3) into frame n's ego."""
+        return warp(lifted.flatten(0, 1), poses.flatten(0, 1), self.config.half_extent_m).unflatten(0, lifted.shape[:2])
 
     def _maps(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(maps (B, 1+F, C', G, G): now and the future frames', the past frames' depth-bin logits)."""
         past = self.config.past
-        aligned, _, logits = self.frame_maps(batch, slice(0, past), batch["odom_poses"][:, :past])
-        return self.temporal(aligned), logits
+        lifted, logits = self.lift(batch, slice(0, past))
+        return self._now_and_ahead(lifted, batch["odom_poses"][:, :past]), logits
+
+    def _now_and_ahead(self, lifted: torch.Tensor, odom_poses: torch.Tensor) -> torch.Tensor:
+        return self.temporal(self._aligned(lifted, odom_poses)[:, :, :-1])
 
     def _tokens(self, bev: torch.Tensor) -> torch.Tensor:
         return F.adaptive_avg_pool2d(bev, self.config.token_grid).flatten(2).transpose(1, 2)
@@ -445,7 +454,13 @@ class Encoder4D(nn.Module, HubModel, model_card_template=MODEL_CARD, tags=["astr
         """bev (B, C', G, G) the current map; future (B, F, C', G, G); tokens (B, token_grid^2, C') of the
         current map, row-major over its token grid (row along y); occupancy (B, 2, G, G) probabilities now and
         1 s ahead."""
-        maps, _ = self._maps(batch)
+        past = self.config.past
+        return self.encode_lifted(self.lift(batch, slice(0, past))[0], batch["odom_poses"][:, :past])
+
+    def encode_lifted(self, lifted: torch.Tensor, odom_poses: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`encode`'s outputs from the past frames lifted already (`lift`'s maps (B, P, C' + 1, G, G)) and their filter
+        poses (B, P, 3) in frame n's ego: on the robot each frame is lifted once, not once per window it is in."""
+        maps = self._now_and_ahead(lifted, odom_poses)
         occupancy = self.occupancy_head(maps[:, [0, self.config.ahead_frame]].flatten(0, 1)).view(len(maps), 2, -1)
         return {
             "bev": maps[:, 0],

@@ -141,6 +141,7 @@ class AstraPlanner(LocalPlanner):
         self.encoder = encoder.eval() if encoder is not None else None
         self.reads_cameras = encoder is not None
         self._pictures: dict[int, _Pictures] = {}
+        self._lifted: dict[int, torch.Tensor] = {}  # each frame's cameras lifted by the encoder, once
         self.geometry = geometry
         self.fallback = fallback or DwaPlanner()
         self.handovers: Counter[str] = Counter()
@@ -157,6 +158,7 @@ class AstraPlanner(LocalPlanner):
         while t_ns - self._frames[0].t_ns > keep_ns:
             self._frames.popleft()
         self._pictures = {t: p for t, p in self._pictures.items() if t >= self._frames[0].t_ns}
+        self._lifted = {t: m for t, m in self._lifted.items() if t in self._pictures}
 
     def look(self, t_ns: int, cameras: list[CameraView]) -> None:
         if self.reads_cameras:
@@ -276,16 +278,16 @@ class AstraPlanner(LocalPlanner):
         without an encoder."""
         if self.encoder is None:
             return None
-        pictures = [self._pictures[f.t_ns] for f in frames]
         current = frames[-1].pose
-        fields = encoder_frames(
-            np.stack([p.rgb for p in pictures]),
-            np.stack([p.depth for p in pictures]),
-            pictures[-1].k,
-            np.asarray([se2.compose(se2.inverse(current), f.pose) for f in frames]),
-        )
+        poses = np.asarray([se2.compose(se2.inverse(current), f.pose) for f in frames], np.float32)
         with torch.inference_mode():
-            return self.encoder.encode(as_batch(fields))["tokens"][0].numpy()
+            for f in frames:
+                if f.t_ns not in self._lifted:
+                    p = self._pictures[f.t_ns]
+                    fields = as_batch(encoder_frames(p.rgb[None], p.depth[None], p.k, np.zeros((1, 3))))
+                    self._lifted[f.t_ns] = self.encoder.lift(fields, slice(0, 1))[0][0, 0]
+            lifted = torch.stack([self._lifted[f.t_ns] for f in frames])[None]
+            return self.encoder.encode_lifted(lifted, torch.from_numpy(poses)[None])["tokens"][0].numpy()
 
     def _observation(self, frames: list[_Snapshot], pose: Pose, goal_odom: np.ndarray) -> PlannerObservation:
         g = self.geometry
