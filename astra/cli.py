@@ -261,8 +261,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
         raise UsageError(f"no such file or directory: {', '.join(missing)}")
-    if args.runner != "dask" and (args.dask_address or args.workers):
-        raise UsageError("--dask-address and --workers need --runner dask")
+    _check_runner_arguments(args)
     try:
         summary = ingest(
             args.paths, args.lake, runner=args.runner, dask_address=args.dask_address, workers=args.workers
@@ -315,6 +314,23 @@ def cmd_export_lerobot(args: argparse.Namespace) -> int:
 
 # --- astra map build / eval map / viz map ----------------------------------------------------------
 
+
+def _add_runner_arguments(parser: argparse.ArgumentParser, spread: str) -> None:
+    parser.add_argument(
+        "--runner",
+        choices=("direct", "dask"),
+        default="direct",
+        help=f"Beam runner (default direct: one process; dask spreads {spread} over processes)",
+    )
+    parser.add_argument("--dask-address", help="scheduler address of an existing Dask cluster (with --runner dask)")
+    parser.add_argument("--workers", type=int, help="local Dask workers when no address is given (--runner dask)")
+
+
+def _check_runner_arguments(args: argparse.Namespace) -> None:
+    if args.runner != "dask" and (args.dask_address or args.workers):
+        raise UsageError("--dask-address and --workers need --runner dask")
+
+
 DEFAULT_MAPS = Path("data/maps")
 
 
@@ -322,6 +338,7 @@ def cmd_map_build(args: argparse.Namespace) -> int:
     from datasets.map_store import key_from_env
     from pipelines.mapping import build_site_map
 
+    _check_runner_arguments(args)
     try:
         summary = build_site_map(
             args.lake,
@@ -329,6 +346,9 @@ def cmd_map_build(args: argparse.Namespace) -> int:
             args.out or DEFAULT_MAPS / args.site,
             key=key_from_env(),
             world_dir=args.world,
+            runner=args.runner,
+            dask_address=args.dask_address,
+            workers=args.workers,
             **({"extractor": args.extractor} if args.extractor else {}),
             **({"descriptor": args.descriptor} if args.descriptor else {}),
         )
@@ -352,8 +372,7 @@ def cmd_dataset_global(args: argparse.Namespace) -> int:
 def cmd_dataset_local(args: argparse.Namespace) -> int:
     from pipelines.local_dataset import build_local_dataset
 
-    if args.runner != "dask" and (args.dask_address or args.workers):
-        raise UsageError("--dask-address and --workers need --runner dask")
+    _check_runner_arguments(args)
     try:
         summary = build_local_dataset(
             args.lake,
@@ -1028,9 +1047,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="log files or folders (recursive)")
     ingest.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="lake folder (default data/lake)")
-    ingest.add_argument("--runner", choices=("direct", "dask"), default="direct", help="Beam runner (default direct)")
-    ingest.add_argument("--dask-address", help="scheduler address of an existing Dask cluster (with --runner dask)")
-    ingest.add_argument("--workers", type=int, help="local Dask workers when no address is given (with --runner dask)")
+    _add_runner_arguments(ingest, "files")
     ingest.set_defaults(func=cmd_ingest)
 
     sql = commands.add_parser(
@@ -1137,6 +1154,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--descriptor", help="global image descriptor of the nodes: vpr (the learned one; the default) or tiny_image"
     )
+    _add_runner_arguments(build, "submaps")
     build.set_defaults(func=cmd_map_build)
 
     dataset = commands.add_parser("dataset", help="build training sets from the lake")
@@ -1171,14 +1189,7 @@ def build_parser() -> argparse.ArgumentParser:
     local_set.add_argument(
         "--site", action="append", help="only this site (repeatable; default: every simulated site in the lake)"
     )
-    local_set.add_argument(
-        "--runner",
-        choices=("direct", "dask"),
-        default="direct",
-        help="Beam runner (default direct: one episode at a time; dask spreads episodes over processes)",
-    )
-    local_set.add_argument("--dask-address", help="scheduler address of an existing Dask cluster (with --runner dask)")
-    local_set.add_argument("--workers", type=int, help="local Dask workers when no address is given (--runner dask)")
+    _add_runner_arguments(local_set, "episodes")
     local_set.set_defaults(func=cmd_dataset_local)
     dagger = dataset_commands.add_parser(
         "dagger",

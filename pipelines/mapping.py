@@ -2,18 +2,21 @@
 
     ReadSiteEpisodes     site -> its episode ids, earliest first
     SelectKeyframes      episode -> EpisodeKeyframes: keyframes with their JPEGs, rig and global descriptors
-    BuildReconstruction  all keyframes of the site -> one pycolmap reconstruction and `node_features` (a global step)
+    SplitSubmaps         episode -> its keyframes cut into overlapping stretches (models.mapping.submaps)
+    BuildSubmaps         stretch -> its own pycolmap reconstruction, held to odometry; stretches spread over workers
+    JoinSubmaps          all submaps of the site -> one map by a pose graph over their overlaps, odometry and loop
+                         closures, and `node_features` (a global step, linear in keyframes)
     BuildGraph           reconstruction -> the tables `nodes` and `edges` (models.mapping.graph)
     ExtractLandmarks     nodes -> `landmarks` and `node_landmarks` (a plugin of models.landmarks, by name: EXTRACTORS;
                          the learned detector by default, which reads the nodes' pictures again from the lake)
     WriteMap             everything -> the map on disk, encrypted where a key is given
 
-The map frame is `map`: the reconstruction comes out in the earliest episode's odom frame and is moved
-by the map -> odom that episode recorded on /tf when it began.
+The map frame is `map`: each episode's submaps start where the map -> odom it recorded on /tf when it began puts
+them, and the earliest episode's first submap stays there.
 
 Pictures are decoded only inside SelectKeyframes, where descriptors are computed, so what crosses the
-one shuffle (into the global reconstruction) is JPEG bytes; after it, pictures travel no further: an extractor
-that needs them reads its nodes' pictures from the lake.
+shuffles is JPEG bytes; after the submaps, only the pictures of loop-closure queries travel on, and an extractor
+that needs pictures reads its nodes' pictures from the lake.
 """
 
 from __future__ import annotations
@@ -51,11 +54,21 @@ from datasets.site_log import (
 from models.descriptors import DESCRIPTORS
 from models.landmark_extraction import DetectedLandmarkExtractor
 from models.landmarks import LandmarkExtractor, LandmarkObservations, NodeGeometry, NodeView
+from models.localization import LocalizerConfig
 from models.mapping.graph import GraphConfig, GraphNodes, build_edges
 from models.mapping.keyframes import KeyframeConfig, select_keyframes
-from models.mapping.sfm import Keyframe, MappedKeyframe, RigCamera, SfmConfig, align_rigid, build_map, odometry_seams
+from models.mapping.sfm import Keyframe, MappedKeyframe, RigCamera, SfmConfig, align_rigid, odometry_seams
+from models.mapping.submaps import (
+    Submap,
+    SubmapConfig,
+    SubmapPart,
+    build_submap,
+    join_submaps,
+    submap_parts,
+    write_reconstruction,
+)
 from pipelines.progress import marker_progress
-from pipelines.runner import run_pipeline
+from pipelines.runner import check_runner, run_pipeline
 from schemas.map import conform_table
 from schemas.robot import DEFAULT_ROBOT
 from schemas.topics import GROUND_TRUTH_TOPIC, ODOMETRY_TOPIC
@@ -63,8 +76,9 @@ from sim.annotations import AnnotatedLandmarkExtractor
 from sim.world import write_world
 
 DESCRIPTOR = "vpr"
-GLOBAL_STAGES = ("BuildReconstruction", "BuildGraph", "ExtractLandmarks", "WriteMap")
+GLOBAL_STAGES = ("JoinSubmaps", "BuildGraph", "ExtractLandmarks", "WriteMap")
 DEFAULT_KEYFRAMES, DEFAULT_SFM, DEFAULT_GRAPH = KeyframeConfig(), SfmConfig(), GraphConfig()
+DEFAULT_SUBMAPS = SubmapConfig()
 EXTRACTORS: dict[str, type[LandmarkExtractor]] = {
     "detector": DetectedLandmarkExtractor,
     "annotated": AnnotatedLandmarkExtractor,  # privileged: needs the simulator's world; for evaluation
@@ -99,7 +113,8 @@ class SiteReconstruction:
     episodes: tuple[EpisodeKeyframes, ...]
     mapped: tuple[MappedKeyframe, ...]  # in the order of the episodes' keyframes
     observations: dict[str, np.ndarray]  # image name -> ids of the 3D points it observes
-    seconds: dict[str, float]
+    seconds: dict[str, float]  # each SfM stage summed over the submaps, and joining them
+    counts: dict[str, int]  # models.mapping.submaps.JoinedMap.counts
 
     @property
     def rig(self) -> tuple[RigCamera, ...]:
@@ -137,14 +152,12 @@ def episode_keyframes(
     return EpisodeKeyframes(episode_id, start, rig, keyframes, descriptors, read_map_from_odom(lake, episode_id))
 
 
-def reconstruct(episodes: Sequence[EpisodeKeyframes], work_dir: str, config: SfmConfig) -> SiteReconstruction:
-    """One reconstruction of every keyframe of the site, in `map`.
-
-    The reconstruction comes out in the odom frame of the earliest episode; that episode's recorded
-    map -> odom moves it into `map`, where the building's annotation and the other episodes live.
-    """
+def join(
+    episodes: Sequence[EpisodeKeyframes], submaps: Sequence[Submap], work_dir: str, config: SubmapConfig
+) -> SiteReconstruction:
+    """The site's submaps joined into one map in `map`, its reconstruction written to `work_dir/sfm`."""
     episodes = sorted(episodes, key=lambda e: (e.start_ns, e.episode_id))
-    if not any(e.keyframes for e in episodes):
+    if not submaps:
         raise ValueError("the site's episodes have no keyframes with pictures from every camera")
     rig = episodes[0].rig
     if any(
@@ -152,26 +165,29 @@ def reconstruct(episodes: Sequence[EpisodeKeyframes], work_dir: str, config: Sfm
         for e in episodes
     ):
         raise ValueError("the site's episodes were recorded with different cameras")
-    sfm_map = build_map([k for e in episodes for k in e.keyframes], rig, Path(work_dir) / "sfm_work", config)
-    to_map = episodes[0].map_from_odom
-    sfm_map.reconstruction.transform(pycolmap.Sim3d(1.0, to_map.rotation, to_map.translation))
-    mapped = tuple(_moved(m, to_map) for m in sfm_map.keyframes)
+    joined = join_submaps(
+        submaps,
+        {e.episode_id: e.map_from_odom for e in episodes},
+        [e.episode_id for e in episodes],
+        rig,
+        decode_jpeg,
+        config,
+        LocalizerConfig(descriptor=DESCRIPTOR),
+    )
+    keyframes = [k for e in episodes for k in e.keyframes]
     sfm_dir = Path(work_dir) / "sfm"
-    sfm_map.write(sfm_dir)
-    observations = {
-        image.name: np.array([p.point3D_id for p in image.points2D if p.has_point3D()], np.int64)
-        for image in sfm_map.reconstruction.images.values()
-        if image.has_pose
-    }
+    write_reconstruction(joined, keyframes, rig, sfm_dir)
+    seconds = dict(sum((Counter(submap.seconds) for submap in submaps), Counter()))
     stripped = tuple(replace(e, keyframes=tuple(replace(k, images={}) for k in e.keyframes)) for e in episodes)
-    return SiteReconstruction(str(sfm_dir), sfm_map.node_features(), stripped, mapped, observations, sfm_map.seconds)
-
-
-def _moved(keyframe: MappedKeyframe, new_from_old: pycolmap.Rigid3d) -> MappedKeyframe:
-    if not keyframe.registered:
-        return keyframe
-    cameras = {c: new_from_old * pose for c, pose in keyframe.map_from_cameras.items()}
-    return replace(keyframe, map_from_base=new_from_old * keyframe.map_from_base, map_from_cameras=cameras)
+    return SiteReconstruction(
+        str(sfm_dir),
+        joined.node_features,
+        stripped,
+        joined.mapped,
+        joined.observations,
+        {**seconds, **joined.seconds},
+        joined.counts,
+    )
 
 
 def map_from_odom(episode: EpisodeKeyframes, mapped: Sequence[MappedKeyframe]) -> pycolmap.Rigid3d:
@@ -377,18 +393,62 @@ class SelectKeyframes(beam.PTransform):
         return episodes | beam.Map(_select_keyframes, self.progress_dir, self.lake, self.config, self.descriptor)
 
 
-class BuildReconstruction(beam.PTransform):
-    """All EpisodeKeyframes of the site -> one SiteReconstruction."""
+def _split(episode: EpisodeKeyframes, progress_dir: str, config: SubmapConfig) -> list[SubmapPart]:
+    parts = submap_parts(episode.episode_id, episode.rig, episode.keyframes, episode.descriptors, config)
+    Path(progress_dir, f"total+{len(parts)}-{episode.episode_id}").touch()  # the bar learns how many there are
+    return parts
 
-    def __init__(self, work_dir: Path, config: SfmConfig, progress_dir: Path) -> None:
+
+def _build_submap(part: SubmapPart, progress_dir: str, work_dir: str, sfm: SfmConfig, config: SubmapConfig) -> Submap:
+    stage = f"BuildSubmap-{part.episode_id}-{part.first}"
+    return _staged(part, stage, progress_dir, build_submap, work_dir, sfm, config)
+
+
+class SplitSubmaps(beam.PTransform):
+    """EpisodeKeyframes -> its SubmapParts, reshuffled so that they spread over workers."""
+
+    def __init__(self, config: SubmapConfig, progress_dir: Path) -> None:
+        super().__init__()
+        self.config, self.progress_dir = config, str(progress_dir)
+
+    def expand(self, episodes: beam.PCollection[EpisodeKeyframes]) -> beam.PCollection[SubmapPart]:
+        return episodes | beam.FlatMap(_split, self.progress_dir, self.config) | beam.Reshuffle()
+
+
+class BuildSubmaps(beam.PTransform):
+    """SubmapPart -> Submap, each alone."""
+
+    def __init__(self, work_dir: Path, sfm: SfmConfig, config: SubmapConfig, progress_dir: Path) -> None:
+        super().__init__()
+        self.work_dir, self.sfm, self.config, self.progress_dir = str(work_dir), sfm, config, str(progress_dir)
+
+    def expand(self, parts: beam.PCollection[SubmapPart]) -> beam.PCollection[Submap]:
+        return parts | beam.Map(_build_submap, self.progress_dir, self.work_dir, self.sfm, self.config)
+
+
+class JoinSubmaps(beam.PTransform):
+    """(EpisodeKeyframes, Submap) of the whole site -> one SiteReconstruction."""
+
+    def __init__(self, work_dir: Path, config: SubmapConfig, progress_dir: Path) -> None:
         super().__init__()
         self.work_dir, self.config, self.progress_dir = str(work_dir), config, str(progress_dir)
 
-    def expand(self, episodes: beam.PCollection[EpisodeKeyframes]) -> beam.PCollection[SiteReconstruction]:
+    def expand(
+        self, inputs: tuple[beam.PCollection[EpisodeKeyframes], beam.PCollection[Submap]]
+    ) -> beam.PCollection[SiteReconstruction]:
+        episodes, submaps = inputs
         return (
             episodes
             | beam.combiners.ToList()
-            | beam.Map(_staged, "BuildReconstruction", self.progress_dir, reconstruct, self.work_dir, self.config)
+            | beam.Map(
+                _staged,
+                "JoinSubmaps",
+                self.progress_dir,
+                join,
+                beam.pvalue.AsList(submaps),
+                self.work_dir,
+                self.config,
+            )
         )
 
 
@@ -449,6 +509,7 @@ def write_site_map(
     info = {
         **build_info,
         "sfm_seconds": {k: round(v, 3) for k, v in site.seconds.items()},
+        "sfm_counts": site.counts,
         "landmark_extraction": landmarks.report,
         # Where the map disagrees with odometry between neighbouring keyframes: the first keyframe of each pair.
         "odometry_seams": [{"episode_id": keyframes[k].episode_id, "t_ns": keyframes[k].t_ns} for k in seams],
@@ -459,6 +520,7 @@ def write_site_map(
         "registered": sum(m.registered for m in site.mapped),
         "placed_by_odometry": sum(m.placed_by_odometry for m in site.mapped),
         "odometry_seams": len(seams),
+        "submaps": {k: site.counts[k] for k in ("submaps", "loop_queries", "loop_closures")},
         "nodes": graph.nodes.num_rows,
         "edges": dict(sorted(Counter(graph.edges["kind"].to_pylist()).items())),
         "landmarks": landmarks.landmarks.num_rows,
@@ -514,6 +576,7 @@ class MapSummary:
     registered: int
     placed_by_odometry: int  # of the registered keyframes, those posed from wheel odometry (schemas.map nodes)
     odometry_seams: int  # neighbouring keyframes the map puts apart other than odometry does (sfm.odometry_seams)
+    submaps: dict[str, int]  # submaps, loop-closure queries, and loop closures the pose graph was given
     nodes: int
     edges: dict[str, int]  # by kind
     landmarks: int
@@ -546,6 +609,10 @@ def build_site_map(
     keyframe_config: KeyframeConfig = DEFAULT_KEYFRAMES,
     sfm_config: SfmConfig = DEFAULT_SFM,
     graph_config: GraphConfig = DEFAULT_GRAPH,
+    submap_config: SubmapConfig = DEFAULT_SUBMAPS,
+    runner: str = "direct",
+    dask_address: str | None = None,
+    workers: int | None = None,
 ) -> MapSummary:
     """Build the map of `site` from its episodes in the lake and write it to `out`, encrypted under `key` if given.
 
@@ -554,6 +621,7 @@ def build_site_map(
     the site has no usable episodes.
     """
     started = time.perf_counter()
+    check_runner(runner, dask_address, workers)
     if extractor not in EXTRACTORS:
         raise ValueError(f"unknown landmark extractor {extractor!r}; choose one of {', '.join(EXTRACTORS)}")
     if descriptor not in DESCRIPTORS:
@@ -572,6 +640,7 @@ def build_site_map(
         "descriptor": descriptor,
         "keyframes": asdict(keyframe_config),
         "sfm": asdict(sfm_config),
+        "submaps": asdict(submap_config),
         "graph": asdict(graph_config),
     }
     json.dumps(build_info)  # fail before the work, not after it, on settings the manifest cannot hold
@@ -589,7 +658,12 @@ def build_site_map(
                 | "ReadSiteEpisodes" >> ReadSiteEpisodes(episode_ids)
                 | "SelectKeyframes" >> SelectKeyframes(source, keyframe_config, progress_dir, descriptor)
             )
-            sites = keyframes | "BuildReconstruction" >> BuildReconstruction(work, sfm_config, progress_dir)
+            submaps = (
+                keyframes
+                | "SplitSubmaps" >> SplitSubmaps(submap_config, progress_dir)
+                | "BuildSubmaps" >> BuildSubmaps(work, sfm_config, submap_config, progress_dir)
+            )
+            sites = (keyframes, submaps) | "JoinSubmaps" >> JoinSubmaps(work, submap_config, progress_dir)
             graphs = sites | "BuildGraph" >> BuildGraph(graph_config, progress_dir)
             landmarks = (graphs, sites) | "ExtractLandmarks" >> ExtractLandmarks(
                 extractor, world_dir, source, progress_dir
@@ -597,7 +671,7 @@ def build_site_map(
             _ = (graphs, sites, landmarks) | "WriteMap" >> WriteMap(out, key, build_info, summary_path, progress_dir)
 
         with marker_progress(progress_dir, len(episode_ids) + len(GLOBAL_STAGES), "map build", progress):
-            run_pipeline(build)
+            run_pipeline(build, runner, dask_address, workers)
         counts = json.loads(summary_path.read_text())
     return MapSummary(
         site=site,

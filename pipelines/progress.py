@@ -23,8 +23,9 @@ def marker_progress(
 ) -> Iterator[None]:
     """A tqdm bar on stderr that advances by `weight(marker)` for each new file in `progress_dir`.
 
-    Markers whose names start with a dot are still being written and are not counted. When the
-    pipeline finishes, the bar is filled: work the pipeline skipped is done as well.
+    Markers whose names start with a dot are still being written and are not counted; one named `total+N...` adds N
+    to the total instead, for work that is known only once the pipeline runs. When the pipeline finishes, the bar is
+    filled: work the pipeline skipped is done as well.
     """
     bar = tqdm(total=total, unit=unit, unit_scale=unit_scale, desc=desc, file=sys.stderr, disable=not enabled)
     seen: set[str] = set()
@@ -34,7 +35,11 @@ def marker_progress(
         for marker in progress_dir.glob("[!.]*"):
             if marker.name not in seen:
                 seen.add(marker.name)
-                bar.update(weight(marker))
+                if marker.name.startswith("total+"):
+                    bar.total += int(marker.name.removeprefix("total+").split("-", 1)[0])
+                    bar.refresh()
+                else:
+                    bar.update(weight(marker))
 
     def follow() -> None:
         while not stop.wait(0.2):
