@@ -1,16 +1,19 @@
 """`astra map build` on recorded expert tours: build time against keyframe count, and map quality per building kind.
 
-Scaling: one office tour per size, long enough for about 100, 200 and 400 keyframes; each is recorded,
-ingested and built alone, and the build is timed whole and per SfM stage.
+Scaling: one office tour per size, long enough for about 100, 400, 1,500 and 3,000 keyframes; each is recorded,
+ingested and built alone, and the build is timed whole and per stage, and evaluated.
 
 Quality: a 60 s tour of every building kind, on the seed the SfM settings were tuned on (0) and on seeds they
-never saw, evaluated as `astra eval map` does (registration rate, ATE RMSE after a rigid alignment, rotation).
+never saw, evaluated as `astra eval map` does (registration rate, ATE RMSE after a rigid alignment, rotation); and a
+300 s tour of every kind on an unseen seed, which several submaps join.
 
-Tours are recorded in-process at the robot's default 320x240 (sim.tour) and reused from `<workdir>/<case>/logs`.
+Tours are recorded in-process at the robot's default 320x240 (sim.tour), without depth (mapping reads none), and
+reused from `<workdir>/<case>/logs`. `ASTRA_BENCH_MAP_TOURS_S` (comma-separated seconds) picks the scaling tours.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -21,13 +24,14 @@ from datasets.map_store import read_map
 from datasets.tours import record_tour
 from pipelines.ingest import ingest
 from pipelines.mapping import build_site_map
+from schemas.topics import DEPTH_OUTPUTS
 from schemas.world import WORLD_KINDS
 from sim.world import generate_world, write_world
 
-# Sim seconds of office tour for about 100, 200 and 400 keyframes (about 1.5 keyframes per second of tour).
-SCALING_TOURS_S = (65.0, 130.0, 265.0)
-QUALITY_TOUR_S = 60.0
-TUNED_SEED, UNSEEN_SEEDS = 0, (11, 23)
+# Sim seconds of office tour for about 100, 400, 1,500 and 3,000 keyframes (about 1.5 keyframes per second of tour).
+SCALING_TOURS_S = tuple(float(s) for s in os.environ.get("ASTRA_BENCH_MAP_TOURS_S", "65,265,1000,2000").split(","))
+QUALITY_TOUR_S, LONG_QUALITY_TOUR_S = 60.0, 300.0
+TUNED_SEED, UNSEEN_SEEDS, LONG_SEED = 0, (11, 23), 31
 
 
 def _build(workdir: Path, kind: str, seed: int, seconds: float) -> dict[str, Any]:
@@ -38,7 +42,7 @@ def _build(workdir: Path, kind: str, seed: int, seconds: float) -> dict[str, Any
         write_world(generate_world(kind, seed), world)
     log = case / "logs" / "tour.mcap"
     if not log.exists():
-        record_tour(world, log.with_suffix(".part"), seconds)
+        record_tour(world, log.with_suffix(".part"), seconds, leave_out=DEPTH_OUTPUTS)
         log.with_suffix(".part").rename(log)
     shutil.rmtree(case / "lake", ignore_errors=True)
     ingest([log], case / "lake", progress=False)
@@ -48,15 +52,18 @@ def _build(workdir: Path, kind: str, seed: int, seconds: float) -> dict[str, Any
     metrics = evaluate_map_dir(case / "map", case / "lake")
     return {
         "kind": kind, "seed": seed, "tour_s": seconds, "keyframes": summary.keyframes, "build_s": round(build_s, 1),
-        "sfm_s": read_map(case / "map").manifest.build["sfm_seconds"],
+        "sfm_s": read_map(case / "map").manifest.build["sfm_seconds"], **summary.submaps,
         **{k: metrics[k] for k in ("registration_rate", "placed_by_odometry_rate", "ate_rmse_m", "rotation_median_deg",
                                    "landmarks", "rooms", "connected")},
     }  # fmt: skip
 
 
 def scaling(workdir: Path) -> list[dict[str, Any]]:
-    """Build time of office tours of about 100, 200 and 400 keyframes."""
-    print(f"{'keyframes':>9} {'build s':>8} {'s/keyframe':>10} {'features':>9} {'matching':>9} {'mapping':>8}")
+    """Build time and quality of office tours of about 100, 400, 1,500 and 3,000 keyframes."""
+    print(
+        f"{'keyframes':>9} {'build s':>8} {'s/keyframe':>10} {'features':>9} {'matching':>9} {'mapping':>8} "
+        f"{'join':>6} {'submaps':>7} {'loops':>9} {'registered':>10} {'by odom':>7} {'ATE m':>7}"
+    )
     rows = []
     for seconds in SCALING_TOURS_S:
         row = _build(workdir, "office", TUNED_SEED, seconds)
@@ -64,22 +71,25 @@ def scaling(workdir: Path) -> list[dict[str, Any]]:
         sfm = row["sfm_s"]
         print(
             f"{row['keyframes']:>9} {row['build_s']:>8.1f} {row['build_s'] / row['keyframes']:>10.2f} "
-            f"{sfm['features']:>9.1f} {sfm['matching']:>9.1f} {sfm['mapping']:>8.1f}",
+            f"{sfm['features']:>9.1f} {sfm['matching']:>9.1f} {sfm['mapping']:>8.1f} {sfm['join']:>6.1f} "
+            f"{row['submaps']:>7} {row['loop_closures']:>4}/{row['loop_queries']:<4} "
+            f"{row['registration_rate']:>10.3f} {row['placed_by_odometry_rate']:>7.3f} {row['ate_rmse_m']:>7.3f}",
             flush=True,
         )
     return rows
 
 
 def quality(workdir: Path) -> list[dict[str, Any]]:
-    """Map quality of a 60 s tour of every building kind, on the tuned seed and on unseen ones."""
+    """Map quality of a 60 s tour of every building kind on the tuned seed and on unseen ones, and of a 300 s tour."""
     print(
         f"\n{'kind':10} {'seed':>4} {'keyframes':>9} {'registered':>10} {'by odom':>7} {'ATE m':>7} {'rot deg':>7} "
         f"{'landmarks':>9} {'rooms':>5} {'connected':>9}"
     )
     rows = []
+    cases = [(seed, QUALITY_TOUR_S) for seed in (TUNED_SEED, *UNSEEN_SEEDS)] + [(LONG_SEED, LONG_QUALITY_TOUR_S)]
     for kind in WORLD_KINDS:
-        for seed in (TUNED_SEED, *UNSEEN_SEEDS):
-            row = _build(workdir, kind, seed, QUALITY_TOUR_S)
+        for seed, seconds in cases:
+            row = _build(workdir, kind, seed, seconds)
             rows.append(row)
             print(
                 f"{kind:10} {seed:>4} {row['keyframes']:>9} {row['registration_rate']:>10.3f} "
