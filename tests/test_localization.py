@@ -19,8 +19,9 @@ from models.localization import Localizer, LocalizerConfig, _PlaceFix
 from models.mapping.evaluation import alignment, keyframe_poses, pose_error
 from models.mapping.graph import GraphConfig
 from models.mapping.sfm import RigCamera, rig_cameras
+from models.mapping.submaps import build_submap, submap_parts
 from models.planning import ClearanceMap, occupancy_grid
-from pipelines.mapping import DEFAULT_SFM, EpisodeKeyframes, map_graph, reconstruct
+from pipelines.mapping import DEFAULT_SFM, DEFAULT_SUBMAPS, EpisodeKeyframes, join, map_graph
 from schemas.map import TABLES, generate_key, parse_key
 from schemas.robot import DEFAULT_ROBOT
 from schemas.world import World
@@ -47,7 +48,10 @@ def small_map(office_world: Path, tmp_path_factory: pytest.TempPathFactory) -> S
     describe = TinyImageDescriptor()
     descriptors = np.array([describe.describe([decode_jpeg(k.images[c.name]) for c in rig]) for k in keyframes])
     episode = EpisodeKeyframes("office-tour", 0, tuple(rig), tuple(keyframes), descriptors, pycolmap.Rigid3d())
-    site = reconstruct([episode], str(tmp_path_factory.mktemp("localization")), DEFAULT_SFM)
+    work = str(tmp_path_factory.mktemp("localization"))
+    parts = submap_parts(episode.episode_id, episode.rig, episode.keyframes, episode.descriptors, DEFAULT_SUBMAPS)
+    submaps = [build_submap(part, work, DEFAULT_SFM, DEFAULT_SUBMAPS) for part in parts]
+    site = join([episode], submaps, work, DEFAULT_SUBMAPS)
     graph = map_graph(site, GraphConfig())
     tables = {name: TABLES[name].empty_table() for name in TABLES}
     tables.update(nodes=graph.nodes, edges=graph.edges, node_features=site.node_features)

@@ -37,6 +37,7 @@ from scipy.spatial.transform import Rotation
 
 from models.localization import Localizer, LocalizerConfig
 from models.mapping.sfm import Keyframe, MappedKeyframe, RigCamera, SfmConfig, build_map
+from schemas.map import conform_table
 
 _POINT_ID_BITS = 32  # a submap's point ids are below 2**32 (COLMAP's are 64-bit but counted from 1)
 
@@ -446,7 +447,7 @@ def _owned(
     }
     return JoinedMap(
         tuple(mapped),
-        pa.concat_tables(tables),
+        conform_table("node_features", pa.concat_tables(tables)),
         observations,
         np.concatenate(points).reshape(-1, 3),
         np.concatenate(colors).reshape(-1, 3),
