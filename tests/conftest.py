@@ -145,6 +145,7 @@ ONE_WORKER_MODULES = frozenset(
         "test_mapping",
         "test_navigation",
         "test_navigation_graph",
+        "test_submaps",
     )
 )
 MODULE_SECONDS = "astra/module_seconds"  # in .pytest_cache: how long each module took when it last ran
