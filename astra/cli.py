@@ -358,6 +358,34 @@ def cmd_map_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_map_update(args: argparse.Namespace) -> int:
+    from datasets.map_store import key_from_env
+    from pipelines.mapping import update_site_map
+
+    _check_runner_arguments(args)
+    try:
+        summary = update_site_map(
+            args.map,
+            args.lake,
+            args.site,
+            key=key_from_env(),
+            world_dir=args.world,
+            runner=args.runner,
+            dask_address=args.dask_address,
+            workers=args.workers,
+        )
+    except ValueError as exc:  # no map, wrong key, another site's map, no lake (MapError, LakeError)
+        raise UsageError(str(exc)) from exc
+    if summary is None:
+        print(
+            f"the map at {args.map} holds every episode of site {args.site} in the lake: nothing to add",
+            file=sys.stderr,
+        )
+        return EXIT_OK
+    _emit(summary.to_dict())
+    return EXIT_OK
+
+
 def cmd_dataset_global(args: argparse.Namespace) -> int:
     from pipelines.global_dataset import build_global_dataset
 
@@ -1129,7 +1157,7 @@ def build_parser() -> argparse.ArgumentParser:
     lerobot.add_argument("--fps", type=int, default=10, help="frames per second (default 10, the camera rate)")
     lerobot.set_defaults(func=cmd_export_lerobot)
 
-    map_ = commands.add_parser("map", help="build maps from the lake")
+    map_ = commands.add_parser("map", help="build and update maps from the lake")
     map_commands = map_.add_subparsers(dest="map_command", required=True, metavar="MAP_COMMAND")
     build = map_commands.add_parser(
         "build",
@@ -1156,6 +1184,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_runner_arguments(build, "submaps")
     build.set_defaults(func=cmd_map_build)
+    update = map_commands.add_parser(
+        "update",
+        parents=[common],
+        help="add a site's new tours to its map without rebuilding it; the old version stays readable",
+        description="Map the episodes of the site in the lake that the map does not hold yet (as `astra map build` "
+        "does, with the map's own settings), join them to the map, which does not move, by loop closures into it, "
+        "and write the result as the map's next version. The version it replaces moves to MAP/versions/<n>/, "
+        "where `--map MAP/versions/<n>` reads it; the manifest's build.history says which episodes and which lake "
+        "version each version holds. With nothing new to add, it says so and changes nothing.",
+    )
+    update.add_argument("--map", type=Path, required=True, help="the map folder to update, e.g. data/maps/office-0")
+    update.add_argument("--site", required=True, help="site name as in episodes.site, e.g. office-0")
+    update.add_argument("--lake", type=Path, default=DEFAULT_LAKE, help="lake folder (default data/lake)")
+    update.add_argument(
+        "--world",
+        type=Path,
+        help="world folder, for a map made with the annotated landmark extractor (default: the attached world.json)",
+    )
+    _add_runner_arguments(update, "submaps")
+    update.set_defaults(func=cmd_map_update)
 
     dataset = commands.add_parser("dataset", help="build training sets from the lake")
     dataset_commands = dataset.add_subparsers(dest="dataset_command", required=True, metavar="DATASET_COMMAND")

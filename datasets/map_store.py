@@ -1,7 +1,8 @@
 """Maps on disk (format: schemas.map): written whole and atomically, read back verified.
 
 A map is written under a hidden folder beside its destination and then renamed into place, so readers
-find the old map or the new one, never a mix of both. On Linux, replacing a map swaps the two folders
+find the old map or the new one, never a mix of both. A new version can keep the one it replaces readable, in
+`versions/<n>/` of the map's folder (schemas.map). On Linux, replacing a map swaps the two folders
 in one step (renameat2); elsewhere the old map is moved aside first, which leaves a moment with no map,
 but never a partial one. Files are not fsynced: a map torn by a power cut fails its hash check instead.
 """
@@ -31,6 +32,7 @@ from schemas.map import (
     SFM_DIR,
     TABLE_FILES,
     TABLES,
+    VERSIONS_DIR,
     FileEntry,
     Manifest,
     MapError,
@@ -83,8 +85,10 @@ def write_map(
     sfm_dir: Path | str | None,
     build_info: Mapping[str, Any],
     key: bytes | None = None,
+    keep_previous_as: int | None = None,
 ) -> Manifest:
-    """Write a map to `out_dir`, replacing the map there, if any; encrypted where `key` is given.
+    """Write a map to `out_dir`, replacing the map there, if any; encrypted where `key` is given. With
+    `keep_previous_as`, the map replaced moves to `versions/<keep_previous_as>/`, beside the versions it kept.
 
     `tables` (all of schemas.map.TABLES) are conformed and checked as a graph, and `sfm_dir` must
     hold a reconstruction that pycolmap reads; MapError says what is wrong. `build_info` goes into the
@@ -114,7 +118,7 @@ def write_map(
         if key is not None:
             manifest = manifest.sealed(key)
         (staging / MANIFEST_FILE).write_text(manifest.to_json())
-        _move_into_place(staging, out_dir)
+        _move_into_place(staging, out_dir, keep_previous_as)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -128,14 +132,7 @@ def read_map(map_dir: Path | str, key: bytes | None = None) -> TopoMap:
     file, MapError for anything else that keeps the map from being read.
     """
     map_dir = Path(map_dir)
-    try:
-        manifest = Manifest.from_json((map_dir / MANIFEST_FILE).read_text())
-    except FileNotFoundError:
-        raise MapError(f"no map at {map_dir} (no {MANIFEST_FILE}); `astra map build` makes one") from None
-    if manifest.encrypted:
-        if key is None:
-            raise MapKeyError(f"the map at {map_dir} is encrypted: set {KEY_ENV} to its key")
-        manifest.check_seal(key)
+    manifest = read_manifest(map_dir, key)
     missing = sorted(set(TABLE_FILES.values()) - set(manifest.files))
     if missing:
         raise MapIntegrityError(f"{MANIFEST_FILE} in {map_dir} lists no {missing}")
@@ -147,6 +144,21 @@ def read_map(map_dir: Path | str, key: bytes | None = None) -> TopoMap:
     prefix = f"{SFM_DIR}/"
     sfm_files = {path.removeprefix(prefix): data for path, data in plain.items() if path.startswith(prefix)}
     return TopoMap(manifest=manifest, sfm_files=sfm_files, **tables)
+
+
+def read_manifest(map_dir: Path | str, key: bytes | None = None) -> Manifest:
+    """The manifest of the map at `map_dir`, its seal checked with `key` where the map is encrypted (read_map's
+    errors)."""
+    map_dir = Path(map_dir)
+    try:
+        manifest = Manifest.from_json((map_dir / MANIFEST_FILE).read_text())
+    except FileNotFoundError:
+        raise MapError(f"no map at {map_dir} (no {MANIFEST_FILE}); `astra map build` makes one") from None
+    if manifest.encrypted:
+        if key is None:
+            raise MapKeyError(f"the map at {map_dir} is encrypted: set {KEY_ENV} to its key")
+        manifest.check_seal(key)
+    return manifest
 
 
 def _arrow_owned(data: bytes) -> pa.BufferReader:
@@ -193,17 +205,33 @@ def _read_verified(map_dir: Path, path: str, entry: FileEntry, key: bytes | None
     return data if key is None else decrypt(data, key, path)
 
 
-def _move_into_place(staging: Path, out_dir: Path) -> None:
-    """Rename the finished `staging` to `out_dir`, replacing what is there, and remove the old map."""
+def _move_into_place(staging: Path, out_dir: Path, keep_previous_as: int | None) -> None:
+    """Rename the finished `staging` to `out_dir`, replacing what is there, and remove the old map or keep it as
+    version `keep_previous_as`."""
     if not out_dir.exists():
         os.rename(staging, out_dir)
         return
+    kept = out_dir / VERSIONS_DIR
+    if keep_previous_as is not None and (kept / str(keep_previous_as)).exists():
+        raise MapError(f"{kept / str(keep_previous_as)} exists already: the map's versions disagree")
+    carried = keep_previous_as is not None and kept.exists()
+    if carried:  # the versions kept so far travel with the new one (they are in no manifest)
+        os.rename(kept, staging / VERSIONS_DIR)
     old = staging
-    if not _exchange(staging, out_dir):
-        old = staging.with_name(f"{staging.name}.old")
-        os.rename(out_dir, old)
-        os.rename(staging, out_dir)
-    shutil.rmtree(old)
+    try:
+        if not _exchange(staging, out_dir):
+            old = staging.with_name(f"{staging.name}.old")
+            os.rename(out_dir, old)
+            os.rename(staging, out_dir)
+    except BaseException:
+        if carried and (staging / VERSIONS_DIR).exists():
+            os.rename(staging / VERSIONS_DIR, kept)  # before the caller removes `staging`
+        raise
+    if keep_previous_as is None:
+        shutil.rmtree(old)
+        return
+    kept.mkdir(exist_ok=True)
+    os.rename(old, kept / str(keep_previous_as))
 
 
 def _exchange(a: Path, b: Path) -> bool:

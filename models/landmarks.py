@@ -99,3 +99,36 @@ def describe(landmark: Described, room: str) -> str:
 def landmark_table(name: str, rows: list[dict[str, Any]]) -> pa.Table:
     """Rows as the map table `name` (landmarks or node_landmarks), conformed to schemas.map."""
     return conform_table(name, pa.table({column: [row[column] for row in rows] for column in TABLES[name].names}))
+
+
+def merge_landmarks(
+    kept: LandmarkObservations, added: LandmarkObservations, radius_m: float, suffix: str
+) -> LandmarkObservations:
+    """`added` (found in new nodes) merged into `kept` (a map's): an added landmark of the same category, colour and
+    reading as a kept one within `radius_m` is that one, and its sightings name it; the others join as new ones,
+    their ids made unique with `suffix` where a kept one has the id already. Kept landmarks do not move."""
+    old = kept.landmarks.to_pylist()
+    position = np.array([[row[f"position_{a}"] for a in "xyz"] for row in old]).reshape(-1, 3)
+    taken = {row["landmark_id"] for row in old}
+    renamed, rows = {}, []
+    for row in added.landmarks.to_pylist():
+        here = np.array([row[f"position_{a}"] for a in "xyz"])
+        same = [
+            (float(np.linalg.norm(position[i] - here)), i)
+            for i, lm in enumerate(old)
+            if (lm["category"], lm["color"], lm["text"]) == (row["category"], row["color"], row["text"])
+        ]
+        near = min((d, i) for d, i in same) if same else None
+        if near is not None and near[0] <= radius_m:
+            renamed[row["landmark_id"]] = old[near[1]]["landmark_id"]
+            continue
+        landmark_id = row["landmark_id"] if row["landmark_id"] not in taken else f"{row['landmark_id']}-{suffix}"
+        renamed[row["landmark_id"]] = landmark_id
+        taken.add(landmark_id)
+        rows.append({**row, "landmark_id": landmark_id})
+    sightings = [{**row, "landmark_id": renamed[row["landmark_id"]]} for row in added.node_landmarks.to_pylist()]
+    return LandmarkObservations(
+        pa.concat_tables([kept.landmarks, landmark_table("landmarks", rows)]),
+        pa.concat_tables([kept.node_landmarks, landmark_table("node_landmarks", sightings)]),
+        {**added.report, "merged": len(renamed) - len(rows), "added": len(rows)},
+    )

@@ -35,11 +35,12 @@ import apache_beam as beam
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pycolmap
 from scipy.spatial.transform import Rotation
 
 from datasets.lake import Lake
-from datasets.map_store import write_map
+from datasets.map_store import TopoMap, read_manifest, read_map, write_map
 from datasets.site_log import (
     decode_jpeg,
     image_topic,
@@ -52,13 +53,16 @@ from datasets.site_log import (
     site_episodes,
 )
 from models.descriptors import DESCRIPTORS
-from models.landmark_extraction import DetectedLandmarkExtractor
-from models.landmarks import LandmarkExtractor, LandmarkObservations, NodeGeometry, NodeView
-from models.localization import LocalizerConfig
+from models.landmark_extraction import DetectedLandmarkExtractor, ExtractionConfig
+from models.landmarks import LandmarkExtractor, LandmarkObservations, NodeGeometry, NodeView, merge_landmarks
+from models.localization import Localizer, LocalizerConfig
+from models.mapping.evaluation import keyframe_poses
 from models.mapping.graph import GraphConfig, GraphNodes, build_edges
 from models.mapping.keyframes import KeyframeConfig, select_keyframes
 from models.mapping.sfm import Keyframe, MappedKeyframe, RigCamera, SfmConfig, align_rigid, odometry_seams
 from models.mapping.submaps import (
+    POINT_ID_BITS,
+    MapAnchor,
     Submap,
     SubmapConfig,
     SubmapPart,
@@ -84,6 +88,8 @@ EXTRACTORS: dict[str, type[LandmarkExtractor]] = {
     "annotated": AnnotatedLandmarkExtractor,  # privileged: needs the simulator's world; for evaluation
 }
 EXTRACTOR = "detector"
+# A landmark an update finds this near one of the map's, alike, is that one: the detector's own grouping radius.
+LANDMARK_MERGE_RADIUS_M = ExtractionConfig.merge_radius_m
 NODE_COLUMNS = ("node_id", "episode_id", "t_ns", "camera", "image_topic", "registered", "placed_by_odometry")
 _MIN_ALIGNED = 3  # registered keyframes an episode needs before its odometry is aligned to the map
 
@@ -115,6 +121,7 @@ class SiteReconstruction:
     observations: dict[str, np.ndarray]  # image name -> ids of the 3D points it observes
     seconds: dict[str, float]  # each SfM stage summed over the submaps, and joining them
     counts: dict[str, int]  # models.mapping.submaps.JoinedMap.counts
+    base: TopoMap | None = None  # the map these episodes were joined to (`astra map update`), which they extend
 
     @property
     def rig(self) -> tuple[RigCamera, ...]:
@@ -153,9 +160,15 @@ def episode_keyframes(
 
 
 def join(
-    episodes: Sequence[EpisodeKeyframes], submaps: Sequence[Submap], work_dir: str, config: SubmapConfig
+    episodes: Sequence[EpisodeKeyframes],
+    submaps: Sequence[Submap],
+    work_dir: str,
+    config: SubmapConfig,
+    descriptor: str = DESCRIPTOR,
+    onto: MapSource | None = None,
 ) -> SiteReconstruction:
-    """The site's submaps joined into one map in `map`, its reconstruction written to `work_dir/sfm`."""
+    """The site's submaps joined into one map in `map`, its reconstruction written to `work_dir/sfm`; joined `onto`
+    an existing map, which stays fixed, where given."""
     episodes = sorted(episodes, key=lambda e: (e.start_ns, e.episode_id))
     if not submaps:
         raise ValueError("the site's episodes have no keyframes with pictures from every camera")
@@ -165,6 +178,8 @@ def join(
         for e in episodes
     ):
         raise ValueError("the site's episodes were recorded with different cameras")
+    localizer = LocalizerConfig(descriptor=descriptor)
+    base = None if onto is None else read_map(onto.map_dir, onto.key)
     joined = join_submaps(
         submaps,
         {e.episode_id: e.map_from_odom for e in episodes},
@@ -172,11 +187,12 @@ def join(
         rig,
         decode_jpeg,
         config,
-        LocalizerConfig(descriptor=DESCRIPTOR),
+        localizer,
+        anchor=None if base is None else map_anchor(base, rig, localizer),
     )
     keyframes = [k for e in episodes for k in e.keyframes]
     sfm_dir = Path(work_dir) / "sfm"
-    write_reconstruction(joined, keyframes, rig, sfm_dir)
+    write_reconstruction(joined, keyframes, rig, sfm_dir, None if base is None else base.reconstruction())
     seconds = dict(sum((Counter(submap.seconds) for submap in submaps), Counter()))
     stripped = tuple(replace(e, keyframes=tuple(replace(k, images={}) for k in e.keyframes)) for e in episodes)
     return SiteReconstruction(
@@ -187,7 +203,27 @@ def join(
         joined.observations,
         {**seconds, **joined.seconds},
         joined.counts,
+        base,
     )
+
+
+@dataclass(frozen=True)
+class MapSource:
+    """Where a pipeline step reads an existing map: its folder and key (steps read it themselves, so that only this
+    crosses to workers)."""
+
+    map_dir: str
+    key: bytes | None
+
+
+def map_anchor(topo: TopoMap, rig: Sequence[RigCamera], config: LocalizerConfig) -> MapAnchor:
+    """An existing map as the fixed anchor new submaps are joined to."""
+    _, poses = keyframe_poses(topo.nodes, rig[0])
+    positions = np.array([pose.translation[:2] for pose in poses]).reshape(-1, 2)
+    point_ids = topo.node_features["point3D_id"]
+    used = pc.max(point_ids).as_py() if len(point_ids) else None
+    block = 0 if used is None else (used >> POINT_ID_BITS) + 1
+    return MapAnchor(Localizer(topo.nodes, topo.node_features, rig, config), positions, block)
 
 
 def map_from_odom(episode: EpisodeKeyframes, mapped: Sequence[MappedKeyframe]) -> pycolmap.Rigid3d:
@@ -210,7 +246,9 @@ def map_graph(site: SiteReconstruction, config: GraphConfig) -> MapGraph:
     """Nodes (one per keyframe and camera) with their poses in `map`, and the edges between them.
 
     Keyframes the reconstruction did not register are placed by their episode's odometry, aligned to
-    the map; they are kept so that routes can follow the path the robot drove.
+    the map; they are kept so that routes can follow the path the robot drove. Joined onto an existing map
+    (`site.base`), the graph is that map's, kept as it is, with the new nodes and the edges that reach them; views
+    are of the new nodes only, since only they are searched for landmarks.
     """
     rows: list[dict[str, Any]] = []
     mapped = iter(site.mapped)
@@ -240,7 +278,7 @@ def map_graph(site: SiteReconstruction, config: GraphConfig) -> MapGraph:
 
     positions = np.array([p.translation for p in column("pose")]).reshape(-1, 3)
     quaternions = np.array([p.rotation.quat for p in column("pose")]).reshape(-1, 4)
-    nodes = conform_table(
+    added = conform_table(
         "nodes",
         pa.table(
             {
@@ -253,18 +291,23 @@ def map_graph(site: SiteReconstruction, config: GraphConfig) -> MapGraph:
     )
     base = np.array([p.translation for p in column("base")]).reshape(-1, 3)
     empty = np.empty(0, np.int64)
-    edges = build_edges(
-        GraphNodes(
-            node_ids=column("node_id"),
-            episode_ids=column("episode_id"),
-            t_ns=np.array(column("t_ns"), np.int64),
-            cameras=column("camera"),
-            base_positions=base,
-            registered=np.array(column("registered"), bool),
-            point_ids=[site.observations.get(n, empty) for n in column("node_id")],
-        ),
-        config,
+    graph_nodes = GraphNodes(
+        node_ids=column("node_id"),
+        episode_ids=column("episode_id"),
+        t_ns=np.array(column("t_ns"), np.int64),
+        cameras=column("camera"),
+        base_positions=base,
+        registered=np.array(column("registered"), bool),
+        point_ids=[site.observations.get(n, empty) for n in column("node_id")],
     )
+    if site.base is None:
+        nodes, edges = added, build_edges(graph_nodes, config)
+    else:
+        edges = build_edges(_concatenated(_graph_nodes(site.base, site.rig), graph_nodes), config)
+        new = pa.array(column("node_id"), pa.string())
+        reaching = pc.or_(pc.is_in(edges["source"], new), pc.is_in(edges["target"], new))
+        nodes = pa.concat_tables([site.base.nodes, added])
+        edges = pa.concat_tables([site.base.edges, edges.filter(reaching)])
     yaws = [Rotation.from_quat(p.rotation.quat).as_euler("zyx")[0] for p in column("base")]
     geometry = node_geometry(site, column("node_id"), column("camera"), column("pose"))
     views = tuple(
@@ -272,6 +315,47 @@ def map_graph(site: SiteReconstruction, config: GraphConfig) -> MapGraph:
         for n, c, b, yaw, g in zip(column("node_id"), column("camera"), base, yaws, geometry, strict=True)
     )
     return MapGraph(nodes, edges, views)
+
+
+def _graph_nodes(topo: TopoMap, rig: Sequence[RigCamera]) -> GraphNodes:
+    """A map's nodes as edges are built from: base_link from each camera's pose, points from `node_features`."""
+    frame = pl.from_arrow(topo.nodes)
+    camera_from_base = {c.name: c.base_from_camera.inverse() for c in rig}
+    base = [
+        (pycolmap.Rigid3d(pycolmap.Rotation3d(q), p) * camera_from_base[camera]).translation
+        for p, q, camera in zip(
+            frame.select("position_x", "position_y", "position_z").to_numpy(),
+            frame.select("orientation_x", "orientation_y", "orientation_z", "orientation_w").to_numpy(),
+            frame["camera"],
+            strict=True,
+        )
+    ]
+    features = pl.from_arrow(topo.node_features.select(["node_id", "point3D_id"]))
+    seen = {
+        key[0]: rows["point3D_id"].to_numpy() for key, rows in features.partition_by("node_id", as_dict=True).items()
+    }
+    empty = np.empty(0, np.int64)
+    return GraphNodes(
+        node_ids=frame["node_id"].to_list(),
+        episode_ids=frame["episode_id"].to_list(),
+        t_ns=frame["t_ns"].to_numpy().astype(np.int64),
+        cameras=frame["camera"].to_list(),
+        base_positions=np.array(base).reshape(-1, 3),
+        registered=frame["registered"].to_numpy().astype(bool),
+        point_ids=[seen.get(n, empty) for n in frame["node_id"]],
+    )
+
+
+def _concatenated(first: GraphNodes, second: GraphNodes) -> GraphNodes:
+    return GraphNodes(
+        node_ids=[*first.node_ids, *second.node_ids],
+        episode_ids=[*first.episode_ids, *second.episode_ids],
+        t_ns=np.concatenate([first.t_ns, second.t_ns]),
+        cameras=[*first.cameras, *second.cameras],
+        base_positions=np.concatenate([first.base_positions, second.base_positions]),
+        registered=np.concatenate([first.registered, second.registered]),
+        point_ids=[*first.point_ids, *second.point_ids],
+    )
 
 
 def node_geometry(
@@ -319,29 +403,35 @@ def extract_landmarks(
 
 
 def with_pictures(views: Sequence[NodeView], graph: MapGraph, rig: Sequence[RigCamera], lake: Lake) -> list[NodeView]:
-    """The views (of the graph's nodes, in order) with their node's picture: RGB at the recorded resolution."""
-    episodes, stamps = graph.nodes["episode_id"].to_pylist(), graph.nodes["t_ns"].to_pylist()
+    """The views (of the graph's nodes) with their node's picture: RGB at the recorded resolution."""
+    taken = _taken(graph, views)
     jpeg = {}
-    for episode_id in sorted(set(episodes)):
-        times = sorted({t for e, t in zip(episodes, stamps, strict=True) if e == episode_id})
+    for episode_id in sorted({e for e, _ in taken}):
+        times = sorted({t for e, t in taken if e == episode_id})
         pictures = read_pictures(lake, episode_id, rig, times)
         jpeg |= {(episode_id, camera, t): data for (camera, t), data in pictures.items()}
     return [
         replace(view, image=decode_jpeg(jpeg[episode_id, view.camera, t_ns]))
-        for view, episode_id, t_ns in zip(views, episodes, stamps, strict=True)
+        for view, (episode_id, t_ns) in zip(views, taken, strict=True)
     ]
+
+
+def _taken(graph: MapGraph, views: Sequence[NodeView]) -> list[tuple[str, int]]:
+    """(episode_id, t_ns) of each view's node."""
+    nodes = graph.nodes.select(["node_id", "episode_id", "t_ns"]).to_pylist()
+    when = {row["node_id"]: (row["episode_id"], row["t_ns"]) for row in nodes}
+    return [when[view.node_id] for view in views]
 
 
 def with_true_poses(graph: MapGraph, lake: Lake) -> list[NodeView]:
     """The graph's views with the simulator's truth of their base pose, for the episodes whose log records it."""
+    taken = _taken(graph, graph.views)
     truth = {}
-    for episode_id in set(graph.nodes["episode_id"].to_pylist()):
+    for episode_id in {e for e, _ in taken}:
         with contextlib.suppress(ValueError):  # a real robot's log has no ground truth
             truth[episode_id] = read_trajectory(lake, episode_id, GROUND_TRUTH_TOPIC)
     views = []
-    for view, episode_id, t_ns in zip(
-        graph.views, graph.nodes["episode_id"].to_pylist(), graph.nodes["t_ns"].to_pylist(), strict=True
-    ):
+    for view, (episode_id, t_ns) in zip(graph.views, taken, strict=True):
         if episode_id in truth:
             pose = truth[episode_id].at(np.array([t_ns]))
             yaw = Rotation.from_quat(pose.quaternions[0]).as_euler("zyx")[0]
@@ -427,11 +517,14 @@ class BuildSubmaps(beam.PTransform):
 
 
 class JoinSubmaps(beam.PTransform):
-    """(EpisodeKeyframes, Submap) of the whole site -> one SiteReconstruction."""
+    """(EpisodeKeyframes, Submap) of the whole site -> one SiteReconstruction (joined `onto` a map, where given)."""
 
-    def __init__(self, work_dir: Path, config: SubmapConfig, progress_dir: Path) -> None:
+    def __init__(
+        self, work_dir: Path, config: SubmapConfig, descriptor: str, onto: MapSource | None, progress_dir: Path
+    ) -> None:
         super().__init__()
         self.work_dir, self.config, self.progress_dir = str(work_dir), config, str(progress_dir)
+        self.descriptor, self.onto = descriptor, onto
 
     def expand(
         self, inputs: tuple[beam.PCollection[EpisodeKeyframes], beam.PCollection[Submap]]
@@ -448,6 +541,8 @@ class JoinSubmaps(beam.PTransform):
                 beam.pvalue.AsList(submaps),
                 self.work_dir,
                 self.config,
+                self.descriptor,
+                self.onto,
             )
         )
 
@@ -496,25 +591,34 @@ def write_site_map(
     site: SiteReconstruction,
     landmarks: LandmarkObservations,
 ) -> dict[str, Any]:
-    """Write the map; return the counts MapSummary reports."""
+    """Write the map (a new version of `site.base`, which is kept, where the site extends one); return the counts
+    MapSummary reports, of the episodes added."""
+    node_features = site.node_features
+    keyframes = [k for e in site.episodes for k in e.keyframes]
+    seams = odometry_seams(keyframes, site.mapped, SfmConfig(**build_info.get("sfm", {})))
+    # Where the map disagrees with odometry between neighbouring keyframes: the first keyframe of each pair.
+    found_seams = [{"episode_id": keyframes[k].episode_id, "t_ns": keyframes[k].t_ns} for k in seams]
+    if site.base is not None:
+        kept = LandmarkObservations(site.base.landmarks, site.base.node_landmarks)
+        landmarks = merge_landmarks(kept, landmarks, LANDMARK_MERGE_RADIUS_M, f"v{build_info['map_version']}")
+        node_features = pa.concat_tables([site.base.node_features, node_features])
+        found_seams = site.base.manifest.build.get("odometry_seams", []) + found_seams
     tables = {
         "nodes": graph.nodes,
         "edges": graph.edges,
         "landmarks": landmarks.landmarks,
         "node_landmarks": landmarks.node_landmarks,
-        "node_features": site.node_features,
+        "node_features": node_features,
     }
-    keyframes = [k for e in site.episodes for k in e.keyframes]
-    seams = odometry_seams(keyframes, site.mapped, SfmConfig(**build_info.get("sfm", {})))
     info = {
         **build_info,
         "sfm_seconds": {k: round(v, 3) for k, v in site.seconds.items()},
         "sfm_counts": site.counts,
         "landmark_extraction": landmarks.report,
-        # Where the map disagrees with odometry between neighbouring keyframes: the first keyframe of each pair.
-        "odometry_seams": [{"episode_id": keyframes[k].episode_id, "t_ns": keyframes[k].t_ns} for k in seams],
+        "odometry_seams": found_seams,
     }
-    write_map(out, tables, site.sfm_dir, info, key)
+    previous = None if site.base is None else site.base.manifest.build.get("map_version", 1)
+    write_map(out, tables, site.sfm_dir, info, key, keep_previous_as=previous)
     return {
         "keyframes": len(site.mapped),
         "registered": sum(m.registered for m in site.mapped),
@@ -567,10 +671,12 @@ class WriteMap(beam.PTransform):
 
 @dataclass
 class MapSummary:
-    """What one `build_site_map` made."""
+    """What one `build_site_map` or `update_site_map` made: keyframes and episodes are those it added, nodes, edges
+    and landmarks those of the whole map."""
 
     site: str
     out: str
+    map_version: int  # 1 for a build; each update adds one (schemas.map: versions/)
     episodes: int
     keyframes: int
     registered: int
@@ -614,7 +720,8 @@ def build_site_map(
     dask_address: str | None = None,
     workers: int | None = None,
 ) -> MapSummary:
-    """Build the map of `site` from its episodes in the lake and write it to `out`, encrypted under `key` if given.
+    """Build the map of `site` from its episodes in the lake and write it to `out`, encrypted under `key` if given;
+    a map already there is replaced, with the versions it kept.
 
     The learned landmark extractor (the default) needs nothing but the recording. The annotated one needs the
     building: `world_dir`, or else the `world.json` the recorder attached to the episodes. Raises ValueError where
@@ -626,7 +733,6 @@ def build_site_map(
         raise ValueError(f"unknown landmark extractor {extractor!r}; choose one of {', '.join(EXTRACTORS)}")
     if descriptor not in DESCRIPTORS:
         raise ValueError(f"unknown global descriptor {descriptor!r}; choose one of {', '.join(DESCRIPTORS)}")
-    out = Path(out).resolve()
     source = Lake(lake)  # one version of the lake, read throughout and named in the manifest
     episode_ids = site_episodes(source, site)
     if not episode_ids:
@@ -642,8 +748,133 @@ def build_site_map(
         "sfm": asdict(sfm_config),
         "submaps": asdict(submap_config),
         "graph": asdict(graph_config),
+        "map_version": 1,
+        "history": [_version_entry(1, "build", source, episode_ids)],
     }
+    counts = _run(
+        source,
+        episode_ids,
+        Path(out).resolve(),
+        key,
+        build_info,
+        world_dir,
+        None,
+        progress,
+        runner,
+        dask_address,
+        workers,
+    )
+    return MapSummary(
+        site=site,
+        out=str(Path(out).resolve()),
+        map_version=1,
+        episodes=len(episode_ids),
+        encrypted=key is not None,
+        lake_version=source.version,
+        seconds=time.perf_counter() - started,
+        **counts,
+    )
+
+
+def update_site_map(
+    map_dir: Path,
+    lake: Path,
+    site: str,
+    key: bytes | None = None,
+    world_dir: Path | None = None,
+    progress: bool = True,
+    runner: str = "direct",
+    dask_address: str | None = None,
+    workers: int | None = None,
+) -> MapSummary | None:
+    """Add the site's episodes in the lake that the map at `map_dir` does not hold yet, without rebuilding it: their
+    submaps are joined to the map, which stays fixed (loop closures into it), and the new nodes, edges and landmarks
+    are added. The result is the map's next version; the one it replaces is kept in `versions/<n>/`. Settings are the
+    map's own (its manifest). None where the map holds every episode of the site already.
+    """
+    started = time.perf_counter()
+    check_runner(runner, dask_address, workers)
+    map_dir = Path(map_dir).resolve()
+    manifest = read_manifest(map_dir, key)
+    held = manifest.build.get("episodes", [])
+    if manifest.build.get("site", site) != site:
+        raise ValueError(f"the map at {map_dir} is of site {manifest.build['site']!r}, not {site!r}")
+    source = Lake(lake)
+    added = [e for e in site_episodes(source, site) if e not in held]
+    if not added:
+        return None
+    version = manifest.build.get("map_version", 1) + 1
+    history = manifest.build.get("history") or [
+        _version_entry(version - 1, "build", Lake(manifest.build["lake"], manifest.build.get("lake_version")), held)
+    ]
+    build_info = {
+        **{k: v for k, v in manifest.build.items() if k not in _PER_VERSION},
+        "lake": str(source.path),
+        "lake_version": source.version,
+        "episodes": held + added,
+        "map_version": version,
+        "history": [*history, _version_entry(version, "update", source, held + added)],
+    }
+    counts = _run(
+        source,
+        added,
+        map_dir,
+        key,
+        build_info,
+        world_dir,
+        MapSource(str(map_dir), key),
+        progress,
+        runner,
+        dask_address,
+        workers,
+    )
+    return MapSummary(
+        site=site,
+        out=str(map_dir),
+        map_version=version,
+        episodes=len(added),
+        encrypted=key is not None,
+        lake_version=source.version,
+        seconds=time.perf_counter() - started,
+        **counts,
+    )
+
+
+_PER_VERSION = ("sfm_seconds", "sfm_counts", "landmark_extraction", "odometry_seams")  # what one run found
+
+
+def _version_entry(version: int, made: str, lake: Lake, episodes: Sequence[str]) -> dict[str, Any]:
+    """A manifest's `history` entry: which episodes a version of the map holds, from which version of which lake."""
+    return {
+        "map_version": version,
+        "made": made,
+        "lake": str(lake.path),
+        "lake_version": lake.version,
+        "episodes": list(episodes),
+    }
+
+
+def _run(
+    source: Lake,
+    episode_ids: Sequence[str],
+    out: Path,
+    key: bytes | None,
+    build_info: dict[str, Any],
+    world_dir: Path | None,
+    onto: MapSource | None,
+    progress: bool,
+    runner: str,
+    dask_address: str | None,
+    workers: int | None,
+) -> dict[str, Any]:
+    """Map `episode_ids` (onto an existing map, if given) by the settings in `build_info`, and write the map to `out`;
+    the counts of MapSummary."""
     json.dumps(build_info)  # fail before the work, not after it, on settings the manifest cannot hold
+    extractor, descriptor = build_info["extractor"], build_info["descriptor"]
+    keyframe_config = KeyframeConfig(**build_info["keyframes"])
+    sfm_config = SfmConfig(**build_info["sfm"])
+    submap_config = SubmapConfig(**build_info.get("submaps", {}))
+    graph_config = GraphConfig(**build_info["graph"])
     with tempfile.TemporaryDirectory(prefix="astra-map-") as tmp:
         work = Path(tmp)
         progress_dir, summary_path = work / "progress", work / "summary.json"
@@ -663,22 +894,16 @@ def build_site_map(
                 | "SplitSubmaps" >> SplitSubmaps(submap_config, progress_dir)
                 | "BuildSubmaps" >> BuildSubmaps(work, sfm_config, submap_config, progress_dir)
             )
-            sites = (keyframes, submaps) | "JoinSubmaps" >> JoinSubmaps(work, submap_config, progress_dir)
+            sites = (keyframes, submaps) | "JoinSubmaps" >> JoinSubmaps(
+                work, submap_config, descriptor, onto, progress_dir
+            )
             graphs = sites | "BuildGraph" >> BuildGraph(graph_config, progress_dir)
             landmarks = (graphs, sites) | "ExtractLandmarks" >> ExtractLandmarks(
                 extractor, world_dir, source, progress_dir
             )
             _ = (graphs, sites, landmarks) | "WriteMap" >> WriteMap(out, key, build_info, summary_path, progress_dir)
 
-        with marker_progress(progress_dir, len(episode_ids) + len(GLOBAL_STAGES), "map build", progress):
+        title = "map build" if onto is None else "map update"
+        with marker_progress(progress_dir, len(episode_ids) + len(GLOBAL_STAGES), title, progress):
             run_pipeline(build, runner, dask_address, workers)
-        counts = json.loads(summary_path.read_text())
-    return MapSummary(
-        site=site,
-        out=str(out),
-        episodes=len(episode_ids),
-        encrypted=key is not None,
-        lake_version=source.version,
-        seconds=time.perf_counter() - started,
-        **counts,
-    )
+        return json.loads(summary_path.read_text())

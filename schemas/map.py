@@ -9,6 +9,8 @@ Layout of `data/maps/<site>/`:
     node_landmarks.parquet   which node sees which landmark, and where in its image
     node_features.parquet    each node's SIFT keypoints that observe a 3D point, for localization without the lake
     sfm/                     the pycolmap reconstruction; the image of a registered node is named by its node_id
+    versions/<n>/            earlier versions of the map, each a whole map in this layout (`astra map update` keeps
+                             them); the manifest's build info `history` says which episodes and lake version each holds
 
 A node's image is the lake row `images` with the node's `episode_id`, `image_topic` and `t_ns`. Its pose
 is that of the camera's optical frame in `map` (REP-103/105), position in metres and orientation as a
@@ -50,6 +52,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 MAP_FORMAT_VERSION = 3  # 2: nodes.placed_by_odometry; 3: node_features
 MANIFEST_FILE = "manifest.json"
 SFM_DIR = "sfm"
+VERSIONS_DIR = "versions"
 KEY_ENV = "ASTRA_MAP_KEY"
 KEY_BYTES = 32
 MAGIC = b"ASTRAMAP"

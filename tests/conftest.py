@@ -142,6 +142,7 @@ ONE_WORKER_MODULES = frozenset(
         "test_dora_deploy",
         "test_global_dataset",
         "test_localization_eval",
+        "test_map_update",
         "test_mapping",
         "test_navigation",
         "test_navigation_graph",

@@ -16,6 +16,9 @@ of where the episode's recorded map -> odom puts it) joins them:
 
 The graph is solved with a robust loss, loop closures are looked for again from the new estimate, and it is solved
 again. Each keyframe is then taken from one submap, its owner: of two that share it, the one it lies deeper in.
+
+New tours join an existing map the same way (`astra map update`): the map is a `MapAnchor`, fixed, that their
+keyframes are also localized in, and every new episode's first submap starts loosely at its recorded map -> odom.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from models.localization import Localizer, LocalizerConfig
 from models.mapping.sfm import Keyframe, MappedKeyframe, RigCamera, SfmConfig, build_map
 from schemas.map import conform_table
 
-_POINT_ID_BITS = 32  # a submap's point ids are below 2**32 (COLMAP's are 64-bit but counted from 1)
+POINT_ID_BITS = 32  # a submap's point ids are below 2**32 (COLMAP's are 64-bit but counted from 1)
 
 
 @dataclass(frozen=True)
@@ -176,9 +179,11 @@ def _moved_rows(c: np.ndarray, poses: np.ndarray) -> np.ndarray:
 
 @dataclass
 class PoseGraph:
-    """Corrections of every submap but the first (fixed), and pose pairs: the same base pose as two submaps put it."""
+    """Corrections of every submap but the first `fixed` (held at zero), and pose pairs: the same base pose as two
+    submaps put it."""
 
     submaps: int
+    fixed: int = 1  # 0 where an anchor (index -1) holds the map instead of the first submap
     first: list[int] = field(default_factory=list)  # submap of each pair
     second: list[int] = field(default_factory=list)  # -1: the pose is fixed in the map (a prior)
     poses1: list[np.ndarray] = field(default_factory=list)
@@ -193,8 +198,8 @@ class PoseGraph:
         self.sigmas.append((sigma_m, math.radians(sigma_deg)))
 
     def solve(self, start: np.ndarray, robust_scale: float) -> np.ndarray:
-        """Corrections (submaps, 3) that best fit the pairs, submap 0's held at zero."""
-        if self.submaps == 1 or not self.first:
+        """Corrections (submaps, 3) that best fit the pairs, those of the first `fixed` held at zero."""
+        if self.submaps == self.fixed or not self.first:
             return np.zeros((self.submaps, 3))
         first, second = np.array(self.first), np.array(self.second)
         poses1, poses2 = np.array(self.poses1), np.array(self.poses2)
@@ -202,24 +207,35 @@ class PoseGraph:
         scale = np.column_stack([sigmas[:, 0], sigmas[:, 0], sigmas[:, 1]])
 
         def residuals(x: np.ndarray) -> np.ndarray:
-            c = np.vstack([np.zeros(3), x.reshape(-1, 3), np.zeros(3)])  # row -1: no correction
+            c = np.vstack([np.zeros((self.fixed, 3)), x.reshape(-1, 3), np.zeros(3)])  # row -1: no correction
             difference = _moved_rows(c[first], poses1) - _moved_rows(c[second], poses2)
             difference[:, 2] = (difference[:, 2] + np.pi) % (2 * np.pi) - np.pi
             return (difference / scale).ravel()
 
         # Each pair's three residuals depend on the corrections of its two submaps only.
-        sparsity = lil_matrix((3 * len(first), 3 * (self.submaps - 1)), dtype=np.int8)
+        sparsity = lil_matrix((3 * len(first), 3 * (self.submaps - self.fixed)), dtype=np.int8)
         for row, submaps in enumerate(zip(first, second, strict=True)):
             for submap in submaps:
-                if submap > 0:
-                    sparsity[3 * row : 3 * row + 3, 3 * submap - 3 : 3 * submap] = 1
+                if submap >= self.fixed:
+                    column = 3 * (submap - self.fixed)
+                    sparsity[3 * row : 3 * row + 3, column : column + 3] = 1
         solution = least_squares(
-            residuals, start[1:].ravel(), loss="soft_l1", f_scale=robust_scale, jac_sparsity=sparsity
+            residuals, start[self.fixed :].ravel(), loss="soft_l1", f_scale=robust_scale, jac_sparsity=sparsity
         )
-        return np.vstack([np.zeros(3), solution.x.reshape(-1, 3)])
+        return np.vstack([np.zeros((self.fixed, 3)), solution.x.reshape(-1, 3)])
 
 
 # --- joining them ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MapAnchor:
+    """An existing map that new submaps join without moving it: a localizer over it (in `map`), where its registered
+    keyframes stand (x, y), to tell which queries pass near it, and the first free block of its point ids."""
+
+    localizer: Localizer
+    positions: np.ndarray  # (N, 2)
+    point_block: int  # point ids of new submaps start at this << 32
 
 
 @dataclass(frozen=True)
@@ -244,11 +260,12 @@ def join_submaps(
     decode: Callable[[bytes], np.ndarray],
     config: SubmapConfig,
     localizer: LocalizerConfig,
+    anchor: MapAnchor | None = None,
 ) -> JoinedMap:
     """Join the submaps of a site's episodes into one map.
 
-    `map_from_odom` is each episode's as recorded; the first of `episode_order` is the map's own frame. `decode` turns
-    a keyframe's JPEG into RGB for loop-closure queries.
+    `map_from_odom` is each episode's as recorded; the first of `episode_order` is the map's own frame, unless an
+    `anchor` (an existing map) holds it. `decode` turns a keyframe's JPEG into RGB for loop-closure queries.
     """
     started = time.perf_counter()
     order = {e: i for i, e in enumerate(episode_order)}
@@ -259,9 +276,10 @@ def join_submaps(
         {k: planar(a * m.map_from_base) for k, m in enumerate(s.mapped) if m.registered}
         for s, a in zip(submaps, initial, strict=True)
     ]
-    graph = PoseGraph(len(submaps))
+    graph = PoseGraph(len(submaps), fixed=0 if anchor else 1)
     for i, s in enumerate(submaps):
-        if i and s.part.episode_id != submaps[i - 1].part.episode_id:
+        starts_episode = i == 0 or s.part.episode_id != submaps[i - 1].part.episode_id
+        if starts_episode and i >= graph.fixed:
             graph.add(i, np.zeros(3), -1, np.zeros(3), config.start_sigma_m, config.start_sigma_deg)
         if i + 1 < len(submaps) and submaps[i + 1].part.episode_id == s.part.episode_id:
             _join_neighbours(graph, i, s, poses[i], submaps[i + 1], poses[i + 1], initial[i], config)
@@ -271,14 +289,16 @@ def join_submaps(
     tried: set[tuple[int, int, int]] = set()
     queries = closures = 0
     for _ in range(config.rounds):
-        found = _loop_closures(submaps, initial, poses, corrections, localizers, tried, rig, decode, config, localizer)
+        found = _loop_closures(
+            submaps, initial, poses, corrections, localizers, tried, rig, decode, config, localizer, anchor
+        )
         queries += found[0]
         for i, pose_i, j, pose_j in found[1]:
             graph.add(i, pose_i, j, pose_j, config.loop_sigma_m, config.loop_sigma_deg)
             closures += 1
         corrections = graph.solve(corrections, config.robust_scale)
 
-    joined = _owned(submaps, initial, corrections, rig)
+    joined = _owned(submaps, initial, corrections, rig, anchor.point_block if anchor else 0)
     return replace(
         joined,
         counts={**joined.counts, "loop_queries": queries, "loop_closures": closures},
@@ -331,8 +351,10 @@ def _loop_closures(
     decode: Callable[[bytes], np.ndarray],
     config: SubmapConfig,
     localizer_config: LocalizerConfig,
+    anchor: MapAnchor | None,
 ) -> tuple[int, list[tuple[int, np.ndarray, int, np.ndarray]]]:
-    """Query keyframes localized in other submaps near them: (queries made, pose pairs found)."""
+    """Query keyframes localized in other submaps near them, and in the anchor map: (queries made, pose pairs found;
+    index -1 is the anchor)."""
     estimates = [
         _corrected(c, np.array(list(p.values())).reshape(-1, 3)) for c, p in zip(corrections, poses, strict=True)
     ]
@@ -348,22 +370,32 @@ def _loop_closures(
                 if len(e) and not _neighbours(submaps, i, j)
             )
             targets = [i for d, i in near if d <= config.loop_radius_m][: config.loop_submaps]
+            if anchor is not None and _within(anchor.positions, where.translation[:2], config.loop_radius_m):
+                targets.insert(0, -1)
             query = None
             for i in targets:
                 if (j, k, i) in tried:
                     continue
                 tried.add((j, k, i))
-                if i not in localizers:
-                    localizers[i] = _localizer(submaps[i], rig, localizer_config)
+                if i < 0:
+                    target, target_from_map = anchor.localizer, pycolmap.Rigid3d()
+                else:
+                    if i not in localizers:
+                        localizers[i] = _localizer(submaps[i], rig, localizer_config)
+                    # Submap i's localizer works in its own frame: the episode's odom frame.
+                    target, target_from_map = localizers[i], initial[i].inverse() * correction(corrections[i]).inverse()
                 if query is None:
-                    query = localizers[i].describe_query({n: decode(data) for n, data in keyframe.images.items()})
-                # Submap i's localizer works in its own frame: the episode's odom frame.
-                prior = initial[i].inverse() * correction(corrections[i]).inverse() * where
-                fix = localizers[i].localize(query, prior=prior)
+                    query = target.describe_query({n: decode(data) for n, data in keyframe.images.items()})
+                fix = target.localize(query, prior=target_from_map * where)
                 queries += 1
                 if fix.success and fix.confidence >= config.min_loop_confidence:
-                    found.append((i, planar(initial[i] * fix.map_from_base), j, poses[j][k]))
+                    in_map = fix.map_from_base if i < 0 else initial[i] * fix.map_from_base
+                    found.append((i, planar(in_map), j, poses[j][k]))
     return queries, found
+
+
+def _within(positions: np.ndarray, xy: np.ndarray, radius: float) -> bool:
+    return bool(len(positions)) and float(np.min(np.linalg.norm(positions - xy, axis=1))) <= radius
 
 
 def _neighbours(submaps: Sequence[Submap], i: int, j: int) -> bool:
@@ -395,9 +427,14 @@ def _localizer(submap: Submap, rig: Sequence[RigCamera], config: LocalizerConfig
 
 
 def _owned(
-    submaps: Sequence[Submap], initial: Sequence[pycolmap.Rigid3d], corrections: np.ndarray, rig: Sequence[RigCamera]
+    submaps: Sequence[Submap],
+    initial: Sequence[pycolmap.Rigid3d],
+    corrections: np.ndarray,
+    rig: Sequence[RigCamera],
+    point_block: int,
 ) -> JoinedMap:
-    """Each keyframe as its owner submap put it, moved into the map, with the owners' features and points."""
+    """Each keyframe as its owner submap put it, moved into the map, with the owners' features and points (submap i's
+    point ids offset by (point_block + i) << 32)."""
     moves = [correction(c) * a for c, a in zip(corrections, initial, strict=True)]
     by_episode: dict[str, list[int]] = {}
     for i, submap in enumerate(submaps):
@@ -422,7 +459,7 @@ def _owned(
         names = [
             submap.part.keyframes[k].image_name(c.name) for k in keyframes if submap.mapped[k].registered for c in rig
         ]
-        offset = i << _POINT_ID_BITS
+        offset = (point_block + i) << POINT_ID_BITS
         seen = [submap.observations[n] for n in names if n in submap.observations]
         observations |= {n: submap.observations[n] + offset for n in names if n in submap.observations}
         table = submap.node_features.filter(pc.is_in(submap.node_features["node_id"], pa.array(names, pa.string())))
@@ -469,25 +506,32 @@ def _applied(move: pycolmap.Rigid3d, points: np.ndarray) -> np.ndarray:
 
 
 def write_reconstruction(
-    joined: JoinedMap, keyframes: Sequence[Keyframe], rig: Sequence[RigCamera], path: Path
+    joined: JoinedMap,
+    keyframes: Sequence[Keyframe],
+    rig: Sequence[RigCamera],
+    path: Path,
+    base: pycolmap.Reconstruction | None = None,
 ) -> None:
-    """The joined map as a COLMAP reconstruction: the registered images' poses and the points with their colours.
+    """The joined map as a COLMAP reconstruction, added to `base` (an existing map's) where given: the registered
+    images' poses and the points with their colours.
 
     Tracks are left out: the observations a localizer needs are in `node_features`, and the submaps' tracks of one
-    place are not joined.
+    place are not joined. The rig's cameras are added anew, so that no image depends on how `base` numbered its own.
     """
-    reconstruction = pycolmap.Reconstruction()
-    for camera_id, camera in enumerate(rig, start=1):
+    reconstruction = pycolmap.Reconstruction() if base is None else base
+    camera_ids = {}
+    for camera in rig:
         colmap_camera = camera.colmap_camera()
-        colmap_camera.camera_id = camera_id
+        colmap_camera.camera_id = camera_ids[camera.name] = max(reconstruction.cameras, default=0) + 1
         reconstruction.add_camera_with_trivial_rig(colmap_camera)
-    image_id = 0
+    image_id = max(reconstruction.images, default=0)
     for keyframe, mapped in zip(keyframes, joined.mapped, strict=True):
         if not mapped.registered:
             continue
-        for camera_id, camera in enumerate(rig, start=1):
+        for camera in rig:
             image_id += 1
-            image = pycolmap.Image(name=keyframe.image_name(camera.name), camera_id=camera_id, image_id=image_id)
+            name = keyframe.image_name(camera.name)
+            image = pycolmap.Image(name=name, camera_id=camera_ids[camera.name], image_id=image_id)
             reconstruction.add_image_with_trivial_frame(image, mapped.map_from_cameras[camera.name].inverse())
     empty = pycolmap.Track()
     for xyz, color in zip(joined.points, joined.colors, strict=True):
