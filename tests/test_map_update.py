@@ -104,7 +104,7 @@ def test_loop_closures_into_the_map_pull_a_tour_that_started_off_its_dock(
     parts = submap_parts(episode.episode_id, episode.rig, episode.keyframes, episode.descriptors, config)
     submaps = [build_submap(part, tmp_path, SfmConfig(), config) for part in parts]
     site = join([episode], submaps, str(tmp_path), config, DESCRIPTOR, MapSource(str(map_dir), parse_key(key)))
-    assert site.counts["loop_closures"] > 0 and site.base is not None
+    assert site.base is not None
 
     # The map's frame is where its own keyframes put the world: judge the new tour in it, not aligned on its own.
     rig = read_rig(lake, second)
@@ -118,6 +118,7 @@ def test_loop_closures_into_the_map_pull_a_tour_that_started_off_its_dock(
     errors = [np.linalg.norm(e.translation - t.translation) for e, t in zip(estimated, true_poses, strict=True)]
     assert float(np.sqrt(np.mean(np.square(errors)))) <= 0.10
     assert trajectory_errors(estimated, true_poses)[0] <= 0.10
+    assert site.counts["loop_closures"] > 0
     # New point ids stay clear of the map's.
     assert set(site.node_features["point3D_id"].to_pylist()).isdisjoint(
         site.base.node_features["point3D_id"].to_pylist()
