@@ -3,6 +3,9 @@
 Scaling: one office tour per size, long enough for about 100, 400, 1,500 and 3,000 keyframes; each is recorded,
 ingested and built alone, and the build is timed whole and per stage, and evaluated.
 
+Update: a 300 s tour of the same office, on another route, added by `astra map update` to the map of the longest
+scaling tour (a copy of it), timed, and the updated map evaluated.
+
 Quality: a 60 s tour of every building kind, on the seed the SfM settings were tuned on (0) and on seeds they
 never saw, evaluated as `astra eval map` does (registration rate, ATE RMSE after a rigid alignment, rotation); and a
 300 s tour of every kind on an unseen seed, which several submaps join.
@@ -23,7 +26,7 @@ from datasets.map_eval import evaluate_map_dir
 from datasets.map_store import read_map
 from datasets.tours import record_tour
 from pipelines.ingest import ingest
-from pipelines.mapping import build_site_map
+from pipelines.mapping import build_site_map, update_site_map
 from schemas.topics import DEPTH_OUTPUTS
 from schemas.world import WORLD_KINDS
 from sim.world import generate_world, write_world
@@ -32,18 +35,28 @@ from sim.world import generate_world, write_world
 SCALING_TOURS_S = tuple(float(s) for s in os.environ.get("ASTRA_BENCH_MAP_TOURS_S", "65,265,1000,2000").split(","))
 QUALITY_TOUR_S, LONG_QUALITY_TOUR_S = 60.0, 300.0
 TUNED_SEED, UNSEEN_SEEDS, LONG_SEED = 0, (11, 23), 31
+UPDATE_TOUR_S, UPDATE_ROUTE_SEED = 300.0, 1
+
+
+def _case(workdir: Path, kind: str, seed: int, seconds: float) -> Path:
+    return workdir / f"{kind}-{seed}-{seconds:.0f}s"
+
+
+def _recorded(world: Path, log: Path, seconds: float, route_seed: int = 0) -> Path:
+    """The tour at `log`, recorded once."""
+    if not log.exists():
+        record_tour(world, log.with_suffix(".part"), seconds, seed=route_seed, leave_out=DEPTH_OUTPUTS)
+        log.with_suffix(".part").rename(log)
+    return log
 
 
 def _build(workdir: Path, kind: str, seed: int, seconds: float) -> dict[str, Any]:
     """Record (once), ingest and map one tour; the build's figures and the map's evaluation."""
-    case = workdir / f"{kind}-{seed}-{seconds:.0f}s"
+    case = _case(workdir, kind, seed, seconds)
     world = case / "world"
     if not world.exists():
         write_world(generate_world(kind, seed), world)
-    log = case / "logs" / "tour.mcap"
-    if not log.exists():
-        record_tour(world, log.with_suffix(".part"), seconds, leave_out=DEPTH_OUTPUTS)
-        log.with_suffix(".part").rename(log)
+    log = _recorded(world, case / "logs" / "tour.mcap", seconds)
     shutil.rmtree(case / "lake", ignore_errors=True)
     ingest([log], case / "lake", progress=False)
     started = time.perf_counter()
@@ -65,7 +78,7 @@ def scaling(workdir: Path) -> list[dict[str, Any]]:
         f"{'join':>6} {'submaps':>7} {'loops':>9} {'registered':>10} {'by odom':>7} {'ATE m':>7}"
     )
     rows = []
-    for seconds in SCALING_TOURS_S:
+    for seconds in sorted(SCALING_TOURS_S):
         row = _build(workdir, "office", TUNED_SEED, seconds)
         rows.append(row)
         sfm = row["sfm_s"]
@@ -77,6 +90,35 @@ def scaling(workdir: Path) -> list[dict[str, Any]]:
             flush=True,
         )
     return rows
+
+
+def update(workdir: Path) -> dict[str, Any]:
+    """`astra map update` of a 300 s tour into (a copy of) the map of the longest scaling tour."""
+    base = _case(workdir, "office", TUNED_SEED, max(SCALING_TOURS_S))
+    case = workdir / "office-update"
+    log = _recorded(base / "world", case / "logs" / "tour.mcap", UPDATE_TOUR_S, UPDATE_ROUTE_SEED)
+    for part in ("lake", "map"):
+        shutil.rmtree(case / part, ignore_errors=True)
+        shutil.copytree(base / part, case / part)
+    ingest([log], case / "lake", progress=False)
+    started = time.perf_counter()
+    summary = update_site_map(case / "map", case / "lake", f"office-{TUNED_SEED}", progress=False)
+    update_s = time.perf_counter() - started
+    metrics = evaluate_map_dir(case / "map")
+    row = {
+        "map_keyframes": metrics["keyframes"] - summary.keyframes, "added_keyframes": summary.keyframes,
+        "update_s": round(update_s, 1), "map_version": summary.map_version, **summary.submaps,
+        **{k: metrics[k] for k in ("registration_rate", "placed_by_odometry_rate", "ate_rmse_m", "rotation_median_deg",
+                                   "landmarks", "connected")},
+    }  # fmt: skip
+    print(
+        f"\nupdate: {row['added_keyframes']} keyframes into a map of {row['map_keyframes']} in {update_s:.1f} s "
+        f"({row['loop_closures']}/{row['loop_queries']} loop closures); the updated map: registered "
+        f"{row['registration_rate']:.3f}, by odometry {row['placed_by_odometry_rate']:.3f}, ATE "
+        f"{row['ate_rmse_m']:.3f} m, connected {row['connected']}",
+        flush=True,
+    )
+    return row
 
 
 def quality(workdir: Path) -> list[dict[str, Any]]:
@@ -102,4 +144,4 @@ def quality(workdir: Path) -> list[dict[str, Any]]:
 
 
 def run(workdir: Path) -> dict:
-    return {"scaling": scaling(workdir), "quality": quality(workdir)}
+    return {"scaling": scaling(workdir), "update": update(workdir), "quality": quality(workdir)}

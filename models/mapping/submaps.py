@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -54,6 +55,7 @@ class SubmapConfig:
     loop_every: int = 4  # one keyframe in this many is tried as a loop-closure query
     loop_radius_m: float = 3.0  # other submaps with a registered keyframe this near are tried
     loop_submaps: int = 2  # at most this many other submaps per query, nearest first
+    loop_pair_closures: int = 4  # two submaps joined by this many loop closures are not searched between again
     min_loop_confidence: float = 0.3  # models.localization's confidence a loop closure needs
     rounds: int = 2  # loop-closure searches, each followed by a solve
     shared_sigma_m: float = 0.03  # one keyframe as two neighbours reconstructed it
@@ -285,23 +287,17 @@ def join_submaps(
             _join_neighbours(graph, i, s, poses[i], submaps[i + 1], poses[i + 1], initial[i], config)
     corrections = graph.solve(np.zeros((len(submaps), 3)), config.robust_scale)
 
-    localizers: dict[int, Localizer] = {}
-    tried: set[tuple[int, int, int]] = set()
-    queries = closures = 0
+    search = _LoopSearch()
     for _ in range(config.rounds):
-        found = _loop_closures(
-            submaps, initial, poses, corrections, localizers, tried, rig, decode, config, localizer, anchor
-        )
-        queries += found[0]
-        for i, pose_i, j, pose_j in found[1]:
+        found = _loop_closures(submaps, initial, poses, corrections, search, rig, decode, config, localizer, anchor)
+        for i, pose_i, j, pose_j in found:
             graph.add(i, pose_i, j, pose_j, config.loop_sigma_m, config.loop_sigma_deg)
-            closures += 1
         corrections = graph.solve(corrections, config.robust_scale)
 
     joined = _owned(submaps, initial, corrections, rig, anchor.point_block if anchor else 0)
     return replace(
         joined,
-        counts={**joined.counts, "loop_queries": queries, "loop_closures": closures},
+        counts={**joined.counts, "loop_queries": search.queries, "loop_closures": sum(search.closed.values())},
         seconds={"join": time.perf_counter() - started},
     )
 
@@ -340,25 +336,35 @@ def _join_neighbours(
     )
 
 
+@dataclass
+class _LoopSearch:
+    """What the loop-closure rounds share: localizers built, queries tried, closures found per pair of submaps."""
+
+    localizers: dict[int, Localizer] = field(default_factory=dict)
+    tried: set[tuple[int, int, int]] = field(default_factory=set)  # (submap, keyframe, target submap)
+    closed: Counter[tuple[int, int]] = field(default_factory=Counter)
+    queries: int = 0
+
+
 def _loop_closures(
     submaps: Sequence[Submap],
     initial: Sequence[pycolmap.Rigid3d],
     poses: Sequence[dict[int, np.ndarray]],
     corrections: np.ndarray,
-    localizers: dict[int, Localizer],
-    tried: set[tuple[int, int, int]],
+    search: _LoopSearch,
     rig: Sequence[RigCamera],
     decode: Callable[[bytes], np.ndarray],
     config: SubmapConfig,
     localizer_config: LocalizerConfig,
     anchor: MapAnchor | None,
-) -> tuple[int, list[tuple[int, np.ndarray, int, np.ndarray]]]:
-    """Query keyframes localized in other submaps near them, and in the anchor map: (queries made, pose pairs found;
-    index -1 is the anchor)."""
+) -> list[tuple[int, np.ndarray, int, np.ndarray]]:
+    """Query keyframes localized in other submaps near them, and in the anchor map: the pose pairs found (index -1 is
+    the anchor). Pairs of submaps that have `loop_pair_closures` are passed over, so that the queries go where the
+    graph still needs them."""
     estimates = [
         _corrected(c, np.array(list(p.values())).reshape(-1, 3)) for c, p in zip(corrections, poses, strict=True)
     ]
-    found, queries = [], 0
+    found = []
     for j, submap in enumerate(submaps):
         for k, keyframe in enumerate(submap.part.keyframes):
             if not keyframe.images or k not in poses[j]:
@@ -369,29 +375,35 @@ def _loop_closures(
                 for i, e in enumerate(estimates)
                 if len(e) and not _neighbours(submaps, i, j)
             )
-            targets = [i for d, i in near if d <= config.loop_radius_m][: config.loop_submaps]
             if anchor is not None and _within(anchor.positions, where.translation[:2], config.loop_radius_m):
-                targets.insert(0, -1)
+                near.insert(0, (0.0, -1))
+            open_pairs = [
+                i
+                for d, i in near
+                if d <= config.loop_radius_m
+                and (j, k, i) not in search.tried
+                and search.closed[min(i, j), max(i, j)] < config.loop_pair_closures
+            ]
             query = None
-            for i in targets:
-                if (j, k, i) in tried:
-                    continue
-                tried.add((j, k, i))
+            for i in open_pairs[: config.loop_submaps + (anchor is not None)]:
+                search.tried.add((j, k, i))
                 if i < 0:
                     target, target_from_map = anchor.localizer, pycolmap.Rigid3d()
                 else:
-                    if i not in localizers:
-                        localizers[i] = _localizer(submaps[i], rig, localizer_config)
+                    if i not in search.localizers:
+                        search.localizers[i] = _localizer(submaps[i], rig, localizer_config)
                     # Submap i's localizer works in its own frame: the episode's odom frame.
-                    target, target_from_map = localizers[i], initial[i].inverse() * correction(corrections[i]).inverse()
+                    target = search.localizers[i]
+                    target_from_map = initial[i].inverse() * correction(corrections[i]).inverse()
                 if query is None:
                     query = target.describe_query({n: decode(data) for n, data in keyframe.images.items()})
                 fix = target.localize(query, prior=target_from_map * where)
-                queries += 1
+                search.queries += 1
                 if fix.success and fix.confidence >= config.min_loop_confidence:
                     in_map = fix.map_from_base if i < 0 else initial[i] * fix.map_from_base
                     found.append((i, planar(in_map), j, poses[j][k]))
-    return queries, found
+                    search.closed[min(i, j), max(i, j)] += 1
+    return found
 
 
 def _within(positions: np.ndarray, xy: np.ndarray, radius: float) -> bool:
