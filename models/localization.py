@@ -111,6 +111,28 @@ class DescribedQuery:
             self._extracting = pool.submit(localizer._features, self.pictures, self.cameras)
             pool.shutdown(wait=False)  # the extraction runs on; the thread ends with it
 
+    @classmethod
+    def described(
+        cls,
+        localizer: Localizer,
+        global_descriptors: np.ndarray,
+        features: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    ) -> DescribedQuery:
+        """A query described already, with no pictures: a map's own keyframe, whose global descriptors (rig cameras,
+        dim) and SIFT keypoints (N, 2) and descriptors (N, 128) by camera its map building computed."""
+        query = cls(localizer, {})
+        query.cameras = [i for i, c in enumerate(localizer.rig) if c.name in features]
+        query.global_descriptors = global_descriptors[query.cameras]
+        keypoints = [features[localizer.rig[i].name][0] for i in query.cameras]
+        descriptors = [features[localizer.rig[i].name][1] for i in query.cameras]
+        camera_of = [np.full(len(xy), i, np.int64) for xy, i in zip(keypoints, query.cameras, strict=True)]
+        query.features = (
+            np.concatenate([np.empty((0, 2)), *keypoints]),
+            _unit_rows(np.concatenate([np.empty((0, SIFT_DIM)), *descriptors])),
+            np.concatenate([np.empty(0, np.int64), *camera_of]),
+        )
+        return query
+
     @cached_property
     def global_descriptors(self) -> np.ndarray:
         return self.localizer.describe.describe(self.pictures)

@@ -15,8 +15,8 @@ The map frame is `map`: each episode's submaps start where the map -> odom it re
 them, and the earliest episode's first submap stays there.
 
 Pictures are decoded only inside SelectKeyframes, where descriptors are computed, so what crosses the
-shuffles is JPEG bytes; after the submaps, only the pictures of loop-closure queries travel on, and an extractor
-that needs pictures reads its nodes' pictures from the lake.
+shuffles is JPEG bytes; after the submaps, no pictures travel on (loop-closure queries carry the SIFT features
+their submap extracted), and an extractor that needs pictures reads its nodes' pictures from the lake.
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ EXTRACTOR = "detector"
 # A landmark an update finds this near one of the map's, alike, is that one: the detector's own grouping radius.
 LANDMARK_MERGE_RADIUS_M = ExtractionConfig.merge_radius_m
 NODE_COLUMNS = ("node_id", "episode_id", "t_ns", "camera", "image_topic", "registered", "placed_by_odometry")
+_DESCRIBED_TOGETHER = 32  # keyframes whose pictures go to the global descriptor in one call
 _MIN_ALIGNED = 3  # registered keyframes an episode needs before its odometry is aligned to the map
 
 
@@ -152,9 +153,11 @@ def episode_keyframes(
         for t, pose in zip(chosen.tolist(), poses, strict=True)
     )
     describe = DESCRIPTORS[descriptor]()
-    descriptors = np.array(
-        [describe.describe([decode_jpeg(k.images[c.name]) for c in rig]) for k in keyframes], np.float32
-    ).reshape(len(keyframes), len(rig), describe.dim)
+    # Many keyframes per call, so that the model sees full batches; a chunk at a time, so that few are decoded at once.
+    chunks = [keyframes[s : s + _DESCRIBED_TOGETHER] for s in range(0, len(keyframes), _DESCRIBED_TOGETHER)]
+    vectors = [describe.describe([decode_jpeg(k.images[c.name]) for k in chunk for c in rig]) for chunk in chunks]
+    descriptors = np.concatenate([np.empty((0, describe.dim)), *vectors]).astype(np.float32)
+    descriptors = descriptors.reshape(len(keyframes), len(rig), describe.dim)
     start = lake.table("episodes").filter(pl.col("episode_id") == episode_id).select("start_ns").collect().item()
     return EpisodeKeyframes(episode_id, start, rig, keyframes, descriptors, read_map_from_odom(lake, episode_id))
 
@@ -185,7 +188,6 @@ def join(
         {e.episode_id: e.map_from_odom for e in episodes},
         [e.episode_id for e in episodes],
         rig,
-        decode_jpeg,
         config,
         localizer,
         anchor=None if base is None else map_anchor(base, rig, localizer),

@@ -11,7 +11,7 @@ import pycolmap
 from scipy.spatial.transform import Rotation
 
 from datasets.lake import Lake
-from datasets.site_log import decode_jpeg, read_trajectory, site_episodes
+from datasets.site_log import read_trajectory, site_episodes
 from models.localization import LocalizerConfig
 from models.mapping.evaluation import trajectory_errors
 from models.mapping.keyframes import KeyframeConfig
@@ -95,7 +95,7 @@ def test_loop_closures_pull_a_tour_that_started_off_its_dock_onto_the_map(tour_l
     recorded = {e.episode_id: e.map_from_odom for e in episodes}
     recorded[episodes[1].episode_id] = wrong * recorded[episodes[1].episode_id]
     order = [e.episode_id for e in episodes]
-    joined = join_submaps(submaps, recorded, order, rig, decode_jpeg, config, LocalizerConfig(descriptor="vpr"))
+    joined = join_submaps(submaps, recorded, order, rig, config, LocalizerConfig(descriptor="vpr"))
 
     keyframes = [k for e in episodes for k in e.keyframes]
     assert len(joined.mapped) == len(keyframes)

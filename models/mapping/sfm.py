@@ -103,6 +103,9 @@ class Keyframe:
         return f"{camera}/{self.episode_id}_{self.t_ns:020d}.jpg"
 
 
+DATABASE_FILE = "database.db"  # in build_map's work folder, until the folder is removed
+
+
 @dataclass(frozen=True)
 class SfmConfig:
     """Feature, pairing, verification, mapping and alignment settings."""
@@ -204,7 +207,7 @@ def build_map(
     `work_dir` receives the images and the COLMAP database; it is emptied first.
     """
     shutil.rmtree(work_dir, ignore_errors=True)
-    image_dir, database = work_dir / "images", work_dir / "database.db"
+    image_dir, database = work_dir / "images", work_dir / DATABASE_FILE
     image_dir.mkdir(parents=True)
     pycolmap.set_random_seed(config.seed)
     odometry = _Odometry(keyframes, rig, config)

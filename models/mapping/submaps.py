@@ -27,7 +27,7 @@ import math
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -39,8 +39,8 @@ from scipy.optimize import least_squares
 from scipy.sparse import lil_matrix
 from scipy.spatial.transform import Rotation
 
-from models.localization import Localizer, LocalizerConfig
-from models.mapping.sfm import Keyframe, MappedKeyframe, RigCamera, SfmConfig, build_map
+from models.localization import DescribedQuery, Localizer, LocalizerConfig
+from models.mapping.sfm import DATABASE_FILE, Keyframe, MappedKeyframe, RigCamera, SfmConfig, build_map
 from schemas.map import conform_table
 
 POINT_ID_BITS = 32  # a submap's point ids are below 2**32 (COLMAP's are 64-bit but counted from 1)
@@ -108,7 +108,7 @@ class SubmapPart:
 
 @dataclass(frozen=True)
 class Submap:
-    """One submap reconstructed, in its episode's odom frame; pictures are kept only for loop-closure queries."""
+    """One submap reconstructed, in its episode's odom frame (its part's keyframes without their pictures)."""
 
     part: SubmapPart
     mapped: tuple[MappedKeyframe, ...]
@@ -119,12 +119,17 @@ class Submap:
     colors: np.ndarray  # (P, 3) uint8
     counts: dict[str, int]
     seconds: dict[str, float]
+    # SIFT keypoints (N, 2) and descriptors (N, 128) of the loop-closure queries' images, by image name, as the
+    # reconstruction extracted them: a query need not be extracted again, nor its pictures kept.
+    query_features: dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 def build_submap(part: SubmapPart, work_dir: Path, sfm: SfmConfig, config: SubmapConfig) -> Submap:
     """Reconstruct one submap in a folder of `work_dir` (removed afterwards)."""
     work = Path(work_dir) / f"submap-{part.episode_id}-{part.first}"
     sfm_map = build_map(part.keyframes, part.rig, work, sfm)
+    queries = [k for i, k in enumerate(part.keyframes) if (part.first + i) % config.loop_every == 0]
+    query_features = _image_features(work / DATABASE_FILE, [k.image_name(c.name) for k in queries for c in part.rig])
     shutil.rmtree(work, ignore_errors=True)
     reconstruction = sfm_map.reconstruction
     observations = {
@@ -135,11 +140,8 @@ def build_submap(part: SubmapPart, work_dir: Path, sfm: SfmConfig, config: Subma
     point_ids = np.array(sorted(reconstruction.points3D), np.int64)
     points = np.array([reconstruction.points3D[i].xyz for i in point_ids]).reshape(-1, 3)
     colors = np.array([reconstruction.points3D[i].color for i in point_ids], np.uint8).reshape(-1, 3)
-    queries = tuple(
-        k if (part.first + i) % config.loop_every == 0 else replace(k, images={}) for i, k in enumerate(part.keyframes)
-    )
     return Submap(
-        replace(part, keyframes=queries),
+        replace(part, keyframes=tuple(replace(k, images={}) for k in part.keyframes)),
         tuple(sfm_map.keyframes),
         sfm_map.node_features(),
         observations,
@@ -148,7 +150,21 @@ def build_submap(part: SubmapPart, work_dir: Path, sfm: SfmConfig, config: Subma
         colors,
         sfm_map.counts,
         sfm_map.seconds,
+        query_features,
     )
+
+
+def _image_features(database: Path, names: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    wanted = set(names)
+    with pycolmap.Database.open(database) as db:
+        return {
+            image.name: (
+                db.read_keypoints(image.image_id)[:, :2].astype(np.float32),
+                db.read_descriptors(image.image_id).data,
+            )
+            for image in db.read_all_images()
+            if image.name in wanted
+        }
 
 
 # --- planar poses: (x, y, yaw) ---------------------------------------------------------------------
@@ -259,7 +275,6 @@ def join_submaps(
     map_from_odom: dict[str, pycolmap.Rigid3d],
     episode_order: Sequence[str],
     rig: Sequence[RigCamera],
-    decode: Callable[[bytes], np.ndarray],
     config: SubmapConfig,
     localizer: LocalizerConfig,
     anchor: MapAnchor | None = None,
@@ -267,7 +282,7 @@ def join_submaps(
     """Join the submaps of a site's episodes into one map.
 
     `map_from_odom` is each episode's as recorded; the first of `episode_order` is the map's own frame, unless an
-    `anchor` (an existing map) holds it. `decode` turns a keyframe's JPEG into RGB for loop-closure queries.
+    `anchor` (an existing map) holds it.
     """
     started = time.perf_counter()
     order = {e: i for i, e in enumerate(episode_order)}
@@ -289,7 +304,7 @@ def join_submaps(
 
     search = _LoopSearch()
     for _ in range(config.rounds):
-        found = _loop_closures(submaps, initial, poses, corrections, search, rig, decode, config, localizer, anchor)
+        found = _loop_closures(submaps, initial, poses, corrections, search, rig, config, localizer, anchor)
         for i, pose_i, j, pose_j in found:
             graph.add(i, pose_i, j, pose_j, config.loop_sigma_m, config.loop_sigma_deg)
         corrections = graph.solve(corrections, config.robust_scale)
@@ -353,7 +368,6 @@ def _loop_closures(
     corrections: np.ndarray,
     search: _LoopSearch,
     rig: Sequence[RigCamera],
-    decode: Callable[[bytes], np.ndarray],
     config: SubmapConfig,
     localizer_config: LocalizerConfig,
     anchor: MapAnchor | None,
@@ -367,7 +381,8 @@ def _loop_closures(
     found = []
     for j, submap in enumerate(submaps):
         for k, keyframe in enumerate(submap.part.keyframes):
-            if not keyframe.images or k not in poses[j]:
+            names = [keyframe.image_name(c.name) for c in rig]
+            if k not in poses[j] or names[0] not in submap.query_features:
                 continue
             where = correction(corrections[j]) * initial[j] * submap.mapped[k].map_from_base
             near = sorted(
@@ -396,7 +411,8 @@ def _loop_closures(
                     target = search.localizers[i]
                     target_from_map = initial[i].inverse() * correction(corrections[i]).inverse()
                 if query is None:
-                    query = target.describe_query({n: decode(data) for n, data in keyframe.images.items()})
+                    features = {c.name: submap.query_features[n] for c, n in zip(rig, names, strict=True)}
+                    query = DescribedQuery.described(target, submap.part.descriptors[k], features)
                 fix = target.localize(query, prior=target_from_map * where)
                 search.queries += 1
                 if fix.success and fix.confidence >= config.min_loop_confidence:
