@@ -122,7 +122,9 @@ class SiteReconstruction:
     observations: dict[str, np.ndarray]  # image name -> ids of the 3D points it observes
     seconds: dict[str, float]  # each SfM stage summed over the submaps, and joining them
     counts: dict[str, int]  # models.mapping.submaps.JoinedMap.counts
-    base: TopoMap | None = None  # the map these episodes were joined to (`astra map update`), which they extend
+    # The map these episodes were joined to (`astra map update`), which they extend: read where it is needed, since a
+    # site's map can be larger than what a pipeline passes between its steps.
+    base: MapSource | None = None
 
     @property
     def rig(self) -> tuple[RigCamera, ...]:
@@ -182,7 +184,7 @@ def join(
     ):
         raise ValueError("the site's episodes were recorded with different cameras")
     localizer = LocalizerConfig(descriptor=descriptor)
-    base = None if onto is None else read_map(onto.map_dir, onto.key)
+    base = None if onto is None else onto.read()
     joined = join_submaps(
         submaps,
         {e.episode_id: e.map_from_odom for e in episodes},
@@ -205,7 +207,7 @@ def join(
         joined.observations,
         {**seconds, **joined.seconds},
         joined.counts,
-        base,
+        onto,
     )
 
 
@@ -216,6 +218,9 @@ class MapSource:
 
     map_dir: str
     key: bytes | None
+
+    def read(self) -> TopoMap:
+        return read_map(self.map_dir, self.key)
 
 
 def map_anchor(topo: TopoMap, rig: Sequence[RigCamera], config: LocalizerConfig) -> MapAnchor:
@@ -305,11 +310,12 @@ def map_graph(site: SiteReconstruction, config: GraphConfig) -> MapGraph:
     if site.base is None:
         nodes, edges = added, build_edges(graph_nodes, config)
     else:
-        edges = build_edges(_concatenated(_graph_nodes(site.base, site.rig), graph_nodes), config)
+        extended = site.base.read()
+        edges = build_edges(_concatenated(_graph_nodes(extended, site.rig), graph_nodes), config)
         new = pa.array(column("node_id"), pa.string())
         reaching = pc.or_(pc.is_in(edges["source"], new), pc.is_in(edges["target"], new))
-        nodes = pa.concat_tables([site.base.nodes, added])
-        edges = pa.concat_tables([site.base.edges, edges.filter(reaching)])
+        nodes = pa.concat_tables([extended.nodes, added])
+        edges = pa.concat_tables([extended.edges, edges.filter(reaching)])
     yaws = [Rotation.from_quat(p.rotation.quat).as_euler("zyx")[0] for p in column("base")]
     geometry = node_geometry(site, column("node_id"), column("camera"), column("pose"))
     views = tuple(
@@ -600,11 +606,14 @@ def write_site_map(
     seams = odometry_seams(keyframes, site.mapped, SfmConfig(**build_info.get("sfm", {})))
     # Where the map disagrees with odometry between neighbouring keyframes: the first keyframe of each pair.
     found_seams = [{"episode_id": keyframes[k].episode_id, "t_ns": keyframes[k].t_ns} for k in seams]
+    previous = None
     if site.base is not None:
-        kept = LandmarkObservations(site.base.landmarks, site.base.node_landmarks)
+        base = site.base.read()
+        previous = base.manifest.build.get("map_version", 1)
+        kept = LandmarkObservations(base.landmarks, base.node_landmarks)
         landmarks = merge_landmarks(kept, landmarks, LANDMARK_MERGE_RADIUS_M, f"v{build_info['map_version']}")
-        node_features = pa.concat_tables([site.base.node_features, node_features])
-        found_seams = site.base.manifest.build.get("odometry_seams", []) + found_seams
+        node_features = pa.concat_tables([base.node_features, node_features])
+        found_seams = base.manifest.build.get("odometry_seams", []) + found_seams
     tables = {
         "nodes": graph.nodes,
         "edges": graph.edges,
@@ -619,7 +628,6 @@ def write_site_map(
         "landmark_extraction": landmarks.report,
         "odometry_seams": found_seams,
     }
-    previous = None if site.base is None else site.base.manifest.build.get("map_version", 1)
     write_map(out, tables, site.sfm_dir, info, key, keep_previous_as=previous)
     return {
         "keyframes": len(site.mapped),
