@@ -89,6 +89,9 @@ def scaling(workdir: Path) -> list[dict[str, Any]]:
             f"{row['registration_rate']:>10.3f} {row['placed_by_odometry_rate']:>7.3f} {row['ate_rmse_m']:>7.3f}",
             flush=True,
         )
+    per_keyframe = [row["build_s"] / row["keyframes"] for row in rows]
+    low, high = min(per_keyframe), max(per_keyframe)
+    print(f"s/keyframe {low:.2f}-{high:.2f}: ±{100 * (high - low) / (high + low):.0f} % about their middle")
     return rows
 
 

@@ -125,6 +125,7 @@ class SiteReconstruction:
     # The map these episodes were joined to (`astra map update`), which they extend: read where it is needed, since a
     # site's map can be larger than what a pipeline passes between its steps.
     base: MapSource | None = None
+    by_submap: tuple[dict[str, Any], ...] = ()  # each submap's size, SfM seconds by stage and counts: where time went
 
     @property
     def rig(self) -> tuple[RigCamera, ...]:
@@ -198,6 +199,17 @@ def join(
     sfm_dir = Path(work_dir) / "sfm"
     write_reconstruction(joined, keyframes, rig, sfm_dir, None if base is None else base.reconstruction())
     seconds = dict(sum((Counter(submap.seconds) for submap in submaps), Counter()))
+    by_submap = tuple(
+        {
+            "episode_id": s.part.episode_id,
+            "first": s.part.first,
+            "keyframes": len(s.part.keyframes),
+            "image_pairs": s.counts["image_pairs"],
+            "points3D": s.counts["points3D"],
+            **{stage: round(t, 3) for stage, t in s.seconds.items()},
+        }
+        for s in submaps
+    )
     stripped = tuple(replace(e, keyframes=tuple(replace(k, images={}) for k in e.keyframes)) for e in episodes)
     return SiteReconstruction(
         str(sfm_dir),
@@ -208,6 +220,7 @@ def join(
         {**seconds, **joined.seconds},
         joined.counts,
         onto,
+        by_submap,
     )
 
 
@@ -625,6 +638,7 @@ def write_site_map(
         **build_info,
         "sfm_seconds": {k: round(v, 3) for k, v in site.seconds.items()},
         "sfm_counts": site.counts,
+        "sfm_submaps": list(site.by_submap),
         "landmark_extraction": landmarks.report,
         "odometry_seams": found_seams,
     }
@@ -850,7 +864,8 @@ def update_site_map(
     )
 
 
-_PER_VERSION = ("sfm_seconds", "sfm_counts", "landmark_extraction", "odometry_seams")  # what one run found
+# What one run found.
+_PER_VERSION = ("sfm_seconds", "sfm_counts", "sfm_submaps", "landmark_extraction", "odometry_seams")
 
 
 def _version_entry(version: int, made: str, lake: Lake, episodes: Sequence[str]) -> dict[str, Any]:
