@@ -83,6 +83,11 @@ def test_a_second_tour_joins_the_map_as_its_next_version(
     assert [(h["map_version"], h["made"], h["lake_version"]) for h in history] == [(1, "build", 1), (2, "update", 2)]
     assert history[0]["episodes"] == held and history[1]["episodes"] == after.manifest.build["episodes"]
     assert len(after.reconstruction().images) == len(after.nodes.filter(after.nodes["registered"]))
+    # Where this version's SfM time went: the added tour's submaps only, summing to the version's totals.
+    by_submap, seconds = after.manifest.build["sfm_submaps"], after.manifest.build["sfm_seconds"]
+    assert len(by_submap) == summary["submaps"]["submaps"]
+    assert {s["episode_id"] for s in by_submap} == set(episodes) - set(held)
+    assert sum(s["mapping"] for s in by_submap) == pytest.approx(seconds["mapping"], abs=0.01)
 
     metrics = evaluate_map_dir(map_dir, key=parse_key(key))
     assert metrics["lake_version"] == 2 and metrics["registration_rate"] >= 0.95 and metrics["connected"]
