@@ -118,7 +118,7 @@ def measure(site: str, maps: Path, workdir: Path) -> dict[str, Any]:
     lake = Lake(topo.manifest.build["lake"])
     rig = read_rig(lake, sorted(set(topo.nodes["episode_id"].to_pylist()))[0])
     started = time.perf_counter()
-    localizer = Localizer(topo.nodes, topo.node_features, rig, LocalizerConfig(topo.manifest.build["descriptor"]))
+    localizer = Localizer(topo.nodes, topo.node_features, rig, LocalizerConfig.for_map(topo.manifest.build))
     load_s = time.perf_counter() - started
     world_from_map_ = world_from_map(topo, lake)
     map_from_world = world_from_map_.inverse()

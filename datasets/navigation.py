@@ -55,7 +55,7 @@ def global_navigator(
     reads the keyframes' pictures from the map's lake) or the classical one ("hybrid", from the map alone)."""
     if localization not in LOCALIZATION:
         raise ValueError(f"unknown localization {localization!r}; choose one of {', '.join(LOCALIZATION)}")
-    config = LocalizerConfig(descriptor=topo_map.manifest.build.get("descriptor", LocalizerConfig.descriptor))
+    config = LocalizerConfig.for_map(topo_map.manifest.build)
     localizer = Localizer(topo_map.nodes, topo_map.node_features, rig_cameras(robot), config)
     resolver = GoalResolver(topo_map.nodes, topo_map.landmarks, topo_map.node_landmarks, TextEncoder.from_pretrained())
     if localization != "classical":

@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -58,6 +58,7 @@ class LocalizerConfig:
 
     descriptor: str = "tiny_image"  # the map's global descriptor: its manifest's build["descriptor"]
     max_features: int = 1024  # SIFT features per query image
+    upright: bool = False  # SIFT without orientations, as the map's were: its manifest's build["sfm"]["upright"]
     retrieval_k: int = 12  # keyframes retrieved
     place_radius_m: float = 3.0  # places are this far apart at least, and hold keyframes this close
     place_keyframes: int = 4  # map keyframes nearest each place's centre whose points it is matched against
@@ -73,6 +74,15 @@ class LocalizerConfig:
     # How much the share of its view that a pose explains counts beside evidence (_PlaceFix.score): 0 ignores it.
     view_share_weight: float = 2.0
     ambiguity_distance_m: float = 1.0  # poses farther apart than this are different answers
+
+    @classmethod
+    def for_map(cls, build: Mapping[str, Any]) -> LocalizerConfig:
+        """The default settings, with the query features and descriptor that the map of manifest `build` was made
+        with: a query described another way matches none of its points."""
+        return cls(
+            descriptor=build.get("descriptor", cls.descriptor), upright=build.get("sfm", {}).get("upright", False)
+        )
+
     max_rival_ratio: float = 0.75  # a different answer with this share of the best one's inliers leaves no confidence
     # The map's own error, which the fit cannot see: the mapping benchmark's ATE is a few centimetres.
     map_sigma_m: float = 0.05
@@ -200,6 +210,7 @@ class Localizer:
         self.describe = DESCRIPTORS[config.descriptor]()
         options = pycolmap.FeatureExtractionOptions(use_gpu=False, num_threads=1)
         options.sift.max_num_features = config.max_features
+        options.sift.upright = config.upright
         # One extractor per camera, so that the pictures are described in parallel.
         self.extractors = [pycolmap.FeatureExtractor.create(options, device=pycolmap.Device.cpu) for _ in self.rig]
         self.cameras = [c.colmap_camera() for c in self.rig]

@@ -103,7 +103,7 @@ class EvaluatedMap:
         self.checkpoints = {**COMMITTED_CHECKPOINTS, **(checkpoints or {})}
         map_episode = sorted(set(topo.nodes["episode_id"].to_pylist()))[0]
         self.rig = read_rig(lake, map_episode)
-        config = LocalizerConfig(topo.manifest.build["descriptor"])
+        config = LocalizerConfig.for_map(topo.manifest.build)
         self.localizer = Localizer(topo.nodes, topo.node_features, self.rig, config)
         self._models: dict[str, AstraGlobal] = {}
         self._astra: dict[tuple[str, str], AstraLocalizer] = {}

@@ -26,7 +26,7 @@ import json
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -113,7 +113,7 @@ class EpisodeKeyframes:
 @dataclass(frozen=True)
 class SiteReconstruction:
     """The reconstruction written to `sfm_dir`, the SIFT features of its points by node (the map table
-    `node_features`), and every keyframe (pictures dropped) with where it was mapped."""
+    `node_features`), and every keyframe (without pictures, in the pipeline) with where it was mapped."""
 
     sfm_dir: str
     node_features: pa.Table
@@ -210,11 +210,10 @@ def join(
         }
         for s in submaps
     )
-    stripped = tuple(replace(e, keyframes=tuple(replace(k, images={}) for k in e.keyframes)) for e in episodes)
     return SiteReconstruction(
         str(sfm_dir),
         joined.node_features,
-        stripped,
+        tuple(episodes),
         joined.mapped,
         joined.observations,
         {**seconds, **joined.seconds},
@@ -504,41 +503,57 @@ class SelectKeyframes(beam.PTransform):
         return episodes | beam.Map(_select_keyframes, self.progress_dir, self.lake, self.config, self.descriptor)
 
 
-def _split(episode: EpisodeKeyframes, progress_dir: str, config: SubmapConfig) -> list[SubmapPart]:
+def _split(
+    episode: EpisodeKeyframes, progress_dir: str, config: SubmapConfig
+) -> Iterator[SubmapPart | EpisodeKeyframes]:
     parts = submap_parts(episode.episode_id, episode.rig, episode.keyframes, episode.descriptors, config)
     Path(progress_dir, f"total+{len(parts)}-{episode.episode_id}").touch()  # the bar learns how many there are
-    return parts
+    yield from parts
+    # Joining needs the keyframes' poses, not their pictures, which the submaps have read.
+    yield replace(episode, keyframes=tuple(replace(k, images={}) for k in episode.keyframes))
 
 
-def _build_submap(part: SubmapPart, progress_dir: str, work_dir: str, sfm: SfmConfig, config: SubmapConfig) -> Submap:
-    stage = f"BuildSubmap-{part.episode_id}-{part.first}"
-    return _staged(part, stage, progress_dir, build_submap, work_dir, sfm, config)
+def _build_submap(
+    piece: SubmapPart | EpisodeKeyframes, progress_dir: str, work_dir: str, sfm: SfmConfig, config: SubmapConfig
+) -> Submap | EpisodeKeyframes:
+    if isinstance(piece, EpisodeKeyframes):
+        return piece
+    stage = f"BuildSubmap-{piece.episode_id}-{piece.first}"
+    return _staged(piece, stage, progress_dir, build_submap, work_dir, sfm, config)
+
+
+# The site's episodes and submaps travel as one collection, each step's main input, to one GroupByKey that gathers
+# them for the join: Beam's Dask runner computes a collection again for each consumer and for each side input (the
+# keyframes' pictures read and described twice; a side input of one element read as two), and it does not keep
+# a ParDo's tagged outputs apart.
 
 
 class SplitSubmaps(beam.PTransform):
-    """EpisodeKeyframes -> its SubmapParts, reshuffled so that they spread over workers."""
+    """EpisodeKeyframes -> its SubmapParts and itself without pictures, reshuffled so that parts spread over workers."""
 
     def __init__(self, config: SubmapConfig, progress_dir: Path) -> None:
         super().__init__()
         self.config, self.progress_dir = config, str(progress_dir)
 
-    def expand(self, episodes: beam.PCollection[EpisodeKeyframes]) -> beam.PCollection[SubmapPart]:
+    def expand(self, episodes: beam.PCollection[EpisodeKeyframes]) -> beam.PCollection[SubmapPart | EpisodeKeyframes]:
         return episodes | beam.FlatMap(_split, self.progress_dir, self.config) | beam.Reshuffle()
 
 
 class BuildSubmaps(beam.PTransform):
-    """SubmapPart -> Submap, each alone."""
+    """SubmapPart -> Submap, each alone; the episodes pass through."""
 
     def __init__(self, work_dir: Path, sfm: SfmConfig, config: SubmapConfig, progress_dir: Path) -> None:
         super().__init__()
         self.work_dir, self.sfm, self.config, self.progress_dir = str(work_dir), sfm, config, str(progress_dir)
 
-    def expand(self, parts: beam.PCollection[SubmapPart]) -> beam.PCollection[Submap]:
-        return parts | beam.Map(_build_submap, self.progress_dir, self.work_dir, self.sfm, self.config)
+    def expand(
+        self, pieces: beam.PCollection[SubmapPart | EpisodeKeyframes]
+    ) -> beam.PCollection[Submap | EpisodeKeyframes]:
+        return pieces | beam.Map(_build_submap, self.progress_dir, self.work_dir, self.sfm, self.config)
 
 
 class JoinSubmaps(beam.PTransform):
-    """(EpisodeKeyframes, Submap) of the whole site -> one SiteReconstruction (joined `onto` a map, where given)."""
+    """The site's EpisodeKeyframes and Submaps -> one SiteReconstruction (joined `onto` a map, where given)."""
 
     def __init__(
         self, work_dir: Path, config: SubmapConfig, descriptor: str, onto: MapSource | None, progress_dir: Path
@@ -547,40 +562,48 @@ class JoinSubmaps(beam.PTransform):
         self.work_dir, self.config, self.progress_dir = str(work_dir), config, str(progress_dir)
         self.descriptor, self.onto = descriptor, onto
 
-    def expand(
-        self, inputs: tuple[beam.PCollection[EpisodeKeyframes], beam.PCollection[Submap]]
-    ) -> beam.PCollection[SiteReconstruction]:
-        episodes, submaps = inputs
+    def expand(self, pieces: beam.PCollection[Submap | EpisodeKeyframes]) -> beam.PCollection[SiteReconstruction]:
         return (
-            episodes
-            | beam.combiners.ToList()
-            | beam.Map(
-                _staged,
-                "JoinSubmaps",
-                self.progress_dir,
-                join,
-                beam.pvalue.AsList(submaps),
-                self.work_dir,
-                self.config,
-                self.descriptor,
-                self.onto,
-            )
+            pieces
+            | beam.WithKeys(None)
+            | beam.GroupByKey()
+            | beam.Map(_join, self.progress_dir, self.work_dir, self.config, self.descriptor, self.onto)
         )
 
 
+def _join(
+    gathered: tuple[None, Iterable[Submap | EpisodeKeyframes]],
+    progress_dir: str,
+    work_dir: str,
+    config: SubmapConfig,
+    descriptor: str,
+    onto: MapSource | None,
+) -> SiteReconstruction:
+    pieces = list(gathered[1])
+    episodes = [p for p in pieces if isinstance(p, EpisodeKeyframes)]
+    submaps = [p for p in pieces if isinstance(p, Submap)]
+    return _staged(episodes, "JoinSubmaps", progress_dir, join, submaps, work_dir, config, descriptor, onto)
+
+
 class BuildGraph(beam.PTransform):
-    """SiteReconstruction -> MapGraph."""
+    """SiteReconstruction -> (SiteReconstruction, MapGraph)."""
 
     def __init__(self, config: GraphConfig, progress_dir: Path) -> None:
         super().__init__()
         self.config, self.progress_dir = config, str(progress_dir)
 
-    def expand(self, sites: beam.PCollection[SiteReconstruction]) -> beam.PCollection[MapGraph]:
-        return sites | beam.Map(_staged, "BuildGraph", self.progress_dir, map_graph, self.config)
+    def expand(
+        self, sites: beam.PCollection[SiteReconstruction]
+    ) -> beam.PCollection[tuple[SiteReconstruction, MapGraph]]:
+        return sites | beam.Map(_staged, "BuildGraph", self.progress_dir, _with_graph, self.config)
+
+
+def _with_graph(site: SiteReconstruction, config: GraphConfig) -> tuple[SiteReconstruction, MapGraph]:
+    return site, map_graph(site, config)
 
 
 class ExtractLandmarks(beam.PTransform):
-    """(MapGraph, SiteReconstruction) -> LandmarkObservations."""
+    """(SiteReconstruction, MapGraph) -> (SiteReconstruction, MapGraph, LandmarkObservations)."""
 
     def __init__(self, extractor: str, world_dir: Path | None, lake: Lake, progress_dir: Path) -> None:
         super().__init__()
@@ -589,28 +612,27 @@ class ExtractLandmarks(beam.PTransform):
         self.lake = lake
 
     def expand(
-        self, inputs: tuple[beam.PCollection[MapGraph], beam.PCollection[SiteReconstruction]]
-    ) -> beam.PCollection[LandmarkObservations]:
-        graphs, sites = inputs
+        self, graphs: beam.PCollection[tuple[SiteReconstruction, MapGraph]]
+    ) -> beam.PCollection[tuple[SiteReconstruction, MapGraph, LandmarkObservations]]:
         return graphs | beam.Map(
-            _staged,
-            "ExtractLandmarks",
-            self.progress_dir,
-            extract_landmarks,
-            self.extractor,
-            self.world_dir,
-            beam.pvalue.AsSingleton(sites),
-            self.lake,
+            _staged, "ExtractLandmarks", self.progress_dir, _with_landmarks, self.extractor, self.world_dir, self.lake
         )
 
 
+def _with_landmarks(
+    graphed: tuple[SiteReconstruction, MapGraph], extractor: str, world_dir: str | None, lake: Lake
+) -> tuple[SiteReconstruction, MapGraph, LandmarkObservations]:
+    site, graph = graphed
+    return site, graph, extract_landmarks(graph, extractor, world_dir, site, lake)
+
+
 def write_site_map(
+    site: SiteReconstruction,
     graph: MapGraph,
+    landmarks: LandmarkObservations,
     out: str,
     key: bytes | None,
     build_info: dict[str, Any],
-    site: SiteReconstruction,
-    landmarks: LandmarkObservations,
 ) -> dict[str, Any]:
     """Write the map (a new version of `site.base`, which is kept, where the site extends one); return the counts
     MapSummary reports, of the episodes added."""
@@ -657,7 +679,7 @@ def write_site_map(
 
 
 class WriteMap(beam.PTransform):
-    """(MapGraph, SiteReconstruction, LandmarkObservations) -> the map on disk; its counts go to `summary_path`."""
+    """(SiteReconstruction, MapGraph, LandmarkObservations) -> the map on disk; its counts go to `summary_path`."""
 
     def __init__(
         self, out: Path, key: bytes | None, build_info: dict[str, Any], summary_path: Path, progress_dir: Path
@@ -667,27 +689,24 @@ class WriteMap(beam.PTransform):
         self.progress_dir = str(progress_dir)
 
     def expand(
-        self,
-        inputs: tuple[
-            beam.PCollection[MapGraph], beam.PCollection[SiteReconstruction], beam.PCollection[LandmarkObservations]
-        ],
+        self, mapped: beam.PCollection[tuple[SiteReconstruction, MapGraph, LandmarkObservations]]
     ) -> beam.PCollection[None]:
-        graphs, sites, landmarks = inputs
         return (
-            graphs
-            | beam.Map(
-                _staged,
-                "WriteMap",
-                self.progress_dir,
-                write_site_map,
-                self.out,
-                self.key,
-                self.build_info,
-                beam.pvalue.AsSingleton(sites),
-                beam.pvalue.AsSingleton(landmarks),
-            )
+            mapped
+            | beam.Map(_write_staged, self.progress_dir, self.out, self.key, self.build_info)
             | beam.Map(_write_json, self.summary_path)
         )
+
+
+def _write_staged(
+    mapped: tuple[SiteReconstruction, MapGraph, LandmarkObservations],
+    progress_dir: str,
+    out: str,
+    key: bytes | None,
+    build_info: dict[str, Any],
+) -> dict[str, Any]:
+    site, graph, landmarks = mapped
+    return _staged(site, "WriteMap", progress_dir, write_site_map, graph, landmarks, out, key, build_info)
 
 
 # --- running it ------------------------------------------------------------------------------------
@@ -914,19 +933,15 @@ def _run(
                 | "ReadSiteEpisodes" >> ReadSiteEpisodes(episode_ids)
                 | "SelectKeyframes" >> SelectKeyframes(source, keyframe_config, progress_dir, descriptor)
             )
-            submaps = (
+            _ = (
                 keyframes
                 | "SplitSubmaps" >> SplitSubmaps(submap_config, progress_dir)
                 | "BuildSubmaps" >> BuildSubmaps(work, sfm_config, submap_config, progress_dir)
+                | "JoinSubmaps" >> JoinSubmaps(work, submap_config, descriptor, onto, progress_dir)
+                | "BuildGraph" >> BuildGraph(graph_config, progress_dir)
+                | "ExtractLandmarks" >> ExtractLandmarks(extractor, world_dir, source, progress_dir)
+                | "WriteMap" >> WriteMap(out, key, build_info, summary_path, progress_dir)
             )
-            sites = (keyframes, submaps) | "JoinSubmaps" >> JoinSubmaps(
-                work, submap_config, descriptor, onto, progress_dir
-            )
-            graphs = sites | "BuildGraph" >> BuildGraph(graph_config, progress_dir)
-            landmarks = (graphs, sites) | "ExtractLandmarks" >> ExtractLandmarks(
-                extractor, world_dir, source, progress_dir
-            )
-            _ = (graphs, sites, landmarks) | "WriteMap" >> WriteMap(out, key, build_info, summary_path, progress_dir)
 
         title = "map build" if onto is None else "map update"
         with marker_progress(progress_dir, len(episode_ids) + len(GLOBAL_STAGES), title, progress):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +63,8 @@ def small_map(office_world: Path, tmp_path_factory: pytest.TempPathFactory) -> S
 
 @pytest.fixture(scope="module")
 def localizer(small_map: SmallMap) -> Localizer:
-    return Localizer(small_map.tables["nodes"], small_map.tables["node_features"], small_map.rig)
+    config = LocalizerConfig.for_map({"sfm": asdict(DEFAULT_SFM)})  # as the map was built
+    return Localizer(small_map.tables["nodes"], small_map.tables["node_features"], small_map.rig, config)
 
 
 @pytest.fixture(scope="module")

@@ -111,10 +111,14 @@ class SfmConfig:
     """Feature, pairing, verification, mapping and alignment settings."""
 
     max_features: int = 2000
+    # The robot's cameras do not roll, so features need no orientation: SIFT without one is faster to extract and to
+    # match, and the maps were as accurate (office-0 265 s: ATE 0.016 against 0.017 m).
+    upright: bool = True
     sequential_overlap: int = 3  # each keyframe is matched with this many next ones of its episode
-    match_radius: float = 2.0  # m between odometry positions of base_link for spatial pairs
+    # Spatial pairs: half the pairs of 2 m and 60 deg, at 0.021 against 0.016 m ATE (office-0 265 s).
+    match_radius: float = 1.0  # m between odometry positions of base_link for spatial pairs
     max_revisit_pairs: int = 6  # spatial pairs per keyframe with other visits to its place
-    max_view_angle_deg: float = 60.0  # cameras whose optical axes differ more are not matched
+    max_view_angle_deg: float = 45.0  # cameras whose optical axes differ more are not matched
     odometry_trust_distance: float = 5.0  # m of driving over which odometry verifies a pair
     max_epipolar_error: float = 3.0  # px
     max_depth: float = 40.0  # m; matched points farther away than any wall are look-alikes
@@ -435,6 +439,7 @@ def _extract_features(
 ) -> None:
     extraction = pycolmap.FeatureExtractionOptions(num_threads=config.num_threads, use_gpu=False)
     extraction.sift.max_num_features = config.max_features
+    extraction.sift.upright = config.upright
     pycolmap.extract_features(
         database,
         image_dir,
