@@ -44,7 +44,7 @@ import pyarrow as pa
 import pycolmap
 
 from models.descriptors import DESCRIPTORS
-from models.mapping.sfm import RigCamera
+from models.mapping.sfm import RigCamera, recorded_sfm_config
 from schemas.map import SIFT_DIM
 
 _UNKNOWN_COVARIANCE = np.diag([1e6] * 3 + [1e2] * 3)  # what a failed fix says: anywhere, any way round
@@ -79,9 +79,8 @@ class LocalizerConfig:
     def for_map(cls, build: Mapping[str, Any]) -> LocalizerConfig:
         """The default settings, with the query features and descriptor that the map of manifest `build` was made
         with: a query described another way matches none of its points."""
-        return cls(
-            descriptor=build.get("descriptor", cls.descriptor), upright=build.get("sfm", {}).get("upright", False)
-        )
+        upright = recorded_sfm_config(build.get("sfm", {})).upright
+        return cls(descriptor=build.get("descriptor", cls.descriptor), upright=upright)
 
     max_rival_ratio: float = 0.75  # a different answer with this share of the best one's inliers leaves no confidence
     # The map's own error, which the fit cannot see: the mapping benchmark's ATE is a few centimetres.

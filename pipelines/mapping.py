@@ -59,7 +59,15 @@ from models.localization import Localizer, LocalizerConfig
 from models.mapping.evaluation import keyframe_poses
 from models.mapping.graph import GraphConfig, GraphNodes, build_edges
 from models.mapping.keyframes import KeyframeConfig, select_keyframes
-from models.mapping.sfm import Keyframe, MappedKeyframe, RigCamera, SfmConfig, align_rigid, odometry_seams
+from models.mapping.sfm import (
+    Keyframe,
+    MappedKeyframe,
+    RigCamera,
+    SfmConfig,
+    align_rigid,
+    odometry_seams,
+    recorded_sfm_config,
+)
 from models.mapping.submaps import (
     POINT_ID_BITS,
     MapAnchor,
@@ -638,7 +646,7 @@ def write_site_map(
     MapSummary reports, of the episodes added."""
     node_features = site.node_features
     keyframes = [k for e in site.episodes for k in e.keyframes]
-    seams = odometry_seams(keyframes, site.mapped, SfmConfig(**build_info.get("sfm", {})))
+    seams = odometry_seams(keyframes, site.mapped, recorded_sfm_config(build_info.get("sfm", {})))
     # Where the map disagrees with odometry between neighbouring keyframes: the first keyframe of each pair.
     found_seams = [{"episode_id": keyframes[k].episode_id, "t_ns": keyframes[k].t_ns} for k in seams]
     previous = None
@@ -916,7 +924,7 @@ def _run(
     json.dumps(build_info)  # fail before the work, not after it, on settings the manifest cannot hold
     extractor, descriptor = build_info["extractor"], build_info["descriptor"]
     keyframe_config = KeyframeConfig(**build_info["keyframes"])
-    sfm_config = SfmConfig(**build_info["sfm"])
+    sfm_config = recorded_sfm_config(build_info["sfm"])
     submap_config = SubmapConfig(**build_info.get("submaps", {}))
     graph_config = GraphConfig(**build_info["graph"])
     with tempfile.TemporaryDirectory(prefix="astra-map-") as tmp:

@@ -24,7 +24,7 @@ from models.mapping.graph import GraphConfig, GraphNodes, build_edges
 from models.mapping.keyframes import Trajectory
 from models.mapping.sfm import RigCamera
 from models.routing import RouteGraph
-from pipelines.mapping import MapSummary
+from pipelines.mapping import MapSummary, build_site_map
 from schemas.map import KEY_ENV, MapKeyError, generate_key, parse_key
 from schemas.world import World
 from viz.map import node_rooms
@@ -151,6 +151,26 @@ def test_eval_map_meets_the_bars(office_map: tuple[Path, str, MapSummary], tour_
     assert metrics["rotation_median_deg"] <= 1.0
     assert metrics["landmarks"] == summary.landmarks
     assert metrics["rooms"] >= 2 and metrics["connected"]
+
+
+def test_map_build_on_dask_builds_the_same_map(
+    office_map: tuple[Path, str, MapSummary], tour_lake: Path, tmp_path: Path
+) -> None:
+    """Two Dask workers build the map the direct runner built: the same keyframes, each submap joined once, and the
+    same bars met."""
+    _, _, direct = office_map
+    out = tmp_path / "office-0"
+    summary = build_site_map(
+        tour_lake, "office-0", out, extractor="annotated", progress=False, runner="dask", workers=2
+    )
+    assert (summary.episodes, summary.keyframes, summary.nodes) == (direct.episodes, direct.keyframes, direct.nodes)
+    assert summary.submaps["submaps"] == direct.submaps["submaps"]
+    built = read_map(out).manifest.build
+    assert len(built["sfm_submaps"]) == summary.submaps["submaps"]
+    assert sum(s["keyframes"] for s in built["sfm_submaps"]) >= summary.keyframes  # neighbours share keyframes
+    metrics = map_eval.evaluate_map_dir(out, tour_lake)
+    assert metrics["registration_rate"] >= MIN_REGISTRATION and metrics["ate_rmse_m"] <= MAX_ATE_M
+    assert metrics["connected"]
 
 
 def test_landmarks_lie_in_the_map_where_they_stand_in_the_world(

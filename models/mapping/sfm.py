@@ -30,9 +30,10 @@ import bisect
 import itertools
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -131,6 +132,11 @@ class SfmConfig:
     odometry_drift: float = 0.05  # ... this much per metre driven between the two keyframes
     num_threads: int = -1
     seed: int = 0
+
+
+def recorded_sfm_config(recorded: Mapping[str, Any]) -> SfmConfig:
+    """The settings a map's manifest records (its build["sfm"]); maps made before upright SIFT record no `upright`."""
+    return SfmConfig(**{"upright": False, **recorded})
 
 
 @dataclass(frozen=True)
