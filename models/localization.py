@@ -74,6 +74,12 @@ class LocalizerConfig:
     # How much the share of its view that a pose explains counts beside evidence (_PlaceFix.score): 0 ignores it.
     view_share_weight: float = 2.0
     ambiguity_distance_m: float = 1.0  # poses farther apart than this are different answers
+    max_rival_ratio: float = 0.75  # a different answer with this share of the best one's inliers leaves no confidence
+    # The map's own error, which the fit cannot see: the mapping benchmark's ATE is a few centimetres.
+    map_sigma_m: float = 0.05
+    map_sigma_deg: float = 0.5
+    prior_radius_m: float = 3.0  # with a prior, keyframes farther than this (or three sigmas) are not candidates
+    random_seed: int = 0
 
     @classmethod
     def for_map(cls, build: Mapping[str, Any]) -> LocalizerConfig:
@@ -81,13 +87,6 @@ class LocalizerConfig:
         with: a query described another way matches none of its points."""
         upright = recorded_sfm_config(build.get("sfm", {})).upright
         return cls(descriptor=build.get("descriptor", cls.descriptor), upright=upright)
-
-    max_rival_ratio: float = 0.75  # a different answer with this share of the best one's inliers leaves no confidence
-    # The map's own error, which the fit cannot see: the mapping benchmark's ATE is a few centimetres.
-    map_sigma_m: float = 0.05
-    map_sigma_deg: float = 0.5
-    prior_radius_m: float = 3.0  # with a prior, keyframes farther than this (or three sigmas) are not candidates
-    random_seed: int = 0
 
 
 @dataclass(frozen=True)
