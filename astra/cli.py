@@ -336,7 +336,8 @@ DEFAULT_MAPS = Path("data/maps")
 
 def cmd_map_build(args: argparse.Namespace) -> int:
     from datasets.map_store import key_from_env
-    from pipelines.mapping import build_site_map
+    from models.mapping.sfm import FEATURES
+    from pipelines.mapping import DEFAULT_SFM, build_site_map
 
     _check_runner_arguments(args)
     try:
@@ -351,6 +352,7 @@ def cmd_map_build(args: argparse.Namespace) -> int:
             workers=args.workers,
             **({"extractor": args.extractor} if args.extractor else {}),
             **({"descriptor": args.descriptor} if args.descriptor else {}),
+            **({"sfm_config": replace(DEFAULT_SFM, sift=FEATURES[args.features])} if args.features else {}),
         )
     except ValueError as exc:  # no episodes of the site, no lake, bad key, no world.json (LakeError, MapError)
         raise UsageError(str(exc)) from exc
@@ -1181,6 +1183,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument(
         "--descriptor", help="global image descriptor of the nodes: vpr (the learned one; the default) or tiny_image"
+    )
+    build.add_argument(
+        "--features",
+        choices=("fast", "accurate"),
+        help="SIFT features: fast (on the pictures as recorded; the default) or accurate (on pictures doubled in size "
+        "first, COLMAP's default: about twice the build time); localization describes its queries the same way",
     )
     _add_runner_arguments(build, "submaps")
     build.set_defaults(func=cmd_map_build)

@@ -1,7 +1,8 @@
 """`astra map build` on recorded expert tours: build time against keyframe count, and map quality per building kind.
 
 Scaling: one office tour per size, long enough for about 100, 400, 1,500 and 3,000 keyframes; each is recorded,
-ingested and built alone, and the build is timed whole and per stage, and evaluated.
+ingested and built alone, and the build is timed whole and per stage, and evaluated. The two shortest are built
+again with the other SIFT features (`astra map build --features`), side by side.
 
 Update: a 300 s tour of the same office, on another route, added by `astra map update` to the map of the longest
 scaling tour (a copy of it), timed, and the updated map evaluated.
@@ -19,14 +20,16 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from datasets.map_eval import evaluate_map_dir
 from datasets.map_store import read_map
 from datasets.tours import record_tour
+from models.mapping.sfm import DEFAULT_FEATURES, FEATURES
 from pipelines.ingest import ingest
-from pipelines.mapping import build_site_map, update_site_map
+from pipelines.mapping import DEFAULT_SFM, build_site_map, update_site_map
 from schemas.topics import DEPTH_OUTPUTS
 from schemas.world import WORLD_KINDS
 from sim.world import generate_world, write_world
@@ -50,8 +53,9 @@ def _recorded(world: Path, log: Path, seconds: float, route_seed: int = 0) -> Pa
     return log
 
 
-def _build(workdir: Path, kind: str, seed: int, seconds: float) -> dict[str, Any]:
-    """Record (once), ingest and map one tour; the build's figures and the map's evaluation."""
+def _build(workdir: Path, kind: str, seed: int, seconds: float, features: str = DEFAULT_FEATURES) -> dict[str, Any]:
+    """Record (once), ingest and map one tour with the named SIFT features; the build's figures and the map's
+    evaluation."""
     case = _case(workdir, kind, seed, seconds)
     world = case / "world"
     if not world.exists():
@@ -60,12 +64,14 @@ def _build(workdir: Path, kind: str, seed: int, seconds: float) -> dict[str, Any
     shutil.rmtree(case / "lake", ignore_errors=True)
     ingest([log], case / "lake", progress=False)
     started = time.perf_counter()
-    summary = build_site_map(case / "lake", f"{kind}-{seed}", case / "map", progress=False)
+    out = case / ("map" if features == DEFAULT_FEATURES else f"map-{features}")
+    sfm = replace(DEFAULT_SFM, sift=FEATURES[features])
+    summary = build_site_map(case / "lake", f"{kind}-{seed}", out, progress=False, sfm_config=sfm)
     build_s = time.perf_counter() - started
-    metrics = evaluate_map_dir(case / "map", case / "lake")
+    metrics = evaluate_map_dir(out, case / "lake")
     return {
-        "kind": kind, "seed": seed, "tour_s": seconds, "keyframes": summary.keyframes, "build_s": round(build_s, 1),
-        "sfm_s": read_map(case / "map").manifest.build["sfm_seconds"], **summary.submaps,
+        "kind": kind, "seed": seed, "tour_s": seconds, "features": features, "keyframes": summary.keyframes,
+        "build_s": round(build_s, 1), "sfm_s": read_map(out).manifest.build["sfm_seconds"], **summary.submaps,
         **{k: metrics[k] for k in ("registration_rate", "placed_by_odometry_rate", "ate_rmse_m", "rotation_median_deg",
                                    "landmarks", "rooms", "connected")},
     }  # fmt: skip
@@ -74,22 +80,23 @@ def _build(workdir: Path, kind: str, seed: int, seconds: float) -> dict[str, Any
 def scaling(workdir: Path) -> list[dict[str, Any]]:
     """Build time and quality of office tours of about 100, 400, 1,500 and 3,000 keyframes."""
     print(
-        f"{'keyframes':>9} {'build s':>8} {'s/keyframe':>10} {'features':>9} {'matching':>9} {'mapping':>8} "
-        f"{'join':>6} {'submaps':>7} {'loops':>9} {'registered':>10} {'by odom':>7} {'ATE m':>7}"
+        f"{'SIFT':>8} {'keyframes':>9} {'build s':>8} {'s/keyframe':>10} {'features':>9} {'matching':>9} "
+        f"{'mapping':>8} {'join':>6} {'submaps':>7} {'loops':>9} {'registered':>10} {'by odom':>7} {'ATE m':>7}"
     )
-    rows = []
-    for seconds in sorted(SCALING_TOURS_S):
-        row = _build(workdir, "office", TUNED_SEED, seconds)
+    rows, other = [], next(name for name in FEATURES if name != DEFAULT_FEATURES)
+    sizes = sorted(SCALING_TOURS_S)
+    for seconds, features in [(s, DEFAULT_FEATURES) for s in sizes] + [(s, other) for s in sizes[:2]]:
+        row = _build(workdir, "office", TUNED_SEED, seconds, features)
         rows.append(row)
         sfm = row["sfm_s"]
         print(
-            f"{row['keyframes']:>9} {row['build_s']:>8.1f} {row['build_s'] / row['keyframes']:>10.2f} "
+            f"{features:>8} {row['keyframes']:>9} {row['build_s']:>8.1f} {row['build_s'] / row['keyframes']:>10.2f} "
             f"{sfm['features']:>9.1f} {sfm['matching']:>9.1f} {sfm['mapping']:>8.1f} {sfm['join']:>6.1f} "
             f"{row['submaps']:>7} {row['loop_closures']:>4}/{row['loop_queries']:<4} "
             f"{row['registration_rate']:>10.3f} {row['placed_by_odometry_rate']:>7.3f} {row['ate_rmse_m']:>7.3f}",
             flush=True,
         )
-    per_keyframe = [row["build_s"] / row["keyframes"] for row in rows]
+    per_keyframe = [row["build_s"] / row["keyframes"] for row in rows if row["features"] == DEFAULT_FEATURES]
     low, high = min(per_keyframe), max(per_keyframe)
     print(f"s/keyframe {low:.2f}-{high:.2f}: ±{100 * (high - low) / (high + low):.0f} % about their middle")
     return rows

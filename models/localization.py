@@ -44,7 +44,7 @@ import pyarrow as pa
 import pycolmap
 
 from models.descriptors import DESCRIPTORS
-from models.mapping.sfm import RigCamera, recorded_sfm_config
+from models.mapping.sfm import DEFAULT_FEATURES, FEATURES, RigCamera, SiftSettings, recorded_sfm_config
 from schemas.map import SIFT_DIM
 
 _UNKNOWN_COVARIANCE = np.diag([1e6] * 3 + [1e2] * 3)  # what a failed fix says: anywhere, any way round
@@ -58,7 +58,7 @@ class LocalizerConfig:
 
     descriptor: str = "tiny_image"  # the map's global descriptor: its manifest's build["descriptor"]
     max_features: int = 1024  # SIFT features per query image
-    upright: bool = False  # SIFT without orientations, as the map's were: its manifest's build["sfm"]["upright"]
+    sift: SiftSettings = FEATURES[DEFAULT_FEATURES]  # as the map's features were: its manifest's build["sfm"]["sift"]
     retrieval_k: int = 12  # keyframes retrieved
     place_radius_m: float = 3.0  # places are this far apart at least, and hold keyframes this close
     place_keyframes: int = 4  # map keyframes nearest each place's centre whose points it is matched against
@@ -85,8 +85,8 @@ class LocalizerConfig:
     def for_map(cls, build: Mapping[str, Any]) -> LocalizerConfig:
         """The default settings, with the query features and descriptor that the map of manifest `build` was made
         with: a query described another way matches none of its points."""
-        upright = recorded_sfm_config(build.get("sfm", {})).upright
-        return cls(descriptor=build.get("descriptor", cls.descriptor), upright=upright)
+        sift = recorded_sfm_config(build.get("sfm", {})).sift
+        return cls(descriptor=build.get("descriptor", cls.descriptor), sift=sift)
 
 
 @dataclass(frozen=True)
@@ -208,7 +208,7 @@ class Localizer:
         self.describe = DESCRIPTORS[config.descriptor]()
         options = pycolmap.FeatureExtractionOptions(use_gpu=False, num_threads=1)
         options.sift.max_num_features = config.max_features
-        options.sift.upright = config.upright
+        config.sift.apply(options.sift)
         # One extractor per camera, so that the pictures are described in parallel.
         self.extractors = [pycolmap.FeatureExtractor.create(options, device=pycolmap.Device.cpu) for _ in self.rig]
         self.cameras = [c.colmap_camera() for c in self.rig]

@@ -18,7 +18,7 @@ from models.descriptors import TinyImageDescriptor
 from models.localization import Localizer, LocalizerConfig, _PlaceFix
 from models.mapping.evaluation import alignment, keyframe_poses, pose_error
 from models.mapping.graph import GraphConfig
-from models.mapping.sfm import RigCamera, SfmConfig, rig_cameras
+from models.mapping.sfm import FEATURES, RigCamera, SfmConfig, SiftSettings, rig_cameras
 from models.mapping.submaps import build_submap, submap_parts
 from models.planning import ClearanceMap, occupancy_grid
 from pipelines.mapping import DEFAULT_SFM, DEFAULT_SUBMAPS, EpisodeKeyframes, join, map_graph
@@ -99,11 +99,12 @@ def _off_the_tour(small_map: SmallMap, world: World, count: int) -> list[tuple[f
 
 
 def test_queries_are_described_as_the_map_was_built() -> None:
-    built = {"descriptor": "vpr", "sfm": asdict(SfmConfig(upright=True))}
-    assert LocalizerConfig.for_map(built) == LocalizerConfig(descriptor="vpr", upright=True)
-    # Maps made before upright SIFT record no `upright`: their features have orientations, as queries must then.
-    older = {"sfm": {k: v for k, v in asdict(SfmConfig()).items() if k != "upright"}}
-    assert LocalizerConfig.for_map(older) == LocalizerConfig(upright=False)
+    built = {"descriptor": "vpr", "sfm": asdict(SfmConfig(sift=FEATURES["accurate"]))}
+    assert LocalizerConfig.for_map(built) == LocalizerConfig(descriptor="vpr", sift=FEATURES["accurate"])
+    # Maps made before `sift` record at most `upright` (session 35) beside the other settings.
+    older = {k: v for k, v in asdict(SfmConfig()).items() if k != "sift"}
+    assert LocalizerConfig.for_map({"sfm": {**older, "upright": True}}).sift == SiftSettings(upright=True)
+    assert LocalizerConfig.for_map({"sfm": older}).sift == FEATURES["accurate"]
 
 
 def test_rig_cameras_are_the_simulators(office_world: Path) -> None:
