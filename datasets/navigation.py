@@ -12,7 +12,7 @@ import numpy as np
 from datasets.lake import Lake, LakeError
 from datasets.map_eval import source_lake, world_from_map
 from datasets.map_store import TopoMap, key_from_env, read_map
-from datasets.site_log import decode_jpeg, read_pictures
+from datasets.site_log import read_pictures
 from models.astra_global.localizer import FINE_STAGES, AstraLocalizer, AstraLocalizerConfig, landmark_map
 from models.astra_global.model import COMMITTED_CHECKPOINTS, AstraGlobal
 from models.goals import GoalResolver
@@ -23,6 +23,7 @@ from models.navigation.global_navigator import GlobalNavigator, GlobalParams
 from models.navigation.se2 import Pose2
 from models.text_encoder import TextEncoder
 from schemas.map import MapError
+from schemas.messages import decode_jpeg
 from schemas.robot import DEFAULT_ROBOT, RobotConfig
 from schemas.world import World
 

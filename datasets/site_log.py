@@ -6,13 +6,11 @@ Cameras come from camera_info and /tf_static, trajectories from the odometry tab
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
 import pycolmap
-from PIL import Image
 
 from datasets.lake import Lake
 from models.mapping.keyframes import Trajectory, rig_frame_times
@@ -86,12 +84,6 @@ def read_pictures(
         .collect()
     )
     return {(cameras[row["topic"]], row["t_ns"]): row["data"] for row in pictures.iter_rows(named=True)}
-
-
-def decode_jpeg(data: bytes) -> np.ndarray:
-    """RGB (H, W, 3) uint8 of a JPEG."""
-    with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB"))
 
 
 def read_trajectory(lake: Lake, episode_id: str, topic: str) -> Trajectory:

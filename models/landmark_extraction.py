@@ -269,17 +269,19 @@ class DetectedLandmarkExtractor(LandmarkExtractor):
         found = []
         for start in range(0, len(views), self.config.batch_size):
             batch = views[start : start + self.config.batch_size]
+            pictures = [v.picture() for v in batch]
             shrunk = [
-                np.asarray(Image.fromarray(v.image).resize((width, height), Image.Resampling.BILINEAR)) for v in batch
+                np.asarray(Image.fromarray(p).resize((width, height), Image.Resampling.BILINEAR)) for p in pictures
             ]
-            for view, detections in zip(batch, self.detector.detect(shrunk, self.config.batch_size), strict=True):
-                scaled = [_scaled(d, self.config.input_size, view.image.shape) for d in detections]
+            found_in_batch = self.detector.detect(shrunk, self.config.batch_size)
+            for picture, detections in zip(pictures, found_in_batch, strict=True):
+                scaled = [_scaled(d, self.config.input_size, picture.shape) for d in detections]
                 found.append(_without_duplicates(scaled, self.config.duplicate_iou))
         return found
 
     def extract(self, views: Sequence[NodeView]) -> LandmarkObservations:
         started = time.perf_counter()
-        lacking = [v.node_id for v in views if v.image is None or v.geometry is None]
+        lacking = [v.node_id for v in views if not v.has_picture or v.geometry is None]
         if lacking:
             raise ValueError(f"node {lacking[0]}: the detector extractor needs each node's picture and camera geometry")
         placed = place_detections(views, self.detect(views), self.config)

@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from schemas.map import TABLES, conform_table
+from schemas.messages import decode_jpeg
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,25 @@ class NodeView:
     camera: str  # one of the rig's cameras, schemas.topics.CAMERAS
     base_pose: tuple[float, float, float]  # x, y, yaw of base_link in map
     image: np.ndarray | None = None  # RGB (H, W, 3) uint8; extractors that need it say so
+    # The picture as recorded (JPEG), where `image` is not given: decoded only when used, so that the views of a
+    # site's thousands of nodes do not hold every picture decoded at once.
+    jpeg: bytes | None = None
     # The simulator's truth of base_link in its world, where the log records it: only privileged extractors use
     # it, since `map` (the first tour's odometry frame) is off the world by that tour's drift.
     world_pose: tuple[float, float, float] | None = None
     geometry: NodeGeometry | None = None  # None for a node without a camera pose
+
+    @property
+    def has_picture(self) -> bool:
+        return self.image is not None or self.jpeg is not None
+
+    def picture(self) -> np.ndarray:
+        """RGB (H, W, 3) uint8: `image`, or `jpeg` decoded now."""
+        if self.image is not None:
+            return self.image
+        if self.jpeg is None:
+            raise ValueError(f"node {self.node_id} has no picture")
+        return decode_jpeg(self.jpeg)
 
 
 @dataclass(frozen=True)
@@ -66,7 +82,7 @@ class LandmarkExtractor(abc.ABC):
     """Finds the landmarks that map nodes see; subclasses register in EXTRACTORS (pipelines.mapping).
 
     Map building constructs a privileged extractor (`needs_world`) from the simulator's world folder and the robot
-    config that renders at the nodes' resolution, any other with no arguments; it fills NodeView.image for those that
+    config that renders at the nodes' resolution, any other with no arguments; it fills NodeView.jpeg for those that
     need pictures.
     """
 

@@ -40,7 +40,7 @@ from datasets.lake import Lake
 from datasets.map_eval import world_from_map
 from datasets.map_store import TopoMap
 from datasets.navigation import keyframe_pictures, planar_world_from_map
-from datasets.site_log import decode_jpeg, read_pictures, read_rig, read_trajectory, rig_frames
+from datasets.site_log import read_pictures, read_rig, read_trajectory, rig_frames
 from models.astra_global.goals import find_goals
 from models.astra_global.localizer import AstraLocalizer, AstraLocalizerConfig, landmark_map
 from models.astra_global.maps import leads_to_room
@@ -48,6 +48,7 @@ from models.astra_global.model import COMMITTED_CHECKPOINTS, AstraGlobal
 from models.localization import Localizer, LocalizerConfig
 from models.mapping.evaluation import pose_error
 from models.mapping.keyframes import KeyframeConfig, select_keyframes
+from schemas.messages import decode_jpeg
 from schemas.topics import GROUND_TRUTH_TOPIC
 from schemas.world import World
 from sim.missions import sample_missions

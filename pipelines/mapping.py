@@ -42,7 +42,6 @@ from scipy.spatial.transform import Rotation
 from datasets.lake import Lake
 from datasets.map_store import TopoMap, read_manifest, read_map, write_map
 from datasets.site_log import (
-    decode_jpeg,
     image_topic,
     read_map_from_odom,
     read_pictures,
@@ -82,6 +81,7 @@ from models.mapping.submaps import (
 from pipelines.progress import marker_progress
 from pipelines.runner import check_runner, run_pipeline
 from schemas.map import conform_table
+from schemas.messages import decode_jpeg
 from schemas.robot import DEFAULT_ROBOT
 from schemas.topics import GROUND_TRUTH_TOPIC, ODOMETRY_TOPIC
 from sim.annotations import AnnotatedLandmarkExtractor
@@ -431,7 +431,7 @@ def extract_landmarks(
 
 
 def with_pictures(views: Sequence[NodeView], graph: MapGraph, rig: Sequence[RigCamera], lake: Lake) -> list[NodeView]:
-    """The views (of the graph's nodes) with their node's picture: RGB at the recorded resolution."""
+    """The views (of the graph's nodes) with their node's picture as recorded (JPEG, decoded when used)."""
     taken = _taken(graph, views)
     jpeg = {}
     for episode_id in sorted({e for e, _ in taken}):
@@ -439,7 +439,7 @@ def with_pictures(views: Sequence[NodeView], graph: MapGraph, rig: Sequence[RigC
         pictures = read_pictures(lake, episode_id, rig, times)
         jpeg |= {(episode_id, camera, t): data for (camera, t), data in pictures.items()}
     return [
-        replace(view, image=decode_jpeg(jpeg[episode_id, view.camera, t_ns]))
+        replace(view, jpeg=jpeg[episode_id, view.camera, t_ns])
         for view, (episode_id, t_ns) in zip(views, taken, strict=True)
     ]
 

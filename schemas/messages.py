@@ -13,11 +13,14 @@ the ROS order.
 from __future__ import annotations
 
 import dataclasses
+import io
 import typing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
 import pyarrow as pa
+from PIL import Image
 
 Vec3 = tuple[float, float, float]
 Quat = tuple[float, float, float, float]
@@ -68,6 +71,12 @@ class CompressedImage:
     frame_id: str  # camera optical frame
     format: str  # "jpeg" | "png"
     data: bytes
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    """RGB (H, W, 3) uint8 of a CompressedImage's data (JPEG, or PNG)."""
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from datasets.map_store import read_map, write_map
-from datasets.site_log import decode_jpeg
 from models.descriptors import TinyImageDescriptor
 from models.localization import Localizer, LocalizerConfig, _PlaceFix
 from models.mapping.evaluation import alignment, keyframe_poses, pose_error
@@ -23,6 +22,7 @@ from models.mapping.submaps import build_submap, submap_parts
 from models.planning import ClearanceMap, occupancy_grid
 from pipelines.mapping import DEFAULT_SFM, DEFAULT_SUBMAPS, EpisodeKeyframes, join, map_graph
 from schemas.map import TABLES, generate_key, parse_key
+from schemas.messages import decode_jpeg
 from schemas.robot import DEFAULT_ROBOT
 from schemas.world import World
 from sim.simulator import Simulator
