@@ -153,12 +153,12 @@ def test_a_map_builds_from_a_recording_alone(lake_without_world: Path, tmp_path:
     astra = Path(sys.executable).parent / "astra"
     env = {k: v for k, v in os.environ.items() if k != KEY_ENV}
     argv = [astra, "map", "build", "--site", "office-0", "--lake", str(lake_without_world), "--out", str(out)]
-    proc = subprocess.run([*argv, "--features", "accurate"], capture_output=True, text=True, env=env)
+    proc = subprocess.run([*argv, "--features", "fast"], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
 
     topo = read_map(out)
-    assert recorded_sfm_config(topo.manifest.build["sfm"]).sift == FEATURES["accurate"] != SfmConfig().sift
+    assert recorded_sfm_config(topo.manifest.build["sfm"]).sift == FEATURES["fast"] != SfmConfig().sift
     assert topo.manifest.build["extractor"] == "detector" and summary["landmarks"] == topo.landmarks.num_rows > 0
     report = summary["landmark_extraction"]
     assert report["nodes"] == summary["nodes"] and sum(report["placed_by"].values()) == report["detections"]

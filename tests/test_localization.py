@@ -99,8 +99,8 @@ def _off_the_tour(small_map: SmallMap, world: World, count: int) -> list[tuple[f
 
 
 def test_queries_are_described_as_the_map_was_built() -> None:
-    built = {"descriptor": "vpr", "sfm": asdict(SfmConfig(sift=FEATURES["accurate"]))}
-    assert LocalizerConfig.for_map(built) == LocalizerConfig(descriptor="vpr", sift=FEATURES["accurate"])
+    built = {"descriptor": "vpr", "sfm": asdict(SfmConfig(sift=FEATURES["fast"]))}
+    assert LocalizerConfig.for_map(built) == LocalizerConfig(descriptor="vpr", sift=FEATURES["fast"])
     # Maps made before `sift` record at most `upright` (session 35) beside the other settings.
     older = {k: v for k, v in asdict(SfmConfig()).items() if k != "sift"}
     assert LocalizerConfig.for_map({"sfm": {**older, "upright": True}}).sift == SiftSettings(upright=True)
