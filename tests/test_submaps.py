@@ -17,6 +17,7 @@ from models.mapping.evaluation import trajectory_errors
 from models.mapping.keyframes import KeyframeConfig
 from models.mapping.sfm import SfmConfig
 from models.mapping.submaps import (
+    LoopSearch,
     PoseGraph,
     SubmapConfig,
     build_submap,
@@ -76,6 +77,19 @@ def test_the_pose_graph_recovers_each_submaps_drift_and_shrugs_off_a_wrong_loop_
     np.testing.assert_allclose(solved, truth, atol=0.02)
     plain = graph.solve(np.zeros_like(truth), robust_scale=1e6)  # without the robust loss it pulls the map over
     assert np.abs(plain - truth).max() > 0.02
+
+
+def test_a_submap_with_enough_loop_closure_partners_looks_for_no_new_ones_but_can_still_be_found() -> None:
+    config = SubmapConfig(loop_partners=2, loop_pair_closures=2)
+    search = LoopSearch()
+    search.close(0, 1)
+    search.close(2, 0)
+    assert not search.is_open(0, 3, config)  # 0 has its two partners
+    assert search.is_open(3, 0, config)  # but 3 has none: it may still close with 0
+    assert search.is_open(0, 1, config)  # and 0 still closes with its partners, up to loop_pair_closures
+    search.close(1, 0)
+    assert not search.is_open(0, 1, config) and not search.is_open(1, 0, config)
+    assert search.is_open(0, -1, config)  # the map a tour is added to is always searched
 
 
 def test_loop_closures_pull_a_tour_that_started_off_its_dock_onto_the_map(tour_lake: Path, tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ _OPTICAL_AXIS = np.array([0.0, 0.0, 1.0])
 # Bundle-adjust everything whenever the registered frames have grown by this factor since the last time.
 _GLOBAL_REFINEMENT_GROWTH = 1.4
 _MAX_IMAGES_DIRECT_SOLVER = 20_000
+_MIN_RESIDUALS_FOR_THREADS = 1_000
 _MIN_INLIERS = pycolmap.TwoViewGeometryOptions().min_num_inliers
 
 
@@ -612,6 +613,8 @@ class _Mapper:
             ba_refine_extra_params=False,
             num_threads=config.num_threads,
             random_seed=config.seed,
+            # COLMAP adjusts problems under 50,000 residuals on one thread: every local adjustment here.
+            ba_min_num_residuals_for_cpu_multi_threading=_MIN_RESIDUALS_FOR_THREADS,
         )
         self.mapper_options, self.triangulation = self.options.get_mapper(), self.options.get_triangulation()
         self.global_adjustment = self.options.get_global_bundle_adjustment()

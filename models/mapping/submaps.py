@@ -12,7 +12,8 @@ of where the episode's recorded map -> odom puts it) joins them:
 - an episode's first submap to its recorded map -> odom, loosely (the first episode's is fixed: it is the map);
 - submaps that pass the same place by loop closures: a keyframe of one localized in the other (models.localization,
   with the graph's estimate as prior, so its aliasing defences hold). Every `loop_every`-th keyframe is tried against
-  at most `loop_submaps` other submaps that pass within `loop_radius_m`, so queries grow linearly too.
+  at most `loop_submaps` other submaps that pass within `loop_radius_m`, and a submap stops looking for new partners
+  once it has `loop_partners`, so queries grow linearly too.
 
 The graph is solved with a robust loss, loop closures are looked for again from the new estimate, and it is solved
 again. Each keyframe is then taken from one submap, its owner: of two that share it, the one it lies deeper in.
@@ -26,7 +27,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -56,6 +57,9 @@ class SubmapConfig:
     loop_radius_m: float = 3.0  # other submaps with a registered keyframe this near are tried
     loop_submaps: int = 2  # at most this many other submaps per query, nearest first
     loop_pair_closures: int = 4  # two submaps joined by this many loop closures are not searched between again
+    # A submap joined to this many others by loop closures queries no new ones (it can still be found by them): a tour
+    # that passes the same rooms again and again would otherwise search nearly every pair of its submaps.
+    loop_partners: int = 4
     min_loop_confidence: float = 0.3  # models.localization's confidence a loop closure needs
     rounds: int = 2  # loop-closure searches, each followed by a solve
     shared_sigma_m: float = 0.03  # one keyframe as two neighbours reconstructed it
@@ -302,7 +306,7 @@ def join_submaps(
             _join_neighbours(graph, i, s, poses[i], submaps[i + 1], poses[i + 1], initial[i], config)
     corrections = graph.solve(np.zeros((len(submaps), 3)), config.robust_scale)
 
-    search = _LoopSearch()
+    search = LoopSearch()
     for _ in range(config.rounds):
         found = _loop_closures(submaps, initial, poses, corrections, search, rig, config, localizer, anchor)
         for i, pose_i, j, pose_j in found:
@@ -352,13 +356,25 @@ def _join_neighbours(
 
 
 @dataclass
-class _LoopSearch:
+class LoopSearch:
     """What the loop-closure rounds share: localizers built, queries tried, closures found per pair of submaps."""
 
     localizers: dict[int, Localizer] = field(default_factory=dict)
     tried: set[tuple[int, int, int]] = field(default_factory=set)  # (submap, keyframe, target submap)
     closed: Counter[tuple[int, int]] = field(default_factory=Counter)
+    partners: defaultdict[int, set[int]] = field(default_factory=lambda: defaultdict(set))  # by loop closures
     queries: int = 0
+
+    def close(self, i: int, j: int) -> None:
+        self.closed[min(i, j), max(i, j)] += 1
+        self.partners[i].add(j)
+        self.partners[j].add(i)
+
+    def is_open(self, j: int, i: int, config: SubmapConfig) -> bool:
+        """Whether submap j still queries submap i (-1: the anchor map, always queried until closed)."""
+        if self.closed[min(i, j), max(i, j)] >= config.loop_pair_closures:
+            return False
+        return i < 0 or i in self.partners[j] or len(self.partners[j] - {-1}) < config.loop_partners
 
 
 def _loop_closures(
@@ -366,15 +382,15 @@ def _loop_closures(
     initial: Sequence[pycolmap.Rigid3d],
     poses: Sequence[dict[int, np.ndarray]],
     corrections: np.ndarray,
-    search: _LoopSearch,
+    search: LoopSearch,
     rig: Sequence[RigCamera],
     config: SubmapConfig,
     localizer_config: LocalizerConfig,
     anchor: MapAnchor | None,
 ) -> list[tuple[int, np.ndarray, int, np.ndarray]]:
     """Query keyframes localized in other submaps near them, and in the anchor map: the pose pairs found (index -1 is
-    the anchor). Pairs of submaps that have `loop_pair_closures` are passed over, so that the queries go where the
-    graph still needs them."""
+    the anchor). Pairs of submaps that have `loop_pair_closures` are passed over, and so are new partners of a submap
+    that has `loop_partners`, so that the queries go where the graph still needs them."""
     estimates = [
         _corrected(c, np.array(list(p.values())).reshape(-1, 3)) for c, p in zip(corrections, poses, strict=True)
     ]
@@ -395,9 +411,7 @@ def _loop_closures(
             open_pairs = [
                 i
                 for d, i in near
-                if d <= config.loop_radius_m
-                and (j, k, i) not in search.tried
-                and search.closed[min(i, j), max(i, j)] < config.loop_pair_closures
+                if d <= config.loop_radius_m and (j, k, i) not in search.tried and search.is_open(j, i, config)
             ]
             query = None
             for i in open_pairs[: config.loop_submaps + (anchor is not None)]:
@@ -418,7 +432,7 @@ def _loop_closures(
                 if fix.success and fix.confidence >= config.min_loop_confidence:
                     in_map = fix.map_from_base if i < 0 else initial[i] * fix.map_from_base
                     found.append((i, planar(in_map), j, poses[j][k]))
-                    search.closed[min(i, j), max(i, j)] += 1
+                    search.close(i, j)
     return found
 
 
