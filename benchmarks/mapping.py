@@ -1,7 +1,6 @@
 """`astra map build` on recorded expert tours: build time against keyframe count, and map quality per building kind.
 
-Scaling: one office tour per size, long enough for about 100, 400, 1,500 and 3,000 keyframes before those of places
-the tour had already shown are thinned (`thinned`: models.mapping.keyframes.thin_revisits); each is recorded,
+Scaling: one office tour per size, long enough for about 100, 400, 1,500 and 3,000 keyframes; each is recorded,
 ingested and built alone with the fast SIFT features (`astra map build --features fast`, for site-scale maps), and
 the build is timed whole and per stage, and evaluated. The two shortest are built again with the default features,
 side by side.
@@ -74,7 +73,6 @@ def _build(workdir: Path, kind: str, seed: int, seconds: float, features: str = 
     metrics = evaluate_map_dir(out, case / "lake")
     return {
         "kind": kind, "seed": seed, "tour_s": seconds, "features": features, "keyframes": summary.keyframes,
-        "revisits_thinned": summary.revisits_thinned,
         "build_s": round(build_s, 1), "sfm_s": read_map(out).manifest.build["sfm_seconds"], **summary.submaps,
         **{k: metrics[k] for k in ("registration_rate", "placed_by_odometry_rate", "ate_rmse_m", "rotation_median_deg",
                                    "landmarks", "rooms", "connected")},
@@ -84,9 +82,8 @@ def _build(workdir: Path, kind: str, seed: int, seconds: float, features: str = 
 def scaling(workdir: Path) -> list[dict[str, Any]]:
     """Build time and quality of office tours of about 100, 400, 1,500 and 3,000 keyframes."""
     print(
-        f"{'SIFT':>8} {'keyframes':>9} {'thinned':>7} {'build s':>8} {'s/keyframe':>10} {'features':>9} "
-        f"{'matching':>9} {'mapping':>8} {'join':>6} {'submaps':>7} {'loops':>9} {'registered':>10} {'by odom':>7} "
-        f"{'ATE m':>7}"
+        f"{'SIFT':>8} {'keyframes':>9} {'build s':>8} {'s/keyframe':>10} {'features':>9} {'matching':>9} "
+        f"{'mapping':>8} {'join':>6} {'submaps':>7} {'loops':>9} {'registered':>10} {'by odom':>7} {'ATE m':>7}"
     )
     rows, sizes = [], sorted(SCALING_TOURS_S)
     for seconds, features in [(s, SCALING_FEATURES) for s in sizes] + [(s, DEFAULT_FEATURES) for s in sizes[:2]]:
@@ -94,8 +91,7 @@ def scaling(workdir: Path) -> list[dict[str, Any]]:
         rows.append(row)
         sfm = row["sfm_s"]
         print(
-            f"{features:>8} {row['keyframes']:>9} {row['revisits_thinned']:>7} {row['build_s']:>8.1f} "
-            f"{row['build_s'] / row['keyframes']:>10.2f} "
+            f"{features:>8} {row['keyframes']:>9} {row['build_s']:>8.1f} {row['build_s'] / row['keyframes']:>10.2f} "
             f"{sfm['features']:>9.1f} {sfm['matching']:>9.1f} {sfm['mapping']:>8.1f} {sfm['join']:>6.1f} "
             f"{row['submaps']:>7} {row['loop_closures']:>4}/{row['loop_queries']:<4} "
             f"{row['registration_rate']:>10.3f} {row['placed_by_odometry_rate']:>7.3f} {row['ate_rmse_m']:>7.3f}",

@@ -22,10 +22,6 @@ from PIL import Image
 class GlobalDescriptor(abc.ABC):
     """RGB images -> unit vectors of `dim` float32; subclasses register in DESCRIPTORS."""
 
-    # Cosine similarity, on every camera of a rig at once, above which two keyframes show the same place; None where
-    # it was never measured (mapping then keeps every keyframe of a revisit).
-    same_place_similarity: float | None = None
-
     @property
     @abc.abstractmethod
     def dim(self) -> int:
@@ -65,10 +61,6 @@ class TinyImageDescriptor(GlobalDescriptor):
 
 class VprDescriptor(GlobalDescriptor):
     """The learned VPR model (models/vpr.py) of a checkpoint folder, by default the committed one."""
-
-    # On a 265 s office tour no keyframe was this similar to one over 2 m away, while 109 of the 137 that truly
-    # revisited a place (0.75 m, 20 deg) were (data/diag/novelty.py, session 37).
-    same_place_similarity = 0.7
 
     DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "vpr"
 

@@ -57,7 +57,7 @@ from models.landmarks import LandmarkExtractor, LandmarkObservations, NodeGeomet
 from models.localization import Localizer, LocalizerConfig
 from models.mapping.evaluation import keyframe_poses
 from models.mapping.graph import GraphConfig, GraphNodes, build_edges
-from models.mapping.keyframes import KeyframeConfig, select_keyframes, thin_revisits
+from models.mapping.keyframes import KeyframeConfig, select_keyframes
 from models.mapping.sfm import (
     Keyframe,
     MappedKeyframe,
@@ -116,7 +116,6 @@ class EpisodeKeyframes:
     keyframes: tuple[Keyframe, ...]
     descriptors: np.ndarray  # (keyframes, cameras, dim) float32, cameras in rig order
     map_from_odom: pycolmap.Rigid3d  # as /tf recorded it when the episode began
-    revisits_thinned: int = 0  # keyframes left out where the episode passed a place it had already shown
 
 
 @dataclass(frozen=True)
@@ -130,7 +129,7 @@ class SiteReconstruction:
     mapped: tuple[MappedKeyframe, ...]  # in the order of the episodes' keyframes
     observations: dict[str, np.ndarray]  # image name -> ids of the 3D points it observes
     seconds: dict[str, float]  # each SfM stage summed over the submaps, and joining them
-    counts: dict[str, int]  # models.mapping.submaps.JoinedMap.counts, and the episodes' revisits_thinned
+    counts: dict[str, int]  # models.mapping.submaps.JoinedMap.counts
     # The map these episodes were joined to (`astra map update`), which they extend: read where it is needed, since a
     # site's map can be larger than what a pipeline passes between its steps.
     base: MapSource | None = None
@@ -153,17 +152,16 @@ class MapGraph:
 def episode_keyframes(
     episode_id: str, lake: Lake, config: KeyframeConfig, descriptor: str = DESCRIPTOR
 ) -> EpisodeKeyframes:
-    """Select an episode's keyframes from wheel odometry, read only their pictures, and thin out those of places the
-    episode has already shown (models.mapping.keyframes.thin_revisits)."""
+    """Select an episode's keyframes from wheel odometry and read only their pictures."""
     rig = read_rig(lake, episode_id)
     frames = rig_frames(lake, episode_id, rig)
     odometry = read_trajectory(lake, episode_id, ODOMETRY_TOPIC)
     chosen = frames[select_keyframes(frames, odometry, config)]
     jpeg = read_pictures(lake, episode_id, rig, chosen.tolist())
-    driven = odometry.at(chosen)
+    poses = odometry.at(chosen).poses()
     keyframes = tuple(
         Keyframe(episode_id, int(t), pose, {c.name: jpeg[c.name, t] for c in rig})
-        for t, pose in zip(chosen.tolist(), driven.poses(), strict=True)
+        for t, pose in zip(chosen.tolist(), poses, strict=True)
     )
     describe = DESCRIPTORS[descriptor]()
     # Many keyframes per call, so that the model sees full batches; a chunk at a time, so that few are decoded at once.
@@ -171,13 +169,8 @@ def episode_keyframes(
     vectors = [describe.describe([decode_jpeg(k.images[c.name]) for k in chunk for c in rig]) for chunk in chunks]
     descriptors = np.concatenate([np.empty((0, describe.dim)), *vectors]).astype(np.float32)
     descriptors = descriptors.reshape(len(keyframes), len(rig), describe.dim)
-    kept = thin_revisits(driven.travelled(), descriptors, describe.same_place_similarity, config)
-    keyframes, descriptors = tuple(keyframes[i] for i in kept), descriptors[kept]
     start = lake.table("episodes").filter(pl.col("episode_id") == episode_id).select("start_ns").collect().item()
-    thinned = len(chosen) - len(kept)
-    return EpisodeKeyframes(
-        episode_id, start, rig, keyframes, descriptors, read_map_from_odom(lake, episode_id), thinned
-    )
+    return EpisodeKeyframes(episode_id, start, rig, keyframes, descriptors, read_map_from_odom(lake, episode_id))
 
 
 def join(
@@ -232,7 +225,7 @@ def join(
         joined.mapped,
         joined.observations,
         {**seconds, **joined.seconds},
-        {**joined.counts, "revisits_thinned": sum(e.revisits_thinned for e in episodes)},
+        joined.counts,
         onto,
         by_submap,
     )
@@ -684,7 +677,6 @@ def write_site_map(
         "keyframes": len(site.mapped),
         "registered": sum(m.registered for m in site.mapped),
         "placed_by_odometry": sum(m.placed_by_odometry for m in site.mapped),
-        "revisits_thinned": site.counts["revisits_thinned"],
         "odometry_seams": len(seams),
         "submaps": {k: site.counts[k] for k in ("submaps", "loop_queries", "loop_closures")},
         "nodes": graph.nodes.num_rows,
@@ -740,7 +732,6 @@ class MapSummary:
     keyframes: int
     registered: int
     placed_by_odometry: int  # of the registered keyframes, those posed from wheel odometry (schemas.map nodes)
-    revisits_thinned: int  # keyframes left out where a tour passed a place it had already shown (thin_revisits)
     odometry_seams: int  # neighbouring keyframes the map puts apart other than odometry does (sfm.odometry_seams)
     submaps: dict[str, int]  # submaps, loop-closure queries, and loop closures the pose graph was given
     nodes: int

@@ -13,7 +13,7 @@ from PIL import Image
 from scipy.spatial.transform import Rotation
 
 from models.mapping.evaluation import trajectory_errors
-from models.mapping.keyframes import KeyframeConfig, Trajectory, rig_frame_times, select_keyframes, thin_revisits
+from models.mapping.keyframes import KeyframeConfig, Trajectory, rig_frame_times, select_keyframes
 from models.mapping.sfm import (
     Keyframe,
     MappedKeyframe,
@@ -80,21 +80,6 @@ def test_keyframes_every_half_metre_and_turn_and_while_standing_still() -> None:
     chosen = frames[select_keyframes(frames, odometry, config)] / 1e9
 
     np.testing.assert_allclose(chosen, [0.0, 0.5, 1.0, 1.5, 2.0, 2.4, 2.8, 3.2, 3.6, 4.0, 9.0, 14.0])
-
-
-def test_a_pass_through_a_place_already_seen_keeps_one_keyframe_in_three() -> None:
-    """Ten keyframes 0.5 m apart through place A, ten through B, then ten through A again; three cameras each."""
-    rng = np.random.default_rng(0)
-    places = rng.normal(size=(20, 3, 64))  # a distinct picture per keyframe of the first two passes
-    descriptors = np.concatenate([places, places[:10] + rng.normal(scale=0.1, size=(10, 3, 64))])
-    travelled = 0.5 * np.arange(30)
-    kept = thin_revisits(travelled, descriptors, same_place=0.7)
-    np.testing.assert_array_equal(kept, [*range(20), 22, 25, 28])
-    assert len(thin_revisits(travelled, descriptors, same_place=None)) == 30  # a descriptor never calibrated
-    assert len(thin_revisits(travelled, descriptors, 0.7, KeyframeConfig(revisit_stride=1))) == 30
-    # A place that looks the same to two cameras of three is not one already seen.
-    descriptors[20:, 2] = rng.normal(size=(10, 64))
-    assert len(thin_revisits(travelled, descriptors, same_place=0.7)) == 30
 
 
 def test_rig_frames_are_the_instants_every_camera_has_an_image() -> None:

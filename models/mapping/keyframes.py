@@ -3,8 +3,6 @@
 A keyframe is one instant at which every camera of the rig took a picture; mapping uses the pictures
 of keyframes only. Keyframes are picked where the robot has moved or turned enough since the last one,
 so one that drives fast adds enough pictures and one that stands still adds one every few seconds.
-Where a tour passes a place it has already seen, mapping keeps fewer of them (`thin_revisits`): a robot that
-drives the same corridors all day should not grow its map, nor its build time, with every pass.
 """
 
 from __future__ import annotations
@@ -47,11 +45,6 @@ class Trajectory:
         quaternions = (start * Rotation.from_rotvec(turn * weight[:, None])).as_quat()
         return Trajectory(t_ns, positions, quaternions)
 
-    def travelled(self) -> np.ndarray:
-        """Metres driven in the plane from the first sample to each one."""
-        steps = np.linalg.norm(np.diff(self.positions[:, :2], axis=0), axis=1)
-        return np.concatenate([[0.0], np.cumsum(steps)])
-
     def poses(self) -> list[pycolmap.Rigid3d]:
         """world_from_base of every sample."""
         return [
@@ -66,10 +59,6 @@ class KeyframeConfig:
     min_distance: float = 0.5  # m
     min_rotation_deg: float = 15.0
     max_interval_s: float = 5.0
-    # Mapping only (thin_revisits): of a run of keyframes that show a place a kept keyframe at least
-    # `revisit_travel_m` of driving earlier already shows, one in `revisit_stride` is kept (1 keeps all).
-    revisit_stride: int = 3
-    revisit_travel_m: float = 5.0
 
 
 def rig_frame_times(image_t_ns: dict[str, np.ndarray]) -> np.ndarray:
@@ -97,28 +86,3 @@ def select_keyframes(
         ):
             chosen.append(i)
     return np.array(chosen)
-
-
-def thin_revisits(
-    travelled: np.ndarray, descriptors: np.ndarray, same_place: float | None, config: KeyframeConfig = KeyframeConfig()
-) -> np.ndarray:
-    """Indices of the keyframes to keep, in order: every one that shows something new, and one in
-    `config.revisit_stride` of those that show a place an earlier kept keyframe already shows: every camera's global
-    descriptor at least `same_place` similar (cosine) to that keyframe's. None keeps every keyframe.
-
-    `travelled` (N,) is metres driven up to each keyframe; `descriptors` (N, cameras, dim) their global descriptors.
-    """
-    count = len(travelled)
-    if same_place is None or config.revisit_stride <= 1 or count == 0:
-        return np.arange(count)
-    unit = descriptors / np.maximum(np.linalg.norm(descriptors, axis=2, keepdims=True), 1e-12)
-    # Keyframes driven at least revisit_travel_m before each one: a prefix, since `travelled` never falls.
-    before = np.searchsorted(travelled, travelled - config.revisit_travel_m, side="right")
-    kept = np.zeros(count, bool)
-    kept[0], last = True, 0
-    for i in range(1, count):
-        similarity = np.einsum("kcd,cd->kc", unit[: before[i]], unit[i]).min(axis=1)
-        seen = bool(np.any(similarity[kept[: before[i]]] >= same_place))
-        if not seen or i - last >= config.revisit_stride:
-            kept[i], last = True, i
-    return np.flatnonzero(kept)
