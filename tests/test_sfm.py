@@ -29,6 +29,7 @@ from models.mapping.sfm import (
     build_map,
     image_pairs,
     odometry_seams,
+    verification_options,
 )
 from schemas.robot import RobotConfig, camera_mount
 from schemas.topics import BY_OUTPUT, CAMERAS
@@ -172,6 +173,19 @@ def test_pairs_grow_linearly_with_visits_to_a_place() -> None:
         for a, b in far
     ]
     assert max(gaps) < 0.01
+
+
+def test_verification_keeps_two_view_ransac_trial_counts_with_our_threshold_and_seed() -> None:
+    config = SfmConfig(max_epipolar_error=2.5, seed=11)
+    ransac, two_view = verification_options(config).ransac, pycolmap.TwoViewGeometryOptions().ransac
+    assert (ransac.max_error, ransac.random_seed) == (2.5, 11)
+    assert (ransac.min_num_trials, ransac.max_num_trials, ransac.min_inlier_ratio, ransac.confidence) == (
+        two_view.min_num_trials,
+        two_view.max_num_trials,
+        two_view.min_inlier_ratio,
+        two_view.confidence,
+    )
+    assert ransac.min_num_trials < pycolmap.RANSACOptions().min_num_trials  # the generic counts this guards against
 
 
 def test_a_seam_is_where_neighbouring_keyframes_sit_apart_other_than_odometry_says() -> None:
