@@ -28,6 +28,7 @@ from models.mapping.sfm import (
     align_rigid,
     build_map,
     image_pairs,
+    mid_points,
     odometry_seams,
     verification_options,
 )
@@ -186,6 +187,27 @@ def test_verification_keeps_two_view_ransac_trial_counts_with_our_threshold_and_
         two_view.confidence,
     )
     assert ransac.min_num_trials < pycolmap.RANSACOptions().min_num_trials  # the generic counts this guards against
+
+
+def test_mid_points_of_rays_that_meet_are_where_they_meet_and_missing_behind_a_camera_or_parallel() -> None:
+    # Camera 2's centre is 1 m to the right of camera 1's. Row 0: it is also turned 10 degrees towards camera 1's
+    # view, and both see (0, 0, 4). Row 1: both see a point behind them. Row 2: parallel rays. Row 3: camera 1
+    # looks ahead, camera 2 along (-1, 0.3, 3); the rays pass closest at s = 1 / 1.09 along camera 2's.
+    turned = pycolmap.Rigid3d(pycolmap.Rotation3d(Rotation.from_euler("y", -10, degrees=True).as_quat()), [0, 0, 0])
+    moved = pycolmap.Rigid3d(pycolmap.Rotation3d(), [-1.0, 0.0, 0.0])
+    poses = [turned * moved, moved, moved, moved]
+    target = turned * moved * np.array([0.0, 0.0, 4.0])
+    rays1 = np.array([[0.0, 0.0, 1.0], [2 / 3, 0.0, 1.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    rays2 = np.array([target / target[2], [1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [-1 / 3, 0.1, 1.0]])
+    points = mid_points(
+        np.array([p.rotation.matrix() for p in poses]), np.array([p.translation for p in poses]), rays1, rays2
+    )
+    np.testing.assert_allclose(points[0], [0.0, 0.0, 4.0], atol=1e-9)
+    assert np.isnan(points[1]).all() and np.isnan(points[2]).all()
+    s = 1 / 1.09
+    np.testing.assert_allclose(points[3], [0.5 * (1 - s), 0.5 * 0.3 * s, 3 * s], atol=1e-9)
+    # Where rays meet, pycolmap's mid-point (a null vector of the same system) agrees.
+    np.testing.assert_allclose(pycolmap.triangulate_mid_point(poses[0], rays1[0], rays2[0]), points[0], atol=1e-9)
 
 
 def test_a_seam_is_where_neighbouring_keyframes_sit_apart_other_than_odometry_says() -> None:

@@ -137,13 +137,14 @@ def build_submap(part: SubmapPart, work_dir: Path, sfm: SfmConfig, config: Subma
     shutil.rmtree(work, ignore_errors=True)
     reconstruction = sfm_map.reconstruction
     observations = {
-        image.name: np.array([p.point3D_id for p in image.points2D if p.has_point3D()], np.int64)
+        image.name: np.array([p.point3D_id for p in image.get_observation_points2D()], np.int64)
         for image in reconstruction.images.values()
         if image.has_pose
     }
     point_ids = np.array(sorted(reconstruction.points3D), np.int64)
-    points = np.array([reconstruction.points3D[i].xyz for i in point_ids]).reshape(-1, 3)
-    colors = np.array([reconstruction.points3D[i].color for i in point_ids], np.uint8).reshape(-1, 3)
+    chosen = [reconstruction.point3D(i) for i in point_ids]
+    points = np.array([p.xyz for p in chosen]).reshape(-1, 3)
+    colors = np.array([p.color for p in chosen], np.uint8).reshape(-1, 3)
     return Submap(
         replace(part, keyframes=tuple(replace(k, images={}) for k in part.keyframes)),
         tuple(sfm_map.keyframes),
