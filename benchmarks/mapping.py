@@ -9,8 +9,10 @@ Update: a 300 s tour of the same office, on another route, added by `astra map u
 scaling tour (a copy of it), timed, and the updated map evaluated.
 
 Quality: a 60 s tour of every building kind, on the seed the SfM settings were tuned on (0) and on seeds they
-never saw, evaluated as `astra eval map` does (registration rate, ATE RMSE after a rigid alignment, rotation); and a
-300 s tour of every kind on an unseen seed, which several submaps join.
+never saw, built with the default features and evaluated as `astra eval map` does (registration rate, ATE RMSE after
+a rigid alignment, rotation); and tours of 300 s and 1000 s (about 450 and 1,450 keyframes) of every kind on another
+unseen seed, which several submaps join, built with the site-scale features as the scaling tours are.
+`ASTRA_BENCH_MAP_LONG_TOURS_S` (comma-separated seconds) picks the long quality tours.
 
 Tours are recorded in-process at the robot's default 320x240 (sim.tour), without depth (mapping reads none), and
 reused from `<workdir>/<case>/logs`. `ASTRA_BENCH_MAP_TOURS_S` (comma-separated seconds) picks the scaling tours.
@@ -38,7 +40,8 @@ from sim.world import generate_world, write_world
 # Sim seconds of office tour for about 100, 400, 1,500 and 3,000 keyframes (about 1.5 keyframes per second of tour).
 SCALING_TOURS_S = tuple(float(s) for s in os.environ.get("ASTRA_BENCH_MAP_TOURS_S", "65,265,1000,2000").split(","))
 SCALING_FEATURES = "fast"
-QUALITY_TOUR_S, LONG_QUALITY_TOUR_S = 60.0, 300.0
+QUALITY_TOUR_S = 60.0
+LONG_QUALITY_TOURS_S = tuple(float(s) for s in os.environ.get("ASTRA_BENCH_MAP_LONG_TOURS_S", "300,1000").split(","))
 TUNED_SEED, UNSEEN_SEEDS, LONG_SEED = 0, (11, 23), 31
 UPDATE_TOUR_S, UPDATE_ROUTE_SEED = 300.0, 1
 
@@ -134,24 +137,27 @@ def update(workdir: Path) -> dict[str, Any]:
 
 
 def quality(workdir: Path) -> list[dict[str, Any]]:
-    """Map quality of a 60 s tour of every building kind on the tuned seed and on unseen ones, and of a 300 s tour."""
+    """Map quality of a 60 s tour of every building kind on the tuned seed and on unseen ones (default features), and
+    of the long tours of an unseen seed (site-scale features)."""
     print(
-        f"\n{'kind':10} {'seed':>4} {'keyframes':>9} {'registered':>10} {'by odom':>7} {'ATE m':>7} {'rot deg':>7} "
-        f"{'landmarks':>9} {'rooms':>5} {'connected':>9}"
+        f"\n{'kind':10} {'seed':>4} {'tour s':>6} {'SIFT':>8} {'keyframes':>9} {'build s':>8} {'registered':>10} "
+        f"{'by odom':>7} {'ATE m':>7} {'rot deg':>7} {'landmarks':>9} {'rooms':>5} {'connected':>9}"
     )
     rows = []
-    cases = [(seed, QUALITY_TOUR_S) for seed in (TUNED_SEED, *UNSEEN_SEEDS)] + [(LONG_SEED, LONG_QUALITY_TOUR_S)]
+    cases = [(seed, QUALITY_TOUR_S, DEFAULT_FEATURES) for seed in (TUNED_SEED, *UNSEEN_SEEDS)]
+    cases += [(LONG_SEED, seconds, SCALING_FEATURES) for seconds in LONG_QUALITY_TOURS_S]
     for kind in WORLD_KINDS:
-        for seed, seconds in cases:
-            row = _build(workdir, kind, seed, seconds)
+        for seed, seconds, features in cases:
+            row = _build(workdir, kind, seed, seconds, features)
             rows.append(row)
             print(
-                f"{kind:10} {seed:>4} {row['keyframes']:>9} {row['registration_rate']:>10.3f} "
-                f"{row['placed_by_odometry_rate']:>7.3f} "
-                f"{row['ate_rmse_m']:>7.3f} {row['rotation_median_deg']:>7.2f} {row['landmarks']:>9} "
-                f"{row['rooms']:>5} {row['connected']!s:>9}",
+                f"{kind:10} {seed:>4} {seconds:>6.0f} {features:>8} {row['keyframes']:>9} {row['build_s']:>8.1f} "
+                f"{row['registration_rate']:>10.3f} {row['placed_by_odometry_rate']:>7.3f} {row['ate_rmse_m']:>7.3f} "
+                f"{row['rotation_median_deg']:>7.2f} {row['landmarks']:>9} {row['rooms']:>5} {row['connected']!s:>9}",
                 flush=True,
             )
+    meets = [r for r in rows if r["registration_rate"] >= 0.95 and r["ate_rmse_m"] <= 0.10 and r["connected"]]
+    print(f"registered >= 0.95, ATE <= 0.10 m and connected: {len(meets)} of {len(rows)} maps")
     return rows
 
 
