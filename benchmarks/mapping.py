@@ -15,7 +15,9 @@ unseen seed, which several submaps join, built with the site-scale features as t
 `ASTRA_BENCH_MAP_LONG_TOURS_S` (comma-separated seconds) picks the long quality tours.
 
 Tours are recorded in-process at the robot's default 320x240 (sim.tour), without depth (mapping reads none), and
-reused from `<workdir>/<case>/logs`. `ASTRA_BENCH_MAP_TOURS_S` (comma-separated seconds) picks the scaling tours.
+reused from `<workdir>/<case>/logs`. `ASTRA_BENCH_MAP_TOURS_S` (comma-separated seconds) picks the scaling tours,
+and `ASTRA_BENCH_MAP_PARTS` (comma-separated, of scaling, update and quality; all by default) the parts to run: update
+needs the longest scaling tour's map.
 """
 
 from __future__ import annotations
@@ -161,5 +163,12 @@ def quality(workdir: Path) -> list[dict[str, Any]]:
     return rows
 
 
+PARTS = {"scaling": scaling, "update": update, "quality": quality}
+
+
 def run(workdir: Path) -> dict:
-    return {"scaling": scaling(workdir), "update": update(workdir), "quality": quality(workdir)}
+    names = os.environ.get("ASTRA_BENCH_MAP_PARTS", ",".join(PARTS)).split(",")
+    unknown = set(names) - PARTS.keys()
+    if unknown:
+        raise SystemExit(f"ASTRA_BENCH_MAP_PARTS: unknown part(s) {sorted(unknown)}; choose from {sorted(PARTS)}")
+    return {name: PARTS[name](workdir) for name in names}

@@ -231,6 +231,20 @@ def join(
     )
 
 
+def reconstruct(
+    episodes: Sequence[EpisodeKeyframes],
+    work_dir: str,
+    sfm: SfmConfig,
+    config: SubmapConfig = DEFAULT_SUBMAPS,
+    descriptor: str = DESCRIPTOR,
+    onto: MapSource | None = None,
+) -> SiteReconstruction:
+    """The site's submaps built one after another and joined, in this process: the pipeline's steps without Beam."""
+    parts = [p for e in episodes for p in submap_parts(e.episode_id, e.rig, e.keyframes, e.descriptors, config)]
+    submaps = [build_submap(part, Path(work_dir), sfm, config) for part in parts]
+    return join(episodes, submaps, work_dir, config, descriptor, onto)
+
+
 @dataclass(frozen=True)
 class MapSource:
     """Where a pipeline step reads an existing map: its folder and key (steps read it themselves, so that only this

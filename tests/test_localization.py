@@ -18,9 +18,8 @@ from models.localization import Localizer, LocalizerConfig, _PlaceFix
 from models.mapping.evaluation import alignment, keyframe_poses, pose_error
 from models.mapping.graph import GraphConfig
 from models.mapping.sfm import FEATURES, RigCamera, SfmConfig, SiftSettings, rig_cameras
-from models.mapping.submaps import build_submap, submap_parts
 from models.planning import ClearanceMap, occupancy_grid
-from pipelines.mapping import DEFAULT_SFM, DEFAULT_SUBMAPS, EpisodeKeyframes, join, map_graph
+from pipelines.mapping import DEFAULT_SFM, EpisodeKeyframes, map_graph, reconstruct
 from schemas.map import TABLES, generate_key, parse_key
 from schemas.messages import decode_jpeg
 from schemas.robot import DEFAULT_ROBOT
@@ -49,9 +48,7 @@ def small_map(office_world: Path, tmp_path_factory: pytest.TempPathFactory) -> S
     descriptors = np.array([describe.describe([decode_jpeg(k.images[c.name]) for c in rig]) for k in keyframes])
     episode = EpisodeKeyframes("office-tour", 0, tuple(rig), tuple(keyframes), descriptors, pycolmap.Rigid3d())
     work = str(tmp_path_factory.mktemp("localization"))
-    parts = submap_parts(episode.episode_id, episode.rig, episode.keyframes, episode.descriptors, DEFAULT_SUBMAPS)
-    submaps = [build_submap(part, work, DEFAULT_SFM, DEFAULT_SUBMAPS) for part in parts]
-    site = join([episode], submaps, work, DEFAULT_SUBMAPS)
+    site = reconstruct([episode], work, DEFAULT_SFM)
     graph = map_graph(site, GraphConfig())
     tables = {name: TABLES[name].empty_table() for name in TABLES}
     tables.update(nodes=graph.nodes, edges=graph.edges, node_features=site.node_features)

@@ -22,9 +22,9 @@ from datasets.site_log import read_rig, read_trajectory, site_episodes
 from models.mapping.evaluation import alignment, keyframe_poses, trajectory_errors
 from models.mapping.keyframes import KeyframeConfig
 from models.mapping.sfm import SfmConfig
-from models.mapping.submaps import SubmapConfig, build_submap, submap_parts
+from models.mapping.submaps import SubmapConfig
 from pipelines.ingest import ingest
-from pipelines.mapping import DESCRIPTOR, MapSource, build_site_map, episode_keyframes, join
+from pipelines.mapping import DESCRIPTOR, MapSource, build_site_map, episode_keyframes, reconstruct
 from schemas.map import KEY_ENV, VERSIONS_DIR, generate_key, parse_key
 from schemas.topics import GROUND_TRUTH_TOPIC
 
@@ -106,9 +106,9 @@ def test_loop_closures_into_the_map_pull_a_tour_that_started_off_its_dock(
     episode = episode_keyframes(second, lake, KeyframeConfig())
     wrong = pycolmap.Rigid3d(pycolmap.Rotation3d(Rotation.from_euler("z", 10, degrees=True).as_quat()), [1.5, 0, 0])
     episode = replace(episode, map_from_odom=wrong * episode.map_from_odom)
-    parts = submap_parts(episode.episode_id, episode.rig, episode.keyframes, episode.descriptors, config)
-    submaps = [build_submap(part, tmp_path, SfmConfig(), config) for part in parts]
-    site = join([episode], submaps, str(tmp_path), config, DESCRIPTOR, MapSource(str(map_dir), parse_key(key)))
+    site = reconstruct(
+        [episode], str(tmp_path), SfmConfig(), config, DESCRIPTOR, MapSource(str(map_dir), parse_key(key))
+    )
     base = site.base.read()
 
     # The map's frame is where its own keyframes put the world: judge the new tour in it, not aligned on its own.
