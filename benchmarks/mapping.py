@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -170,5 +171,6 @@ def run(workdir: Path) -> dict:
     names = os.environ.get("ASTRA_BENCH_MAP_PARTS", ",".join(PARTS)).split(",")
     unknown = set(names) - PARTS.keys()
     if unknown:
-        raise SystemExit(f"ASTRA_BENCH_MAP_PARTS: unknown part(s) {sorted(unknown)}; choose from {sorted(PARTS)}")
+        print(f"ASTRA_BENCH_MAP_PARTS: unknown part(s) {sorted(unknown)}; choose from {sorted(PARTS)}", file=sys.stderr)
+        raise SystemExit(2)
     return {name: PARTS[name](workdir) for name in names}
