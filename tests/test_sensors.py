@@ -21,9 +21,10 @@ from models.planning import occupancy_grid
 from schemas.messages import CompressedImage, Twist, from_arrow, to_arrow
 from schemas.robot import RobotConfig, SensorNoise
 from schemas.topics import BY_OUTPUT, camera_frame
-from schemas.world import Agent, Room, World
+from schemas.world import WORLD_KINDS, Agent, Room, World
 from sim.robot import BODY
-from sim.simulator import SIGHTED, AgentSight, Simulator
+from sim.simulator import SIGHTED, AgentSight, Simulator, camera_name
+from sim.world import generate_world, write_world
 
 SMALL = RobotConfig(camera_width=64, camera_height=48)
 BODY_Z = 0.2  # a height inside the robot shell
@@ -493,4 +494,26 @@ def test_depth_is_nan_at_edges_and_on_dark_surfaces(office_world) -> None:
     assert edge.any() and dark.any() and not (edge | dark).all()
     np.testing.assert_array_equal(np.isnan(measured), edge | dark)
     np.testing.assert_array_equal(measured[~(edge | dark)], truth[~(edge | dark)])
+    sim.close()
+
+
+@pytest.mark.parametrize("kind", WORLD_KINDS)
+def test_one_pass_colour_and_depth_equal_the_renderers_own_passes(kind: str, tmp_path: Path) -> None:
+    """`render` reads colour and depth from one lit pass; MuJoCo's renderer draws depth in an unlit segmented pass of
+    its own. Both must give the same pixels, people and carts included."""
+    write_world(generate_world(kind, 0, dynamic=True), tmp_path / kind)
+    sim = Simulator(tmp_path / kind, RobotConfig(camera_width=96, camera_height=72), seed=1)
+    reference = mujoco.Renderer(sim.model, 72, 96)
+    for _ in range(4):
+        sim.advance(Twist(0, (0.4, 0.0, 0.0), (0.0, 0.0, 0.3)), 0.5)
+        for camera in sim.config.cameras:
+            rgb, depth = sim.render(camera)
+            reference.update_scene(sim.data, camera=camera_name(camera))
+            reference.enable_depth_rendering()
+            expected_depth = reference.render()
+            reference.disable_depth_rendering()
+            expected_depth[expected_depth >= sim.config.depth_far * 0.999] = np.inf
+            np.testing.assert_array_equal(rgb, reference.render())
+            np.testing.assert_array_equal(depth, expected_depth)
+    reference.close()
     sim.close()
