@@ -1,4 +1,5 @@
-"""Wheel-only dead reckoning against ground truth on expert tours of every building kind.
+"""Wheel-only dead reckoning, and the robot's wheel + IMU filter (models.odometry, as `local` runs it), against
+ground truth on the same expert tours of every building kind.
 
 Tours are driven in-process without cameras (sim.tour) on worlds and episodes of seeds the noise was never tuned on.
 Figures per tour: RTE, the translation error of every 10 m stretch of driving (both ends of the stretch taken in
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from models.odometry import WheelImuOdometry
 from models.odometry_drift import odometry_drift
 from schemas.messages import Odometry
 from schemas.robot import DEFAULT_ROBOT
@@ -35,7 +37,7 @@ def _planar(message: Odometry) -> tuple[float, float, float]:
 
 
 def drift(odometry: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """Drift figures of planar poses (N, 3: x, y, yaw) of wheel odometry against the truth at the same stamps."""
+    """Drift figures of planar poses (N, 3: x, y, yaw) of an odometry against the truth at the same stamps."""
     travelled = float(np.sum(np.linalg.norm(np.diff(truth[:, :2], axis=0), axis=1)))
     figures = odometry_drift(odometry, truth)
     # The estimate expressed in map, started at the true start pose.
@@ -50,38 +52,49 @@ def drift(odometry: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     }
 
 
-def tour_drift(world_dir: Path, seed: int, seconds: float = TOUR_S) -> dict[str, float]:
-    """Drive one expert tour without cameras; the drift of its wheel odometry."""
-    sim = Simulator(world_dir, dataclasses.replace(DEFAULT_ROBOT, cameras=()), seed=seed)
+def tour_drift(world_dir: Path, seed: int, seconds: float = TOUR_S) -> dict[str, dict[str, float]]:
+    """Drive one expert tour without cameras; the drift of its wheel odometry (`wheels`) and of the wheel + IMU
+    filter fed the same messages (`filter`), both read at every wheel stamp."""
+    robot = dataclasses.replace(DEFAULT_ROBOT, cameras=())
+    sim = Simulator(world_dir, robot, seed=seed)
     expert = ExpertDriver(World.load(world_dir), seed=seed)
-    streams: dict[str, list] = {"odom": [], "ground_truth": []}
+    fused = WheelImuOdometry(robot)
+    streams: dict[str, list] = {"odom": [], "filter": [], "ground_truth": []}
     for output_id, message in drive_tour(sim, expert, seconds):
-        if output_id in streams:
+        if output_id == "imu":
+            fused.on_imu(message)
+        elif output_id == "wheels":
+            fused.on_wheels(message)
+            streams["filter"].append(fused.pose())
+        elif output_id in streams:
             streams[output_id].append(_planar(message))
     sim.close()
-    return drift(np.array(streams["odom"]), np.array(streams["ground_truth"]))
+    truth = np.array(streams["ground_truth"])
+    return {"wheels": drift(np.array(streams["odom"]), truth), "filter": drift(np.array(streams["filter"]), truth)}
 
 
 def run(workdir: Path) -> list[dict[str, Any]]:
-    print(f"{'kind':10} {'seed':>4} {'metres':>7} {'RTE %':>6} {'max %':>6} {'end %':>6} {'ATE m':>6}")
+    print(f"{'kind':10} {'seed':>4} {'odometry':8} {'metres':>7} {'RTE %':>6} {'max %':>6} {'end %':>6} {'ATE m':>6}")
     rows = []
     for kind in WORLD_KINDS:
         for seed in SEEDS:
             world = workdir / f"{kind}-{seed}"
             if not world.exists():
                 write_world(generate_world(kind, seed), world)
-            row = {"kind": kind, "seed": seed, "tour_s": TOUR_S, **tour_drift(world, seed)}
-            rows.append(row)
+            for odometry, figures in tour_drift(world, seed).items():
+                row = {"kind": kind, "seed": seed, "odometry": odometry, "tour_s": TOUR_S, **figures}
+                rows.append(row)
+                print(
+                    f"{kind:10} {seed:>4} {odometry:8} {row['distance_m']:>7.1f} {row['rte_percent']:>6.2f} "
+                    f"{row['rte_max_percent']:>6.2f} {row['end_point_percent']:>6.2f} {row['ate_m']:>6.2f}",
+                    flush=True,
+                )
+    for kind in WORLD_KINDS:
+        for odometry in ("wheels", "filter"):
+            mine = [r for r in rows if r["kind"] == kind and r["odometry"] == odometry]
             print(
-                f"{kind:10} {seed:>4} {row['distance_m']:>7.1f} {row['rte_percent']:>6.2f} "
-                f"{row['rte_max_percent']:>6.2f} {row['end_point_percent']:>6.2f} {row['ate_m']:>6.2f}",
+                f"{kind:10} {odometry:8} mean RTE {np.mean([r['rte_percent'] for r in mine]):.2f} %, "
+                f"ATE {np.mean([r['ate_m'] for r in mine]):.2f} m",
                 flush=True,
             )
-    for kind in WORLD_KINDS:
-        mine = [r for r in rows if r["kind"] == kind]
-        print(
-            f"{kind:10} mean RTE {np.mean([r['rte_percent'] for r in mine]):.2f} %, "
-            f"ATE {np.mean([r['ate_m'] for r in mine]):.2f} m",
-            flush=True,
-        )
     return rows
