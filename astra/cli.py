@@ -1616,7 +1616,11 @@ def _library_logs(verbose: bool) -> None:
     The user cannot act on them, and COLMAP's lines would run over the progress bars. GLOG_minloglevel must be
     set before COLMAP loads, and reaches the pipeline's worker processes through the environment.
     """
-    logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    level = logging.INFO if verbose else logging.ERROR
+    # The handler filters too: Dask sets its own loggers to INFO, which the root logger's level does not stop.
+    handler = logging.StreamHandler()
+    handler.setLevel(level)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", handlers=[handler])
     if not verbose:
         os.environ.setdefault("GLOG_minloglevel", "2")  # errors and fatal only
 

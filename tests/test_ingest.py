@@ -720,6 +720,17 @@ def test_files_with_the_same_bytes_are_one_episode(
     assert not [r.message for r in caplog.records if "prism" in r.getMessage().lower()]
 
 
+def test_the_cli_keeps_dask_s_logs_to_itself(tmp_path: Path, inputs: Inputs) -> None:
+    command = [sys.executable, "-m", "astra.cli", "ingest", str(inputs.good), "--lake", str(tmp_path / "lake")]
+    quiet = subprocess.run([*command, "--runner", "dask", "--workers", "1"], capture_output=True, text=True)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "distributed" not in quiet.stderr, "Dask's scheduler logged without --verbose"
+    verbose = subprocess.run(
+        [*command, "--runner", "dask", "--workers", "1", "--verbose"], capture_output=True, text=True
+    )
+    assert "INFO distributed.scheduler" in verbose.stderr
+
+
 @needs_bags
 def test_dask_runner_builds_the_same_lake(tmp_path: Path, lake: Path, inputs: Inputs) -> None:
     paths = [ROS2_BAGS, inputs.good, inputs.bad["chunk_crc"]]
