@@ -89,7 +89,8 @@ class OdometryConfig:
     layers: int = 2
     # True: the heads correct the robot's wheel + IMU filter's motion (`odom_motion`), which starts them at the
     # filter's accuracy: from scratch, networks integrate gyro and wheel samples to a few per cent at best, while the
-    # filter's heading drifts a few degrees per 10 m. The filter reads the same IMU and wheels, so no input is added.
+    # filter's heading drifts 2-3 degrees per 10 m in a minute's tour (it is still learning the gyro's bias). The
+    # filter reads the same IMU and wheels, so no input is added.
     filter_prior: bool = False
     step_loss_weight: float = 0.5  # of the per-step auxiliary loss
     smooth_l1_beta: float = 0.1  # normalised units: quadratic below 5 cm and 0.05 rad at the default scales
