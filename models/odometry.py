@@ -13,6 +13,7 @@ wheels' systematic errors while the robot moves.
   w * (1 + track error) + v * radii yaw rate. Slip is white noise that grows with speed and yaw rate, several
   times the gyro's noise at any speed: when wheels and gyro disagree on the yaw rate, the gyro wins.
 - Both wheels still: a zero-velocity update, which makes both IMU biases observable.
+- No update moves the pose (x, y, yaw): only integrating v and w does (see `_update`).
 """
 
 from __future__ import annotations
@@ -176,5 +177,5 @@ class WheelImuOdometry:
         gain[[X, Y, YAW]] = 0.0
         self._state += gain @ innovation
         i_kh = np.eye(STATES) - gain @ h
-        # Joseph form: stays symmetric positive definite over hours of 150 Hz updates.
+        # Joseph form: right for any gain, the pose's zeroed rows included; stays positive definite over hours.
         self._cov = i_kh @ self._cov @ i_kh.T + gain @ np.diag(np.broadcast_to(variance, innovation.shape)) @ gain.T
