@@ -367,15 +367,17 @@ class DwaPlanner(LocalPlanner):
         clearance: ClearanceMap,
         obstacles: MovingObstacles = NO_OBSTACLES,
         speed_scale: SpeedScale = FULL_SPEED,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Rollouts (S, K, 3) of another planner's (S, 2) commands, and whether each passes the checks this planner
-        puts its own through: the static margin, both predictions of the moving obstacles, and a haven in reach."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rollouts (S, K, 3) of another planner's (S, 2) commands; whether each passes the checks this planner
+        puts its own through: the static margin, both predictions of the moving obstacles, and a haven in reach;
+        and each one's smallest gap, edge to edge, to any obstacle, static or under either prediction (S,)."""
         c = self.config
         xy = np.asarray(pose[:2], dtype=float)
         paths = rollout(pose, velocity, _scaled(np.asarray(commands, float), speed_scale), c.limits, c.dt, self._steps)
-        _, admissible = self._static_check(xy, paths, clearance)
+        min_clear, admissible = self._static_check(xy, paths, clearance)
         check = self._obstacle_check(xy, paths, obstacles, clearance)
-        return paths, admissible & check.safe & self._lasting(check)
+        gap = np.minimum(min_clear - c.robot_radius, np.minimum(check.walking_gap, check.standing_gap))
+        return paths, admissible & check.safe & self._lasting(check), gap
 
     def _choose(
         self,

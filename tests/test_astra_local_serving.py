@@ -19,7 +19,7 @@ from models.astra_local.pictures import as_batch, encoder_frames, picture_array,
 from models.astra_local.planner import LocalPlannerModel, PlannerConfig
 from models.astra_local.serving import HANDOVER_REASONS, AstraPlanner, AstraPlannerConfig, local_planner
 from models.costmap import LocalCostmap
-from models.local_planner import CameraView, DwaPlanner
+from models.local_planner import CameraView, DwaPlanner, LocalPlan
 from models.navigation import se2
 from models.navigation.local_navigator import LocalNavigator
 from models.planning import ClearanceMap
@@ -170,21 +170,43 @@ def test_a_command_into_a_wall_goes_to_the_classical_planner_and_alone_is_only_c
     assert set(planner.handovers) <= set(HANDOVER_REASONS)
 
 
-def test_a_sample_that_passes_the_checks_is_followed_before_any_is_handed_over() -> None:
-    # Taught two answers, the model's samples spread in speed; with a wall 1 m ahead the fast ones fail the checks.
-    model = _learned(_straight(2.0), _left_turn(0.4))
-    clearance = _open_floor(wall_x=1.0)
+@pytest.fixture(scope="module")
+def two_ways() -> LocalPlannerModel:
+    """Taught two answers, the model's samples spread in speed: fast straight on, or a slow turn."""
+    return _learned(_straight(2.0), _left_turn(0.4))
+
+
+def _alone_by_choice(model: LocalPlannerModel, clearance: ClearanceMap, handovers: dict[str, int]) -> dict:
+    """The model's plan alone, its sample chosen by the checks (True) and the nearest the samples' mean (False)."""
     plans = {}
     for choose_safe in (True, False):
         config = AstraPlannerConfig(fallback=False, choose_safe=choose_safe, unsure_spread_m=math.inf)
         planner = AstraPlanner(model, config)
         _observed(planner, 2.0)
         plans[choose_safe] = planner.plan((0.0, 0.0, 0.0), (0.0, 0.0), ROUTE, True, clearance)
-        assert planner.handovers == ({} if choose_safe else {"unsafe": 1})
+        assert planner.handovers == (handovers if choose_safe else {"unsafe": 1})
+    return plans
+
+
+def _vetted(plan: LocalPlan, clearance: ClearanceMap) -> tuple[bool, float]:
+    _, passes, gap = DwaPlanner().vet((0.0, 0.0, 0.0), (0.0, 0.0), np.array([[plan.v, plan.w]]), clearance)
+    return bool(passes[0]), float(gap[0])
+
+
+def test_a_sample_that_passes_the_checks_is_followed_before_any_is_handed_over(two_ways: LocalPlannerModel) -> None:
+    clearance = _open_floor(wall_x=1.0)  # the fast samples fail the checks
+    plans = _alone_by_choice(two_ways, clearance, {})
     safe, nearest = plans[True], plans[False]
     assert safe.chosen != nearest.chosen and safe.v < nearest.v
-    _, passes = DwaPlanner().vet((0.0, 0.0, 0.0), (0.0, 0.0), np.array([[safe.v, safe.w]]), clearance)
-    assert passes[0]
+    assert _vetted(safe, clearance)[0]
+
+
+def test_where_no_sample_passes_the_one_that_comes_least_close_is_followed(two_ways: LocalPlannerModel) -> None:
+    clearance = _open_floor(wall_x=0.5)  # every sample fails the checks
+    plans = _alone_by_choice(two_ways, clearance, {"unsafe": 1})
+    (passes, gap), (nearest_passes, nearest_gap) = _vetted(plans[True], clearance), _vetted(plans[False], clearance)
+    assert not passes and not nearest_passes
+    assert plans[True].chosen != plans[False].chosen and gap > nearest_gap + 0.05
 
 
 def test_guidance_keeps_the_plan_short_of_a_wall_the_cameras_see(straight: LocalPlannerModel) -> None:

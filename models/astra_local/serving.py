@@ -221,9 +221,14 @@ class AstraPlanner(LocalPlanner):
         ends = ego[:, -1, :2]
         spread = float(np.hypot(*(ends - ends.mean(axis=0)).T).max())
         commands = np.stack([self._command(t, remaining if final else math.inf) for t in ego])
-        paths, safe = self.fallback.vet(pose, velocity, commands, clearance, obstacles, speed_scale)
+        paths, safe, gap = self.fallback.vet(pose, velocity, commands, clearance, obstacles, speed_scale)
         order = by_distance_to_mean(ego)
-        chosen = int(order[np.argmax(safe[order])]) if c.choose_safe else int(order[0])
+        if not c.choose_safe:
+            chosen = int(order[0])
+        elif safe.any():
+            chosen = int(order[np.argmax(safe[order])])
+        else:  # none passes: the one that comes least close (a creep into a wall, session 42)
+            chosen = int(order[np.argmax(gap[order])])
         reason = "unsure" if spread > c.unsure_spread_m else "" if safe[chosen] else "unsafe"
         reason = "arriving" if arriving else "stalled" if stalled else reason
         if reason and c.fallback:
