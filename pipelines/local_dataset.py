@@ -14,6 +14,8 @@ The dataset is written into a temporary folder beside `out` and renamed into pla
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import itertools
 import time
 from collections.abc import Sequence
@@ -29,6 +31,8 @@ import pyarrow.parquet as pq
 
 from datasets.lake import Lake
 from datasets.site_log import recorded_world
+from models import costmap as costmap_module
+from models import odometry as odometry_module
 from models.astra_local.crops import costmap_codes, true_crops
 from models.astra_local.pictures import shrink_camera
 from models.costmap import CostmapConfig, LocalCostmap, matched_costmap
@@ -134,6 +138,17 @@ class _Frame:
     odom: se2.Pose2
     velocity: tuple[float, float]
     costmap: tuple[np.ndarray, Any]  # the costmap's nav_msgs cells and GridSpec after this instant's depth
+
+
+def replay_digest(config: LocalDatasetConfig = LocalDatasetConfig()) -> str:
+    """What the frames' own estimates come from: the filter's and the costmap's code, the robot and the costmap's
+    settings, as a short digest. Frames cut by another filter (`astra eval odometry --work` keeps them) must not be
+    scored as this one's: session 41 scored a new filter's model against the old filter's frames."""
+    digest = hashlib.sha256()
+    for module in (odometry_module, costmap_module):
+        digest.update(inspect.getsource(module).encode())
+    digest.update(repr((DEFAULT_ROBOT, config.costmap)).encode())
+    return digest.hexdigest()[:16]
 
 
 def _replay(lake: Lake, episode_id: str, config: LocalDatasetConfig) -> tuple[list[_Frame], pl.DataFrame]:
@@ -461,6 +476,7 @@ def build_local_dataset(
         "lake_version": source.version,
         "episodes": [t.episode_id for t in tours],
         "geometry": asdict(config.geometry),
+        "replay": replay_digest(config),
     }
     with staged_dataset(out, [FRAMES_DIR, WINDOWS_DIR]) as (staging, progress_dir):
 

@@ -10,6 +10,7 @@ filter as `local` runs it, replayed over the same recording.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from datasets.tours import Building, record_building_tours
 from models.astra_local.odometry import AstraOdometry
 from models.odometry_drift import integrate, odometry_drift
 from pipelines.ingest import ingest
-from pipelines.local_dataset import build_local_dataset
+from pipelines.local_dataset import build_local_dataset, replay_digest
+from schemas.local_dataset import LocalDatasetError, LocalDatasetManifest
 from schemas.robot import DEFAULT_ROBOT
 
 FILTER = "wheel_imu_filter"
@@ -94,11 +96,14 @@ def _mean(values: list[float]) -> float | None:
 
 
 def held_out_tours(building: Building, work: Path, config: OdometryEvalConfig, progress: bool = True) -> Path:
-    """The frames of `config.tours` expert tours of `building`, recorded, ingested and cut under `work`."""
+    """The frames of `config.tours` expert tours of `building`, recorded, ingested and cut under `work`; the
+    tours and the lake are kept for the next run, the frames as long as the filter and costmap that cut them."""
     folder = Path(work) / building.folder
     dataset = folder / "frames"
     if (dataset / "manifest.json").is_file():
-        return dataset
+        if _manifest_replay(dataset) == replay_digest():
+            return dataset
+        shutil.rmtree(dataset)  # cut by another filter or costmap: cut again from the same tours
     robot = replace(DEFAULT_ROBOT, camera_width=config.camera_width, camera_height=config.camera_height)
     paths = record_building_tours(
         [building], folder / "tours", config.tours, config.seconds, robot, workers=1, progress=progress
@@ -106,6 +111,13 @@ def held_out_tours(building: Building, work: Path, config: OdometryEvalConfig, p
     ingest(paths, folder / "lake", progress=progress)
     build_local_dataset(folder / "lake", dataset, progress=progress)
     return dataset
+
+
+def _manifest_replay(dataset: Path) -> str:
+    try:
+        return LocalDatasetManifest.read(dataset).replay
+    except LocalDatasetError:  # of another version: cut again
+        return ""
 
 
 def evaluate_odometry(

@@ -175,6 +175,7 @@ class LocalDatasetManifest:
     # Rounds of windows from a learned planner's own drives (pipelines.dagger), oldest first: round, planner,
     # planner_digest, episodes, windows, collision_rate. Their episodes are in sites' "dagger_episodes".
     dagger: list[dict[str, Any]] = field(default_factory=list)
+    replay: str = ""  # digest of the filter and costmap that cut the frames (pipelines.local_dataset.replay_digest)
 
     def write(self, folder: Path) -> None:
         write_manifest(self, folder)

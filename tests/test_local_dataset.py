@@ -39,7 +39,7 @@ from models.navigation import se2
 from models.planning import ClearanceMap, occupancy_grid
 from pipelines.dagger import DaggerRecorder, PendingWindow, touching
 from pipelines.ingest import ingest
-from pipelines.local_dataset import build_local_dataset
+from pipelines.local_dataset import build_local_dataset, replay_digest
 from schemas.local_dataset import (
     FRAMES,
     FRAMES_DIR,
@@ -407,7 +407,13 @@ def test_train_local_trains_the_odometry_variants_and_the_4d_encoder_and_eval_od
     assert set(result["variants"]) == {"wheel_imu_filter", *ODOMETRY_VARIANTS}
     for figures in result["variants"].values():
         assert figures["ate_m"] >= 0 and figures["rte_pct"] is None  # 8 s drive no 10 m segment
-    assert (work / "office-3" / "frames" / "manifest.json").is_file()  # kept for the next run
+    manifest = work / "office-3" / "frames" / "manifest.json"  # kept for the next run
+    assert json.loads(manifest.read_text())["replay"] == replay_digest()
+    fields = json.loads(manifest.read_text()) | {"replay": "another filter's"}
+    manifest.write_text(json.dumps(fields))
+    assert main(argv) == 0  # frames cut by another filter are cut again, not scored as this one's
+    assert json.loads(manifest.read_text())["replay"] == replay_digest()
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
 
 
 def test_eval_odometry_names_what_is_wrong_with_its_input(tmp_path: Path) -> None:
