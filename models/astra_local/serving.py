@@ -6,8 +6,9 @@ of those frames `frame_period_s` apart, cropped around the robot as the training
 (`models.astra_local.crops`), with the velocities and motions between them and the subgoal `goal_ahead_m` along the
 route. It samples several trajectories and turns each into a command: its speed 0.5-0.75 s ahead, and the arc to its
 first waypoint `pursuit_m` away. The command followed is that of the sample nearest the samples' mean among those that
-pass the classical planner's checks (`choose_safe`; without it, of the nearest sample whatever the checks say): the
-model proposes, and its own other proposals are tried before anything is handed over. With `guidance_m` > 0 the
+pass the classical planner's checks, or where none does, of the one whose rollout comes least close to an obstacle
+(`choose_safe`; without it, of the nearest sample whatever the checks say): the model proposes, and its own other
+proposals are tried before anything is handed over. With `guidance_m` > 0 the
 samples are pushed off the costmap's obstacles while they are drawn (models.astra_local.guidance). A planner that
 attends to the 4D encoder's tokens (`voxel_tokens`) reads the cameras too: the navigator hands over each instant's
 pictures and depth (`look`), shrunk as the training set stores them (models.astra_local.pictures), and each cycle the
