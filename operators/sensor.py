@@ -32,8 +32,8 @@ from schemas.messages import (
     from_arrow,
     to_arrow,
 )
+from schemas.topics import TICK_S
 
-TICK_S = 0.01
 PROGRESS_EVERY_NS = 1_000_000_000
 MISSION_END_GRACE_NS = 1_000_000_000  # after a final mission state, so that its last messages are recorded
 

@@ -41,14 +41,12 @@ from schemas.messages import (
     Twist,
 )
 from schemas.robot import DEFAULT_ROBOT, RobotConfig
-from schemas.topics import BY_OUTPUT
+from schemas.topics import BY_OUTPUT, TICK_S
 from schemas.world import World
 from sim.missions import Mission
-from sim.simulator import SIGHTED, Simulator
+from sim.simulator import MOVING_MPS, SIGHTED, Simulator
 
 Output = tuple[str, object]
-TICK_S = 0.01  # as the sensor node steps the simulator
-MOVING_MPS = 0.05  # a collision at a lower speed is the robot being walked into
 
 
 @dataclass(frozen=True)

@@ -45,13 +45,12 @@ from models.navigation import se2
 from models.navigation.local_navigator import LocalNavigator
 from models.planning import ClearanceMap, GridPlanner, occupancy_grid, path_length
 from models.safety import SafetyGovernor
-from pipelines.missions import MOVING_MPS, TICK_S
 from schemas.messages import Path as PathMsg
 from schemas.robot import DEFAULT_ROBOT, RobotConfig
-from schemas.topics import BY_OUTPUT, ODOM_FRAME
+from schemas.topics import BY_OUTPUT, ODOM_FRAME, TICK_S
 from schemas.world import World
 from sim.expert import ExpertConfig
-from sim.simulator import SIGHTED, Simulator
+from sim.simulator import MOVING_MPS, SIGHTED, Simulator
 
 EVAL_ROBOT = replace(DEFAULT_ROBOT, camera_width=160, camera_height=120)
 SUCCESS_SLACK_M = 0.2

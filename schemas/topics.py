@@ -14,6 +14,7 @@ DEPTH_OUTPUTS = frozenset(f"depth_{camera}" for camera in CAMERAS)  # most of a 
 CAMERA_YAWS = {"front": 0.0, "rear_left": 2.0943951023931953, "rear_right": -2.0943951023931953}
 
 MAP_FRAME, ODOM_FRAME, BASE_FRAME, IMU_FRAME = "map", "odom", "base_link", "imu_link"
+TICK_S = 0.01  # robot time the sensor node steps the simulator (or a recording's replay) by, one step at a time
 
 
 def camera_frame(camera: str) -> str:

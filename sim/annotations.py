@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mujoco
 import numpy as np
@@ -21,10 +21,12 @@ from scipy.spatial.transform import Rotation
 
 from models.landmarks import LandmarkExtractor, LandmarkObservations, NodeView, describe, landmark_table
 from models.mapping.sfm import align_rigid
-from models.text_encoder import TextEncoder
 from schemas.robot import DEFAULT_ROBOT, RobotConfig, camera_mount
 from schemas.world import Box, Landmark, World
 from sim.simulator import Simulator
+
+if TYPE_CHECKING:  # transformers takes seconds to import: only the extractor that encodes text loads it
+    from models.text_encoder import TextEncoder
 
 _GEOM_NAME = re.compile(r"lm_(.+?)(?:_end\d+)?")  # a landmark's geom, or an end frame of a rack
 _CORNER_SIGNS = np.array(list(itertools.product((-1.0, 1.0), repeat=3)))
@@ -96,7 +98,11 @@ class AnnotatedLandmarkExtractor(LandmarkExtractor):
         self.world = World.load(self.world_dir)
         self.min_pixels = min_pixels
         self.config = config
-        self.text_encoder = text_encoder or TextEncoder.from_pretrained()
+        if text_encoder is None:
+            from models.text_encoder import TextEncoder
+
+            text_encoder = TextEncoder.from_pretrained()
+        self.text_encoder = text_encoder
 
     def extract(self, views: Sequence[NodeView]) -> LandmarkObservations:
         sim = Simulator(self.world_dir, self.config)

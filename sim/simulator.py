@@ -45,7 +45,7 @@ from schemas.messages import (
     WheelState,
 )
 from schemas.robot import DEFAULT_ROBOT, WHEELS, RobotConfig, camera_mount
-from schemas.topics import BASE_FRAME, IMU_FRAME, MAP_FRAME, ODOM_FRAME, camera_frame
+from schemas.topics import BASE_FRAME, IMU_FRAME, MAP_FRAME, ODOM_FRAME, TICK_S, camera_frame
 from schemas.world import Agent, World
 from sim.robot import (
     ACCEL_SENSOR,
@@ -104,6 +104,7 @@ class AgentSight:
 
 
 SIGHTED = AgentSight()
+MOVING_MPS = 0.05  # a collision event's speed below this is the robot being walked into, not driving into it
 
 
 class _Crowd:
@@ -282,7 +283,7 @@ class Simulator:
         """Current simulated time in nanoseconds."""
         return self.start_ns + self._steps * self._timestep_ns
 
-    def advance(self, cmd: Twist | None, dt: float = 0.01) -> list[Message]:
+    def advance(self, cmd: Twist | None, dt: float = TICK_S) -> list[Message]:
         """Apply `cmd` (None keeps the last one), simulate `dt` seconds, return the messages that fell due."""
         steps = round(dt / self.config.timestep)
         if steps < 1 or abs(steps * self.config.timestep - dt) > 1e-9:

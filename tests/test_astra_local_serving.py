@@ -23,12 +23,11 @@ from models.local_planner import CameraView, DwaPlanner, LocalPlan
 from models.navigation import se2
 from models.navigation.local_navigator import LocalNavigator
 from models.planning import ClearanceMap
-from pipelines.missions import TICK_S
 from pipelines.planning_eval import EVAL_ROBOT
 from schemas.local_dataset import LOCAL_GEOMETRY
 from schemas.messages import Path as PathMsg
 from schemas.messages import Twist
-from schemas.topics import CAMERAS, ODOM_FRAME
+from schemas.topics import CAMERAS, ODOM_FRAME, TICK_S
 from schemas.world import GridSpec
 from sim.simulator import Simulator
 from tests.depth_views import front_view
