@@ -493,7 +493,8 @@ def cmd_eval_planning(args: argparse.Namespace) -> int:
     try:
         names = args.planners.split(",") if args.planners else None
         guidance = {} if args.guidance is None else {"guidance_m": args.guidance}
-        specs = planner_specs(names, args.weights, args.choose == "safe", **guidance)
+        retry = {} if args.retry_guidance is None else {"retry_guidance_m": args.retry_guidance}
+        specs = planner_specs(names, args.weights, args.choose == "safe", **guidance, **retry)
     except ValueError as exc:  # an unknown or untrained planner
         raise UsageError(str(exc)) from exc
     if args.world is None:
@@ -1490,6 +1491,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="M",
         help="each sampling refinement pushes a learned planner's waypoints off the obstacles it sees by up to M "
         "metres; 0 turns the guidance off (default: as the `local` node serves)",
+    )
+    eval_planning.add_argument(
+        "--retry-guidance",
+        type=float,
+        metavar="M",
+        help="where none of a learned planner's samples passes the checks, it samples again guided by up to M metres "
+        "a refinement; 0 turns the retry off (default: as the `local` node serves)",
     )
     eval_planning.add_argument("--workers", type=int, help="processes (default: one per core)")
     eval_planning.add_argument(

@@ -16,7 +16,9 @@ Per planner, over its episodes:
 - `score`: progress counted only in episodes without a collision, averaged (a collision scores 0);
 - `latency_p50_ms`, `latency_p99_ms`: the planner's wall time per cycle, on this machine;
 - `handover_rate`: the share of cycles a learned planner handed to (or, alone, would have handed to) the classical;
-  `handover_rates` splits it by reason.
+  `handover_rates` splits it by reason;
+- `retry_rate`: the share of cycles a learned planner followed (or handed over) its guided retry's samples, where none
+  of its first ones passed the checks (models.astra_local.serving, `retry_guidance_m`).
 
 Cameras render at 160 x 120 here, for speed; the costmap casts as many rays as the robot's own cameras give it.
 Episodes run in parallel processes, one per core by default.
@@ -87,6 +89,7 @@ class EpisodeResult:
     plan_ms: list[float]
     cycles: int
     handovers: dict[str, int]  # by reason (models.astra_local.serving.HANDOVER_REASONS)
+    retries: int = 0  # cycles the guided retry's samples were taken
 
 
 def sample_episodes(world: World, config: PlanningConfig) -> list[PlanningEpisode]:
@@ -196,11 +199,17 @@ class PlannerSpec:
     fallback: bool = False
     choose_safe: bool = True  # AstraPlannerConfig.choose_safe
     guidance_m: float = AstraPlannerConfig.guidance_m
+    retry_guidance_m: float = AstraPlannerConfig.retry_guidance_m
 
     def build(self) -> LocalPlanner:
         if self.checkpoint is None:
             return DwaPlanner()
-        config = AstraPlannerConfig(fallback=self.fallback, choose_safe=self.choose_safe, guidance_m=self.guidance_m)
+        config = AstraPlannerConfig(
+            fallback=self.fallback,
+            choose_safe=self.choose_safe,
+            guidance_m=self.guidance_m,
+            retry_guidance_m=self.retry_guidance_m,
+        )
         return astra_planner(self.checkpoint, config)
 
 
@@ -209,12 +218,15 @@ def planner_specs(
     weights: Path,
     choose_safe: bool = True,
     guidance_m: float = AstraPlannerConfig.guidance_m,
+    retry_guidance_m: float = AstraPlannerConfig.retry_guidance_m,
 ) -> dict[str, PlannerSpec]:
     """The planners called `names` (default: classical, every variant trained under `weights`, and astra): the
     classical one, a variant alone, or `astra` (the default variant with the classical planner as its fallback).
-    The learned ones choose their sample by `choose_safe` and are guided by up to `guidance_m` a refinement."""
-    if guidance_m < 0:
-        raise ValueError(f"guidance must be >= 0 m, not {guidance_m}")
+    The learned ones choose their sample by `choose_safe` and are guided by up to `guidance_m` a refinement, and by
+    up to `retry_guidance_m` where they sample again because none of their samples passed the checks."""
+    for what, metres in (("guidance", guidance_m), ("retry guidance", retry_guidance_m)):
+        if metres < 0:
+            raise ValueError(f"{what} must be >= 0 m, not {metres}")
     trained = [name for name in PLANNER_VARIANTS if (weights / name / "config.json").is_file()]
     specs = {}
     for name in names or ["classical", *trained, "astra"]:
@@ -226,7 +238,7 @@ def planner_specs(
         elif not (checkpoint / "config.json").is_file():
             raise ValueError(f"no trained {checkpoint.name} under {weights}: run `astra train local` first")
         else:
-            specs[name] = PlannerSpec(checkpoint, name == "astra", choose_safe, guidance_m)
+            specs[name] = PlannerSpec(checkpoint, name == "astra", choose_safe, guidance_m, retry_guidance_m)
     return specs
 
 
@@ -238,8 +250,9 @@ def _job(args: tuple[str, PlannerSpec, int, PlanningEpisode, Path, PlanningConfi
     planner = spec.build()
     collided, success, progress, seconds, path_m, plan_ms = run_episode(world_dir, episode, planner, config, seed=index)
     cycles = planner.cycles if isinstance(planner, AstraPlanner) else len(plan_ms)
-    handovers = dict(planner.handovers) if isinstance(planner, AstraPlanner) else {}
-    return EpisodeResult(name, index, collided, success, progress, seconds, path_m, plan_ms, cycles, handovers)
+    learned = isinstance(planner, AstraPlanner)
+    handovers, retries = (dict(planner.handovers), planner.retries) if learned else ({}, 0)
+    return EpisodeResult(name, index, collided, success, progress, seconds, path_m, plan_ms, cycles, handovers, retries)
 
 
 def evaluate_planners(
@@ -287,4 +300,5 @@ def summarize(results: list[EpisodeResult]) -> dict[str, Any]:
             reason: round(sum(r.handovers.get(reason, 0) for r in results) / max(cycles, 1), 3)
             for reason in HANDOVER_REASONS
         },
+        "retry_rate": round(sum(r.retries for r in results) / max(cycles, 1), 3),
     }

@@ -177,10 +177,13 @@ def two_ways() -> LocalPlannerModel:
 
 
 def _alone_by_choice(model: LocalPlannerModel, clearance: ClearanceMap, handovers: dict[str, int]) -> dict:
-    """The model's plan alone, its sample chosen by the checks (True) and the nearest the samples' mean (False)."""
+    """The model's plan alone, its sample chosen by the checks (True) and the nearest the samples' mean (False),
+    among its first samples (no retry)."""
     plans = {}
     for choose_safe in (True, False):
-        config = AstraPlannerConfig(fallback=False, choose_safe=choose_safe, unsure_spread_m=math.inf)
+        config = AstraPlannerConfig(
+            fallback=False, choose_safe=choose_safe, unsure_spread_m=math.inf, retry_guidance_m=0.0
+        )
         planner = AstraPlanner(model, config)
         _observed(planner, 2.0)
         plans[choose_safe] = planner.plan((0.0, 0.0, 0.0), (0.0, 0.0), ROUTE, True, clearance)
@@ -224,6 +227,30 @@ def test_guidance_keeps_the_plan_short_of_a_wall_the_cameras_see(straight: Local
         x = planner.plan((0.0, 0.0, 0.0), (0.0, 0.0), ROUTE, True, costmap.clearance()).candidates[..., 0]
         short_of_wall = x[x < wall_x]
         assert (short_of_wall > near).any() == (guidance == 0.0), (guidance, np.round(short_of_wall, 2))
+
+
+def test_where_no_sample_passes_the_model_samples_again_pushed_off_what_it_sees(straight: LocalPlannerModel) -> None:
+    """The model goes straight on at 1 m/s toward a wall the front camera sees 0.9 m ahead: every sample fails the
+    checks. Its retry, guided by the costmap's ESDF, slows short of the wall and passes, and is followed (with the
+    fallback too: nothing is handed over); without the retry the plan alone runs into the wall."""
+    costmap = LocalCostmap()
+    configs = {(retry, fallback): AstraPlannerConfig(fallback=fallback, retry_guidance_m=retry)
+               for retry in (0.0, 0.3) for fallback in (False, True)}  # fmt: skip
+    planners = {key: AstraPlanner(straight, config) for key, config in configs.items()}
+    for k in range(20):
+        costmap.update(k * 100_000_000, (0.0, 0.0, 0.0), [front_view([(0.9, -1.5, 1.5)])])
+        for planner in planners.values():
+            planner.observe(k * 100_000_000, (0.0, 0.0, 0.0), (0.0, 0.0), costmap)
+    clearance = costmap.clearance()
+    plans = {
+        key: planner.plan((0.0, 0.0, 0.0), (0.0, 0.0), ROUTE, True, clearance) for key, planner in planners.items()
+    }
+    alone, retried = plans[0.0, False], plans[0.3, False]
+    assert not _vetted(alone, clearance)[0] and alone.v > 0.8 and planners[0.0, False].handovers == {"unsafe": 1}
+    assert _vetted(retried, clearance)[0] and retried.v < 0.6 and planners[0.3, False].handovers == {}
+    assert planners[0.3, False].retries == 1 and planners[0.0, False].retries == 0
+    assert plans[0.3, True].handover == "" and (plans[0.3, True].v, plans[0.3, True].w) == (retried.v, retried.w)
+    assert plans[0.0, True].handover == "unsafe"
 
 
 def test_the_local_node_logs_each_hand_over_once_as_it_begins(straight: LocalPlannerModel) -> None:

@@ -78,6 +78,7 @@ class AstraPlannerConfig(LocalPlannerConfig):
     fallback: bool = True  # False: the model drives alone, and hand-overs are only counted
     choose_safe: bool = True  # follow the sample nearest the mean that passes the checks; False: the nearest one
     guidance_m: float = 0.0  # > 0: each refinement pushes waypoints off seen obstacles this far at most (README)
+    retry_guidance_m: float = 0.3  # where no sample passes, sample again guided this far (0: no retry; README)
     arriving_m: float = 1.5  # the final goal nearer than this along the way left: the classical planner docks
     stalled_cycles: int = 50  # after a recovery the classical planner drives this many cycles (5 s at 10 Hz)
     seed: int = 0  # of the sampling noise, so that runs repeat
@@ -147,6 +148,7 @@ class AstraPlanner(LocalPlanner):
         self.fallback = fallback or DwaPlanner()
         self.handovers: Counter[str] = Counter()
         self.cycles = 0
+        self.retries = 0  # cycles where the guided retry's samples were followed or handed over instead
         self._frames: deque[_Snapshot] = deque()
         self.last_observation: PlannerObservation | None = None  # the model's input in its latest cycle
         self._generator = torch.Generator().manual_seed(config.seed)
@@ -215,14 +217,16 @@ class AstraPlanner(LocalPlanner):
             return self._hand_over("stalled", pose, velocity, route, final, clearance, obstacles, speed_scale)
         goal_odom = _point_at(path, arc, s0 + g.goal_ahead_m)
         self.last_observation = self._observation(frames, pose, goal_odom)
-        esdf = torch.from_numpy(crop_clearance(clearance, pose, g))[None] if c.guidance_m > 0 else None
-        ego = self.model.sample(self.last_observation.batch(), c.samples, self._generator, esdf, c.guidance_m)[
-            0
-        ].numpy()  # (S, K, 3)
+        check = (pose, velocity, clearance, obstacles, speed_scale, remaining if final else math.inf)
+        ego, commands, paths, safe, gap = self._samples(check, c.guidance_m)
+        if c.choose_safe and not safe.any() and c.retry_guidance_m > c.guidance_m:
+            # None passes: the model's own samples pushed off what it sees, kept where they do better (session 43).
+            retried = self._samples(check, c.retry_guidance_m)
+            if retried[3].any() or retried[4].max() > gap.max():
+                ego, commands, paths, safe, gap = retried
+                self.retries += 1
         ends = ego[:, -1, :2]
         spread = float(np.hypot(*(ends - ends.mean(axis=0)).T).max())
-        commands = np.stack([self._command(t, remaining if final else math.inf) for t in ego])
-        paths, safe, gap = self.fallback.vet(pose, velocity, commands, clearance, obstacles, speed_scale)
         order = by_distance_to_mean(ego)
         if not c.choose_safe:
             chosen = int(order[0])
@@ -250,6 +254,20 @@ class AstraPlanner(LocalPlanner):
             np.zeros(len(odom)),
             chosen,
         )
+
+    def _samples(
+        self, check: tuple, guidance_m: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The model's samples (S, K, 3) in the robot's frame, guided by up to `guidance_m` a refinement, with their
+        commands (S, 2) and the classical planner's verdict on each: rollouts, whether it passes, its smallest gap.
+        `check` is the cycle's (pose, velocity, clearance, obstacles, speed scale, distance left to stop in)."""
+        pose, velocity, clearance, obstacles, speed_scale, remaining = check
+        esdf = torch.from_numpy(crop_clearance(clearance, pose, self.geometry))[None] if guidance_m > 0 else None
+        batch = self.last_observation.batch()
+        ego = self.model.sample(batch, self.config.samples, self._generator, esdf, guidance_m)[0].numpy()
+        commands = np.stack([self._command(t, remaining) for t in ego])
+        paths, safe, gap = self.fallback.vet(pose, velocity, commands, clearance, obstacles, speed_scale)
+        return ego, commands, paths, safe, gap
 
     def _hand_over(
         self,
