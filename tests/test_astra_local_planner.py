@@ -208,8 +208,12 @@ def test_cached_prefix_gives_the_full_pass(kind: str, attention: str) -> None:
     context = model.encode(batch)
     values, time, latent = torch.randn(3, SMALL.waypoints, 3), torch.rand(3), torch.randn(3, TINY.latent_dim)
     inputs = (values, time, None) if kind == "fm" else (None, None, latent)
-    cached = model(context, *inputs, past=model.prefix_key_values(context))
-    torch.testing.assert_close(cached, model(context, *inputs), atol=1e-5, rtol=1e-5)
+    for prefix in (None, model.past_tokens):  # sampling's cache, and training's: the past frames' segments
+        past = model.prefix_key_values(context, prefix)
+        cached = model(context, *inputs, past=past)
+        torch.testing.assert_close(cached, model(context, *inputs), atol=1e-5, rtol=1e-5)
+    past = model.prefix_key_values(context, model.past_tokens)
+    torch.testing.assert_close(model.summarise(context, past), model.summarise(context), atol=1e-5, rtol=1e-5)
 
 
 # --- samplers and training --------------------------------------------------------------------------------------

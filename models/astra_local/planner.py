@@ -209,6 +209,7 @@ class LocalPlannerModel(nn.Module, HubModel, model_card_template=MODEL_CARD, tag
         segments = [f for f in range(geometry.frames - 1) for _ in range(patches + 2)]
         segments += [geometry.frames - 1] * (last + self.action_tokens)
         self.encoded_tokens = len(segments) - self.action_tokens - (self.latent_embedding is not None)
+        self.past_tokens = segments.index(geometry.frames - 1)  # the past frames' segments: no mask lets them see on
         self.register_buffer("segment_ids", torch.tensor(segments), persistent=False)
         mask = (
             trajectory_attention_mask(self.segment_ids)
@@ -239,14 +240,9 @@ class LocalPlannerModel(nn.Module, HubModel, model_card_template=MODEL_CARD, tag
             steps = torch.linspace(config.diffusion_steps - 1, 0, config.diffusion_sample_steps).round().long()
             self.register_buffer("ddim_steps", steps.unique_consecutive(), persistent=False)
 
-    def encode(self, batch: dict[str, torch.Tensor], occupancy: torch.Tensor | None = None) -> torch.Tensor:
-        """The context tokens (B, C, d_model) before the latent and action tokens, embedded from the batch's fields
-        (`occupancy` replaces the batch's own: the contrastive loss's augmented copy)."""
-        occupancy = batch["occupancy"] if occupancy is None else occupancy
-        batch_size, frames, cells, _ = occupancy.shape
-        # Centred: unknown (0.5) is 0, between free (-1) and occupied (+1).
-        patches = self.stem((occupancy.reshape(-1, 1, cells, cells) - 0.5) * 2)
-        patches = patches.reshape(batch_size, frames, -1, self.config.d_model)
+    def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The context tokens (B, C, d_model) before the latent and action tokens, embedded from the batch's fields."""
+        patches = self.patches(batch["occupancy"])
         history = float(self.config.history)
         state = self.state_embedding(history * batch["velocity"] / self.velocity_scale)[:, :, None]
         # Motion row f is the motion into frame f, so frame f's action is row f+1 (row 0 is unused).
@@ -257,6 +253,13 @@ class LocalPlannerModel(nn.Module, HubModel, model_card_template=MODEL_CARD, tag
         if self.voxel_embedding is not None:
             now.append(self.voxel_embedding(batch["voxels"]))
         return torch.cat([past, *now, state[:, -1], goal], dim=1)
+
+    def patches(self, occupancy: torch.Tensor) -> torch.Tensor:
+        """(B, F, G, G) occupancy frames -> (B, F, P, d_model) patch tokens."""
+        batch_size, frames, cells, _ = occupancy.shape
+        # Centred: unknown (0.5) is 0, between free (-1) and occupied (+1).
+        patches = self.stem((occupancy.reshape(-1, 1, cells, cells) - 0.5) * 2)
+        return patches.reshape(batch_size, frames, -1, self.config.d_model)
 
     def forward(
         self,
@@ -269,7 +272,7 @@ class LocalPlannerModel(nn.Module, HubModel, model_card_template=MODEL_CARD, tag
         """The head's output (N, K, 3), normalised: the clean trajectory, or for dp the noise, from `encode`'s tokens
         (N, C, d). fm and dp pass the noisy trajectory `values` (N, K, 3) and its `time` (N,) in [0, 1], vae and act
         a `latent` (N, latent_dim). `past`, from `prefix_key_values`, spares running the first `cached_tokens` tokens
-        again."""
+        again (or any shorter prefix's, as training passes them)."""
         tokens = [context]
         if self.latent_embedding is not None:
             tokens.append(self.latent_embedding(latent)[:, None])
@@ -280,21 +283,23 @@ class LocalPlannerModel(nn.Module, HubModel, model_card_template=MODEL_CARD, tag
         tokens.append(actions)
         tokens, mask = torch.cat(tokens, dim=1) + self.position_embedding, self.attention_mask
         if past is not None:
-            tokens, mask = tokens[:, self.cached_tokens :], mask[self.cached_tokens :]
+            n = past[0][0].shape[2]  # the tokens whose keys and values it holds
+            tokens, mask = tokens[:, n:], mask[n:]
         hidden, _ = self.transformer(tokens, mask, past)
         out = self.action_readout(hidden[:, -self.action_tokens :])
         return out.transpose(1, 2) if self.config.action_queries else out
 
-    def summarise(self, context: torch.Tensor) -> torch.Tensor:
+    def summarise(self, context: torch.Tensor, past: KeyValues | None = None) -> torch.Tensor:
         """(N, d_model): the observation-and-state part alone through the transformer, read at its last token (the
-        goal), which every mask lets see the whole context."""
-        n = self.encoded_tokens
-        return self.transformer(context + self.position_embedding[:n], self.attention_mask[:n, :n])[0][:, -1]
+        goal), which every mask lets see the whole context; `past` as `forward`'s."""
+        n, p = self.encoded_tokens, 0 if past is None else past[0][0].shape[2]
+        tokens = context[:, p:n] + self.position_embedding[p:n]
+        return self.transformer(tokens, self.attention_mask[p:n, :n], past)[0][:, -1]
 
-    def prefix_key_values(self, context: torch.Tensor) -> KeyValues:
-        """The keys and values of the first `cached_tokens` tokens of `encode`'s (N, C, d), which no later token
-        changes, for `forward`'s `past`."""
-        n = self.cached_tokens
+    def prefix_key_values(self, context: torch.Tensor, tokens: int | None = None) -> KeyValues:
+        """The keys and values of the first `tokens` (default `cached_tokens`) tokens of `encode`'s (N, C, d), which
+        no later token changes, for `forward`'s `past`."""
+        n = self.cached_tokens if tokens is None else tokens
         return self.transformer(context[:, :n] + self.position_embedding[:n], self.attention_mask[:n, :n])[1]
 
     def loss(
@@ -304,35 +309,36 @@ class LocalPlannerModel(nn.Module, HubModel, model_card_template=MODEL_CARD, tag
         config = self.config
         target = batch["trajectory"] / self.trajectory_scale
         context = self.encode(batch)
+        past = self.prefix_key_values(context, self.past_tokens)  # run once for the passes below
         terms: dict[str, torch.Tensor] = {}
         if config.kind == "fm":
             noise = _randn(target.shape, generator, target)
             time = torch.rand(len(target), generator=generator, device=target.device)
             noisy = (1 - time[:, None, None]) * noise + time[:, None, None] * target
-            estimate = self(context, noisy, time)  # x1-prediction: see the module's docstring
+            estimate = self(context, noisy, time, past=past)  # x1-prediction: see the module's docstring
             terms["imitation"] = F.mse_loss(estimate, target)
         elif config.kind == "dp":
             noise = _randn(target.shape, generator, target)
             step = torch.randint(config.diffusion_steps, (len(target),), generator=generator, device=target.device)
             signal = self.alphas_cumprod[step][:, None, None]
             noisy = signal.sqrt() * target + (1 - signal).sqrt() * noise
-            predicted = self(context, noisy, self._diffusion_time(step))
+            predicted = self(context, noisy, self._diffusion_time(step), past=past)
             terms["imitation"] = F.mse_loss(predicted, noise)
             # Clamped as the sampler clamps it: at high noise x0 is a guess blown up by 1 / sqrt(alpha_bar).
             estimate = ((noisy - (1 - signal).sqrt() * predicted) / signal.sqrt()).clamp(-1, 1)
         elif config.kind in LATENT_KINDS:
             if config.kind == "vae":
-                observed_and_target = torch.cat([self.summarise(context), target.flatten(1)], dim=1)
+                observed_and_target = torch.cat([self.summarise(context, past), target.flatten(1)], dim=1)
                 mean, log_var = self.vae_posterior(observed_and_target).chunk(2, dim=1)
             else:
                 mean, log_var = self.act_posterior(batch["velocity"][:, -1] / self.velocity_scale, target)
             latent = mean + (0.5 * log_var).exp() * _randn(mean.shape, generator, mean)
-            estimate = self(context, latent=latent)
+            estimate = self(context, latent=latent, past=past)
             reconstruction = F.l1_loss if config.kind == "act" else F.mse_loss  # ACT trains with L1
             terms["imitation"] = reconstruction(estimate, target)
             terms["kl"] = (0.5 * (mean.square() + log_var.exp() - 1 - log_var)).sum(1).mean()
         else:
-            estimate = self(context)
+            estimate = self(context, past=past)
             terms["imitation"] = F.mse_loss(estimate, target)
         if config.esdf_weight > 0:
             terms["esdf"] = masked_esdf_loss(
@@ -344,20 +350,28 @@ class LocalPlannerModel(nn.Module, HubModel, model_card_template=MODEL_CARD, tag
                 config.esdf_band_m,
             )
         if config.contrastive_weight > 0:
-            terms["contrastive"] = self._contrastive_loss(batch, target, generator)
+            terms["contrastive"] = self._contrastive_loss(batch, context, past, target, generator)
         weights = {"esdf": config.esdf_weight, "contrastive": config.contrastive_weight, "kl": config.kl_weight}
         total = sum(weights.get(name, 1.0) * term for name, term in terms.items())
         return total, {name: term.item() for name, term in terms.items()}
 
     def _contrastive_loss(
-        self, batch: dict[str, torch.Tensor], target: torch.Tensor, generator: torch.Generator | None
+        self,
+        batch: dict[str, torch.Tensor],
+        context: torch.Tensor,
+        past: KeyValues,
+        target: torch.Tensor,
+        generator: torch.Generator | None,
     ) -> torch.Tensor:
-        """InfoNCE between (a few occupancy cells flipped, the observation-and-state summary) and (the expert
-        trajectory, jittered): sample i's pair is the positive, its pairings with the batch's others the negatives."""
-        occupancy = batch["occupancy"]
-        flipped = torch.rand(occupancy.shape, generator=generator, device=occupancy.device)
-        augmented = torch.where(flipped < self.config.contrastive_flip_fraction, 1 - occupancy, occupancy)
-        state = self.state_projection(self.summarise(self.encode(batch, augmented)))
+        """InfoNCE between (a few of the current frame's occupancy cells flipped, the observation-and-state summary)
+        and (the expert trajectory, jittered): sample i's pair is the positive, its pairings with the batch's others
+        the negatives. Only the current frame is augmented, so the past frames' tokens are `past`, run once."""
+        now = batch["occupancy"][:, -1:]
+        flipped = torch.rand(now.shape, generator=generator, device=now.device)
+        augmented = self.patches(torch.where(flipped < self.config.contrastive_flip_fraction, 1 - now, now))[:, 0]
+        start, end = self.past_tokens, self.past_tokens + augmented.shape[1]  # the current frame's patch tokens
+        context = torch.cat([context[:, :start], augmented, context[:, end:]], dim=1)
+        state = self.state_projection(self.summarise(context, past))
         jittered = target + self.config.contrastive_trajectory_noise * _randn(target.shape, generator, target)
         action = self.trajectory_projection(jittered.flatten(1))
         return info_nce_loss(state, action, self.config.contrastive_temperature)
