@@ -18,7 +18,8 @@ Per planner, over its episodes:
 - `handover_rate`: the share of cycles a learned planner handed to (or, alone, would have handed to) the classical;
   `handover_rates` splits it by reason;
 - `retry_rate`: the share of cycles a learned planner followed (or handed over) its guided retry's samples, where none
-  of its first ones passed the checks (models.astra_local.serving, `retry_guidance_m`).
+  of its first ones passed the checks (models.astra_local.serving, `retry_guidance_m`);
+- `hold_rate`: the share of cycles a learned planner alone turned in place, every rollout running into something.
 
 Cameras render at 160 x 120 here, for speed; the costmap casts as many rays as the robot's own cameras give it.
 Episodes run in parallel processes, one per core by default.
@@ -90,6 +91,7 @@ class EpisodeResult:
     cycles: int
     handovers: dict[str, int]  # by reason (models.astra_local.serving.HANDOVER_REASONS)
     retries: int = 0  # cycles the guided retry's samples were taken
+    holds: int = 0  # cycles alone it turned in place
 
 
 def sample_episodes(world: World, config: PlanningConfig) -> list[PlanningEpisode]:
@@ -251,8 +253,10 @@ def _job(args: tuple[str, PlannerSpec, int, PlanningEpisode, Path, PlanningConfi
     collided, success, progress, seconds, path_m, plan_ms = run_episode(world_dir, episode, planner, config, seed=index)
     cycles = planner.cycles if isinstance(planner, AstraPlanner) else len(plan_ms)
     learned = isinstance(planner, AstraPlanner)
-    handovers, retries = (dict(planner.handovers), planner.retries) if learned else ({}, 0)
-    return EpisodeResult(name, index, collided, success, progress, seconds, path_m, plan_ms, cycles, handovers, retries)
+    handovers, retries, holds = (dict(planner.handovers), planner.retries, planner.holds) if learned else ({}, 0, 0)
+    return EpisodeResult(
+        name, index, collided, success, progress, seconds, path_m, plan_ms, cycles, handovers, retries, holds
+    )
 
 
 def evaluate_planners(
@@ -301,4 +305,5 @@ def summarize(results: list[EpisodeResult]) -> dict[str, Any]:
             for reason in HANDOVER_REASONS
         },
         "retry_rate": round(sum(r.retries for r in results) / max(cycles, 1), 3),
+        "hold_rate": round(sum(r.holds for r in results) / max(cycles, 1), 3),
     }

@@ -154,19 +154,25 @@ def test_after_a_recovery_the_classical_planner_drives_for_a_while(straight: Loc
             assert (plans[0].v, plans[0].w) == (classical.v, classical.w)
 
 
-def test_a_command_into_a_wall_goes_to_the_classical_planner_and_alone_is_only_counted(
+def test_a_command_into_a_wall_goes_to_the_classical_planner_and_alone_turns_in_place(
     straight: LocalPlannerModel,
 ) -> None:
+    """Every sample runs into the wall 0.6 m ahead. With the fallback the classical planner takes the cycle; alone the
+    hand-over is only counted and the model turns in place as its sample turns, or, without that, drives on into it."""
     clearance = _open_floor(wall_x=0.6)
-    for fallback in (True, False):
-        planner = AstraPlanner(straight, AstraPlannerConfig(fallback=fallback))
+    for fallback, turn_in_place in ((True, True), (False, True), (False, False)):
+        config = AstraPlannerConfig(fallback=fallback, turn_in_place=turn_in_place)
+        planner = AstraPlanner(straight, config)
         _observed(planner, 2.0)
         plan = planner.plan((0.0, 0.0, 0.0), (0.0, 0.0), ROUTE, True, clearance)
         assert planner.handovers == {"unsafe": 1}
         if fallback:  # the classical planner's plan, which keeps out of the wall
             assert plan.handover == "unsafe" and plan.v < 0.5
+        elif turn_in_place:
+            assert plan.handover == "" and plan.v == 0.0 and planner.holds == 1
+            assert np.allclose(plan.trajectory[:, :2], 0.0, atol=1e-6)  # the rollout shown is the one driven
         else:  # the model's own command, straight on
-            assert plan.handover == "" and plan.v > 0.8
+            assert plan.handover == "" and plan.v > 0.8 and planner.holds == 0
     assert set(planner.handovers) <= set(HANDOVER_REASONS)
 
 
@@ -178,11 +184,11 @@ def two_ways() -> LocalPlannerModel:
 
 def _alone_by_choice(model: LocalPlannerModel, clearance: ClearanceMap, handovers: dict[str, int]) -> dict:
     """The model's plan alone, its sample chosen by the checks (True) and the nearest the samples' mean (False),
-    among its first samples (no retry)."""
+    among its first samples (no retry), driven whatever its gap (no turning in place)."""
     plans = {}
     for choose_safe in (True, False):
         config = AstraPlannerConfig(
-            fallback=False, choose_safe=choose_safe, unsure_spread_m=math.inf, retry_guidance_m=0.0
+            fallback=False, choose_safe=choose_safe, unsure_spread_m=math.inf, retry_guidance_m=0.0, turn_in_place=False
         )
         planner = AstraPlanner(model, config)
         _observed(planner, 2.0)
@@ -232,9 +238,9 @@ def test_guidance_keeps_the_plan_short_of_a_wall_the_cameras_see(straight: Local
 def test_where_no_sample_passes_the_model_samples_again_pushed_off_what_it_sees(straight: LocalPlannerModel) -> None:
     """The model goes straight on at 1 m/s toward a wall the front camera sees 0.9 m ahead: every sample fails the
     checks. Its retry, guided by the costmap's ESDF, slows short of the wall and passes, and is followed (with the
-    fallback too: nothing is handed over); without the retry the plan alone runs into the wall."""
+    fallback too: nothing is handed over); without the retry the plan alone runs into the wall (or turns in place)."""
     costmap = LocalCostmap()
-    configs = {(retry, fallback): AstraPlannerConfig(fallback=fallback, retry_guidance_m=retry)
+    configs = {(retry, fallback): AstraPlannerConfig(fallback=fallback, retry_guidance_m=retry, turn_in_place=False)
                for retry in (0.0, 0.3) for fallback in (False, True)}  # fmt: skip
     planners = {key: AstraPlanner(straight, config) for key, config in configs.items()}
     for k in range(20):

@@ -8,9 +8,11 @@ route. It samples several trajectories and turns each into a command: its speed 
 first waypoint `pursuit_m` away. The command followed is that of the sample nearest the samples' mean among those that
 pass the classical planner's checks, or where none does, of the one whose rollout comes least close to an obstacle
 (`choose_safe`; without it, of the nearest sample whatever the checks say): the model proposes, and its own other
-proposals are tried before anything is handed over. With `guidance_m` > 0 the
-samples are pushed off the costmap's obstacles while they are drawn (models.astra_local.guidance). A planner that
-attends to the 4D encoder's tokens (`voxel_tokens`) reads the cameras too: the navigator hands over each instant's
+proposals are tried before anything is handed over. Where none passes, the model first samples again guided off the
+costmap's obstacles (`retry_guidance_m`), and where even the least close still runs into something, alone it turns
+in place as that sample turns rather than drive on (with the fallback the cycle is handed over). With `guidance_m`
+> 0 the samples are pushed off the costmap's obstacles while they are drawn (models.astra_local.guidance). A planner
+that attends to the 4D encoder's tokens (`voxel_tokens`) reads the cameras too: the navigator hands over each instant's
 pictures and depth (`look`), shrunk as the training set stores them (models.astra_local.pictures), and each cycle the
 encoder its checkpoint carries (`ENCODER_DIR`) lifts the same F frames, aligned by the filter's poses.
 
@@ -79,6 +81,7 @@ class AstraPlannerConfig(LocalPlannerConfig):
     choose_safe: bool = True  # follow the sample nearest the mean that passes the checks; False: the nearest one
     guidance_m: float = 0.0  # > 0: each refinement pushes waypoints off seen obstacles this far at most (README)
     retry_guidance_m: float = 0.3  # where no sample passes, sample again guided this far (0: no retry; README)
+    turn_in_place: bool = True  # alone, where every rollout runs into something: v = 0, the chosen sample's turn
     arriving_m: float = 1.5  # the final goal nearer than this along the way left: the classical planner docks
     stalled_cycles: int = 50  # after a recovery the classical planner drives this many cycles (5 s at 10 Hz)
     seed: int = 0  # of the sampling noise, so that runs repeat
@@ -149,6 +152,7 @@ class AstraPlanner(LocalPlanner):
         self.handovers: Counter[str] = Counter()
         self.cycles = 0
         self.retries = 0  # cycles where the guided retry's samples were followed or handed over instead
+        self.holds = 0  # cycles alone where every rollout ran into something, so the robot turned in place
         self._frames: deque[_Snapshot] = deque()
         self.last_observation: PlannerObservation | None = None  # the model's input in its latest cycle
         self._generator = torch.Generator().manual_seed(config.seed)
@@ -240,12 +244,18 @@ class AstraPlanner(LocalPlanner):
             return self._hand_over(reason, pose, velocity, route, final, clearance, obstacles, speed_scale)
         if reason:
             self.handovers[reason] += 1
+        command, rollout = commands[chosen], paths[chosen]
+        if not safe[chosen] and gap[chosen] < 0.0 and c.choose_safe and c.turn_in_place:
+            # Every rollout runs into something: turn in place as the sample turns, not on into it (session 43).
+            command = np.array([0.0, command[1]])
+            rollout = self.fallback.vet(pose, velocity, command[None], clearance, obstacles, speed_scale)[0][0]
+            self.holds += 1
         odom = np.stack([np.column_stack([se2.apply(pose, t[:, :2]), t[:, 2] + pose[2]]) for t in ego])
-        min_clear = float(clearance.at(paths[chosen, :, :2]).min())
+        min_clear = float(clearance.at(rollout[:, :2]).min())
         return LocalPlan(
-            float(commands[chosen, 0]),
-            float(commands[chosen, 1]),
-            paths[chosen],
+            float(command[0]),
+            float(command[1]),
+            rollout,
             odom[:, :, :2],
             "ok",
             min_clear,
