@@ -35,7 +35,9 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +96,17 @@ class _Snapshot:
     velocity: Velocity
     cells: np.ndarray
     spec: GridSpec
+
+
+@dataclass(frozen=True)
+class _Proposals:
+    """One draw of the model's samples and the classical planner's verdict on each (`DwaPlanner.vet`)."""
+
+    ego: np.ndarray  # (S, K, 3) trajectories in the robot's frame
+    commands: np.ndarray  # (S, 2) v, w
+    rollouts: np.ndarray  # (S, T, 3) the commands rolled out
+    safe: np.ndarray  # (S,) passes the checks
+    gap: np.ndarray  # (S,) the rollout's smallest gap to any obstacle, static or moving, in metres
 
 
 @dataclass(frozen=True)
@@ -221,14 +234,22 @@ class AstraPlanner(LocalPlanner):
             return self._hand_over("stalled", pose, velocity, route, final, clearance, obstacles, speed_scale)
         goal_odom = _point_at(path, arc, s0 + g.goal_ahead_m)
         self.last_observation = self._observation(frames, pose, goal_odom)
-        check = (pose, velocity, clearance, obstacles, speed_scale, remaining if final else math.inf)
-        ego, commands, paths, safe, gap = self._samples(check, c.guidance_m)
-        if c.choose_safe and not safe.any() and c.retry_guidance_m > c.guidance_m:
+        vet = partial(
+            self.fallback.vet, pose, velocity, clearance=clearance, obstacles=obstacles, speed_scale=speed_scale
+        )
+
+        def seen() -> torch.Tensor:  # the costmap's ESDF at the crop's cells (1, G, G), for guidance
+            return torch.from_numpy(crop_clearance(clearance, pose, g))[None]
+
+        stop_within = remaining if final else math.inf
+        proposals = self._propose(c.guidance_m, seen() if c.guidance_m > 0 else None, stop_within, vet)
+        if c.choose_safe and not proposals.safe.any() and c.retry_guidance_m > c.guidance_m:
             # None passes: the model's own samples pushed off what it sees, kept where they do better (session 43).
-            retried = self._samples(check, c.retry_guidance_m)
-            if retried[3].any() or retried[4].max() > gap.max():
-                ego, commands, paths, safe, gap = retried
+            retried = self._propose(c.retry_guidance_m, seen(), stop_within, vet)
+            if retried.safe.any() or retried.gap.max() > proposals.gap.max():
+                proposals = retried
                 self.retries += 1
+        ego, safe, gap = proposals.ego, proposals.safe, proposals.gap
         ends = ego[:, -1, :2]
         spread = float(np.hypot(*(ends - ends.mean(axis=0)).T).max())
         order = by_distance_to_mean(ego)
@@ -244,11 +265,11 @@ class AstraPlanner(LocalPlanner):
             return self._hand_over(reason, pose, velocity, route, final, clearance, obstacles, speed_scale)
         if reason:
             self.handovers[reason] += 1
-        command, rollout = commands[chosen], paths[chosen]
+        command, rollout = proposals.commands[chosen], proposals.rollouts[chosen]
         if not safe[chosen] and gap[chosen] < 0.0 and c.choose_safe and c.turn_in_place:
             # Every rollout runs into something: turn in place as the sample turns, not on into it (session 43).
             command = np.array([0.0, command[1]])
-            rollout = self.fallback.vet(pose, velocity, command[None], clearance, obstacles, speed_scale)[0][0]
+            rollout = vet(command[None])[0][0]
             self.holds += 1
         odom = np.stack([np.column_stack([se2.apply(pose, t[:, :2]), t[:, 2] + pose[2]]) for t in ego])
         min_clear = float(clearance.at(rollout[:, :2]).min())
@@ -265,19 +286,19 @@ class AstraPlanner(LocalPlanner):
             chosen,
         )
 
-    def _samples(
-        self, check: tuple, guidance_m: float
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The model's samples (S, K, 3) in the robot's frame, guided by up to `guidance_m` a refinement, with their
-        commands (S, 2) and the classical planner's verdict on each: rollouts, whether it passes, its smallest gap.
-        `check` is the cycle's (pose, velocity, clearance, obstacles, speed scale, distance left to stop in)."""
-        pose, velocity, clearance, obstacles, speed_scale, remaining = check
-        esdf = torch.from_numpy(crop_clearance(clearance, pose, self.geometry))[None] if guidance_m > 0 else None
+    def _propose(
+        self,
+        guidance_m: float,
+        esdf: torch.Tensor | None,
+        remaining: float,
+        vet: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]],
+    ) -> _Proposals:
+        """The model's samples for this cycle's observation, guided off `esdf` (1, G, G) by up to `guidance_m` a
+        refinement, each turned into a command that stops within `remaining`, and put through the checks by `vet`."""
         batch = self.last_observation.batch()
         ego = self.model.sample(batch, self.config.samples, self._generator, esdf, guidance_m)[0].numpy()
         commands = np.stack([self._command(t, remaining) for t in ego])
-        paths, safe, gap = self.fallback.vet(pose, velocity, commands, clearance, obstacles, speed_scale)
-        return ego, commands, paths, safe, gap
+        return _Proposals(ego, commands, *vet(commands))
 
     def _hand_over(
         self,
