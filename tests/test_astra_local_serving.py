@@ -357,6 +357,7 @@ def test_eval_planning_names_what_is_wrong_with_its_input(tmp_path: Path, capsys
     for argv, said in (
         (["--planners", "fast"], "unknown planner 'fast'"),
         (["--guidance", "-0.1"], "guidance must be >= 0"),
+        (["--retry-guidance", "-0.1"], "retry guidance must be >= 0"),
         (["--weights", str(tmp_path), "--planners", "fm"], "no trained fm"),
         (["--world", str(tmp_path)], "holds no world.json"),
     ):
