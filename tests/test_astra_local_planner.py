@@ -371,11 +371,13 @@ def _wall_esdf(wall_x: float, geometry: LocalGeometry = SMALL) -> torch.Tensor:
 def test_push_off_obstacles_moves_near_waypoints_by_their_shortfall() -> None:
     """Wall at x >= 0.4 m, safe distance 0.3 m, at most 0.25 m a push: a waypoint at x = 0.3 (0.1 m short) moves back
     to x = 0.1; one at 0.38 moves the cap, to 0.13; one inside the wall, where the clearance is 0 and flat, and one
-    at x = 0 stay; headings stay."""
-    trajectory = torch.tensor([[[0.0, 0.2, 0.1], [0.3, 0.2, 0.2], [0.38, -0.2, 0.3], [0.6, 0.0, 0.4]]])
-    pushed = push_off_obstacles(trajectory, _wall_esdf(0.4), safe_distance=0.3, step_m=0.25, geometry=SMALL)
+    at x = 0 stay; headings stay. Two samples each of two batch rows: the second row's wall, at x >= 1, moves none."""
+    trajectory = torch.tensor([[[0.0, 0.2, 0.1], [0.3, 0.2, 0.2], [0.38, -0.2, 0.3], [0.6, 0.0, 0.4]]]).repeat(4, 1, 1)
+    esdf = torch.cat([_wall_esdf(0.4), _wall_esdf(1.0)])
+    pushed = push_off_obstacles(trajectory, esdf, safe_distance=0.3, step_m=0.25, geometry=SMALL)
     expected = torch.tensor([[[0.0, 0.2, 0.1], [0.1, 0.2, 0.2], [0.13, -0.2, 0.3], [0.6, 0.0, 0.4]]])
-    torch.testing.assert_close(pushed, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(pushed[:2], expected.repeat(2, 1, 1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(pushed[2:], trajectory[2:])
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -28,11 +28,14 @@ def push_off_obstacles(
     geometry: LocalGeometry = LOCAL_GEOMETRY,
 ) -> torch.Tensor:
     """Trajectories (N, K, 3) in metres with each waypoint nearer than `safe_distance` to an obstacle of its ESDF
-    (N, G, G) moved up to `step_m` along the ESDF's gradient (central differences, read bilinearly), by its shortfall;
-    headings are kept."""
+    moved up to `step_m` along the ESDF's gradient (central differences, read bilinearly), by its shortfall; headings
+    are kept. The ESDFs (B, G, G) are one per N / B consecutive trajectories (a batch row's samples), so that each is
+    differentiated and read once for all its samples."""
     rows_gradient, columns_gradient = torch.gradient(esdf, dim=(1, 2))  # rows run along y, columns along x
-    fields = torch.stack([esdf, columns_gradient, rows_gradient], dim=1)  # (N, 3, G, G)
-    distance, gradient_x, gradient_y = esdf_at(trajectory[..., :2], fields, geometry).unbind(1)  # (N, K) each
+    fields = torch.stack([esdf, columns_gradient, rows_gradient], dim=1)  # (B, 3, G, G)
+    points = trajectory[..., :2].reshape(len(esdf), -1, 2)  # (B, N / B * K, 2)
+    values = esdf_at(points, fields, geometry).transpose(0, 1).reshape(3, *trajectory.shape[:2])  # (3, N, K)
+    distance, gradient_x, gradient_y = values.unbind(0)
     shift = (safe_distance - distance).clamp(0.0, step_m)
     moved = trajectory[..., :2] + shift[..., None] * F.normalize(torch.stack([gradient_x, gradient_y], -1), dim=-1)
     return torch.cat([moved, trajectory[..., 2:]], dim=-1)

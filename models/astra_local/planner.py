@@ -396,7 +396,6 @@ class LocalPlannerModel(nn.Module, HubModel, model_card_template=MODEL_CARD, tag
         shape = (batch_size * samples, config.geometry.waypoints, 3)
         guide = _identity
         if esdf is not None and guidance_m > 0:
-            esdf = esdf.repeat_interleave(samples, 0)
             scale = self.trajectory_scale
 
             def guide(clean: torch.Tensor) -> torch.Tensor:
