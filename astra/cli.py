@@ -1371,7 +1371,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--encoder4d",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="train the 4D encoder (default; --no-encoder4d skips it)",
+        help="train the 4D encoder first, for the voxel planners' tokens (default; --no-encoder4d: the committed one)",
     )
     train_local.add_argument(
         "--encoder4d-steps",

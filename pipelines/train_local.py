@@ -204,14 +204,15 @@ def train_local(
     encoder_config: LocalTrainConfig = ENCODER_TRAINING,
     encoder4d: bool = True,
     encoder4d_config: LocalTrainConfig = ENCODER4D_TRAINING,
-    voxel_encoder: Path = VOXEL_ENCODER,
+    voxel_encoder: Path | None = None,
 ) -> dict[str, Any]:
-    """Train each planner variant, then each odometry variant, then (`encoder4d`) the 4D encoder, on the dataset's
+    """Train (`encoder4d`) the 4D encoder, then each planner variant, then each odometry variant, on the dataset's
     buildings but the held-out seeds, score each on those, and write it to OUT/<variant>/ (odometry:
     OUT/odometry/<variant>/, the encoder OUT/encoder4d/). Raises ValueError for an unknown variant or an empty split.
 
-    Planners that attend to the 4D encoder's tokens learn from those of the frozen `voxel_encoder`, cached beside
-    the dataset, on the tour windows alone (DAgger windows have no frames). The odometry variants share one vision
+    Planners that attend to the 4D encoder's tokens learn from those of the frozen `voxel_encoder` (default: the one
+    this run trained, else the committed one), cached beside the dataset, on the tour windows alone (DAgger windows
+    have no frames). The odometry variants share one vision
     encoder: trained first on single steps (the BEV frames' cost), then
     frozen, its tokens cached, while each variant trains its transformer and IMU and wheel encoders over them."""
     if unknown := [v for v in variants if v not in PLANNER_VARIANTS]:
@@ -219,8 +220,19 @@ def train_local(
     if unknown := [v for v in odometry if v not in ODOMETRY_VARIANTS]:
         raise ValueError(f"unknown odometry variants {unknown}; choose from {', '.join(ODOMETRY_VARIANTS)}")
     held = pl.col("world_seed").is_in(list(holdout_seeds))
-    rank, _ = _process()
+    rank, processes = _process()
     summary: dict[str, Any] = {"out": str(out)}
+    if encoder4d:  # first: the voxel planners below read its tokens
+        train, test = (EncoderSequences(dataset, where=w, progress=progress) for w in (~held, held))
+        _check_split(len(train), len(test), "encoder windows")
+        build = partial(Encoder4D, Encoder4DConfig())
+        model, result = train_model(build, train, encoder4d_config, progress, ENCODER_DIR)
+        result |= {"config": asdict(encoder4d_config), "held_out": evaluate_encoder4d(model, test)}
+        summary[ENCODER_DIR] = _saved(model, result, train, test.index["world_seed"], Path(out) / ENCODER_DIR, rank)
+        if processes > 1:  # the other processes read what rank 0 wrote
+            dist.barrier()
+    if voxel_encoder is None:
+        voxel_encoder = Path(out) / ENCODER_DIR if encoder4d else VOXEL_ENCODER
     if variants:
         plain = [LocalWindows(dataset, where=w) for w in (~held, held)]
         _check_split(len(plain[0]), len(plain[1]), "windows")
@@ -230,6 +242,10 @@ def train_local(
             train, test = plain
             if PLANNER_VARIANTS[name].voxel_tokens:
                 if with_voxels is None:
+                    if rank == 0:  # computes them once, the other processes then read its file
+                        cached_voxel_tokens(dataset, voxel_encoder, progress)
+                    if processes > 1:
+                        dist.barrier()
                     tokens = cached_voxel_tokens(dataset, voxel_encoder, progress)
                     with_voxels = [LocalWindows(dataset, where=w, voxels=tokens) for w in (~held, held)]
                     _check_split(len(with_voxels[0]), len(with_voxels[1]), "windows with frames")
@@ -268,13 +284,6 @@ def train_local(
             }
             seeds = [e.world_seed for e in test.episodes]
             summary["odometry"][name] = _saved(model, result, train, seeds, Path(out) / ODOMETRY_DIR / name, rank)
-    if encoder4d:
-        train, test = (EncoderSequences(dataset, where=w, progress=progress) for w in (~held, held))
-        _check_split(len(train), len(test), "encoder windows")
-        build = partial(Encoder4D, Encoder4DConfig())
-        model, result = train_model(build, train, encoder4d_config, progress, ENCODER_DIR)
-        result |= {"config": asdict(encoder4d_config), "held_out": evaluate_encoder4d(model, test)}
-        summary[ENCODER_DIR] = _saved(model, result, train, test.index["world_seed"], Path(out) / ENCODER_DIR, rank)
     return summary
 
 

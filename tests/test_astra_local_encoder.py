@@ -33,7 +33,8 @@ from models.astra_local.encoder4d import (
     splat,
     warp,
 )
-from models.astra_local.serving import astra_planner
+from models.astra_local.serving import ENCODER_DIR, astra_planner
+from models.hub import checkpoint_digest
 from models.navigation import se2
 from pipelines.train_local import LocalTrainConfig, cached_voxel_tokens, train_local
 from schemas.local_dataset import (
@@ -595,4 +596,18 @@ def test_a_voxel_planner_learns_on_the_frozen_encoders_cached_tokens_and_carries
     planner = astra_planner(tmp_path / "out" / "fm_esdf_voxels")
     assert planner.reads_cameras and planner.model.config.voxel_tokens == 64
     for name, value in encoder.state_dict().items():
+        torch.testing.assert_close(planner.encoder.state_dict()[name], value)
+
+
+def test_a_voxel_planner_trained_with_the_encoder_reads_that_encoders_tokens(small_set: Path, tmp_path: Path) -> None:
+    """One `astra train local` run of the 4D encoder and a voxel planner reproduces both: the encoder trains first
+    and the planner learns on, and carries, the encoder the run wrote (not the committed one)."""
+    config = LocalTrainConfig(steps=1, batch_size=2)
+    out = tmp_path / "out"
+    train_local(small_set, out, ["fm_esdf_voxels"], config, (2,), False, (), encoder4d_config=config)
+    trained = Encoder4D.from_pretrained(out / ENCODER_DIR)
+    [tokens] = (small_set / VOXELS_DIR).iterdir()
+    assert tokens.stem == checkpoint_digest(out / ENCODER_DIR)
+    planner = astra_planner(out / "fm_esdf_voxels")
+    for name, value in trained.state_dict().items():
         torch.testing.assert_close(planner.encoder.state_dict()[name], value)
