@@ -8,9 +8,10 @@ route. It samples several trajectories and turns each into a command: its speed 
 first waypoint `pursuit_m` away. The command followed is that of the sample nearest the samples' mean among those that
 pass the classical planner's checks, or where none does, of the one whose rollout comes least close to an obstacle
 (`choose_safe`; without it, of the nearest sample whatever the checks say): the model proposes, and its own other
-proposals are tried before anything is handed over. Where none passes, the model first samples again guided off the
-costmap's obstacles (`retry_guidance_m`), and where even the least close still runs into something, alone it turns
-in place as that sample turns rather than drive on (with the fallback the cycle is handed over). With `guidance_m`
+proposals are tried before anything is handed over. Where none passes, the model alone samples again guided off the
+costmap's obstacles (`retry_guidance_m`), and where even the least close still runs into something, turns in place
+as that sample turns rather than drive on. With the fallback the cycle is handed over at once: a second draw, and
+the classical planner after it where that failed too, overran the loop's 100 ms (session 44). With `guidance_m`
 > 0 the samples are pushed off the costmap's obstacles while they are drawn (models.astra_local.guidance). A planner
 that attends to the 4D encoder's tokens (`voxel_tokens`) reads the cameras too: the navigator hands over each instant's
 pictures and depth (`look`), shrunk as the training set stores them (models.astra_local.pictures), and each cycle the
@@ -82,7 +83,7 @@ class AstraPlannerConfig(LocalPlannerConfig):
     fallback: bool = True  # False: the model drives alone, and hand-overs are only counted
     choose_safe: bool = True  # follow the sample nearest the mean that passes the checks; False: the nearest one
     guidance_m: float = 0.0  # > 0: each refinement pushes waypoints off seen obstacles this far at most (README)
-    retry_guidance_m: float = 0.3  # where no sample passes, sample again guided this far (0: no retry; README)
+    retry_guidance_m: float = 0.3  # alone, where no sample passes, sample again guided this far (0: no retry; README)
     turn_in_place: bool = True  # alone, where every rollout runs into something: v = 0, the chosen sample's turn
     arriving_m: float = 1.5  # the final goal nearer than this along the way left: the classical planner docks
     stalled_cycles: int = 50  # after a recovery the classical planner drives this many cycles (5 s at 10 Hz)
@@ -243,7 +244,7 @@ class AstraPlanner(LocalPlanner):
 
         stop_within = remaining if final else math.inf
         proposals = self._propose(c.guidance_m, seen() if c.guidance_m > 0 else None, stop_within, vet)
-        if c.choose_safe and not proposals.safe.any() and c.retry_guidance_m > c.guidance_m:
+        if not c.fallback and c.choose_safe and not proposals.safe.any() and c.retry_guidance_m > c.guidance_m:
             # None passes: the model's own samples pushed off what it sees, kept where they do better (session 43).
             retried = self._propose(c.retry_guidance_m, seen(), stop_within, vet)
             if retried.safe.any() or retried.gap.max() > proposals.gap.max():
