@@ -212,9 +212,9 @@ def train_local(
 
     Planners that attend to the 4D encoder's tokens learn from those of the frozen `voxel_encoder` (default: the one
     this run trained, else the committed one), cached beside the dataset, on the tour windows alone (DAgger windows
-    have no frames). The odometry variants share one vision
-    encoder: trained first on single steps (the BEV frames' cost), then
-    frozen, its tokens cached, while each variant trains its transformer and IMU and wheel encoders over them."""
+    have no frames). The odometry variants share one vision encoder: trained first on single steps (the BEV frames'
+    cost), then frozen, its tokens cached, while each variant trains its transformer and IMU and wheel encoders over
+    them."""
     if unknown := [v for v in variants if v not in PLANNER_VARIANTS]:
         raise ValueError(f"unknown planners {unknown}; choose from {', '.join(PLANNER_VARIANTS)}")
     if unknown := [v for v in odometry if v not in ODOMETRY_VARIANTS]:
