@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from models.astra_local.serving import DEFAULT_WEIGHTS
-from pipelines.planning_eval import PlanningConfig, evaluate_planners, planner_specs
+from pipelines.planning_eval import PlanningConfig, collision_rate_upper95, evaluate_planners, planner_specs
 from sim.world import generate_world, write_world
 
 KINDS = tuple(os.environ.get("ASTRA_BENCH_KINDS", "office,warehouse,home,hospital").split(","))
@@ -48,18 +48,22 @@ def run(workdir: Path) -> dict[str, Any]:
                     write_world(generate_world(kind, seed, dynamic), world_dir)
                 config = PlanningConfig(episodes=EPISODES, seed=seed)
                 runs.append(evaluate_planners(world_dir, specs, config))
-        pooled = {name: _pooled([r["planners"][name] for r in runs]) for name in specs}
-        result[case] = {"buildings": len(runs), "episodes": sum(r["episodes"] for r in runs), "planners": pooled}
+        episodes = sum(r["episodes"] for r in runs)
+        pooled = {name: _pooled([r["planners"][name] for r in runs], episodes) for name in specs}
+        result[case] = {"buildings": len(runs), "episodes": episodes, "planners": pooled}
         print(f"{case}: {len(runs)} buildings, {result[case]['episodes']} episodes per planner")
         for name, figures in pooled.items():
             print(f"  {name:24} " + " ".join(f"{k} {v}" for k, v in figures.items()))
     return result
 
 
-def _pooled(per_building: list[dict[str, Any]]) -> dict[str, Any]:
-    """The buildings' figures averaged (each building has the same number of episodes); latency p99 is the worst."""
+def _pooled(per_building: list[dict[str, Any]], episodes: int) -> dict[str, Any]:
+    """The buildings' figures averaged (each has as many episodes); latency p99 is the worst, collisions a sum over
+    all `episodes`."""
     pooled = _averaged(per_building)
     pooled["latency_p99_ms"] = max(b["latency_p99_ms"] for b in per_building)
+    pooled["collisions"] = sum(b["collisions"] for b in per_building)
+    pooled["collision_rate_upper95"] = collision_rate_upper95(pooled["collisions"], episodes)
     return pooled
 
 

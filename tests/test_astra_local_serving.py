@@ -24,7 +24,7 @@ from models.local_planner import CameraView, DwaPlanner, LocalPlan
 from models.navigation import se2
 from models.navigation.local_navigator import LocalNavigator
 from models.planning import ClearanceMap
-from pipelines.planning_eval import EVAL_ROBOT
+from pipelines.planning_eval import EVAL_ROBOT, collision_rate_upper95
 from schemas.local_dataset import LOCAL_GEOMETRY
 from schemas.messages import Path as PathMsg
 from schemas.messages import Twist
@@ -344,13 +344,28 @@ def test_eval_planning_runs_every_planner_on_the_same_episodes(
             "latency_p50_ms",
             "latency_p99_ms",
             "handover_rate",
+            "collisions",
+            "collision_rate_upper95",
         }, name
         assert figures["latency_p99_ms"] >= figures["latency_p50_ms"] > 0
+        assert figures["collision_rate_upper95"] == collision_rate_upper95(figures["collisions"], 1)
     assert summary["planners"]["classical"]["progress"] > 0.2
     assert summary["planners"]["classical"]["handover_rate"] == 0
     astra_figures = summary["planners"]["astra"]
     assert set(astra_figures["handover_rates"]) == set(HANDOVER_REASONS)
     assert sum(astra_figures["handover_rates"].values()) == pytest.approx(astra_figures["handover_rate"], abs=0.005)
+
+
+def test_the_collision_bound_is_the_rate_at_which_so_few_collisions_have_a_5_percent_chance() -> None:
+    # None in n: (1 - p)^n = 0.05, so p = 1 - 0.05^(1/n): 600 episodes are what the 0.5 % asks.
+    assert collision_rate_upper95(0, 600) == pytest.approx(1 - 0.05 ** (1 / 600), abs=1e-4)
+    assert round(collision_rate_upper95(0, 600), 3) == 0.005
+    assert collision_rate_upper95(0, 16) == pytest.approx(1 - 0.05 ** (1 / 16), abs=1e-4)
+    # Three in 40: the rate p at which 3 or fewer collisions have probability 0.05, by the binomial sum.
+    p = collision_rate_upper95(3, 40)
+    assert sum(math.comb(40, k) * p**k * (1 - p) ** (40 - k) for k in range(4)) == pytest.approx(0.05, abs=1e-3)
+    assert collision_rate_upper95(4, 40) > p > 3 / 40
+    assert collision_rate_upper95(2, 2) == collision_rate_upper95(0, 0) == 1.0
 
 
 def test_eval_planning_names_what_is_wrong_with_its_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
