@@ -300,7 +300,7 @@ def collision_rate_upper95(collisions: int, episodes: int) -> float:
 def summarize(results: list[EpisodeResult]) -> dict[str, Any]:
     ms = np.concatenate([r.plan_ms for r in results]) if results else np.zeros(0)
     cycles = sum(r.cycles for r in results)
-    collisions = sum(r.collided for r in results)
+    collisions = int(sum(r.collided for r in results))  # collided may be a numpy bool: JSON takes only int
     return {
         "collision_rate": round(float(np.mean([r.collided for r in results])), 3),
         "collisions": collisions,

@@ -24,7 +24,7 @@ from models.local_planner import CameraView, DwaPlanner, LocalPlan
 from models.navigation import se2
 from models.navigation.local_navigator import LocalNavigator
 from models.planning import ClearanceMap
-from pipelines.planning_eval import EVAL_ROBOT, collision_rate_upper95
+from pipelines.planning_eval import EVAL_ROBOT, EpisodeResult, collision_rate_upper95, summarize
 from schemas.local_dataset import LOCAL_GEOMETRY
 from schemas.messages import Path as PathMsg
 from schemas.messages import Twist
@@ -366,6 +366,10 @@ def test_the_collision_bound_is_the_rate_at_which_so_few_collisions_have_a_5_per
     assert sum(math.comb(40, k) * p**k * (1 - p) ** (40 - k) for k in range(4)) == pytest.approx(0.05, abs=1e-3)
     assert collision_rate_upper95(4, 40) > p > 3 / 40
     assert collision_rate_upper95(2, 2) == collision_rate_upper95(0, 0) == 1.0
+    # A collision flag compared from the simulator's numpy speeds still gives the eval a JSON line.
+    results = [EpisodeResult("fm", i, np.bool_(i == 0), False, 0.5, 10.0, 3.0, [20.0], 100, {}) for i in range(2)]
+    summary = json.loads(json.dumps(summarize(results)))
+    assert summary["collisions"] == 1 and summary["collision_rate_upper95"] == collision_rate_upper95(1, 2)
 
 
 def test_eval_planning_names_what_is_wrong_with_its_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
