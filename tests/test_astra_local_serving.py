@@ -24,7 +24,13 @@ from models.local_planner import CameraView, DwaPlanner, LocalPlan
 from models.navigation import se2
 from models.navigation.local_navigator import LocalNavigator
 from models.planning import ClearanceMap
-from pipelines.planning_eval import EVAL_ROBOT, EpisodeResult, collision_rate_upper95, summarize
+from pipelines.planning_eval import (
+    EVAL_ROBOT,
+    EpisodeResult,
+    collision_rate_upper95,
+    paired_collisions,
+    summarize,
+)
 from schemas.local_dataset import LOCAL_GEOMETRY
 from schemas.messages import Path as PathMsg
 from schemas.messages import Twist
@@ -346,6 +352,7 @@ def test_eval_planning_runs_every_planner_on_the_same_episodes(
             "handover_rate",
             "collisions",
             "collision_rate_upper95",
+            "collided_episodes",
         }, name
         assert figures["latency_p99_ms"] >= figures["latency_p50_ms"] > 0
         assert figures["collision_rate_upper95"] == collision_rate_upper95(figures["collisions"], 1)
@@ -370,6 +377,21 @@ def test_the_collision_bound_is_the_rate_at_which_so_few_collisions_have_a_5_per
     results = [EpisodeResult("fm", i, np.bool_(i == 0), False, 0.5, 10.0, 3.0, [20.0], 100, {}) for i in range(2)]
     summary = json.loads(json.dumps(summarize(results)))
     assert summary["collisions"] == 1 and summary["collision_rate_upper95"] == collision_rate_upper95(1, 2)
+    assert summary["collided_episodes"] == [0]
+
+
+def test_two_planners_on_the_same_episodes_are_compared_where_only_one_collided() -> None:
+    with_esdf = [True, False, False, False, False, False, True, False]
+    without = [True, True, True, True, True, True, False, False]
+    pair = paired_collisions(with_esdf, without)
+    # Both collided in episode 0: it says nothing. Only one did in 6: 1 against 5, whose two-sided exact chance
+    # under a fair coin is (C(6,0) + C(6,1) + C(6,5) + C(6,6)) / 2^6.
+    assert (pair["episodes"], pair["only_first"], pair["only_second"]) == (8, 1, 5)
+    assert pair["p_value"] == pytest.approx(14 / 64, abs=1e-4)
+    assert paired_collisions(without, with_esdf)["p_value"] == pair["p_value"]
+    assert paired_collisions([False] * 3, [False] * 3)["p_value"] == 1.0
+    with pytest.raises(ValueError, match="differ in number"):
+        paired_collisions([True], [True, False])
 
 
 def test_eval_planning_names_what_is_wrong_with_its_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
