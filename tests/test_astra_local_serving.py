@@ -27,15 +27,18 @@ from models.planning import ClearanceMap
 from pipelines.planning_eval import (
     EVAL_ROBOT,
     EpisodeResult,
+    PlanningConfig,
     collision_rate_upper95,
     paired_collisions,
+    sample_episodes,
     summarize,
 )
 from schemas.local_dataset import LOCAL_GEOMETRY
 from schemas.messages import Path as PathMsg
 from schemas.messages import Twist
 from schemas.topics import CAMERAS, ODOM_FRAME, TICK_S
-from schemas.world import GridSpec
+from schemas.world import Agent, GridSpec, World
+from sim.expert import ExpertConfig
 from sim.simulator import Simulator
 from tests.depth_views import front_view
 
@@ -361,6 +364,29 @@ def test_eval_planning_runs_every_planner_on_the_same_episodes(
     astra_figures = summary["planners"]["astra"]
     assert set(astra_figures["handover_rates"]) == set(HANDOVER_REASONS)
     assert sum(astra_figures["handover_rates"].values()) == pytest.approx(astra_figures["handover_rate"], abs=0.005)
+
+
+def test_no_episode_starts_where_a_person_stands(office_world: Path) -> None:
+    world = World.load(office_world)
+    config = PlanningConfig(episodes=6, seed=3)
+    alone = sample_episodes(world, config)
+    # People standing on the first three starts when the episodes begin, as a generated building may put them.
+    people = tuple(
+        Agent(f"p{i}", "person", (e.start[:2], (e.start[0] + 1.0, e.start[1])), 1.0, 0.25)
+        for i, e in enumerate(alone[:3])
+    )
+    among_people = sample_episodes(replace(world, agents=people), config)
+    assert len(among_people) == 6
+    expert = ExpertConfig()  # the gap the expert keeps to people
+    for episode in among_people:
+        for person in people:
+            gap = math.dist(episode.start[:2], person.waypoints[0])
+            assert gap >= person.radius + expert.robot_radius + expert.agent_margin, (
+                episode.start,
+                person.waypoints[0],
+            )
+    # Where no one stands in the way the draw is the same: results before this rule stay comparable.
+    assert [e.start for e in sample_episodes(world, config)] == [e.start for e in alone]
 
 
 def test_the_collision_bound_is_the_rate_at_which_so_few_collisions_have_a_5_percent_chance() -> None:
