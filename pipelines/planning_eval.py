@@ -70,7 +70,7 @@ class PlanningConfig:
     max_m: float = 12.0
     time_limit_s: float = 45.0
     subgoal_spacing_m: float = 1.0
-    start_clearance_m: float = 0.6  # starts and goals this far from walls and furniture, starts from people too
+    start_clearance_m: float = 0.6  # starts and goals this far from walls and furniture
     seed: int = 0
 
 
