@@ -188,6 +188,12 @@ def _drive(job: _Job) -> tuple[str, pa.Table, dict[str, Any]]:
     return job.episode_id, table, drive | {"standing": recorder.standing, "touching": recorder.touching}
 
 
+def _write_building(building: Building, world_dir: Path) -> None:
+    """Write the building to `world_dir` unless it is there."""
+    if not (world_dir / "world.json").is_file():
+        write_world(generate_world(building.kind, building.seed, building.dynamic), world_dir)
+
+
 def training_buildings(manifest: LocalDatasetManifest, holdout_seeds: Sequence[int]) -> list[Building]:
     """The dataset's buildings, static and with people and carts as its tours were, less the held-out seeds."""
     buildings = []
@@ -237,31 +243,34 @@ def add_dagger_round(
         raise ValueError(f"{dataset} has no building to drive outside the held-out seeds and the sites asked for")
     geometry = manifest.local_geometry
     round_ = len(manifest.dagger) + 1
-    jobs = []
-    for b in tqdm(buildings, desc="buildings and episodes", unit="building", file=sys.stderr, disable=not progress):
-        world_dir = Path(work) / b.folder
-        if not (world_dir / "world.json").is_file():
-            write_world(generate_world(b.kind, b.seed, b.dynamic), world_dir)
-        planning = replace(config.planning, episodes=config.episodes, seed=1000 * round_ + b.seed)
-        for i, episode in enumerate(sample_episodes(World.load(world_dir), planning)):
-            episode_id = f"dagger{round_}-{b.folder}-{i}"
-            jobs.append(_Job(b, world_dir, episode, episode_id, Path(checkpoint), geometry, config))
     written: dict[str, tuple[Building, int]] = {}
     drives = []
     workers = workers or os.cpu_count() or 1
     # Spawned, not forked: a fork of a process whose thread pools (torch, polars) are running can hang.
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else None
-    desc = f"dagger round {round_}"
-    with (
-        pool or contextlib.nullcontext(),
-        tqdm(total=len(jobs), unit="episode", desc=desc, file=sys.stderr, disable=not progress) as bar,
-    ):
-        done = pool.map(_drive, jobs) if pool is not None else map(_drive, jobs)
-        for job, (episode_id, table, drive) in zip(jobs, done, strict=True):
-            pq.write_table(table, dataset / WINDOWS_DIR / f"{episode_id}.parquet")  # each episode as it comes
-            written[episode_id] = (job.building, table.num_rows)
-            drives.append(drive)
-            bar.update()
+    with pool or contextlib.nullcontext():
+        parallel_map = pool.map if pool is not None else map
+        world_dirs = [Path(work) / b.folder for b in buildings]
+        # Writing a building's textures takes seconds on one core: the workers write them side by side.
+        bar = tqdm(total=len(buildings), desc="buildings", unit="building", file=sys.stderr, disable=not progress)
+        with bar:
+            for _ in parallel_map(_write_building, buildings, world_dirs):
+                bar.update()
+        jobs = []
+        for b, world_dir in zip(buildings, world_dirs, strict=True):
+            planning = replace(config.planning, episodes=config.episodes, seed=1000 * round_ + b.seed)
+            for i, episode in enumerate(sample_episodes(World.load(world_dir), planning)):
+                episode_id = f"dagger{round_}-{b.folder}-{i}"
+                jobs.append(_Job(b, world_dir, episode, episode_id, Path(checkpoint), geometry, config))
+        bar = tqdm(
+            total=len(jobs), unit="episode", desc=f"dagger round {round_}", file=sys.stderr, disable=not progress
+        )
+        with bar:
+            for job, (episode_id, table, drive) in zip(jobs, parallel_map(_drive, jobs), strict=True):
+                pq.write_table(table, dataset / WINDOWS_DIR / f"{episode_id}.parquet")  # each episode as it comes
+                written[episode_id] = (job.building, table.num_rows)
+                drives.append(drive)
+                bar.update()
     sites_info = {site: dict(info) for site, info in manifest.sites.items()}
     for episode_id, (building, windows) in written.items():
         info = sites_info[building.site]
