@@ -85,12 +85,17 @@ def tour_name(seed: int, perturbed: bool) -> str:
     return f"tour-{seed}-perturbed.mcap" if perturbed else f"tour-{seed}.mcap"
 
 
+def write_building(building: Building, world_dir: Path) -> None:
+    """Write the building to `world_dir` unless it is there."""
+    if not (world_dir / "world.json").is_file():
+        write_world(generate_world(building.kind, building.seed, building.dynamic), world_dir)
+
+
 def _tour_building(job: _Job) -> list[Path]:
     """Write one building, unless written, and record its tours that are not recorded yet."""
     building, out, tours, seconds, config, leave_out, perturbation = job
     world_dir = out / "worlds" / building.folder
-    if not (world_dir / "world.json").is_file():
-        write_world(generate_world(building.kind, building.seed, building.dynamic), world_dir)
+    write_building(building, world_dir)
     paths = [out / building.folder / tour_name(seed, perturbation is not None) for seed in range(tours)]
     for seed, path in enumerate(paths):
         if not path.is_file():

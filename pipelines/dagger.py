@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from datasets.tours import Building
+from datasets.tours import Building, write_building
 from models.astra_local.crops import clearance_at_robot, true_crops
 from models.astra_local.serving import AstraPlanner, AstraPlannerConfig, PlannerObservation, astra_planner
 from models.hub import checkpoint_digest
@@ -50,7 +50,6 @@ from schemas.robot import DEFAULT_ROBOT
 from schemas.world import World
 from sim.expert import ExpertDriver
 from sim.simulator import Simulator
-from sim.world import generate_world, write_world
 
 
 @dataclass(frozen=True)
@@ -188,12 +187,6 @@ def _drive(job: _Job) -> tuple[str, pa.Table, dict[str, Any]]:
     return job.episode_id, table, drive | {"standing": recorder.standing, "touching": recorder.touching}
 
 
-def _write_building(building: Building, world_dir: Path) -> None:
-    """Write the building to `world_dir` unless it is there."""
-    if not (world_dir / "world.json").is_file():
-        write_world(generate_world(building.kind, building.seed, building.dynamic), world_dir)
-
-
 def training_buildings(manifest: LocalDatasetManifest, holdout_seeds: Sequence[int]) -> list[Building]:
     """The dataset's buildings, static and with people and carts as its tours were, less the held-out seeds."""
     buildings = []
@@ -254,7 +247,7 @@ def add_dagger_round(
         # Writing a building's textures takes seconds on one core: the workers write them side by side.
         bar = tqdm(total=len(buildings), desc="buildings", unit="building", file=sys.stderr, disable=not progress)
         with bar:
-            for _ in parallel_map(_write_building, buildings, world_dirs):
+            for _ in parallel_map(write_building, buildings, world_dirs):
                 bar.update()
         jobs = []
         for b, world_dir in zip(buildings, world_dirs, strict=True):
