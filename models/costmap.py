@@ -13,7 +13,9 @@ Each depth image is back-projected on a pixel lattice (every `stride`-th pixel) 
   for `settle_s`. A cell last hit by something moving needs no quiet time: a person who turns back walks into
   the cells they have just left. A body seen first standing in view is marked static; without the settling time
   its own cells would keep the cells it walks into from ever counting as moving.
-  Moving cells fade out `decay_s` after they were last hit; static cells stay until a ray clears them.
+  Moving cells fade out `decay_s` after they were last hit, but only where a camera of the latest frame looks:
+  the three cameras' fields of view leave strips beside the robot that none sees, and a person who stops there
+  stays until the cameras see the place free (session 50). Static cells stay until a ray clears them.
 
 The grid keeps `size_m` square centred on the robot and follows it by whole cells, keeping what was seen.
 Unknown cells count as free in the ESDF: the robot starts with an unknown map and must move.
@@ -122,6 +124,7 @@ class LocalCostmap:
         self.occupied_since = np.full(self.shape, math.inf)
         self.free_streak = np.zeros(self.shape, dtype=np.int32)
         self.hit_moving = np.zeros(self.shape, dtype=bool)  # whether the cell's last hit was something moving
+        self.in_view = np.zeros(self.shape, dtype=bool)  # cells a camera of the latest frame looks at
         self._centred = False
 
     @property
@@ -141,7 +144,7 @@ class LocalCostmap:
         c, s = math.cos(yaw), math.sin(yaw)
         odom_rotation = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
         odom_translation = np.array([x, y, 0.0])
-        starts, stops, marks = [], [], []
+        starts, stops, marks, sectors = [], [], [], []
         for depth, info in depths:
             translation, rotation = self.mounts[depth.frame_id]
             ends, hit, valid = back_project(depth, info, (translation, rotation), cfg.stride, cfg.max_range)
@@ -159,9 +162,11 @@ class LocalCostmap:
             direction = (ends[0, :, :2] - origin[:2]) / np.maximum(horizontal[0], 1e-9)[:, None]
             starts.append(np.broadcast_to(origin[:2], direction.shape))
             stops.append(origin[:2] + direction * reach[:, None])
+            sectors.append((origin[:2], direction[0], direction[-1]))  # image left is base_link +y
         cleared = self._cells_along(np.concatenate(starts), np.concatenate(stops))
         marked = self._cells_of(np.concatenate(marks))
         self._apply(cleared, marked)
+        self.in_view = self._in_sectors(sectors)
 
     def occupancy(self) -> tuple[np.ndarray, GridSpec]:
         """int8 grid (nav_msgs/OccupancyGrid values: -1 unknown, 0 free, 100 occupied), row-major from the origin."""
@@ -203,7 +208,21 @@ class LocalCostmap:
     def _occupied_now(self) -> np.ndarray:
         if not math.isfinite(self.t):  # no depth yet: nothing seen, nothing occupied
             return self.occupied
-        return self.occupied & ~(self.moving & (self.t - self.last_hit > self.config.decay_s))
+        return self.occupied & ~(self.moving & self.in_view & (self.t - self.last_hit > self.config.decay_s))
+
+    def _in_sectors(self, sectors: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+        """The cells within `max_range` of a camera's origin and between its outermost columns' directions (left,
+        right), for each camera's (origin, left, right) in odom."""
+        res, (rows, cols) = self.config.resolution, self.shape
+        x = (self.corner[1] + np.arange(cols) + 0.5) * res
+        y = (self.corner[0] + np.arange(rows)[:, None] + 0.5) * res
+        seen = np.zeros(self.shape, dtype=bool)
+        for origin, left, right in sectors:
+            dx, dy = x - origin[0], y - origin[1]
+            right_of_left = left[0] * dy - left[1] * dx <= 0.0
+            left_of_right = right[0] * dy - right[1] * dx >= 0.0
+            seen |= right_of_left & left_of_right & (dx**2 + dy**2 <= self.config.max_range**2)
+        return seen
 
     def _moving_clusters(self, max_age_s: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
         """Moving cells (not decayed, hit within `max_age_s`) labelled by cluster, and the labels of clusters of
