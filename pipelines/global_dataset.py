@@ -214,7 +214,9 @@ def building_landmarks(site: str, world: World) -> pa.Table:
 # --- the pipeline ----------------------------------------------------------------------------------
 
 
-def _label_and_mark(tour: TourEpisode, lake: Lake, config: GlobalDatasetConfig, progress_dir: str) -> tuple:
+def _label_and_mark(
+    tour: TourEpisode, lake: Lake, config: GlobalDatasetConfig, progress_dir: str
+) -> tuple[TourEpisode, pa.Table]:
     table = label_frames(tour, lake, config)
     Path(progress_dir, tour.episode_id).touch()
     return tour, table

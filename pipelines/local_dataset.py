@@ -371,7 +371,9 @@ def cut_windows(tour: TourEpisode, lake: Lake, config: LocalDatasetConfig) -> tu
 # --- the pipeline ----------------------------------------------------------------------------------
 
 
-def _cut_and_mark(tour: TourEpisode, lake: Lake, config: LocalDatasetConfig, progress_dir: str) -> tuple:
+def _cut_and_mark(
+    tour: TourEpisode, lake: Lake, config: LocalDatasetConfig, progress_dir: str
+) -> tuple[TourEpisode, pa.Table, pa.Table]:
     frames, windows = cut_windows(tour, lake, config)
     Path(progress_dir, tour.episode_id).touch()
     return tour, frames, windows
@@ -384,7 +386,7 @@ class CutWindows(beam.PTransform):
         super().__init__()
         self.lake, self.config, self.progress_dir = lake, config, str(progress_dir)
 
-    def expand(self, tours: beam.PCollection[TourEpisode]) -> beam.PCollection[tuple]:
+    def expand(self, tours: beam.PCollection[TourEpisode]) -> beam.PCollection[tuple[TourEpisode, pa.Table, pa.Table]]:
         return tours | beam.Map(_cut_and_mark, self.lake, self.config, self.progress_dir)
 
 
@@ -403,7 +405,7 @@ class WriteEpisodes(beam.PTransform):
         super().__init__()
         self.folder = str(folder)
 
-    def expand(self, cut: beam.PCollection) -> beam.PCollection[tuple]:
+    def expand(self, cut: beam.PCollection) -> beam.PCollection[tuple[TourEpisode, bool, int, int]]:
         return cut | beam.Map(_write_episode, self.folder)
 
 
