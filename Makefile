@@ -10,18 +10,32 @@ DEMO_SECONDS ?= 90
 DEMO_GOAL ?= take me to the library
 DEMO_START ?= 7.0,3.0,1.57  # x,y,yaw in Meeting room B, not the dock where the tour began
 
-.PHONY: venv demo test bench lint clean
+.PHONY: venv demo test bench lint lock clean
 
 venv: $(VENV)/.installed
 
 # torch first and pinned: it comes from the local CPU wheel; anything that asked for a newer
 # torch would pull several GB of CUDA packages.
-$(VENV)/.installed: pyproject.toml
+# Every other package is pinned by constraints.txt, so that a new release upstream cannot break a build that
+# passed (Beam 2.78 did); `make lock` moves the pins to the newest releases.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
+
+# Resolves pyproject.toml afresh in a scratch venv and pins what it got; run `make test` on the result.
+LOCK_VENV := .lock-venv
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/pip install --quiet torch==2.13.0
+	$(LOCK_VENV)/bin/pip install --quiet -e '.[dev]'
+	{ echo "# Pinned by \`make lock\` on $$(date -u +%F); torch is pinned in the Makefile."; \
+	  $(LOCK_VENV)/bin/pip freeze --exclude-editable | grep -v '^torch=='; } > constraints.txt
+	rm -rf $(LOCK_VENV)
 
 # The main job end to end: a building, its mapping tour, the lake, the map, then a mission to a text goal
 # from a start the robot is not told. Everything but the world goes to data/demo/, made afresh each time;
