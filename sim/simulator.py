@@ -350,7 +350,8 @@ class Simulator:
         self._renderer.enable_segmentation_rendering()
         ids = self._renderer.render()
         self._renderer.disable_segmentation_rendering()
-        return np.where(ids[..., 1] == mujoco.mjtObj.mjOBJ_GEOM, ids[..., 0], -1)
+        # int(): against the enum object itself numpy compares pixel by pixel in Python (80 ms a frame, not 0.1).
+        return np.where(ids[..., 1] == int(mujoco.mjtObj.mjOBJ_GEOM), ids[..., 0], -1)
 
     def camera_info(self, camera: str) -> CameraInfo:
         """Pinhole intrinsics of one camera, stamped now."""
